@@ -1,0 +1,96 @@
+/**
+ * The contract between the bundled API service and the platform that runs it.
+ *
+ * The constructs import this module (never re-type these values), so a probe
+ * can never point at a path the service does not serve, and an env var the
+ * Deployment sets is always one the service reads.
+ */
+
+/** TCP ports the service listens on inside its container. */
+export const SERVICE_PORTS = {
+  /** Public HTTP API (and health endpoints). */
+  http: 8000,
+  /** Prometheus metrics, on a port of its own so the edge never exposes it. */
+  metrics: 9464,
+} as const;
+
+/** URL prefix of every API route. */
+export const API_PREFIX = '/api/v1';
+
+/** HTTP paths the platform points probes and scrapers at. */
+export const SERVICE_PATHS = {
+  /** Liveness: the process answers; never checks dependencies. */
+  liveness: `${API_PREFIX}/scaling/health/liveness`,
+  /** Readiness: primary reachable and not draining. */
+  readiness: `${API_PREFIX}/scaling/health/readiness`,
+  /** Startup: same handler as liveness, with a longer failure budget. */
+  startup: `${API_PREFIX}/scaling/health/liveness`,
+  /** Every component with status and latency (for humans and the local twin). */
+  deep: `${API_PREFIX}/scaling/health/deep`,
+  /** Prometheus exposition, served on SERVICE_PORTS.metrics. */
+  metrics: '/metrics',
+} as const;
+
+/** Names of the environment variables the service reads. */
+export const SERVICE_ENV = {
+  port: 'PORT',
+  metricsPort: 'METRICS_PORT',
+  logLevel: 'LOG_LEVEL',
+  /** Primary, `host:port`. */
+  postgresServer: 'POSTGRES_SERVER',
+  /** Comma-separated `host:port` list of read replicas (may be empty). */
+  postgresReadReplicas: 'POSTGRES_READ_REPLICAS',
+  postgresDb: 'POSTGRES_DB',
+  postgresUser: 'POSTGRES_USER',
+  postgresPassword: 'POSTGRES_PASSWORD',
+  /** File holding the password (mounted Secret); wins over POSTGRES_PASSWORD. */
+  postgresPasswordFile: 'POSTGRES_PASSWORD_FILE',
+  dbPoolSize: 'DB_POOL_SIZE',
+  dbMaxOverflow: 'DB_MAX_OVERFLOW',
+  dbPoolTimeout: 'DB_POOL_TIMEOUT',
+  dbPoolRecycle: 'DB_POOL_RECYCLE',
+  /** Replica lag (seconds) beyond which a replica is skipped for reads. */
+  dbReplicaMaxLag: 'DB_REPLICA_MAX_LAG',
+  /** Comma-separated `host:port` seed list of the Redis Cluster. */
+  redisClusterNodes: 'REDIS_CLUSTER_NODES',
+  redisPassword: 'REDIS_PASSWORD',
+  redisPasswordFile: 'REDIS_PASSWORD_FILE',
+  cacheEnabled: 'CACHE_ENABLED',
+  cacheDefaultTtl: 'CACHE_DEFAULT_TTL',
+  cacheWarmOnStart: 'CACHE_WARM_ON_START',
+  /** Bearer token for management endpoints. */
+  managementToken: 'MANAGEMENT_TOKEN',
+  managementTokenFile: 'MANAGEMENT_TOKEN_FILE',
+  /** Seconds readiness reports failure before the server stops accepting (preStop drain). */
+  shutdownDrainSeconds: 'SHUTDOWN_DRAIN_SECONDS',
+} as const;
+
+/** Subcommands of the service entry point that the platform runs as Jobs / init containers. */
+export const SERVICE_COMMANDS = {
+  /** Entry point inside the image. */
+  entrypoint: ['node', 'dist/server.js'],
+  /** Run migrations (advisory-locked, idempotent) and exit. */
+  migrate: ['node', 'dist/server.js', 'migrate'],
+  /** Create the next months' activity_logs partitions and exit. */
+  maintainPartitions: ['node', 'dist/server.js', 'maintain-partitions'],
+} as const;
+
+/** Metric names the service exports; rules and dashboards must use these. */
+export const SERVICE_METRICS = {
+  /** Histogram, labels: method, route, status_code. */
+  httpRequestDuration: 'http_request_duration_seconds',
+  /** Counter, labels: cache ("hit" | "miss") kept as two counters below. */
+  cacheHits: 'fastnext_cache_hits_total',
+  cacheMisses: 'fastnext_cache_misses_total',
+  /** Gauges, label: pool ("primary" | "replica-N"). */
+  dbPoolTotal: 'fastnext_db_pool_connections',
+  dbPoolIdle: 'fastnext_db_pool_idle_connections',
+  dbPoolWaiting: 'fastnext_db_pool_waiting_clients',
+  /** Gauge, label: replica. */
+  replicaLagSeconds: 'fastnext_db_replica_lag_seconds',
+  /** Counter, labels: target ("primary" | "replica"). */
+  dbQueries: 'fastnext_db_queries_total',
+} as const;
+
+/** Seconds the service keeps answering after SIGTERM while readiness fails (default of SHUTDOWN_DRAIN_SECONDS). */
+export const DEFAULT_DRAIN_SECONDS = 10;

@@ -1,0 +1,24 @@
+import type { EnvironmentOverrides } from './config';
+
+/** prod: API HPA 3–20 at CPU 70 % / memory 80 %, TLS, synchronous commit to one replica. */
+export const prod: EnvironmentOverrides = {
+  name: 'prod',
+  labels: { 'fastnext.io/environment': 'prod' },
+  storageClass: 'standard-rwo',
+  api: {
+    autoscaling: { minReplicas: 3, maxReplicas: 20, cpuTargetPercent: 70, memoryTargetPercent: 80 },
+  },
+  edge: {
+    autoscaling: { minReplicas: 3, maxReplicas: 10 },
+    hostnames: ['fastnext.example.com', 'api.fastnext.example.com'],
+    tls: { secretName: 'edge-tls' },
+  },
+  postgres: {
+    synchronousReplicas: 1,
+    synchronousCommit: 'on',
+    storage: { size: '100Gi' },
+  },
+  redis: {
+    maxmemory: '2gb',
+  },
+};
