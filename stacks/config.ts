@@ -102,6 +102,12 @@ const autoscaling = z
 
 // ---------------------------------------------------------------- the schema
 
+/**
+ * Seconds a terminating API pod sleeps in preStop before SIGTERM, so every
+ * edge pod has seen it leave the endpoints before it stops accepting.
+ */
+export const PRESTOP_SLEEP_SECONDS = 5;
+
 export const environmentSchema = z
   .object({
     /** Environment name; also the `dist/<name>/` folder. */
@@ -149,11 +155,11 @@ export const environmentSchema = z
       })
       .strict()
       .superRefine((a, ctx) => {
-        if (a.terminationGracePeriodSeconds <= a.drainSeconds) {
+        if (a.terminationGracePeriodSeconds <= a.drainSeconds + PRESTOP_SLEEP_SECONDS) {
           ctx.addIssue({
             code: 'custom',
             path: ['terminationGracePeriodSeconds'],
-            message: `must be > drainSeconds (${a.drainSeconds}) so in-flight requests finish before SIGKILL`,
+            message: `must be > drainSeconds + ${PRESTOP_SLEEP_SECONDS} s of preStop (${a.drainSeconds + PRESTOP_SLEEP_SECONDS}) so in-flight requests finish before SIGKILL`,
           });
         }
       }),
@@ -184,6 +190,8 @@ export const environmentSchema = z
         proxyTimeouts: z
           .object({ connectSeconds: positiveInt, readSeconds: positiveInt, sendSeconds: positiveInt })
           .strict(),
+        /** DNS server nginx re-resolves the API pods with (`resolve` upstream parameter). */
+        resolver: hostname,
         /** Largest request body nginx accepts (nginx size, e.g. 1m). */
         clientMaxBodySize: z.string().regex(/^\d+[km]?$/, { message: "must be an nginx size such as '1m' or '512k'" }),
       })
@@ -349,6 +357,7 @@ export const DEFAULTS: Omit<EnvironmentConfig, 'name' | 'namespace'> = {
     tls: undefined,
     upstreamKeepalive: 32,
     proxyTimeouts: { connectSeconds: 5, readSeconds: 60, sendSeconds: 60 },
+    resolver: 'kube-dns.kube-system.svc.cluster.local',
     clientMaxBodySize: '1m',
   },
   postgres: {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * Runs a TypeScript entry point of this repo: `node tools/run.js <file.ts> [args]`.
+ * Runs a TypeScript entry point of this repo: `node tools/run.js <file.ts> [args]`;
+ * calls its exported `main(args)` and exits with the code it returns.
  *
  * Each .ts file is transpiled on load with esbuild (no type check: `npm run
  * typecheck` and `npm test` do that once for the whole tree). This is what makes
@@ -29,4 +30,17 @@ if (!entry) {
 }
 const resolved = path.resolve(entry);
 process.argv = [process.argv[0], resolved, ...args];
-require(resolved);
+// Entry points export `main(argv): number | Promise<number>` (so tests can call
+// them too); a file without `main` is simply run for its side effects.
+const mod = require(resolved);
+if (typeof mod.main === 'function') {
+  Promise.resolve(mod.main(args)).then(
+    (code) => {
+      process.exitCode = typeof code === 'number' ? code : 0;
+    },
+    (err) => {
+      console.error(err instanceof Error ? err.stack : err);
+      process.exitCode = 2;
+    },
+  );
+}

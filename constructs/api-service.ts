@@ -1,0 +1,271 @@
+/**
+ * The API tier: Deployment (no fixed replicas: the HPA owns the count),
+ * ClusterIP + headless Services, HPA, PDB, ServiceAccount, NetworkPolicy,
+ * the migration init container and the partition-maintenance CronJob.
+ */
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import {
+  DEFAULT_DRAIN_SECONDS,
+  SERVICE_COMMANDS,
+  SERVICE_ENV,
+  SERVICE_PATHS,
+  SERVICE_PORTS,
+} from '../service/src/contract';
+import { type EnvironmentConfig, PRESTOP_SLEEP_SECONDS } from '../stacks/config';
+import {
+  containerSecurityContext,
+  dnsEgress,
+  emptyDir,
+  horizontalPodAutoscaler,
+  meta,
+  networkPolicy,
+  podDisruptionBudget,
+  podSecurityContext,
+  podsOf,
+  PROMETHEUS_COMPONENT,
+  resourcesOf,
+  scrapeAnnotations,
+  selectorLabels,
+  serviceAccount,
+  tcpPorts,
+  topologySpread,
+} from './common';
+
+const k8s = kplus.k8s;
+
+/** Numeric uid/gid of the service image's non-root user (see service/Dockerfile). */
+export const API_UID = 10001;
+
+/** Where the database endpoints come from (the PostgresCluster construct's readonly fields). */
+export interface ApiDatabaseEndpoints {
+  readonly primaryHost: string;
+  /** One `host` per read replica pod, so the service can skip a lagging one. */
+  readonly replicaHosts: readonly string[];
+  readonly port: number;
+  readonly database: string;
+  readonly user: string;
+  /** Secret with key `password`. */
+  readonly credentialsSecret: string;
+  /** Pods the API may open connections to. */
+  readonly peers: kplus.k8s.NetworkPolicyPeer[];
+}
+
+/** Where the cache endpoints come from (the RedisCluster construct's readonly fields). */
+export interface ApiCacheEndpoints {
+  readonly seedHosts: readonly string[];
+  readonly port: number;
+  /** Secret with key `password`. */
+  readonly passwordSecret: string;
+  readonly peers: kplus.k8s.NetworkPolicyPeer[];
+}
+
+export interface ApiServiceProps {
+  readonly config: EnvironmentConfig;
+  readonly database: ApiDatabaseEndpoints;
+  readonly cache: ApiCacheEndpoints;
+  /** Component name of the pods allowed to call the API (the edge). */
+  readonly clientComponent: string;
+}
+
+const SECRET_MOUNT = '/var/run/secrets/fastnext';
+
+/** The API tier. Its readonly fields are what the edge and monitoring tiers wire to. */
+export class ApiService extends Construct {
+  /** Component name (label `app.kubernetes.io/name`). */
+  static readonly COMPONENT = 'api';
+  /** Component of the partition-maintenance CronJob's pods (a database client, not an API pod). */
+  static readonly MAINTENANCE_COMPONENT = 'api-maintenance';
+  readonly component = ApiService.COMPONENT;
+  /** In-cluster DNS name of the ClusterIP Service. */
+  readonly host: string;
+  /** In-cluster DNS name of the headless Service (one A record per ready pod). */
+  readonly headlessHost: string;
+  readonly port = SERVICE_PORTS.http;
+  readonly metricsPort = SERVICE_PORTS.metrics;
+  readonly deploymentName: string;
+
+  constructor(scope: Construct, id: string, props: ApiServiceProps) {
+    super(scope, id);
+    const { config, database, cache } = props;
+    const c = ApiService.COMPONENT;
+    const name = c;
+    const ns = config.namespace;
+    this.deploymentName = name;
+    this.host = `${name}.${ns}.svc.cluster.local`;
+    this.headlessHost = `${name}-headless.${ns}.svc.cluster.local`;
+    const api = config.api;
+
+    serviceAccount(this, 'service-account', config, c);
+
+    const env: kplus.k8s.EnvVar[] = [
+      { name: SERVICE_ENV.port, value: String(SERVICE_PORTS.http) },
+      { name: SERVICE_ENV.metricsPort, value: String(SERVICE_PORTS.metrics) },
+      { name: SERVICE_ENV.logLevel, value: 'info' },
+      { name: SERVICE_ENV.postgresServer, value: `${database.primaryHost}:${database.port}` },
+      {
+        name: SERVICE_ENV.postgresReadReplicas,
+        value: database.replicaHosts.map((h) => `${h}:${database.port}`).join(','),
+      },
+      { name: SERVICE_ENV.postgresDb, value: database.database },
+      { name: SERVICE_ENV.postgresUser, value: database.user },
+      { name: SERVICE_ENV.postgresPasswordFile, value: `${SECRET_MOUNT}/postgres/password` },
+      { name: SERVICE_ENV.dbPoolSize, value: String(api.db.poolSize) },
+      { name: SERVICE_ENV.dbMaxOverflow, value: String(api.db.maxOverflow) },
+      { name: SERVICE_ENV.dbPoolTimeout, value: String(api.db.poolTimeoutSeconds) },
+      { name: SERVICE_ENV.dbPoolRecycle, value: String(api.db.poolRecycleSeconds) },
+      { name: SERVICE_ENV.dbReplicaMaxLag, value: String(api.db.replicaMaxLagSeconds) },
+      { name: SERVICE_ENV.redisClusterNodes, value: cache.seedHosts.map((h) => `${h}:${cache.port}`).join(',') },
+      { name: SERVICE_ENV.redisPasswordFile, value: `${SECRET_MOUNT}/redis/password` },
+      { name: SERVICE_ENV.cacheEnabled, value: String(api.cache.enabled) },
+      { name: SERVICE_ENV.cacheDefaultTtl, value: String(api.cache.defaultTtlSeconds) },
+      { name: SERVICE_ENV.cacheWarmOnStart, value: String(api.cache.warmOnStart) },
+      { name: SERVICE_ENV.managementTokenFile, value: `${SECRET_MOUNT}/management/token` },
+      { name: SERVICE_ENV.shutdownDrainSeconds, value: String(api.drainSeconds ?? DEFAULT_DRAIN_SECONDS) },
+    ];
+    const secretVolumes: kplus.k8s.Volume[] = [
+      { name: 'postgres-credentials', secret: { secretName: database.credentialsSecret, items: [{ key: 'password', path: 'password' }] } },
+      { name: 'redis-password', secret: { secretName: cache.passwordSecret, items: [{ key: 'password', path: 'password' }] } },
+      { name: 'management-token', secret: { secretName: api.managementTokenSecret, items: [{ key: 'token', path: 'token' }] } },
+    ];
+    const secretMounts: kplus.k8s.VolumeMount[] = [
+      { name: 'postgres-credentials', mountPath: `${SECRET_MOUNT}/postgres`, readOnly: true },
+      { name: 'redis-password', mountPath: `${SECRET_MOUNT}/redis`, readOnly: true },
+      { name: 'management-token', mountPath: `${SECRET_MOUNT}/management`, readOnly: true },
+    ];
+    const tmpMount: kplus.k8s.VolumeMount = { name: 'tmp', mountPath: '/tmp' };
+
+    const httpGet = (path: string) => ({ path, port: k8s.IntOrString.fromString('http') });
+    const container: kplus.k8s.Container = {
+      name: c,
+      image: api.image,
+      imagePullPolicy: 'IfNotPresent',
+      command: [...SERVICE_COMMANDS.entrypoint],
+      ports: [
+        { name: 'http', containerPort: SERVICE_PORTS.http, protocol: 'TCP' },
+        { name: 'metrics', containerPort: SERVICE_PORTS.metrics, protocol: 'TCP' },
+      ],
+      env,
+      resources: resourcesOf(api.resources),
+      securityContext: containerSecurityContext(),
+      volumeMounts: [tmpMount, ...secretMounts],
+      // Startup gives migrations' aftermath and cache warm-up up to 60 s before liveness applies.
+      startupProbe: { httpGet: httpGet(SERVICE_PATHS.startup), periodSeconds: 2, failureThreshold: 30, timeoutSeconds: 2 },
+      livenessProbe: { httpGet: httpGet(SERVICE_PATHS.liveness), periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 },
+      readinessProbe: { httpGet: httpGet(SERVICE_PATHS.readiness), periodSeconds: 5, failureThreshold: 2, timeoutSeconds: 2 },
+      // Give every edge pod time to drop this pod from its upstream before SIGTERM starts the drain.
+      lifecycle: { preStop: { exec: { command: ['sleep', String(PRESTOP_SLEEP_SECONDS)] } } },
+    };
+    // Migrations finish before the new version's container starts, so no pod
+    // takes traffic against an old schema; the advisory lock makes concurrent
+    // init containers safe.
+    const migrate: kplus.k8s.Container = {
+      name: 'migrate',
+      image: api.image,
+      imagePullPolicy: 'IfNotPresent',
+      command: [...SERVICE_COMMANDS.migrate],
+      env,
+      resources: resourcesOf(api.resources),
+      securityContext: containerSecurityContext(),
+      volumeMounts: [tmpMount, ...secretMounts],
+    };
+    const podSpec: kplus.k8s.PodSpec = {
+      serviceAccountName: name,
+      automountServiceAccountToken: false,
+      securityContext: podSecurityContext(API_UID),
+      terminationGracePeriodSeconds: api.terminationGracePeriodSeconds,
+      topologySpreadConstraints: topologySpread(c),
+      initContainers: [migrate],
+      containers: [container],
+      volumes: [emptyDir('tmp'), ...secretVolumes],
+    };
+
+    new k8s.KubeDeployment(this, 'deployment', {
+      metadata: meta(config, c, name),
+      spec: {
+        // No `replicas`: the HPA owns the count; a fixed value would reset it on every apply.
+        revisionHistoryLimit: 5,
+        selector: { matchLabels: selectorLabels(c) },
+        strategy: {
+          type: 'RollingUpdate',
+          rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: k8s.IntOrString.fromString('25%') },
+        },
+        template: {
+          metadata: {
+            labels: meta(config, c, name).labels,
+            annotations: scrapeAnnotations(SERVICE_PORTS.metrics, SERVICE_PATHS.metrics),
+          },
+          spec: podSpec,
+        },
+      },
+    });
+
+    new k8s.KubeService(this, 'service', {
+      metadata: meta(config, c, name),
+      spec: {
+        type: 'ClusterIP',
+        selector: selectorLabels(c),
+        ports: [{ name: 'http', port: SERVICE_PORTS.http, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' }],
+      },
+    });
+    new k8s.KubeService(this, 'headless', {
+      metadata: meta(config, c, `${name}-headless`),
+      spec: {
+        clusterIp: 'None',
+        selector: selectorLabels(c),
+        ports: [{ name: 'http', port: SERVICE_PORTS.http, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' }],
+      },
+    });
+
+    horizontalPodAutoscaler(this, 'hpa', config, c, { kind: 'Deployment', name }, api.autoscaling);
+    podDisruptionBudget(this, 'pdb', config, c, api.pdbMaxUnavailable);
+
+    networkPolicy(this, 'network-policy', config, c, {
+      ingress: [
+        { from: [podsOf(props.clientComponent)], ports: tcpPorts(SERVICE_PORTS.http) },
+        { from: [podsOf(PROMETHEUS_COMPONENT)], ports: tcpPorts(SERVICE_PORTS.metrics) },
+      ],
+      egress: [
+        dnsEgress(),
+        { to: database.peers, ports: tcpPorts(database.port) },
+        { to: cache.peers, ports: tcpPorts(cache.port, cache.port + 10000) },
+      ],
+    });
+
+    // Monthly activity_logs partitions are created ahead of time; the command
+    // is idempotent. Its pods carry their own component label so the API
+    // Service, PDB and HPA never count them.
+    const jc = ApiService.MAINTENANCE_COMPONENT;
+    new k8s.KubeCronJob(this, 'partition-maintenance', {
+      metadata: meta(config, jc, `${name}-partition-maintenance`),
+      spec: {
+        schedule: api.partitionMaintenanceSchedule,
+        concurrencyPolicy: 'Forbid',
+        successfulJobsHistoryLimit: 3,
+        failedJobsHistoryLimit: 3,
+        jobTemplate: {
+          spec: {
+            backoffLimit: 3,
+            activeDeadlineSeconds: 600,
+            ttlSecondsAfterFinished: 86400,
+            template: {
+              metadata: { labels: meta(config, jc, name).labels },
+              spec: {
+                serviceAccountName: name,
+                automountServiceAccountToken: false,
+                securityContext: podSecurityContext(API_UID),
+                restartPolicy: 'OnFailure',
+                containers: [{ ...migrate, name: 'maintain-partitions', command: [...SERVICE_COMMANDS.maintainPartitions] }],
+                volumes: podSpec.volumes,
+              },
+            },
+          },
+        },
+      },
+    });
+    networkPolicy(this, 'maintenance-network-policy', config, jc, {
+      ingress: [],
+      egress: [dnsEgress(), { to: database.peers, ports: tcpPorts(database.port) }],
+    });
+  }
+}

@@ -1,0 +1,235 @@
+/**
+ * Production defaults shared by every tier: labels, hardened security
+ * contexts, spread constraints, resources and NetworkPolicy peers. Each tier
+ * builds its pods from these so "production-ready" means one thing.
+ */
+import * as kplus from 'cdk8s-plus-28';
+import type { EnvironmentConfig } from '../stacks/config';
+
+const k8s = kplus.k8s;
+
+/** Value of `app.kubernetes.io/instance` on every object. */
+export const INSTANCE = 'fastnext';
+/** Value of `app.kubernetes.io/part-of` on every object. */
+export const PART_OF = 'fastnext-platform';
+
+/** Labels that select one component's pods; stable across releases (selectors are immutable). */
+export function selectorLabels(component: string): Record<string, string> {
+  return { 'app.kubernetes.io/name': component, 'app.kubernetes.io/instance': INSTANCE };
+}
+
+/** Full label set for an object of a component: selector labels + part-of + the environment's labels. */
+export function standardLabels(config: EnvironmentConfig, component: string): Record<string, string> {
+  return {
+    ...config.labels,
+    ...selectorLabels(component),
+    'app.kubernetes.io/part-of': PART_OF,
+    'app.kubernetes.io/managed-by': 'cdk8s',
+  };
+}
+
+/** Metadata for a namespaced object of a component. */
+export function meta(
+  config: EnvironmentConfig,
+  component: string,
+  name: string,
+  extra: { annotations?: Record<string, string>; labels?: Record<string, string> } = {},
+): kplus.k8s.ObjectMeta {
+  return {
+    name,
+    namespace: config.namespace,
+    labels: { ...standardLabels(config, component), ...extra.labels },
+    ...(extra.annotations ? { annotations: extra.annotations } : {}),
+  };
+}
+
+/**
+ * Container security context of the Pod Security "restricted" profile, plus a
+ * read-only root filesystem (writable paths are emptyDir mounts).
+ */
+export function containerSecurityContext(): kplus.k8s.SecurityContext {
+  return {
+    allowPrivilegeEscalation: false,
+    privileged: false,
+    readOnlyRootFilesystem: true,
+    runAsNonRoot: true,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
+/** Pod security context: a numeric non-root user (so the kubelet can verify runAsNonRoot) and fsGroup for volumes. */
+export function podSecurityContext(uid: number, gid: number = uid): kplus.k8s.PodSecurityContext {
+  if (uid === 0) throw new Error("podSecurityContext: 'uid' (0) must be a non-root user id");
+  return {
+    runAsNonRoot: true,
+    runAsUser: uid,
+    runAsGroup: gid,
+    fsGroup: gid,
+    fsGroupChangePolicy: 'OnRootMismatch',
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
+/**
+ * Spread a component's pods over nodes (hard-ish: ScheduleAnyway keeps small
+ * clusters schedulable) and zones.
+ */
+export function topologySpread(component: string): kplus.k8s.TopologySpreadConstraint[] {
+  const labelSelector = { matchLabels: selectorLabels(component) };
+  return [
+    { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector },
+    { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector },
+  ];
+}
+
+/** Requests and limits from a config `resources` block. */
+export function resourcesOf(r: {
+  requests: { cpu: string; memory: string };
+  limits: { cpu: string; memory: string };
+}): kplus.k8s.ResourceRequirements {
+  const q = (v: string) => k8s.Quantity.fromString(v);
+  return {
+    requests: { cpu: q(r.requests.cpu), memory: q(r.requests.memory) },
+    limits: { cpu: q(r.limits.cpu), memory: q(r.limits.memory) },
+  };
+}
+
+/** An emptyDir volume (optionally memory-backed) for a writable path under a read-only root fs. */
+export function emptyDir(name: string, sizeLimit = '64Mi', medium?: 'Memory'): kplus.k8s.Volume {
+  return { name, emptyDir: { sizeLimit: k8s.Quantity.fromString(sizeLimit), ...(medium ? { medium } : {}) } };
+}
+
+/** NetworkPolicy peer: pods of a component in the same namespace. */
+export function podsOf(component: string): kplus.k8s.NetworkPolicyPeer {
+  return { podSelector: { matchLabels: selectorLabels(component) } };
+}
+
+/** Egress rule allowing DNS to kube-dns / CoreDNS (any namespace's pods labelled k8s-app=kube-dns). */
+export function dnsEgress(): kplus.k8s.NetworkPolicyEgressRule {
+  return {
+    to: [
+      {
+        namespaceSelector: {},
+        podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+      },
+    ],
+    ports: [
+      { protocol: 'UDP', port: k8s.IntOrString.fromNumber(53) },
+      { protocol: 'TCP', port: k8s.IntOrString.fromNumber(53) },
+    ],
+  };
+}
+
+/** TCP NetworkPolicy ports. */
+export function tcpPorts(...ports: number[]): kplus.k8s.NetworkPolicyPort[] {
+  return ports.map((port) => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(port) }));
+}
+
+/** Name of the Prometheus component; its pods are allowed to scrape every metrics port. */
+export const PROMETHEUS_COMPONENT = 'prometheus';
+
+/** Pod annotations that make Prometheus' kubernetes_sd scrape a metrics port. */
+export function scrapeAnnotations(port: number, path = '/metrics'): Record<string, string> {
+  return { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(port), 'prometheus.io/path': path };
+}
+
+/**
+ * A component's NetworkPolicy: default-deny in both directions for its pods,
+ * then exactly the listed ingress and egress rules.
+ */
+export function networkPolicy(
+  scope: import('constructs').Construct,
+  id: string,
+  config: EnvironmentConfig,
+  component: string,
+  rules: { ingress: kplus.k8s.NetworkPolicyIngressRule[]; egress: kplus.k8s.NetworkPolicyEgressRule[] },
+): kplus.k8s.KubeNetworkPolicy {
+  return new k8s.KubeNetworkPolicy(scope, id, {
+    metadata: meta(config, component, component),
+    spec: {
+      podSelector: { matchLabels: selectorLabels(component) },
+      policyTypes: ['Ingress', 'Egress'],
+      ingress: rules.ingress,
+      egress: rules.egress,
+    },
+  });
+}
+
+/** A PDB allowing `maxUnavailable` evictions at a time, so drains never block. */
+export function podDisruptionBudget(
+  scope: import('constructs').Construct,
+  id: string,
+  config: EnvironmentConfig,
+  component: string,
+  maxUnavailable = 1,
+): kplus.k8s.KubePodDisruptionBudget {
+  if (maxUnavailable < 1) {
+    throw new Error(`'maxUnavailable' (${maxUnavailable}) must be >= 1 so a node drain can evict a pod`);
+  }
+  return new k8s.KubePodDisruptionBudget(scope, id, {
+    metadata: meta(config, component, component),
+    spec: {
+      maxUnavailable: k8s.IntOrString.fromNumber(maxUnavailable),
+      selector: { matchLabels: selectorLabels(component) },
+    },
+  });
+}
+
+/** A ServiceAccount that does not mount an API token (none of our app pods talk to the API server). */
+export function serviceAccount(
+  scope: import('constructs').Construct,
+  id: string,
+  config: EnvironmentConfig,
+  component: string,
+): kplus.k8s.KubeServiceAccount {
+  return new k8s.KubeServiceAccount(scope, id, {
+    metadata: meta(config, component, component),
+    automountServiceAccountToken: false,
+  });
+}
+
+/** HPA autoscaling/v2 on CPU and memory utilization with a damped scale-down. */
+export function horizontalPodAutoscaler(
+  scope: import('constructs').Construct,
+  id: string,
+  config: EnvironmentConfig,
+  component: string,
+  target: { kind: 'Deployment' | 'StatefulSet'; name: string },
+  a: EnvironmentConfig['api']['autoscaling'],
+): kplus.k8s.KubeHorizontalPodAutoscalerV2 {
+  return new k8s.KubeHorizontalPodAutoscalerV2(scope, id, {
+    metadata: meta(config, component, component),
+    spec: {
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: target.kind, name: target.name },
+      minReplicas: a.minReplicas,
+      maxReplicas: a.maxReplicas,
+      metrics: [
+        {
+          type: 'Resource',
+          resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: a.cpuTargetPercent } },
+        },
+        {
+          type: 'Resource',
+          resource: { name: 'memory', target: { type: 'Utilization', averageUtilization: a.memoryTargetPercent } },
+        },
+      ],
+      behavior: {
+        // Scale up fast (double or +4 pods a minute); scale down one pod a minute after a quiet window.
+        scaleUp: {
+          stabilizationWindowSeconds: 0,
+          selectPolicy: 'Max',
+          policies: [
+            { type: 'Percent', value: 100, periodSeconds: 60 },
+            { type: 'Pods', value: 4, periodSeconds: 60 },
+          ],
+        },
+        scaleDown: {
+          stabilizationWindowSeconds: a.scaleDownStabilizationSeconds,
+          selectPolicy: 'Min',
+          policies: [{ type: 'Pods', value: 1, periodSeconds: 60 }],
+        },
+      },
+    },
+  });
+}

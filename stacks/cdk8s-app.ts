@@ -1,0 +1,49 @@
+/**
+ * cdk8s entry point: synthesizes every registered environment (or those named
+ * with --env) into `dist/<env>/`. Config errors and schema errors are reported
+ * before anything is written, so `dist/` keeps its previous content.
+ *
+ *   npm run synth [-- --env prod] [--out dist]
+ *   npx cdk8s synth --no-check-upgrade   (through cdk8s.yaml)
+ */
+import { parseArgs } from 'util';
+import { checkObjects } from '../tools/schema-check';
+import { ConfigError } from './config';
+import { environmentNames, loadEnvironment } from './environments';
+import { writeEnvironments } from './manifests';
+import { type KubeObject, synthObjects } from './synth';
+
+export function main(argv: string[]): number {
+  const { values } = parseArgs({
+    args: argv,
+    options: { env: { type: 'string', multiple: true }, out: { type: 'string' } },
+  });
+  const out = values.out ?? process.env.CDK8S_OUTDIR ?? 'dist';
+  const names = values.env ?? environmentNames();
+  const results = new Map<string, KubeObject[]>();
+  const errors: string[] = [];
+  for (const name of names) {
+    try {
+      const objects = synthObjects(loadEnvironment(name));
+      const problems = checkObjects(objects);
+      if (problems.length) {
+        errors.push(
+          `Environment '${name}' synthesized invalid objects:\n` +
+            problems.map((p) => `  - ${p.object}: ${p.path}: ${p.message}`).join('\n'),
+        );
+      }
+      results.set(name, objects);
+    } catch (err) {
+      if (err instanceof ConfigError || err instanceof Error) errors.push(err.message);
+      else throw err;
+    }
+  }
+  if (errors.length) {
+    console.error(errors.join('\n'));
+    console.error(`synth: nothing written; ${out}/ keeps its previous content.`);
+    return 1;
+  }
+  writeEnvironments(out, results);
+  for (const [name, objects] of results) console.log(`synth: ${out}/${name}/ (${objects.length} objects)`);
+  return 0;
+}

@@ -1,0 +1,143 @@
+/**
+ * The Pulumi stack config, read once and typed (the pulumi/examples `config.ts`
+ * pattern). Everything else in the Pulumi program takes a `PulumiSettings`.
+ *
+ * Overrides of the environment go through `loadEnvironment(name, overrides)`,
+ * i.e. the same zod schema and the same ConfigError messages as `npm run synth`.
+ * Secrets are read with `getSecret`/`requireSecret` only (never inside
+ * `getObject`, which would return them as plaintext).
+ */
+import * as pulumi from '@pulumi/pulumi';
+
+import type { EnvironmentConfig } from './config';
+import { loadEnvironment } from './environments';
+
+/** The config namespace (`pulumi config set fastnext:<key>`); equals the project name in Pulumi.yaml. */
+export const CONFIG_NAMESPACE = 'fastnext';
+
+/** How stateful objects (Namespace, StatefulSets, PVCs, Secrets) are shielded from deletion. */
+export const STATEFUL_PROTECTIONS = ['protect', 'retainOnDelete', 'none'] as const;
+export type StatefulProtection = (typeof STATEFUL_PROTECTIONS)[number];
+
+/** Every key the program reads, with what it does (also the `docs/pulumi.md` table). */
+export const CONFIG_KEYS = {
+  environment: 'Environment to deploy (stacks/<name>.ts); default: the stack name',
+  apiImageTag: "Tag of the API image; the repository stays the environment's (e.g. 1.4.2)",
+  apiMinReplicas: 'API HPA lower bound',
+  apiMaxReplicas: 'API HPA upper bound',
+  hostnames: 'Host names nginx answers for (YAML list)',
+  storageClass: 'StorageClass of every PVC that does not name its own',
+  kubeconfig: 'Kubeconfig contents or path; default: $KUBECONFIG / ~/.kube/config',
+  kubeContext: 'Kubeconfig context to deploy to; default: the current context',
+  statefulProtection: `One of ${STATEFUL_PROTECTIONS.join(', ')}; default: protect`,
+  postgresPassword: 'Secret: PostgreSQL application user password',
+  postgresReplicationPassword: 'Secret: PostgreSQL replication user password (set with postgresPassword)',
+  redisPassword: 'Secret: Redis password',
+  grafanaAdminPassword: 'Secret: Grafana admin password',
+  managementToken: 'Secret: token of the API management endpoints',
+} as const;
+
+/** Credentials supplied through `pulumi config set --secret`; unset ones are generated in-cluster. */
+export interface SuppliedSecrets {
+  readonly postgres?: { readonly password: pulumi.Output<string>; readonly replicationPassword: pulumi.Output<string> };
+  readonly redisPassword?: pulumi.Output<string>;
+  readonly grafanaAdminPassword?: pulumi.Output<string>;
+  readonly managementToken?: pulumi.Output<string>;
+}
+
+export interface PulumiSettings {
+  /** Registered environment this stack deploys. */
+  readonly environment: string;
+  /** The documented override subset, shaped as environment overrides. */
+  readonly overrides: EnvironmentOverridesSubset;
+  /** Tag replacing the API image's tag, applied by `resolveStackEnvironment`. */
+  readonly apiImageTag?: string;
+  readonly kubeconfig?: string;
+  readonly kubeContext?: string;
+  readonly statefulProtection: StatefulProtection;
+  readonly secrets: SuppliedSecrets;
+}
+
+export interface EnvironmentOverridesSubset {
+  readonly storageClass?: string;
+  readonly api?: { readonly autoscaling?: { readonly minReplicas?: number; readonly maxReplicas?: number } };
+  readonly edge?: { readonly hostnames?: unknown };
+}
+
+/** Fails on a `fastnext:` key the program does not read: a typo would otherwise be ignored silently. */
+function rejectUnknownKeys(): void {
+  const prefix = `${CONFIG_NAMESPACE}:`;
+  const unknown = Object.keys(pulumi.runtime.allConfig())
+    .filter((key) => key.startsWith(prefix))
+    .map((key) => key.slice(prefix.length))
+    .filter((key) => !(key in CONFIG_KEYS));
+  if (unknown.length > 0) {
+    throw new Error(
+      `Unknown Pulumi config key(s) ${unknown.map((k) => `'${prefix}${k}'`).join(', ')} (a typo?); ` +
+        `known keys: ${Object.keys(CONFIG_KEYS).join(', ')} (see docs/pulumi.md)`,
+    );
+  }
+}
+
+/** Reads the stack config once. Call inside a Pulumi program (or after `pulumi.runtime.setMocks`). */
+export function readPulumiSettings(): PulumiSettings {
+  rejectUnknownKeys();
+  const config = new pulumi.Config(CONFIG_NAMESPACE);
+  const minReplicas = config.getNumber('apiMinReplicas');
+  const maxReplicas = config.getNumber('apiMaxReplicas');
+  const hostnames = config.getObject<unknown>('hostnames');
+
+  // The PostgreSQL Secret carries both passwords; supplying one makes the other required.
+  const postgresPassword = config.getSecret('postgresPassword');
+  const replicationPassword = config.getSecret('postgresReplicationPassword');
+  const postgres =
+    postgresPassword || replicationPassword
+      ? {
+          password: postgresPassword ?? config.requireSecret('postgresPassword'),
+          replicationPassword: replicationPassword ?? config.requireSecret('postgresReplicationPassword'),
+        }
+      : undefined;
+
+  return {
+    environment: config.get('environment') ?? pulumi.getStack(),
+    overrides: {
+      storageClass: config.get('storageClass'),
+      api:
+        minReplicas !== undefined || maxReplicas !== undefined
+          ? { autoscaling: { minReplicas, maxReplicas } }
+          : undefined,
+      edge: hostnames !== undefined ? { hostnames } : undefined,
+    },
+    apiImageTag: config.get('apiImageTag'),
+    kubeconfig: config.get('kubeconfig'),
+    kubeContext: config.get('kubeContext'),
+    statefulProtection: config.get('statefulProtection', { allowedValues: [...STATEFUL_PROTECTIONS] }) ?? 'protect',
+    secrets: {
+      postgres,
+      redisPassword: config.getSecret('redisPassword'),
+      grafanaAdminPassword: config.getSecret('grafanaAdminPassword'),
+      managementToken: config.getSecret('managementToken'),
+    },
+  };
+}
+
+/** `repo/name:tag` or `repo/name@sha256:…` -> `repo/name` (a registry port's ':' is kept). */
+export function imageRepository(image: string): string {
+  const withoutDigest = image.split('@')[0];
+  const slash = withoutDigest.lastIndexOf('/');
+  const colon = withoutDigest.lastIndexOf(':');
+  return colon > slash ? withoutDigest.slice(0, colon) : withoutDigest;
+}
+
+/**
+ * The environment this stack deploys: the registered environment plus the
+ * Pulumi overrides, validated by the same schema as the cdk8s path (so a bad
+ * override throws the same ConfigError the synth would).
+ */
+export function resolveStackEnvironment(settings: PulumiSettings): EnvironmentConfig {
+  const { apiImageTag, overrides } = settings;
+  if (apiImageTag === undefined) return loadEnvironment(settings.environment, overrides);
+  const base = loadEnvironment(settings.environment);
+  const image = `${imageRepository(base.api.image)}:${apiImageTag}`;
+  return loadEnvironment(settings.environment, { ...overrides, api: { ...overrides.api, image } });
+}

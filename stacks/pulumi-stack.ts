@@ -1,0 +1,216 @@
+/**
+ * `fastnext:platform:Stack`: one environment's synthesized objects registered
+ * with Pulumi, plus the Secrets supplied through `pulumi config set --secret`.
+ *
+ * The objects are exactly `synthObjects(config)` (the same list `npm run synth`
+ * writes); nothing here describes the topology again. The Namespace is a typed
+ * resource registered first; every other object goes through a v1
+ * `k8s.yaml.ConfigGroup` whose transformation gives it per-object options
+ * (provider, dependsOn the Namespace, protection of stateful kinds). v1 is used
+ * because its children are typed resources the program (and Pulumi's mocks)
+ * see; a v2 ConfigGroup's children exist only inside the provider plugin.
+ */
+import * as k8s from '@pulumi/kubernetes';
+import * as pulumi from '@pulumi/pulumi';
+
+import { standardLabels } from '../constructs/common';
+import type { Platform } from '../constructs/platform';
+import type { EnvironmentConfig } from './config';
+import type { StatefulProtection, SuppliedSecrets } from './pulumi-config';
+import { buildPlatform, type KubeObject, synthObjects } from './synth';
+
+/** Kinds holding data or identity: deleting them loses state (a PVC template lives in its StatefulSet). */
+export const STATEFUL_KINDS: ReadonlySet<string> = new Set([
+  'Namespace',
+  'StatefulSet',
+  'PersistentVolumeClaim',
+  'Secret',
+]);
+
+/** Kinds that start pods: they wait for supplied Secrets so nothing starts (or generates) with another password. */
+export const POD_CONTROLLER_KINDS: ReadonlySet<string> = new Set(['Deployment', 'StatefulSet', 'Job', 'CronJob']);
+
+export interface PlatformStackArgs {
+  /** The resolved, validated environment. */
+  readonly config: EnvironmentConfig;
+  /** Kubeconfig contents or path. @default - $KUBECONFIG, then ~/.kube/config */
+  readonly kubeconfig?: string;
+  /** Kubeconfig context. @default - the current context */
+  readonly kubeContext?: string;
+  /** How stateful objects are shielded from deletion. */
+  readonly statefulProtection: StatefulProtection;
+  /** Credentials from stack secrets; each one unset is generated in-cluster instead. */
+  readonly secrets: SuppliedSecrets;
+}
+
+/** A Secret the platform reads, with its keys filled from stack secrets. */
+interface SecretSpec {
+  readonly name: string;
+  readonly component: string;
+  readonly stringData: Record<string, pulumi.Input<string>>;
+}
+
+/** The Secrets to create from stack config; names and keys are the ones the constructs read. */
+function suppliedSecretSpecs(config: EnvironmentConfig, secrets: SuppliedSecrets): SecretSpec[] {
+  const specs: (SecretSpec | undefined)[] = [
+    secrets.postgres && {
+      name: config.postgres.credentialsSecret,
+      component: 'postgres',
+      stringData: { password: secrets.postgres.password, 'replication-password': secrets.postgres.replicationPassword },
+    },
+    secrets.redisPassword && {
+      name: config.redis.passwordSecret,
+      component: 'redis',
+      stringData: { password: secrets.redisPassword },
+    },
+    secrets.grafanaAdminPassword && {
+      name: config.monitoring.grafana.adminSecret,
+      component: 'grafana',
+      stringData: { 'admin-user': 'admin', 'admin-password': secrets.grafanaAdminPassword },
+    },
+    secrets.managementToken && {
+      name: config.api.managementTokenSecret,
+      component: 'api',
+      stringData: { token: secrets.managementToken },
+    },
+  ];
+  return specs.filter((s): s is SecretSpec => s !== undefined);
+}
+
+function protectionOptions(protection: StatefulProtection): pulumi.CustomResourceOptions {
+  if (protection === 'protect') return { protect: true };
+  if (protection === 'retainOnDelete') return { retainOnDelete: true };
+  return {};
+}
+
+export class PlatformStack extends pulumi.ComponentResource {
+  static readonly TYPE = 'fastnext:platform:Stack';
+
+  readonly namespace: pulumi.Output<string>;
+  /** External address of the edge Service (load balancer IP or host name), else its in-cluster DNS name. */
+  readonly edgeAddress: pulumi.Output<string>;
+  readonly grafanaUrl: pulumi.Output<string>;
+  readonly prometheusUrl: pulumi.Output<string>;
+  readonly postgresPrimaryHost: pulumi.Output<string>;
+  readonly postgresReadOnlyHost: pulumi.Output<string>;
+  readonly redisSeedHosts: pulumi.Output<string[]>;
+
+  constructor(name: string, args: PlatformStackArgs, opts: pulumi.ComponentResourceOptions = {}) {
+    // Only the environment name is recorded as the component's input: never config or secrets.
+    super(PlatformStack.TYPE, name, { environment: args.config.name }, opts);
+    const { config } = args;
+    const objects = synthObjects(config);
+    const { platform } = buildPlatform(config);
+    const protection = protectionOptions(args.statefulProtection);
+
+    const provider = new k8s.Provider(
+      `${name}-kubernetes`,
+      { kubeconfig: args.kubeconfig, context: args.kubeContext, enableServerSideApply: true },
+      { parent: this },
+    );
+
+    const [namespaceObject, ...rest] = objects;
+    if (namespaceObject?.kind !== 'Namespace' || namespaceObject.metadata.name !== config.namespace) {
+      throw new Error(`synthObjects(${config.name}) must start with Namespace '${config.namespace}'`);
+    }
+    const namespace = new k8s.core.v1.Namespace(
+      namespaceObject.metadata.name,
+      namespaceObject as k8s.core.v1.NamespaceArgs,
+      { parent: this, provider, ...protection },
+    );
+
+    const supplied = suppliedSecretSpecs(config, args.secrets).map((spec) => {
+      if (rest.some((o) => o.kind === 'Secret' && o.metadata.name === spec.name)) {
+        throw new Error(
+          `Secret '${spec.name}' is both synthesized and supplied by stack config; supply it in one place`,
+        );
+      }
+      return new k8s.core.v1.Secret(
+        `${config.namespace}/${spec.name}`,
+        {
+          metadata: { name: spec.name, namespace: config.namespace, labels: standardLabels(config, spec.component) },
+          type: 'Opaque',
+          stringData: pulumi.secret(spec.stringData),
+        },
+        {
+          parent: this,
+          provider,
+          dependsOn: [namespace],
+          additionalSecretOutputs: ['data', 'stringData'],
+          ...protection,
+        },
+      );
+    });
+
+    const objectsGroup = new k8s.yaml.ConfigGroup(
+      `${name}-objects`,
+      {
+        objs: rest,
+        transformations: [
+          (obj: KubeObject, childOpts: pulumi.CustomResourceOptions) => {
+            childOpts.provider = provider;
+            childOpts.dependsOn = [namespace, ...(POD_CONTROLLER_KINDS.has(obj.kind) ? supplied : [])];
+            if (STATEFUL_KINDS.has(obj.kind)) Object.assign(childOpts, protection);
+          },
+        ],
+      },
+      { parent: this, provider },
+    );
+
+    const endpoints = endpointsOf(platform);
+    const edgeService = objectsGroup.getResource('v1/Service', config.namespace, endpoints.edgeServiceName);
+    this.namespace = namespace.metadata.name;
+    this.edgeAddress = edgeService
+      .apply((service) => service.status)
+      .apply((status) => {
+        const first = status?.loadBalancer?.ingress?.[0];
+        return first?.ip || first?.hostname || endpoints.edgeHost;
+      });
+    this.grafanaUrl = pulumi.output(endpoints.grafanaUrl);
+    this.prometheusUrl = pulumi.output(endpoints.prometheusUrl);
+    this.postgresPrimaryHost = pulumi.output(endpoints.postgresPrimaryHost);
+    this.postgresReadOnlyHost = pulumi.output(endpoints.postgresReadOnlyHost);
+    this.redisSeedHosts = pulumi.output([...endpoints.redisSeedHosts]);
+
+    this.registerOutputs({
+      namespace: this.namespace,
+      edgeAddress: this.edgeAddress,
+      grafanaUrl: this.grafanaUrl,
+      prometheusUrl: this.prometheusUrl,
+      postgresPrimaryHost: this.postgresPrimaryHost,
+      postgresReadOnlyHost: this.postgresReadOnlyHost,
+      redisSeedHosts: this.redisSeedHosts,
+    });
+  }
+}
+
+/** The stack outputs, read from the constructs' readonly fields (never rebuilt from names). */
+export interface PlatformEndpoints {
+  readonly edgeServiceName: string;
+  readonly edgeHost: string;
+  readonly grafanaUrl: string;
+  readonly prometheusUrl: string;
+  readonly postgresPrimaryHost: string;
+  readonly postgresReadOnlyHost: string;
+  readonly redisSeedHosts: readonly string[];
+}
+
+// TEMPORARY until the data and monitoring tiers land on Platform.
+type Tiers = {
+  postgres: { primaryHost: string; readOnlyHost: string };
+  redis: { seedHosts: readonly string[] };
+  monitoring: { grafanaUrl: string; prometheusUrl: string };
+};
+
+export function endpointsOf(p: Platform): PlatformEndpoints {
+  const platform = p as Platform & Tiers;
+  return {
+    edgeServiceName: platform.edge.serviceName,
+    edgeHost: platform.edge.host,
+    grafanaUrl: platform.monitoring.grafanaUrl,
+    prometheusUrl: platform.monitoring.prometheusUrl,
+    postgresPrimaryHost: platform.postgres.primaryHost,
+    postgresReadOnlyHost: platform.postgres.readOnlyHost,
+    redisSeedHosts: platform.redis.seedHosts,
+  };
+}

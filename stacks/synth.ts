@@ -1,0 +1,69 @@
+/**
+ * Builds an environment's Platform and turns it into plain Kubernetes objects
+ * in an order `kubectl apply -f` accepts. Shared by the cdk8s entry point, the
+ * Pulumi program, the validators and the local twin.
+ */
+import { App } from 'cdk8s';
+import { Platform } from '../constructs/platform';
+import type { EnvironmentConfig } from './config';
+
+/** A synthesized Kubernetes object (plain JSON). */
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [field: string]: unknown;
+}
+
+/** Builds the construct tree of one environment (nothing is written). */
+export function buildPlatform(config: EnvironmentConfig): { app: App; platform: Platform } {
+  const app = new App({ outdir: 'dist' });
+  const platform = new Platform(app, config.name, { config });
+  return { app, platform };
+}
+
+/**
+ * Apply order: cluster-scoped and referenced objects before the objects that
+ * use them; workloads after their config; policies last. Unknown kinds go
+ * after workloads.
+ */
+export const KIND_ORDER = [
+  'Namespace',
+  'ServiceAccount',
+  'Secret',
+  'ConfigMap',
+  'PersistentVolumeClaim',
+  'Role',
+  'ClusterRole',
+  'RoleBinding',
+  'ClusterRoleBinding',
+  'Service',
+  'StatefulSet',
+  'Deployment',
+  'Job',
+  'CronJob',
+  'HorizontalPodAutoscaler',
+  'PodDisruptionBudget',
+  'NetworkPolicy',
+];
+
+function kindRank(kind: string): number {
+  const i = KIND_ORDER.indexOf(kind);
+  return i === -1 ? KIND_ORDER.length : i;
+}
+
+/** The environment's objects, Namespace first, then by kind rank and name: deterministic. */
+export function sortObjects(objects: KubeObject[]): KubeObject[] {
+  return [...objects].sort(
+    (a, b) =>
+      kindRank(a.kind) - kindRank(b.kind) ||
+      a.kind.localeCompare(b.kind) ||
+      a.metadata.name.localeCompare(b.metadata.name),
+  );
+}
+
+/** Synthesizes one environment into plain objects in apply order. */
+export function synthObjects(config: EnvironmentConfig): KubeObject[] {
+  const { platform } = buildPlatform(config);
+  return sortObjects(platform.toJson() as KubeObject[]);
+}
