@@ -8,23 +8,23 @@
  */
 import { parseArgs } from 'util';
 import { checkObjects } from '../tools/schema-check';
-import { ConfigError } from './config';
-import { environmentNames, loadEnvironment } from './environments';
+import { type EnvironmentOverrides } from './config';
+import { ENVIRONMENTS, loadEnvironment } from './environments';
 import { writeEnvironments } from './manifests';
 import { type KubeObject, synthObjects } from './synth';
 
-export function main(argv: string[]): number {
+export function main(argv: string[], registry: Readonly<Record<string, EnvironmentOverrides>> = ENVIRONMENTS): number {
   const { values } = parseArgs({
     args: argv,
     options: { env: { type: 'string', multiple: true }, out: { type: 'string' } },
   });
   const out = values.out ?? process.env.CDK8S_OUTDIR ?? 'dist';
-  const names = values.env ?? environmentNames();
+  const names = values.env ?? Object.keys(registry);
   const results = new Map<string, KubeObject[]>();
   const errors: string[] = [];
   for (const name of names) {
     try {
-      const objects = synthObjects(loadEnvironment(name));
+      const objects = synthObjects(loadEnvironment(name, {}, registry));
       const problems = checkObjects(objects);
       if (problems.length) {
         errors.push(
@@ -34,7 +34,8 @@ export function main(argv: string[]): number {
       }
       results.set(name, objects);
     } catch (err) {
-      if (err instanceof ConfigError || err instanceof Error) errors.push(err.message);
+      // ConfigError and unknown-environment errors carry the whole explanation.
+      if (err instanceof Error) errors.push(err.message);
       else throw err;
     }
   }

@@ -17,10 +17,16 @@ export const ENVIRONMENTS: Readonly<Record<string, EnvironmentOverrides>> = {
 export const environmentNames = (): string[] => Object.keys(ENVIRONMENTS);
 
 /** Resolves one registered environment (throws ConfigError on bad config, Error on an unknown name). */
-export function loadEnvironment(name: string, extra: object = {}): EnvironmentConfig {
-  const overrides = ENVIRONMENTS[name];
+export function loadEnvironment(
+  name: string,
+  extra: object = {},
+  registry: Readonly<Record<string, EnvironmentOverrides>> = ENVIRONMENTS,
+): EnvironmentConfig {
+  const overrides = registry[name];
   if (!overrides) {
-    throw new Error(`Unknown environment '${name}'; registered: ${environmentNames().join(', ')} (add it in stacks/environments.ts)`);
+    throw new Error(
+      `Unknown environment '${name}'; registered: ${Object.keys(registry).join(', ')} (add it in stacks/environments.ts)`,
+    );
   }
   if (overrides.name !== name) {
     throw new Error(`Environment registered as '${name}' declares name '${overrides.name}'; make them equal`);
