@@ -1,0 +1,232 @@
+/**
+ * Prometheus recording and alert rules, rendered from the environment config
+ * (thresholds in `monitoring.alerts`, replica counts and HPA bounds from the
+ * tiers). The same bytes go into the `prometheus-config` ConfigMap, into
+ * `promtool check rules` and into `promtool test rules`
+ * (test/fixtures/promtool/*.test.yml).
+ *
+ * Every metric used here exists in a real scrape (test/metrics-existence.test.ts):
+ * - the API service: SERVICE_METRICS of service/src/contract.ts, plus prom-client's
+ *   default `process_start_time_seconds`;
+ * - postgres_exporter, redis_exporter, nginx-prometheus-exporter (stub_status);
+ * - `up`, which Prometheus writes for every target.
+ * kube-state-metrics is not deployed: none of its metrics can be proven to exist
+ * without a kube-apiserver, and it would need cluster-wide read access. So "at
+ * max replicas" counts the API / edge pods Prometheus scrapes (`up`, one target
+ * per pod) against the HPA bound from the config, and "restarting" watches the
+ * process start time each container exports.
+ */
+import { stringify } from 'yaml';
+import { SERVICE_METRICS } from '../../service/src/contract';
+import type { EnvironmentConfig } from '../../stacks/config';
+
+/** app.kubernetes.io/name of the tiers the rules select on (Prometheus relabels it to `app`). */
+export const RULE_COMPONENTS = { api: 'api', edge: 'edge' } as const;
+
+export interface RecordingRule {
+  readonly record: string;
+  readonly expr: string;
+}
+
+export interface AlertRule {
+  readonly alert: string;
+  readonly expr: string;
+  readonly for: string;
+  readonly labels: { readonly severity: 'page' | 'ticket' };
+  readonly annotations: { readonly summary: string; readonly description: string };
+}
+
+const M = SERVICE_METRICS;
+const HTTP_COUNT = `${M.httpRequestDuration}_count`;
+const HTTP_BUCKET = `${M.httpRequestDuration}_bucket`;
+
+/** Names of the recorded series, for dashboards. */
+export const RECORDED = {
+  requestRate: 'fastnext:http_requests:rate5m',
+  errorRatio: 'fastnext:http_errors:ratio5m',
+  latencyP50: 'fastnext:http_request_duration_seconds:p50_5m',
+  latencyP95: 'fastnext:http_request_duration_seconds:p95_5m',
+  latencyP99: 'fastnext:http_request_duration_seconds:p99_5m',
+  cacheHitRatio: 'fastnext:cache_hit:ratio5m',
+  edgeRequestRate: 'fastnext:edge_requests:rate5m',
+  edgeUnproxiedRatio: 'fastnext:edge_unproxied:ratio5m',
+} as const;
+
+const quantile = (q: number) => `histogram_quantile(${q}, sum by (le) (rate(${HTTP_BUCKET}[5m])))`;
+
+/** Recording rules: the request rate, error ratio and latency quantiles the dashboards and alerts share. */
+export function recordingRules(): RecordingRule[] {
+  return [
+    { record: RECORDED.requestRate, expr: `sum(rate(${HTTP_COUNT}[5m]))` },
+    {
+      record: RECORDED.errorRatio,
+      expr: `sum(rate(${HTTP_COUNT}{status_code=~"5.."}[5m])) / sum(rate(${HTTP_COUNT}[5m]))`,
+    },
+    { record: RECORDED.latencyP50, expr: quantile(0.5) },
+    { record: RECORDED.latencyP95, expr: quantile(0.95) },
+    { record: RECORDED.latencyP99, expr: quantile(0.99) },
+    {
+      record: RECORDED.cacheHitRatio,
+      expr: `sum(rate(${M.cacheHits}[5m])) / (sum(rate(${M.cacheHits}[5m])) + sum(rate(${M.cacheMisses}[5m])))`,
+    },
+    { record: RECORDED.edgeRequestRate, expr: 'sum(rate(nginx_http_requests_total[5m]))' },
+    {
+      // stub_status has no status codes, so nginx's 429s are not countable directly. Requests nginx
+      // answered itself (429 rate limiting, 413, its own health/stub_status hits) = edge - API.
+      record: RECORDED.edgeUnproxiedRatio,
+      expr: `clamp_min(${RECORDED.edgeRequestRate} - ${RECORDED.requestRate}, 0) / ${RECORDED.edgeRequestRate}`,
+    },
+  ];
+}
+
+const pct = (ratio: number) => `${+(ratio * 100).toFixed(2)} %`;
+
+/** Alert rules, thresholds from `config.monitoring.alerts`. */
+export function alertRules(config: EnvironmentConfig): AlertRule[] {
+  const a = config.monitoring.alerts;
+  const rule = (
+    alert: string,
+    expr: string,
+    forDuration: string,
+    severity: 'page' | 'ticket',
+    summary: string,
+    description: string,
+  ): AlertRule => ({ alert, expr, for: forDuration, labels: { severity }, annotations: { summary, description } });
+  const rules: AlertRule[] = [
+    rule(
+      'ApiErrorRatioHigh',
+      `${RECORDED.errorRatio} > ${a.apiErrorRatio}`,
+      '5m',
+      'page',
+      `API 5xx ratio above ${pct(a.apiErrorRatio)}`,
+      '{{ $value | humanizePercentage }} of API requests failed with 5xx over the last 5 minutes.',
+    ),
+    rule(
+      'ApiLatencyP95High',
+      `${RECORDED.latencyP95} > ${a.apiP95LatencySeconds}`,
+      '10m',
+      'page',
+      `API p95 latency above ${a.apiP95LatencySeconds * 1000} ms`,
+      'p95 request latency is {{ $value | humanizeDuration }}.',
+    ),
+    rule(
+      'CacheHitRatioLow',
+      `${RECORDED.cacheHitRatio} < ${a.cacheHitRatio}`,
+      '15m',
+      'ticket',
+      `API cache hit ratio below ${pct(a.cacheHitRatio)}`,
+      'Cache hit ratio is {{ $value | humanizePercentage }}; more reads reach PostgreSQL.',
+    ),
+    rule(
+      'PostgresReplicationLagHigh',
+      `max by (replica) (${M.replicaLagSeconds}) > ${a.replicationLagSeconds}`,
+      '2m',
+      'page',
+      `A PostgreSQL replica lags more than ${a.replicationLagSeconds} s`,
+      'Replica {{ $labels.replica }} lags {{ $value | humanizeDuration }} (as measured by the API service).',
+    ),
+    rule(
+      'PostgresConnectionsHigh',
+      `sum by (instance) (pg_stat_activity_count) / on (instance) max by (instance) (pg_settings_max_connections) > ${a.postgresConnectionsRatio}`,
+      '5m',
+      'ticket',
+      `PostgreSQL connections above ${pct(a.postgresConnectionsRatio)} of max_connections`,
+      '{{ $labels.instance }} uses {{ $value | humanizePercentage }} of max_connections.',
+    ),
+    rule(
+      'RedisClusterStateNotOk',
+      'redis_cluster_state == 0',
+      '1m',
+      'page',
+      'Redis Cluster state is not ok',
+      '{{ $labels.instance }} reports cluster_state:fail; some hash slots are not served.',
+    ),
+    rule(
+      'ServerUnreachableFromExporter',
+      'pg_up == 0 or redis_up == 0 or nginx_up == 0',
+      '2m',
+      'page',
+      'An exporter cannot reach the server beside it',
+      'The exporter of {{ $labels.pod }} ({{ $labels.app }}) cannot reach its server.',
+    ),
+    rule(
+      'EdgeRejectedRatioHigh',
+      `${RECORDED.edgeUnproxiedRatio} > ${a.edge429Ratio} and ${RECORDED.edgeRequestRate} > 1`,
+      '10m',
+      'ticket',
+      `More than ${pct(a.edge429Ratio)} of edge requests answered by nginx itself (mostly 429s)`,
+      '{{ $value | humanizePercentage }} of requests never reached the API: rate limiting (429) is the usual cause. ' +
+        'stub_status has no status codes, so this is an upper bound of the 429 ratio.',
+    ),
+    rule(
+      'ApiAtMaxReplicas',
+      `count(up{app="${RULE_COMPONENTS.api}"}) >= ${config.api.autoscaling.maxReplicas}`,
+      '15m',
+      'ticket',
+      `API at its HPA maximum (${config.api.autoscaling.maxReplicas} pods)`,
+      'The API has run at maxReplicas for 15 minutes: raise the bound or find the load.',
+    ),
+    rule(
+      'EdgeAtMaxReplicas',
+      `count(up{app="${RULE_COMPONENTS.edge}"}) >= ${config.edge.autoscaling.maxReplicas}`,
+      '15m',
+      'ticket',
+      `Edge at its HPA maximum (${config.edge.autoscaling.maxReplicas} pods)`,
+      'nginx has run at maxReplicas for 15 minutes.',
+    ),
+    rule(
+      'ContainerRestarting',
+      'changes(process_start_time_seconds[30m]) >= 2 or changes(redis_start_time_seconds[30m]) >= 2',
+      '0m',
+      'ticket',
+      'A container restarted at least twice in 30 minutes',
+      '{{ $labels.pod }} ({{ $labels.app }}) restarted {{ $value }} times in 30 minutes.',
+    ),
+    rule(
+      'TargetDown',
+      'up == 0',
+      '5m',
+      'ticket',
+      'A scrape target is down',
+      '{{ $labels.job }} target {{ $labels.instance }} ({{ $labels.pod }}) has not answered scrapes for 5 minutes.',
+    ),
+  ];
+  if (config.postgres.replicas > 0) {
+    rules.push(
+      rule(
+        'PostgresReplicaMissing',
+        // `or ... * 0` gives the primary (the only one holding slots) a count of 0 when no replica streams.
+        `(count by (instance) (pg_stat_replication_pg_wal_lsn_diff{state="streaming"}) or count by (instance) (pg_replication_slots_active) * 0) < ${config.postgres.replicas}`,
+        '5m',
+        'page',
+        `Fewer than ${config.postgres.replicas} replicas streaming from the primary`,
+        'pg_stat_replication on {{ $labels.instance }} lists {{ $value }} streaming replicas.',
+      ),
+    );
+  }
+  if (config.redis.replicasPerMaster > 0) {
+    rules.push(
+      rule(
+        'RedisMasterWithoutReplica',
+        `redis_connected_slaves < ${config.redis.replicasPerMaster} and on (instance) redis_instance_info{role="master"}`,
+        '5m',
+        'page',
+        'A Redis master has fewer replicas than configured',
+        '{{ $labels.pod }} has {{ $value }} connected replicas; losing it now loses its slots.',
+      ),
+    );
+  }
+  return rules;
+}
+
+/** recording-rules.yml */
+export function renderRecordingRules(): string {
+  return `# Rendered by constructs/config-files/alert-rules.ts.\n${stringify({ groups: [{ name: 'fastnext-recording', rules: recordingRules() }] })}`;
+}
+
+/** alert-rules.yml */
+export function renderAlertRules(config: EnvironmentConfig): string {
+  return `# Rendered by constructs/config-files/alert-rules.ts for environment '${config.name}'.\n${stringify({
+    groups: [{ name: 'fastnext-alerts', rules: alertRules(config) }],
+  })}`;
+}
