@@ -1,0 +1,207 @@
+/**
+ * The few Kubernetes shapes the policy checks, the diff and the capacity summary
+ * read, typed loosely over plain JSON (the output of `synthObjects` or YAML read
+ * from disk), plus helpers to find pod templates and match label selectors.
+ *
+ * These are deliberately partial: the strict schema stage (tools/validate.ts)
+ * has already rejected anything that is not the Kubernetes 1.28 API.
+ */
+
+import type { KubeObject } from '../../stacks/synth';
+
+export type { KubeObject };
+
+export type PortRef = number | string;
+
+export interface Probe {
+  httpGet?: { port: PortRef; path?: string; [k: string]: unknown };
+  tcpSocket?: { port: PortRef; [k: string]: unknown };
+  grpc?: { port: number; service?: string };
+  exec?: { command?: string[] };
+  [k: string]: unknown;
+}
+
+export interface SecurityContext {
+  runAsNonRoot?: boolean;
+  runAsUser?: number;
+  allowPrivilegeEscalation?: boolean;
+  privileged?: boolean;
+  readOnlyRootFilesystem?: boolean;
+  capabilities?: { add?: string[]; drop?: string[] };
+  seccompProfile?: { type?: string };
+}
+
+export interface KeyRef {
+  name?: string;
+  key: string;
+  optional?: boolean;
+}
+
+export interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { configMapKeyRef?: KeyRef; secretKeyRef?: KeyRef; [k: string]: unknown };
+}
+
+export type Resources = Record<string, string | number>;
+
+export interface Container {
+  name: string;
+  image?: string;
+  ports?: { name?: string; containerPort: number; protocol?: string }[];
+  resources?: { requests?: Resources; limits?: Resources };
+  readinessProbe?: Probe;
+  livenessProbe?: Probe;
+  startupProbe?: Probe;
+  securityContext?: SecurityContext;
+  env?: EnvVar[];
+  envFrom?: {
+    configMapRef?: { name?: string; optional?: boolean };
+    secretRef?: { name?: string; optional?: boolean };
+  }[];
+}
+
+interface ItemsRef {
+  name?: string;
+  optional?: boolean;
+  items?: { key: string; path: string }[];
+}
+
+export interface Volume {
+  name: string;
+  hostPath?: { path: string };
+  configMap?: ItemsRef;
+  secret?: { secretName?: string; optional?: boolean; items?: { key: string; path: string }[] };
+  projected?: { sources?: { configMap?: ItemsRef; secret?: ItemsRef }[] };
+  persistentVolumeClaim?: { claimName: string };
+}
+
+export interface PodSpec {
+  containers: Container[];
+  initContainers?: Container[];
+  volumes?: Volume[];
+  securityContext?: SecurityContext & { runAsGroup?: number; fsGroup?: number };
+  hostNetwork?: boolean;
+  hostPID?: boolean;
+  hostIPC?: boolean;
+  serviceAccountName?: string;
+  imagePullSecrets?: { name: string }[];
+  topologySpreadConstraints?: { topologyKey: string; labelSelector?: LabelSelector }[];
+  affinity?: { podAntiAffinity?: unknown };
+}
+
+export interface PodTemplate {
+  metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
+  spec: PodSpec;
+}
+
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }[];
+}
+
+/** A pod template found in an object, with the JSON path that leads to it. */
+export interface Workload {
+  object: KubeObject;
+  template: PodTemplate;
+  /** e.g. `spec.template` or `spec.jobTemplate.spec.template`. */
+  path: string;
+  labels: Record<string, string>;
+}
+
+/** Kinds whose replica count a PDB and an HPA govern. */
+export const SCALABLE_KINDS = new Set(['Deployment', 'StatefulSet', 'ReplicaSet']);
+
+/** `Kind namespace/name`, the way reports name an object. */
+export function refOf(o: KubeObject): string {
+  return `${o.kind} ${o.metadata.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata.name}`;
+}
+
+/** The object's `spec` as a loose record (every check reads a few fields of it). */
+export function specOf<T = Record<string, unknown>>(o: KubeObject): T {
+  return (o.spec ?? {}) as T;
+}
+
+/** The pod template of a workload object, or undefined for objects that run no pods. */
+export function podTemplateOf(o: KubeObject): Workload | undefined {
+  const spec = specOf<{ template?: PodTemplate; jobTemplate?: { spec?: { template?: PodTemplate } } }>(o);
+  let template: PodTemplate | undefined;
+  let path = '';
+  switch (o.kind) {
+    case 'Deployment':
+    case 'StatefulSet':
+    case 'DaemonSet':
+    case 'ReplicaSet':
+    case 'Job':
+      template = spec.template;
+      path = 'spec.template';
+      break;
+    case 'CronJob':
+      template = spec.jobTemplate?.spec?.template;
+      path = 'spec.jobTemplate.spec.template';
+      break;
+    case 'Pod':
+      template = { metadata: o.metadata, spec: o.spec as PodSpec };
+      path = '';
+      break;
+    default:
+      return undefined;
+  }
+  if (!template?.spec) return undefined;
+  return { object: o, template, path, labels: template.metadata?.labels ?? {} };
+}
+
+/** Every pod template in the output. */
+export function workloadsOf(objects: readonly KubeObject[]): Workload[] {
+  return objects.map(podTemplateOf).filter((w): w is Workload => w !== undefined);
+}
+
+/** Whether a LabelSelector (matchLabels + matchExpressions) selects `labels`. An empty selector selects all. */
+export function selects(selector: LabelSelector | undefined, labels: Record<string, string>): boolean {
+  if (!selector) return false;
+  for (const [k, v] of Object.entries(selector.matchLabels ?? {})) {
+    if (labels[k] !== v) return false;
+  }
+  for (const e of selector.matchExpressions ?? []) {
+    const has = Object.prototype.hasOwnProperty.call(labels, e.key);
+    const inValues = has && (e.values ?? []).includes(labels[e.key]);
+    if (e.operator === 'In' && !inValues) return false;
+    if (e.operator === 'NotIn' && inValues) return false;
+    if (e.operator === 'Exists' && !has) return false;
+    if (e.operator === 'DoesNotExist' && has) return false;
+  }
+  return true;
+}
+
+/** Whether a Service-style selector (a plain map) selects `labels`; an empty map selects nothing. */
+export function mapSelects(selector: Record<string, string> | undefined, labels: Record<string, string>): boolean {
+  if (!selector || Object.keys(selector).length === 0) return false;
+  return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}
+
+/** Containers and init containers of a pod spec, each with its JSON path below the template. */
+export function containersOf(w: Workload): { container: Container; path: string; init: boolean }[] {
+  const base = w.path ? `${w.path}.spec` : 'spec';
+  const named = (list: Container[] | undefined, field: string, init: boolean) =>
+    (list ?? []).map((container) => ({ container, path: `${base}.${field}[name=${container.name}]`, init }));
+  return [
+    ...named(w.template.spec.initContainers, 'initContainers', true),
+    ...named(w.template.spec.containers, 'containers', false),
+  ];
+}
+
+/** Whether a container declares `port` (a number: containerPort; a string: port name). */
+export function declaresPort(c: Container, port: PortRef): boolean {
+  return (c.ports ?? []).some((p) => (typeof port === 'number' ? p.containerPort === port : p.name === port));
+}
+
+/** The annotation value split on commas, trimmed, empties dropped. */
+export function annotationList(o: { metadata?: { annotations?: Record<string, string> } }, key: string): string[] {
+  const raw = o.metadata?.annotations?.[key];
+  return raw
+    ? raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [];
+}
