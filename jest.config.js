@@ -6,7 +6,7 @@ module.exports = {
   transform: {
     // Type checking is done once for the whole tree by `tsc --noEmit` in `npm test`;
     // ts-jest only transpiles here, which keeps the suite fast.
-    '^.+\\.ts$': ['ts-jest', { isolatedModules: true, diagnostics: false }],
+    '^.+\\.ts$': ['ts-jest', { diagnostics: false }],
   },
   moduleFileExtensions: ['ts', 'js', 'json'],
   testTimeout: 60000,

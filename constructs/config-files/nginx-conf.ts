@@ -82,7 +82,7 @@ export function renderNginxConf(input: NginxConfInput): string {
     '    default_type application/json;',
     '    return 429 \'{"statusCode":429,"error":"Too Many Requests","message":"rate limit exceeded"}\';',
     '}',
-    'error_page 502 503 504 @upstream_unavailable;',
+    'error_page 502 503 504 =503 @upstream_unavailable;',
     'location @upstream_unavailable {',
     '    default_type application/json;',
     '    return 503 \'{"statusCode":503,"error":"Service Unavailable","message":"no API pod available"}\';',

@@ -1,0 +1,238 @@
+/**
+ * The shipped nginx.conf (from the edge ConfigMap of the synthesized objects)
+ * on Debian's real nginx, in front of loopback backends.
+ */
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as http from 'http';
+import * as https from 'https';
+import * as os from 'os';
+import * as path from 'path';
+import { type Endpoint, type RunningNginx, startNginx } from '../tools/nginx-runner';
+import { find, objectsOf } from './helpers/objects';
+
+const shippedConf = (env: string): string => find(objectsOf(env), 'ConfigMap', 'edge-nginx-conf').data['nginx.conf'];
+
+interface Backend {
+  host: string;
+  port: number;
+  id: string;
+  hits: number;
+  release(): void;
+  close(): Promise<void>;
+}
+
+/** A loopback HTTP backend: answers its id; `/hold` waits until released. */
+function backend(id: string): Promise<Backend> {
+  const held: http.ServerResponse[] = [];
+  const server = http.createServer((req, res) => {
+    b.hits++;
+    const reply = () => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ backend: id }));
+    };
+    if (req.url === '/hold') held.push(res);
+    else reply();
+  });
+  server.keepAliveTimeout = 65000;
+  const b: Backend = {
+    id,
+    host: '127.0.0.1',
+    port: 0,
+    hits: 0,
+    release: () => {
+      for (const res of held.splice(0)) res.end(JSON.stringify({ backend: id }));
+    },
+    close: () =>
+      new Promise((resolve) => {
+        b.release();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      b.port = (server.address() as { port: number }).port;
+      resolve(b);
+    }),
+  );
+}
+
+/** Stays under the 100 r/s per-client limit, as a well-behaved client does (1 request / 12 ms). */
+const pace = () => new Promise((r) => setTimeout(r, 12));
+/** Waits until the limiter's burst bucket is empty again (50 excess drain at 100 r/s in 0.5 s). */
+const drainBucket = () => new Promise((r) => setTimeout(r, 700));
+
+interface Reply {
+  status: number;
+  body: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+function request(ep: Endpoint, urlPath: string, opts: { tls?: boolean; agent?: http.Agent } = {}): Promise<Reply> {
+  const mod = opts.tls ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.request(
+      { host: ep.host, port: ep.port, path: urlPath, agent: opts.agent, rejectUnauthorized: false },
+      (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('edge nginx.conf on real nginx (dev: plain HTTP)', () => {
+  let a: Backend;
+  let b: Backend;
+  let nginx: RunningNginx;
+
+  beforeAll(async () => {
+    [a, b] = await Promise.all([backend('a'), backend('b')]);
+    nginx = await startNginx({ nginxConf: shippedConf('dev'), upstreams: [a, b] });
+  });
+  afterAll(async () => {
+    http.globalAgent.destroy();
+    await nginx?.stop();
+    await Promise.all([a?.close(), b?.close()]);
+  });
+  beforeEach(() => {
+    a.hits = 0;
+    b.hits = 0;
+  });
+
+  test('nginx -t accepts the shipped conf; only addresses and paths were substituted', () => {
+    const shipped = shippedConf('dev').split('\n');
+    const running = nginx.conf.split('\n');
+    const changed = shipped.filter((line) => !running.includes(line)).map((l) => l.trim());
+    for (const line of changed) {
+      expect(line).toMatch(/^(server \S+ resolve max_fails=3 fail_timeout=30s;|resolver \S+ valid=10s ipv6=off;|listen \d+( default_server)?;|pid \S+;|\w+_temp_path \S+;)$/);
+    }
+    expect(running.map((l) => l.trim())).toContain(`server 127.0.0.1:${a.port} max_fails=3 fail_timeout=30s;`);
+  });
+
+  test('proxies to the backends and adds the security headers', async () => {
+    const r = await request(nginx.http, '/api/v1/ping');
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body).backend).toMatch(/^[ab]$/);
+    expect(r.headers['x-content-type-options']).toBe('nosniff');
+    expect(r.headers['x-frame-options']).toBe('DENY');
+    expect(r.headers['strict-transport-security']).toBeUndefined();
+    expect(r.headers.server).toBe('nginx');
+  });
+
+  test('least_conn: while one backend holds a request, new requests go to the other', async () => {
+    // GIVEN one request held open on whichever backend nginx picks
+    const agent = new http.Agent({ keepAlive: false });
+    const heldReply = request(nginx.http, '/hold', { agent });
+    const deadline = Date.now() + 3000;
+    while (a.hits + b.hits === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const busy = a.hits ? a : b;
+    const idle = busy === a ? b : a;
+    // WHEN 10 requests arrive one after another
+    for (let i = 0; i < 10; i++) {
+      await pace();
+      expect((await request(nginx.http, '/quick', { agent })).status).toBe(200);
+    }
+    // THEN all go to the idle backend (round-robin would send about half to the busy one)
+    expect([busy.hits, idle.hits]).toEqual([1, 10]);
+    busy.release();
+    expect((await heldReply).status).toBe(200);
+  });
+
+  test('with both idle, requests spread over both backends', async () => {
+    for (let i = 0; i < 20; i++) {
+      await pace();
+      expect((await request(nginx.http, '/quick')).status).toBe(200);
+    }
+    expect(a.hits).toBeGreaterThanOrEqual(5);
+    expect(b.hits).toBeGreaterThanOrEqual(5);
+  });
+
+  test('a burst beyond rate + burst gets 429 with a JSON body, and no 5xx', async () => {
+    await drainBucket();
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
+    const replies = await Promise.all(Array.from({ length: 300 }, () => request(nginx.http, '/quick', { agent })));
+    agent.destroy();
+    const byStatus = new Map<number, number>();
+    for (const r of replies) byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + 1);
+    expect([...byStatus.keys()].sort()).toEqual([200, 429]);
+    // 1 + burst (50) pass at once; the rate refills ~1 every 10 ms while the burst is in flight.
+    expect(byStatus.get(200)!).toBeGreaterThanOrEqual(51);
+    expect(byStatus.get(429)!).toBeGreaterThanOrEqual(100);
+    const limited = replies.find((r) => r.status === 429)!;
+    expect(JSON.parse(limited.body)).toEqual({ statusCode: 429, error: 'Too Many Requests', message: 'rate limit exceeded' });
+    await drainBucket();
+  });
+
+  test('the status port answers /healthz and stub_status; the public port does not', async () => {
+    expect((await request(nginx.status, '/healthz')).body).toBe('ok\n');
+    expect((await request(nginx.status, '/stub_status')).body).toMatch(/^Active connections: \d+/);
+    const pub = await request(nginx.http, '/stub_status');
+    expect(pub.body).not.toMatch(/Active connections/);
+  });
+
+  test('a dead backend is routed around with no failed request', async () => {
+    // GIVEN backend b stops
+    await b.close();
+    // WHEN 20 requests arrive
+    const replies = [];
+    for (let i = 0; i < 20; i++) {
+      await pace();
+      replies.push(await request(nginx.http, '/quick'));
+    }
+    // THEN every request succeeds, served by a
+    expect(replies.map((r) => r.status)).toEqual(Array(20).fill(200));
+    expect(replies.every((r) => JSON.parse(r.body).backend === 'a')).toBe(true);
+  });
+
+  test('with no backend left, clients get a JSON 503, not an nginx error page', async () => {
+    await a.close();
+    const r = await request(nginx.http, '/quick');
+    expect(r.status).toBe(503);
+    expect(JSON.parse(r.body).error).toBe('Service Unavailable');
+  });
+});
+
+describe('edge nginx.conf on real nginx (prod: TLS)', () => {
+  let a: Backend;
+  let nginx: RunningNginx;
+  let tmp: string;
+
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fastnext-tls-'));
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=fastnext.example.com',
+      '-keyout', path.join(tmp, 'key.pem'), '-out', path.join(tmp, 'cert.pem'),
+    ], { stdio: 'ignore' });
+    a = await backend('a');
+    nginx = await startNginx({
+      nginxConf: shippedConf('prod'),
+      upstreams: [a],
+      tls: { cert: fs.readFileSync(path.join(tmp, 'cert.pem'), 'utf8'), key: fs.readFileSync(path.join(tmp, 'key.pem'), 'utf8') },
+    });
+  });
+  afterAll(async () => {
+    http.globalAgent.destroy();
+    https.globalAgent.destroy();
+    await nginx?.stop();
+    await a?.close();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('plain HTTP redirects to HTTPS', async () => {
+    const r = await request(nginx.http, '/api/v1/users?x=1');
+    expect(r.status).toBe(308);
+    expect(r.headers.location).toMatch(/^https:\/\/127\.0\.0\.1(:\d+)?\/api\/v1\/users\?x=1$/);
+  });
+
+  test('HTTPS terminates TLS, proxies, and sends HSTS', async () => {
+    const r = await request(nginx.https!, '/api/v1/ping', { tls: true });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body).backend).toBe('a');
+    expect(r.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+  });
+});
