@@ -101,6 +101,7 @@ export class PlatformStack extends pulumi.ComponentResource {
     const { config } = args;
     const objects = synthObjects(config);
     const { platform } = buildPlatform(config);
+    const endpoints = endpointsOf(platform);
     const protection = protectionOptions(args.statefulProtection);
 
     const provider = new k8s.Provider(
@@ -157,7 +158,6 @@ export class PlatformStack extends pulumi.ComponentResource {
       { parent: this, provider },
     );
 
-    const endpoints = endpointsOf(platform);
     const edgeService = objectsGroup.getResource('v1/Service', config.namespace, endpoints.edgeServiceName);
     this.namespace = namespace.metadata.name;
     this.edgeAddress = edgeService
@@ -197,9 +197,9 @@ export interface PlatformEndpoints {
 
 // TEMPORARY until the data and monitoring tiers land on Platform.
 type Tiers = {
-  postgres: { primaryHost: string; readOnlyHost: string };
-  redis: { seedHosts: readonly string[] };
-  monitoring: { grafanaUrl: string; prometheusUrl: string };
+  postgres?: { primaryHost: string; readOnlyHost: string };
+  redis?: { seedHosts: readonly string[] };
+  monitoring?: { grafanaUrl: string; prometheusUrl: string };
 };
 
 export function endpointsOf(p: Platform): PlatformEndpoints {
@@ -207,10 +207,10 @@ export function endpointsOf(p: Platform): PlatformEndpoints {
   return {
     edgeServiceName: platform.edge.serviceName,
     edgeHost: platform.edge.host,
-    grafanaUrl: platform.monitoring.grafanaUrl,
-    prometheusUrl: platform.monitoring.prometheusUrl,
-    postgresPrimaryHost: platform.postgres.primaryHost,
-    postgresReadOnlyHost: platform.postgres.readOnlyHost,
-    redisSeedHosts: platform.redis.seedHosts,
+    grafanaUrl: platform.monitoring?.grafanaUrl ?? 'http://todo',
+    prometheusUrl: platform.monitoring?.prometheusUrl ?? 'http://todo',
+    postgresPrimaryHost: platform.postgres?.primaryHost ?? 'todo',
+    postgresReadOnlyHost: platform.postgres?.readOnlyHost ?? 'todo',
+    redisSeedHosts: platform.redis?.seedHosts ?? [],
   };
 }
