@@ -1,0 +1,112 @@
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { main } from '../stacks/cdk8s-app';
+import { ENVIRONMENTS } from '../stacks/environments';
+import { readManifestDir } from '../stacks/manifests';
+import { synthObjects } from '../stacks/synth';
+import { loadEnvironment } from '../stacks/environments';
+import { fillSections, generatedSections, README } from '../tools/readme';
+
+const ROOT = path.join(__dirname, '..');
+
+function listTree(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const env of fs.readdirSync(dir).sort()) {
+    for (const f of fs.readdirSync(path.join(dir, env)).sort()) {
+      out[`${env}/${f}`] = fs.readFileSync(path.join(dir, env, f), 'utf8');
+    }
+  }
+  return out;
+}
+
+describe('synth', () => {
+  let out: string;
+  let errors: string[];
+  let logs: string[];
+  beforeEach(() => {
+    out = fs.mkdtempSync(path.join(os.tmpdir(), 'fastnext-dist-'));
+    errors = [];
+    logs = [];
+    jest.spyOn(console, 'error').mockImplementation((m: string) => void errors.push(m));
+    jest.spyOn(console, 'log').mockImplementation((m: string) => void logs.push(m));
+  });
+  afterEach(() => {
+    jest.restoreAllMocks();
+    fs.rmSync(out, { recursive: true, force: true });
+  });
+
+  test('writes every environment, one file per object, Namespace first, and reads back the same objects', () => {
+    expect(main(['--out', out])).toBe(0);
+    expect(fs.readdirSync(out).sort()).toEqual(Object.keys(ENVIRONMENTS).sort());
+    for (const env of Object.keys(ENVIRONMENTS)) {
+      const files = fs.readdirSync(path.join(out, env)).sort();
+      expect(files[0]).toBe(`000-namespace-fastnext-${env}.yaml`);
+      expect(readManifestDir(path.join(out, env))).toEqual(synthObjects(loadEnvironment(env)));
+    }
+  });
+
+  test('is deterministic: two runs give byte-identical trees', () => {
+    const second = fs.mkdtempSync(path.join(os.tmpdir(), 'fastnext-dist-'));
+    try {
+      expect(main(['--out', out])).toBe(0);
+      expect(main(['--out', second])).toBe(0);
+      expect(listTree(second)).toEqual(listTree(out));
+    } finally {
+      fs.rmSync(second, { recursive: true, force: true });
+    }
+  });
+
+  test('fails when one environment is invalid, naming it, and leaves the previous dist/ intact', () => {
+    // GIVEN a previous good synth
+    expect(main(['--out', out])).toBe(0);
+    const before = listTree(out);
+    // WHEN a registry with one broken environment is synthesized
+    const broken = { ...ENVIRONMENTS, prod: { ...ENVIRONMENTS.prod, api: { autoscaling: { minReplicas: 30 } } } };
+    const code = main(['--out', out], broken);
+    // THEN it exits non-zero with the field, value and rule, and nothing changed on disk
+    expect(code).toBe(1);
+    expect(errors.join('\n')).toBe(
+      "Invalid config for environment 'prod':\n  - api.autoscaling.minReplicas: 30 must be <= maxReplicas (20)\n" +
+        `synth: nothing written; ${out}/ keeps its previous content.`,
+    );
+    expect(listTree(out)).toEqual(before);
+    expect(fs.readdirSync(out).filter((f) => f.startsWith('.'))).toEqual([]);
+  });
+
+  test('fails when an environment is unknown', () => {
+    expect(main(['--out', out, '--env', 'qa'])).toBe(1);
+    expect(errors[0]).toBe("Unknown environment 'qa'; registered: dev, staging, prod (add it in stacks/environments.ts)");
+    expect(fs.readdirSync(out)).toEqual([]);
+  });
+
+  test('npm run synth exits non-zero on a bad environment name (the real entry point)', () => {
+    const r = spawnSync('node', ['tools/run.js', 'stacks/cdk8s-app.ts', '--env', 'nope', '--out', out], { cwd: ROOT, encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("Unknown environment 'nope'");
+  });
+
+  test('npx cdk8s synth runs the same entry point through cdk8s.yaml', () => {
+    const r = spawnSync('npx', ['cdk8s', 'synth', '--no-check-upgrade'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, CDK8S_OUTDIR: out },
+    });
+    expect(r.status).toBe(0);
+    expect(fs.existsSync(path.join(ROOT, 'dist', 'prod', '000-namespace-fastnext-prod.yaml'))).toBe(true);
+  }, 120000);
+});
+
+describe('README', () => {
+  test('generated sections (topology diagram, environment table) match the model; run `npm run docs`', () => {
+    const text = fs.readFileSync(README, 'utf8');
+    expect(fillSections(text, generatedSections())).toBe(text);
+  });
+
+  test('starts with the two set-up commands', () => {
+    const firstBlock = /```sh\n([\s\S]*?)```/.exec(fs.readFileSync(README, 'utf8'))![1];
+    expect(firstBlock.split('\n')[0]).toMatch(/^npm ci && npm run synth\b/);
+    expect(firstBlock.split('\n')[1]).toMatch(/^npm test\b/);
+  });
+});
