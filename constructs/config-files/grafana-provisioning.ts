@@ -7,8 +7,8 @@ import type { EnvironmentConfig } from '../../stacks/config';
 import { DATASOURCE_UID } from './dashboards/panels';
 import { PROMETHEUS_PORT } from './prometheus-config';
 
-/** Where each dashboard ConfigMap is mounted (one sub-directory per dashboard). */
-export const GRAFANA_DASHBOARDS_DIR = '/var/lib/grafana/dashboards';
+/** Where the dashboard ConfigMaps are mounted (one projected volume, one `<name>.json` each). */
+export const GRAFANA_DASHBOARDS_DIR = '/etc/grafana/dashboards';
 
 /** provisioning/datasources/prometheus.yaml; `prometheusService` is the in-namespace Service name. */
 export function renderGrafanaDatasources(config: EnvironmentConfig, prometheusService: string): string {

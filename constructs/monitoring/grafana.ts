@@ -1,0 +1,209 @@
+/**
+ * Grafana: one replica (its state is provisioned, so an emptyDir data dir is
+ * enough), the Prometheus datasource and dashboard provider from one ConfigMap,
+ * and each dashboard from a ConfigMap of its own, all mounted read-only through
+ * one projected volume. The admin password comes from a Secret generated in-cluster.
+ */
+import { createHash } from 'crypto';
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import type { EnvironmentConfig } from '../../stacks/config';
+import {
+  containerSecurityContext,
+  dnsEgress,
+  emptyDir,
+  meta,
+  networkPolicy,
+  podSecurityContext,
+  podsOf,
+  resourcesOf,
+  selectorLabels,
+  serviceAccount,
+  tcpPorts,
+  topologySpread,
+} from '../common';
+import { dashboards, renderDashboard } from '../config-files/dashboards';
+import {
+  GRAFANA_DASHBOARDS_DIR,
+  renderGrafanaDashboardProvider,
+  renderGrafanaDatasources,
+} from '../config-files/grafana-provisioning';
+
+const k8s = kplus.k8s;
+
+/** uid/gid of the grafana user in grafana/grafana. */
+export const GRAFANA_UID = 472;
+export const GRAFANA_PORT = 3000;
+/** Keys of the admin Secret (`monitoring.grafana.adminSecret`). */
+export const GRAFANA_ADMIN_KEYS = { user: 'admin-user', password: 'admin-password' } as const;
+/**
+ * The annotation limit kubectl's last-applied-configuration hits (262144 bytes);
+ * every dashboard ConfigMap must stay well under it.
+ */
+export const DASHBOARD_CONFIGMAP_LIMIT_BYTES = 256 * 1024;
+
+export interface GrafanaProps {
+  readonly config: EnvironmentConfig;
+  /** The Prometheus Service (in-namespace name), port and component Grafana queries. */
+  readonly prometheus: { readonly serviceName: string; readonly port: number; readonly component: string };
+}
+
+export class Grafana extends Construct {
+  static readonly COMPONENT = 'grafana';
+  readonly component = Grafana.COMPONENT;
+  readonly serviceName = 'grafana';
+  readonly port = GRAFANA_PORT;
+  /** Dashboard ConfigMap names by dashboard short name. */
+  readonly dashboardConfigMaps: Readonly<Record<string, string>>;
+
+  constructor(scope: Construct, id: string, props: GrafanaProps) {
+    super(scope, id);
+    const { config, prometheus } = props;
+    const c = Grafana.COMPONENT;
+    const name = c;
+
+    const provisioning = {
+      'datasource-prometheus.yaml': renderGrafanaDatasources(config, prometheus.serviceName),
+      'dashboards-provider.yaml': renderGrafanaDashboardProvider(),
+    };
+    new k8s.KubeConfigMap(this, 'provisioning', {
+      metadata: meta(config, c, `${name}-provisioning`),
+      data: provisioning,
+    });
+
+    const maps: Record<string, string> = {};
+    const hash = createHash('sha256').update(Object.values(provisioning).join('\0'));
+    for (const [short, dashboard] of Object.entries(dashboards(config))) {
+      const cmName = `${name}-dashboard-${short}`;
+      const json = renderDashboard(dashboard);
+      if (Buffer.byteLength(json) > DASHBOARD_CONFIGMAP_LIMIT_BYTES / 2) {
+        throw new Error(
+          `dashboard '${short}' renders ${Buffer.byteLength(json)} bytes; keep it under ${DASHBOARD_CONFIGMAP_LIMIT_BYTES / 2} ` +
+            '(half the 256 KiB annotation limit) by splitting it into two dashboards',
+        );
+      }
+      new k8s.KubeConfigMap(this, `dashboard-${short}`, {
+        metadata: meta(config, c, cmName, { labels: { 'fastnext.io/grafana-dashboard': short } }),
+        data: { [`${short}.json`]: json },
+      });
+      maps[short] = cmName;
+      hash.update(json);
+    }
+    this.dashboardConfigMaps = maps;
+
+    const http = k8s.IntOrString.fromString('http');
+    const secretFile = (key: string) => `/etc/grafana/admin/${key}`;
+    const env: Record<string, string> = {
+      GF_PATHS_DATA: '/var/lib/grafana',
+      GF_PATHS_LOGS: '/var/log/grafana',
+      GF_PATHS_PLUGINS: '/var/lib/grafana/plugins',
+      GF_PATHS_PROVISIONING: '/etc/grafana/provisioning',
+      GF_SERVER_HTTP_PORT: String(GRAFANA_PORT),
+      GF_SECURITY_ADMIN_USER__FILE: secretFile(GRAFANA_ADMIN_KEYS.user),
+      GF_SECURITY_ADMIN_PASSWORD__FILE: secretFile(GRAFANA_ADMIN_KEYS.password),
+      GF_USERS_ALLOW_SIGN_UP: 'false',
+      GF_AUTH_ANONYMOUS_ENABLED: 'false',
+      // No calls home from inside the cluster (the NetworkPolicy would drop them anyway).
+      GF_ANALYTICS_REPORTING_ENABLED: 'false',
+      GF_ANALYTICS_CHECK_FOR_UPDATES: 'false',
+      GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES: 'false',
+      GF_LOG_MODE: 'console',
+    };
+    const grafana: kplus.k8s.Container = {
+      name: 'grafana',
+      image: config.monitoring.grafana.image,
+      imagePullPolicy: 'IfNotPresent',
+      ports: [{ name: 'http', containerPort: GRAFANA_PORT, protocol: 'TCP' }],
+      env: Object.entries(env).map(([n, value]) => ({ name: n, value })),
+      resources: resourcesOf(config.monitoring.grafana.resources),
+      securityContext: containerSecurityContext(),
+      volumeMounts: [
+        { name: 'provisioning', mountPath: '/etc/grafana/provisioning', readOnly: true },
+        { name: 'dashboards', mountPath: GRAFANA_DASHBOARDS_DIR, readOnly: true },
+        { name: 'admin', mountPath: '/etc/grafana/admin', readOnly: true },
+        // Read-only root fs: Grafana's sqlite db, plugins, logs and temp files live in emptyDirs.
+        { name: 'data', mountPath: '/var/lib/grafana' },
+        { name: 'logs', mountPath: '/var/log/grafana' },
+        { name: 'tmp', mountPath: '/tmp' },
+      ],
+      startupProbe: {
+        httpGet: { path: '/api/health', port: http },
+        periodSeconds: 5,
+        failureThreshold: 30,
+        timeoutSeconds: 3,
+      },
+      readinessProbe: {
+        httpGet: { path: '/api/health', port: http },
+        periodSeconds: 10,
+        failureThreshold: 3,
+        timeoutSeconds: 3,
+      },
+      livenessProbe: { tcpSocket: { port: http }, periodSeconds: 20, failureThreshold: 3, timeoutSeconds: 3 },
+    };
+
+    new k8s.KubeDeployment(this, 'deployment', {
+      metadata: meta(config, c, name),
+      spec: {
+        // One replica: sessions and the sqlite db are per pod; dashboards come back from ConfigMaps on restart.
+        replicas: 1,
+        revisionHistoryLimit: 5,
+        selector: { matchLabels: selectorLabels(c) },
+        // Recreate: two pods would be harmless, but one is all the quota this tier asks for.
+        strategy: { type: 'Recreate' },
+        template: {
+          metadata: {
+            labels: meta(config, c, name).labels,
+            // Grafana reads provisioning only at start: a changed datasource or dashboard rolls the pod.
+            annotations: { 'fastnext.io/grafana-config-sha256': hash.digest('hex') },
+          },
+          spec: {
+            serviceAccountName: name,
+            automountServiceAccountToken: false,
+            securityContext: podSecurityContext(GRAFANA_UID),
+            topologySpreadConstraints: topologySpread(c),
+            containers: [grafana],
+            volumes: [
+              {
+                name: 'provisioning',
+                configMap: {
+                  name: `${name}-provisioning`,
+                  items: [
+                    { key: 'datasource-prometheus.yaml', path: 'datasources/prometheus.yaml' },
+                    { key: 'dashboards-provider.yaml', path: 'dashboards/fastnext.yaml' },
+                  ],
+                },
+              },
+              {
+                name: 'dashboards',
+                projected: { sources: Object.values(maps).map((cm) => ({ configMap: { name: cm } })) },
+              },
+              {
+                name: 'admin',
+                secret: { secretName: config.monitoring.grafana.adminSecret, defaultMode: 0o440 },
+              },
+              emptyDir('data', '1Gi'),
+              emptyDir('logs', '64Mi'),
+              emptyDir('tmp', '64Mi'),
+            ],
+          },
+        },
+      },
+    });
+    serviceAccount(this, 'service-account', config, c);
+
+    new k8s.KubeService(this, 'service', {
+      metadata: meta(config, c, this.serviceName),
+      spec: {
+        type: 'ClusterIP',
+        selector: selectorLabels(c),
+        ports: [{ name: 'http', port: GRAFANA_PORT, targetPort: http, protocol: 'TCP' }],
+      },
+    });
+
+    networkPolicy(this, 'network-policy', config, c, {
+      // Users reach Grafana through kubectl port-forward or an ingress; its login guards the port.
+      ingress: [{ ports: tcpPorts(GRAFANA_PORT) }],
+      egress: [dnsEgress(), { to: [podsOf(prometheus.component)], ports: tcpPorts(prometheus.port) }],
+    });
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * The observability tier: Prometheus (scrapes every tier's annotated metrics
+ * port, evaluates the rendered rules) and Grafana (provisioned datasource and
+ * dashboards). kube-state-metrics is deliberately absent: the rules use only
+ * metrics the tiers and Prometheus itself produce (see config-files/alert-rules.ts).
+ */
+import { Construct } from 'constructs';
+import type { EnvironmentConfig } from '../../stacks/config';
+import { Grafana } from './grafana';
+import { Prometheus, type ScrapeTarget } from './prometheus';
+
+export { Grafana, GRAFANA_ADMIN_KEYS, DASHBOARD_CONFIGMAP_LIMIT_BYTES } from './grafana';
+export { Prometheus, DISCOVERY_RULE, type ScrapeTarget } from './prometheus';
+
+export interface MonitoringProps {
+  readonly config: EnvironmentConfig;
+  /** Every component's metrics port, for Prometheus' egress NetworkPolicy. */
+  readonly scrapeTargets: readonly ScrapeTarget[];
+}
+
+export class Monitoring extends Construct {
+  readonly prometheus: Prometheus;
+  readonly grafana: Grafana;
+
+  constructor(scope: Construct, id: string, props: MonitoringProps) {
+    super(scope, id);
+    const { config, scrapeTargets } = props;
+    if (!config.monitoring.enabled) {
+      throw new Error(
+        "Monitoring: 'config.monitoring.enabled' (false) must be true; do not create the construct instead",
+      );
+    }
+    this.prometheus = new Prometheus(this, 'prometheus', { config, scrapeTargets, clientComponent: Grafana.COMPONENT });
+    this.grafana = new Grafana(this, 'grafana', {
+      config,
+      prometheus: {
+        serviceName: this.prometheus.serviceName,
+        port: this.prometheus.port,
+        component: this.prometheus.component,
+      },
+    });
+  }
+}
