@@ -10,6 +10,8 @@ import type { EnvironmentConfig } from '../stacks/config';
 import { ApiService } from './api-service';
 import { PART_OF, podsOf } from './common';
 import { EdgeProxy } from './edge-proxy';
+import { EDGE_PORTS } from './config-files/nginx-conf';
+import { Monitoring } from './monitoring';
 
 export interface PlatformProps {
   readonly config: EnvironmentConfig;
@@ -20,6 +22,8 @@ export class Platform extends Chart {
   readonly namespace: string;
   readonly api: ApiService;
   readonly edge: EdgeProxy;
+  /** Prometheus + Grafana; undefined when `monitoring.enabled` is false. */
+  readonly monitoring?: Monitoring;
 
   constructor(scope: Construct, id: string, props: PlatformProps) {
     const { config } = props;
@@ -70,5 +74,18 @@ export class Platform extends Chart {
       config,
       upstream: { headlessHost: this.api.headlessHost, port: this.api.port, component: this.api.component },
     });
+
+    if (config.monitoring.enabled) {
+      this.monitoring = new Monitoring(this, 'monitoring', {
+        config,
+        scrapeTargets: [
+          { component: this.api.component, port: this.api.metricsPort },
+          { component: this.edge.component, port: EDGE_PORTS.metrics },
+          // The data tier's exporter sidecars (postgres_exporter, redis_exporter default ports).
+          { component: 'postgres', port: 9187 },
+          { component: 'redis', port: 9121 },
+        ],
+      });
+    }
   }
 }
