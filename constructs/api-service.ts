@@ -124,9 +124,18 @@ export class ApiService extends Construct {
       { name: SERVICE_ENV.shutdownDrainSeconds, value: String(api.drainSeconds ?? DEFAULT_DRAIN_SECONDS) },
     ];
     const secretVolumes: kplus.k8s.Volume[] = [
-      { name: 'postgres-credentials', secret: { secretName: database.credentialsSecret, items: [{ key: 'password', path: 'password' }] } },
-      { name: 'redis-password', secret: { secretName: cache.passwordSecret, items: [{ key: 'password', path: 'password' }] } },
-      { name: 'management-token', secret: { secretName: api.managementTokenSecret, items: [{ key: 'token', path: 'token' }] } },
+      {
+        name: 'postgres-credentials',
+        secret: { secretName: database.credentialsSecret, items: [{ key: 'password', path: 'password' }] },
+      },
+      {
+        name: 'redis-password',
+        secret: { secretName: cache.passwordSecret, items: [{ key: 'password', path: 'password' }] },
+      },
+      {
+        name: 'management-token',
+        secret: { secretName: api.managementTokenSecret, items: [{ key: 'token', path: 'token' }] },
+      },
     ];
     const secretMounts: kplus.k8s.VolumeMount[] = [
       { name: 'postgres-credentials', mountPath: `${SECRET_MOUNT}/postgres`, readOnly: true },
@@ -150,9 +159,24 @@ export class ApiService extends Construct {
       securityContext: containerSecurityContext(),
       volumeMounts: [tmpMount, ...secretMounts],
       // Startup gives migrations' aftermath and cache warm-up up to 60 s before liveness applies.
-      startupProbe: { httpGet: httpGet(SERVICE_PATHS.startup), periodSeconds: 2, failureThreshold: 30, timeoutSeconds: 2 },
-      livenessProbe: { httpGet: httpGet(SERVICE_PATHS.liveness), periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 },
-      readinessProbe: { httpGet: httpGet(SERVICE_PATHS.readiness), periodSeconds: 5, failureThreshold: 2, timeoutSeconds: 2 },
+      startupProbe: {
+        httpGet: httpGet(SERVICE_PATHS.startup),
+        periodSeconds: 2,
+        failureThreshold: 30,
+        timeoutSeconds: 2,
+      },
+      livenessProbe: {
+        httpGet: httpGet(SERVICE_PATHS.liveness),
+        periodSeconds: 10,
+        failureThreshold: 3,
+        timeoutSeconds: 2,
+      },
+      readinessProbe: {
+        httpGet: httpGet(SERVICE_PATHS.readiness),
+        periodSeconds: 5,
+        failureThreshold: 2,
+        timeoutSeconds: 2,
+      },
       // Give every edge pod time to drop this pod from its upstream before SIGTERM starts the drain.
       lifecycle: { preStop: { exec: { command: ['sleep', String(PRESTOP_SLEEP_SECONDS)] } } },
     };
@@ -205,7 +229,9 @@ export class ApiService extends Construct {
       spec: {
         type: 'ClusterIP',
         selector: selectorLabels(c),
-        ports: [{ name: 'http', port: SERVICE_PORTS.http, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' }],
+        ports: [
+          { name: 'http', port: SERVICE_PORTS.http, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' },
+        ],
       },
     });
     new k8s.KubeService(this, 'headless', {
@@ -213,7 +239,9 @@ export class ApiService extends Construct {
       spec: {
         clusterIp: 'None',
         selector: selectorLabels(c),
-        ports: [{ name: 'http', port: SERVICE_PORTS.http, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' }],
+        ports: [
+          { name: 'http', port: SERVICE_PORTS.http, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' },
+        ],
       },
     });
 
@@ -255,7 +283,9 @@ export class ApiService extends Construct {
                 automountServiceAccountToken: false,
                 securityContext: podSecurityContext(API_UID),
                 restartPolicy: 'OnFailure',
-                containers: [{ ...migrate, name: 'maintain-partitions', command: [...SERVICE_COMMANDS.maintainPartitions] }],
+                containers: [
+                  { ...migrate, name: 'maintain-partitions', command: [...SERVICE_COMMANDS.maintainPartitions] },
+                ],
                 volumes: podSpec.volumes,
               },
             },

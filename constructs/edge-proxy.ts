@@ -108,12 +108,23 @@ export class EdgeProxy extends Construct {
       name: 'exporter',
       image: edge.exporterImage,
       imagePullPolicy: 'IfNotPresent',
-      args: [`--nginx.scrape-uri=http://127.0.0.1:${EDGE_PORTS.status}/stub_status`, `--web.listen-address=:${EDGE_PORTS.metrics}`],
+      args: [
+        `--nginx.scrape-uri=http://127.0.0.1:${EDGE_PORTS.status}/stub_status`,
+        `--web.listen-address=:${EDGE_PORTS.metrics}`,
+      ],
       ports: [{ name: 'metrics', containerPort: EDGE_PORTS.metrics, protocol: 'TCP' }],
       resources: resourcesOf(edge.exporterResources),
       securityContext: containerSecurityContext(),
-      livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 20, timeoutSeconds: 2 },
-      readinessProbe: { httpGet: { path: '/metrics', port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 10, timeoutSeconds: 2 },
+      livenessProbe: {
+        tcpSocket: { port: k8s.IntOrString.fromString('metrics') },
+        periodSeconds: 20,
+        timeoutSeconds: 2,
+      },
+      readinessProbe: {
+        httpGet: { path: '/metrics', port: k8s.IntOrString.fromString('metrics') },
+        periodSeconds: 10,
+        timeoutSeconds: 2,
+      },
     };
 
     new k8s.KubeDeployment(this, 'deployment', {

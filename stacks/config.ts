@@ -37,7 +37,10 @@ export const imageRef = z.string().superRefine((image, ctx) => {
   const lastSegment = image.split('/').pop() ?? '';
   const tag = lastSegment.includes(':') ? lastSegment.slice(lastSegment.indexOf(':') + 1) : '';
   if (!tag) {
-    ctx.addIssue({ code: 'custom', message: 'must carry a tag or digest (e.g. repo/name:1.2.3 or repo/name@sha256:…)' });
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must carry a tag or digest (e.g. repo/name:1.2.3 or repo/name@sha256:…)',
+    });
   } else if (tag === 'latest') {
     ctx.addIssue({ code: 'custom', message: "must not use the 'latest' tag: pin a version (e.g. repo/name:1.2.3)" });
   }
@@ -46,7 +49,10 @@ export const imageRef = z.string().superRefine((image, ctx) => {
 /** A positive resource quantity such as `250m`, `512Mi` or `10Gi`. */
 export const quantity = z.string().superRefine((q, ctx) => {
   if (!QUANTITY.test(q) || parseQuantity(q) <= 0) {
-    ctx.addIssue({ code: 'custom', message: "must be a positive Kubernetes quantity such as '250m', '512Mi' or '10Gi'" });
+    ctx.addIssue({
+      code: 'custom',
+      message: "must be a positive Kubernetes quantity such as '250m', '512Mi' or '10Gi'",
+    });
   }
 });
 
@@ -149,7 +155,9 @@ export const environmentSchema = z
           })
           .strict(),
         /** Schedule of the activity_logs partition maintenance CronJob. */
-        partitionMaintenanceSchedule: z.string().regex(/^(\S+\s+){4}\S+$/, { message: 'must be a 5-field cron expression' }),
+        partitionMaintenanceSchedule: z
+          .string()
+          .regex(/^(\S+\s+){4}\S+$/, { message: 'must be a 5-field cron expression' }),
         /** Secret holding `token` for management endpoints; generated in-cluster when absent. */
         managementTokenSecret: dnsLabel,
       })
@@ -231,11 +239,22 @@ export const environmentSchema = z
         image: imageRef,
         exporterImage: imageRef,
         /** Masters of the cluster (>= 3, as Redis Cluster requires for a majority). */
-        masters: z.number().int().min(3, { message: 'must be >= 3: Redis Cluster needs a majority of masters to fail over' }).max(50),
+        masters: z
+          .number()
+          .int()
+          .min(3, { message: 'must be >= 3: Redis Cluster needs a majority of masters to fail over' })
+          .max(50),
         replicasPerMaster: z.number().int().min(0).max(5),
         /** maxmemory per node (Redis size, e.g. 2gb). */
         maxmemory: z.string().regex(/^\d+(kb|mb|gb)$/, { message: "must be a Redis size such as '256mb' or '2gb'" }),
-        maxmemoryPolicy: z.enum(['allkeys-lru', 'allkeys-lfu', 'volatile-lru', 'volatile-lfu', 'volatile-ttl', 'noeviction']),
+        maxmemoryPolicy: z.enum([
+          'allkeys-lru',
+          'allkeys-lfu',
+          'volatile-lru',
+          'volatile-lfu',
+          'volatile-ttl',
+          'noeviction',
+        ]),
         nodeTimeoutMs: z.number().int().min(500).max(60000),
         /** Secret with `password`; generated in-cluster when absent. */
         passwordSecret: dnsLabel,
@@ -290,7 +309,11 @@ export const environmentSchema = z
     }
     const nodes = env.redis.masters * (1 + env.redis.replicasPerMaster);
     if (nodes > 100) {
-      ctx.addIssue({ code: 'custom', path: ['redis', 'masters'], message: `gives ${nodes} nodes; at most 100 are supported` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['redis', 'masters'],
+        message: `gives ${nodes} nodes; at most 100 are supported`,
+      });
     }
   });
 

@@ -67,12 +67,16 @@ describe('environment config', () => {
   });
 
   test('accepts an image pinned by digest, and a registry with a port', () => {
-    expect(() => loadEnvironment('prod', { api: { image: `registry:5000/api@sha256:${'a'.repeat(64)}` } })).not.toThrow();
+    expect(() =>
+      loadEnvironment('prod', { api: { image: `registry:5000/api@sha256:${'a'.repeat(64)}` } }),
+    ).not.toThrow();
     expect(() => loadEnvironment('prod', { api: { image: 'registry:5000/team/api:1.0.0' } })).not.toThrow();
   });
 
   test('fails when a registry with a port is given but no tag', () => {
-    expect(errorFor({ api: { image: 'registry:5000/team/api' } })).toContain('api.image: "registry:5000/team/api" must carry a tag');
+    expect(errorFor({ api: { image: 'registry:5000/team/api' } })).toContain(
+      'api.image: "registry:5000/team/api" must carry a tag',
+    );
   });
 
   test('fails when a size is negative', () => {

@@ -109,7 +109,9 @@ describe('edge nginx.conf on real nginx (dev: plain HTTP)', () => {
     const running = nginx.conf.split('\n');
     const changed = shipped.filter((line) => !running.includes(line)).map((l) => l.trim());
     for (const line of changed) {
-      expect(line).toMatch(/^(server \S+ resolve max_fails=3 fail_timeout=30s;|resolver \S+ valid=10s ipv6=off;|listen \d+( default_server)?;|pid \S+;|\w+_temp_path \S+;)$/);
+      expect(line).toMatch(
+        /^(server \S+ resolve max_fails=3 fail_timeout=30s;|resolver \S+ valid=10s ipv6=off;|listen \d+( default_server)?;|pid \S+;|\w+_temp_path \S+;)$/,
+      );
     }
     expect(running.map((l) => l.trim())).toContain(`server 127.0.0.1:${a.port} max_fails=3 fail_timeout=30s;`);
   });
@@ -164,7 +166,11 @@ describe('edge nginx.conf on real nginx (dev: plain HTTP)', () => {
     expect(byStatus.get(200)!).toBeGreaterThanOrEqual(51);
     expect(byStatus.get(429)!).toBeGreaterThanOrEqual(100);
     const limited = replies.find((r) => r.status === 429)!;
-    expect(JSON.parse(limited.body)).toEqual({ statusCode: 429, error: 'Too Many Requests', message: 'rate limit exceeded' });
+    expect(JSON.parse(limited.body)).toEqual({
+      statusCode: 429,
+      error: 'Too Many Requests',
+      message: 'rate limit exceeded',
+    });
     await drainBucket();
   });
 
@@ -204,15 +210,33 @@ describe('edge nginx.conf on real nginx (prod: TLS)', () => {
 
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fastnext-tls-'));
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=fastnext.example.com',
-      '-keyout', path.join(tmp, 'key.pem'), '-out', path.join(tmp, 'cert.pem'),
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=fastnext.example.com',
+        '-keyout',
+        path.join(tmp, 'key.pem'),
+        '-out',
+        path.join(tmp, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     a = await backend('a');
     nginx = await startNginx({
       nginxConf: shippedConf('prod'),
       upstreams: [a],
-      tls: { cert: fs.readFileSync(path.join(tmp, 'cert.pem'), 'utf8'), key: fs.readFileSync(path.join(tmp, 'key.pem'), 'utf8') },
+      tls: {
+        cert: fs.readFileSync(path.join(tmp, 'cert.pem'), 'utf8'),
+        key: fs.readFileSync(path.join(tmp, 'key.pem'), 'utf8'),
+      },
     });
   });
   afterAll(async () => {

@@ -5,17 +5,7 @@
 import { SERVICE_ENV, SERVICE_PATHS, SERVICE_PORTS } from '../service/src/contract';
 import { loadEnvironment } from '../stacks/environments';
 import { checkObjects } from '../tools/schema-check';
-import {
-  containersOf,
-  ENVS,
-  find,
-  label,
-  type Obj,
-  objectsOf,
-  ofKind,
-  podTemplates,
-  selects,
-} from './helpers/objects';
+import { containersOf, ENVS, find, label, type Obj, objectsOf, ofKind, podTemplates, selects } from './helpers/objects';
 
 describe.each(ENVS)('%s', (env) => {
   const objects = objectsOf(env);
@@ -71,7 +61,8 @@ describe.each(ENVS)('%s', (env) => {
         );
         for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
           const port = c[probe]?.httpGet?.port ?? c[probe]?.tcpSocket?.port;
-          if (port !== undefined) expect([label(t.owner), c.name, probe, declared.has(port)]).toEqual([label(t.owner), c.name, probe, true]);
+          if (port !== undefined)
+            expect([label(t.owner), c.name, probe, declared.has(port)]).toEqual([label(t.owner), c.name, probe, true]);
         }
       }
     }
@@ -109,7 +100,9 @@ describe.each(ENVS)('%s', (env) => {
       for (const port of svc.spec.ports) {
         const target = port.targetPort ?? port.port;
         const found = matching.some((t) =>
-          t.spec.containers.some((c: Obj) => (c.ports ?? []).some((p: Obj) => p.name === target || p.containerPort === target)),
+          t.spec.containers.some((c: Obj) =>
+            (c.ports ?? []).some((p: Obj) => p.name === target || p.containerPort === target),
+          ),
         );
         expect([label(svc), port.name, found]).toEqual([label(svc), port.name, true]);
       }
@@ -124,7 +117,10 @@ describe.each(ENVS)('%s', (env) => {
       if (pdb.spec.maxUnavailable !== undefined) expect(pdb.spec.maxUnavailable).not.toBe(0);
       if (pdb.spec.minAvailable !== undefined) {
         const hpa = ofKind(objects, 'HorizontalPodAutoscaler').find((h) =>
-          templates.some((t) => t.owner.metadata.name === h.spec.scaleTargetRef.name && selects(pdb.spec.selector.matchLabels, t.labels)),
+          templates.some(
+            (t) =>
+              t.owner.metadata.name === h.spec.scaleTargetRef.name && selects(pdb.spec.selector.matchLabels, t.labels),
+          ),
         );
         if (hpa) expect(pdb.spec.minAvailable).toBeLessThan(hpa.spec.minReplicas);
       }
@@ -133,7 +129,9 @@ describe.each(ENVS)('%s', (env) => {
 
   test('every multi-replica workload has a PDB', () => {
     for (const t of templates.filter((x) => ['Deployment', 'StatefulSet'].includes(x.owner.kind))) {
-      const hpa = ofKind(objects, 'HorizontalPodAutoscaler').find((h) => h.spec.scaleTargetRef.name === t.owner.metadata.name);
+      const hpa = ofKind(objects, 'HorizontalPodAutoscaler').find(
+        (h) => h.spec.scaleTargetRef.name === t.owner.metadata.name,
+      );
       const replicas = hpa ? hpa.spec.maxReplicas : (t.owner.spec.replicas ?? 1);
       if (replicas > 1) {
         const pdb = ofKind(objects, 'PodDisruptionBudget').find((p) => selects(p.spec.selector.matchLabels, t.labels));
@@ -152,13 +150,13 @@ describe.each(ENVS)('%s', (env) => {
       for (const v of t.spec.volumes ?? []) expect(v.hostPath).toBeUndefined();
       for (const c of containersOf(t.spec)) {
         const sc = c.securityContext ?? {};
-        expect([label(t.owner), c.name, sc.allowPrivilegeEscalation, sc.readOnlyRootFilesystem, sc.capabilities?.drop]).toEqual([
+        expect([
           label(t.owner),
           c.name,
-          false,
-          true,
-          ['ALL'],
-        ]);
+          sc.allowPrivilegeEscalation,
+          sc.readOnlyRootFilesystem,
+          sc.capabilities?.drop,
+        ]).toEqual([label(t.owner), c.name, false, true, ['ALL']]);
         expect(sc.privileged ?? false).toBe(false);
       }
     }
@@ -190,13 +188,19 @@ describe.each(ENVS)('%s', (env) => {
       expect([label(t.owner), [...types].sort()]).toEqual([label(t.owner), ['Egress', 'Ingress']]);
     }
     for (const p of policies) {
-      expect([label(p), templates.some((t) => selects(p.spec.podSelector.matchLabels, t.labels))]).toEqual([label(p), true]);
+      expect([label(p), templates.some((t) => selects(p.spec.podSelector.matchLabels, t.labels))]).toEqual([
+        label(p),
+        true,
+      ]);
     }
   });
 
   test('the API accepts traffic only from the edge and Prometheus', () => {
     const np = find(objects, 'NetworkPolicy', 'api');
-    const from = np.spec.ingress.map((r: Obj) => [r.from[0].podSelector.matchLabels['app.kubernetes.io/name'], r.ports[0].port]);
+    const from = np.spec.ingress.map((r: Obj) => [
+      r.from[0].podSelector.matchLabels['app.kubernetes.io/name'],
+      r.ports[0].port,
+    ]);
     expect(from).toEqual([
       ['edge', SERVICE_PORTS.http],
       ['prometheus', SERVICE_PORTS.metrics],
@@ -216,9 +220,14 @@ describe.each(ENVS)('%s', (env) => {
     for (const t of templates.filter((x) => ['Deployment', 'StatefulSet'].includes(x.owner.kind))) {
       const keys = (t.spec.topologySpreadConstraints ?? []).map((c: Obj) => c.topologyKey);
       const anti = t.spec.affinity?.podAntiAffinity;
-      expect([label(t.owner), keys.includes('kubernetes.io/hostname') || Boolean(anti)]).toEqual([label(t.owner), true]);
+      expect([label(t.owner), keys.includes('kubernetes.io/hostname') || Boolean(anti)]).toEqual([
+        label(t.owner),
+        true,
+      ]);
     }
-    for (const sa of ofKind(objects, 'ServiceAccount').filter((s) => s.metadata.name === 'api' || s.metadata.name === 'edge')) {
+    for (const sa of ofKind(objects, 'ServiceAccount').filter(
+      (s) => s.metadata.name === 'api' || s.metadata.name === 'edge',
+    )) {
       expect(sa.automountServiceAccountToken).toBe(false);
     }
   });
@@ -237,7 +246,9 @@ describe.each(ENVS)('%s', (env) => {
     expect(conf).toContain(`burst=${config.edge.rateLimit.burst} nodelay`);
     expect(conf).toContain('least_conn;');
     expect(conf).toContain(`keepalive ${config.edge.upstreamKeepalive};`);
-    expect(conf).toMatch(/server api-headless\.[a-z0-9-]+\.svc\.cluster\.local:8000 resolve max_fails=3 fail_timeout=30s;/);
+    expect(conf).toMatch(
+      /server api-headless\.[a-z0-9-]+\.svc\.cluster\.local:8000 resolve max_fails=3 fail_timeout=30s;/,
+    );
   });
 });
 
@@ -249,7 +260,9 @@ describe('strict validation', () => {
     expect(problems).toHaveLength(1);
     expect(problems[0].object).toBe('Deployment fastnext-dev/api');
     expect(problems[0].path).toBe('spec.template.spec.containers[0].readinesProbe');
-    expect(problems[0].message).toMatch(/^unknown field 'readinesProbe' \(not in the Kubernetes 1\.28 V1Container; allowed: args, /);
+    expect(problems[0].message).toMatch(
+      /^unknown field 'readinesProbe' \(not in the Kubernetes 1\.28 V1Container; allowed: args, /,
+    );
   });
 
   test('fails when an enum value or a type is wrong, or a required field is missing', () => {

@@ -77,12 +77,17 @@ describe('synth', () => {
 
   test('fails when an environment is unknown', () => {
     expect(main(['--out', out, '--env', 'qa'])).toBe(1);
-    expect(errors[0]).toBe("Unknown environment 'qa'; registered: dev, staging, prod (add it in stacks/environments.ts)");
+    expect(errors[0]).toBe(
+      "Unknown environment 'qa'; registered: dev, staging, prod (add it in stacks/environments.ts)",
+    );
     expect(fs.readdirSync(out)).toEqual([]);
   });
 
   test('npm run synth exits non-zero on a bad environment name (the real entry point)', () => {
-    const r = spawnSync('node', ['tools/run.js', 'stacks/cdk8s-app.ts', '--env', 'nope', '--out', out], { cwd: ROOT, encoding: 'utf8' });
+    const r = spawnSync('node', ['tools/run.js', 'stacks/cdk8s-app.ts', '--env', 'nope', '--out', out], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("Unknown environment 'nope'");
   });

@@ -85,8 +85,9 @@ export function testConf(confPath: string, prefix: string): string {
   const fd = fs.openSync(logPath, 'w');
   let status: number | null;
   try {
-    status = spawnSync(NGINX_BIN, ['-t', '-p', prefix, '-c', confPath, '-e', 'stderr'], { stdio: ['ignore', fd, fd] })
-      .status;
+    status = spawnSync(NGINX_BIN, ['-t', '-p', prefix, '-c', confPath, '-e', 'stderr'], {
+      stdio: ['ignore', fd, fd],
+    }).status;
   } finally {
     fs.closeSync(fd);
   }

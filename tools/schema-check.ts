@@ -113,7 +113,9 @@ export function checkObject(obj: ObjectLike): SchemaProblem[] {
   const name = modelName(obj.apiVersion, obj.kind);
   const Typed = typedModel(obj.apiVersion, obj.kind);
   if (!models[name] || !Typed) {
-    return [{ object, path: 'kind', message: `${obj.apiVersion} ${obj.kind} is not a kind of the Kubernetes 1.28 API` }];
+    return [
+      { object, path: 'kind', message: `${obj.apiVersion} ${obj.kind} is not a kind of the Kubernetes 1.28 API` },
+    ];
   }
   const problems: SchemaProblem[] = [];
   try {
@@ -124,7 +126,11 @@ export function checkObject(obj: ObjectLike): SchemaProblem[] {
     if (!errors) throw err;
     for (const e of errors) {
       const allowed = e.params && Array.isArray(e.params.allowedValues) ? `: ${e.params.allowedValues.join(', ')}` : '';
-      problems.push({ object, path: jsonPointerToPath(e.instancePath) || '(root)', message: `${e.message ?? 'invalid'}${allowed}` });
+      problems.push({
+        object,
+        path: jsonPointerToPath(e.instancePath) || '(root)',
+        message: `${e.message ?? 'invalid'}${allowed}`,
+      });
     }
   }
   const unknown: { path: string; message: string }[] = [];

@@ -51,7 +51,9 @@ export function renderTopology(objects: readonly KubeObject[]): string {
     for (const rule of np.spec.ingress ?? []) {
       const ports = (rule.ports ?? []).map((p: any) => p.port).join(',');
       if (!rule.from) {
-        const lb = objs.find((s) => s.kind === 'Service' && s.spec.selector?.[NAME] === target && s.spec.type !== 'ClusterIP');
+        const lb = objs.find(
+          (s) => s.kind === 'Service' && s.spec.selector?.[NAME] === target && s.spec.type !== 'ClusterIP',
+        );
         edges.add(`  client -->|${ports}${lb ? ` via ${lb.spec.type}` : ''}| ${id(target)}`);
         continue;
       }
