@@ -52,7 +52,8 @@ export interface PulumiSettings {
   readonly overrides: EnvironmentOverridesSubset;
   /** Tag replacing the API image's tag, applied by `resolveStackEnvironment`. */
   readonly apiImageTag?: string;
-  readonly kubeconfig?: string;
+  /** Read as a secret: a kubeconfig usually embeds a token or client key. */
+  readonly kubeconfig?: pulumi.Output<string>;
   readonly kubeContext?: string;
   readonly statefulProtection: StatefulProtection;
   readonly secrets: SuppliedSecrets;
@@ -109,7 +110,7 @@ export function readPulumiSettings(): PulumiSettings {
       edge: hostnames !== undefined ? { hostnames } : undefined,
     },
     apiImageTag: config.get('apiImageTag'),
-    kubeconfig: config.get('kubeconfig'),
+    kubeconfig: config.getSecret('kubeconfig'),
     kubeContext: config.get('kubeContext'),
     statefulProtection: config.get('statefulProtection', { allowedValues: [...STATEFUL_PROTECTIONS] }) ?? 'protect',
     secrets: {

@@ -34,7 +34,7 @@ export interface PlatformStackArgs {
   /** The resolved, validated environment. */
   readonly config: EnvironmentConfig;
   /** Kubeconfig contents or path. @default - $KUBECONFIG, then ~/.kube/config */
-  readonly kubeconfig?: string;
+  readonly kubeconfig?: pulumi.Input<string>;
   /** Kubeconfig context. @default - the current context */
   readonly kubeContext?: string;
   /** How stateful objects are shielded from deletion. */

@@ -357,6 +357,18 @@ describe('secrets from stack config', () => {
     }
   });
 
+  test('a kubeconfig from stack config reaches the provider as a secret', async () => {
+    const kubeconfig = 'apiVersion: v1\nkind: Config\nusers: [{name: ops, user: {token: kube-t0ken-value}}]\n';
+    const withKubeconfig = await runProgram('staging', {
+      ...stackFileConfig('staging'),
+      'fastnext:kubeconfig': kubeconfig,
+    });
+    const provider = withKubeconfig.registrations.find((r) => r.type === 'pulumi:providers:kubernetes')!;
+    expect(provider.inputs.kubeconfig).toBe(kubeconfig);
+    expect(isSecretWrapped((provider.wire as Record<string, unknown>).kubeconfig)).toBe(true);
+    for (const r of withKubeconfig.registrations) expect(containsPlaintext(r.wire, 'kube-t0ken-value')).toBe(false);
+  });
+
   test('fails when only one of the two PostgreSQL passwords is set', async () => {
     const error = await programError('prod', { 'fastnext:postgresPassword': 'only-one' });
     expect(error.message).toContain("Missing required configuration variable 'fastnext:postgresReplicationPassword'");
@@ -432,5 +444,14 @@ describe('overrides from stack config', () => {
     expect(hpa?.spec).toMatchObject({ minReplicas: 4, maxReplicas: 12 });
     expect(JSON.stringify(registered)).toContain('"image":"ghcr.io/fastnext/api:1.4.2"');
     expect(run.outputs.namespace).toBe('fastnext-prod');
+  });
+});
+
+describe('docs/pulumi.md', () => {
+  test('documents every config key the program reads', async () => {
+    const { CONFIG_KEYS } = await import('../stacks/pulumi-config');
+    const docs = readFileSync(join(__dirname, '..', 'docs', 'pulumi.md'), 'utf8');
+    const documented = [...docs.matchAll(/^\| `(\w+)` +\| (?:string|number|list|secret)/gm)].map((m) => m[1]);
+    expect(documented.sort()).toEqual(Object.keys(CONFIG_KEYS).sort());
   });
 });
