@@ -1,0 +1,223 @@
+/**
+ * The Redis Cluster files that ship in the `redis-config` ConfigMap: redis.conf, the
+ * node start script (re-resolves peers' hostnames in nodes.conf so a full restart on
+ * new IPs re-forms the same cluster) and the idempotent cluster-create script.
+ *
+ * Pure functions of the environment config. The scripts are POSIX sh and read every
+ * address, port, path and the password from environment variables, so the same bytes
+ * run in the official `redis` image and on loopback (tools/launcher).
+ */
+import type { EnvironmentConfig } from '../../stacks/config';
+
+export type RedisConfig = EnvironmentConfig['redis'];
+
+export const REDIS_FILES = {
+  conf: 'redis.conf',
+  start: 'redis-start.sh',
+  clusterCreate: 'cluster-create.sh',
+} as const;
+
+export const REDIS_PORT = 6379;
+/** The cluster bus listens on port + 10000 (Redis' default); the NetworkPolicy opens it. */
+export const REDIS_BUS_PORT_OFFSET = 10000;
+export const CLUSTER_SLOTS = 16384;
+
+/** Total nodes of the cluster. */
+export function redisNodeCount(r: Pick<RedisConfig, 'masters' | 'replicasPerMaster'>): number {
+  return r.masters * (1 + r.replicasPerMaster);
+}
+
+/** redis.conf. The password, port, bind address, announce address and data dir come from the start script. */
+export function renderRedisConf(r: RedisConfig): string {
+  return `# Rendered by constructs/config-files/redis.ts. Do not edit: change stacks/<env>.ts.
+port ${REDIS_PORT}
+bind * -::*
+# Authentication is required (requirepass from the Secret), so protected mode adds nothing.
+protected-mode no
+tcp-keepalive 60
+timeout 0
+
+cluster-enabled yes
+# nodes.conf lives on the PVC next to the data: a node keeps its id across restarts.
+cluster-config-file nodes.conf
+cluster-node-timeout ${r.nodeTimeoutMs}
+# Clients are redirected by hostname, which survives pod IP changes.
+cluster-preferred-endpoint-type hostname
+# Keep serving the shards that are healthy while one is failing over.
+cluster-require-full-coverage no
+cluster-allow-reads-when-down no
+cluster-replica-validity-factor 10
+cluster-migration-barrier 1
+
+# dir (the PVC, /data) is passed by the start script: redis exits if it does not exist yet.
+appendonly yes
+appendfsync everysec
+appenddirname appendonlydir
+aof-use-rdb-preamble yes
+save 900 1 300 100
+
+maxmemory ${r.maxmemory}
+maxmemory-policy ${r.maxmemoryPolicy}
+
+# Replicas sync over the network without a temporary file, and without waiting for more replicas.
+repl-diskless-sync yes
+repl-diskless-sync-delay 0
+repl-diskless-load on-empty-db
+replica-read-only yes
+
+loglevel notice
+logfile ""
+latency-tracking yes
+slowlog-log-slower-than 10000
+`;
+}
+
+/** Shared by both scripts: resolve a hostname to an IPv4 address (literal IPs pass through). */
+const RESOLVE = `# resolve NAME -> IPv4. REDIS_HOSTS_FILE ("name ip" lines) lets a test stand in for DNS.
+resolve() {
+  case "$1" in
+    *[!0-9.]*) ;;
+    *) echo "$1"; return 0 ;;
+  esac
+  if [ -n "\${REDIS_HOSTS_FILE:-}" ]; then
+    awk -v n="$1" '$1 == n { print $2; exit }' "$REDIS_HOSTS_FILE"
+  else
+    getent ahostsv4 "$1" 2>/dev/null | awk '{ print $1; exit }'
+  fi
+}
+`;
+
+/**
+ * Node entry point. Every node announces its stable hostname, which Redis 7 gossips and
+ * stores in nodes.conf (`ip:port@bus,hostname`). Before starting, each peer's recorded IP
+ * is replaced by what its hostname resolves to now, so after a full restart where every
+ * pod got a new IP the nodes still find each other and keep their ids and slots.
+ * Inputs: REDIS_PASSWORD, REDIS_HOSTNAME; optional REDIS_PORT, REDIS_DATA_DIR,
+ * REDIS_BIND, REDIS_ANNOUNCE_IP, REDIS_CONFIG_DIR, REDIS_HOSTS_FILE.
+ */
+export function redisStartScript(): string {
+  return `#!/bin/sh
+# Rendered by constructs/config-files/redis.ts: Redis Cluster node entry point.
+set -eu
+: "\${REDIS_PASSWORD:?REDIS_PASSWORD must hold the cluster password}"
+: "\${REDIS_HOSTNAME:?REDIS_HOSTNAME must be this node's stable DNS name}"
+REDIS_PORT="\${REDIS_PORT:-${REDIS_PORT}}"
+REDIS_DATA_DIR="\${REDIS_DATA_DIR:-/data}"
+REDIS_CONFIG_DIR="\${REDIS_CONFIG_DIR:-/etc/redis}"
+TMPDIR="\${TMPDIR:-/tmp}"
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+${RESOLVE}
+nodes="$REDIS_DATA_DIR/nodes.conf"
+if [ -s "$nodes" ]; then
+  # Fields: id addr flags ...; addr is ip:port@bus[,hostname]. Rewrite ip from hostname.
+  : > "$nodes.new"
+  set -f # no globbing while splitting lines into fields
+  while IFS= read -r line; do
+    set -- $line
+    case "\${2:-}" in
+      *,?*)
+        addr=\${2%%,*}; host=\${2#*,}; ip=\${addr%%:*}; rest=\${addr#*:}
+        new=$(resolve "$host" || true)
+        if [ -n "$new" ] && [ "$new" != "$ip" ]; then
+          log "peer $host moved $ip -> $new"
+          line=$(printf '%s\\n' "$line" | awk -v a="$new:$rest,$host" '{ $2 = a; print }')
+        fi ;;
+    esac
+    printf '%s\\n' "$line" >> "$nodes.new"
+  done < "$nodes"
+  set +f
+  mv "$nodes.new" "$nodes"
+fi
+# The password goes through an include on tmpfs, not argv (visible in ps) nor the ConfigMap.
+umask 077
+printf 'requirepass "%s"\\nmasterauth "%s"\\n' "$REDIS_PASSWORD" "$REDIS_PASSWORD" > "$TMPDIR/redis-auth.conf"
+set -- "$REDIS_CONFIG_DIR/${REDIS_FILES.conf}" --include "$TMPDIR/redis-auth.conf" \\
+  --port "$REDIS_PORT" --dir "$REDIS_DATA_DIR" --cluster-announce-hostname "$REDIS_HOSTNAME"
+if [ -n "\${REDIS_BIND:-}" ]; then set -- "$@" --bind "$REDIS_BIND"; fi
+if [ -n "\${REDIS_ANNOUNCE_IP:-}" ]; then set -- "$@" --cluster-announce-ip "$REDIS_ANNOUNCE_IP"; fi
+exec redis-server "$@"
+`;
+}
+
+/**
+ * Cluster-create script (the Job). Waits for every node; creates the cluster with
+ * REDIS_REPLICAS_PER_MASTER replicas only when no node has slots yet; then waits until
+ * all ${CLUSTER_SLOTS} slots are served, cluster_state is ok and every master has its
+ * replicas. Exit 0 on an existing healthy cluster, so it is safe on every apply.
+ * Inputs: REDIS_NODES (space-separated host:port), REDIS_PASSWORD, REDIS_REPLICAS_PER_MASTER.
+ */
+export function clusterCreateScript(r: RedisConfig): string {
+  return `#!/bin/sh
+# Rendered by constructs/config-files/redis.ts: idempotent Redis Cluster creation and check.
+set -eu
+: "\${REDIS_NODES:?REDIS_NODES must list every node as host:port}"
+: "\${REDIS_PASSWORD:?}"
+REPLICAS="\${REDIS_REPLICAS_PER_MASTER:-${r.replicasPerMaster}}"
+WAIT="\${REDIS_WAIT_SECONDS:-600}"
+export REDISCLI_AUTH="$REDIS_PASSWORD"
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+${RESOLVE}
+cli() { hp=$1; shift; redis-cli -h "\${hp%:*}" -p "\${hp##*:}" --no-auth-warning "$@"; }
+info_field() { cli "$1" cluster info | tr -d '\\r' | awk -F: -v k="$2" '$1 == k { print $2 }'; }
+
+# 1. Wait for every node to resolve and answer; from here on use addresses (CLUSTER MEET needs IPs).
+addrs=""
+for hp in $REDIS_NODES; do
+  i=0
+  while :; do
+    ip=$(resolve "\${hp%:*}" || true)
+    if [ -n "$ip" ] && [ "$(cli "$ip:\${hp##*:}" ping 2>/dev/null || true)" = PONG ]; then break; fi
+    i=$((i + 1)); [ "$i" -lt "$WAIT" ] || { log "node $hp did not resolve and answer PING in \${WAIT}s"; exit 1; }
+    sleep 1
+  done
+  addrs="$addrs $ip:\${hp##*:}"
+done
+set -- $addrs
+first=$1
+count=$#
+
+# 2. Create only if no node serves any slot yet; a half-assigned cluster needs a human.
+assigned=0
+for hp in $addrs; do
+  n=$(info_field "$hp" cluster_slots_assigned)
+  assigned=$((assigned + \${n:-0}))
+done
+if [ "$assigned" -eq 0 ]; then
+  log "no slots assigned on any node: creating the cluster ($count nodes, $REPLICAS replica(s) per master)"
+  # shellcheck disable=SC2086
+  redis-cli --no-auth-warning --cluster create $addrs --cluster-replicas "$REPLICAS" --cluster-yes
+else
+  log "cluster exists ($assigned slot assignments seen): not creating"
+fi
+
+# 3. Verify: every node sees state ok and ${CLUSTER_SLOTS} slots; masters x (1 + replicas) nodes.
+masters=$((count / (REPLICAS + 1)))
+i=0
+while :; do
+  ok=1
+  for hp in $addrs; do
+    [ "$(info_field "$hp" cluster_state)" = ok ] || ok=0
+    [ "$(info_field "$hp" cluster_slots_ok)" = ${CLUSTER_SLOTS} ] || ok=0
+  done
+  nodes_out=$(cli "$first" cluster nodes | tr -d '\\r')
+  m=$(printf '%s\\n' "$nodes_out" | awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8 { n++ } END { print n + 0 }')
+  s=$(printf '%s\\n' "$nodes_out" | awk '$3 ~ /slave/ && $3 !~ /fail/ { n++ } END { print n + 0 }')
+  [ "$m" -eq "$masters" ] && [ "$s" -eq $((count - masters)) ] || ok=0
+  if [ "$ok" -eq 1 ]; then
+    log "cluster ok: ${CLUSTER_SLOTS} slots, $m masters, $s replicas"
+    exit 0
+  fi
+  i=$((i + 1)); [ "$i" -lt "$WAIT" ] || { log "cluster not ok after \${WAIT}s: $m masters, $s replicas"; cli "$first" cluster info >&2; exit 1; }
+  sleep 1
+done
+`;
+}
+
+/** Every file of the `redis-config` ConfigMap, keyed by file name. */
+export function redisConfigFiles(r: RedisConfig): Record<string, string> {
+  return {
+    [REDIS_FILES.conf]: renderRedisConf(r),
+    [REDIS_FILES.start]: redisStartScript(),
+    [REDIS_FILES.clusterCreate]: clusterCreateScript(r),
+  };
+}

@@ -1,0 +1,211 @@
+/**
+ * Process and directory bookkeeping for the loopback launcher: every server is
+ * spawned in its own process group and every temp dir is registered, so `stop()`
+ * (and, as a last resort, process exit) removes all of them even when a test fails.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, chownSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A host and port a test connects to. */
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** A started server: its process group, log and exit promise. */
+export interface Proc {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly exited: Promise<number | null>;
+  /** Everything the process wrote to stdout/stderr (last 64 KiB). */
+  log(): string;
+}
+
+const live = new Set<Proc>();
+const dirs = new Set<string>();
+
+function cleanupSync(): void {
+  for (const p of live) killGroup(p, 'SIGKILL');
+  for (const d of dirs) {
+    killProcessesUsing(d);
+    rmSync(d, { recursive: true, force: true });
+  }
+}
+
+/**
+ * SIGKILLs every process whose command line mentions `dir` (one of our unique temp
+ * dirs). Catches servers that detached from their process group (pg_ctl does).
+ */
+export function killProcessesUsing(dir: string): number {
+  let n = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) {
+        process.kill(Number(pid), 'SIGKILL');
+        n++;
+      }
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return n;
+}
+process.once('exit', cleanupSync);
+
+function killGroup(p: Proc, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-p.pid, signal);
+  } catch {
+    // Group already gone.
+  }
+}
+
+/** Spawns `cmd` detached (own process group) with the given env and user. */
+export function spawnServer(
+  cmd: string,
+  args: string[],
+  opts: { env: Record<string, string>; uid?: number; gid?: number; cwd?: string },
+): Proc {
+  const child = spawn(cmd, args, {
+    env: opts.env,
+    uid: opts.uid,
+    gid: opts.gid,
+    cwd: opts.cwd,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (child.pid === undefined) throw new Error(`could not start ${cmd}`);
+  let buf = '';
+  const onData = (d: Buffer) => {
+    buf = (buf + d.toString()).slice(-65536);
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const proc: Proc = { child, pid: child.pid, exited, log: () => buf };
+  live.add(proc);
+  void exited.then(() => live.delete(proc));
+  return proc;
+}
+
+/**
+ * Stops a process group: `signal` to the group, then SIGKILL after `graceMs`.
+ * Resolves once the leader has exited and no member of the group is left.
+ */
+export async function stopGroup(p: Proc, signal: NodeJS.Signals = 'SIGTERM', graceMs = 10000): Promise<void> {
+  killGroup(p, signal);
+  const timer = setTimeout(() => killGroup(p, 'SIGKILL'), graceMs);
+  await p.exited;
+  clearTimeout(timer);
+  // Stragglers (e.g. a postgres backend) share the group: wait until none is left.
+  for (let i = 0; i < 200 && groupAlive(p.pid); i++) {
+    if (i === 50) killGroup(p, 'SIGKILL');
+    await sleep(50);
+  }
+  live.delete(p);
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A registered temp dir (removed by `removeDir` or at process exit). */
+export function makeTempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.add(d);
+  return d;
+}
+
+export function removeDir(d: string): void {
+  if (dirs.has(d)) killProcessesUsing(d);
+  rmSync(d, { recursive: true, force: true });
+  dirs.delete(d);
+}
+
+/** mkdir -p + optional owner, for directories a non-root server writes. */
+export function makeDir(path: string, owner?: { uid: number; gid: number }): string {
+  mkdirSync(path, { recursive: true });
+  if (owner) chownSync(path, owner.uid, owner.gid);
+  return path;
+}
+
+/** Writes the config files (the shipped bytes) into `dir`, readable by everyone. */
+export function writeFiles(dir: string, files: Record<string, string>): void {
+  makeDir(dir);
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text, { mode: 0o644 });
+}
+
+/** chown -R */
+export function chownTree(path: string, uid: number, gid: number): void {
+  chownSync(path, uid, gid);
+  if (statSync(path).isDirectory()) {
+    for (const e of readdirSync(path)) chownTree(join(path, e), uid, gid);
+  }
+}
+
+/** uid and gid of an OS user (e.g. `postgres`). */
+export function osUser(name: string): { uid: number; gid: number } {
+  const uid = Number(execFileSync('id', ['-u', name]).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', name]).toString().trim());
+  return { uid, gid };
+}
+
+function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+/** A free port on `host` (and, with `alsoFree`, port + alsoFree free too and <= 65535). */
+export async function freePort(host: string, alsoFree = 0): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    // Stay below the kernel's ephemeral range (32768+) so clients' source ports never collide.
+    const port = 20000 + Math.floor(Math.random() * (alsoFree ? 12000 : 12700));
+    if ((await portFree(host, port)) && (!alsoFree || (await portFree(host, port + alsoFree)))) return port;
+  }
+  throw new Error(`no free port found on ${host}`);
+}
+
+/** `count` distinct loopback addresses 127.X.Y.Z in a random /24 (other test runs pick other ones). */
+export function loopbackAddresses(count: number): string[] {
+  const x = 100 + Math.floor(Math.random() * 150);
+  const y = 1 + Math.floor(Math.random() * 250);
+  return Array.from({ length: count }, (_, i) => `127.${x}.${y}.${10 + i}`);
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes (or `proc` exits); throws `what` with `detail()`. */
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  detail: () => string = () => '',
+  proc?: Proc,
+): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    if (proc && proc.child.exitCode !== null) {
+      throw new Error(`${what}: the process exited with code ${proc.child.exitCode}\n${detail()}`);
+    }
+    try {
+      if (await check()) return Date.now() - t0;
+    } catch {
+      // Not yet.
+    }
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${detail()}`);
+    await sleep(100);
+  }
+}

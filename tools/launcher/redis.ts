@@ -1,0 +1,195 @@
+/**
+ * Starts a real Redis 7 Cluster on loopback from the shipped files (redis.conf,
+ * redis-start.sh, cluster-create.sh): one node per loopback address, stable
+ * hostnames `redis-<i>.redis-headless` resolved through a hosts file (our stand-in
+ * for the headless Service's DNS), then the cluster-create script as the Job runs it.
+ */
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { REDIS_BUS_PORT_OFFSET, REDIS_FILES } from '../../constructs/config-files/redis';
+import {
+  type Endpoint,
+  type Proc,
+  freePort,
+  loopbackAddresses,
+  makeDir,
+  makeTempDir,
+  removeDir,
+  spawnServer,
+  stopGroup,
+  waitFor,
+  writeFiles,
+} from './processes';
+import { type FileSource, filesFrom } from './sources';
+
+export interface StartRedisOptions {
+  /** Masters. @default 3 */
+  readonly masters?: number;
+  /** Replicas per master. @default 1 */
+  readonly replicasPerMaster?: number;
+  /** Name of the ConfigMap holding the files. @default 'redis-config' */
+  readonly configMap?: string;
+  /** Milliseconds to wait for each node and for the create script. @default 120000 */
+  readonly timeoutMs?: number;
+}
+
+export interface RedisNode extends Endpoint {
+  /** Stable name, like the pod's DNS name. */
+  readonly hostname: string;
+  readonly dataDir: string;
+}
+
+export interface RedisClusterLaunch {
+  /** Current address of every node (changes after `restartAll(newAddresses)`). */
+  readonly nodes: RedisNode[];
+  readonly password: string;
+  /** Milliseconds from spawning the nodes to the create script reporting the cluster ok. */
+  readonly bringUpMs: number;
+  /** Runs redis-cli against node i; resolves stdout (throws on a non-zero exit). */
+  cli(i: number, ...args: string[]): Promise<string>;
+  /** Runs the shipped cluster-create script again; resolves its exit code and output. */
+  runCreate(): Promise<{ code: number | null; output: string }>;
+  /** SIGKILLs node i (a crashed pod). */
+  killNode(i: number): Promise<void>;
+  /** Starts node i again at its current address. */
+  startNode(i: number): Promise<void>;
+  /** Stops every node, optionally moves them to new loopback addresses, starts them all again. */
+  restartAll(opts?: { newAddresses?: boolean }): Promise<void>;
+  log(i: number): string;
+  stop(): Promise<void>;
+}
+
+const REQUIRED = Object.values(REDIS_FILES);
+
+/** Runs a command to completion, capturing output. */
+function runToEnd(
+  cmd: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, output }));
+  });
+}
+
+export async function startRedisCluster(source: FileSource, opts: StartRedisOptions = {}): Promise<RedisClusterLaunch> {
+  const files = filesFrom(source, opts.configMap ?? 'redis-config', REQUIRED);
+  const masters = opts.masters ?? 3;
+  const perMaster = opts.replicasPerMaster ?? 1;
+  const count = masters * (1 + perMaster);
+  const timeoutMs = opts.timeoutMs ?? 120000;
+  const password = randomBytes(18).toString('base64url');
+  const root = makeTempDir('fastnext-redis-');
+  const configDir = join(root, 'config');
+  writeFiles(configDir, files);
+  const hostsFile = join(root, 'hosts');
+
+  const nodes: RedisNode[] = [];
+  // Ports stay fixed across moves, as a container port does; only addresses change.
+  const place = async () => {
+    const addrs = loopbackAddresses(count);
+    for (let i = 0; i < count; i++) {
+      const host = addrs[i];
+      const port = nodes[i]?.port ?? (await freePort(host, REDIS_BUS_PORT_OFFSET));
+      const hostname = `redis-${i}.redis-headless`;
+      nodes[i] = { host, port, hostname, dataDir: makeDir(join(root, `node-${i}`, 'data')) };
+      makeDir(join(root, `node-${i}`, 'tmp'));
+    }
+    // What the headless Service's DNS would answer right now.
+    writeFileSync(hostsFile, nodes.map((n) => `${n.hostname} ${n.host}\n`).join(''));
+  };
+  await place();
+
+  const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', REDIS_HOSTS_FILE: hostsFile };
+  const procs: (Proc | undefined)[] = nodes.map(() => undefined);
+  const cli = async (i: number, ...args: string[]) => {
+    const n = nodes[i];
+    const r = await runToEnd('redis-cli', ['-h', n.host, '-p', String(n.port), '--no-auth-warning', ...args], {
+      ...baseEnv,
+      REDISCLI_AUTH: password,
+    });
+    if (r.code !== 0) throw new Error(`redis-cli ${args.join(' ')} on node ${i} exited ${r.code}: ${r.output}`);
+    return r.output;
+  };
+  const startNode = async (i: number) => {
+    const n = nodes[i];
+    const p = spawnServer('sh', [join(configDir, REDIS_FILES.start)], {
+      env: {
+        ...baseEnv,
+        TMPDIR: join(root, `node-${i}`, 'tmp'),
+        REDIS_PASSWORD: password,
+        REDIS_HOSTNAME: n.hostname,
+        REDIS_PORT: String(n.port),
+        REDIS_DATA_DIR: n.dataDir,
+        REDIS_CONFIG_DIR: configDir,
+        REDIS_BIND: n.host,
+        REDIS_ANNOUNCE_IP: n.host,
+      },
+      cwd: n.dataDir,
+    });
+    procs[i] = p;
+    await waitFor(
+      `redis node ${i} at ${n.host}:${n.port}`,
+      async () => (await cli(i, 'ping')).trim() === 'PONG',
+      timeoutMs,
+      p.log,
+      p,
+    );
+  };
+  const runCreate = () =>
+    runToEnd('sh', [join(configDir, REDIS_FILES.clusterCreate)], {
+      ...baseEnv,
+      REDIS_PASSWORD: password,
+      REDIS_NODES: nodes.map((n) => `${n.hostname}:${n.port}`).join(' '),
+      REDIS_REPLICAS_PER_MASTER: String(perMaster),
+      REDIS_WAIT_SECONDS: String(Math.ceil(timeoutMs / 1000)),
+    });
+  const stopNode = async (i: number, signal: NodeJS.Signals) => {
+    const p = procs[i];
+    procs[i] = undefined;
+    if (p) await stopGroup(p, signal, 10000);
+  };
+
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await Promise.all(nodes.map((_, i) => stopNode(i, 'SIGTERM')));
+    removeDir(root);
+  };
+
+  const t0 = Date.now();
+  try {
+    await Promise.all(nodes.map((_, i) => startNode(i)));
+    const r = await runCreate();
+    if (r.code !== 0) throw new Error(`cluster-create.sh exited ${r.code}:\n${r.output}`);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const bringUpMs = Date.now() - t0;
+
+  return {
+    nodes,
+    password,
+    bringUpMs,
+    cli,
+    runCreate,
+    killNode: (i) => stopNode(i, 'SIGKILL'),
+    startNode,
+    restartAll: async (o = {}) => {
+      await Promise.all(nodes.map((_, i) => stopNode(i, 'SIGTERM')));
+      if (o.newAddresses) await place();
+      await Promise.all(nodes.map((_, i) => startNode(i)));
+    },
+    log: (i) => procs[i]?.log() ?? '',
+    stop,
+  };
+}
