@@ -14,6 +14,7 @@ import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
 
 import { standardLabels } from '../constructs/common';
+import { GRAFANA_ADMIN_KEYS } from '../constructs/monitoring';
 import type { Platform } from '../constructs/platform';
 import type { EnvironmentConfig } from './config';
 import type { StatefulProtection, SuppliedSecrets } from './pulumi-config';
@@ -66,7 +67,7 @@ function suppliedSecretSpecs(config: EnvironmentConfig, secrets: SuppliedSecrets
     secrets.grafanaAdminPassword && {
       name: config.monitoring.grafana.adminSecret,
       component: 'grafana',
-      stringData: { 'admin-user': 'admin', 'admin-password': secrets.grafanaAdminPassword },
+      stringData: { [GRAFANA_ADMIN_KEYS.user]: 'admin', [GRAFANA_ADMIN_KEYS.password]: secrets.grafanaAdminPassword },
     },
     secrets.managementToken && {
       name: config.api.managementTokenSecret,
@@ -89,8 +90,9 @@ export class PlatformStack extends pulumi.ComponentResource {
   readonly namespace: pulumi.Output<string>;
   /** External address of the edge Service (load balancer IP or host name), else its in-cluster DNS name. */
   readonly edgeAddress: pulumi.Output<string>;
-  readonly grafanaUrl: pulumi.Output<string>;
-  readonly prometheusUrl: pulumi.Output<string>;
+  /** Undefined when the environment disables monitoring. */
+  readonly grafanaUrl: pulumi.Output<string | undefined>;
+  readonly prometheusUrl: pulumi.Output<string | undefined>;
   readonly postgresPrimaryHost: pulumi.Output<string>;
   readonly postgresReadOnlyHost: pulumi.Output<string>;
   readonly redisSeedHosts: pulumi.Output<string[]>;
@@ -188,27 +190,32 @@ export class PlatformStack extends pulumi.ComponentResource {
 export interface PlatformEndpoints {
   readonly edgeServiceName: string;
   readonly edgeHost: string;
-  readonly grafanaUrl: string;
-  readonly prometheusUrl: string;
+  /** Undefined when the environment disables monitoring. */
+  readonly grafanaUrl?: string;
+  readonly prometheusUrl?: string;
   readonly postgresPrimaryHost: string;
   readonly postgresReadOnlyHost: string;
   readonly redisSeedHosts: readonly string[];
 }
 
-// TEMPORARY until the data and monitoring tiers land on Platform.
-type Tiers = {
+/** In-cluster URL of a Service the monitoring constructs describe by name and port. */
+const serviceUrl = (namespace: string, service: { serviceName: string; port: number }) =>
+  `http://${service.serviceName}.${namespace}.svc.cluster.local:${service.port}`;
+
+// TEMPORARY until the data tier lands on Platform.
+type DataTiers = {
   postgres?: { primaryHost: string; readOnlyHost: string };
   redis?: { seedHosts: readonly string[] };
-  monitoring?: { grafanaUrl: string; prometheusUrl: string };
 };
 
 export function endpointsOf(p: Platform): PlatformEndpoints {
-  const platform = p as Platform & Tiers;
+  const platform = p as Platform & DataTiers;
+  const { monitoring } = platform;
   return {
     edgeServiceName: platform.edge.serviceName,
     edgeHost: platform.edge.host,
-    grafanaUrl: platform.monitoring?.grafanaUrl ?? 'http://todo',
-    prometheusUrl: platform.monitoring?.prometheusUrl ?? 'http://todo',
+    grafanaUrl: monitoring && serviceUrl(platform.namespace, monitoring.grafana),
+    prometheusUrl: monitoring && serviceUrl(platform.namespace, monitoring.prometheus),
     postgresPrimaryHost: platform.postgres?.primaryHost ?? 'todo',
     postgresReadOnlyHost: platform.postgres?.readOnlyHost ?? 'todo',
     redisSeedHosts: platform.redis?.seedHosts ?? [],

@@ -273,15 +273,18 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
   test('outputs resolve to the construct fields', () => {
     const { platform } = buildPlatform(config);
     const endpoints = endpointsOf(platform);
+    const url = (service: { serviceName: string; port: number } | undefined) =>
+      service && `http://${service.serviceName}.${config.namespace}.svc.cluster.local:${service.port}`;
     expect(run.outputs).toEqual({
       namespace: `fastnext-${env}`,
       edgeAddress: config.edge.serviceType === 'LoadBalancer' ? LOAD_BALANCER_IP : platform.edge.host,
-      grafanaUrl: endpoints.grafanaUrl,
-      prometheusUrl: endpoints.prometheusUrl,
+      grafanaUrl: url(platform.monitoring?.grafana),
+      prometheusUrl: url(platform.monitoring?.prometheus),
       postgresPrimaryHost: endpoints.postgresPrimaryHost,
       postgresReadOnlyHost: endpoints.postgresReadOnlyHost,
       redisSeedHosts: endpoints.redisSeedHosts,
     });
+    expect(run.outputs.grafanaUrl).toBe(`http://grafana.fastnext-${env}.svc.cluster.local:3000`);
   });
 });
 
