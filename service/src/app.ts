@@ -1,0 +1,74 @@
+/**
+ * The application as a Fastify plugin (fastify/demo style): clients as
+ * plugins, routes under /api/v1, one error format, HTTP caching. server.ts
+ * listens; tests use `buildApp(...).inject()`.
+ */
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import type { ServiceConfig } from './config';
+import { API_PREFIX } from './contract';
+import { installErrorHandlers } from './http/errors';
+import { installHttpCaching } from './http/http-cache';
+import { cachePlugin } from './plugins/cache';
+import { envPlugin } from './plugins/env';
+import { metricsPlugin } from './plugins/metrics';
+import { pgPlugin } from './plugins/pg';
+import { shared } from './plugins/plugin';
+import { redisPlugin } from './plugins/redis';
+import activity from './routes/activity';
+import cacheRoutes, { warmCache } from './routes/cache';
+import database from './routes/database';
+import projects from './routes/projects';
+import scaling from './routes/scaling';
+import users from './routes/users';
+
+export type AppOptions = {
+  readonly config: ServiceConfig;
+  /** Seconds between replica health probes. @default 1 */
+  readonly probeIntervalSeconds?: number;
+};
+
+/** Largest accepted request body; larger ones get 413. */
+export const BODY_LIMIT_BYTES = 64 * 1024;
+
+// Not encapsulated, so server.ts sees app.metrics, app.draining and the pools on the root instance.
+export const app: FastifyPluginAsync<AppOptions> = shared<AppOptions>(async (instance, opts) => {
+  await instance.register(envPlugin, { config: opts.config });
+  await instance.register(metricsPlugin);
+  await instance.register(pgPlugin, { probeIntervalSeconds: opts.probeIntervalSeconds });
+  await instance.register(redisPlugin);
+  await instance.register(cachePlugin);
+  installErrorHandlers(instance);
+  installHttpCaching(instance);
+  await instance.register(
+    async (api) => {
+      for (const routes of [users, projects, activity, cacheRoutes, database, scaling]) await api.register(routes);
+    },
+    { prefix: API_PREFIX },
+  );
+  if (opts.config.cache.enabled && opts.config.cache.warmOnStart) {
+    // Warm in the background once Redis is ready: never delays start, never fails it.
+    instance.redis?.once('ready', () => {
+      warmCache(instance).then(
+        (r) => instance.log.info(r, 'cache warmed'),
+        (err: Error) => instance.log.warn({ err: err.message }, 'cache warm-up skipped'),
+      );
+    });
+  }
+});
+
+/** A Fastify instance with the server options the app needs (body limit, strict validation, logger). */
+export async function buildApp(
+  config: ServiceConfig,
+  options: { logger?: boolean; probeIntervalSeconds?: number } = {},
+): Promise<FastifyInstance> {
+  const instance = Fastify({
+    logger: options.logger === false ? false : { level: config.logLevel },
+    bodyLimit: BODY_LIMIT_BYTES,
+    // Fastify answers 503 to new requests while closing; in-flight ones finish.
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+  });
+  await instance.register(app, { config, probeIntervalSeconds: options.probeIntervalSeconds });
+  return instance;
+}

@@ -1,0 +1,33 @@
+/** The activity log: appends go to the partitioned table; lists prune to the partitions in range. */
+import type { Ctx } from './context';
+
+export interface Activity {
+  id: string;
+  user_id: string;
+  action: string;
+  details: Record<string, unknown> | null;
+  created_at: string;
+}
+
+const COLUMNS = 'id::text, user_id::text, action, details, created_at';
+
+export async function appendActivity(
+  ctx: Ctx,
+  a: { user_id: string; action: string; details?: Record<string, unknown> | null },
+): Promise<{ activity: Activity; lsn?: string }> {
+  const r = await ctx.db.write<Activity>(
+    `INSERT INTO activity_logs (user_id, action, details) VALUES ($1, $2, $3) RETURNING ${COLUMNS}`,
+    [a.user_id, a.action, a.details === undefined ? null : JSON.stringify(a.details)],
+  );
+  return { activity: r.rows[0], lsn: r.lsn };
+}
+
+export function listActivity(ctx: Ctx, userId: string, from: Date, to: Date, limit: number): Promise<Activity[]> {
+  return ctx.db.read<Activity>(
+    `SELECT ${COLUMNS} FROM activity_logs
+      WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
+      ORDER BY created_at DESC LIMIT $4`,
+    [userId, from, to, limit],
+    ctx.minLsn,
+  );
+}

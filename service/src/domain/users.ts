@@ -1,0 +1,88 @@
+/** Users: plain parameterized SQL; reads by id are cached under the tag `user:<id>`. */
+import type { Ctx } from './context';
+import { cachedRead, invalidateAfterWrite } from './context';
+
+export interface User {
+  id: string;
+  email: string;
+  username: string;
+  full_name: string | null;
+  is_active: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+const COLUMNS = 'id::text, email, username, full_name, is_active, created_at, updated_at';
+
+export const userKey = (id: string) => `user:${id}`;
+
+export async function createUser(
+  ctx: Ctx,
+  u: { email: string; username: string; full_name?: string | null },
+): Promise<{ user: User; lsn?: string }> {
+  const r = await ctx.db.write<User>(
+    `INSERT INTO users (email, username, full_name) VALUES ($1, $2, $3) RETURNING ${COLUMNS}`,
+    [u.email, u.username, u.full_name ?? null],
+  );
+  return { user: r.rows[0], lsn: r.lsn };
+}
+
+export function getUser(ctx: Ctx, id: string): Promise<User | null> {
+  return cachedRead(ctx, userKey(id), { tags: [userKey(id)] }, async () => {
+    const rows = await ctx.db.read<User>(`SELECT ${COLUMNS} FROM users WHERE id = $1`, [id], ctx.minLsn);
+    return rows[0] ?? null;
+  });
+}
+
+export async function updateUser(
+  ctx: Ctx,
+  id: string,
+  patch: { email?: string; username?: string; full_name?: string | null; is_active?: boolean },
+): Promise<{ user: User | null; lsn?: string }> {
+  const r = await ctx.db.write<User>(
+    `UPDATE users SET email = COALESCE($2, email), username = COALESCE($3, username),
+            full_name = CASE WHEN $4::boolean THEN $5 ELSE full_name END,
+            is_active = COALESCE($6, is_active), updated_at = now()
+      WHERE id = $1 RETURNING ${COLUMNS}`,
+    [
+      id,
+      patch.email ?? null,
+      patch.username ?? null,
+      'full_name' in patch,
+      patch.full_name ?? null,
+      patch.is_active ?? null,
+    ],
+  );
+  await invalidateAfterWrite(ctx, [userKey(id)]);
+  return { user: r.rows[0] ?? null, lsn: r.lsn };
+}
+
+export async function deleteUser(ctx: Ctx, id: string): Promise<{ deleted: boolean; lsn?: string }> {
+  const r = await ctx.db.write('DELETE FROM users WHERE id = $1', [id]);
+  await invalidateAfterWrite(ctx, [userKey(id), `${userKey(id)}:projects`]);
+  return { deleted: r.rowCount > 0, lsn: r.lsn };
+}
+
+/**
+ * Full-text search over username, full name and email (the generated `search`
+ * tsvector with its GIN index); ranked, then newest first.
+ */
+export function searchUsers(ctx: Ctx, q: string, limit: number, activeOnly: boolean): Promise<User[]> {
+  return ctx.db.read<User>(
+    `SELECT ${COLUMNS} FROM users
+      WHERE search @@ websearch_to_tsquery('simple', $1) AND (is_active OR NOT $3::boolean)
+      ORDER BY ts_rank(search, websearch_to_tsquery('simple', $1)) DESC, id DESC
+      LIMIT $2`,
+    [q, limit, activeOnly],
+    ctx.minLsn,
+  );
+}
+
+/** Ids of the most recently created active users (the cache warm-up set; uses the partial index). */
+export async function recentActiveUserIds(ctx: Ctx, limit: number): Promise<string[]> {
+  const rows = await ctx.db.read<{ id: string }>(
+    'SELECT id::text FROM users WHERE is_active ORDER BY created_at DESC LIMIT $1',
+    [limit],
+  );
+  return rows.map((r) => r.id);
+}

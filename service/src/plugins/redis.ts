@@ -1,0 +1,59 @@
+/**
+ * The Redis Cluster client as `app.redis` (undefined when the cache is disabled).
+ *
+ * It connects in the background: the service starts and serves from the
+ * database while Redis is unreachable. Commands fail fast instead of queueing
+ * (no offline queue, short command timeout), which is what lets the cache
+ * degrade to the database rather than stall requests.
+ */
+import { Cluster } from 'ioredis';
+import { shared } from './plugin';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    redis: Cluster | undefined;
+  }
+}
+
+export const redisPlugin = shared(async (app) => {
+  const { cache, redis: cfg } = app.config;
+  if (!cache.enabled) {
+    app.decorate('redis', undefined);
+    return;
+  }
+  const cluster = new Cluster(
+    cfg.nodes.map((n) => ({ host: n.host, port: n.port })),
+    {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      scaleReads: 'master',
+      retryDelayOnClusterDown: 100,
+      retryDelayOnFailover: 100,
+      maxRedirections: 4,
+      slotsRefreshTimeout: 1000,
+      clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
+      redisOptions: {
+        password: cfg.password,
+        connectTimeout: 1000,
+        commandTimeout: 250,
+        maxRetriesPerRequest: 1,
+      },
+    },
+  );
+  let wasReady = false;
+  cluster.on('ready', () => {
+    wasReady = true;
+    app.log.info('redis cluster ready');
+  });
+  cluster.on('error', (err: Error) => {
+    if (wasReady) app.log.warn({ err: err.message }, 'redis cluster error');
+  });
+  app.decorate('redis', cluster);
+  app.addHook('onReady', async () => {
+    cluster.connect().catch((err: Error) => app.log.warn({ err: err.message }, 'redis cluster not reachable yet'));
+  });
+  app.addHook('onClose', async () => {
+    cluster.disconnect();
+  });
+});

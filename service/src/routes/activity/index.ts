@@ -1,0 +1,40 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { appendActivity, listActivity } from '../../domain/activity';
+import { HttpError } from '../../http/errors';
+import { rememberWrite } from '../../http/consistency';
+import { appendActivityBody, listActivityQuery } from '../../schemas/activity';
+import { ctxOf, REVALIDATE } from '../context';
+
+const DAY_MS = 86_400_000;
+
+const activity: FastifyPluginAsync = async (app) => {
+  app.post<{ Body: { user_id: string; action: string; details?: Record<string, unknown> | null } }>(
+    '/activity',
+    { schema: { body: appendActivityBody } },
+    async (request, reply) => {
+      const { activity: row, lsn } = await appendActivity(ctxOf(app, request), request.body);
+      rememberWrite(reply, lsn);
+      return reply.code(201).send(row);
+    },
+  );
+
+  /** A user's activity in [from, to); defaults to the last 30 days. */
+  app.get<{ Querystring: { user_id: string; from?: string; to?: string; limit: number } }>(
+    '/activity',
+    { schema: { querystring: listActivityQuery }, config: { cacheControl: REVALIDATE } },
+    async (request) => {
+      const to = request.query.to ? new Date(request.query.to) : new Date();
+      const from = request.query.from ? new Date(request.query.from) : new Date(to.getTime() - 30 * DAY_MS);
+      if (from >= to) {
+        throw new HttpError(
+          400,
+          `querystring.from (${from.toISOString()}) must be before to (${to.toISOString()})`,
+          'querystring.from',
+        );
+      }
+      return { items: await listActivity(ctxOf(app, request), request.query.user_id, from, to, request.query.limit) };
+    },
+  );
+};
+
+export default activity;

@@ -1,0 +1,86 @@
+/** Cache management (bearer token): stats per master, tag invalidation, bounded key scan, warm-up. */
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import { KEY_PREFIX, parseInfo } from '../../cache/cache';
+import { getUser, recentActiveUserIds } from '../../domain/users';
+import { listByOwner } from '../../domain/projects';
+import { requireToken } from '../../http/auth';
+import { clearTagsBody, keysQuery, warmBody } from '../../schemas/management';
+import { ctxOf } from '../context';
+
+const nodeName = (n: { options: { host?: string; port?: number } }) => `${n.options.host}:${n.options.port}`;
+
+/** Loads the hot set (newest active users and their project lists) into the cache. */
+export async function warmCache(app: FastifyInstance, users = 100): Promise<{ users: number; available: boolean }> {
+  if (!app.cache.available) return { users: 0, available: false };
+  const ctx = ctxOf(app);
+  const ids = await recentActiveUserIds(ctx, users);
+  await Promise.all(ids.map(async (id) => Promise.all([getUser(ctx, id), listByOwner(ctx, id, 20)])));
+  return { users: ids.length, available: true };
+}
+
+const cacheRoutes: FastifyPluginAsync = async (app) => {
+  app.addHook('preHandler', requireToken(app.config.managementToken));
+
+  app.get('/cache/stats', async () => {
+    const nodes = await Promise.all(
+      app.cache.masters().map(async (n) => {
+        try {
+          const info = parseInfo(await n.info());
+          const hits = Number(info.keyspace_hits ?? 0);
+          const misses = Number(info.keyspace_misses ?? 0);
+          return {
+            node: nodeName(n),
+            status: 'up',
+            keys: await n.dbsize(),
+            hits,
+            misses,
+            hit_ratio: hits + misses === 0 ? null : hits / (hits + misses),
+            used_memory_bytes: Number(info.used_memory ?? 0),
+            maxmemory_bytes: Number(info.maxmemory ?? 0),
+            evicted_keys: Number(info.evicted_keys ?? 0),
+          };
+        } catch (err) {
+          return { node: nodeName(n), status: 'down', error: (err as Error).message };
+        }
+      }),
+    );
+    const { hits, misses, errors } = app.cache;
+    return {
+      enabled: app.config.cache.enabled,
+      available: app.cache.available,
+      this_pod: { hits, misses, errors, hit_ratio: hits + misses === 0 ? null : hits / (hits + misses) },
+      nodes,
+    };
+  });
+
+  app.post<{ Body: { tags: string[] } }>('/cache/clear-tags', { schema: { body: clearTagsBody } }, async (request) => ({
+    tags: request.body.tags,
+    deleted_keys: await app.cache.invalidateTags(request.body.tags),
+  }));
+
+  /** Keys matching `pattern` (below our prefix), scanning every master with SCAN, at most `limit`. */
+  app.get<{ Querystring: { pattern: string; limit: number } }>(
+    '/cache/keys',
+    { schema: { querystring: keysQuery } },
+    async (request) => {
+      const { pattern, limit } = request.query;
+      const keys: string[] = [];
+      for (const n of app.cache.masters()) {
+        let cursor = '0';
+        do {
+          const [next, batch] = await n.scan(cursor, 'MATCH', KEY_PREFIX + pattern, 'COUNT', 500);
+          cursor = next;
+          for (const k of batch) if (keys.length < limit) keys.push(k.slice(KEY_PREFIX.length));
+        } while (cursor !== '0' && keys.length < limit);
+        if (keys.length >= limit) break;
+      }
+      return { pattern, limit, truncated: keys.length >= limit, keys };
+    },
+  );
+
+  app.post<{ Body: { users?: number } | null }>('/cache/warm', { schema: { body: warmBody } }, async (request) =>
+    warmCache(app, request.body?.users ?? 100),
+  );
+};
+
+export default cacheRoutes;

@@ -1,0 +1,24 @@
+import { id } from './common';
+
+export const appendActivityBody = {
+  type: 'object',
+  required: ['user_id', 'action'],
+  additionalProperties: false,
+  properties: {
+    user_id: id,
+    action: { type: 'string', pattern: '^[a-z][a-z0-9_.:-]{0,63}$' },
+    details: { type: ['object', 'null'], maxProperties: 50 },
+  },
+} as const;
+
+export const listActivityQuery = {
+  type: 'object',
+  required: ['user_id'],
+  additionalProperties: false,
+  properties: {
+    user_id: id,
+    from: { type: 'string', format: 'date-time' },
+    to: { type: 'string', format: 'date-time' },
+    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+  },
+} as const;

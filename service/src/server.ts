@@ -1,0 +1,114 @@
+/**
+ * Entry point of the image (SERVICE_COMMANDS): `node dist/server.js [migrate | maintain-partitions]`.
+ *
+ * Serving: listens on 0.0.0.0 (API on PORT, metrics on METRICS_PORT). On
+ * SIGTERM, readiness fails at once so the endpoints drop the pod, the server
+ * keeps answering for SHUTDOWN_DRAIN_SECONDS (the preStop window), then stops
+ * accepting, lets in-flight requests finish and closes the pools.
+ */
+import { createServer, type Server } from 'node:http';
+import pino from 'pino';
+import { buildApp } from './app';
+import { EnvError, loadConfig, type ServiceConfig } from './config';
+import { SERVICE_PATHS } from './contract';
+import { connectPrimary, maintainPartitions, migrate } from './migrations/migrate';
+import type { Metrics } from './plugins/metrics';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function metricsServer(metrics: Metrics): Server {
+  return createServer((req, res) => {
+    if (req.method === 'GET' && req.url?.split('?')[0] === SERVICE_PATHS.metrics) {
+      metrics.registry.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
+        () => res.writeHead(500).end(),
+      );
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"Not Found"}');
+  });
+}
+
+async function serve(config: ServiceConfig): Promise<void> {
+  const app = await buildApp(config);
+  const metrics = metricsServer(app.metrics);
+  try {
+    await app.listen({ host: '0.0.0.0', port: config.port });
+    await new Promise<void>((resolve, reject) =>
+      metrics.once('error', reject).listen(config.metricsPort, '0.0.0.0', resolve),
+    );
+  } catch (err) {
+    // Port taken and the like: release the pools so the process can exit with the error.
+    await app.close();
+    metrics.close();
+    throw err;
+  }
+  app.log.info({ metricsPort: config.metricsPort }, 'metrics listening');
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    app.draining = true;
+    app.log.info({ signal, drainSeconds: config.shutdownDrainSeconds }, 'draining: readiness now fails');
+    await sleep(config.shutdownDrainSeconds * 1000);
+    // close() stops accepting, waits for in-flight requests, then runs onClose (pools, Redis).
+    await app.close();
+    await new Promise((r) => metrics.close(r));
+    app.log.info('stopped');
+    process.exit(0);
+  };
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      shutdown(signal).catch((err: Error) => {
+        app.log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      });
+    });
+  }
+}
+
+async function oneShot(config: ServiceConfig, command: 'migrate' | 'maintain-partitions'): Promise<void> {
+  const log = pino({ level: config.logLevel });
+  const client = await connectPrimary(config.postgres);
+  try {
+    if (command === 'migrate') {
+      const r = await migrate(client);
+      log.info(r, r.applied.length ? 'migrations applied' : 'schema up to date');
+    } else {
+      const created = await maintainPartitions(client);
+      log.info({ created }, created.length ? 'partitions created' : 'partitions up to date');
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Runs a command; resolves to the process exit code (tools/run.js calls this too).
+ * Configuration errors are the operator's to fix: one clear line, no stack.
+ */
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  try {
+    const command = argv[0] ?? 'serve';
+    if (!['serve', 'migrate', 'maintain-partitions'].includes(command)) {
+      throw new EnvError(`unknown command ${JSON.stringify(command)}: use serve, migrate or maintain-partitions`);
+    }
+    const config = loadConfig(env);
+    if (command === 'serve') await serve(config);
+    else await oneShot(config, command as 'migrate' | 'maintain-partitions');
+    return 0;
+  } catch (err) {
+    const e = err as Error;
+    process.stderr.write(
+      e instanceof EnvError ? `configuration error: ${e.message}\n` : `fatal: ${e.stack ?? e.message}\n`,
+    );
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
