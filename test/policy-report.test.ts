@@ -149,6 +149,13 @@ describe('npm run validate', () => {
   });
 });
 
+describe('docs/ci.md', () => {
+  it('documents every check with its severity', () => {
+    const doc = fs.readFileSync(path.join(__dirname, '..', 'docs', 'ci.md'), 'utf8');
+    for (const c of CHECKS) expect(doc).toMatch(new RegExp(`\\| \`${c.id}\`\\s*\\| ${c.severity}\\s*\\|`));
+  });
+});
+
 describe('shipped environments', () => {
   it.each(environmentNames())('%s has zero policy findings', (name) => {
     const config = loadEnvironment(name);

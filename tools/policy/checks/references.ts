@@ -226,7 +226,7 @@ export const referencesExist: Check = {
   id: 'references-exist',
   severity: 'error',
   explanation: `Every ServiceAccount, ConfigMap (and key), Secret (and key), PVC, HPA target and RBAC binding target exists in the output, or the Secret is declared by a '${CREATES_SECRETS_ANNOTATION}' or '${EXTERNAL_SECRETS_ANNOTATION}' annotation.`,
-  fix: `Fix the name, add the object, or declare a run-time Secret with ${CREATES_SECRETS_ANNOTATION}: "<name>,..." on the Job that creates it.`,
+  fix: `Fix the name or add the object; declare a Secret made at run time with ${CREATES_SECRETS_ANNOTATION}: "<name>,..." on the Job that creates it, or one supplied from outside (TLS) with ${EXTERNAL_SECRETS_ANNOTATION}: "<name>" on the workload.`,
   run: (ctx) => {
     const out: Violation[] = [];
     for (const w of ctx.workloads) {
