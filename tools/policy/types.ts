@@ -2,7 +2,17 @@
  * The vocabulary of the policy stage: a check, what it reports, and the context
  * every check reads (the objects, their pod templates, and the options).
  */
-import { type KubeObject, type Workload, SCALABLE_KINDS, specOf, workloadsOf } from './k8s';
+import {
+  type Container,
+  type KubeObject,
+  type LabelSelector,
+  type Workload,
+  SCALABLE_KINDS,
+  containersOf,
+  selects,
+  specOf,
+  workloadsOf,
+} from './k8s';
 
 export type Severity = 'error' | 'warning';
 
@@ -72,6 +82,24 @@ export class PolicyContext {
   /** The object of `kind` named `name` in `namespace`, if the output holds one. */
   find(kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
     return this.objects.find((o) => o.kind === kind && o.metadata.name === name && o.metadata.namespace === namespace);
+  }
+
+  /** Objects of `kind` in the workload's namespace whose `spec[field]` LabelSelector selects its pods (PDBs, NetworkPolicies). */
+  selecting(kind: string, w: Workload, field: 'selector' | 'podSelector'): KubeObject[] {
+    return this.ofKind(kind).filter(
+      (o) =>
+        o.metadata.namespace === w.object.metadata.namespace &&
+        selects(specOf<Record<string, LabelSelector | undefined>>(o)[field], w.labels),
+    );
+  }
+
+  /** Runs `rule` on every container and init container of every pod template; blames the workload. */
+  eachContainer(
+    rule: (c: { container: Container; path: string; init: boolean }, w: Workload) => Omit<Violation, 'object'>[],
+  ): Violation[] {
+    return this.workloads.flatMap((w) =>
+      containersOf(w).flatMap((c) => rule(c, w).map((v) => ({ object: w.object, ...v }))),
+    );
   }
 
   /** The HPA that scales `o`, if any. */

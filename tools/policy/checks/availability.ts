@@ -33,24 +33,17 @@ export const pdbRequired: Check = {
   explanation:
     'Every workload that can run more than one pod has a PodDisruptionBudget, so a node drain cannot take all its pods at once.',
   fix: 'Add a PodDisruptionBudget (maxUnavailable: 1) whose selector matches the pod template labels.',
-  run: (ctx) => {
-    const pdbs = ctx.ofKind('PodDisruptionBudget');
-    return ctx.workloads.flatMap((w) => {
+  run: (ctx) =>
+    ctx.workloads.flatMap((w) => {
       const range = ctx.replicaRange(w.object);
-      if (!range || range.max <= 1) return [];
-      const covered = pdbs.some(
-        (p) => p.metadata.namespace === w.object.metadata.namespace && selects(specOf<PdbSpec>(p).selector, w.labels),
-      );
-      return covered
-        ? []
-        : [
-            {
-              object: w.object,
-              message: `${w.object.kind} can run ${range.max} pods but no PodDisruptionBudget selects them`,
-            },
-          ];
-    });
-  },
+      if (!range || range.max <= 1 || ctx.selecting('PodDisruptionBudget', w, 'selector').length > 0) return [];
+      return [
+        {
+          object: w.object,
+          message: `${w.object.kind} can run ${range.max} pods but no PodDisruptionBudget selects them`,
+        },
+      ];
+    }),
 };
 
 export const pdbAllowsEviction: Check = {

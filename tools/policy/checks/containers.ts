@@ -4,16 +4,7 @@
  * unset-cpu-requirements, latest-tag, no-readiness-probe).
  */
 import { imageRef, parseQuantity } from '../../../stacks/config';
-import {
-  type Container,
-  type KubeObject,
-  type Probe,
-  type Workload,
-  containersOf,
-  declaresPort,
-  mapSelects,
-  specOf,
-} from '../k8s';
+import { type Container, type KubeObject, type Probe, type Workload, declaresPort, mapSelects, specOf } from '../k8s';
 import type { Check, PolicyContext, Violation } from '../types';
 
 const RESOURCE_FIELDS = ['requests.cpu', 'requests.memory', 'limits.cpu', 'limits.memory'] as const;
@@ -25,35 +16,28 @@ export const containerResources: Check = {
     'Every container sets CPU and memory requests and limits, so the scheduler can place it and a leak cannot starve its node.',
   fix: 'Set resources.requests and resources.limits for cpu and memory (requests <= limits) in the tier config.',
   run: (ctx) =>
-    ctx.workloads.flatMap((w) =>
-      containersOf(w).flatMap(({ container, path }) => {
-        const r = container.resources ?? {};
-        const missing = RESOURCE_FIELDS.filter((f) => {
-          const [group, kind] = f.split('.') as ['requests' | 'limits', string];
-          return r[group]?.[kind] === undefined;
-        });
-        const out: Violation[] = [];
-        if (missing.length) {
+    ctx.eachContainer(({ container, path }) => {
+      const r = container.resources ?? {};
+      const missing = RESOURCE_FIELDS.filter((f) => {
+        const [group, kind] = f.split('.') as ['requests' | 'limits', string];
+        return r[group]?.[kind] === undefined;
+      });
+      const out: Omit<Violation, 'object'>[] = [];
+      if (missing.length) {
+        out.push({ path: `${path}.resources`, message: `container '${container.name}' has no ${missing.join(', ')}` });
+      }
+      for (const kind of ['cpu', 'memory']) {
+        const req = r.requests?.[kind];
+        const lim = r.limits?.[kind];
+        if (req !== undefined && lim !== undefined && parseQuantity(String(req)) > parseQuantity(String(lim))) {
           out.push({
-            object: w.object,
-            path: `${path}.resources`,
-            message: `container '${container.name}' has no ${missing.join(', ')}`,
+            path: `${path}.resources.requests.${kind}`,
+            message: `container '${container.name}' requests ${kind} ${req} above its limit ${lim}`,
           });
         }
-        for (const kind of ['cpu', 'memory']) {
-          const req = r.requests?.[kind];
-          const lim = r.limits?.[kind];
-          if (req !== undefined && lim !== undefined && parseQuantity(String(req)) > parseQuantity(String(lim))) {
-            out.push({
-              object: w.object,
-              path: `${path}.resources.requests.${kind}`,
-              message: `container '${container.name}' requests ${kind} ${req} above its limit ${lim}`,
-            });
-          }
-        }
-        return out;
-      }),
-    ),
+      }
+      return out;
+    }),
 };
 
 export const imagePinned: Check = {
@@ -62,19 +46,14 @@ export const imagePinned: Check = {
   explanation: "Every image carries a version tag or digest, never 'latest', so a rollout runs what was reviewed.",
   fix: 'Pin the image to a version tag or a sha256 digest (e.g. repo/name:1.2.3).',
   run: (ctx) =>
-    ctx.workloads.flatMap((w) =>
-      containersOf(w).flatMap(({ container, path }) => {
-        const result = imageRef.safeParse(container.image ?? '');
-        if (result.success) return [];
-        return [
-          {
-            object: w.object,
-            path: `${path}.image`,
-            message: `container '${container.name}' image '${container.image ?? ''}' ${result.error.issues[0].message}`,
-          },
-        ];
-      }),
-    ),
+    ctx.eachContainer(({ container, path }) => {
+      const result = imageRef.safeParse(container.image ?? '');
+      if (result.success) return [];
+      const problem = result.error.issues[0].message;
+      return [
+        { path: `${path}.image`, message: `container '${container.name}' image '${container.image ?? ''}' ${problem}` },
+      ];
+    }),
 };
 
 interface ServiceSpec {
@@ -110,21 +89,12 @@ export const readinessProbe: Check = {
   explanation: 'A container behind a Service has a readiness probe, so it gets traffic only once it can answer.',
   fix: "Add a readinessProbe to the container (for the API service, the contract's readiness path).",
   run: (ctx) =>
-    ctx.workloads.flatMap((w) =>
-      containersOf(w)
-        .filter(({ container, init }) => !init && !container.readinessProbe)
-        .flatMap(({ container, path }) => {
-          const svc = servedContainers(ctx, w).get(container);
-          if (!svc) return [];
-          return [
-            {
-              object: w.object,
-              path,
-              message: `container '${container.name}' receives traffic from Service '${svc.metadata.name}' but has no readinessProbe`,
-            },
-          ];
-        }),
-    ),
+    ctx.eachContainer(({ container, path, init }, w) => {
+      const svc = init || container.readinessProbe ? undefined : servedContainers(ctx, w).get(container);
+      if (!svc) return [];
+      const message = `container '${container.name}' receives traffic from Service '${svc.metadata.name}' but has no readinessProbe`;
+      return [{ path, message }];
+    }),
 };
 
 /** The probe's handler (what it calls), without timings. */
@@ -140,18 +110,15 @@ export const livenessNotReadiness: Check = {
     'Liveness and readiness probes call different handlers: a dependency outage must make a pod unready, not restart it in a loop.',
   fix: 'Point livenessProbe at a handler that checks only the process itself (e.g. the liveness path).',
   run: (ctx) =>
-    ctx.workloads.flatMap((w) =>
-      containersOf(w).flatMap(({ container: c, path }) =>
-        c.livenessProbe && c.readinessProbe && handlerOf(c.livenessProbe) === handlerOf(c.readinessProbe)
-          ? [
-              {
-                object: w.object,
-                path: `${path}.livenessProbe`,
-                message: `container '${c.name}' uses the same handler for liveness and readiness`,
-              },
-            ]
-          : [],
-      ),
+    ctx.eachContainer(({ container: c, path }) =>
+      c.livenessProbe && c.readinessProbe && handlerOf(c.livenessProbe) === handlerOf(c.readinessProbe)
+        ? [
+            {
+              path: `${path}.livenessProbe`,
+              message: `container '${c.name}' uses the same handler for liveness and readiness`,
+            },
+          ]
+        : [],
     ),
 };
 
@@ -162,21 +129,14 @@ export const probePortDeclared: Check = {
     'Every probe port is a port the container declares, so a renamed or moved port cannot silently break a probe.',
   fix: 'Declare the port in the container ports (with the name the probe uses) or point the probe at a declared port.',
   run: (ctx) =>
-    ctx.workloads.flatMap((w) =>
-      containersOf(w).flatMap(({ container: c, path }) =>
-        (['livenessProbe', 'readinessProbe', 'startupProbe'] as const).flatMap((kind) => {
-          const probe = c[kind];
-          const port = probe?.httpGet?.port ?? probe?.tcpSocket?.port ?? probe?.grpc?.port;
-          if (port === undefined || declaresPort(c, port)) return [];
-          return [
-            {
-              object: w.object,
-              path: `${path}.${kind}`,
-              message: `container '${c.name}' ${kind} uses port ${JSON.stringify(port)}, which it does not declare`,
-            },
-          ];
-        }),
-      ),
+    ctx.eachContainer(({ container: c, path }) =>
+      (['livenessProbe', 'readinessProbe', 'startupProbe'] as const).flatMap((kind) => {
+        const probe = c[kind];
+        const port = probe?.httpGet?.port ?? probe?.tcpSocket?.port ?? probe?.grpc?.port;
+        if (port === undefined || declaresPort(c, port)) return [];
+        const message = `container '${c.name}' ${kind} uses port ${JSON.stringify(port)}, which it does not declare`;
+        return [{ path: `${path}.${kind}`, message }];
+      }),
     ),
 };
 

@@ -24,25 +24,14 @@ export const networkPolicyCoverage: Check = {
   explanation:
     'Every pod is selected by a NetworkPolicy for Ingress and for Egress, so it talks only to what it needs.',
   fix: "Add a NetworkPolicy with policyTypes ['Ingress', 'Egress'] whose podSelector matches the pod labels and allow only its peers.",
-  run: (ctx) => {
-    const policies = ctx.ofKind('NetworkPolicy');
-    return ctx.workloads.flatMap((w) => {
-      const covering = policies.filter(
-        (np) =>
-          np.metadata.namespace === w.object.metadata.namespace &&
-          selects(specOf<NetworkPolicySpec>(np).podSelector, w.labels),
-      );
+  run: (ctx) =>
+    ctx.workloads.flatMap((w) => {
+      const covering = ctx.selecting('NetworkPolicy', w, 'podSelector');
       const missing = ['Ingress', 'Egress'].filter((d) => !covering.some((np) => directionsOf(np).has(d)));
       if (missing.length === 0) return [];
-      return [
-        {
-          object: w.object,
-          path: `${w.path}.metadata.labels`,
-          message: `no NetworkPolicy selects these pods for ${missing.join(' or ')}`,
-        },
-      ];
-    });
-  },
+      const message = `no NetworkPolicy selects these pods for ${missing.join(' or ')}`;
+      return [{ object: w.object, path: `${w.path}.metadata.labels`, message }];
+    }),
 };
 
 export const networkPolicySelectsPod: Check = {

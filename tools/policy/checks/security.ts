@@ -3,7 +3,7 @@
  * (a container's securityContext overrides its pod's for the shared fields),
  * plus host access (kube-linter's host-network, host-pid, sensitive-host-mounts).
  */
-import { type Container, type SecurityContext, type Workload, containersOf } from '../k8s';
+import { type Container, type SecurityContext, type Workload } from '../k8s';
 import type { Check, PolicyContext, Violation } from '../types';
 
 type ContainerRule = (
@@ -17,12 +17,10 @@ function containerCheck(info: Omit<Check, 'run'>, rule: ContainerRule): Check {
   return {
     ...info,
     run: (ctx: PolicyContext) =>
-      ctx.workloads.flatMap((w) =>
-        containersOf(w).flatMap(({ container, path }) => {
-          const v = rule(container, w.template.spec.securityContext ?? {}, container.name);
-          return v ? [{ object: w.object, path: `${path}.${v.field}`, message: v.message }] : [];
-        }),
-      ),
+      ctx.eachContainer(({ container, path }, w) => {
+        const v = rule(container, w.template.spec.securityContext ?? {}, container.name);
+        return v ? [{ path: `${path}.${v.field}`, message: v.message }] : [];
+      }),
   };
 }
 
