@@ -8,10 +8,12 @@ import * as kplus from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../stacks/config';
 import { ApiService } from './api-service';
-import { PART_OF, podsOf } from './common';
+import { PART_OF } from './common';
 import { EdgeProxy } from './edge-proxy';
 import { EDGE_PORTS } from './config-files/nginx-conf';
 import { Monitoring } from './monitoring';
+import { PostgresCluster, POSTGRES_EXPORTER_PORT } from './postgres-cluster';
+import { RedisCluster, REDIS_EXPORTER_PORT } from './redis-cluster';
 
 export interface PlatformProps {
   readonly config: EnvironmentConfig;
@@ -22,6 +24,10 @@ export class Platform extends Chart {
   readonly namespace: string;
   readonly api: ApiService;
   readonly edge: EdgeProxy;
+  /** PostgreSQL primary + streaming replicas. */
+  readonly postgres: PostgresCluster;
+  /** The Redis Cluster. */
+  readonly redis: RedisCluster;
   /** Prometheus + Grafana; undefined when `monitoring.enabled` is false. */
   readonly monitoring?: Monitoring;
 
@@ -45,28 +51,23 @@ export class Platform extends Chart {
       },
     });
 
-    // Placeholder endpoints until the data tier's constructs land: same names they will expose.
-    const ns = config.namespace;
+    const dbClients = [ApiService.COMPONENT, ApiService.MAINTENANCE_COMPONENT];
+    this.postgres = new PostgresCluster(this, 'postgres', { config, clients: dbClients });
+    this.redis = new RedisCluster(this, 'redis', { config, clients: [ApiService.COMPONENT] });
     const database = {
-      primaryHost: `postgres-primary.${ns}.svc.cluster.local`,
-      replicaHosts: Array.from(
-        { length: config.postgres.replicas },
-        (_, i) => `postgres-replica-${i}.postgres-replica-headless.${ns}.svc.cluster.local`,
-      ),
-      port: 5432,
-      database: config.postgres.database,
-      user: config.postgres.user,
-      credentialsSecret: config.postgres.credentialsSecret,
-      peers: [podsOf('postgres')],
+      primaryHost: this.postgres.primaryHost,
+      replicaHosts: this.postgres.replicaHosts,
+      port: this.postgres.port,
+      database: this.postgres.database,
+      user: this.postgres.user,
+      credentialsSecret: this.postgres.credentialsSecret,
+      peers: this.postgres.peers,
     };
     const cache = {
-      seedHosts: Array.from(
-        { length: config.redis.masters * (1 + config.redis.replicasPerMaster) },
-        (_, i) => `redis-${i}.redis-headless.${ns}.svc.cluster.local`,
-      ),
-      port: 6379,
-      passwordSecret: config.redis.passwordSecret,
-      peers: [podsOf('redis')],
+      seedHosts: this.redis.seedHosts,
+      port: this.redis.port,
+      passwordSecret: this.redis.passwordSecret,
+      peers: this.redis.peers,
     };
 
     this.api = new ApiService(this, 'api', { config, database, cache, clientComponent: EdgeProxy.COMPONENT });
@@ -81,9 +82,8 @@ export class Platform extends Chart {
         scrapeTargets: [
           { component: this.api.component, port: this.api.metricsPort },
           { component: this.edge.component, port: EDGE_PORTS.metrics },
-          // The data tier's exporter sidecars (postgres_exporter, redis_exporter default ports).
-          { component: 'postgres', port: 9187 },
-          { component: 'redis', port: 9121 },
+          { component: this.postgres.component, port: POSTGRES_EXPORTER_PORT },
+          { component: this.redis.component, port: REDIS_EXPORTER_PORT },
         ],
       });
     }
