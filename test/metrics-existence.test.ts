@@ -1,14 +1,14 @@
 /**
  * Metric existence on real servers: PostgreSQL (primary + streaming replica),
- * Redis Cluster (master + replica) and nginx stub_status, scraped by Debian's
- * postgres, redis and nginx exporters and by Debian's Prometheus (2.42) running
- * the shipped rule files. Every metric a rule or dashboard uses must be in a
+ * Redis Cluster (master + replica) and nginx stub_status behind Debian's
+ * postgres, redis and nginx exporters, and the bundled API service
+ * (service/src/server.ts) against them; all scraped directly and by Debian's
+ * Prometheus (2.42) running the shipped rule files. Every metric a rule or dashboard uses must be in a
  * scrape or recorded by a rule, and Prometheus must accept every dashboard
  * expression and evaluate every rule without error.
  */
 import { mkdirSync, writeFileSync } from 'fs';
 import { join } from 'path';
-import { collectDefaultMetrics, Registry } from 'prom-client';
 import { parse, stringify } from 'yaml';
 import { renderAlertRules, renderRecordingRules } from '../constructs/config-files/alert-rules';
 import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/config-files/prometheus-config';
@@ -21,6 +21,7 @@ import {
   startPostgres,
   startPrometheus,
   startRedis,
+  startService,
   stopAll,
   tempDir,
   waitFor,
@@ -34,6 +35,7 @@ const prod = loadEnvironment('prod');
 let targets: { app: string; pod: string; port: number }[] = [];
 let prometheus = '';
 const scraped = new Set<string>();
+const serviceScraped = new Set<string>();
 
 async function query(expr: string): Promise<{ status: string; error?: string; data?: { result: unknown[] } }> {
   const r = await fetch(`${prometheus}/api/v1/query?query=${encodeURIComponent(expr)}`);
@@ -50,10 +52,14 @@ beforeAll(async () => {
       { app: 'redis', pod: 'redis-1', port: await startExporter('redis', redis.replica) },
       { app: 'edge', pod: 'edge-0', port: await startExporter('nginx', nginx) },
     ];
+    // The service's request histogram has series once a request was served (startService makes one).
+    const serviceMetrics = await startService({ postgres: pg, redisNodes: [redis.master, redis.replica] });
+    namesInExposition(await (await fetch(serviceMetrics)).text()).forEach((n) => serviceScraped.add(n));
     for (const t of targets) {
       const text = await (await fetch(`http://127.0.0.1:${t.port}/metrics`)).text();
       namesInExposition(text).forEach((n) => scraped.add(n));
     }
+    targets.push({ app: 'api', pod: 'api-0', port: Number(new URL(serviceMetrics).port) });
     // GIVEN the shipped prometheus.yml with only its discovery swapped for static targets
     // (addresses are all that differ), beside the shipped rule files.
     const dir = tempDir('metrics-prom-config-');
@@ -90,19 +96,6 @@ beforeAll(async () => {
 
 afterAll(() => stopAll());
 
-/** Names the API service exposes: its contract plus prom-client's default process metrics. */
-function serviceNames(): Set<string> {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  const names = new Set<string>(registry.getMetricsAsArray().map((m) => m.name));
-  const http = SERVICE_METRICS.httpRequestDuration;
-  for (const [key, name] of Object.entries(SERVICE_METRICS)) {
-    if (key === 'httpRequestDuration') [`${http}_bucket`, `${http}_count`, `${http}_sum`].forEach((n) => names.add(n));
-    else names.add(name);
-  }
-  return names;
-}
-
 test('the exporters expose what the servers report (cluster ok, replica streaming, nginx up)', async () => {
   const value = async (expr: string) =>
     ((await query(expr)).data?.result as { value: [number, string] }[])[0]?.value[1];
@@ -112,8 +105,18 @@ test('the exporters expose what the servers report (cluster ok, replica streamin
   expect(await value('max(nginx_up)')).toBe('1');
 });
 
-test('every metric a rule or dashboard uses is scraped from a real exporter, the service contract or recorded', () => {
-  const available = new Set([...scraped, 'up', ...serviceNames()]);
+test('the service exposes every metric of its contract (SERVICE_METRICS), histogram series included', () => {
+  const http = SERVICE_METRICS.httpRequestDuration;
+  const expected: string[] = [
+    ...Object.values(SERVICE_METRICS).filter((n) => n !== http),
+    ...[`${http}_bucket`, `${http}_count`, `${http}_sum`, 'process_start_time_seconds'],
+  ];
+  expect(expected.filter((n) => !serviceScraped.has(n))).toEqual([]);
+});
+
+test('every metric a rule or dashboard uses is scraped from a real exporter or the service, or recorded', () => {
+  // `up` is written by Prometheus for every target (checked in the query above).
+  const available = new Set([...scraped, ...serviceScraped, 'up']);
   for (const name of environmentNames()) {
     expect(missingMetrics(metricUses(loadEnvironment(name)), available)).toEqual([]);
   }

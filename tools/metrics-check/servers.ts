@@ -1,8 +1,8 @@
 /**
  * Real servers on loopback for the metric-existence proof: a PostgreSQL primary
  * with one streaming replica (slot), a Redis Cluster master with one replica,
- * nginx with stub_status, the three Debian exporters in front of them and a
- * Prometheus. Every process runs in its own process group; `stopAll()` kills
+ * nginx with stub_status, the three Debian exporters in front of them, the
+ * bundled API service and a Prometheus. Every process runs in its own process group; `stopAll()` kills
  * the groups and removes the temp dirs.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -162,7 +162,10 @@ export async function startRedis(): Promise<{ master: number; replica: number }>
     ports.push(port);
   }
   const cli = (port: number, ...args: string[]) =>
-    execFileSync('/usr/bin/redis-cli', ['-h', HOST, '-p', String(port), ...args], { encoding: 'utf8' }).trim();
+    execFileSync('/usr/bin/redis-cli', ['-h', HOST, '-p', String(port), ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }).trim();
   const [master, replica] = ports;
   await waitFor('redis', () => cli(master, 'ping') === 'PONG' && cli(replica, 'ping') === 'PONG');
   cli(master, 'cluster', 'addslotsrange', '0', '16383');
@@ -240,4 +243,38 @@ export function namesInExposition(text: string): Set<string> {
     if (m) names.add(m[1]);
   }
   return names;
+}
+
+/**
+ * The bundled API service (service/src/server.ts, transpiled on load) against
+ * the servers above; resolves with its metrics URL once /metrics answers and a
+ * liveness request has been observed by the request histogram.
+ */
+export async function startService(opts: {
+  postgres: { primary: number; replica: number };
+  redisNodes: number[];
+}): Promise<string> {
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  const root = join(__dirname, '..', '..');
+  start('api-service', process.execPath, [join(root, 'tools', 'run.js'), join(root, 'service', 'src', 'server.ts')], {
+    env: {
+      PORT: String(port),
+      METRICS_PORT: String(metricsPort),
+      LOG_LEVEL: 'warn',
+      POSTGRES_SERVER: `${HOST}:${opts.postgres.primary}`,
+      POSTGRES_READ_REPLICAS: `${HOST}:${opts.postgres.replica}`,
+      POSTGRES_DB: 'postgres',
+      POSTGRES_USER: 'postgres',
+      // The test cluster trusts loopback; the service still insists on a password being set.
+      POSTGRES_PASSWORD: 'unused-with-trust-auth',
+      REDIS_CLUSTER_NODES: opts.redisNodes.map((p) => `${HOST}:${p}`).join(','),
+      CACHE_WARM_ON_START: 'false',
+      MANAGEMENT_TOKEN: 'metrics-check-management-token',
+      SHUTDOWN_DRAIN_SECONDS: '0',
+    },
+  });
+  const metricsUrl = `http://${HOST}:${metricsPort}/metrics`;
+  await waitFor('API service metrics', () => httpOk(metricsUrl), 30000);
+  await waitFor('API service liveness', () => httpOk(`http://${HOST}:${port}/api/v1/scaling/health/liveness`));
+  return metricsUrl;
 }
