@@ -54,6 +54,13 @@ export const redisPlugin = shared(async (app) => {
     cluster.connect().catch((err: Error) => app.log.warn({ err: err.message }, 'redis cluster not reachable yet'));
   });
   app.addHook('onClose', async () => {
+    const ended = new Promise<void>((resolve) => {
+      if (cluster.status === 'end') return resolve();
+      cluster.once('end', () => resolve());
+      setTimeout(resolve, 2000).unref();
+    });
     cluster.disconnect();
+    // Wait for in-flight node connections to end, so closing leaves no timers behind.
+    await ended;
   });
 });

@@ -1,0 +1,238 @@
+/**
+ * Validation, auth and error paths through app.inject. The database and Redis
+ * addresses point at closed loopback ports: these requests are answered before
+ * any query, and the ones that do reach a client prove the degraded answers.
+ */
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../src/app';
+import { loadConfig } from '../../src/config';
+import { SERVICE_PATHS } from '../../src/contract';
+import { etagOf } from '../../src/http/http-cache';
+
+jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
+
+const TOKEN = 'unit-test-token-0123456789';
+const CLOSED = '127.0.0.1:1'; // nothing listens on port 1
+
+let app: FastifyInstance;
+
+beforeAll(async () => {
+  const config = loadConfig({
+    POSTGRES_SERVER: CLOSED,
+    POSTGRES_READ_REPLICAS: CLOSED,
+    POSTGRES_PASSWORD: 'x',
+    DB_POOL_TIMEOUT: '1',
+    REDIS_CLUSTER_NODES: CLOSED,
+    CACHE_WARM_ON_START: 'false',
+    MANAGEMENT_TOKEN: TOKEN,
+    LOG_LEVEL: 'silent',
+  });
+  app = await buildApp(config);
+  // Extra routes to exercise the error handler and ETag logic without a database.
+  app.get('/test/boom', async () => {
+    throw new Error('password=hunter2 at /secret/path');
+  });
+  app.get('/test/etag', { config: { cacheControl: 'private, no-cache' } }, async () => ({ hello: 'world' }));
+  await app.ready();
+});
+
+afterAll(async () => {
+  await app.close();
+});
+
+const post = (url: string, payload: unknown, headers: Record<string, string> = {}) =>
+  app.inject({ method: 'POST', url: `/api/v1${url}`, payload: payload as object, headers });
+
+describe('validation', () => {
+  test('fails when a required body field is missing', async () => {
+    const res = await post('/users', { username: 'alice' });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toEqual({ error: 'Bad Request', message: 'body.email is required', field: 'body.email' });
+  });
+
+  test('fails when the email is malformed', async () => {
+    const res = await post('/users', { email: 'not-an-email', username: 'alice' });
+    expect(res.json()).toEqual({
+      error: 'Bad Request',
+      message: 'body.email must match format "email"',
+      field: 'body.email',
+    });
+  });
+
+  test('fails when the body has an unknown field', async () => {
+    const res = await post('/users', { email: 'a@b.co', username: 'alice', admin: true });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toEqual({
+      error: 'Bad Request',
+      message: 'body.admin is not an accepted field',
+      field: 'body.admin',
+    });
+  });
+
+  test('fails when an id is not a positive integer', async () => {
+    const res = await app.inject({ method: 'GET', url: '/api/v1/users/abc' });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().field).toBe('params.id');
+    expect(res.json().message).toBe('params.id must match pattern "^[1-9][0-9]{0,17}$"');
+  });
+
+  test('fails when a query limit is out of range', async () => {
+    const res = await app.inject({ method: 'GET', url: '/api/v1/users/search?q=x&limit=1000' });
+    expect(res.json()).toEqual({
+      error: 'Bad Request',
+      message: 'querystring.limit must be <= 100',
+      field: 'querystring.limit',
+    });
+  });
+
+  test('fails when an activity time range is reversed', async () => {
+    const res = await app.inject({
+      method: 'GET',
+      url: '/api/v1/activity?user_id=1&from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z',
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toEqual({
+      error: 'Bad Request',
+      message: 'querystring.from (2026-02-01T00:00:00.000Z) must be before to (2026-01-01T00:00:00.000Z)',
+      field: 'querystring.from',
+    });
+  });
+
+  test('fails when the project settings are not an object', async () => {
+    const res = await post('/projects', { owner_id: '1', name: 'p', settings: [1] });
+    expect(res.json()).toEqual({
+      error: 'Bad Request',
+      message: 'body.settings must be object',
+      field: 'body.settings',
+    });
+  });
+
+  test('fails when the body is not JSON', async () => {
+    const res = await post('/users', '{"email":', { 'content-type': 'application/json' });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error).toBe('Bad Request');
+  });
+});
+
+describe('errors', () => {
+  test('unknown routes get a JSON 404', async () => {
+    const res = await app.inject({ method: 'GET', url: '/api/v1/nope' });
+    expect(res.statusCode).toBe(404);
+    expect(res.json()).toEqual({ error: 'Not Found', message: 'Route GET /api/v1/nope not found' });
+  });
+
+  test('fails when the body is larger than 64 KiB', async () => {
+    const res = await post('/users', { email: 'a@b.co', username: 'alice', full_name: 'x'.repeat(70_000) });
+    expect(res.statusCode).toBe(413);
+    expect(res.json().error).toBe('Payload Too Large');
+  });
+
+  test('a 500 carries no stack and no internal message', async () => {
+    const res = await app.inject({ method: 'GET', url: '/test/boom' });
+    expect(res.statusCode).toBe(500);
+    expect(res.body).not.toMatch(/hunter2|secret|at \//);
+    expect(res.json()).toEqual({
+      error: 'Internal Server Error',
+      message: `internal error; see the service log for request ${res.json().message.split(' ').pop()}`,
+    });
+  });
+});
+
+describe('management auth', () => {
+  test.each(['/cache/stats', '/cache/keys', '/database/index-usage', '/scaling/replication/status'])(
+    'fails when %s is called without the bearer token',
+    async (url) => {
+      const res = await app.inject({ method: 'GET', url: `/api/v1${url}` });
+      expect(res.statusCode).toBe(401);
+      expect(res.headers['www-authenticate']).toBe('Bearer realm="fastnext-management"');
+      expect(res.json()).toEqual({
+        error: 'Unauthorized',
+        message: 'a valid management token is required: send Authorization: Bearer <token>',
+      });
+    },
+  );
+
+  test('fails when the token is wrong', async () => {
+    const res = await post('/cache/clear-tags', { tags: ['x'] }, { authorization: 'Bearer wrong' });
+    expect(res.statusCode).toBe(401);
+  });
+
+  test('with the token, cache stats answer even though Redis is unreachable', async () => {
+    const res = await app.inject({
+      method: 'GET',
+      url: '/api/v1/cache/stats',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ enabled: true, available: false, nodes: [] });
+  });
+});
+
+describe('health without dependencies', () => {
+  test('liveness answers without checking dependencies', async () => {
+    const res = await app.inject({ method: 'GET', url: SERVICE_PATHS.liveness });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ok' });
+  });
+
+  test('readiness fails when the primary is unreachable', async () => {
+    const res = await app.inject({ method: 'GET', url: SERVICE_PATHS.readiness });
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toMatchObject({ status: 'not ready', primary: 'down' });
+  });
+
+  test('readiness fails while draining', async () => {
+    app.draining = true;
+    try {
+      const res = await app.inject({ method: 'GET', url: SERVICE_PATHS.readiness });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toEqual({ status: 'draining' });
+    } finally {
+      app.draining = false;
+    }
+  });
+});
+
+describe('HTTP caching', () => {
+  test('a GET carries an ETag and Cache-Control; a matching If-None-Match gets 304', async () => {
+    const res = await app.inject({ method: 'GET', url: '/test/etag' });
+    expect(res.headers.etag).toBe(etagOf('{"hello":"world"}'));
+    expect(res.headers['cache-control']).toBe('private, no-cache');
+    const again = await app.inject({
+      method: 'GET',
+      url: '/test/etag',
+      headers: { 'if-none-match': `W/${res.headers.etag}` },
+    });
+    expect(again.statusCode).toBe(304);
+    expect(again.body).toBe('');
+  });
+
+  test('responses of routes without a cache policy are no-store', async () => {
+    const res = await app.inject({ method: 'GET', url: SERVICE_PATHS.liveness });
+    expect(res.headers['cache-control']).toBe('no-store');
+    expect(res.headers.etag).toBeUndefined();
+  });
+});
+
+describe('metrics', () => {
+  test('exposes every contract metric name and the request histogram by route template', async () => {
+    await app.inject({ method: 'GET', url: SERVICE_PATHS.liveness });
+    const text = await app.metrics.registry.metrics();
+    expect(text).toContain(
+      'http_request_duration_seconds_count{method="GET",route="/api/v1/scaling/health/liveness",status_code="200"}',
+    );
+    for (const name of [
+      'fastnext_cache_hits_total',
+      'fastnext_cache_misses_total',
+      'fastnext_db_pool_connections',
+      'fastnext_db_pool_idle_connections',
+      'fastnext_db_pool_waiting_clients',
+      'fastnext_db_replica_lag_seconds',
+      'fastnext_db_queries_total',
+      'process_cpu_seconds_total',
+      'nodejs_eventloop_lag_seconds',
+    ]) {
+      expect(text).toContain(`# TYPE ${name} `);
+    }
+  });
+});

@@ -1,0 +1,111 @@
+import { EnvError, loadConfig, parseHostPort } from '../../src/config';
+
+const BASE = {
+  POSTGRES_SERVER: 'postgres-primary:5432',
+  POSTGRES_PASSWORD: 'pw',
+  MANAGEMENT_TOKEN: '0123456789abcdef',
+  REDIS_CLUSTER_NODES: 'redis-0:6379,redis-1',
+};
+
+describe('loadConfig', () => {
+  test('applies the documented defaults', () => {
+    const c = loadConfig(BASE);
+    expect(c.port).toBe(8000);
+    expect(c.metricsPort).toBe(9464);
+    expect(c.postgres).toMatchObject({
+      primary: { host: 'postgres-primary', port: 5432 },
+      replicas: [],
+      poolSize: 20,
+      maxOverflow: 40,
+      poolTimeoutSeconds: 30,
+      poolRecycleSeconds: 3600,
+      replicaMaxLagSeconds: 10,
+    });
+    expect(c.redis.nodes).toEqual([
+      { host: 'redis-0', port: 6379 },
+      { host: 'redis-1', port: 6379 },
+    ]);
+    expect(c.cache).toEqual({ enabled: true, defaultTtlSeconds: 300, warmOnStart: true });
+    expect(c.shutdownDrainSeconds).toBe(10);
+  });
+
+  test('reads replicas, pool sizes and booleans', () => {
+    const c = loadConfig({
+      ...BASE,
+      POSTGRES_READ_REPLICAS: 'r0:5433, r1',
+      DB_POOL_SIZE: '5',
+      DB_MAX_OVERFLOW: '0',
+      CACHE_ENABLED: 'false',
+      REDIS_CLUSTER_NODES: '',
+    });
+    expect(c.postgres.replicas).toEqual([
+      { host: 'r0', port: 5433 },
+      { host: 'r1', port: 5432 },
+    ]);
+    expect(c.postgres.poolSize).toBe(5);
+    expect(c.postgres.maxOverflow).toBe(0);
+    expect(c.cache.enabled).toBe(false);
+  });
+
+  test('a password file wins over the variable and loses its trailing newline', () => {
+    const c = loadConfig({ ...BASE, POSTGRES_PASSWORD_FILE: '/secrets/pg' }, (p) => `from ${p}\n`);
+    expect(c.postgres.password).toBe('from /secrets/pg');
+  });
+
+  test('parses IPv6 addresses in brackets', () => {
+    expect(parseHostPort('[::1]:6380', 'X', 6379)).toEqual({ host: '::1', port: 6380 });
+  });
+
+  test('fails when POSTGRES_SERVER is missing', () => {
+    const env: Record<string, string> = { ...BASE };
+    delete env.POSTGRES_SERVER;
+    expect(() => loadConfig(env)).toThrow(
+      new EnvError('POSTGRES_SERVER is required (for example POSTGRES_SERVER=postgres-primary:5432)'),
+    );
+  });
+
+  test('fails when DB_POOL_SIZE is not an integer', () => {
+    expect(() => loadConfig({ ...BASE, DB_POOL_SIZE: 'twenty' })).toThrow(
+      'DB_POOL_SIZE ("twenty") must be an integer from 1 to 1000',
+    );
+  });
+
+  test('fails when CACHE_ENABLED is not a boolean', () => {
+    expect(() => loadConfig({ ...BASE, CACHE_ENABLED: 'maybe' })).toThrow(
+      'CACHE_ENABLED ("maybe") must be true or false',
+    );
+  });
+
+  test('fails when a replica address has a bad port', () => {
+    expect(() => loadConfig({ ...BASE, POSTGRES_READ_REPLICAS: 'r0:99999' })).toThrow(
+      'POSTGRES_READ_REPLICAS ("r0:99999") must be host:port, for example postgres-primary:5432',
+    );
+  });
+
+  test('fails when the management token is too short', () => {
+    expect(() => loadConfig({ ...BASE, MANAGEMENT_TOKEN: 'short' })).toThrow(
+      'MANAGEMENT_TOKEN or MANAGEMENT_TOKEN_FILE is required and must hold at least 16 characters (the bearer token of the management endpoints)',
+    );
+  });
+
+  test('fails when the cache is on and REDIS_CLUSTER_NODES is empty', () => {
+    expect(() => loadConfig({ ...BASE, REDIS_CLUSTER_NODES: '' })).toThrow(
+      'REDIS_CLUSTER_NODES is required when CACHE_ENABLED is true (for example redis-0:6379)',
+    );
+  });
+
+  test('fails when the password file cannot be read', () => {
+    const read = () => {
+      throw new Error('ENOENT');
+    };
+    expect(() => loadConfig({ ...BASE, POSTGRES_PASSWORD_FILE: '/nope' }, read)).toThrow(
+      'POSTGRES_PASSWORD_FILE ("/nope") cannot be read: ENOENT',
+    );
+  });
+
+  test('fails when LOG_LEVEL is unknown', () => {
+    expect(() => loadConfig({ ...BASE, LOG_LEVEL: 'loud' })).toThrow(
+      'LOG_LEVEL ("loud") must be one of fatal, error, warn, info, debug, trace, silent',
+    );
+  });
+});
