@@ -163,6 +163,17 @@ describe('npm run diff against a git ref', () => {
     expect(worktrees()).toBe(before);
   });
 
+  it('fails when the base predates stacks/synth.ts (exit 2) and still removes the worktree', async () => {
+    const before = worktrees();
+    const first = execFileSync('git', ['rev-list', '--max-parents=0', 'HEAD'], { encoding: 'utf8' }).trim();
+    const { code, err } = await run(['--base', first, '--env', 'dev']);
+    expect(code).toBe(2);
+    expect(err).toContain(
+      'the base has no stacks/synth.ts, so it cannot be synthesized; diff against a dist/ folder with --base-dir instead',
+    );
+    expect(worktrees()).toBe(before);
+  });
+
   it('fails when the ref does not exist (exit 2)', async () => {
     const { code, err } = await run(['--base', 'no-such-branch', '--env', 'dev']);
     expect(code).toBe(2);

@@ -73,6 +73,7 @@ export function formatSarif(reports: readonly EnvironmentReport[]): string {
     id: c.id,
     name: c.id,
     shortDescription: { text: c.explanation },
+    fullDescription: { text: `${c.explanation} Fix: ${c.fix}` },
     help: { text: `Fix: ${c.fix}` },
     defaultConfiguration: { level: SARIF_LEVEL[c.severity] },
   }));
