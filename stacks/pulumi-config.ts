@@ -31,19 +31,26 @@ export const CONFIG_KEYS = {
   kubeContext: 'Kubeconfig context to deploy to; default: the current context',
   statefulProtection: `One of ${STATEFUL_PROTECTIONS.join(', ')}; default: protect`,
   postgresPassword: 'Secret: PostgreSQL application user password',
-  postgresReplicationPassword: 'Secret: PostgreSQL replication user password (set with postgresPassword)',
+  postgresReplicationPassword: 'Secret: PostgreSQL replication user password',
+  postgresSuperuserPassword: 'Secret: PostgreSQL superuser password',
   redisPassword: 'Secret: Redis password',
   grafanaAdminPassword: 'Secret: Grafana admin password',
   managementToken: 'Secret: token of the API management endpoints',
 } as const;
 
+/** The keys read with `getSecret`: each fills one key of one Kubernetes Secret (see pulumi-stack.ts). */
+export const SECRET_CONFIG_KEYS = [
+  'postgresPassword',
+  'postgresReplicationPassword',
+  'postgresSuperuserPassword',
+  'redisPassword',
+  'grafanaAdminPassword',
+  'managementToken',
+] as const satisfies readonly (keyof typeof CONFIG_KEYS)[];
+export type SecretConfigKey = (typeof SECRET_CONFIG_KEYS)[number];
+
 /** Credentials supplied through `pulumi config set --secret`; unset ones are generated in-cluster. */
-export interface SuppliedSecrets {
-  readonly postgres?: { readonly password: pulumi.Output<string>; readonly replicationPassword: pulumi.Output<string> };
-  readonly redisPassword?: pulumi.Output<string>;
-  readonly grafanaAdminPassword?: pulumi.Output<string>;
-  readonly managementToken?: pulumi.Output<string>;
-}
+export type SuppliedSecrets = Readonly<Partial<Record<SecretConfigKey, pulumi.Output<string>>>>;
 
 export interface PulumiSettings {
   /** Registered environment this stack deploys. */
@@ -88,16 +95,11 @@ export function readPulumiSettings(): PulumiSettings {
   const maxReplicas = config.getNumber('apiMaxReplicas');
   const hostnames = config.getObject<unknown>('hostnames');
 
-  // The PostgreSQL Secret carries both passwords; supplying one makes the other required.
-  const postgresPassword = config.getSecret('postgresPassword');
-  const replicationPassword = config.getSecret('postgresReplicationPassword');
-  const postgres =
-    postgresPassword || replicationPassword
-      ? {
-          password: postgresPassword ?? config.requireSecret('postgresPassword'),
-          replicationPassword: replicationPassword ?? config.requireSecret('postgresReplicationPassword'),
-        }
-      : undefined;
+  const secrets: Partial<Record<SecretConfigKey, pulumi.Output<string>>> = {};
+  for (const key of SECRET_CONFIG_KEYS) {
+    const value = config.getSecret(key);
+    if (value !== undefined) secrets[key] = value;
+  }
 
   return {
     environment: config.get('environment') ?? pulumi.getStack(),
@@ -113,12 +115,7 @@ export function readPulumiSettings(): PulumiSettings {
     kubeconfig: config.getSecret('kubeconfig'),
     kubeContext: config.get('kubeContext'),
     statefulProtection: config.get('statefulProtection', { allowedValues: [...STATEFUL_PROTECTIONS] }) ?? 'protect',
-    secrets: {
-      postgres,
-      redisPassword: config.getSecret('redisPassword'),
-      grafanaAdminPassword: config.getSecret('grafanaAdminPassword'),
-      managementToken: config.getSecret('managementToken'),
-    },
+    secrets,
   };
 }
 

@@ -14,10 +14,12 @@ import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
 
 import { standardLabels } from '../constructs/common';
+import { GeneratedSecret } from '../constructs/credentials';
 import { GRAFANA_ADMIN_KEYS } from '../constructs/monitoring';
+import { POSTGRES_SECRET_KEYS } from '../constructs/postgres-cluster';
 import type { Platform } from '../constructs/platform';
 import type { EnvironmentConfig } from './config';
-import type { StatefulProtection, SuppliedSecrets } from './pulumi-config';
+import type { SecretConfigKey, StatefulProtection, SuppliedSecrets } from './pulumi-config';
 import { buildPlatform, type KubeObject, synthObjects } from './synth';
 
 /** Kinds holding data or identity: deleting them loses state (a PVC template lives in its StatefulSet). */
@@ -44,38 +46,73 @@ export interface PlatformStackArgs {
   readonly secrets: SuppliedSecrets;
 }
 
-/** A Secret the platform reads, with its keys filled from stack secrets. */
+/** Where one stack secret goes: a key of a Secret the workloads read. */
+interface SecretTarget {
+  readonly secretName: string;
+  readonly key: string;
+  readonly component: string;
+}
+
+/** Each stack secret's Secret and key: the names the constructs read (config fields, exported key constants). */
+export function secretTargets(config: EnvironmentConfig): Record<SecretConfigKey, SecretTarget> {
+  const postgres = (key: string) => ({ secretName: config.postgres.credentialsSecret, key, component: 'postgres' });
+  return {
+    postgresPassword: postgres(POSTGRES_SECRET_KEYS.password),
+    postgresReplicationPassword: postgres(POSTGRES_SECRET_KEYS.replication),
+    postgresSuperuserPassword: postgres(POSTGRES_SECRET_KEYS.superuser),
+    redisPassword: { secretName: config.redis.passwordSecret, key: 'password', component: 'redis' },
+    grafanaAdminPassword: {
+      secretName: config.monitoring.grafana.adminSecret,
+      key: GRAFANA_ADMIN_KEYS.password,
+      component: 'grafana',
+    },
+    managementToken: { secretName: config.api.managementTokenSecret, key: 'token', component: 'api' },
+  };
+}
+
+/** Keys a supplied Secret carries that are not secret (Grafana's admin user name). */
+function fixedKeys(config: EnvironmentConfig): Record<string, Record<string, string>> {
+  return { [config.monitoring.grafana.adminSecret]: { [GRAFANA_ADMIN_KEYS.user]: 'admin' } };
+}
+
 interface SecretSpec {
   readonly name: string;
   readonly component: string;
   readonly stringData: Record<string, pulumi.Input<string>>;
 }
 
-/** The Secrets to create from stack config; names and keys are the ones the constructs read. */
-function suppliedSecretSpecs(config: EnvironmentConfig, secrets: SuppliedSecrets): SecretSpec[] {
-  const specs: (SecretSpec | undefined)[] = [
-    secrets.postgres && {
-      name: config.postgres.credentialsSecret,
-      component: 'postgres',
-      stringData: { password: secrets.postgres.password, 'replication-password': secrets.postgres.replicationPassword },
-    },
-    secrets.redisPassword && {
-      name: config.redis.passwordSecret,
-      component: 'redis',
-      stringData: { password: secrets.redisPassword },
-    },
-    secrets.grafanaAdminPassword && {
-      name: config.monitoring.grafana.adminSecret,
-      component: 'grafana',
-      stringData: { [GRAFANA_ADMIN_KEYS.user]: 'admin', [GRAFANA_ADMIN_KEYS.password]: secrets.grafanaAdminPassword },
-    },
-    secrets.managementToken && {
-      name: config.api.managementTokenSecret,
-      component: 'api',
-      stringData: { token: secrets.managementToken },
-    },
-  ];
-  return specs.filter((s): s is SecretSpec => s !== undefined);
+/**
+ * The Secrets to create from stack secrets, one per Secret name. A Secret the
+ * platform would generate in-cluster must then be supplied whole: the generator
+ * skips an existing Secret, so a missing key would never be filled.
+ */
+function suppliedSecretSpecs(platform: Platform, secrets: SuppliedSecrets): SecretSpec[] {
+  const targets = secretTargets(platform.config);
+  const specs = new Map<string, { component: string; stringData: Record<string, pulumi.Input<string>> }>();
+  for (const [configKey, value] of Object.entries(secrets) as [SecretConfigKey, pulumi.Output<string>][]) {
+    const { secretName, key, component } = targets[configKey];
+    const spec = specs.get(secretName) ?? {
+      component,
+      stringData: { ...fixedKeys(platform.config)[secretName] },
+    };
+    spec.stringData[key] = value;
+    specs.set(secretName, spec);
+  }
+  const generated = platform.node.findAll().filter((c): c is GeneratedSecret => c instanceof GeneratedSecret);
+  for (const [name, spec] of specs) {
+    const missing = (generated.find((g) => g.secretName === name)?.keys ?? []).filter((k) => !(k in spec.stringData));
+    if (missing.length > 0) {
+      const configKeys = missing.map(
+        (k) =>
+          Object.entries(targets).find(([, t]) => t.secretName === name && t.key === k)?.[0] ?? `(none for '${k}')`,
+      );
+      throw new Error(
+        `Secret '${name}' is partly supplied by stack config; also set ${configKeys.map((k) => `fastnext:${k}`).join(', ')} ` +
+          `(pulumi config set --secret), or unset its keys so the whole Secret is generated in-cluster`,
+      );
+    }
+  }
+  return [...specs].map(([name, spec]) => ({ name, ...spec }));
 }
 
 function protectionOptions(protection: StatefulProtection): pulumi.CustomResourceOptions {
@@ -101,9 +138,21 @@ export class PlatformStack extends pulumi.ComponentResource {
     // Only the environment name is recorded as the component's input: never config or secrets.
     super(PlatformStack.TYPE, name, { environment: args.config.name }, opts);
     const { config } = args;
-    const objects = synthObjects(config);
+    // Everything that can fail is checked before the first resource is registered.
+    const [namespaceObject, ...rest] = synthObjects(config);
+    if (namespaceObject?.kind !== 'Namespace' || namespaceObject.metadata.name !== config.namespace) {
+      throw new Error(`synthObjects(${config.name}) must start with Namespace '${config.namespace}'`);
+    }
     const { platform } = buildPlatform(config);
     const endpoints = endpointsOf(platform);
+    const secretSpecs = suppliedSecretSpecs(platform, args.secrets);
+    for (const spec of secretSpecs) {
+      if (rest.some((o) => o.kind === 'Secret' && o.metadata.name === spec.name)) {
+        throw new Error(
+          `Secret '${spec.name}' is both synthesized and supplied by stack config; supply it in one place`,
+        );
+      }
+    }
     const protection = protectionOptions(args.statefulProtection);
 
     const provider = new k8s.Provider(
@@ -111,39 +160,29 @@ export class PlatformStack extends pulumi.ComponentResource {
       { kubeconfig: args.kubeconfig, context: args.kubeContext, enableServerSideApply: true },
       { parent: this },
     );
-
-    const [namespaceObject, ...rest] = objects;
-    if (namespaceObject?.kind !== 'Namespace' || namespaceObject.metadata.name !== config.namespace) {
-      throw new Error(`synthObjects(${config.name}) must start with Namespace '${config.namespace}'`);
-    }
     const namespace = new k8s.core.v1.Namespace(
       namespaceObject.metadata.name,
       namespaceObject as k8s.core.v1.NamespaceArgs,
       { parent: this, provider, ...protection },
     );
-
-    const supplied = suppliedSecretSpecs(config, args.secrets).map((spec) => {
-      if (rest.some((o) => o.kind === 'Secret' && o.metadata.name === spec.name)) {
-        throw new Error(
-          `Secret '${spec.name}' is both synthesized and supplied by stack config; supply it in one place`,
-        );
-      }
-      return new k8s.core.v1.Secret(
-        `${config.namespace}/${spec.name}`,
-        {
-          metadata: { name: spec.name, namespace: config.namespace, labels: standardLabels(config, spec.component) },
-          type: 'Opaque',
-          stringData: pulumi.secret(spec.stringData),
-        },
-        {
-          parent: this,
-          provider,
-          dependsOn: [namespace],
-          additionalSecretOutputs: ['data', 'stringData'],
-          ...protection,
-        },
-      );
-    });
+    const supplied = secretSpecs.map(
+      (spec) =>
+        new k8s.core.v1.Secret(
+          `${config.namespace}/${spec.name}`,
+          {
+            metadata: { name: spec.name, namespace: config.namespace, labels: standardLabels(config, spec.component) },
+            type: 'Opaque',
+            stringData: pulumi.secret(spec.stringData),
+          },
+          {
+            parent: this,
+            provider,
+            dependsOn: [namespace],
+            additionalSecretOutputs: ['data', 'stringData'],
+            ...protection,
+          },
+        ),
+    );
 
     const objectsGroup = new k8s.yaml.ConfigGroup(
       `${name}-objects`,
@@ -202,22 +241,15 @@ export interface PlatformEndpoints {
 const serviceUrl = (namespace: string, service: { serviceName: string; port: number }) =>
   `http://${service.serviceName}.${namespace}.svc.cluster.local:${service.port}`;
 
-// TEMPORARY until the data tier lands on Platform.
-type DataTiers = {
-  postgres?: { primaryHost: string; readOnlyHost: string };
-  redis?: { seedHosts: readonly string[] };
-};
-
-export function endpointsOf(p: Platform): PlatformEndpoints {
-  const platform = p as Platform & DataTiers;
+export function endpointsOf(platform: Platform): PlatformEndpoints {
   const { monitoring } = platform;
   return {
     edgeServiceName: platform.edge.serviceName,
     edgeHost: platform.edge.host,
     grafanaUrl: monitoring && serviceUrl(platform.namespace, monitoring.grafana),
     prometheusUrl: monitoring && serviceUrl(platform.namespace, monitoring.prometheus),
-    postgresPrimaryHost: platform.postgres?.primaryHost ?? 'todo',
-    postgresReadOnlyHost: platform.postgres?.readOnlyHost ?? 'todo',
-    redisSeedHosts: platform.redis?.seedHosts ?? [],
+    postgresPrimaryHost: platform.postgres.primaryHost,
+    postgresReadOnlyHost: platform.postgres.readOnlyHost,
+    redisSeedHosts: platform.redis.seedHosts,
   };
 }

@@ -11,11 +11,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as pulumiSdk from '@pulumi/pulumi';
+import type {
+  RegisterResourceOutputsRequest,
+  RegisterResourceRequest,
+  RegisterResourceResponse,
+} from '@pulumi/pulumi/proto/resource_pb';
 import { parse } from 'yaml';
 
 import type { EnvironmentConfig } from '../stacks/config';
 import { environmentNames, loadEnvironment } from '../stacks/environments';
-import { endpointsOf } from '../stacks/pulumi-stack';
 import { buildPlatform, type KubeObject, synthObjects } from '../stacks/synth';
 
 /** Pulumi's marker for a secret value in a serialized property. */
@@ -97,11 +101,14 @@ async function runProgram(
     stack,
   );
   // The mock monitor hands newResource only type, name and inputs; wrap it to see the whole request.
-  type Req = { [k: string]: () => any };
-  const monitor = pulumi.runtime.getMonitor() as unknown as Record<string, (req: Req, cb: any) => unknown>;
+  type Callback<T> = (err: unknown, response?: T) => void;
+  const monitor = pulumi.runtime.getMonitor() as unknown as {
+    registerResource(req: RegisterResourceRequest, cb: Callback<RegisterResourceResponse>): void;
+    registerResourceOutputs(req: RegisterResourceOutputsRequest, cb: Callback<unknown>): void;
+  };
   const registerResource = monitor.registerResource.bind(monitor);
   monitor.registerResource = (req, callback) =>
-    registerResource(req, (err: unknown, response: { getUrn(): string } | undefined) => {
+    registerResource(req, (err, response) => {
       if (response) {
         registrations.push({
           type: req.getType(),
@@ -114,7 +121,7 @@ async function runProgram(
           protect: req.getProtect() ?? false,
           retainOnDelete: req.getRetainondelete() ?? false,
           additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
-          inputs: unwrapSecrets(pulumi.runtime.deserializeProperties(req.getObject())) as Record<string, unknown>,
+          inputs: unwrapSecrets(req.getObject()?.toJavaScript() ?? {}) as Record<string, unknown>,
           wire: req.getObject()?.toJavaScript(),
         });
       }
@@ -123,7 +130,7 @@ async function runProgram(
   const registerResourceOutputs = monitor.registerResourceOutputs.bind(monitor);
   monitor.registerResourceOutputs = (req, callback) => {
     componentOutputs.push(req.getOutputs()?.toJavaScript());
-    return registerResourceOutputs(req, callback);
+    registerResourceOutputs(req, callback);
   };
 
   const asStrings = Object.fromEntries(
@@ -272,7 +279,6 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
 
   test('outputs resolve to the construct fields', () => {
     const { platform } = buildPlatform(config);
-    const endpoints = endpointsOf(platform);
     const url = (service: { serviceName: string; port: number } | undefined) =>
       service && `http://${service.serviceName}.${config.namespace}.svc.cluster.local:${service.port}`;
     expect(run.outputs).toEqual({
@@ -280,10 +286,13 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
       edgeAddress: config.edge.serviceType === 'LoadBalancer' ? LOAD_BALANCER_IP : platform.edge.host,
       grafanaUrl: url(platform.monitoring?.grafana),
       prometheusUrl: url(platform.monitoring?.prometheus),
-      postgresPrimaryHost: endpoints.postgresPrimaryHost,
-      postgresReadOnlyHost: endpoints.postgresReadOnlyHost,
-      redisSeedHosts: endpoints.redisSeedHosts,
+      postgresPrimaryHost: platform.postgres.primaryHost,
+      postgresReadOnlyHost: platform.postgres.readOnlyHost,
+      redisSeedHosts: platform.redis.seedHosts,
     });
+    expect(run.outputs.postgresPrimaryHost).toContain(`.${config.namespace}.svc`);
+    expect(run.outputs.postgresReadOnlyHost).not.toBe(run.outputs.postgresPrimaryHost);
+    expect(run.outputs.redisSeedHosts).toHaveLength(config.redis.masters * (1 + config.redis.replicasPerMaster));
     expect(run.outputs.grafanaUrl).toBe(`http://grafana.fastnext-${env}.svc.cluster.local:3000`);
   });
 });
@@ -292,6 +301,7 @@ describe('secrets from stack config', () => {
   const values = {
     'fastnext:postgresPassword': 'pg-app-s3cret-value',
     'fastnext:postgresReplicationPassword': 'pg-repl-s3cret-value',
+    'fastnext:postgresSuperuserPassword': 'pg-super-s3cret-value',
     'fastnext:redisPassword': 'redis-s3cret-value',
     'fastnext:grafanaAdminPassword': 'grafana-s3cret-value',
     'fastnext:managementToken': 'mgmt-s3cret-token',
@@ -312,6 +322,7 @@ describe('secrets from stack config', () => {
       [`${config.namespace}/${config.postgres.credentialsSecret}`]: {
         password: values['fastnext:postgresPassword'],
         'replication-password': values['fastnext:postgresReplicationPassword'],
+        'superuser-password': values['fastnext:postgresSuperuserPassword'],
       },
       [`${config.namespace}/${config.redis.passwordSecret}`]: { password: values['fastnext:redisPassword'] },
       [`${config.namespace}/${config.monitoring.grafana.adminSecret}`]: {
@@ -372,9 +383,13 @@ describe('secrets from stack config', () => {
     for (const r of withKubeconfig.registrations) expect(containsPlaintext(r.wire, 'kube-t0ken-value')).toBe(false);
   });
 
-  test('fails when only one of the two PostgreSQL passwords is set', async () => {
+  test('fails when a generated Secret is only partly supplied (the generator would never fill the rest)', async () => {
     const error = await programError('prod', { 'fastnext:postgresPassword': 'only-one' });
-    expect(error.message).toContain("Missing required configuration variable 'fastnext:postgresReplicationPassword'");
+    expect(error.message).toBe(
+      "Secret 'postgres-credentials' is partly supplied by stack config; also set " +
+        'fastnext:postgresReplicationPassword, fastnext:postgresSuperuserPassword (pulumi config set --secret), ' +
+        'or unset its keys so the whole Secret is generated in-cluster',
+    );
   });
 });
 
@@ -403,7 +418,8 @@ describe('overrides from stack config', () => {
     expect(error.message).toBe(
       "Unknown Pulumi config key(s) 'fastnext:apiMinReplica' (a typo?); known keys: environment, apiImageTag, " +
         'apiMinReplicas, apiMaxReplicas, hostnames, storageClass, kubeconfig, kubeContext, statefulProtection, ' +
-        'postgresPassword, postgresReplicationPassword, redisPassword, grafanaAdminPassword, managementToken ' +
+        'postgresPassword, postgresReplicationPassword, postgresSuperuserPassword, redisPassword, ' +
+        'grafanaAdminPassword, managementToken ' +
         '(see docs/pulumi.md)',
     );
   });
