@@ -48,8 +48,11 @@ export interface PolicyOptions {
   readonly production?: boolean;
 }
 
-/** Annotation on a Job or workload: Secrets it creates at run time (comma-separated names). */
-export const CREATES_SECRETS_ANNOTATION = 'fastnext.io/creates-secrets';
+/**
+ * Annotation on a Job or workload: Secrets it creates at run time (comma-separated
+ * names). Defined once, by the construct that writes it (GeneratedSecret).
+ */
+export { CREATES_SECRETS_ANNOTATION } from '../../constructs/credentials';
 /** Annotation on a workload: Secrets supplied from outside the platform (cert-manager, an operator, kubectl). */
 export const EXTERNAL_SECRETS_ANNOTATION = 'fastnext.io/external-secrets';
 /** Opt-out annotation prefix: `fastnext.io/policy-skip.<check-id>: "<reason>"`. */
