@@ -51,6 +51,8 @@ export interface Twin {
   table(): Promise<string>;
   /** Starts a new pod (init containers, readiness) and puts it in rotation. */
   startPod(name?: string): Promise<ApiPod>;
+  /** Replaces a dead or live pod with a fresh one of the same name (the kubelet restarting its container). */
+  restartPod(pod: ApiPod): Promise<ApiPod>;
   /** Rewrites nginx's upstream list to `pods` (the endpoints controller's job). */
   setRotation(pods: readonly ApiPod[]): Promise<void>;
   /**
@@ -208,6 +210,13 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
         pods.push(pod);
         await setRotation(pods);
         return pod;
+      },
+      async restartPod(pod) {
+        if (pod.alive()) await pod.kill();
+        const fresh = await newPod(pod.name);
+        pods.splice(pods.indexOf(pod), 1, fresh);
+        await setRotation(pods);
+        return fresh;
       },
       async rollingRestart() {
         const old = [...pods];
