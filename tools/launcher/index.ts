@@ -19,6 +19,7 @@
  * //   pg.stopReplica(i)  pg.startReplica(i, { wipe })  pg.restartPrimary()  pg.bringUpMs
  * const redis = await startRedisCluster(objects);      // 3 masters x 1 replica, cluster ok
  * //   redis.nodes[i] {host, port, hostname}          redis.password
+ * //   new Cluster(redis.nodes, { natMap: redis.natMap(), redisOptions: { password: redis.password } })
  * //   redis.cli(i, ...args)  redis.runCreate()  redis.killNode(i)  redis.startNode(i)
  * //   redis.restartAll({ newAddresses: true })       redis.bringUpMs
  * afterAll(() => Promise.all([pg.stop(), redis.stop()]));

@@ -47,6 +47,12 @@ export interface RedisClusterLaunch {
   readonly password: string;
   /** Milliseconds from spawning the nodes to the create script reporting the cluster ok. */
   readonly bringUpMs: number;
+  /**
+   * ioredis `natMap` from the hostnames the nodes announce (redis.conf prefers hostnames,
+   * which only the cluster's DNS resolves) to their current loopback address. Call it
+   * again after `restartAll({ newAddresses: true })`.
+   */
+  natMap(): Record<string, { host: string; port: number }>;
   /** Runs redis-cli against node i; resolves stdout (throws on a non-zero exit). */
   cli(i: number, ...args: string[]): Promise<string>;
   /** Runs the shipped cluster-create script again; resolves its exit code and output. */
@@ -180,6 +186,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     nodes,
     password,
     bringUpMs,
+    natMap: () => Object.fromEntries(nodes.map((n) => [`${n.hostname}:${n.port}`, { host: n.host, port: n.port }])),
     cli,
     runCreate,
     killNode: (i) => stopNode(i, 'SIGKILL'),
