@@ -143,6 +143,14 @@ describe('npm run validate', () => {
     expect(printed).toContain("error   container-resources: container 'web' has no limits.cpu, limits.memory");
   });
 
+  it('fails when a --dir marked --production has an HPA minimum of 1', () => {
+    const objects = goodObjects();
+    pick(objects, 'HorizontalPodAutoscaler', 'web').spec.minReplicas = 1;
+    write(objects);
+    expect(validate(['--dir', dir])).toBe(0);
+    expect(validate(['--dir', dir, '--production'])).toBe(1);
+  });
+
   it('fails when --format is unknown (exit 2)', () => {
     expect(validate(['--dir', dir, '--format', 'xml'])).toBe(2);
     expect(console.error).toHaveBeenCalledWith("validate: --format 'xml' is not one of human, json, sarif");

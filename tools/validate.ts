@@ -1,5 +1,5 @@
 /**
- * `npm run validate [-- --env prod] [--dir dist/prod] [--format human|json|sarif] [--output file]`:
+ * `npm run validate [-- --env prod] [--dir dist/prod [--production]] [--format human|json|sarif] [--output file]`:
  * 1. strict schema validation of every synthesized object against the
  *    Kubernetes 1.28 API (types, enums, required fields, unknown fields);
  * 2. the policy checks of tools/policy (docs/ci.md lists them), on the sets
@@ -26,6 +26,8 @@ export function main(argv: string[]): number {
       dir: { type: 'string', multiple: true },
       format: { type: 'string', default: 'human' },
       output: { type: 'string' },
+      // For --dir: the environment's `production` flag is not in the YAML (else the namespace label decides).
+      production: { type: 'boolean' },
     },
   });
   const format = values.format as PolicyFormat;
@@ -36,7 +38,7 @@ export function main(argv: string[]): number {
   // Machine-readable output on stdout must stay parseable: progress goes to stderr then.
   const log = format === 'human' || values.output ? console.log : console.error;
   const sets: { label: string; objects: KubeObject[]; production?: boolean; artifactUri: string }[] = values.dir
-    ? values.dir.map((d) => ({ label: d, objects: readManifestDir(d), artifactUri: d }))
+    ? values.dir.map((d) => ({ label: d, objects: readManifestDir(d), production: values.production, artifactUri: d }))
     : (values.env ?? environmentNames()).map((e) => {
         const config = loadEnvironment(e);
         return {
