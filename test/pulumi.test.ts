@@ -50,6 +50,15 @@ interface ProgramRun {
   outputs: Record<string, unknown>;
   /** Outputs the components registered with registerOutputs, as serialized. */
   componentOutputs: unknown[];
+  /**
+   * The model as the program loaded it (same module instances): expectations use
+   * these, so an edit to a construct in the shared tree mid-run cannot split them.
+   */
+  model: {
+    loadEnvironment: typeof loadEnvironment;
+    synthObjects: typeof synthObjects;
+    buildPlatform: typeof buildPlatform;
+  };
 }
 
 type StackConfig = Record<string, unknown>;
@@ -144,7 +153,14 @@ async function runProgram(
     outputs[key] = pulumi.Output.isInstance(value) ? await promiseOf(value) : value;
   }
   await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
-  return { registrations, outputs, componentOutputs };
+  const { loadEnvironment: load } = await import('../stacks/environments');
+  const { synthObjects: synth, buildPlatform: build } = await import('../stacks/synth');
+  return {
+    registrations,
+    outputs,
+    componentOutputs,
+    model: { loadEnvironment: load, synthObjects: synth, buildPlatform: build },
+  };
 }
 
 /** The error a program run fails with. */
@@ -210,8 +226,8 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
   let expected: KubeObject[];
   beforeAll(async () => {
     run = await runProgram(env);
-    config = loadEnvironment(env);
-    expected = synthObjects(config);
+    config = run.model.loadEnvironment(env);
+    expected = run.model.synthObjects(config);
   });
 
   test('registers exactly the synthesized objects (type token, namespace, name)', () => {
@@ -278,7 +294,7 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
   });
 
   test('outputs resolve to the construct fields', () => {
-    const { platform } = buildPlatform(config);
+    const { platform } = run.model.buildPlatform(config);
     const url = (service: { serviceName: string; port: number } | undefined) =>
       service && `http://${service.serviceName}.${config.namespace}.svc.cluster.local:${service.port}`;
     expect(run.outputs).toEqual({
@@ -311,7 +327,7 @@ describe('secrets from stack config', () => {
   beforeAll(async () => {
     // GIVEN prod's stack file plus every secret, set as `pulumi config set --secret` would.
     run = await runProgram('prod', { ...stackFileConfig('prod'), ...values }, Object.keys(values));
-    config = loadEnvironment('prod');
+    config = run.model.loadEnvironment('prod');
   });
 
   const secretRegistrations = () => kubeRegistrations(run).filter((r) => r.type === 'kubernetes:core/v1:Secret');
@@ -331,7 +347,7 @@ describe('secrets from stack config', () => {
       },
       [`${config.namespace}/${config.api.managementTokenSecret}`]: { token: values['fastnext:managementToken'] },
     });
-    const synthesized = synthObjects(config).map((o) => identity(typeToken(o), o));
+    const synthesized = run.model.synthObjects(config).map((o) => identity(typeToken(o), o));
     const registered = kubeRegistrations(run).map((r) => identity(r.type, r.inputs as KubeObject));
     expect(registered.filter((id) => !synthesized.includes(id)).sort()).toEqual(
       secretRegistrations()
@@ -442,8 +458,8 @@ describe('overrides from stack config', () => {
       'fastnext:storageClass': 'premium-rwo',
     });
     // THEN it registers what the synth path produces for prod with the same overrides.
-    const expected = synthObjects(
-      loadEnvironment('prod', {
+    const expected = run.model.synthObjects(
+      run.model.loadEnvironment('prod', {
         storageClass: 'premium-rwo',
         api: { image: 'ghcr.io/fastnext/api:1.4.2', autoscaling: { minReplicas: 4, maxReplicas: 12 } },
         edge: { hostnames: ['eu.fastnext.example.com'] },
@@ -454,7 +470,7 @@ describe('overrides from stack config', () => {
     expect(registered.sort((a, b) => key(a).localeCompare(key(b)))).toEqual(
       [...expected].sort((a, b) => key(a).localeCompare(key(b))),
     );
-    const apiDeployment = buildPlatform(loadEnvironment('prod')).platform.api.deploymentName;
+    const apiDeployment = run.model.buildPlatform(run.model.loadEnvironment('prod')).platform.api.deploymentName;
     const hpa = registered.find(
       (o) =>
         o.kind === 'HorizontalPodAutoscaler' &&
