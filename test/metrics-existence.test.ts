@@ -10,7 +10,7 @@
 import { mkdirSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { parse, stringify } from 'yaml';
-import { renderAlertRules, renderRecordingRules } from '../constructs/config-files/alert-rules';
+import { alertRules, renderAlertRules, renderRecordingRules } from '../constructs/config-files/alert-rules';
 import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/config-files/prometheus-config';
 import { SERVICE_METRICS } from '../service/src/contract';
 import { environmentNames, loadEnvironment } from '../stacks/environments';
@@ -103,6 +103,24 @@ test('the exporters expose what the servers report (cluster ok, replica streamin
   expect(await value('max(redis_connected_slaves)')).toBe('1');
   expect(await value('count(pg_stat_replication_pg_wal_lsn_diff{state="streaming"})')).toBe('1');
   expect(await value('max(nginx_up)')).toBe('1');
+});
+
+test('the replica count of PostgresReplicaMissing sees the primary with its one streaming replica, and only the primary', async () => {
+  const rule = alertRules(prod).find((r) => r.alert === 'PostgresReplicaMissing');
+  const count = rule!.expr.replace(/ < \d+$/, '');
+  const r = (await query(count)).data?.result as { metric: Record<string, string>; value: [number, string] }[];
+  const primary = targets.find((t) => t.pod === 'postgres-primary-0')!;
+  expect(r.map((x) => [x.metric.instance, x.value[1]])).toEqual([[`127.0.0.1:${primary.port}`, '1']]);
+});
+
+test('RedisMasterWithoutReplica joins on the real labels: the master with its replica matches, the replica does not', async () => {
+  const master = targets.find((t) => t.pod === 'redis-0')!;
+  const r = (await query('redis_connected_slaves and on (instance) redis_instance_info{role="master"}')).data
+    ?.result as { metric: Record<string, string>; value: [number, string] }[];
+  expect(r.map((x) => [x.metric.instance, x.value[1]])).toEqual([[`127.0.0.1:${master.port}`, '1']]);
+  expect(
+    (await query(alertRules(prod).find((a) => a.alert === 'RedisMasterWithoutReplica')!.expr)).data?.result,
+  ).toEqual([]);
 });
 
 test('the service exposes every metric of its contract (SERVICE_METRICS), histogram series included', () => {

@@ -195,8 +195,8 @@ export function alertRules(config: EnvironmentConfig): AlertRule[] {
     rules.push(
       rule(
         'PostgresReplicaMissing',
-        // `or ... * 0` gives the primary (the only one holding slots) a count of 0 when no replica streams.
-        `(count by (instance) (pg_stat_replication_pg_wal_lsn_diff{state="streaming"}) or count by (instance) (pg_replication_slots_active) * 0) < ${config.postgres.replicas}`,
+        // `or ... * 0` gives the primary (in_hot_standby off) a count of 0 when no replica streams at all.
+        `(count by (instance) (pg_stat_replication_pg_wal_lsn_diff{state="streaming"}) or max by (instance) (pg_settings_in_hot_standby == 0) * 0) < ${config.postgres.replicas}`,
         '5m',
         'page',
         `Fewer than ${config.postgres.replicas} replicas streaming from the primary`,
