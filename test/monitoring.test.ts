@@ -41,31 +41,32 @@ describe.each(ENVS)('environment %s', (env) => {
     expect(names).toEqual(expect.arrayContaining([RULE_COMPONENTS.api, RULE_COMPONENTS.edge]));
   });
 
-  test('RBAC: one namespaced Role with get/list/watch on pods, endpoints and services, bound to Prometheus only', () => {
+  test('RBAC: no ClusterRole; Prometheus gets one Role with get/list/watch on pods, endpoints and services', () => {
     expect(ofKind(objects, 'ClusterRole')).toEqual([]);
     expect(ofKind(objects, 'ClusterRoleBinding')).toEqual([]);
-    const roles = ofKind(objects, 'Role');
-    expect(roles.map((r) => r.metadata.name)).toEqual(['prometheus-discovery']);
-    for (const rule of roles[0].rules) {
+    const role = find(objects, 'Role', 'prometheus-discovery');
+    for (const rule of role.rules) {
       expect(rule.apiGroups).toEqual(['']);
       expect(DISCOVERY_RULE.resources).toEqual(expect.arrayContaining(rule.resources));
       expect(['get', 'list', 'watch']).toEqual(expect.arrayContaining(rule.verbs));
       expect(rule.resourceNames).toBeUndefined();
     }
-    const bindings = ofKind(objects, 'RoleBinding');
-    expect(bindings.map((b) => [b.roleRef, b.subjects])).toEqual([
-      [
-        { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'prometheus-discovery' },
-        [{ kind: 'ServiceAccount', name: 'prometheus', namespace: config.namespace }],
-      ],
+    // Nothing else is bound to Prometheus' ServiceAccount.
+    const bound = ofKind(objects, 'RoleBinding').filter((b) =>
+      b.subjects.some((s: Obj) => s.kind === 'ServiceAccount' && s.name === 'prometheus'),
+    );
+    expect(bound.map((b) => b.roleRef)).toEqual([
+      { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'prometheus-discovery' },
     ]);
   });
 
-  test('only the Prometheus pod mounts a ServiceAccount token', () => {
-    const mounting = podTemplates(objects).filter((t) => t.spec.automountServiceAccountToken !== false);
-    expect(mounting.map((t) => [t.owner.kind, t.owner.metadata.name, t.spec.serviceAccountName])).toEqual([
-      ['StatefulSet', 'prometheus', 'prometheus'],
-    ]);
+  test('Prometheus mounts its ServiceAccount token (discovery); Grafana does not', () => {
+    const token = (kind: string, name: string) => {
+      const spec = find(objects, kind, name).spec.template.spec;
+      return [spec.serviceAccountName, spec.automountServiceAccountToken];
+    };
+    expect(token('StatefulSet', 'prometheus')).toEqual(['prometheus', true]);
+    expect(token('Deployment', 'grafana')).toEqual(['grafana', false]);
   });
 
   test('every dashboard is its own ConfigMap, well under the 256 KiB annotation limit', () => {
@@ -139,6 +140,11 @@ describe.each(ENVS)('environment %s', (env) => {
       expect([path, volume(mount.name).emptyDir]).toEqual([path, expect.any(Object)]);
     }
     expect(volume('admin').secret.secretName).toBe(config.monitoring.grafana.adminSecret);
+    // The Secret is generated in-cluster once (never in the output), with both keys Grafana reads.
+    const generator = find(objects, 'Job', `${config.monitoring.grafana.adminSecret}-generator`);
+    expect(generator.metadata.annotations?.['fastnext.io/creates-secrets']).toBe(config.monitoring.grafana.adminSecret);
+    expect(JSON.stringify(generator.spec.template.spec.containers[0].env)).toContain('admin-user admin-password');
+    expect(ofKind(objects, 'Secret').map((x) => x.metadata.name)).not.toContain(config.monitoring.grafana.adminSecret);
     const env = Object.fromEntries(grafana.env.map((e: Obj) => [e.name, e.value]));
     expect(env.GF_SECURITY_ADMIN_PASSWORD__FILE).toBe('/etc/grafana/admin/admin-password');
     expect(
@@ -156,7 +162,7 @@ test('monitoring.enabled: false leaves Prometheus and Grafana out', () => {
   const names = objects.map((o) => o.metadata.labels?.['app.kubernetes.io/name']);
   expect(names).not.toContain('prometheus');
   expect(names).not.toContain('grafana');
-  expect(ofKind(objects, 'Role')).toEqual([]);
+  expect(ofKind(objects, 'Role').map((r) => r.metadata.name)).not.toContain('prometheus-discovery');
 });
 
 test('fails when a scrape target port is out of range', () => {

@@ -23,6 +23,7 @@ import {
   topologySpread,
 } from '../common';
 import { dashboards, renderDashboard } from '../config-files/dashboards';
+import { GeneratedSecret } from '../credentials';
 import {
   GRAFANA_DASHBOARDS_DIR,
   renderGrafanaDashboardProvider,
@@ -53,6 +54,8 @@ export class Grafana extends Construct {
   readonly component = Grafana.COMPONENT;
   readonly serviceName = 'grafana';
   readonly port = GRAFANA_PORT;
+  /** The admin user and password Secret, generated in-cluster. */
+  readonly adminSecret: GeneratedSecret;
   /** Dashboard ConfigMap names by dashboard short name. */
   readonly dashboardConfigMaps: Readonly<Record<string, string>>;
 
@@ -90,6 +93,13 @@ export class Grafana extends Construct {
       hash.update(json);
     }
     this.dashboardConfigMaps = maps;
+
+    // Created once by a Job when absent, never regenerated (constructs/credentials.ts).
+    this.adminSecret = new GeneratedSecret(this, 'admin-secret', {
+      config,
+      secretName: config.monitoring.grafana.adminSecret,
+      keys: [GRAFANA_ADMIN_KEYS.user, GRAFANA_ADMIN_KEYS.password],
+    });
 
     const http = k8s.IntOrString.fromString('http');
     const secretFile = (key: string) => `/etc/grafana/admin/${key}`;
@@ -179,7 +189,7 @@ export class Grafana extends Construct {
               },
               {
                 name: 'admin',
-                secret: { secretName: config.monitoring.grafana.adminSecret, defaultMode: 0o440 },
+                secret: { secretName: this.adminSecret.secretName, defaultMode: 0o440 },
               },
               emptyDir('data', '1Gi'),
               emptyDir('logs', '64Mi'),
