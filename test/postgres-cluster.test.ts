@@ -100,7 +100,7 @@ describe.each(ENVS)('%s', (env) => {
       }
     }
     const job = find(objects, 'Job', 'postgres-credentials-generator');
-    expect(job.metadata.annotations['fastnext.io/creates-secrets']).toBe(config.postgres.credentialsSecret);
+    expect(job.metadata.annotations!['fastnext.io/creates-secrets']).toBe(config.postgres.credentialsSecret);
     const env = Object.fromEntries(job.spec.template.spec.containers[0].env.map((e: Obj) => [e.name, e.value]));
     expect([env.SECRET_NAME, env.SECRET_KEYS]).toEqual([
       config.postgres.credentialsSecret,

@@ -76,7 +76,7 @@ describe.each(ENVS)('%s', (env) => {
       }
     }
     const gen = find(objects, 'Job', `${config.redis.passwordSecret}-generator`);
-    expect(gen.metadata.annotations['fastnext.io/creates-secrets']).toBe(config.redis.passwordSecret);
+    expect(gen.metadata.annotations!['fastnext.io/creates-secrets']).toBe(config.redis.passwordSecret);
     expect(JSON.stringify(objects)).not.toMatch(/requirepass\s+"?[A-Za-z0-9]{8,}/);
   });
 
