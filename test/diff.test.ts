@@ -135,6 +135,21 @@ describe('npm run diff on fixture pairs', () => {
     });
   });
 
+  it('pairs two flat directories as one environment without --env', async () => {
+    const { code, out } = await run(pair('reordered-list'));
+    expect(code).toBe(1);
+    expect(out).toMatch(/^manifests: 1 changed, 0 added, 0 removed\n/);
+  });
+
+  it('fails when a flat directory is compared with the synthesized tree and --env is missing (exit 2)', async () => {
+    const dir = path.join(FIXTURES, 'reordered-list', 'base');
+    expect(await run(['--base-dir', dir])).toEqual({
+      code: 2,
+      out: '',
+      err: `diff: '${dir}' holds the YAML of one environment; name it with --env <name>\n`,
+    });
+  });
+
   it('fails when the base directory does not exist (exit 2)', async () => {
     const { code, err } = await run([
       '--base-dir',

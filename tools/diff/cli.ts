@@ -6,12 +6,11 @@
  * head is the working tree, or `--head-dir`. Exit 0 when nothing differs, 1
  * when something does, 2 on an error.
  */
-import * as path from 'path';
 import { parseArgs } from 'util';
 import { capacityOf } from '../capacity/capacity';
 import { DIFF_FORMATS, type DiffFormat, type EnvironmentResult, formatDiff } from './format';
 import { diffEnvironment, isEmpty } from './object-diff';
-import { DiffError, type Side, readSideDir, synthGitRef, synthWorkingTree } from './sources';
+import { DiffError, type Side, isFlatDir, readSideDir, synthGitRef, synthWorkingTree } from './sources';
 
 export async function main(argv: string[]): Promise<number> {
   try {
@@ -31,16 +30,23 @@ export async function main(argv: string[]): Promise<number> {
     if (values.base && values['base-dir'])
       throw new DiffError('diff: give --base <git-ref> or --base-dir <dir>, not both');
     const envs = values.env;
-    const single = (dir: string) => envs?.[0] ?? path.basename(path.resolve(dir));
+    const dirs = [values['base-dir'], values['head-dir']].filter((d): d is string => d !== undefined);
+    // Two flat directories pair as one environment; a flat one against a synthesized tree needs its name.
+    const bothFlat = dirs.length === 2 && dirs.every(isFlatDir);
+    const single = (dir: string) => {
+      const name = envs?.[0] ?? (bothFlat ? 'manifests' : undefined);
+      if (!name) throw new DiffError(`diff: '${dir}' holds the YAML of one environment; name it with --env <name>`);
+      return name;
+    };
 
     // The base synthesizes in a child process while this one synthesizes the head.
     const basePromise: Promise<Side> = values['base-dir']
-      ? Promise.resolve(readSideDir(values['base-dir'], envs, single(values['base-dir'])))
+      ? Promise.resolve(readSideDir(values['base-dir'], envs, () => single(values['base-dir'] as string)))
       : synthGitRef(values.base ?? 'HEAD', envs);
     let head: Side;
     try {
       head = values['head-dir']
-        ? readSideDir(values['head-dir'], envs, single(values['head-dir']))
+        ? readSideDir(values['head-dir'], envs, () => single(values['head-dir'] as string))
         : synthWorkingTree(envs);
     } finally {
       // Let the base finish (and remove its worktree) even when the head fails.

@@ -27,12 +27,19 @@ export function synthWorkingTree(envs?: readonly string[]): Side {
   return new Map(names.map((e) => [e, synthObjects(loadEnvironment(e))]));
 }
 
-/** Reads `<dir>/<env>/*.yaml` for each environment folder, or `<dir>/*.yaml` as the one environment `single`. */
-export function readSideDir(dir: string, envs: readonly string[] | undefined, single: string): Side {
+/** Whether `dir` holds YAML files directly (one environment) rather than `<env>/` folders. */
+export function isFlatDir(dir: string): boolean {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new DiffError(`diff: '${dir}' is not a directory`);
-  const entries = fs.readdirSync(dir, { withFileTypes: true });
-  if (entries.some((e) => e.isFile() && /\.ya?ml$/.test(e.name))) return new Map([[single, readManifestDir(dir)]]);
-  const names = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
+  return fs.readdirSync(dir).some((f) => /\.ya?ml$/.test(f));
+}
+
+/** Reads `<dir>/<env>/*.yaml` for each environment folder, or `<dir>/*.yaml` as the one environment `single()` names. */
+export function readSideDir(dir: string, envs: readonly string[] | undefined, single: () => string): Side {
+  if (isFlatDir(dir)) return new Map([[single(), readManifestDir(dir)]]);
+  const names = fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => e.name);
   return new Map(
     names.filter((n) => !envs?.length || envs.includes(n)).map((n) => [n, readManifestDir(path.join(dir, n))]),
   );
