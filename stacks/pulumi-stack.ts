@@ -4,11 +4,12 @@
  *
  * The objects are exactly `synthObjects(config)` (the same list `npm run synth`
  * writes); nothing here describes the topology again. The Namespace is a typed
- * resource registered first; every other object goes through a v1
- * `k8s.yaml.ConfigGroup` whose transformation gives it per-object options
- * (provider, dependsOn the Namespace, protection of stateful kinds). v1 is used
- * because its children are typed resources the program (and Pulumi's mocks)
- * see; a v2 ConfigGroup's children exist only inside the provider plugin.
+ * resource registered first; the other objects go through two v1
+ * `k8s.yaml.ConfigGroup`s (prerequisites, then pod controllers) whose
+ * transformation gives each object its options (provider, dependsOn,
+ * protection of stateful kinds). v1 is used because its children are typed
+ * resources the program (and Pulumi's mocks) see; a v2 ConfigGroup's children
+ * exist only inside the provider plugin.
  */
 import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
@@ -30,7 +31,10 @@ export const STATEFUL_KINDS: ReadonlySet<string> = new Set([
   'Secret',
 ]);
 
-/** Kinds that start pods: they wait for supplied Secrets so nothing starts (or generates) with another password. */
+/**
+ * Kinds that start pods. They wait for every other object and for the supplied
+ * Secrets, so nothing starts (or generates a credential) with another password.
+ */
 export const POD_CONTROLLER_KINDS: ReadonlySet<string> = new Set(['Deployment', 'StatefulSet', 'Job', 'CronJob']);
 
 export interface PlatformStackArgs {
@@ -184,22 +188,36 @@ export class PlatformStack extends pulumi.ComponentResource {
         ),
     );
 
-    const objectsGroup = new k8s.yaml.ConfigGroup(
-      `${name}-objects`,
-      {
-        objs: rest,
-        transformations: [
-          (obj: KubeObject, childOpts: pulumi.CustomResourceOptions) => {
-            childOpts.provider = provider;
-            childOpts.dependsOn = [namespace, ...(POD_CONTROLLER_KINDS.has(obj.kind) ? supplied : [])];
-            if (STATEFUL_KINDS.has(obj.kind)) Object.assign(childOpts, protection);
-          },
-        ],
-      },
-      { parent: this, provider },
+    // Two layers: what pods use or are governed by (accounts, RBAC, config, Services,
+    // NetworkPolicies...) first, then the pod controllers. A pod then never starts
+    // without its ServiceAccount, ConfigMap or NetworkPolicy, unlike a plain kubectl apply.
+    const group = (layer: string, objs: KubeObject[], dependsOn: pulumi.Input<pulumi.Resource[]>) =>
+      new k8s.yaml.ConfigGroup(
+        `${name}-${layer}`,
+        {
+          objs,
+          transformations: [
+            (obj: KubeObject, childOpts: pulumi.CustomResourceOptions) => {
+              childOpts.provider = provider;
+              childOpts.dependsOn = dependsOn;
+              if (STATEFUL_KINDS.has(obj.kind)) Object.assign(childOpts, protection);
+            },
+          ],
+        },
+        { parent: this, provider },
+      );
+    const prerequisites = group(
+      'prerequisites',
+      rest.filter((o) => !POD_CONTROLLER_KINDS.has(o.kind)),
+      [namespace],
+    );
+    group(
+      'workloads',
+      rest.filter((o) => POD_CONTROLLER_KINDS.has(o.kind)),
+      prerequisites.resources.apply((children) => [namespace, ...supplied, ...Object.values(children)]),
     );
 
-    const edgeService = objectsGroup.getResource('v1/Service', config.namespace, endpoints.edgeServiceName);
+    const edgeService = prerequisites.getResource('v1/Service', config.namespace, endpoints.edgeServiceName);
     this.namespace = namespace.metadata.name;
     this.edgeAddress = edgeService
       .apply((service) => service.status)

@@ -259,6 +259,23 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
     }
   });
 
+  test('starts pods only after every other object: pod controllers depend on all of them', () => {
+    const kube = kubeRegistrations(run);
+    const isController = (r: Registration) => /:(Deployment|StatefulSet|Job|CronJob)$/.test(r.type);
+    const controllers = kube.filter(isController);
+    const others = kube.filter((r) => !isController(r)).map((r) => r.urn);
+    expect(controllers.length).toBeGreaterThan(0);
+    for (const r of controllers) {
+      expect({ object: r.name, missing: others.filter((urn) => !r.dependencies.includes(urn)) }).toEqual({
+        object: r.name,
+        missing: [],
+      });
+    }
+    // ...and nothing else waits on a pod controller.
+    const controllerUrns = new Set(controllers.map((r) => r.urn));
+    for (const r of kube) expect(r.dependencies.filter((urn) => controllerUrns.has(urn))).toEqual([]);
+  });
+
   test('deploys through one server-side-apply provider, every resource under fastnext:platform:Stack', () => {
     const providers = run.registrations.filter((r) => r.type === 'pulumi:providers:kubernetes');
     expect(providers).toHaveLength(1);
