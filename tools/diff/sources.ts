@@ -72,6 +72,21 @@ export async function synthGitRef(
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fastnext-diff-'));
   const tree = path.join(tmp, 'tree');
   const out = path.join(tmp, 'objects.json');
+  const cleanUp = () => {
+    try {
+      git(['worktree', 'remove', '--force', tree], top);
+    } catch {
+      // The worktree was never created (or is already gone); prune drops any stale entry.
+      git(['worktree', 'prune'], top);
+    }
+    fs.rmSync(tmp, { recursive: true, force: true });
+  };
+  // Ctrl-C skips `finally`: remove the worktree before exiting so none is left registered.
+  const onInterrupt = () => {
+    cleanUp();
+    process.exit(130);
+  };
+  process.once('SIGINT', onInterrupt);
   try {
     git(['worktree', 'add', '--detach', '--quiet', tree, sha], top);
     fs.symlinkSync(path.join(top, 'node_modules'), path.join(tree, 'node_modules'), 'dir');
@@ -88,12 +103,7 @@ export async function synthGitRef(
     const parsed = JSON.parse(fs.readFileSync(out, 'utf8')) as Record<string, KubeObject[]>;
     return new Map(Object.entries(parsed));
   } finally {
-    try {
-      git(['worktree', 'remove', '--force', tree], top);
-    } catch {
-      // The worktree was never created (or is already gone); prune drops any stale entry.
-      git(['worktree', 'prune'], top);
-    }
-    fs.rmSync(tmp, { recursive: true, force: true });
+    process.removeListener('SIGINT', onInterrupt);
+    cleanUp();
   }
 }
