@@ -13,7 +13,7 @@ import { envPlugin } from './plugins/env';
 import { metricsPlugin } from './plugins/metrics';
 import { pgPlugin } from './plugins/pg';
 import { shared } from './plugins/plugin';
-import { redisPlugin } from './plugins/redis';
+import { type NatMap, redisPlugin } from './plugins/redis';
 import activity from './routes/activity';
 import cacheRoutes, { warmCache } from './routes/cache';
 import database from './routes/database';
@@ -25,6 +25,8 @@ export type AppOptions = {
   readonly config: ServiceConfig;
   /** Seconds between replica health probes. @default 1 */
   readonly probeIntervalSeconds?: number;
+  /** Redis announced-address map for running outside the cluster network (tests). @default - DNS */
+  readonly redisNatMap?: NatMap;
 };
 
 /** Largest accepted request body; larger ones get 413. */
@@ -35,7 +37,7 @@ export const app: FastifyPluginAsync<AppOptions> = shared<AppOptions>(async (ins
   await instance.register(envPlugin, { config: opts.config });
   await instance.register(metricsPlugin);
   await instance.register(pgPlugin, { probeIntervalSeconds: opts.probeIntervalSeconds });
-  await instance.register(redisPlugin);
+  await instance.register(redisPlugin, { natMap: opts.redisNatMap });
   await instance.register(cachePlugin);
   installErrorHandlers(instance);
   installHttpCaching(instance);
@@ -59,7 +61,7 @@ export const app: FastifyPluginAsync<AppOptions> = shared<AppOptions>(async (ins
 /** A Fastify instance with the server options the app needs (body limit, strict validation, logger). */
 export async function buildApp(
   config: ServiceConfig,
-  options: { logger?: boolean; probeIntervalSeconds?: number } = {},
+  options: { logger?: boolean; probeIntervalSeconds?: number; redisNatMap?: NatMap } = {},
 ): Promise<FastifyInstance> {
   const instance = Fastify({
     logger: options.logger === false ? false : { level: config.logLevel },
@@ -69,6 +71,10 @@ export async function buildApp(
     forceCloseConnections: 'idle',
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
   });
-  await instance.register(app, { config, probeIntervalSeconds: options.probeIntervalSeconds });
+  await instance.register(app, {
+    config,
+    probeIntervalSeconds: options.probeIntervalSeconds,
+    redisNatMap: options.redisNatMap,
+  });
   return instance;
 }

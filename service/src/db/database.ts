@@ -169,6 +169,14 @@ export class Database {
   async transaction<R>(fn: (client: PoolClient) => Promise<R>): Promise<{ result: R; lsn: string | undefined }> {
     const client = await this.primary.pool.connect();
     this.count(this.primary, 'primary');
+    // A checked-out client has no pool listener: without ours, a server restart mid-request
+    // ('Connection terminated unexpectedly') is an unhandled 'error' event that kills the process.
+    let lost: Error | undefined;
+    const onError = (err: Error) => {
+      lost = err;
+      this.log.warn({ err: err.message }, 'primary connection lost during a transaction');
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await fn(client);
@@ -179,10 +187,13 @@ export class Database {
       }
       return { result, lsn };
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      if (!lost && !isConnectionError(err)) await client.query('ROLLBACK').catch(() => undefined);
+      lost ??= isConnectionError(err) ? (err as Error) : undefined;
       throw err;
     } finally {
-      client.release();
+      client.off('error', onError);
+      // Releasing with an error destroys the client instead of returning a broken one to the pool.
+      client.release(lost);
     }
   }
 

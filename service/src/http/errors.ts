@@ -3,6 +3,7 @@
  * status, and never a stack trace or an internal message for a 5xx.
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { isConnectionError } from '../db/database';
 
 /** An error a route throws on purpose, with its status. */
 export class HttpError extends Error {
@@ -70,7 +71,10 @@ export function installErrorHandlers(app: FastifyInstance): void {
       const field = fieldOf(error.validationContext, v);
       return reply.code(400).send({ error: 'Bad Request', message: validationMessage(field, v), field });
     }
-    const mapped = fromPostgres(error as { code?: string }) ?? error;
+    // A lost database is the platform's problem, not a bug: 503 tells clients and nginx to retry.
+    const mapped =
+      fromPostgres(error as { code?: string }) ??
+      (isConnectionError(error) ? new HttpError(503, 'the database is unavailable; retry shortly') : error);
     const status = mapped.statusCode ?? error.statusCode ?? 500;
     if (status >= 500) {
       request.log.error({ err: error }, 'request failed');

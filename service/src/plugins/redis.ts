@@ -15,7 +15,9 @@ declare module 'fastify' {
   }
 }
 
-export const redisPlugin = shared(async (app) => {
+export type NatMap = Record<string, { host: string; port: number }>;
+
+export const redisPlugin = shared<{ natMap?: NatMap }>(async (app, opts) => {
   const { cache, redis: cfg } = app.config;
   if (!cache.enabled) {
     app.decorate('redis', undefined);
@@ -25,6 +27,9 @@ export const redisPlugin = shared(async (app) => {
     cfg.nodes.map((n) => ({ host: n.host, port: n.port })),
     {
       lazyConnect: true,
+      // Only for running outside the cluster network (tests, local twin): maps the hostnames
+      // the nodes announce to reachable addresses. In Kubernetes the cluster DNS resolves them.
+      natMap: opts.natMap,
       enableOfflineQueue: false,
       enableAutoPipelining: true,
       scaleReads: 'master',

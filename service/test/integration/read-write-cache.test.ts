@@ -1,0 +1,302 @@
+/**
+ * The service against the real data tier (launcher): PostgreSQL primary + 2
+ * streaming replicas and a six-node Redis Cluster, all from the shipped files.
+ * Destructive tests (replica stopped, Redis master killed, Redis stopped,
+ * primary lost) come last, in that order.
+ */
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { execFileSync } from 'node:child_process';
+import { keySlot } from '../../src/cache/key-slot';
+import { SERVICE_PATHS } from '../../src/contract';
+import { LSN_COOKIE, LSN_HEADER } from '../../src/http/consistency';
+import { type DataTier, eventually, startDataTier, TOKEN } from '../helpers/servers';
+
+jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
+jest.setTimeout(120_000);
+
+let tier: DataTier;
+let app: FastifyInstance;
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+const get = (url: string, headers: Record<string, string> = {}) =>
+  app.inject({ method: 'GET', url: `/api/v1${url}`, headers });
+const send = (method: 'POST' | 'PATCH', url: string, payload: object) =>
+  app.inject({ method, url: `/api/v1${url}`, payload });
+const cookieOf = (res: LightMyRequestResponse) => String(res.headers['set-cookie']).split(';')[0];
+const counts = () => ({ ...app.db.queryCounts });
+
+let seq = 0;
+async function createUser(): Promise<{ id: string; res: LightMyRequestResponse }> {
+  seq++;
+  const res = await send('POST', '/users', {
+    email: `u${seq}@example.com`,
+    username: `user_${seq}`,
+    full_name: `Ada ${seq}`,
+  });
+  expect(res.statusCode).toBe(201);
+  return { id: res.json().id, res };
+}
+
+/** Resolves once every replica has replayed `lsn` (so reads see the write). */
+async function replicasReplayed(lsn: string): Promise<void> {
+  for (const r of tier.pg.replicas) {
+    await eventually(`replica ${r.port} replaying ${lsn}`, async () => {
+      const [row] = await tier.pg.query<{ ok: boolean }>(r, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [
+        lsn,
+      ]);
+      return row.ok;
+    });
+  }
+}
+
+beforeAll(async () => {
+  tier = await startDataTier();
+  await tier.migrate();
+  // A generous lag bound: the pause-replay tests below must not make the replicas "lagging".
+  app = await tier.app({ DB_REPLICA_MAX_LAG: '3600' });
+  await eventually('redis cluster ready', async () => app.cache.available);
+  await eventually('replicas probed', async () =>
+    app.db.replicaStates.every((s) => s.healthy && s.replayLsn !== undefined),
+  );
+});
+
+afterAll(async () => {
+  await tier?.stop();
+});
+
+describe('read/write split', () => {
+  test('writes go to the primary and reads land on both replicas', async () => {
+    const before = counts();
+    const { res } = await createUser();
+    await replicasReplayed(String(res.headers[LSN_HEADER]));
+    for (let i = 0; i < 10; i++) expect((await get('/users/search?q=ada')).statusCode).toBe(200);
+    const after = counts();
+    expect(after.primary - before.primary).toBe(1);
+    expect(after['replica-0'] - before['replica-0']).toBeGreaterThanOrEqual(4);
+    expect(after['replica-1'] - before['replica-1']).toBeGreaterThanOrEqual(4);
+    // And the replicas' own view: our replica pools hold sessions there.
+    for (const [i, r] of tier.pg.replicas.entries()) {
+      const rows = await tier.pg.query(r, 'SELECT 1 FROM pg_stat_activity WHERE application_name = $1', [
+        `fastnext-api:replica-${i}`,
+      ]);
+      expect(rows.length).toBeGreaterThan(0);
+    }
+  });
+
+  test('read-your-writes: with replay paused, the writer still reads its row; others do not yet', async () => {
+    // GIVEN both replicas stop replaying WAL
+    for (const r of tier.pg.replicas) await tier.pg.query(r, 'SELECT pg_wal_replay_pause()');
+    try {
+      // WHEN a user is created
+      const { id, res } = await createUser();
+      expect(res.headers[LSN_HEADER]).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+      expect(cookieOf(res)).toBe(`${LSN_COOKIE}=${encodeURIComponent(String(res.headers[LSN_HEADER]))}`);
+      // THEN a read without the write's LSN goes to a (stale) replica and misses it...
+      expect((await get(`/users/${id}`)).statusCode).toBe(404);
+      // ...and a read carrying the cookie is served by the primary and finds it.
+      const before = counts();
+      const own = await get(`/users/${id}`, { cookie: cookieOf(res) });
+      expect(own.statusCode).toBe(200);
+      expect(own.json().id).toBe(id);
+      expect(counts().primary - before.primary).toBe(1);
+    } finally {
+      for (const r of tier.pg.replicas) await tier.pg.query(r, 'SELECT pg_wal_replay_resume()');
+    }
+  });
+
+  test('a replica lagging beyond DB_REPLICA_MAX_LAG is skipped', async () => {
+    const strict = await tier.app({ DB_REPLICA_MAX_LAG: '1' });
+    await eventually('replicas probed', async () => strict.db.replicaStates.every((s) => s.healthy));
+    await tier.pg.query(tier.pg.replicas[0], 'SELECT pg_wal_replay_pause()');
+    try {
+      await createUser(); // WAL the paused replica receives but does not replay
+      await eventually('replica-0 reported lagging', async () => strict.db.replicaStates[0].lagSeconds > 1);
+      const before = { ...strict.db.queryCounts };
+      for (let i = 0; i < 6; i++) {
+        expect((await strict.inject({ method: 'GET', url: '/api/v1/users/search?q=ada' })).statusCode).toBe(200);
+      }
+      expect(strict.db.queryCounts['replica-0']).toBe(before['replica-0']);
+      expect(strict.db.queryCounts['replica-1'] - before['replica-1']).toBe(6);
+      const metrics = await strict.metrics.registry.metrics();
+      expect(metrics).toMatch(/fastnext_db_replica_lag_seconds\{replica="replica-0"\} ([1-9]\d*|\d+\.\d+)/);
+    } finally {
+      await tier.pg.query(tier.pg.replicas[0], 'SELECT pg_wal_replay_resume()');
+      await strict.close();
+    }
+  });
+});
+
+describe('cache', () => {
+  test('a GET is cached, answers 304 on its ETag, and a PATCH invalidates it', async () => {
+    const { id, res } = await createUser();
+    await replicasReplayed(String(res.headers[LSN_HEADER]));
+    const first = await get(`/users/${id}`);
+    const hits = app.cache.hits;
+    const second = await get(`/users/${id}`);
+    expect(app.cache.hits).toBe(hits + 1);
+    expect(second.body).toBe(first.body);
+    expect((await get(`/users/${id}`, { 'if-none-match': String(first.headers.etag) })).statusCode).toBe(304);
+
+    const patched = await send('PATCH', `/users/${id}`, { full_name: 'Grace Hopper' });
+    expect(patched.statusCode).toBe(200);
+    await replicasReplayed(String(patched.headers[LSN_HEADER]));
+    const third = await get(`/users/${id}`);
+    expect(third.json().full_name).toBe('Grace Hopper');
+    expect(third.headers.etag).not.toBe(first.headers.etag);
+  });
+
+  test('tag invalidation deletes keys on every master (keys in different slots)', async () => {
+    const redis = app.redis!;
+    const keys = Array.from({ length: 30 }, (_, i) => `tagtest:${i}`);
+    for (const k of keys) expect(await app.cache.set(k, { k }, { ttl: 300, tags: ['tagtest'] })).toBe(true);
+    // The keys really are spread over several masters.
+    const owners = new Set(
+      keys.map((k) => {
+        const slot = keySlot(`fastnext:${k}`);
+        return JSON.stringify((redis.slots[slot] ?? [])[0]);
+      }),
+    );
+    expect(owners.size).toBe(3);
+    expect(await app.cache.invalidateTags(['tagtest'])).toBe(30);
+    for (const k of keys) expect(await redis.exists(`fastnext:${k}`)).toBe(0);
+    expect(await redis.exists('fastnext:tag:tagtest')).toBe(0);
+  });
+
+  test('TTLs are jittered within +-10 %', async () => {
+    for (let i = 0; i < 20; i++) await app.cache.set(`jitter:${i}`, i, { ttl: 100 });
+    const ttls = await Promise.all(Array.from({ length: 20 }, (_, i) => app.redis!.ttl(`fastnext:jitter:${i}`)));
+    for (const t of ttls) expect(t).toBeGreaterThanOrEqual(89);
+    for (const t of ttls) expect(t).toBeLessThanOrEqual(110);
+    expect(new Set(ttls).size).toBeGreaterThan(1);
+  });
+
+  test('single-flight: 25 concurrent cold reads run the loader once', async () => {
+    let calls = 0;
+    const loader = async () => {
+      calls++;
+      await new Promise((r) => setTimeout(r, 50));
+      return { v: 1 };
+    };
+    const results = await Promise.all(Array.from({ length: 25 }, () => app.cache.cached('flight:1', {}, loader)));
+    expect(calls).toBe(1);
+    expect(results.every((r) => r.v === 1)).toBe(true);
+  });
+});
+
+describe('management endpoints on real servers', () => {
+  test('cache stats, keys, warm and clear-tags', async () => {
+    let last;
+    for (let i = 0; i < 5; i++) last = await createUser();
+    await replicasReplayed(String(last!.res.headers[LSN_HEADER]));
+    const warm = await app.inject({ method: 'POST', url: '/api/v1/cache/warm', headers: auth, payload: { users: 5 } });
+    expect(warm.json()).toEqual({ users: 5, available: true });
+    const stats = (await get('/cache/stats', auth)).json();
+    expect(stats.nodes).toHaveLength(3);
+    expect(stats.nodes.every((n: { status: string }) => n.status === 'up')).toBe(true);
+    const keys = (await get('/cache/keys?pattern=user:*&limit=3', auth)).json();
+    expect(keys.keys).toHaveLength(3);
+    expect(keys.truncated).toBe(true);
+    const id = keys.keys[0].split(':')[1];
+    const cleared = await app.inject({
+      method: 'POST',
+      url: '/api/v1/cache/clear-tags',
+      headers: auth,
+      payload: { tags: [`user:${id}`] },
+    });
+    expect(cleared.json()).toEqual({ tags: [`user:${id}`], deleted_keys: 1 });
+  });
+
+  test('database statistics and replication status', async () => {
+    const slow = await get('/database/slow-queries?limit=5', auth);
+    expect(slow.statusCode).toBe(200);
+    expect(slow.json().items.length).toBeGreaterThan(0);
+    const usage = (await get('/database/index-usage', auth)).json();
+    expect(usage.items.map((i: { index: string }) => i.index)).toEqual(
+      expect.arrayContaining(['users_search_idx', 'projects_settings_idx', 'users_active_created_idx']),
+    );
+    const recs = (await get('/database/index-recommendations', auth)).json();
+    expect(Object.keys(recs).sort()).toEqual(['duplicate_indexes', 'sequential_scan_heavy_tables', 'unused_indexes']);
+    expect((await get('/database/cache-hit-ratio', auth)).json().database.ratio).toBeGreaterThan(0);
+    const repl = (await get('/scaling/replication/status', auth)).json();
+    expect(repl.primary.replicas).toHaveLength(2);
+    expect(repl.primary.replicas.every((r: { state: string }) => r.state === 'streaming')).toBe(true);
+    expect(repl.read_replicas.map((r: { healthy: boolean }) => r.healthy)).toEqual([true, true]);
+  });
+
+  test('deep health reports every component up', async () => {
+    const deep = await app.inject({ method: 'GET', url: SERVICE_PATHS.deep });
+    expect(deep.statusCode).toBe(200);
+    expect(deep.json().status).toBe('up');
+    expect(deep.json().components.replicas).toHaveLength(2);
+  });
+});
+
+describe('failures', () => {
+  let userIds: string[] = [];
+
+  beforeAll(async () => {
+    const created = [];
+    for (let i = 0; i < 12; i++) created.push(await createUser());
+    await replicasReplayed(String(created[created.length - 1].res.headers[LSN_HEADER]));
+    userIds = created.map((c) => c.id);
+    for (const id of userIds) expect((await get(`/users/${id}`)).statusCode).toBe(200); // cached now
+  });
+
+  test('reads continue with one replica stopped', async () => {
+    await tier.pg.stopReplica(0);
+    try {
+      for (const id of userIds) await app.cache.del([`user:${id}`]);
+      for (const id of userIds) expect((await get(`/users/${id}`)).statusCode).toBe(200);
+      await eventually('replica-0 marked down', async () => !app.db.replicaStates[0].healthy);
+      expect((await app.inject({ method: 'GET', url: SERVICE_PATHS.deep })).json().status).toBe('degraded');
+    } finally {
+      await tier.pg.startReplica(0);
+    }
+  });
+
+  test('keeps answering from the database with one Redis master killed', async () => {
+    const redis = tier.redis!;
+    const roles = await Promise.all(redis.nodes.map((_, i) => redis.cli(i, 'ROLE')));
+    const master = roles.findIndex((r) => r.startsWith('master'));
+    await redis.killNode(master);
+    for (const id of userIds) {
+      const started = Date.now();
+      expect((await get(`/users/${id}`)).statusCode).toBe(200);
+      expect(Date.now() - started).toBeLessThan(2000);
+    }
+  });
+
+  test('keeps answering from the database with Redis entirely stopped', async () => {
+    const redis = tier.redis!;
+    await Promise.all(redis.nodes.map((_, i) => redis.killNode(i).catch(() => undefined)));
+    for (const id of userIds) expect((await get(`/users/${id}`)).statusCode).toBe(200);
+    expect((await app.inject({ method: 'GET', url: SERVICE_PATHS.readiness })).statusCode).toBe(200);
+    const deep = (await app.inject({ method: 'GET', url: SERVICE_PATHS.deep })).json();
+    expect(deep.components.redis.status).toBe('down');
+  });
+
+  test('readiness fails while the primary is lost, and recovers', async () => {
+    // Freeze the primary's postmaster and every backend: it neither answers nor refuses (a partition).
+    const [row] = await tier.pg.query<{ pid: string }>(
+      tier.pg.primary,
+      "SELECT split_part(pg_read_file('postmaster.pid'), E'\\n', 1) AS pid",
+    );
+    const pids = [row.pid, ...execFileSync('pgrep', ['-P', row.pid]).toString().trim().split('\n')];
+    for (const pid of pids) process.kill(Number(pid), 'SIGSTOP');
+    try {
+      const res = await app.inject({ method: 'GET', url: SERVICE_PATHS.readiness });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toEqual({
+        status: 'not ready',
+        primary: 'down',
+        error: 'primary query timed out after 1000 ms',
+      });
+    } finally {
+      for (const pid of pids) process.kill(Number(pid), 'SIGCONT');
+    }
+    await eventually(
+      'readiness back',
+      async () => (await app.inject({ method: 'GET', url: SERVICE_PATHS.readiness })).statusCode === 200,
+    );
+  });
+});
