@@ -1,6 +1,7 @@
 /**
- * Metric existence on real servers: PostgreSQL (primary + streaming replica),
- * Redis Cluster (master + replica) and nginx stub_status behind Debian's
+ * Metric existence on real servers: PostgreSQL (primary + 2 streaming replicas)
+ * and a 6-node Redis Cluster running the shipped files (the data tier's
+ * launcher), and nginx stub_status, behind Debian's
  * postgres, redis and nginx exporters, and the bundled API service
  * (service/src/server.ts) against them; all scraped directly and by Debian's
  * Prometheus (2.42) running the shipped rule files. Every metric a rule or dashboard uses must be in a
@@ -14,13 +15,13 @@ import { alertRules, renderAlertRules, renderRecordingRules } from '../construct
 import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/config-files/prometheus-config';
 import { SERVICE_METRICS } from '../service/src/contract';
 import { environmentNames, loadEnvironment } from '../stacks/environments';
+import { synthObjects } from '../stacks/synth';
+import { type PostgresLaunch, type RedisClusterLaunch, startPostgres, startRedisCluster } from '../tools/launcher';
 import {
   namesInExposition,
   startExporter,
   startNginx,
-  startPostgres,
   startPrometheus,
-  startRedis,
   startService,
   stopAll,
   tempDir,
@@ -42,18 +43,46 @@ async function query(expr: string): Promise<{ status: string; error?: string; da
   return (await r.json()) as { status: string; error?: string; data?: { result: unknown[] } };
 }
 
+let pg: PostgresLaunch | undefined;
+let redis: RedisClusterLaunch | undefined;
+
 beforeAll(async () => {
   try {
-    const [pg, redis, nginx] = await Promise.all([startPostgres(), startRedis(), startNginx()]);
+    // The servers run the dev files (smallest memory); metric names do not depend on the environment.
+    const objects = synthObjects(loadEnvironment('dev'));
+    let nginx: number;
+    [pg, redis, nginx] = await Promise.all([
+      startPostgres(objects, { replicas: 2 }),
+      startRedisCluster(objects),
+      startNginx(),
+    ]);
+    const su = pg.superuser;
+    const pgTarget = (ep: { host: string; port: number }) => ({ kind: 'postgres' as const, ...ep, ...su });
     targets = [
-      { app: 'postgres', pod: 'postgres-primary-0', port: await startExporter('postgres', pg.primary) },
-      { app: 'postgres', pod: 'postgres-replica-0', port: await startExporter('postgres', pg.replica) },
-      { app: 'redis', pod: 'redis-0', port: await startExporter('redis', redis.master) },
-      { app: 'redis', pod: 'redis-1', port: await startExporter('redis', redis.replica) },
-      { app: 'edge', pod: 'edge-0', port: await startExporter('nginx', nginx) },
+      { app: 'postgres', pod: 'postgres-primary-0', port: await startExporter(pgTarget(pg.primary)) },
+      ...(await Promise.all(
+        pg.replicas.map(async (r) => ({ app: 'postgres', pod: r.podName, port: await startExporter(pgTarget(r)) })),
+      )),
+      ...(await Promise.all(
+        redis.nodes.map(async (n, i) => ({
+          app: 'redis',
+          pod: `redis-${i}`,
+          port: await startExporter({ kind: 'redis', host: n.host, port: n.port, password: redis!.password }),
+        })),
+      )),
+      { app: 'edge', pod: 'edge-0', port: await startExporter({ kind: 'nginx', port: nginx }) },
     ];
     // The service's request histogram has series once a request was served (startService makes one).
-    const serviceMetrics = await startService({ postgres: pg, redisNodes: [redis.master, redis.replica] });
+    const serviceMetrics = await startService({
+      postgres: {
+        primary: pg.primary,
+        replicas: pg.replicas,
+        database: pg.database,
+        user: pg.user,
+        password: pg.password,
+      },
+      redis: { nodes: redis.nodes, password: redis.password },
+    });
     namesInExposition(await (await fetch(serviceMetrics)).text()).forEach((n) => serviceScraped.add(n));
     for (const t of targets) {
       const text = await (await fetch(`http://127.0.0.1:${t.port}/metrics`)).text();
@@ -89,35 +118,40 @@ beforeAll(async () => {
       40000,
     );
   } catch (e) {
-    stopAll();
+    await stopEverything();
     throw e;
   }
 });
 
-afterAll(() => stopAll());
+async function stopEverything(): Promise<void> {
+  stopAll();
+  await Promise.all([pg?.stop(), redis?.stop()]);
+}
+
+afterAll(() => stopEverything());
 
 test('the exporters expose what the servers report (cluster ok, replica streaming, nginx up)', async () => {
   const value = async (expr: string) =>
     ((await query(expr)).data?.result as { value: [number, string] }[])[0]?.value[1];
   expect(await value('max(redis_cluster_state)')).toBe('1');
-  expect(await value('max(redis_connected_slaves)')).toBe('1');
-  expect(await value('count(pg_stat_replication_pg_wal_lsn_diff{state="streaming"})')).toBe('1');
+  expect(await value('count(redis_instance_info{role="master"})')).toBe('3');
+  expect(await value('min(redis_connected_slaves and on (instance) redis_instance_info{role="master"})')).toBe('1');
+  expect(await value('count(pg_stat_replication_pg_wal_lsn_diff{state="streaming"})')).toBe('2');
   expect(await value('max(nginx_up)')).toBe('1');
 });
 
-test('the replica count of PostgresReplicaMissing sees the primary with its one streaming replica, and only the primary', async () => {
+test('the replica count of PostgresReplicaMissing sees the primary with its two streaming replicas, and only the primary', async () => {
   const rule = alertRules(prod).find((r) => r.alert === 'PostgresReplicaMissing');
   const count = rule!.expr.replace(/ < \d+$/, '');
   const r = (await query(count)).data?.result as { metric: Record<string, string>; value: [number, string] }[];
   const primary = targets.find((t) => t.pod === 'postgres-primary-0')!;
-  expect(r.map((x) => [x.metric.instance, x.value[1]])).toEqual([[`127.0.0.1:${primary.port}`, '1']]);
+  expect(r.map((x) => [x.metric.instance, x.value[1]])).toEqual([[`127.0.0.1:${primary.port}`, '2']]);
 });
 
-test('RedisMasterWithoutReplica joins on the real labels: the master with its replica matches, the replica does not', async () => {
-  const master = targets.find((t) => t.pod === 'redis-0')!;
+test('RedisMasterWithoutReplica joins on the real labels: the three masters match, the replicas do not', async () => {
   const r = (await query('redis_connected_slaves and on (instance) redis_instance_info{role="master"}')).data
     ?.result as { metric: Record<string, string>; value: [number, string] }[];
-  expect(r.map((x) => [x.metric.instance, x.value[1]])).toEqual([[`127.0.0.1:${master.port}`, '1']]);
+  expect(r.map((x) => x.value[1])).toEqual(['1', '1', '1']);
   expect(
     (await query(alertRules(prod).find((a) => a.alert === 'RedisMasterWithoutReplica')!.expr)).data?.result,
   ).toEqual([]);

@@ -1,18 +1,22 @@
 /**
- * Real servers on loopback for the metric-existence proof: a PostgreSQL primary
- * with one streaming replica (slot), a Redis Cluster master with one replica,
- * nginx with stub_status, the three Debian exporters in front of them, the
- * bundled API service and a Prometheus. Every process runs in its own process group; `stopAll()` kills
- * the groups and removes the temp dirs.
+ * What the metric-existence proof runs besides the data tier's launcher
+ * (tools/launcher: PostgreSQL and Redis Cluster from the shipped files): nginx
+ * with stub_status, the three Debian exporters, the bundled API service and a
+ * Prometheus. Every process runs in its own process group; `stopAll()` kills the
+ * groups and removes the temp dirs.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync, writeFileSync, appendFileSync, mkdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const PG_BIN = '/usr/lib/postgresql/15/bin';
 const HOST = '127.0.0.1';
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
 
 interface Proc {
   readonly name: string;
@@ -97,88 +101,6 @@ export function stopAll(): void {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
-const psql = (port: number, sql: string) =>
-  execFileSync(`${PG_BIN}/psql`, ['-h', HOST, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-Atc', sql], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-  }).trim();
-
-/** Primary + one replica streaming through a physical slot, pg_stat_statements loaded. */
-export async function startPostgres(): Promise<{ primary: number; replica: number }> {
-  const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-  const root = tempDir('metrics-pg-');
-  chownSync(root, uid, uid);
-  const [primary, replica] = [await freePort(), await freePort()];
-  const pdata = join(root, 'primary');
-  const rdata = join(root, 'replica');
-  const asPg = { uid };
-  execFileSync(`${PG_BIN}/initdb`, ['-D', pdata, '-A', 'trust', '-U', 'postgres'], { ...asPg, stdio: 'ignore' });
-  appendFileSync(
-    join(pdata, 'postgresql.conf'),
-    `listen_addresses='${HOST}'\nunix_socket_directories='${root}'\nshared_preload_libraries='pg_stat_statements'\n`,
-  );
-  appendFileSync(join(pdata, 'pg_hba.conf'), `host replication all ${HOST}/32 trust\n`);
-  start('postgres-primary', `${PG_BIN}/postgres`, ['-D', pdata, '-p', String(primary)], asPg);
-  await waitFor('postgres primary', () => psql(primary, 'select 1') === '1');
-  execFileSync(
-    `${PG_BIN}/pg_basebackup`,
-    ['-h', HOST, '-p', String(primary), '-U', 'postgres', '-D', rdata, '-R', '-X', 'stream', '-C', '-S', 'replica_0'],
-    { ...asPg, stdio: 'ignore' },
-  );
-  start('postgres-replica', `${PG_BIN}/postgres`, ['-D', rdata, '-p', String(replica)], asPg);
-  await waitFor('replica streaming', () => psql(primary, 'select count(*) from pg_stat_replication') === '1');
-  psql(primary, 'create extension if not exists pg_stat_statements');
-  return { primary, replica };
-}
-
-/** A one-master Redis Cluster (all 16384 slots) with one replica. */
-export async function startRedis(): Promise<{ master: number; replica: number }> {
-  const root = tempDir('metrics-redis-');
-  const ports: number[] = [];
-  for (const role of ['master', 'replica']) {
-    const port = await freePort();
-    const dir = join(root, role);
-    mkdirSync(dir);
-    // The cluster bus is port+10000 unless set; pick another free port for it.
-    const bus = await freePort();
-    start(`redis-${role}`, '/usr/bin/redis-server', [
-      '--port',
-      String(port),
-      '--bind',
-      HOST,
-      '--dir',
-      dir,
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--cluster-enabled',
-      'yes',
-      '--cluster-port',
-      String(bus),
-      '--repl-diskless-sync-delay',
-      '0',
-    ]);
-    ports.push(port);
-  }
-  const cli = (port: number, ...args: string[]) =>
-    execFileSync('/usr/bin/redis-cli', ['-h', HOST, '-p', String(port), ...args], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }).trim();
-  const [master, replica] = ports;
-  await waitFor('redis', () => cli(master, 'ping') === 'PONG' && cli(replica, 'ping') === 'PONG');
-  cli(master, 'cluster', 'addslotsrange', '0', '16383');
-  const busOf = (port: number) => cli(port, 'config', 'get', 'cluster-port').split('\n')[1];
-  cli(replica, 'cluster', 'meet', HOST, String(master), busOf(master));
-  const id = cli(master, 'cluster', 'myid');
-  await waitFor('redis meet', () => cli(replica, 'cluster', 'nodes').includes(id));
-  cli(replica, 'cluster', 'replicate', id);
-  await waitFor('redis replica link', () => cli(replica, 'info', 'replication').includes('master_link_status:up'));
-  await waitFor('redis cluster_state:ok', () => cli(master, 'cluster', 'info').includes('cluster_state:ok'));
-  return { master, replica };
-}
-
 /** nginx with only a stub_status location (what the edge's internal status port serves). */
 export async function startNginx(): Promise<number> {
   const root = tempDir('metrics-nginx-');
@@ -194,30 +116,42 @@ export async function startNginx(): Promise<number> {
   return port;
 }
 
+/** What a Debian exporter scrapes: a PostgreSQL or Redis endpoint with credentials, or nginx's stub_status port. */
+export type ExporterTarget =
+  | { kind: 'postgres'; host: string; port: number; user: string; password: string }
+  | { kind: 'redis'; host: string; port: number; password: string }
+  | { kind: 'nginx'; port: number };
+
 /** Starts a Debian exporter and waits until its /metrics answers. */
-export async function startExporter(kind: 'postgres' | 'redis' | 'nginx', target: number): Promise<number> {
+export async function startExporter(target: ExporterTarget): Promise<number> {
   const port = await freePort();
   const listen = `${HOST}:${port}`;
-  if (kind === 'postgres') {
-    start(`postgres-exporter-${target}`, '/usr/bin/prometheus-postgres-exporter', [`--web.listen-address=${listen}`], {
-      env: { DATA_SOURCE_NAME: `postgresql://postgres@${HOST}:${target}/postgres?sslmode=disable` },
-    });
-  } else if (kind === 'redis') {
-    start(`redis-exporter-${target}`, '/usr/bin/prometheus-redis-exporter', [
-      '-redis.addr',
-      `redis://${HOST}:${target}`,
-      '-web.listen-address',
-      listen,
-    ]);
+  if (target.kind === 'postgres') {
+    const dsn = `postgresql://${target.user}:${encodeURIComponent(target.password)}@${target.host}:${target.port}/postgres?sslmode=disable`;
+    start(
+      `postgres-exporter-${target.port}`,
+      '/usr/bin/prometheus-postgres-exporter',
+      [`--web.listen-address=${listen}`],
+      {
+        env: { DATA_SOURCE_NAME: dsn },
+      },
+    );
+  } else if (target.kind === 'redis') {
+    start(
+      `redis-exporter-${target.port}`,
+      '/usr/bin/prometheus-redis-exporter',
+      ['-redis.addr', `redis://${target.host}:${target.port}`, '-web.listen-address', listen],
+      { env: { REDIS_PASSWORD: target.password } },
+    );
   } else {
     start('nginx-exporter', '/usr/bin/prometheus-nginx-exporter', [
       '-nginx.scrape-uri',
-      `http://${HOST}:${target}/stub_status`,
+      `http://${HOST}:${target.port}/stub_status`,
       '-web.listen-address',
       listen,
     ]);
   }
-  await waitFor(`${kind} exporter`, () => httpOk(`http://${listen}/metrics`));
+  await waitFor(`${target.kind} exporter`, () => httpOk(`http://${listen}/metrics`));
   return port;
 }
 
@@ -251,23 +185,24 @@ export function namesInExposition(text: string): Set<string> {
  * liveness request has been observed by the request histogram.
  */
 export async function startService(opts: {
-  postgres: { primary: number; replica: number };
-  redisNodes: number[];
+  postgres: { primary: Endpoint; replicas: readonly Endpoint[]; database: string; user: string; password: string };
+  redis: { nodes: readonly Endpoint[]; password: string };
 }): Promise<string> {
   const [port, metricsPort] = [await freePort(), await freePort()];
   const root = join(__dirname, '..', '..');
+  const hostPort = (e: Endpoint) => `${e.host}:${e.port}`;
   start('api-service', process.execPath, [join(root, 'tools', 'run.js'), join(root, 'service', 'src', 'server.ts')], {
     env: {
       PORT: String(port),
       METRICS_PORT: String(metricsPort),
       LOG_LEVEL: 'warn',
-      POSTGRES_SERVER: `${HOST}:${opts.postgres.primary}`,
-      POSTGRES_READ_REPLICAS: `${HOST}:${opts.postgres.replica}`,
-      POSTGRES_DB: 'postgres',
-      POSTGRES_USER: 'postgres',
-      // The test cluster trusts loopback; the service still insists on a password being set.
-      POSTGRES_PASSWORD: 'unused-with-trust-auth',
-      REDIS_CLUSTER_NODES: opts.redisNodes.map((p) => `${HOST}:${p}`).join(','),
+      POSTGRES_SERVER: hostPort(opts.postgres.primary),
+      POSTGRES_READ_REPLICAS: opts.postgres.replicas.map(hostPort).join(','),
+      POSTGRES_DB: opts.postgres.database,
+      POSTGRES_USER: opts.postgres.user,
+      POSTGRES_PASSWORD: opts.postgres.password,
+      REDIS_CLUSTER_NODES: opts.redis.nodes.map(hostPort).join(','),
+      REDIS_PASSWORD: opts.redis.password,
       CACHE_WARM_ON_START: 'false',
       MANAGEMENT_TOKEN: 'metrics-check-management-token',
       SHUTDOWN_DRAIN_SECONDS: '0',
