@@ -49,8 +49,11 @@ export interface Twin {
   readonly readyMs: number;
   /** A table of what runs where. */
   table(): Promise<string>;
-  /** Starts a new pod (init containers, readiness) and puts it in rotation. */
-  startPod(name?: string): Promise<ApiPod>;
+  /**
+   * Starts a new pod (init containers, readiness) and puts it in rotation, unless
+   * `rotation` is false (a pod only reached directly, e.g. the bench's cache-off pod).
+   */
+  startPod(name?: string, opts?: { overrides?: Readonly<Record<string, string>>; rotation?: boolean }): Promise<ApiPod>;
   /** Replaces a dead or live pod with a fresh one of the same name (the kubelet restarting its container). */
   restartPod(pod: ApiPod): Promise<ApiPod>;
   /** Rewrites nginx's upstream list to `pods` (the endpoints controller's job). */
@@ -114,6 +117,7 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
   let secretsDir: string | undefined;
   const pods: ApiPod[] = [];
   const dying = new Set<ApiPod>();
+  const outside: ApiPod[] = [];
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -121,7 +125,7 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
     step('stopping');
     await edge?.stop();
     // No traffic reaches the pods once nginx is gone, so the drain would only wait.
-    await Promise.all([...pods, ...dying].map((p) => p.kill()));
+    await Promise.all([...pods, ...dying, ...outside].map((p) => p.kill()));
     await Promise.all([redis?.stop(), postgres?.stop()]);
     if (secretsDir) removeDir(secretsDir);
     step('stopped: every process exited, every directory removed');
@@ -169,7 +173,12 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
     writeFileSync(wiring.hostsFile, redis.nodes.map((n) => `${n.hostname} ${n.host}\n`).join(''));
 
     let seq = 0;
-    const newPod = (name = `api-${seq++}`) => startApiPod(deployment, wiring, name);
+    const newPod = (name = `api-${seq++}`, overrides?: Readonly<Record<string, string>>) =>
+      startApiPod(
+        deployment,
+        overrides ? { ...wiring, overrides: { ...wiring.overrides, ...overrides } } : wiring,
+        name,
+      );
     // The first pod runs the migrate init container alone (as the first pod of a rollout
     // does); the rest start in parallel.
     step(`starting ${replicas} API pods (init container migrate, then readiness)`);
@@ -205,8 +214,12 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
       readyMs: Date.now() - t0,
       table: () => renderTable(twin),
       setRotation,
-      async startPod(name) {
-        const pod = await newPod(name);
+      async startPod(name, o = {}) {
+        const pod = await newPod(name, o.overrides);
+        if (o.rotation === false) {
+          outside.push(pod);
+          return pod;
+        }
         pods.push(pod);
         await setRotation(pods);
         return pod;
