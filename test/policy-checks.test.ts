@@ -153,6 +153,12 @@ const CASES: Case[] = [
     expected: ['StatefulSet/db: pod sets hostNetwork: true', 'StatefulSet/db: pod sets hostPID: true'],
   },
   {
+    check: 'no-host-ports',
+    when: 'a container binds a host port',
+    mutate: (o) => (webC(o).ports[0].hostPort = 80),
+    expected: ["Deployment/web: container 'web' binds host port 80"],
+  },
+  {
     check: 'pdb-required',
     when: 'a scaled Deployment has no PDB',
     mutate: (o) => o.splice(o.indexOf(pick(o, 'PodDisruptionBudget', 'web')), 1),

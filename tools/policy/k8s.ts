@@ -48,7 +48,7 @@ export type Resources = Record<string, string | number>;
 export interface Container {
   name: string;
   image?: string;
-  ports?: { name?: string; containerPort: number; protocol?: string }[];
+  ports?: { name?: string; containerPort: number; hostPort?: number; protocol?: string }[];
   resources?: { requests?: Resources; limits?: Resources };
   readinessProbe?: Probe;
   livenessProbe?: Probe;

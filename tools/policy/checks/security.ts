@@ -1,7 +1,7 @@
 /**
  * Security-context checks: the Pod Security "restricted" profile, per container
  * (a container's securityContext overrides its pod's for the shared fields),
- * plus host access (kube-linter's host-network, host-pid, sensitive-host-mounts).
+ * plus host access (kube-linter's host-network, host-pid, sensitive-host-mounts, host ports).
  */
 import { type Container, type SecurityContext, type Workload } from '../k8s';
 import type { Check, PolicyContext, Violation } from '../types';
@@ -170,6 +170,22 @@ export const noHostNamespaces = podCheck(
       .map((f) => ({ path: specPath(w, f), message: `pod sets ${f}: true` })),
 );
 
+export const noHostPorts = containerCheck(
+  {
+    id: 'no-host-ports',
+    severity: 'error',
+    explanation:
+      "No container binds a hostPort: it opens a port on the node's address and allows one such pod per node.",
+    fix: 'Remove hostPort from the container ports; reach the pod through a Service.',
+  },
+  (c, _pod, name) => {
+    const bound = (c.ports ?? []).filter((p) => p.hostPort !== undefined).map((p) => p.hostPort);
+    return bound.length
+      ? { field: 'ports', message: `container '${name}' binds host port ${bound.join(', ')}` }
+      : undefined;
+  },
+);
+
 export const SECURITY_CHECKS: Check[] = [
   runAsNonRoot,
   noPrivilegeEscalation,
@@ -179,4 +195,5 @@ export const SECURITY_CHECKS: Check[] = [
   readOnlyRootFs,
   noHostPath,
   noHostNamespaces,
+  noHostPorts,
 ];
