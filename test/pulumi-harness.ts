@@ -1,0 +1,217 @@
+/**
+ * Runs the Pulumi program (stacks/pulumi.ts) under Pulumi's runtime mocks: no
+ * CLI, no cluster. Each run resets the module registry, sets the mocks with the
+ * stack name, sets the stack config (by default the one in Pulumi.<stack>.yaml)
+ * and imports the program, recording every RegisterResource request as the
+ * engine would receive it (dependencies, protection, secrets).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type * as pulumiSdk from '@pulumi/pulumi';
+import type {
+  RegisterResourceOutputsRequest,
+  RegisterResourceRequest,
+  RegisterResourceResponse,
+} from '@pulumi/pulumi/proto/resource_pb';
+import { parse } from 'yaml';
+
+import type { loadEnvironment } from '../stacks/environments';
+import type { buildPlatform, KubeObject, synthObjects } from '../stacks/synth';
+
+/** A serialized secret is `{ [SPECIAL_SIG]: SECRET_SIG, value }` (Pulumi's wire format). */
+export const SPECIAL_SIG = '4dabf18193072939515e22adb298388d';
+export const SECRET_SIG = '1b47061264138c4ac30d75fd1eb44270';
+export const LOAD_BALANCER_IP = '203.0.113.10';
+
+export interface Registration {
+  type: string;
+  name: string;
+  urn: string;
+  custom: boolean;
+  parent: string;
+  provider: string;
+  dependencies: string[];
+  protect: boolean;
+  retainOnDelete: boolean;
+  additionalSecretOutputs: string[];
+  /** Inputs with secrets unwrapped, as the provider receives them. */
+  inputs: Record<string, unknown>;
+  /** Inputs as serialized on the wire: secrets still wrapped in their signature. */
+  wire: unknown;
+}
+
+export interface ProgramRun {
+  registrations: Registration[];
+  /** Resolved stack outputs (the program's exports). */
+  outputs: Record<string, unknown>;
+  /** Outputs the components registered with registerOutputs, as serialized. */
+  componentOutputs: unknown[];
+  /**
+   * The model as the program loaded it (same module instances): expectations use
+   * these, so an edit to a construct in the shared tree mid-run cannot split them.
+   */
+  model: {
+    loadEnvironment: typeof loadEnvironment;
+    synthObjects: typeof synthObjects;
+    buildPlatform: typeof buildPlatform;
+  };
+}
+
+export type StackConfig = Record<string, unknown>;
+
+const baselineExitListeners = process.listeners('exit');
+
+/** The `config:` block of Pulumi.<stack>.yaml, as the CLI would hand it to the program. */
+export function stackFileConfig(stack: string): StackConfig {
+  const file = parse(readFileSync(join(__dirname, '..', `Pulumi.${stack}.yaml`), 'utf8')) as { config?: StackConfig };
+  return file.config ?? {};
+}
+
+/** The program's outputs, resolved (the `promiseOf` helper of Pulumi's testing examples). */
+export function promiseOf<T>(output: pulumiSdk.Output<T>): Promise<T> {
+  return new Promise((resolve) => output.apply(resolve));
+}
+
+/**
+ * Runs the program as stack `stack` with `config` (values as in a stack file;
+ * keys under `secret` are passed as secret config). Rejects with the program's error.
+ */
+export async function runProgram(
+  stack: string,
+  config: StackConfig = stackFileConfig(stack),
+  secretKeys: string[] = [],
+): Promise<ProgramRun> {
+  // Each fresh copy of the SDK adds process exit hooks; the previous run is over, so drop its hooks.
+  for (const listener of process.listeners('exit')) {
+    if (!baselineExitListeners.includes(listener)) process.removeListener('exit', listener);
+  }
+  jest.resetModules();
+  const pulumi: typeof pulumiSdk = await import('@pulumi/pulumi');
+  const registrations: Registration[] = [];
+  const componentOutputs: unknown[] = [];
+
+  await pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        const state = { ...args.inputs };
+        // What a cloud load balancer controller would report once the Service is up.
+        if (args.type === 'kubernetes:core/v1:Service' && args.inputs.spec?.type === 'LoadBalancer') {
+          state.status = { loadBalancer: { ingress: [{ ip: LOAD_BALANCER_IP }] } };
+        }
+        return { id: args.custom ? `${args.name}-id` : undefined, state };
+      },
+      call: (args) => args.inputs,
+    },
+    'fastnext',
+    stack,
+  );
+  // The mock monitor hands newResource only type, name and inputs; wrap it to see the whole request.
+  type Callback<T> = (err: unknown, response?: T) => void;
+  const monitor = pulumi.runtime.getMonitor() as unknown as {
+    registerResource(req: RegisterResourceRequest, cb: Callback<RegisterResourceResponse>): void;
+    registerResourceOutputs(req: RegisterResourceOutputsRequest, cb: Callback<unknown>): void;
+  };
+  const registerResource = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, callback) =>
+    registerResource(req, (err, response) => {
+      if (response) {
+        registrations.push({
+          type: req.getType(),
+          name: req.getName(),
+          urn: response.getUrn(),
+          custom: req.getCustom(),
+          parent: req.getParent(),
+          provider: req.getProvider(),
+          dependencies: req.getDependenciesList(),
+          protect: req.getProtect() ?? false,
+          retainOnDelete: req.getRetainondelete() ?? false,
+          additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+          inputs: unwrapSecrets(req.getObject()?.toJavaScript() ?? {}) as Record<string, unknown>,
+          wire: req.getObject()?.toJavaScript(),
+        });
+      }
+      callback(err, response);
+    });
+  const registerResourceOutputs = monitor.registerResourceOutputs.bind(monitor);
+  monitor.registerResourceOutputs = (req, callback) => {
+    componentOutputs.push(req.getOutputs()?.toJavaScript());
+    registerResourceOutputs(req, callback);
+  };
+
+  const asStrings = Object.fromEntries(
+    Object.entries(config).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
+  );
+  pulumi.runtime.setAllConfig(asStrings, secretKeys);
+
+  const program = (await import('../stacks/pulumi')) as Record<string, pulumiSdk.Output<unknown>>;
+  const outputs: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(program)) {
+    outputs[key] = pulumi.Output.isInstance(value) ? await promiseOf(value) : value;
+  }
+  await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+  const { loadEnvironment: load } = await import('../stacks/environments');
+  const { synthObjects: synth, buildPlatform: build } = await import('../stacks/synth');
+  return {
+    registrations,
+    outputs,
+    componentOutputs,
+    model: { loadEnvironment: load, synthObjects: synth, buildPlatform: build },
+  };
+}
+
+/** The error a program run fails with. */
+export async function programError(stack: string, config: StackConfig): Promise<Error> {
+  try {
+    await runProgram(stack, config);
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('the program did not fail');
+}
+
+export function synthError(f: () => unknown): Error {
+  try {
+    f();
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('the synth path did not fail');
+}
+
+/** `apps/v1` + `StatefulSet` -> `kubernetes:apps/v1:StatefulSet` (core group is `core/v1`). */
+export function typeToken(o: KubeObject): string {
+  const groupVersion = o.apiVersion.includes('/') ? o.apiVersion : `core/${o.apiVersion}`;
+  return `kubernetes:${groupVersion}:${o.kind}`;
+}
+
+export const identity = (type: string, o: { metadata?: { namespace?: string; name?: string } }) =>
+  `${type} ${o.metadata?.namespace ?? '(cluster)'}/${o.metadata?.name}`;
+
+export const kubeRegistrations = (run: ProgramRun) =>
+  run.registrations.filter((r) => r.custom && r.type.startsWith('kubernetes:'));
+
+/** Whether `value` contains `needle` anywhere outside a secret-wrapped subtree. */
+export function containsPlaintext(value: unknown, needle: string): boolean {
+  if (typeof value === 'string') return value.includes(needle);
+  if (Array.isArray(value)) return value.some((v) => containsPlaintext(v, needle));
+  if (value && typeof value === 'object') {
+    const record = value as Record<string, unknown>;
+    if (record[SPECIAL_SIG] === SECRET_SIG) return false;
+    return Object.values(record).some((v) => containsPlaintext(v, needle));
+  }
+  return false;
+}
+
+/** `value` with every secret wrapper replaced by the value it wraps (what the provider receives). */
+export function unwrapSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(unwrapSecrets);
+  if (value && typeof value === 'object') {
+    const record = value as Record<string, unknown>;
+    if (record[SPECIAL_SIG] === SECRET_SIG) return unwrapSecrets(record.value);
+    return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, unwrapSecrets(v)]));
+  }
+  return value;
+}
+
+export const isSecretWrapped = (value: unknown) =>
+  !!value && typeof value === 'object' && (value as Record<string, unknown>)[SPECIAL_SIG] === SECRET_SIG;
