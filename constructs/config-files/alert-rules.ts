@@ -52,6 +52,12 @@ export const RECORDED = {
   edgeUnproxiedRatio: 'fastnext:edge_unproxied:ratio5m',
 } as const;
 
+/** `hits / (hits + misses)` over 5m rates, summed (optionally `by` labels). */
+export function hitRatio(hits: string, misses: string, by = ''): string {
+  const sum = (m: string) => `sum${by ? ` by (${by})` : ''} (rate(${m}[5m]))`;
+  return `${sum(hits)} / (${sum(hits)} + ${sum(misses)})`;
+}
+
 const quantile = (q: number) => `histogram_quantile(${q}, sum by (le) (rate(${HTTP_BUCKET}[5m])))`;
 
 /** Recording rules: the request rate, error ratio and latency quantiles the dashboards and alerts share. */
@@ -67,7 +73,7 @@ export function recordingRules(): RecordingRule[] {
     { record: RECORDED.latencyP99, expr: quantile(0.99) },
     {
       record: RECORDED.cacheHitRatio,
-      expr: `sum(rate(${M.cacheHits}[5m])) / (sum(rate(${M.cacheHits}[5m])) + sum(rate(${M.cacheMisses}[5m])))`,
+      expr: hitRatio(M.cacheHits, M.cacheMisses),
     },
     { record: RECORDED.edgeRequestRate, expr: 'sum(rate(nginx_http_requests_total[5m]))' },
     {

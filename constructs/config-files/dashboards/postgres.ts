@@ -1,6 +1,7 @@
 /** PostgreSQL: replication, connections, buffer cache hit ratio, long-running transactions. */
 import { SERVICE_METRICS } from '../../../service/src/contract';
 import type { EnvironmentConfig } from '../../../stacks/config';
+import { hitRatio } from '../alert-rules';
 import { dashboard, type Dashboard } from './panels';
 
 export function postgresDashboard(config: EnvironmentConfig): Dashboard {
@@ -56,9 +57,7 @@ export function postgresDashboard(config: EnvironmentConfig): Dashboard {
       max: 1,
       targets: [
         {
-          expr:
-            'sum by (pod) (rate(pg_stat_database_blks_hit[5m])) / ' +
-            '(sum by (pod) (rate(pg_stat_database_blks_hit[5m])) + sum by (pod) (rate(pg_stat_database_blks_read[5m])))',
+          expr: hitRatio('pg_stat_database_blks_hit', 'pg_stat_database_blks_read', 'pod'),
           legendFormat: '{{pod}}',
         },
       ],

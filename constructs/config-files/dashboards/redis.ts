@@ -1,5 +1,6 @@
 /** Redis Cluster: keyspace hit ratio, memory, evictions, cluster state and replicas. */
 import type { EnvironmentConfig } from '../../../stacks/config';
+import { hitRatio } from '../alert-rules';
 import { dashboard, type Dashboard } from './panels';
 
 export function redisDashboard(config: EnvironmentConfig): Dashboard {
@@ -12,9 +13,7 @@ export function redisDashboard(config: EnvironmentConfig): Dashboard {
       max: 1,
       targets: [
         {
-          expr:
-            'sum(rate(redis_keyspace_hits_total[5m])) / ' +
-            '(sum(rate(redis_keyspace_hits_total[5m])) + sum(rate(redis_keyspace_misses_total[5m])))',
+          expr: hitRatio('redis_keyspace_hits_total', 'redis_keyspace_misses_total'),
           legendFormat: 'hit ratio',
         },
       ],
