@@ -105,16 +105,17 @@ function suppliedSecretSpecs(platform: Platform, secrets: SuppliedSecrets): Secr
   const generated = platform.node.findAll().filter((c): c is GeneratedSecret => c instanceof GeneratedSecret);
   for (const [name, spec] of specs) {
     const missing = (generated.find((g) => g.secretName === name)?.keys ?? []).filter((k) => !(k in spec.stringData));
-    if (missing.length > 0) {
-      const configKeys = missing.map(
-        (k) =>
-          Object.entries(targets).find(([, t]) => t.secretName === name && t.key === k)?.[0] ?? `(none for '${k}')`,
-      );
-      throw new Error(
-        `Secret '${name}' is partly supplied by stack config; also set ${configKeys.map((k) => `fastnext:${k}`).join(', ')} ` +
-          `(pulumi config set --secret), or unset its keys so the whole Secret is generated in-cluster`,
-      );
-    }
+    if (missing.length === 0) continue;
+    const configKeyOf = (k: string) =>
+      Object.entries(targets).find(([, t]) => t.secretName === name && t.key === k)?.[0];
+    const settable = missing.map(configKeyOf).filter((k): k is string => k !== undefined);
+    const fix =
+      settable.length === missing.length
+        ? `also set ${settable.map((k) => `fastnext:${k}`).join(', ')} (pulumi config set --secret), or unset`
+        : `keys ${missing.join(', ')} have no config key, so unset`;
+    throw new Error(
+      `Secret '${name}' is partly supplied by stack config; ${fix} its keys so the whole Secret is generated in-cluster`,
+    );
   }
   return [...specs].map(([name, spec]) => ({ name, ...spec }));
 }
