@@ -13,6 +13,7 @@ import {
   SERVICE_PORTS,
 } from '../service/src/contract';
 import { type EnvironmentConfig, PRESTOP_SLEEP_SECONDS } from '../stacks/config';
+import { GeneratedSecret } from './credentials';
 import {
   containerSecurityContext,
   dnsEgress,
@@ -97,6 +98,8 @@ export class ApiService extends Construct {
     const api = config.api;
 
     serviceAccount(this, 'service-account', config, c);
+    // The bearer token of the management endpoints: generated once in-cluster unless supplied.
+    new GeneratedSecret(this, 'management-token', { config, secretName: api.managementTokenSecret, keys: ['token'] });
 
     const env: kplus.k8s.EnvVar[] = [
       { name: SERVICE_ENV.port, value: String(SERVICE_PORTS.http) },

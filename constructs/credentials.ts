@@ -29,6 +29,8 @@ const CURL_UID = 100;
 const CURL_GID = 101;
 /** Annotation the policy checks read: this Job creates these Secrets at run time. */
 export const CREATES_SECRETS_ANNOTATION = 'fastnext.io/creates-secrets';
+/** Annotation the policy checks read: this workload uses Secrets supplied from outside (cert-manager, kubectl). */
+export const EXTERNAL_SECRETS_ANNOTATION = 'fastnext.io/external-secrets';
 
 export interface GeneratedSecretProps {
   readonly config: EnvironmentConfig;

@@ -26,6 +26,7 @@ import {
   topologySpread,
 } from './common';
 import { EDGE_PATHS, EDGE_PORTS, renderNginxConf } from './config-files/nginx-conf';
+import { EXTERNAL_SECRETS_ANNOTATION } from './credentials';
 
 const k8s = kplus.k8s;
 
@@ -128,7 +129,8 @@ export class EdgeProxy extends Construct {
     };
 
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: meta(config, c, name),
+      // The TLS certificate comes from outside the platform (cert-manager or kubectl).
+      metadata: meta(config, c, name, tls ? { annotations: { [EXTERNAL_SECRETS_ANNOTATION]: tls.secretName } } : {}),
       spec: {
         revisionHistoryLimit: 5,
         selector: { matchLabels: selectorLabels(c) },

@@ -52,9 +52,7 @@ export interface PolicyOptions {
  * Annotation on a Job or workload: Secrets it creates at run time (comma-separated
  * names). Defined once, by the construct that writes it (GeneratedSecret).
  */
-export { CREATES_SECRETS_ANNOTATION } from '../../constructs/credentials';
-/** Annotation on a workload: Secrets supplied from outside the platform (cert-manager, an operator, kubectl). */
-export const EXTERNAL_SECRETS_ANNOTATION = 'fastnext.io/external-secrets';
+export { CREATES_SECRETS_ANNOTATION, EXTERNAL_SECRETS_ANNOTATION } from '../../constructs/credentials';
 /** Opt-out annotation prefix: `fastnext.io/policy-skip.<check-id>: "<reason>"`. */
 export const SKIP_ANNOTATION_PREFIX = 'fastnext.io/policy-skip.';
 /** Namespace label that marks a namespace as production when no option says otherwise. */
