@@ -3,8 +3,9 @@
  * under Pulumi's runtime mocks (see pulumi-harness.ts). Expected objects always
  * come from `synthObjects`, so these tests keep holding as tiers are added.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse } from 'yaml';
 
 import type { EnvironmentConfig } from '../stacks/config';
 import { environmentNames } from '../stacks/environments';
@@ -136,5 +137,18 @@ describe('docs/pulumi.md', () => {
     const docs = readFileSync(join(__dirname, '..', 'docs', 'pulumi.md'), 'utf8');
     const documented = [...docs.matchAll(/^\| `(\w+)` +\| (?:string|number|list|secret)/gm)].map((m) => m[1]);
     expect(documented.sort()).toEqual(Object.keys(CONFIG_KEYS).sort());
+  });
+});
+
+describe('Pulumi.yaml', () => {
+  test('names the project after the config namespace and runs the TypeScript entry', async () => {
+    const { CONFIG_NAMESPACE } = await import('../stacks/pulumi-config');
+    const project = parse(readFileSync(join(__dirname, '..', 'Pulumi.yaml'), 'utf8')) as Record<string, unknown>;
+    expect(project).toMatchObject({
+      name: CONFIG_NAMESPACE,
+      runtime: { name: 'nodejs', options: { typescript: true } },
+      main: 'stacks/pulumi.ts',
+    });
+    expect(existsSync(join(__dirname, '..', project.main as string))).toBe(true);
   });
 });
