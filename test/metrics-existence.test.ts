@@ -89,19 +89,26 @@ beforeAll(async () => {
       namesInExposition(text).forEach((n) => scraped.add(n));
     }
     targets.push({ app: 'api', pod: 'api-0', port: Number(new URL(serviceMetrics).port) });
-    // GIVEN the shipped prometheus.yml with only its discovery swapped for static targets
-    // (addresses are all that differ), beside the shipped rule files.
+    // GIVEN the shipped prometheus.yml, its kubernetes-pods job kept whole (relabeling included) with
+    // only kubernetes_sd swapped for static target groups carrying the labels pod discovery produces.
     const dir = tempDir('metrics-prom-config-');
-    const shipped = parse(renderPrometheusConfig(prod)) as Record<string, unknown>;
+    const shipped = parse(renderPrometheusConfig(prod)) as { scrape_configs: { job_name: string }[] };
+    const podsJobWithoutSd = {
+      ...(shipped.scrape_configs.find((j) => j.job_name === 'kubernetes-pods') as Record<string, unknown>),
+    };
+    delete podsJobWithoutSd.kubernetes_sd_configs;
     const config = {
       ...shipped,
       scrape_configs: [
+        shipped.scrape_configs.find((j) => j.job_name === 'prometheus'),
         {
-          job_name: 'kubernetes-pods',
-          static_configs: targets.map((t) => ({
-            targets: [`127.0.0.1:${t.port}`],
-            labels: { app: t.app, pod: t.pod },
-          })),
+          ...podsJobWithoutSd,
+          static_configs: [
+            ...targets.map((t) => discovered(t.pod, t.app, { scrape: 'true', port: String(t.port), path: '/metrics' })),
+            // Decoys the relabeling must drop: a pod without annotations and a completed Job pod.
+            discovered('api-maintenance-1', 'api-maintenance', {}),
+            discovered('redis-create-x', 'redis', { scrape: 'true', port: '1', path: '/metrics' }, 'Succeeded'),
+          ],
         },
       ],
     };
@@ -113,8 +120,8 @@ beforeAll(async () => {
     await waitFor(
       'every target scraped once',
       async () =>
-        ((await query('count(up == 1)')).data?.result as { value: [number, string] }[])[0]?.value[1] ===
-        String(targets.length),
+        ((await query('count(up{job="kubernetes-pods"} == 1)')).data?.result as { value: [number, string] }[])[0]
+          ?.value[1] === String(targets.length),
       40000,
     );
   } catch (e) {
@@ -123,12 +130,54 @@ beforeAll(async () => {
   }
 });
 
+/** A target group as kubernetes_sd (role pod) produces it for a pod whose only declared port is 8080. */
+function discovered(
+  pod: string,
+  app: string,
+  annotations: { scrape?: string; port?: string; path?: string },
+  phase = 'Running',
+) {
+  const labels: Record<string, string> = {
+    __meta_kubernetes_namespace: prod.namespace,
+    __meta_kubernetes_pod_name: pod,
+    __meta_kubernetes_pod_label_app_kubernetes_io_name: app,
+    __meta_kubernetes_pod_phase: phase,
+  };
+  for (const [k, v] of Object.entries(annotations)) {
+    labels[`__meta_kubernetes_pod_annotation_prometheus_io_${k}`] = v;
+    labels[`__meta_kubernetes_pod_annotationpresent_prometheus_io_${k}`] = 'true';
+  }
+  return { targets: ['127.0.0.1:8080'], labels };
+}
+
 async function stopEverything(): Promise<void> {
   stopAll();
   await Promise.all([pg?.stop(), redis?.stop()]);
 }
 
 afterAll(() => stopEverything());
+
+test('the shipped relabeling keeps annotated pods on their annotated port, labels them, and drops the rest', async () => {
+  const r = (await (await fetch(`${prometheus}/api/v1/targets`)).json()) as {
+    data: {
+      activeTargets: { labels: Record<string, string>; scrapeUrl: string }[];
+      droppedTargets: { discoveredLabels: Record<string, string> }[];
+    };
+  };
+  const pods = r.data.activeTargets.filter((t) => t.labels.job === 'kubernetes-pods');
+  expect(pods.map((t) => [t.scrapeUrl, t.labels]).sort()).toEqual(
+    targets
+      .map((t) => [
+        `http://127.0.0.1:${t.port}/metrics`,
+        { app: t.app, pod: t.pod, namespace: prod.namespace, job: 'kubernetes-pods', instance: `127.0.0.1:${t.port}` },
+      ])
+      .sort(),
+  );
+  expect(r.data.droppedTargets.map((t) => t.discoveredLabels.__meta_kubernetes_pod_name).sort()).toEqual([
+    'api-maintenance-1',
+    'redis-create-x',
+  ]);
+});
 
 test('the exporters expose what the servers report (cluster ok, replica streaming, nginx up)', async () => {
   const value = async (expr: string) =>
