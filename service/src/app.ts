@@ -39,6 +39,11 @@ export const app: FastifyPluginAsync<AppOptions> = shared<AppOptions>(async (ins
   await instance.register(pgPlugin, { probeIntervalSeconds: opts.probeIntervalSeconds });
   await instance.register(redisPlugin, { natMap: opts.redisNatMap });
   await instance.register(cachePlugin);
+  // While draining, ask clients to reconnect elsewhere instead of reusing this connection.
+  instance.addHook('onSend', async (_request, reply, payload) => {
+    if (instance.draining) reply.header('connection', 'close');
+    return payload;
+  });
   installErrorHandlers(instance);
   installHttpCaching(instance);
   await instance.register(

@@ -53,7 +53,11 @@ async function serve(config: ServiceConfig): Promise<void> {
     app.log.info({ signal, drainSeconds: config.shutdownDrainSeconds }, 'draining: readiness now fails');
     await sleep(config.shutdownDrainSeconds * 1000);
     // close() stops accepting, waits for in-flight requests, then runs onClose (pools, Redis).
+    // Keep-alive sockets that go idle after close() began would otherwise hold it for the
+    // keep-alive timeout (72 s), past the pod's grace period: close them as they go idle.
+    const reaper = setInterval(() => app.server.closeIdleConnections(), 250);
     await app.close();
+    clearInterval(reaper);
     await new Promise((r) => metrics.close(r));
     app.log.info('stopped');
     process.exit(0);

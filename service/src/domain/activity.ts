@@ -22,12 +22,11 @@ export async function appendActivity(
   return { activity: r.rows[0], lsn: r.lsn };
 }
 
+/** A user's activity in [$2, $3), newest first (exported for the partition-pruning test and the benchmark). */
+export const LIST_ACTIVITY_SQL = `SELECT ${COLUMNS} FROM activity_logs
+  WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
+  ORDER BY created_at DESC LIMIT $4`;
+
 export function listActivity(ctx: Ctx, userId: string, from: Date, to: Date, limit: number): Promise<Activity[]> {
-  return ctx.db.read<Activity>(
-    `SELECT ${COLUMNS} FROM activity_logs
-      WHERE user_id = $1 AND created_at >= $2 AND created_at < $3
-      ORDER BY created_at DESC LIMIT $4`,
-    [userId, from, to, limit],
-    ctx.minLsn,
-  );
+  return ctx.db.read<Activity>(LIST_ACTIVITY_SQL, [userId, from, to, limit], ctx.minLsn);
 }
