@@ -122,7 +122,7 @@ async function runCase(
       p99: percentile(sorted, 99),
       total: result.requests.total,
       errors: result.errors + result.timeouts + result.non2xx,
-      statuses: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([k, v]) => [k, v.count])),
+      statuses: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([k, v]) => [k, v?.count ?? 0])),
       hitRatio: lookups > 0 ? (after.hits - before.hits) / lookups : undefined,
       queriesPerRequest: target.pods.length ? (after.queries - before.queries) / result.requests.total : undefined,
     };

@@ -5,13 +5,14 @@
  * everything already started.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { environmentNames } from '../../stacks/environments';
 import { SERVICE_PATHS } from '../../service/src/contract';
 import { startTwin } from './twin';
 
 const ROOT = join(__dirname, '..', '..');
-export const STATE_FILE = join(ROOT, '.local', 'twin.json');
+/** Where local:up records the running twin; FASTNEXT_TWIN_STATE moves it (tests). */
+export const STATE_FILE = process.env.FASTNEXT_TWIN_STATE ?? join(ROOT, '.local', 'twin.json');
 
 export interface TwinState {
   readonly pid: number;
@@ -49,9 +50,18 @@ async function up(env: string): Promise<number> {
   const log = (line: string) => console.log(line);
   let stopping: Promise<void> | undefined;
   let twinStop: (() => Promise<void>) | undefined;
+  const abort = new AbortController();
   const shutdown = (signal: string) => {
+    if (!twinStop) {
+      // Still starting: the start aborts after its current step and stops what is up.
+      // A second signal exits at once; the launcher's exit hook kills its servers and removes their dirs.
+      if (abort.signal.aborted) process.exit(130);
+      log(`\n${signal}: stopping after the current start-up step (again to stop now)`);
+      abort.abort();
+      return;
+    }
     log(`\n${signal}: stopping the twin`);
-    stopping ??= (twinStop?.() ?? Promise.resolve()).finally(() => {
+    stopping ??= twinStop().finally(() => {
       rmSync(STATE_FILE, { force: true });
       process.exit(0);
     });
@@ -59,10 +69,15 @@ async function up(env: string): Promise<number> {
   // Installed before starting, so Ctrl-C during start-up also tears down what is already up.
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
-  const twin = await startTwin({ env, log });
+  let twin;
+  try {
+    twin = await startTwin({ env, log, signal: abort.signal });
+  } catch (e) {
+    if (abort.signal.aborted) return 130;
+    throw e;
+  }
   twinStop = twin.stop;
-  if (stopping) return 0;
-  mkdirSync(join(ROOT, '.local'), { recursive: true });
+  mkdirSync(dirname(STATE_FILE), { recursive: true });
   const state: TwinState = { pid: process.pid, env: twin.env, url: twin.url, startedAt: new Date().toISOString() };
   writeFileSync(STATE_FILE, JSON.stringify(state, null, 2) + '\n');
   console.log(`\n${await twin.table()}\n`);

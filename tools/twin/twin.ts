@@ -31,6 +31,8 @@ export interface TwinOptions {
   readonly apiOverrides?: Readonly<Record<string, string>>;
   /** Progress lines while starting and stopping. @default no output */
   readonly log?: (line: string) => void;
+  /** Aborts the start after the current step, stopping what is up. @default never */
+  readonly signal?: AbortSignal;
 }
 
 export interface Twin {
@@ -101,7 +103,11 @@ async function deepStatus(base: string): Promise<string> {
 export async function startTwin(opts: TwinOptions): Promise<Twin> {
   const log = opts.log ?? (() => undefined);
   const t0 = Date.now();
-  const step = (what: string) => log(`[twin ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${what}`);
+  const step = (what: string) => {
+    log(`[twin ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${what}`);
+    if (opts.signal?.aborted && !stopping) throw new Error('start-up aborted');
+  };
+  let stopping = false;
   const config = loadEnvironment(opts.env);
   const objects = synthObjects(config) as unknown as KubeObjectLike[];
   const deployment = find(objects, 'Deployment', 'api') as unknown as DeploymentLike;
@@ -122,6 +128,7 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    stopping = true;
     step('stopping');
     await edge?.stop();
     // No traffic reaches the pods once nginx is gone, so the drain would only wait.
@@ -148,7 +155,11 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
         replicasPerMaster: config.redis.replicasPerMaster,
       }),
     ]);
-    step(`PostgreSQL up in ${postgres.bringUpMs} ms, Redis Cluster ok in ${redis.bringUpMs} ms`);
+    const at = (eps: readonly Endpoint[]) => eps.map((e) => `${e.host}:${e.port}`).join(' ');
+    step(
+      `PostgreSQL up in ${postgres.bringUpMs} ms: primary ${at([postgres.primary])}, replicas ${at(postgres.replicas)}`,
+    );
+    step(`Redis Cluster ok in ${redis.bringUpMs} ms: ${at(redis.nodes)}`);
 
     secretsDir = makeTempDir('fastnext-twin-');
     const managementToken = randomBytes(24).toString('base64url');
@@ -254,6 +265,7 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
     step(`ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     return twin;
   } catch (e) {
+    stopping = true;
     step(`failed: ${(e as Error).message.split('\n')[0]}`);
     await stop();
     throw e;
