@@ -9,8 +9,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { postgresConfigFiles } from '../../constructs/config-files/postgres';
-import { redisConfigFiles } from '../../constructs/config-files/redis';
 import { SERVICE_ENV, SERVICE_PATHS } from '../../service/src/contract';
 import type { EnvironmentConfig } from '../../stacks/config';
 import { loadEnvironment } from '../../stacks/environments';
@@ -18,7 +16,7 @@ import { synthObjects } from '../../stacks/synth';
 import { type PostgresLaunch, startPostgres } from '../launcher/postgres';
 import { type Endpoint, makeTempDir, removeDir, waitFor } from '../launcher/processes';
 import { type RedisClusterLaunch, startRedisCluster } from '../launcher/redis';
-import { type FileSource, type KubeObjectLike } from '../launcher/sources';
+import { type KubeObjectLike } from '../launcher/sources';
 import { type RunningNginx, startNginx } from '../nginx-runner';
 import { type ApiPod, type DeploymentLike, type PodWiring, startApiPod } from './api-pods';
 
@@ -76,24 +74,6 @@ function find(objects: readonly KubeObjectLike[], kind: string, name: string): K
   return o;
 }
 
-/**
- * The launcher's file source: the ConfigMap in the synthesized objects; until the
- * data tier is part of the Platform, the same render function the ConfigMap will use.
- */
-function dataSource(
-  objects: readonly KubeObjectLike[],
-  configMap: string,
-  render: () => Record<string, string>,
-): {
-  source: FileSource;
-  from: string;
-} {
-  const present = objects.some((o) => o.kind === 'ConfigMap' && o.metadata?.name === configMap);
-  return present
-    ? { source: objects, from: `ConfigMap ${configMap}` }
-    : { source: render(), from: `render function (no ConfigMap ${configMap} yet)` };
-}
-
 /** The `status` field of the deep health answer ('up' | 'degraded' | 'down'). */
 async function deepStatus(base: string): Promise<string> {
   const res = await fetch(base + SERVICE_PATHS.deep, { signal: AbortSignal.timeout(3000) });
@@ -139,18 +119,17 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
   };
 
   try {
-    const pg = dataSource(objects, 'postgres-config', () => postgresConfigFiles(config.postgres));
-    const rd = dataSource(objects, 'redis-config', () => redisConfigFiles(config.redis));
     step(
-      `starting PostgreSQL primary + ${config.postgres.replicas} replicas (${pg.from}) and Redis Cluster (${rd.from})`,
+      `starting PostgreSQL primary + ${config.postgres.replicas} replicas and the Redis Cluster ` +
+        `(${config.redis.masters * (1 + config.redis.replicasPerMaster)} nodes) from ConfigMaps postgres-config, redis-config`,
     );
     [postgres, redis] = await Promise.all([
-      startPostgres(pg.source, {
+      startPostgres(objects, {
         replicas: config.postgres.replicas,
         database: config.postgres.database,
         user: config.postgres.user,
       }),
-      startRedisCluster(rd.source, {
+      startRedisCluster(objects, {
         masters: config.redis.masters,
         replicasPerMaster: config.redis.replicasPerMaster,
       }),
