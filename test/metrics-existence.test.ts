@@ -130,7 +130,10 @@ beforeAll(async () => {
   }
 });
 
-/** A target group as kubernetes_sd (role pod) produces it for a pod whose only declared port is 8080. */
+/**
+ * A target group as kubernetes_sd (role pod) produces it for a pod declaring two container
+ * ports (one target each, as discovery does): relabeling must fold them into one scrape.
+ */
 function discovered(
   pod: string,
   app: string,
@@ -147,7 +150,7 @@ function discovered(
     labels[`__meta_kubernetes_pod_annotation_prometheus_io_${k}`] = v;
     labels[`__meta_kubernetes_pod_annotationpresent_prometheus_io_${k}`] = 'true';
   }
-  return { targets: ['127.0.0.1:8080'], labels };
+  return { targets: ['127.0.0.1:8080', '127.0.0.1:8443'], labels };
 }
 
 async function stopEverything(): Promise<void> {
@@ -173,8 +176,11 @@ test('the shipped relabeling keeps annotated pods on their annotated port, label
       ])
       .sort(),
   );
+  // Each decoy is dropped once per container port; each kept pod is scraped once (checked above).
   expect(r.data.droppedTargets.map((t) => t.discoveredLabels.__meta_kubernetes_pod_name).sort()).toEqual([
     'api-maintenance-1',
+    'api-maintenance-1',
+    'redis-create-x',
     'redis-create-x',
   ]);
 });
