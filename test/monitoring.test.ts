@@ -5,6 +5,7 @@
  * that test/promtool.test.ts runs through promtool.
  */
 import { Testing } from 'cdk8s';
+import { parse } from 'yaml';
 import { renderAlertRules, renderRecordingRules } from '../constructs/config-files/alert-rules';
 import { dashboards, renderDashboard } from '../constructs/config-files/dashboards';
 import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/config-files/prometheus-config';
@@ -78,6 +79,23 @@ describe.each(ENVS)('environment %s', (env) => {
       // kubectl apply copies the whole object into an annotation: measure the object, not only the data.
       expect(Buffer.byteLength(JSON.stringify(m))).toBeLessThan(DASHBOARD_CONFIGMAP_LIMIT_BYTES / 2);
       expect(Object.keys(m.data)).toHaveLength(1);
+    }
+  });
+
+  test('every panel queries the provisioned datasource, with unique ids, inside the 24-column grid', () => {
+    const provisioned = parse(find(objects, 'ConfigMap', 'grafana-provisioning').data['datasource-prometheus.yaml']);
+    const uid = provisioned.datasources[0].uid;
+    for (const short of ['overview', 'edge', 'postgres', 'redis']) {
+      const json = JSON.parse(find(objects, 'ConfigMap', `grafana-dashboard-${short}`).data[`${short}.json`]);
+      const ids = json.panels.map((p: Obj) => p.id);
+      expect(new Set(ids).size).toBe(ids.length);
+      for (const p of json.panels) {
+        expect([p.title, p.datasource.uid, ...p.targets.map((t: Obj) => t.datasource.uid)]).toEqual([
+          p.title,
+          ...Array(1 + p.targets.length).fill(uid),
+        ]);
+        expect(p.gridPos.x + p.gridPos.w).toBeLessThanOrEqual(24);
+      }
     }
   });
 
