@@ -7,6 +7,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROMTOOL_DIR="$ROOT/.cache/promtool"
+# Prometheus 2.53 from Debian 13, the version of the shipped image: Debian 12's 2.42 is built without kubernetes_sd.
+PROMETHEUS_DIR="$ROOT/.cache/prometheus"
 PACKAGES=(nginx postgresql-15 postgresql-contrib redis-server redis-tools prometheus
   prometheus-postgres-exporter prometheus-redis-exporter prometheus-nginx-exporter
   curl ca-certificates procps)
@@ -53,10 +55,10 @@ for svc in nginx redis-server postgresql prometheus prometheus-postgres-exporter
   service "$svc" stop >/dev/null 2>&1 || true
 done
 
-# promtool 2.53 from Debian 13 (trixie): Debian 12's 2.42 rejects kubernetes_sd_configs.
-if [[ ! -x "$PROMTOOL_DIR/usr/bin/promtool" ]]; then
+# promtool and prometheus 2.53 from Debian 13 (trixie): Debian 12's 2.42 rejects kubernetes_sd_configs.
+if [[ ! -x "$PROMTOOL_DIR/usr/bin/promtool" || ! -x "$PROMETHEUS_DIR/usr/bin/prometheus" ]]; then
   if ! is_debian_root; then
-    echo "install-servers: missing $PROMTOOL_DIR/usr/bin/promtool (Debian 13 package 'promtool')." >&2
+    echo "install-servers: missing $PROMTOOL_DIR/usr/bin/promtool or $PROMETHEUS_DIR/usr/bin/prometheus (Debian 13 packages 'promtool', 'prometheus')." >&2
     exit 1
   fi
   work="$(mktemp -d)"
@@ -72,10 +74,11 @@ SRC
   apt_opts=(-o "APT::Sandbox::User=root" -o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$work/parts"
     -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o "Dir::State::status=/var/lib/dpkg/status")
   mkdir -p "$work/parts" && cp "$work/trixie.sources" "$work/parts/"
-  echo "install-servers: fetching promtool from Debian 13" >&2
+  echo "install-servers: fetching promtool and prometheus from Debian 13" >&2
   apt-get "${apt_opts[@]}" update -qq
-  (cd "$work" && apt-get "${apt_opts[@]}" download promtool >/dev/null)
-  mkdir -p "$PROMTOOL_DIR"
+  (cd "$work" && apt-get "${apt_opts[@]}" download promtool prometheus >/dev/null)
+  mkdir -p "$PROMTOOL_DIR" "$PROMETHEUS_DIR"
   dpkg-deb -x "$work"/promtool_*.deb "$PROMTOOL_DIR"
+  dpkg-deb -x "$work"/prometheus_*.deb "$PROMETHEUS_DIR"
 fi
 echo "install-servers: ok (nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*\///'), postgres $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}'), redis $(/usr/bin/redis-server --version | awk '{print $3}' | sed 's/v=//'), promtool $("$PROMTOOL_DIR/usr/bin/promtool" --version 2>&1 | head -1 | awk '{print $3}'))" >&2
