@@ -155,11 +155,25 @@ export async function startExporter(target: ExporterTarget): Promise<number> {
   return port;
 }
 
-/** Debian's Prometheus with the given config file, storage in a temp dir. */
-export async function startPrometheus(configFile: string): Promise<string> {
+/** Debian 12's Prometheus 2.42 (built without kubernetes_sd). */
+export const DEBIAN_PROMETHEUS = '/usr/bin/prometheus';
+/** Debian 13's Prometheus 2.53.3, the version of the shipped image (tools/install-servers.sh unpacks it). */
+export const SHIPPED_VERSION_PROMETHEUS = join(
+  __dirname,
+  '..',
+  '..',
+  '.cache',
+  'prometheus',
+  'usr',
+  'bin',
+  'prometheus',
+);
+
+/** A Prometheus binary with the given config file, storage in a temp dir. */
+export async function startPrometheus(configFile: string, binary = DEBIAN_PROMETHEUS): Promise<string> {
   const port = await freePort();
   const data = tempDir('metrics-prom-');
-  start('prometheus', '/usr/bin/prometheus', [
+  start('prometheus', binary, [
     `--config.file=${configFile}`,
     `--storage.tsdb.path=${data}`,
     `--web.listen-address=${HOST}:${port}`,
