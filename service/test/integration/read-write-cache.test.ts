@@ -242,6 +242,51 @@ describe('failures', () => {
     for (const id of userIds) expect((await get(`/users/${id}`)).statusCode).toBe(200); // cached now
   });
 
+  test('a primary connection killed mid-transaction answers 503 and the process lives on', async () => {
+    // GIVEN a PATCH whose UPDATE waits on a row lock we hold
+    const locker = await tier.pg.connect(tier.pg.primary, 'superuser');
+    await locker.query('BEGIN');
+    await locker.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [userIds[0]]);
+    try {
+      const patch = send('PATCH', `/users/${userIds[0]}`, { full_name: 'Never Written' });
+      let pid: number | undefined;
+      await eventually('the PATCH waiting on the lock', async () => {
+        const rows = await tier.pg.query<{ pid: number }>(
+          tier.pg.primary,
+          "SELECT pid FROM pg_stat_activity WHERE application_name = 'fastnext-api:primary' AND wait_event_type = 'Lock'",
+        );
+        pid = rows[0]?.pid;
+        return pid !== undefined;
+      });
+      // WHEN its server connection dies (what a primary restart does)
+      await tier.pg.query(tier.pg.primary, 'SELECT pg_terminate_backend($1)', [pid]);
+      // THEN the client gets a retryable 503, not a 500 and not a crashed process
+      const res = await patch;
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toEqual({
+        error: 'Service Unavailable',
+        message: 'the database is unavailable; retry shortly',
+      });
+    } finally {
+      await locker.query('ROLLBACK');
+      await locker.end();
+    }
+    expect((await get(`/users/${userIds[1]}`)).statusCode).toBe(200);
+  });
+
+  test('a connection lost between the statements of a transaction is discarded, not fatal', async () => {
+    // Without an 'error' listener on the checked-out client this kills the process
+    // (found by the twin's primary-restart drill).
+    const attempt = app.db.transaction(async (c) => {
+      const { rows } = await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      await tier.pg.query(tier.pg.primary, 'SELECT pg_terminate_backend($1)', [rows[0].pid]);
+      await new Promise((r) => setTimeout(r, 300)); // the FATAL arrives while no query is active
+      return c.query('SELECT 1');
+    });
+    await expect(attempt).rejects.toThrow(/terminat|not queryable|Connection terminated/);
+    expect((await get(`/users/${userIds[2]}`, { 'x-fastnext-min-lsn': 'FFFFFFFF/0' })).statusCode).toBe(200);
+  });
+
   test('reads continue with one replica stopped', async () => {
     await tier.pg.stopReplica(0);
     try {

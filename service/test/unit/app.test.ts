@@ -138,6 +138,14 @@ describe('errors', () => {
   });
 });
 
+describe('database unreachable', () => {
+  test('fails with a retryable 503 when neither replica nor primary answers', async () => {
+    const res = await app.inject({ method: 'GET', url: '/api/v1/users/1' });
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toEqual({ error: 'Service Unavailable', message: 'the database is unavailable; retry shortly' });
+  });
+});
+
 describe('management auth', () => {
   test.each(['/cache/stats', '/cache/keys', '/database/index-usage', '/scaling/replication/status'])(
     'fails when %s is called without the bearer token',
