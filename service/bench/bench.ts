@@ -88,7 +88,7 @@ function probes(activeUser: string): Probe[] {
     },
     {
       name: 'projects?owner_id (list by owner)',
-      sql: 'SELECT id FROM projects WHERE owner_id = $1 ORDER BY created_at DESC LIMIT 20',
+      sql: 'SELECT id FROM projects WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT 20',
       params: ['4242'],
     },
     {

@@ -53,7 +53,7 @@ export async function updateProject(
 export function listByOwner(ctx: Ctx, ownerId: string, limit: number): Promise<Project[]> {
   return cachedRead(ctx, `${ownerTag(ownerId)}:${limit}`, { tags: [ownerTag(ownerId)] }, () =>
     ctx.db.read<Project>(
-      `SELECT ${COLUMNS} FROM projects WHERE owner_id = $1 ORDER BY created_at DESC LIMIT $2`,
+      `SELECT ${COLUMNS} FROM projects WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`,
       [ownerId, limit],
       ctx.minLsn,
     ),
