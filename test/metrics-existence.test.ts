@@ -3,8 +3,9 @@
  * and a 6-node Redis Cluster running the shipped files (the data tier's
  * launcher), and nginx stub_status, behind Debian's
  * postgres, redis and nginx exporters, and the bundled API service
- * (service/src/server.ts) against them; all scraped directly and by Debian's
- * Prometheus (2.42) running the shipped rule files. Every metric a rule or dashboard uses must be in a
+ * (service/src/server.ts) against them; all scraped directly and by Prometheus
+ * 2.53.3 (Debian 13's build, the shipped image's version) and Debian 12's 2.42,
+ * both running the shipped rule files. Every metric a rule or dashboard uses must be in a
  * scrape or recorded by a rule, and Prometheus must accept every dashboard
  * expression and evaluate every rule without error.
  */
@@ -21,6 +22,8 @@ import {
   namesInExposition,
   startExporter,
   startNginx,
+  DEBIAN_PROMETHEUS,
+  SHIPPED_VERSION_PROMETHEUS,
   startPrometheus,
   startService,
   stopAll,
@@ -34,12 +37,17 @@ jest.setTimeout(120000);
 const prod = loadEnvironment('prod');
 /** Exporter targets as kubernetes_sd would label them (app, pod). */
 let targets: { app: string; pod: string; port: number }[] = [];
+/** Prometheus 2.53.3 (the shipped image's version) and Debian 12's 2.42, on the same config and targets. */
 let prometheus = '';
+let prometheus242 = '';
 const scraped = new Set<string>();
 const serviceScraped = new Set<string>();
 
-async function query(expr: string): Promise<{ status: string; error?: string; data?: { result: unknown[] } }> {
-  const r = await fetch(`${prometheus}/api/v1/query?query=${encodeURIComponent(expr)}`);
+async function query(
+  expr: string,
+  base = prometheus,
+): Promise<{ status: string; error?: string; data?: { result: unknown[] } }> {
+  const r = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(expr)}`);
   return (await r.json()) as { status: string; error?: string; data?: { result: unknown[] } };
 }
 
@@ -116,7 +124,10 @@ beforeAll(async () => {
     writeFileSync(join(dir, PROMETHEUS_FILES.config), stringify(config));
     writeFileSync(join(dir, PROMETHEUS_FILES.alertRules), renderAlertRules(prod));
     writeFileSync(join(dir, PROMETHEUS_FILES.recordingRules), renderRecordingRules());
-    prometheus = await startPrometheus(join(dir, PROMETHEUS_FILES.config));
+    [prometheus, prometheus242] = await Promise.all([
+      startPrometheus(join(dir, PROMETHEUS_FILES.config), SHIPPED_VERSION_PROMETHEUS),
+      startPrometheus(join(dir, PROMETHEUS_FILES.config), DEBIAN_PROMETHEUS),
+    ]);
     await waitFor(
       'every target scraped once',
       async () =>
@@ -237,26 +248,30 @@ test('fails when a rule uses a metric the Debian postgres_exporter does not expo
   expect(missing).toEqual([{ metric: 'pg_replication_lag', where: 'alert Example' }]);
 });
 
-test.each(environmentNames())('Prometheus 2.42 accepts every dashboard and rule expression of %s', async (name) => {
-  const errors: string[] = [];
-  for (const { where, expr } of shippedExpressions(loadEnvironment(name))) {
-    const r = await query(expr);
-    if (r.status !== 'success') errors.push(`${where}: ${r.error ?? r.status}`);
-  }
-  expect(errors).toEqual([]);
-});
+describe.each(['2.53.3', '2.42'])('Prometheus %s', (version) => {
+  const url = () => (version === '2.42' ? prometheus242 : prometheus);
 
-test('Prometheus 2.42 loads the shipped rule files and evaluates every rule without error', async () => {
-  await waitFor('one rule evaluation', async () => {
-    const r = (await (await fetch(`${prometheus}/api/v1/rules`)).json()) as {
-      data: { groups: { rules: { lastEvaluation: string }[] }[] };
-    };
-    return r.data.groups.every((g) => g.rules.every((x) => !x.lastEvaluation.startsWith('0001')));
+  test.each(environmentNames())('accepts every dashboard and rule expression of %s', async (name) => {
+    const errors: string[] = [];
+    for (const { where, expr } of shippedExpressions(loadEnvironment(name))) {
+      const r = await query(expr, url());
+      if (r.status !== 'success') errors.push(`${where}: ${r.error ?? r.status}`);
+    }
+    expect(errors).toEqual([]);
   });
-  const r = (await (await fetch(`${prometheus}/api/v1/rules`)).json()) as {
-    data: { groups: { name: string; rules: { name: string; health: string; lastError?: string }[] }[] };
-  };
-  expect(r.data.groups.map((g) => g.name).sort()).toEqual(['fastnext-alerts', 'fastnext-recording']);
-  const unhealthy = r.data.groups.flatMap((g) => g.rules.filter((x) => x.health !== 'ok'));
-  expect(unhealthy).toEqual([]);
+
+  test('loads the shipped rule files and evaluates every rule without error', async () => {
+    const rules = async () =>
+      (
+        (await (await fetch(`${url()}/api/v1/rules`)).json()) as {
+          data: { groups: { name: string; rules: { name: string; health: string; lastEvaluation: string }[] }[] };
+        }
+      ).data.groups;
+    await waitFor('one rule evaluation', async () =>
+      (await rules()).every((g) => g.rules.every((x) => !x.lastEvaluation.startsWith('0001'))),
+    );
+    const groups = await rules();
+    expect(groups.map((g) => g.name).sort()).toEqual(['fastnext-alerts', 'fastnext-recording']);
+    expect(groups.flatMap((g) => g.rules.filter((x) => x.health !== 'ok'))).toEqual([]);
+  });
 });
