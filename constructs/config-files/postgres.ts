@@ -215,7 +215,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   # Socket only, and no synchronous standby to wait for while no replica can exist yet.
   pg_ctl -D "$staging" -w -t 60 -l "$TMPDIR/init.log" \\
     -o "$CONF -c listen_addresses='' -c port=$PGPORT -c unix_socket_directories=$PG_SOCKET_DIR -c synchronous_standby_names=''" \\
-    start >&2
+    start >&2 || { cat "$TMPDIR/init.log" >&2; exit 1; }
   # pg_ctl detaches the server: stop it if init fails, or it would outlive this container start.
   trap 'pg_ctl -D "$staging" -m immediate stop >/dev/null 2>&1 || true' EXIT
   PG_SOCKET_DIR="$PG_SOCKET_DIR" sh "$PG_CONFIG_DIR/${POSTGRES_FILES.primaryInit}"

@@ -36,6 +36,8 @@ export interface StartPostgresOptions {
   readonly configMap?: string;
   /** Milliseconds to wait for each server. @default 120000 */
   readonly timeoutMs?: number;
+  /** Directory the launcher's temp dir is created in. @default os.tmpdir() */
+  readonly parentDir?: string;
 }
 
 export interface PostgresReplica extends Endpoint {
@@ -46,6 +48,8 @@ export interface PostgresReplica extends Endpoint {
 }
 
 export interface PostgresLaunch {
+  /** The temp dir holding config, data and sockets (removed by stop()). */
+  readonly dir: string;
   readonly primary: Endpoint;
   readonly replicas: PostgresReplica[];
   readonly database: string;
@@ -86,7 +90,7 @@ export async function startPostgres(source: FileSource, opts: StartPostgresOptio
   const replicationPassword = secret();
   const superPassword = secret();
 
-  const root = makeTempDir('fastnext-pg-');
+  const root = makeTempDir('fastnext-pg-', opts.parentDir);
   const configDir = join(root, 'config');
   writeFiles(configDir, files);
   const [primaryHost, ...replicaHosts] = loopbackAddresses(1 + nReplicas);
@@ -219,6 +223,7 @@ export async function startPostgres(source: FileSource, opts: StartPostgresOptio
   const bringUpMs = Date.now() - t0;
 
   return {
+    dir: root,
     primary,
     replicas,
     database,

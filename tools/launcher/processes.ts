@@ -4,7 +4,17 @@
  * (and, as a last resort, process exit) removes all of them even when a test fails.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, chownSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import {
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,27 +44,46 @@ function cleanupSync(): void {
     rmSync(d, { recursive: true, force: true });
   }
 }
+process.once('exit', cleanupSync);
 
 /**
- * SIGKILLs every process whose command line mentions `dir` (one of our unique temp
- * dirs). Catches servers that detached from their process group (pg_ctl does).
+ * Pids of processes whose command line or working directory is under `dir` (one of
+ * our unique temp dirs). Catches servers that left their process group (pg_ctl
+ * detaches its server) and those that rewrite their title (redis-server).
  */
-export function killProcessesUsing(dir: string): number {
-  let n = 0;
+export function processesUsing(dir: string): number[] {
+  const out: number[] = [];
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
     try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) {
-        process.kill(Number(pid), 'SIGKILL');
-        n++;
+      let cwd = '';
+      try {
+        cwd = readlinkSync(`/proc/${pid}/cwd`);
+      } catch {
+        // Another user's process, or gone.
+      }
+      if (cwd === dir || cwd.startsWith(`${dir}/`) || readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) {
+        out.push(Number(pid));
       }
     } catch {
       // Gone meanwhile.
     }
   }
-  return n;
+  return out;
 }
-process.once('exit', cleanupSync);
+
+/** SIGKILLs every process `processesUsing(dir)` finds; returns how many. */
+export function killProcessesUsing(dir: string): number {
+  const pids = processesUsing(dir);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return pids.length;
+}
 
 function killGroup(p: Proc, signal: NodeJS.Signals): void {
   try {
@@ -85,6 +114,10 @@ export function spawnServer(
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
+  // Unreferenced: a test that forgets stop() must not keep jest alive; the exit hook then kills the group.
+  child.unref();
+  (child.stdout as unknown as { unref?: () => void }).unref?.();
+  (child.stderr as unknown as { unref?: () => void }).unref?.();
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const proc: Proc = { child, pid: child.pid, exited, log: () => buf };
   live.add(proc);
@@ -121,8 +154,8 @@ function groupAlive(pgid: number): boolean {
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A registered temp dir (removed by `removeDir` or at process exit). */
-export function makeTempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
+export function makeTempDir(prefix: string, parent: string = tmpdir()): string {
+  const d = mkdtempSync(join(parent, prefix));
   dirs.add(d);
   return d;
 }

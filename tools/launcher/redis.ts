@@ -33,6 +33,8 @@ export interface StartRedisOptions {
   readonly configMap?: string;
   /** Milliseconds to wait for each node and for the create script. @default 120000 */
   readonly timeoutMs?: number;
+  /** Directory the launcher's temp dir is created in. @default os.tmpdir() */
+  readonly parentDir?: string;
 }
 
 export interface RedisNode extends Endpoint {
@@ -42,6 +44,8 @@ export interface RedisNode extends Endpoint {
 }
 
 export interface RedisClusterLaunch {
+  /** The temp dir holding config, data and the hosts file (removed by stop()). */
+  readonly dir: string;
   /** Current address of every node (changes after `restartAll(newAddresses)`). */
   readonly nodes: RedisNode[];
   readonly password: string;
@@ -92,7 +96,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   const count = masters * (1 + perMaster);
   const timeoutMs = opts.timeoutMs ?? 120000;
   const password = randomBytes(18).toString('base64url');
-  const root = makeTempDir('fastnext-redis-');
+  const root = makeTempDir('fastnext-redis-', opts.parentDir);
   const configDir = join(root, 'config');
   writeFiles(configDir, files);
   const hostsFile = join(root, 'hosts');
@@ -183,6 +187,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   const bringUpMs = Date.now() - t0;
 
   return {
+    dir: root,
     nodes,
     password,
     bringUpMs,
