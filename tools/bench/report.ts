@@ -3,7 +3,10 @@
 export interface CaseResult {
   readonly kind: string;
   readonly target: string;
+  /** Median over the rounds. */
   readonly requestsPerSecond: number;
+  /** req/s of each round. */
+  readonly rounds: readonly number[];
   readonly p50: number;
   readonly p95: number;
   readonly p99: number;
@@ -20,12 +23,15 @@ export interface BenchRun {
   readonly cpuModel: string;
   readonly node: string;
   readonly seconds: number;
+  readonly rounds: number;
   readonly connections: number;
   readonly keys: number;
   readonly warmUpRequests: number;
   readonly sourceAddresses: number;
   readonly rateLimit: { readonly requestsPerSecond: number; readonly burst: number };
   readonly logLevel: string | undefined;
+  /** CPU limit of a prod API pod, for the projection's caveat. */
+  readonly prodApiCpuLimit: string;
   readonly date: string;
 }
 
@@ -42,7 +48,7 @@ export function renderResults(run: BenchRun): string {
   const baseRps = base?.requestsPerSecond ?? NaN;
   const rows = run.results.map(
     (r) =>
-      `| ${r.kind} | ${r.target} | ${f0(r.requestsPerSecond)} | ${(r.requestsPerSecond / baseRps).toFixed(2)} | ` +
+      `| ${r.kind} | ${r.target} | ${f0(r.requestsPerSecond)} | ${r.rounds.map(f0).join(' / ')} | ${(r.requestsPerSecond / baseRps).toFixed(2)} | ` +
       `${f1(r.p50)} | ${f1(r.p95)} | ${f1(r.p99)} | ${r.errors} | ${pct(r.hitRatio)} | ` +
       `${r.queriesPerRequest === undefined ? '-' : r.queriesPerRequest.toFixed(3)} |`,
   );
@@ -77,6 +83,7 @@ export function renderResults(run: BenchRun): string {
     ],
   ];
 
+  const warn = find(run, 'cached GET', /LOG_LEVEL/);
   const perPod = on?.requestsPerSecond ?? NaN;
   const perPodUncached = find(run, 'uncached read', /^one API process$/)?.requestsPerSecond ?? NaN;
   const writes = find(run, 'write', /^one API process$/)?.requestsPerSecond ?? NaN;
@@ -95,7 +102,8 @@ autocannon, nginx, the API processes, PostgreSQL primary + 2 replicas and the si
 is shared, so absolute numbers are noisy; the ratios against the baseline (measured in the same run) travel better.
 
 Method: the local twin of \`dev\` (tools/twin), seeded with ${run.keys} users. autocannon, ${run.connections}
-connections, ${run.seconds} s per case, after an unmeasured warm-up of ${run.warmUpRequests} cached GETs (the same
+connections, ${run.rounds} rounds of ${run.seconds} s per case, the rounds interleaving the cases (req/s is the
+median round; latencies, errors and counters cover all rounds), after an unmeasured warm-up of ${run.warmUpRequests} cached GETs (the same
 Zipf draw) through nginx, so the cache holds the working set as it would in steady state (TTL 300 s).
 Latencies are computed from every response. "errors" = connection errors + timeouts + non-2xx answers.
 
@@ -104,6 +112,8 @@ Latencies are computed from every response. "errors" = connection errors + timeo
 - **uncached read**: the same route and rows, uniformly drawn, with the read-your-writes header
   \`x-fastnext-min-lsn: 0/0\`, which bypasses the shared cache; a replica serves it.
 - **write**: \`POST /api/v1/users\` with a unique email (a transaction on the primary).
+- **LOG_LEVEL=warn (diagnostic)**: one extra API process with only LOG_LEVEL changed, to show what per-request
+  logging costs. It is not a shipped setting and not counted against any target.
 - **cache off**: one extra API process started with \`CACHE_ENABLED=false\` (the only env change), same cached-GET load.
   It still coalesces concurrent loads of the same key (the service's single-flight), so it can make
   fewer than one query per request under 100 connections on a Zipf key set.
@@ -119,8 +129,8 @@ the limit stays in force, and a client above it would show up as 429s in "errors
 
 ## Results
 
-| case | target | req/s | x baseline | p50 ms | p95 ms | p99 ms | errors | cache hit ratio | DB queries / request |
-|---|---|---|---|---|---|---|---|---|---|
+| case | target | req/s (median) | rounds | x baseline | p50 ms | p95 ms | p99 ms | errors | cache hit ratio | DB queries / request |
+|---|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
 ## Targets (2-core machine)
@@ -129,14 +139,48 @@ ${rows.join('\n')}
 |---|---|---|
 ${targets.map((t) => `| ${t.join(' | ')} |`).join('\n')}
 
+## Reading the results
+
+- Through nginx (two API processes), the cached GET
+  made ${f1(((edgeCached?.requestsPerSecond ?? NaN) / (on?.requestsPerSecond ?? NaN)) * 100)} % of the req/s of one API process
+  reached directly: on ${run.cores} cores, autocannon, nginx, the API processes and Redis compete for the same CPU, so
+  a second process adds no capacity here and the edge adds a hop. In a cluster each pod has its own CPU.
+- The baseline does nothing per request; an API request validates its input, reads Redis (a network round trip),
+  records a histogram sample and writes a JSON log line. The LOG_LEVEL=warn diagnostic made
+  ${f1(((warn?.requestsPerSecond ?? NaN) / (on?.requestsPerSecond ?? NaN)) * 100)} % of the req/s of the shipped
+  LOG_LEVEL=${run.logLevel ?? '?'} (rounds ${warn?.rounds.map(f0).join(' / ') ?? '-'} vs ${on?.rounds.map(f0).join(' / ') ?? '-'}).
+- The spread between rounds of the same case is the noise of this shared machine; compare ratios within a round
+  (the "rounds" column) rather than single figures.
+
 ## Projection (not a measurement)
 
-**This section is a projection**, not a measurement: it multiplies the per-process figures above by the pod count
-and assumes each pod gets the CPU one process used here, that nginx, Redis and PostgreSQL keep up, and linear
-scaling. Writes all go to the single primary, so they do not scale with API pods.
+**This section is a projection**, not a measurement: it multiplies the per-process figures above (one API
+process, direct) by the pod count, and assumes each pod gets the CPU one process used here (up to one core, shared
+with autocannon and the data tier; a prod API pod is limited to ${run.prodApiCpuLimit} CPU), that the edge, Redis
+and PostgreSQL keep up, and linear scaling. Writes all go to the single primary, so they do not scale with API
+pods; the write figure is what one primary did here under 100 connections.
 
 | API pods | cached GET req/s | DB queries/s it implies | uncached read req/s | write req/s |
 |---|---|---|---|---|
 ${projection.join('\n')}
 `;
+}
+
+export const TABLE_START = '<!-- bench:results:start -->';
+export const TABLE_END = '<!-- bench:results:end -->';
+
+/** The results and targets tables of results.md (what docs/local.md quotes between the markers). */
+export function resultTables(resultsMd: string): string {
+  const from = resultsMd.indexOf('## Results');
+  const to = resultsMd.indexOf('## Projection');
+  if (from < 0 || to < 0) throw new Error('results.md has no "## Results" ... "## Projection" section');
+  return resultsMd.slice(from, to).replace(/^## /gm, '#### ').trim();
+}
+
+/** Replaces the text between the bench markers of a document; throws when they are missing. */
+export function replaceBetweenMarkers(doc: string, body: string): string {
+  const a = doc.indexOf(TABLE_START);
+  const b = doc.indexOf(TABLE_END);
+  if (a < 0 || b < a) throw new Error(`the document has no ${TABLE_START} ... ${TABLE_END} markers`);
+  return `${doc.slice(0, a + TABLE_START.length)}\n${body}\n${doc.slice(b)}`;
 }
