@@ -46,6 +46,16 @@ export function tempDir(prefix: string): string {
   return d;
 }
 
+/** Starts `cmd` in its own process group; `stopAll()` kills it. */
+export function startProcess(
+  name: string,
+  cmd: string,
+  args: string[],
+  opts: { uid?: number; env?: Record<string, string> } = {},
+): Proc {
+  return start(name, cmd, args, opts);
+}
+
 function start(name: string, cmd: string, args: string[], opts: { uid?: number; env?: Record<string, string> } = {}) {
   const child = spawn(cmd, args, {
     detached: true,
