@@ -1,7 +1,7 @@
 /**
  * Measurements for the service's issue note, on the launcher's real servers:
  *
- * 1. Query time of the endpoints' SQL with vs. without the strategic indexes
+ * 1. Query time of the endpoints' own SQL (the constants in src/domain/) with vs. without the strategic indexes
  *    (EXPLAIN ANALYZE, median of 5) on 100k users, 100k projects and 1M
  *    activity rows over 12 monthly partitions. "Without" drops the indexes
  *    inside a transaction that is rolled back (DROP INDEX is transactional).
@@ -14,7 +14,9 @@
 import autocannon from 'autocannon';
 import type { FastifyInstance } from 'fastify';
 import type { Client } from 'pg';
-import { LIST_ACTIVITY_SQL } from '../src/domain/activity';
+import { LIST_ACTIVITY_SQL, RECENT_CHANGES_SQL } from '../src/domain/activity';
+import { LIST_BY_OWNER_SQL, LIST_BY_SETTING_SQL, settingFilter } from '../src/domain/projects';
+import { RECENT_ACTIVE_USERS_SQL, SEARCH_USERS_SQL } from '../src/domain/users';
 import { ensurePartitions, monthStart } from '../src/migrations/partitions';
 import { startDataTier } from '../test/helpers/servers';
 
@@ -82,19 +84,14 @@ function probes(activeUser: string): Probe[] {
   return [
     {
       name: 'users/search?q=grace hopper (full-text, ~4k matches)',
-      sql: `SELECT id FROM users WHERE search @@ websearch_to_tsquery('simple', $1) AND is_active
-             ORDER BY ts_rank(search, websearch_to_tsquery('simple', $1)) DESC, id DESC LIMIT 20`,
-      params: ['grace hopper'],
+      sql: SEARCH_USERS_SQL,
+      params: ['grace hopper', 20, true],
     },
+    { name: 'projects?owner_id (list by owner)', sql: LIST_BY_OWNER_SQL, params: ['4242', 20] },
     {
-      name: 'projects?owner_id (list by owner)',
-      sql: 'SELECT id FROM projects WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT 20',
-      params: ['4242'],
-    },
-    {
-      name: 'projects/by-setting (JSONB @>)',
-      sql: 'SELECT id FROM projects WHERE settings @> $1::jsonb ORDER BY created_at DESC LIMIT 20',
-      params: [JSON.stringify({ beta: true, region: 'eu' })],
+      name: 'projects/by-setting?key=region&value=eu (JSONB @>)',
+      sql: LIST_BY_SETTING_SQL,
+      params: [settingFilter('region', 'eu'), 20],
     },
     { name: 'activity?user_id&from&to (30 days)', sql: LIST_ACTIVITY_SQL, params: [activeUser, from, now, 100] },
     {
@@ -103,16 +100,11 @@ function probes(activeUser: string): Probe[] {
       params: [activeUser, new Date(now.getTime() - 365 * 86_400_000), now, 100],
     },
     {
-      name: 'cache warm: newest active users',
-      sql: 'SELECT id FROM users WHERE is_active ORDER BY created_at DESC LIMIT 100',
-      params: [],
+      name: 'activity/recent-changes (7 days)',
+      sql: RECENT_CHANGES_SQL,
+      params: [new Date(now.getTime() - 7 * 86_400_000), 50],
     },
-    {
-      name: 'recent changes feed (partial index)',
-      sql: `SELECT id FROM activity_logs WHERE action IN ('create','update','delete') AND created_at >= $1
-             ORDER BY created_at DESC LIMIT 50`,
-      params: [from],
-    },
+    { name: 'cache warm: newest active users', sql: RECENT_ACTIVE_USERS_SQL, params: [100] },
   ];
 }
 

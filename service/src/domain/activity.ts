@@ -30,3 +30,13 @@ export const LIST_ACTIVITY_SQL = `SELECT ${COLUMNS} FROM activity_logs
 export function listActivity(ctx: Ctx, userId: string, from: Date, to: Date, limit: number): Promise<Activity[]> {
   return ctx.db.read<Activity>(LIST_ACTIVITY_SQL, [userId, from, to, limit], ctx.minLsn);
 }
+
+/** Data-changing actions only: the partial index activity_logs_recent_changes_idx covers exactly these. */
+export const RECENT_CHANGES_SQL = `SELECT ${COLUMNS} FROM activity_logs
+  WHERE action IN ('create', 'update', 'delete') AND created_at >= $1
+  ORDER BY created_at DESC LIMIT $2`;
+
+/** The newest data changes of all users since `since` (an audit feed). */
+export function recentChanges(ctx: Ctx, since: Date, limit: number): Promise<Activity[]> {
+  return ctx.db.read<Activity>(RECENT_CHANGES_SQL, [since, limit], ctx.minLsn);
+}

@@ -50,14 +50,20 @@ export async function updateProject(
   return { project, lsn: r.lsn };
 }
 
+export const LIST_BY_OWNER_SQL = `SELECT ${COLUMNS} FROM projects WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`;
+
 export function listByOwner(ctx: Ctx, ownerId: string, limit: number): Promise<Project[]> {
   return cachedRead(ctx, `${ownerTag(ownerId)}:${limit}`, { tags: [ownerTag(ownerId)] }, () =>
-    ctx.db.read<Project>(
-      `SELECT ${COLUMNS} FROM projects WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`,
-      [ownerId, limit],
-      ctx.minLsn,
-    ),
+    ctx.db.read<Project>(LIST_BY_OWNER_SQL, [ownerId, limit], ctx.minLsn),
   );
+}
+
+export const LIST_BY_SETTING_SQL = `SELECT ${COLUMNS} FROM projects WHERE settings @> $1::jsonb ORDER BY created_at DESC LIMIT $2`;
+
+/** The containment document for `key: value` (JSON when value parses as a number, boolean or null). */
+export function settingFilter(key: string, value: string): string {
+  const parsed: unknown = /^(true|false|null|-?\d+(\.\d+)?)$/.test(value) ? JSON.parse(value) : value;
+  return JSON.stringify({ [key]: parsed });
 }
 
 /**
@@ -66,11 +72,5 @@ export function listByOwner(ctx: Ctx, ownerId: string, limit: number): Promise<P
  * boolean or null, else a string.
  */
 export function listBySetting(ctx: Ctx, key: string, value: string, limit: number): Promise<Project[]> {
-  let parsed: unknown = value;
-  if (/^(true|false|null|-?\d+(\.\d+)?)$/.test(value)) parsed = JSON.parse(value);
-  return ctx.db.read<Project>(
-    `SELECT ${COLUMNS} FROM projects WHERE settings @> $1::jsonb ORDER BY created_at DESC LIMIT $2`,
-    [JSON.stringify({ [key]: parsed }), limit],
-    ctx.minLsn,
-  );
+  return ctx.db.read<Project>(LIST_BY_SETTING_SQL, [settingFilter(key, value), limit], ctx.minLsn);
 }

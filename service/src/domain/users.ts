@@ -67,22 +67,19 @@ export async function deleteUser(ctx: Ctx, id: string): Promise<{ deleted: boole
  * Full-text search over username, full name and email (the generated `search`
  * tsvector with its GIN index); ranked, then newest first.
  */
+export const SEARCH_USERS_SQL = `SELECT ${COLUMNS} FROM users
+  WHERE search @@ websearch_to_tsquery('simple', $1) AND (is_active OR NOT $3::boolean)
+  ORDER BY ts_rank(search, websearch_to_tsquery('simple', $1)) DESC, id DESC
+  LIMIT $2`;
+
 export function searchUsers(ctx: Ctx, q: string, limit: number, activeOnly: boolean): Promise<User[]> {
-  return ctx.db.read<User>(
-    `SELECT ${COLUMNS} FROM users
-      WHERE search @@ websearch_to_tsquery('simple', $1) AND (is_active OR NOT $3::boolean)
-      ORDER BY ts_rank(search, websearch_to_tsquery('simple', $1)) DESC, id DESC
-      LIMIT $2`,
-    [q, limit, activeOnly],
-    ctx.minLsn,
-  );
+  return ctx.db.read<User>(SEARCH_USERS_SQL, [q, limit, activeOnly], ctx.minLsn);
 }
 
 /** Ids of the most recently created active users (the cache warm-up set; uses the partial index). */
+export const RECENT_ACTIVE_USERS_SQL = 'SELECT id::text FROM users WHERE is_active ORDER BY created_at DESC LIMIT $1';
+
 export async function recentActiveUserIds(ctx: Ctx, limit: number): Promise<string[]> {
-  const rows = await ctx.db.read<{ id: string }>(
-    'SELECT id::text FROM users WHERE is_active ORDER BY created_at DESC LIMIT $1',
-    [limit],
-  );
+  const rows = await ctx.db.read<{ id: string }>(RECENT_ACTIVE_USERS_SQL, [limit]);
   return rows.map((r) => r.id);
 }

@@ -98,5 +98,10 @@ describe('activity', () => {
     expect(items.map((i: { action: string }) => i.action)).toEqual(['logout', 'update', 'login']);
     const past = (await req('GET', '/activity?user_id=77&from=2020-01-01T00:00:00Z&to=2020-02-01T00:00:00Z')).json();
     expect(past.items).toEqual([]);
+    // The recent-changes feed keeps only data-changing actions.
+    const changes = (await req('GET', '/activity/recent-changes')).json().items;
+    expect(
+      changes.filter((c: { user_id: string }) => c.user_id === '77').map((c: { action: string }) => c.action),
+    ).toEqual(['update']);
   });
 });

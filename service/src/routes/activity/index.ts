@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { appendActivity, listActivity } from '../../domain/activity';
+import { appendActivity, listActivity, recentChanges } from '../../domain/activity';
 import { HttpError } from '../../http/errors';
 import { rememberWrite } from '../../http/consistency';
-import { appendActivityBody, listActivityQuery } from '../../schemas/activity';
+import { appendActivityBody, listActivityQuery, recentChangesQuery } from '../../schemas/activity';
 import { ctxOf, REVALIDATE } from '../context';
 
 const DAY_MS = 86_400_000;
@@ -33,6 +33,16 @@ const activity: FastifyPluginAsync = async (app) => {
         );
       }
       return { items: await listActivity(ctxOf(app, request), request.query.user_id, from, to, request.query.limit) };
+    },
+  );
+
+  /** Creates, updates and deletes of all users since `since` (default: the last 7 days), newest first. */
+  app.get<{ Querystring: { since?: string; limit: number } }>(
+    '/activity/recent-changes',
+    { schema: { querystring: recentChangesQuery }, config: { cacheControl: REVALIDATE } },
+    async (request) => {
+      const since = request.query.since ? new Date(request.query.since) : new Date(Date.now() - 7 * DAY_MS);
+      return { items: await recentChanges(ctxOf(app, request), since, request.query.limit) };
     },
   );
 };
