@@ -9,6 +9,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROMTOOL_DIR="$ROOT/.cache/promtool"
 # Prometheus 2.53 from Debian 13, the version of the shipped image: Debian 12's 2.42 is built without kubernetes_sd.
 PROMETHEUS_DIR="$ROOT/.cache/prometheus"
+# Debian 13's exporters (postgres 0.17, redis 1.69, nginx 1.4): with Debian 12's they bracket the pinned images' versions.
+EXPORTERS13_DIR="$ROOT/.cache/exporters-debian13"
 PACKAGES=(nginx postgresql-15 postgresql-contrib redis-server redis-tools prometheus
   prometheus-postgres-exporter prometheus-redis-exporter prometheus-nginx-exporter
   curl ca-certificates procps)
@@ -56,9 +58,10 @@ for svc in nginx redis-server postgresql prometheus prometheus-postgres-exporter
 done
 
 # promtool and prometheus 2.53 from Debian 13 (trixie): Debian 12's 2.42 rejects kubernetes_sd_configs.
-if [[ ! -x "$PROMTOOL_DIR/usr/bin/promtool" || ! -x "$PROMETHEUS_DIR/usr/bin/prometheus" ]]; then
+if [[ ! -x "$PROMTOOL_DIR/usr/bin/promtool" || ! -x "$PROMETHEUS_DIR/usr/bin/prometheus" ||
+  ! -x "$EXPORTERS13_DIR/usr/bin/prometheus-postgres-exporter" ]]; then
   if ! is_debian_root; then
-    echo "install-servers: missing $PROMTOOL_DIR/usr/bin/promtool or $PROMETHEUS_DIR/usr/bin/prometheus (Debian 13 packages 'promtool', 'prometheus')." >&2
+    echo "install-servers: missing Debian 13's promtool, prometheus or exporters under $ROOT/.cache." >&2
     exit 1
   fi
   work="$(mktemp -d)"
@@ -74,11 +77,13 @@ SRC
   apt_opts=(-o "APT::Sandbox::User=root" -o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$work/parts"
     -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o "Dir::State::status=/var/lib/dpkg/status")
   mkdir -p "$work/parts" && cp "$work/trixie.sources" "$work/parts/"
-  echo "install-servers: fetching promtool and prometheus from Debian 13" >&2
+  echo "install-servers: fetching promtool, prometheus and the exporters from Debian 13" >&2
   apt-get "${apt_opts[@]}" update -qq
-  (cd "$work" && apt-get "${apt_opts[@]}" download promtool prometheus >/dev/null)
-  mkdir -p "$PROMTOOL_DIR" "$PROMETHEUS_DIR"
+  (cd "$work" && apt-get "${apt_opts[@]}" download promtool prometheus prometheus-postgres-exporter \
+    prometheus-redis-exporter prometheus-nginx-exporter >/dev/null)
+  mkdir -p "$PROMTOOL_DIR" "$PROMETHEUS_DIR" "$EXPORTERS13_DIR"
   dpkg-deb -x "$work"/promtool_*.deb "$PROMTOOL_DIR"
-  dpkg-deb -x "$work"/prometheus_*.deb "$PROMETHEUS_DIR"
+  dpkg-deb -x "$work"/prometheus_[0-9]*.deb "$PROMETHEUS_DIR"
+  for deb in "$work"/prometheus-*-exporter_*.deb; do dpkg-deb -x "$deb" "$EXPORTERS13_DIR"; done
 fi
 echo "install-servers: ok (nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*\///'), postgres $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}'), redis $(/usr/bin/redis-server --version | awk '{print $3}' | sed 's/v=//'), promtool $("$PROMTOOL_DIR/usr/bin/promtool" --version 2>&1 | head -1 | awk '{print $3}'))" >&2
