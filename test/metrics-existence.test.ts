@@ -1,12 +1,12 @@
 /**
- * Metric existence on real servers: PostgreSQL (primary + 2 streaming replicas)
- * and a 6-node Redis Cluster running the shipped files (the data tier's
- * launcher), and nginx stub_status, behind Debian's
- * postgres, redis and nginx exporters, and the bundled API service
- * (service/src/server.ts) against them; all scraped directly and by Prometheus
- * 2.53.3 (Debian 13's build, the shipped image's version) and Debian 12's 2.42,
- * both running the shipped rule files. Every metric a rule or dashboard uses must be in a
- * scrape or recorded by a rule, and Prometheus must accept every dashboard
+ * Metric existence on real servers: PostgreSQL (primary + 2 streaming replicas) and a
+ * 6-node Redis Cluster running the shipped files (the data tier's launcher) and nginx
+ * stub_status, behind the postgres, redis and nginx exporters of Debian 12 and of
+ * Debian 13 (their versions bracket the pinned images'), plus the bundled API service
+ * (service/src/server.ts) against the same servers. All are scraped directly and by
+ * Prometheus 2.53.3 (Debian 13's build, the shipped image's version) and Debian 12's
+ * 2.42, both running the shipped rule files. Every metric a rule or dashboard uses must
+ * be in a scrape or recorded by a rule, and Prometheus must accept every dashboard
  * expression and evaluate every rule without error.
  */
 import { mkdirSync, writeFileSync } from 'fs';
@@ -40,7 +40,9 @@ let targets: { app: string; pod: string; port: number }[] = [];
 /** Prometheus 2.53.3 (the shipped image's version) and Debian 12's 2.42, on the same config and targets. */
 let prometheus = '';
 let prometheus242 = '';
+/** Names scraped from Debian 12's exporters (which Prometheus also scrapes) and from Debian 13's. */
 const scraped = new Set<string>();
+const scraped13 = new Set<string>();
 const serviceScraped = new Set<string>();
 
 async function query(
@@ -95,6 +97,19 @@ beforeAll(async () => {
     for (const t of targets) {
       const text = await (await fetch(`http://127.0.0.1:${t.port}/metrics`)).text();
       namesInExposition(text).forEach((n) => scraped.add(n));
+    }
+    // The same servers through Debian 13's exporters (postgres 0.17.1, redis 1.69.0, nginx 1.4.1).
+    const ports13 = await Promise.all([
+      ...[pg.primary, ...pg.replicas].map((ep) => startExporter(pgTarget(ep), 'debian13')),
+      ...redis.nodes.map((n) =>
+        startExporter({ kind: 'redis', host: n.host, port: n.port, password: redis!.password }, 'debian13'),
+      ),
+      startExporter({ kind: 'nginx', port: nginx }, 'debian13'),
+    ]);
+    for (const port of ports13) {
+      namesInExposition(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).forEach((n) =>
+        scraped13.add(n),
+      );
     }
     targets.push({ app: 'api', pod: 'api-0', port: Number(new URL(serviceMetrics).port) });
     // GIVEN the shipped prometheus.yml, its kubernetes-pods job kept whole (relabeling included) with
@@ -235,6 +250,13 @@ test('the service exposes every metric of its contract (SERVICE_METRICS), histog
 test('every metric a rule or dashboard uses is scraped from a real exporter or the service, or recorded', () => {
   // `up` is written by Prometheus for every target (checked in the query above).
   const available = new Set([...scraped, ...serviceScraped, 'up']);
+  for (const name of environmentNames()) {
+    expect(missingMetrics(metricUses(loadEnvironment(name)), available)).toEqual([]);
+  }
+});
+
+test("every metric a rule or dashboard uses also exists in Debian 13's exporters (newer than the pinned images)", () => {
+  const available = new Set([...scraped13, ...serviceScraped, 'up']);
   for (const name of environmentNames()) {
     expect(missingMetrics(metricUses(loadEnvironment(name)), available)).toEqual([]);
   }

@@ -132,36 +132,38 @@ export type ExporterTarget =
   | { kind: 'redis'; host: string; port: number; password: string }
   | { kind: 'nginx'; port: number };
 
-/** Starts a Debian exporter and waits until its /metrics answers. */
-export async function startExporter(target: ExporterTarget): Promise<number> {
+/** Exporter binaries: Debian 12's (postgres 0.11.1, redis 1.45.0, nginx 0.11.0) and Debian 13's
+ * (0.17.1, 1.69.0, 1.4.1, unpacked by tools/install-servers.sh), which bracket the pinned images. */
+export const EXPORTERS = {
+  debian12: '/usr/bin',
+  debian13: join(__dirname, '..', '..', '.cache', 'exporters-debian13', 'usr', 'bin'),
+} as const;
+export type ExporterSet = keyof typeof EXPORTERS;
+
+/** Starts a Debian exporter and waits until its /metrics answers. `--flag=value` suits both flag parsers. */
+export async function startExporter(target: ExporterTarget, set: ExporterSet = 'debian12'): Promise<number> {
   const port = await freePort();
   const listen = `${HOST}:${port}`;
+  const bin = (name: string) => join(EXPORTERS[set], `prometheus-${name}-exporter`);
   if (target.kind === 'postgres') {
     const dsn = `postgresql://${target.user}:${encodeURIComponent(target.password)}@${target.host}:${target.port}/postgres?sslmode=disable`;
-    start(
-      `postgres-exporter-${target.port}`,
-      '/usr/bin/prometheus-postgres-exporter',
-      [`--web.listen-address=${listen}`],
-      {
-        env: { DATA_SOURCE_NAME: dsn },
-      },
-    );
+    start(`postgres-exporter-${set}-${target.port}`, bin('postgres'), [`--web.listen-address=${listen}`], {
+      env: { DATA_SOURCE_NAME: dsn },
+    });
   } else if (target.kind === 'redis') {
     start(
-      `redis-exporter-${target.port}`,
-      '/usr/bin/prometheus-redis-exporter',
-      ['-redis.addr', `redis://${target.host}:${target.port}`, '-web.listen-address', listen],
+      `redis-exporter-${set}-${target.port}`,
+      bin('redis'),
+      [`--redis.addr=redis://${target.host}:${target.port}`, `--web.listen-address=${listen}`],
       { env: { REDIS_PASSWORD: target.password } },
     );
   } else {
-    start('nginx-exporter', '/usr/bin/prometheus-nginx-exporter', [
-      '-nginx.scrape-uri',
-      `http://${HOST}:${target.port}/stub_status`,
-      '-web.listen-address',
-      listen,
+    start(`nginx-exporter-${set}`, bin('nginx'), [
+      `--nginx.scrape-uri=http://${HOST}:${target.port}/stub_status`,
+      `--web.listen-address=${listen}`,
     ]);
   }
-  await waitFor(`${target.kind} exporter`, () => httpOk(`http://${listen}/metrics`));
+  await waitFor(`${set} ${target.kind} exporter`, () => httpOk(`http://${listen}/metrics`));
   return port;
 }
 
