@@ -34,7 +34,11 @@ const k8s = kplus.k8s;
 
 /** uid/gid `nobody`, which the prom/prometheus image runs as. */
 export const PROMETHEUS_UID = 65534;
-/** The verbs and resources kubernetes_sd (roles pod and endpoints) needs; the Role grants exactly these. */
+/**
+ * What kubernetes_sd (roles pod and endpoints) reads, in the namespace only. Discovery itself
+ * lists and watches (test/prometheus-discovery.test.ts records its requests); `get` is the
+ * customary read verb beside them and grants nothing list does not already show.
+ */
 export const DISCOVERY_RULE = {
   apiGroups: [''],
   resources: ['pods', 'endpoints', 'services'],
@@ -42,9 +46,9 @@ export const DISCOVERY_RULE = {
 };
 /** Ports the kube-apiserver answers on (443 via the kubernetes Service, 6443 on most control planes). */
 const API_SERVER_PORTS = [443, 6443];
-/** The reload sidecar idles at a few MiB; these are not worth a config field. */
 /** configmap-reload's own HTTP port (its default). */
 const RELOADER_PORT = 9533;
+/** The reload sidecar idles at a few MiB; these are not worth a config field. */
 const RELOADER_RESOURCES = { requests: { cpu: '5m', memory: '16Mi' }, limits: { cpu: '50m', memory: '32Mi' } };
 
 /** A pod port Prometheus scrapes, for its egress NetworkPolicy. */
