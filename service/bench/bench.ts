@@ -89,9 +89,14 @@ function probes(activeUser: string): Probe[] {
     },
     { name: 'projects?owner_id (list by owner)', sql: LIST_BY_OWNER_SQL, params: ['4242', 20] },
     {
-      name: 'projects/by-setting?key=region&value=eu (JSONB @>)',
+      name: 'projects/by-setting?key=region&value=eu (JSONB @>, 25 % match)',
       sql: LIST_BY_SETTING_SQL,
       params: [settingFilter('region', 'eu'), 20],
+    },
+    {
+      name: 'projects/by-setting?key=beta&value=true (JSONB @>, 2 % match)',
+      sql: LIST_BY_SETTING_SQL,
+      params: [settingFilter('beta', 'true'), 20],
     },
     { name: 'activity?user_id&from&to (30 days)', sql: LIST_ACTIVITY_SQL, params: [activeUser, from, now, 100] },
     {

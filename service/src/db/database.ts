@@ -148,9 +148,11 @@ export class Database {
         this.count(replica, 'replica');
         return (await replica.pool.query<T>(sql, params)).rows;
       } catch (err) {
-        if (!isConnectionError(err)) throw err;
+        // A standby cancels reads that conflict with WAL replay (40001): the primary has no such conflict.
+        const recoveryConflict = (err as { code?: string }).code === '40001';
+        if (!isConnectionError(err) && !recoveryConflict) throw err;
         this.log.warn({ replica: replica.name, err: (err as Error).message }, 'replica read failed; using primary');
-        this.states[i] = { ...this.states[i], healthy: false };
+        if (!recoveryConflict) this.states[i] = { ...this.states[i], healthy: false };
       }
     }
     this.count(this.primary, 'primary');
