@@ -147,9 +147,12 @@ describe('local:up / local:down', () => {
     rmSync(stateDir, { recursive: true, force: true });
   });
 
-  test('up prints the table and serves through nginx; down stops every process, listener and directory', async () => {
-    // GIVEN local:up running in the background
-    up = spawn(process.execPath, ['tools/run.js', 'tools/twin/cli.ts', 'up', '--env', 'dev'], { cwd: ROOT, env });
+  test('up prints the table, serves through nginx and Prometheus scrapes every pod; down stops every process, listener and directory', async () => {
+    // GIVEN local:up running in the background, with monitoring
+    up = spawn(process.execPath, ['tools/run.js', 'tools/twin/cli.ts', 'up', '--env', 'dev', '--monitoring'], {
+      cwd: ROOT,
+      env,
+    });
     let out = '';
     up.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     up.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -161,6 +164,28 @@ describe('local:up / local:down', () => {
     const state = JSON.parse(readFileSync(env.FASTNEXT_TWIN_STATE, 'utf8')) as { pid: number; url: string };
     const table = out.split('\n').filter((l) => l.startsWith('|'));
     const deep = (await (await fetch(state.url + SERVICE_PATHS.deep)).json()) as { status: string };
+    // Every pod target of the shipped kubernetes-pods job (after its relabeling) is up within a scrape interval.
+    const prometheus = /\| prometheus +\| monitoring +\| (\S+)/.exec(table.join('\n'))![1];
+    const upTargets = async () => {
+      const q = encodeURIComponent('up{job="kubernetes-pods"} == 1');
+      const r = (await (await fetch(`${prometheus}/api/v1/query?query=${q}`)).json()) as {
+        data: { result: { metric: { pod: string } }[] };
+      };
+      return r.data.result.map((x) => x.metric.pod).sort();
+    };
+    const expectedPods = [
+      ...table.filter((l) => /^\| api-\d/.test(l)).map((l) => l.split('|')[1].trim()),
+      'edge-0',
+      'postgres-primary-0',
+      'postgres-replica-0',
+      'postgres-replica-1',
+      ...[0, 1, 2, 3, 4, 5].map((i) => `redis-${i}`),
+    ].sort();
+    let scraped: string[] = [];
+    for (let i = 0; i < 60 && scraped.length < expectedPods.length; i++) {
+      scraped = await upTargets();
+      await new Promise((r) => setTimeout(r, 500));
+    }
     const children = descendants(up.pid!);
     const dirs = [
       ...new Set(children.flatMap((c) => c.cmdline.match(/\/tmp\/fastnext-[A-Za-z]+-[A-Za-z0-9]+/g) ?? [])),
@@ -176,9 +201,11 @@ describe('local:up / local:down', () => {
     // THEN
     expect(state.pid).toBe(up.pid);
     expect(table.filter((l) => /^\| api-\d/.test(l))).toHaveLength(loadEnvironment('dev').api.autoscaling.minReplicas);
-    expect(table.filter((l) => /^\| postgres-/.test(l))).toHaveLength(3);
+    expect(table.filter((l) => /^\| postgres-(primary|replica)/.test(l))).toHaveLength(3);
     expect(table.filter((l) => /^\| redis-\d/.test(l))).toHaveLength(6);
     expect(deep.status).toBe('up');
+    expect(scraped).toEqual(expectedPods);
+    expect(table.filter((l) => /^\| \w+-exporter/.test(l))).toHaveLength(10);
     expect(children.some((c) => c.cmdline.startsWith('nginx') || c.cmdline.includes('/usr/sbin/nginx'))).toBe(true);
     expect(dirs.length).toBeGreaterThan(0);
     expect(downCode).toBe(0);

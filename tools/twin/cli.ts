@@ -22,7 +22,7 @@ export interface TwinState {
 }
 
 function usage(): string {
-  return `usage: local:up -- --env <${environmentNames().join('|')}> | local:down`;
+  return `usage: local:up -- --env <${environmentNames().join('|')}> [--monitoring] | local:down`;
 }
 
 function alive(pid: number): boolean {
@@ -39,7 +39,7 @@ function readState(): TwinState | undefined {
   return JSON.parse(readFileSync(STATE_FILE, 'utf8')) as TwinState;
 }
 
-async function up(env: string): Promise<number> {
+async function up(env: string, monitoring: boolean): Promise<number> {
   const previous = readState();
   if (previous && alive(previous.pid)) {
     console.error(
@@ -71,7 +71,7 @@ async function up(env: string): Promise<number> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   let twin;
   try {
-    twin = await startTwin({ env, log, signal: abort.signal });
+    twin = await startTwin({ env, log, monitoring, signal: abort.signal });
   } catch (e) {
     if (abort.signal.aborted) return 130;
     throw e;
@@ -131,7 +131,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   try {
-    return await up(env);
+    return await up(env, rest.includes('--monitoring'));
   } catch (e) {
     console.error(`local:up failed (everything it started has been stopped):\n${(e as Error).message}`);
     return 1;

@@ -19,6 +19,7 @@ import { type RedisClusterLaunch, startRedisCluster } from '../launcher/redis';
 import { type KubeObjectLike } from '../launcher/sources';
 import { type RunningNginx, startNginx } from '../nginx-runner';
 import { type ApiPod, type DeploymentLike, type PodWiring, startApiPod } from './api-pods';
+import { startMonitoring, type TwinMonitoring } from './monitoring';
 
 export interface TwinOptions {
   /** Environment name (stacks/<env>.ts). */
@@ -29,6 +30,8 @@ export interface TwinOptions {
   readonly apiOverrides?: Readonly<Record<string, string>>;
   /** Progress lines while starting and stopping. @default no output */
   readonly log?: (line: string) => void;
+  /** Also run the exporters and Prometheus with the shipped prometheus.yml (tools/twin/monitoring.ts). @default false */
+  readonly monitoring?: boolean;
   /** Aborts the start after the current step, stopping what is up. @default never */
   readonly signal?: AbortSignal;
 }
@@ -45,6 +48,8 @@ export interface Twin {
   /** Current pods (a restarted pod replaces its predecessor at the same index). */
   readonly pods: ApiPod[];
   readonly managementToken: string;
+  /** Exporters and Prometheus, when started with `monitoring: true`. */
+  readonly monitoring?: TwinMonitoring;
   /** Milliseconds from start to ready. */
   readonly readyMs: number;
   /** A table of what runs where. */
@@ -101,6 +106,7 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
   let redis: RedisClusterLaunch | undefined;
   let edge: RunningNginx | undefined;
   let secretsDir: string | undefined;
+  let monitoring: TwinMonitoring | undefined;
   const pods: ApiPod[] = [];
   const dying = new Set<ApiPod>();
   const outside: ApiPod[] = [];
@@ -110,6 +116,7 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
     stopped = true;
     stopping = true;
     step('stopping');
+    await monitoring?.stop();
     await edge?.stop();
     // No traffic reaches the pods once nginx is gone, so the drain would only wait.
     await Promise.all([...pods, ...dying, ...outside].map((p) => p.kill()));
@@ -191,7 +198,13 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
     await waitFor('deep health through nginx', async () => (await deepStatus(url)) === 'up', 30000);
     step(`nginx up on ${url}; deep health of every pod and through nginx: up`);
 
-    const running = { postgres, redis, edge };
+    if (opts.monitoring) {
+      step('starting exporters and Prometheus (shipped prometheus.yml, pod discovery replaced by static targets)');
+      monitoring = await startMonitoring({ objects, namespace: config.namespace, postgres, redis, edge, pods });
+      step(`Prometheus up on ${monitoring.prometheus} with ${monitoring.targets.length} targets`);
+    }
+
+    const running = { postgres, redis, edge, monitoring };
     const setRotation = (ps: readonly ApiPod[]) => running.edge.reload(endpoints(ps));
     const twin: Twin = {
       env: config.name,
@@ -271,6 +284,12 @@ export async function renderTable(t: Twin): Promise<string> {
   rows.push(['edge (nginx)', 'status', `http://${ep(t.edge.status)}/stub_status`, 'internal status port']);
   for (const p of t.pods) {
     rows.push([p.name, 'api', `http://${ep(p.http)}`, `metrics http://${ep(p.metrics)}/metrics, pid ${p.pid}`]);
+  }
+  if (t.monitoring) {
+    rows.push(['prometheus', 'monitoring', t.monitoring.prometheus, 'shipped prometheus.yml and rules']);
+    for (const x of t.monitoring.targets.filter((m) => m.app !== 'api')) {
+      rows.push([`${x.app}-exporter`, 'exporter', `http://127.0.0.1:${x.port}/metrics`, `for ${x.pod}`]);
+    }
   }
   rows.push([
     'postgres-primary',
