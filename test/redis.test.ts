@@ -7,6 +7,8 @@ import { Cluster } from 'ioredis';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { startRedisCluster, type RedisClusterLaunch } from '../tools/launcher';
+import { killMasterAndTimeFailover, rejoinAfterFailover } from '../tools/launcher/drills';
+import { waitFor } from '../tools/launcher/processes';
 
 jest.setTimeout(180000);
 
@@ -20,52 +22,10 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-/** `cluster nodes` of node i as {id, flags, master, slots, connected}. */
-async function clusterNodes(i: number) {
-  const out = await redis.cli(i, 'cluster', 'nodes');
-  return out
-    .trim()
-    .split('\n')
-    .map((line) => {
-      const f = line.trim().split(' ');
-      return {
-        id: f[0],
-        flags: f[2].replace('myself,', ''),
-        master: f[3],
-        connected: f[7] === 'connected',
-        slots: f.slice(8).join(' '),
-      };
-    })
-    .sort((a, b) => a.id.localeCompare(b.id));
-}
+const clusterNodes = (i: number) => redis.clusterNodes(i);
+const clusterInfo = (i: number) => redis.clusterInfo(i);
 
-async function clusterInfo(i: number): Promise<Record<string, string>> {
-  const out = await redis.cli(i, 'cluster', 'info');
-  return Object.fromEntries(
-    out
-      .trim()
-      .split('\n')
-      .map((l) => l.trim().split(':') as [string, string]),
-  );
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60000): Promise<number> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < timeoutMs) {
-    if (await check().catch(() => false)) return Date.now() - t0;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-const allHealthy = async () => {
-  for (let i = 0; i < redis.nodes.length; i++) {
-    const info = await clusterInfo(i);
-    if (info.cluster_state !== 'ok' || info.cluster_slots_ok !== '16384') return false;
-    if ((await clusterNodes(i)).some((n) => !n.connected || n.flags.includes('fail'))) return false;
-  }
-  return true;
-};
+const allHealthy = () => redis.healthy();
 
 function client(): Cluster {
   return new Cluster(
@@ -125,47 +85,28 @@ test('running the create script a second time changes nothing', async () => {
 });
 
 test('killing a master promotes its replica and the cluster returns to ok', async () => {
-  // GIVEN every replica in sync (a master killed before that is never failed over)
-  await waitUntil('replicas in sync', async () => {
-    const infos = await Promise.all(redis.nodes.map((_, i) => redis.cli(i, 'info', 'replication')));
-    return infos.filter((s) => s.includes('master_link_status:up')).length === 3;
-  });
-  const nodes = await clusterNodes(0);
-  const victimId = nodes.find((n) => n.flags === 'master' && n.slots !== '')!.id;
-  const replicaId = nodes.find((n) => n.master === victimId)!.id;
-  const ids = await Promise.all(redis.nodes.map(async (_, i) => (await redis.cli(i, 'cluster', 'myid')).trim()));
-  const victim = ids.indexOf(victimId);
-  const observer = ids.findIndex((id) => id !== victimId && id !== replicaId);
-  // WHEN the master's process dies
-  await redis.killNode(victim);
-  const ms = await waitUntil('failover', async () => {
-    const now = await clusterNodes(observer);
-    return (
-      now.find((n) => n.id === replicaId)!.flags === 'master' && (await clusterInfo(observer)).cluster_state === 'ok'
-    );
-  });
+  // GIVEN replicas in sync; WHEN a master serving slots is SIGKILLed
+  const f = await killMasterAndTimeFailover(redis);
   // THEN its replica serves its slots (failover time in the log for the issue note)
-  console.log(`redis failover: ${ms} ms (cluster-node-timeout ${config.redis.nodeTimeoutMs} ms)`);
-  expect((await clusterNodes(observer)).find((n) => n.id === replicaId)!.slots).not.toBe('');
+  console.log(`redis failover: ${f.ms} ms (cluster-node-timeout ${config.redis.nodeTimeoutMs} ms)`);
+  const promoted = (await clusterNodes((f.victim + 1) % 6)).find((n) => n.id === f.promotedId)!;
+  expect([promoted.flags, promoted.slots === '']).toEqual(['master', false]);
+  expect(f.ms).toBeLessThan(config.redis.nodeTimeoutMs * 4);
   // AND the old master rejoins as a replica of it
-  await redis.startNode(victim);
-  await waitUntil('old master rejoined as replica', async () => {
-    const me = (await clusterNodes(victim)).find((n) => n.id === victimId)!;
-    return me.flags === 'slave' && me.master === replicaId;
-  });
-  await waitUntil('cluster healthy', allHealthy);
+  await rejoinAfterFailover(redis, f);
+  expect(await allHealthy()).toBe(true);
 });
 
 test('after stopping all six nodes and restarting them on new addresses, the same cluster re-forms with its keys', async () => {
-  const idsBefore = await Promise.all(redis.nodes.map(async (_, i) => (await redis.cli(i, 'cluster', 'myid')).trim()));
+  const idsBefore = await redis.nodeIds();
   const addressesBefore = redis.nodes.map((n) => n.host);
   // WHEN every node stops and comes back on a different loopback address
   await redis.restartAll({ newAddresses: true });
   expect(redis.nodes.map((n) => n.host).filter((h) => addressesBefore.includes(h))).toEqual([]);
   // THEN the start script re-resolved the peers' hostnames, and the nodes find each other with the same ids
   expect(redis.log(0)).toMatch(/peer redis-[1-5]\.redis-headless moved 127\.[0-9.]+ -> 127\./);
-  await waitUntil('cluster re-formed on new addresses', allHealthy, 90000);
-  const idsAfter = await Promise.all(redis.nodes.map(async (_, i) => (await redis.cli(i, 'cluster', 'myid')).trim()));
+  await waitFor('cluster re-formed on new addresses', allHealthy, 90000);
+  const idsAfter = await redis.nodeIds();
   expect(idsAfter).toEqual(idsBefore);
   const seen = (await clusterNodes(0)).map((n) => n.id);
   expect(seen).toEqual([...idsBefore].sort());

@@ -22,6 +22,7 @@
  * //   new Cluster(redis.nodes, { natMap: redis.natMap(), redisOptions: { password: redis.password } })
  * //   redis.cli(i, ...args)  redis.runCreate()  redis.killNode(i)  redis.startNode(i)
  * //   redis.restartAll({ newAddresses: true })       redis.bringUpMs
+ * //   redis.clusterNodes(i)  redis.clusterInfo(i)  redis.healthy()  redis.nodeIds()
  * afterAll(() => Promise.all([pg.stop(), redis.stop()]));
  * ```
  *
@@ -36,6 +37,12 @@
  * (tools/install-servers.sh).
  */
 export { startPostgres, type PostgresLaunch, type PostgresReplica, type StartPostgresOptions } from './postgres';
-export { startRedisCluster, type RedisClusterLaunch, type RedisNode, type StartRedisOptions } from './redis';
+export {
+  startRedisCluster,
+  type ClusterNodeView,
+  type RedisClusterLaunch,
+  type RedisNode,
+  type StartRedisOptions,
+} from './redis';
 export { type Endpoint } from './processes';
 export { type FileSource, type KubeObjectLike } from './sources';

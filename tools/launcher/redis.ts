@@ -43,6 +43,18 @@ export interface RedisNode extends Endpoint {
   readonly dataDir: string;
 }
 
+/** One line of `cluster nodes`. */
+export interface ClusterNodeView {
+  readonly id: string;
+  /** Flags without `myself,`: e.g. `master`, `slave`, `master,fail`. */
+  readonly flags: string;
+  /** Master id of a replica, `-` for a master. */
+  readonly master: string;
+  readonly connected: boolean;
+  /** Slot ranges, space-separated ('' for none). */
+  readonly slots: string;
+}
+
 export interface RedisClusterLaunch {
   /** The temp dir holding config, data and the hosts file (removed by stop()). */
   readonly dir: string;
@@ -68,6 +80,14 @@ export interface RedisClusterLaunch {
   /** Stops every node, optionally moves them to new loopback addresses, starts them all again. */
   restartAll(opts?: { newAddresses?: boolean }): Promise<void>;
   log(i: number): string;
+  /** `cluster nodes` as seen by node i, sorted by id. */
+  clusterNodes(i: number): Promise<ClusterNodeView[]>;
+  /** `cluster info` of node i as a record. */
+  clusterInfo(i: number): Promise<Record<string, string>>;
+  /** Every node: cluster_state ok, 16384 slots ok, every peer connected and none failing. */
+  healthy(): Promise<boolean>;
+  /** Node ids (`cluster myid`) in node order. */
+  nodeIds(): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -167,6 +187,38 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     if (p) await stopGroup(p, signal, 10000);
   };
 
+  const clusterNodes = async (i: number): Promise<ClusterNodeView[]> =>
+    (await cli(i, 'cluster', 'nodes'))
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const f = line.trim().split(' ');
+        return {
+          id: f[0],
+          flags: f[2].replace('myself,', ''),
+          master: f[3],
+          connected: f[7] === 'connected',
+          slots: f.slice(8).join(' '),
+        };
+      })
+      .sort((a, b) => a.id.localeCompare(b.id));
+  const clusterInfo = async (i: number): Promise<Record<string, string>> =>
+    Object.fromEntries(
+      (await cli(i, 'cluster', 'info'))
+        .trim()
+        .split('\n')
+        .map((l) => l.trim().split(':') as [string, string]),
+    );
+  const healthy = async () => {
+    for (let i = 0; i < nodes.length; i++) {
+      if (!procs[i]) return false;
+      const info = await clusterInfo(i);
+      if (info.cluster_state !== 'ok' || info.cluster_slots_ok !== '16384') return false;
+      if ((await clusterNodes(i)).some((n) => !n.connected || n.flags.includes('fail'))) return false;
+    }
+    return true;
+  };
+
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -202,6 +254,10 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
       await Promise.all(nodes.map((_, i) => startNode(i)));
     },
     log: (i) => procs[i]?.log() ?? '',
+    clusterNodes,
+    clusterInfo,
+    healthy,
+    nodeIds: () => Promise.all(nodes.map(async (_, i) => (await cli(i, 'cluster', 'myid')).trim())),
     stop,
   };
 }
