@@ -65,7 +65,9 @@ export class RedisCluster extends Construct {
     const { config } = props;
     const r = config.redis;
     if (!(Number.isInteger(r.masters) && r.masters >= 3)) {
-      throw new Error(`'redis.masters' (${r.masters}) must be >= 3: Redis Cluster needs a majority of masters to fail over`);
+      throw new Error(
+        `'redis.masters' (${r.masters}) must be >= 3: Redis Cluster needs a majority of masters to fail over`,
+      );
     }
     if (props.clients.length === 0) {
       throw new Error("'clients' is empty: name the components allowed to connect to Redis (e.g. 'api')");
@@ -159,7 +161,11 @@ export class RedisCluster extends Construct {
                 // Ready = answers and the cluster it belongs to is ok (all slots served).
                 readinessProbe: {
                   exec: {
-                    command: ['sh', '-c', `${cli} ping | grep -q PONG && ${cli} cluster info | grep -q '^cluster_state:ok'`],
+                    command: [
+                      'sh',
+                      '-c',
+                      `${cli} ping | grep -q PONG && ${cli} cluster info | grep -q '^cluster_state:ok'`,
+                    ],
                   },
                   periodSeconds: 5,
                   timeoutSeconds: 5,
