@@ -74,9 +74,9 @@ export class Database {
         user: cfg.user,
         password: cfg.password,
         application_name: `fastnext-api:${name}`,
-        min: 0,
+        // poolSize connections stay open once made; the overflow above it closes after 10 s idle.
+        min: cfg.poolSize,
         max: cfg.poolSize + cfg.maxOverflow,
-        // Connections above poolSize are the overflow: close them soon after the burst.
         idleTimeoutMillis: 10_000,
         connectionTimeoutMillis: cfg.poolTimeoutSeconds * 1000,
         maxLifetimeSeconds: cfg.poolRecycleSeconds,
