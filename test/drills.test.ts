@@ -109,7 +109,8 @@ test('kill one API process: nginx routes around it; failures <= requests in flig
   );
   await twin.restartPod(victim);
 
-  expect(r.sent).toBeGreaterThan(300);
+  // Enough traffic after the kill to show nginx routing around the dead process.
+  expect(r.outcomes.filter((o) => o.at > killedAt).length).toBeGreaterThan(100);
   expect(r.failed.length).toBeLessThanOrEqual(CONCURRENCY);
   for (const f of r.failed) {
     expect(f.method).toBe('POST');
@@ -178,6 +179,7 @@ test('stop a PostgreSQL replica: reads continue with zero failures', async () =>
   const traffic = startTraffic({
     base: twin.url,
     localAddress: client(3),
+    concurrency: 8,
     ratePerSecond: 50,
     maxRequests: 400,
     maxMs: 6000,
@@ -185,6 +187,7 @@ test('stop a PostgreSQL replica: reads continue with zero failures', async () =>
     request: (i) => ({ method: 'GET', path: `/api/v1/users/search?q=seed-${1 + (i % 200)}&limit=5` }),
   });
   await sleep(1500);
+  const stoppedAt = traffic.now();
   await twin.postgres.stopReplica(0);
   const r = await traffic.done;
   const empty = r.outcomes.filter(
@@ -195,7 +198,7 @@ test('stop a PostgreSQL replica: reads continue with zero failures', async () =>
   );
   await twin.postgres.startReplica(0);
 
-  expect(r.sent).toBeGreaterThan(200);
+  expect(r.outcomes.filter((o) => o.at > stoppedAt).length).toBeGreaterThan(100);
   expect(r.failed).toEqual([]);
   expect(empty).toEqual([]);
 });
