@@ -6,7 +6,7 @@
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { ServiceConfig } from './config';
 import { API_PREFIX } from './contract';
-import { installErrorHandlers } from './http/errors';
+import { BODY_LIMIT_BYTES, installErrorHandlers } from './http/errors';
 import { installHttpCaching } from './http/http-cache';
 import { cachePlugin } from './plugins/cache';
 import { envPlugin } from './plugins/env';
@@ -28,9 +28,6 @@ export type AppOptions = {
   /** Redis announced-address map for running outside the cluster network (tests). @default - DNS */
   readonly redisNatMap?: NatMap;
 };
-
-/** Largest accepted request body; larger ones get 413. */
-export const BODY_LIMIT_BYTES = 64 * 1024;
 
 // Not encapsulated, so server.ts sees app.metrics, app.draining and the pools on the root instance.
 export const app: FastifyPluginAsync<AppOptions> = shared<AppOptions>(async (instance, opts) => {

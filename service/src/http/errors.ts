@@ -5,6 +5,9 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { isConnectionError } from '../db/database';
 
+/** Largest accepted request body; larger ones get 413. */
+export const BODY_LIMIT_BYTES = 64 * 1024;
+
 /** An error a route throws on purpose, with its status. */
 export class HttpError extends Error {
   constructor(
@@ -60,6 +63,21 @@ function fromPostgres(err: { code?: string; constraint?: string; detail?: string
   return undefined;
 }
 
+/** Fastify's body errors, reworded to say what to send instead. */
+function fromFastify(err: FastifyError, contentType: string | undefined): HttpError | undefined {
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return new HttpError(
+      415,
+      `content-type ${JSON.stringify(contentType ?? '')} is not accepted; send application/json`,
+      'headers.content-type',
+    );
+  }
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    return new HttpError(413, `request body is larger than ${BODY_LIMIT_BYTES} bytes`);
+  }
+  return undefined;
+}
+
 export function installErrorHandlers(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ error: 'Not Found', message: `Route ${request.method} ${request.url} not found` });
@@ -74,6 +92,7 @@ export function installErrorHandlers(app: FastifyInstance): void {
     // A lost database is the platform's problem, not a bug: 503 tells clients and nginx to retry.
     const mapped =
       fromPostgres(error as { code?: string }) ??
+      fromFastify(error, request.headers['content-type']) ??
       (isConnectionError(error) ? new HttpError(503, 'the database is unavailable; retry shortly') : error);
     const status = mapped.statusCode ?? error.statusCode ?? 500;
     if (status >= 500) {

@@ -110,11 +110,24 @@ describe('validation', () => {
   test('fails when the body is not JSON', async () => {
     const res = await post('/users', '{"email":', { 'content-type': 'application/json' });
     expect(res.statusCode).toBe(400);
-    expect(res.json().error).toBe('Bad Request');
+    expect(res.json()).toEqual({
+      error: 'Bad Request',
+      message: "Body is not valid JSON but content-type is set to 'application/json'",
+    });
   });
 });
 
 describe('errors', () => {
+  test('fails when the content type is not JSON', async () => {
+    const res = await post('/users', 'email=a@b.co', { 'content-type': 'application/x-www-form-urlencoded' });
+    expect(res.statusCode).toBe(415);
+    expect(res.json()).toEqual({
+      error: 'Unsupported Media Type',
+      message: 'content-type "application/x-www-form-urlencoded" is not accepted; send application/json',
+      field: 'headers.content-type',
+    });
+  });
+
   test('unknown routes get a JSON 404', async () => {
     const res = await app.inject({ method: 'GET', url: '/api/v1/nope' });
     expect(res.statusCode).toBe(404);
@@ -124,7 +137,7 @@ describe('errors', () => {
   test('fails when the body is larger than 64 KiB', async () => {
     const res = await post('/users', { email: 'a@b.co', username: 'alice', full_name: 'x'.repeat(70_000) });
     expect(res.statusCode).toBe(413);
-    expect(res.json().error).toBe('Payload Too Large');
+    expect(res.json()).toEqual({ error: 'Payload Too Large', message: 'request body is larger than 65536 bytes' });
   });
 
   test('a 500 carries no stack and no internal message', async () => {
