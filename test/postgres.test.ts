@@ -5,6 +5,7 @@
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { startPostgres, type PostgresLaunch } from '../tools/launcher';
+import { waitFor } from '../tools/launcher/processes';
 
 jest.setTimeout(180000);
 
@@ -17,16 +18,15 @@ describe('asynchronous primary + 2 replicas (dev)', () => {
     await pg?.stop();
   });
 
-  const waitForRow = async (i: number, id: number) => {
-    for (let t = 0; t < 100; t++) {
-      const rows = await pg.query<{ n: string }>(pg.replicas[i], 'SELECT count(*) AS n FROM t_repl WHERE id = $1', [
-        id,
-      ]);
-      if (rows[0].n === '1') return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`row ${id} never reached replica ${i}`);
-  };
+  // Polls (the table itself may not have reached the replica yet, hence errors are retried).
+  const waitForRow = (i: number, id: number) =>
+    waitFor(
+      `row ${id} on replica ${i}`,
+      async () =>
+        (await pg.query<{ n: string }>(pg.replicas[i], 'SELECT count(*) AS n FROM t_repl WHERE id = $1', [id]))[0].n ===
+        '1',
+      10000,
+    );
 
   test('pg_stat_replication shows every replica streaming through the slot named after its pod', async () => {
     const rows = await pg.query<{ slot_name: string; state: string; application_name: string }>(
@@ -143,6 +143,29 @@ describe('asynchronous primary + 2 replicas (dev)', () => {
     await waitForRow(0, 3);
     const slots = await pg.query<{ n: string }>(pg.primary, 'SELECT count(*) AS n FROM pg_replication_slots');
     expect(slots[0].n).toBe('2'); // the slot was reused, not duplicated
+  });
+
+  test('after a primary restart the replicas reconnect through their slots and keep applying', async () => {
+    await pg.restartPrimary();
+    await waitFor(
+      'both replicas streaming again',
+      async () =>
+        (
+          await pg.query<{ n: string }>(
+            pg.primary,
+            "SELECT count(*) AS n FROM pg_stat_replication WHERE state = 'streaming' AND application_name LIKE 'postgres_replica_%'",
+          )
+        )[0].n === '2',
+      60000,
+    );
+    const c = await pg.connect();
+    try {
+      await c.query("INSERT INTO t_repl VALUES (4, 'after primary restart')");
+    } finally {
+      await c.end();
+    }
+    await waitForRow(0, 4);
+    await waitForRow(1, 4);
   });
 });
 
