@@ -320,6 +320,17 @@ describe('failures', () => {
     expect(deep.components.redis.status).toBe('down');
   });
 
+  test('the cache comes back by itself when the Redis nodes return', async () => {
+    const redis = tier.redis!;
+    await Promise.all(redis.nodes.map((_, i) => redis.startNode(i)));
+    await eventually('cache usable again', async () => (await app.cache.set('back', 1, { ttl: 60 })) === true, 60_000);
+    await app.cache.del([`user:${userIds[3]}`]);
+    const [hits, misses] = [app.cache.hits, app.cache.misses];
+    await get(`/users/${userIds[3]}`); // miss: loads and stores
+    await get(`/users/${userIds[3]}`); // hit
+    expect([app.cache.hits - hits, app.cache.misses - misses]).toEqual([1, 1]);
+  });
+
   test('readiness fails while the primary is lost, and recovers', async () => {
     // Freeze the primary's postmaster and every backend: it neither answers nor refuses (a partition).
     const [row] = await tier.pg.query<{ pid: string }>(
