@@ -82,6 +82,8 @@ export const SERVICE_METRICS = {
   /** Counter, labels: cache ("hit" | "miss") kept as two counters below. */
   cacheHits: 'fastnext_cache_hits_total',
   cacheMisses: 'fastnext_cache_misses_total',
+  /** Counter: cache operations that failed or timed out and fell back to the database (Redis degraded). */
+  cacheErrors: 'fastnext_cache_errors_total',
   /** Gauges, label: pool ("primary" | "replica-N"). */
   dbPoolTotal: 'fastnext_db_pool_connections',
   dbPoolIdle: 'fastnext_db_pool_idle_connections',

@@ -27,6 +27,7 @@ export interface CacheEntryOptions {
 export interface CacheHooks {
   onHit?(): void;
   onMiss?(): void;
+  onError?(): void;
 }
 
 export interface CacheSettings {
@@ -87,6 +88,7 @@ export class Cache {
       ]);
     } catch (err) {
       this.errors++;
+      this.hooks.onError?.();
       this.log.warn({ op: what, err: (err as Error).message }, 'cache unavailable; using the database');
       return undefined;
     } finally {

@@ -14,6 +14,7 @@ export const cachePlugin = shared(async (app) => {
     new Cache(app.redis, { defaultTtlSeconds: app.config.cache.defaultTtlSeconds }, app.log, {
       onHit: () => app.metrics.cacheHits.inc(),
       onMiss: () => app.metrics.cacheMisses.inc(),
+      onError: () => app.metrics.cacheErrors.inc(),
     }),
   );
 });

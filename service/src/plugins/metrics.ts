@@ -26,6 +26,11 @@ export class Metrics {
     help: 'Cache lookups not answered by Redis (absent key or Redis unavailable).',
     registers: [this.registry],
   });
+  readonly cacheErrors = new Counter({
+    name: M.cacheErrors,
+    help: 'Cache operations that failed or timed out; the request was served from the database.',
+    registers: [this.registry],
+  });
   readonly dbQueries = new Counter({
     name: M.dbQueries,
     help: 'Database queries, by the kind of server that ran them.',

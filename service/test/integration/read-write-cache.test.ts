@@ -303,12 +303,16 @@ describe('failures', () => {
     const redis = tier.redis!;
     const roles = await Promise.all(redis.nodes.map((_, i) => redis.cli(i, 'ROLE')));
     const master = roles.findIndex((r) => r.startsWith('master'));
+    const errors = app.cache.errors;
     await redis.killNode(master);
     for (const id of userIds) {
       const started = Date.now();
       expect((await get(`/users/${id}`)).statusCode).toBe(200);
       expect(Date.now() - started).toBeLessThan(2000);
     }
+    // The degradation is visible to Prometheus.
+    expect(app.cache.errors).toBeGreaterThan(errors);
+    expect(await app.metrics.registry.metrics()).toContain(`fastnext_cache_errors_total ${app.cache.errors}`);
   });
 
   test('keeps answering from the database with Redis entirely stopped', async () => {

@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app';
 import { loadConfig } from '../../src/config';
-import { SERVICE_PATHS } from '../../src/contract';
+import { SERVICE_METRICS, SERVICE_PATHS } from '../../src/contract';
 import { etagOf } from '../../src/http/http-cache';
 
 jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
@@ -243,13 +243,7 @@ describe('metrics', () => {
       'http_request_duration_seconds_count{method="GET",route="/api/v1/scaling/health/liveness",status_code="200"}',
     );
     for (const name of [
-      'fastnext_cache_hits_total',
-      'fastnext_cache_misses_total',
-      'fastnext_db_pool_connections',
-      'fastnext_db_pool_idle_connections',
-      'fastnext_db_pool_waiting_clients',
-      'fastnext_db_replica_lag_seconds',
-      'fastnext_db_queries_total',
+      ...Object.values(SERVICE_METRICS),
       'process_cpu_seconds_total',
       'nodejs_eventloop_lag_seconds',
     ]) {
