@@ -69,6 +69,17 @@ describe('asynchronous primary + 2 replicas (dev)', () => {
     }
   });
 
+  test('running the init script again changes nothing and fails nothing', async () => {
+    const roles = `SELECT rolname, rolreplication, rolsuper FROM pg_roles WHERE rolname IN ('fastnext', 'replicator', 'postgres') ORDER BY 1`;
+    const before = await pg.query(pg.primary, roles);
+    const again = await pg.rerunPrimaryInit();
+    expect(again).toEqual({ code: 0, output: '' });
+    expect(await pg.query(pg.primary, roles)).toEqual(before);
+    // The application can still log in with the same password.
+    const c = await pg.connect();
+    await c.end();
+  });
+
   test('a write on a replica is refused', async () => {
     const r = await pg.connect(pg.replicas[0]);
     try {

@@ -173,7 +173,8 @@ export function primaryInitScript(): string {
 set -eu
 : "\${POSTGRES_USER:?}" "\${POSTGRES_DB:?}"
 : "\${POSTGRES_PASSWORD:?}" "\${REPLICATION_PASSWORD:?}" "\${POSTGRES_SUPERUSER_PASSWORD:?}"
-PGHOST="\${PG_SOCKET_DIR:-/var/run/postgresql}" PGUSER=${SUPERUSER} PGDATABASE=postgres \\
+# client_min_messages: a re-run's "already exists, skipping" notices are not news.
+PGHOST="\${PG_SOCKET_DIR:-/var/run/postgresql}" PGUSER=${SUPERUSER} PGDATABASE=postgres PGOPTIONS='-c client_min_messages=warning' \\
 psql -X -q -v ON_ERROR_STOP=1 \\
   -v app_user="$POSTGRES_USER" -v app_db="$POSTGRES_DB" -v repl_user=${REPLICATION_USER} \\
   -v app_password="$POSTGRES_PASSWORD" -v repl_password="$REPLICATION_PASSWORD" \\

@@ -70,6 +70,8 @@ export interface PostgresLaunch {
   /** Starts replica i again; `wipe` empties its data directory first (a lost volume). */
   startReplica(i: number, opts?: { wipe?: boolean }): Promise<void>;
   restartPrimary(): Promise<void>;
+  /** Runs the shipped primary-init.sh again against the running primary (it must be idempotent). */
+  rerunPrimaryInit(): Promise<{ code: number | null; output: string }>;
   /** Log of a server ('primary' or a replica index). */
   log(which: 'primary' | number): string;
   /** Stops every server and removes every directory. Idempotent. */
@@ -240,6 +242,11 @@ export async function startPostgres(source: FileSource, opts: StartPostgresOptio
       replicaProcs[i] = undefined;
     },
     startReplica,
+    rerunPrimaryInit: async () => {
+      const p = run(POSTGRES_FILES.primaryInit, primaryEnv);
+      const code = await p.exited;
+      return { code, output: p.log() };
+    },
     restartPrimary: async () => {
       await stopProc(primaryProc);
       await startPrimary();
