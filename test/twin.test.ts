@@ -128,8 +128,11 @@ function descendants(root: number): { pid: number; cmdline: string }[] {
   }
   const out: { pid: number; cmdline: string }[] = [];
   const walk = (p: number) => {
-    for (const [child, pp] of parent)
-      if (pp === p) (out.push({ pid: child, cmdline: cmd.get(child) ?? '' }), walk(child));
+    for (const [child, pp] of parent) {
+      if (pp !== p) continue;
+      out.push({ pid: child, cmdline: cmd.get(child) ?? '' });
+      walk(child);
+    }
   };
   walk(root);
   return out;
@@ -262,7 +265,9 @@ test('Ctrl-C while local:up is starting stops what is already up', async () => {
     // WHEN Ctrl-C arrives
     up.kill('SIGINT');
     // THEN it stops after the current step, removes everything, and writes no state file
-    expect(await exited).toBe(130);
+    const code = await exited;
+    if (code !== 130) console.log(out);
+    expect(code).toBe(130);
     expect(out).toContain('SIGINT: stopping after the current start-up step');
     expect(out).toMatch(/stopped: every process exited, every directory removed\n/);
     expect(existsSync(env.FASTNEXT_TWIN_STATE)).toBe(false);

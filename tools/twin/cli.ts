@@ -48,11 +48,23 @@ async function up(env: string, monitoring: boolean): Promise<number> {
     return 1;
   }
   const log = (line: string) => console.log(line);
+  // The twin's servers are unreferenced children: this keeps local:up alive until a signal ends it.
+  const keepAlive = setInterval(() => undefined, 60_000);
+  try {
+    return await serve(env, monitoring, log);
+  } finally {
+    clearInterval(keepAlive);
+  }
+}
+
+async function serve(env: string, monitoring: boolean, log: (line: string) => void): Promise<number> {
   let stopping: Promise<void> | undefined;
-  let twinStop: (() => Promise<void>) | undefined;
+  // Set once the twin is up; the signal handlers read it.
+  const started: { stop?: () => Promise<void> } = {};
   const abort = new AbortController();
   const shutdown = (signal: string) => {
-    if (!twinStop) {
+    const stop = started.stop;
+    if (!stop) {
       // Still starting: the start aborts after its current step and stops what is up.
       // A second signal exits at once; the launcher's exit hook kills its servers and removes their dirs.
       if (abort.signal.aborted) process.exit(130);
@@ -61,7 +73,7 @@ async function up(env: string, monitoring: boolean): Promise<number> {
       return;
     }
     log(`\n${signal}: stopping the twin`);
-    stopping ??= twinStop().finally(() => {
+    stopping ??= stop().finally(() => {
       rmSync(STATE_FILE, { force: true });
       process.exit(0);
     });
@@ -76,7 +88,7 @@ async function up(env: string, monitoring: boolean): Promise<number> {
     if (abort.signal.aborted) return 130;
     throw e;
   }
-  twinStop = twin.stop;
+  started.stop = twin.stop;
   mkdirSync(dirname(STATE_FILE), { recursive: true });
   const state: TwinState = { pid: process.pid, env: twin.env, url: twin.url, startedAt: new Date().toISOString() };
   writeFileSync(STATE_FILE, JSON.stringify(state, null, 2) + '\n');

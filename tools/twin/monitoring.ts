@@ -122,8 +122,9 @@ export async function startMonitoring(t: {
       .map((j) => {
         if (j.job_name === 'prometheus') return { ...j, static_configs: [{ targets: [listen] }] };
         if (!j.kubernetes_sd_configs) return j;
-        const { kubernetes_sd_configs: _sd, ...rest } = j;
-        return { ...rest, static_configs: groups };
+        const rest: ScrapeJob = { ...j, static_configs: groups };
+        delete rest.kubernetes_sd_configs;
+        return rest;
       });
     // The rule files keep their ConfigMap names, next to prometheus.yml as in the mounted volume.
     for (const [name, text] of Object.entries(files))

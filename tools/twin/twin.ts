@@ -115,6 +115,16 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
     if (stopped) return;
     stopped = true;
     stopping = true;
+    // The launcher unrefs its children: hold the event loop until every server has exited,
+    // or a process with nothing else to do would end half-way and leave cleanup to its exit hook.
+    const hold = setInterval(() => undefined, 1000);
+    try {
+      await teardown();
+    } finally {
+      clearInterval(hold);
+    }
+  };
+  const teardown = async () => {
     step('stopping');
     await monitoring?.stop();
     await edge?.stop();
