@@ -2,6 +2,7 @@
  * Invariants of the PostgresCluster construct in every environment, its config
  * errors, and the pure render functions of its files.
  */
+import { execFileSync } from 'node:child_process';
 import { Chart, Testing } from 'cdk8s';
 import { ConfigError } from '../stacks/config';
 import { loadEnvironment } from '../stacks/environments';
@@ -273,4 +274,12 @@ test('zero replicas: the RO host falls back to the primary and no synchronous co
   const { platform } = buildPlatform(config);
   expect(platform.postgres.readOnlyHost).toBe(platform.postgres.primaryHost);
   expect(find(objects, 'StatefulSet', 'postgres-replica').spec.replicas).toBe(0);
+});
+
+test('every shipped script parses as POSIX sh (dash)', () => {
+  const scripts = Object.entries(postgresConfigFiles(loadEnvironment('prod').postgres)).filter(([name]) =>
+    name.endsWith('.sh'),
+  );
+  expect(scripts.length).toBeGreaterThan(0);
+  for (const [, text] of scripts) expect(() => execFileSync('dash', ['-n'], { input: text })).not.toThrow();
 });

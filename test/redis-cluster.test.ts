@@ -1,6 +1,7 @@
 /**
  * Invariants of the RedisCluster construct in every environment, and its config errors.
  */
+import { execFileSync } from 'node:child_process';
 import { Chart, Testing } from 'cdk8s';
 import { loadEnvironment } from '../stacks/environments';
 import { buildPlatform, synthObjects } from '../stacks/synth';
@@ -136,4 +137,12 @@ describe('config errors', () => {
       "'clients' is empty: name the components allowed to connect to Redis (e.g. 'api')",
     );
   });
+});
+
+test('every shipped script parses as POSIX sh (dash)', () => {
+  const scripts = Object.entries(redisConfigFiles(loadEnvironment('prod').redis)).filter(([name]) =>
+    name.endsWith('.sh'),
+  );
+  expect(scripts.length).toBeGreaterThan(0);
+  for (const [, text] of scripts) expect(() => execFileSync('dash', ['-n'], { input: text })).not.toThrow();
 });

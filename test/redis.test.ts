@@ -97,6 +97,29 @@ test('killing a master promotes its replica and the cluster returns to ok', asyn
   expect(await allHealthy()).toBe(true);
 });
 
+test('a node that lost its volume comes back with a new id and the create script joins it as a replica', async () => {
+  // GIVEN a replica whose data (nodes.conf, AOF) is gone, as on a fresh PersistentVolume
+  const view = await clusterNodes(0);
+  const ids = await redis.nodeIds();
+  const lost = ids.indexOf(view.find((n) => n.flags === 'slave')!.id);
+  const oldId = ids[lost];
+  await redis.killNode(lost);
+  await redis.startNode(lost, { wipe: true });
+  const newId = (await redis.nodeIds())[lost];
+  expect(newId).not.toBe(oldId);
+  expect((await clusterInfo(lost)).cluster_known_nodes).toBe('1');
+  // WHEN the create Job runs again
+  const r = await redis.runCreate();
+  // THEN the node is a replica again, the old id is forgotten, and the cluster is whole
+  expect([r.code, r.output]).toEqual([0, expect.stringContaining('adding it as a replica')]);
+  expect(r.output).toContain('cluster ok: 16384 slots, 3 masters, 3 replicas');
+  await waitFor('cluster healthy', allHealthy, 60000);
+  const after = await clusterNodes(0);
+  expect(after.find((n) => n.id === newId)!.flags).toBe('slave');
+  expect(after.map((n) => n.id)).not.toContain(oldId);
+  expect(after).toHaveLength(6);
+});
+
 test('after stopping all six nodes and restarting them on new addresses, the same cluster re-forms with its keys', async () => {
   const idsBefore = await redis.nodeIds();
   const addressesBefore = redis.nodes.map((n) => n.host);

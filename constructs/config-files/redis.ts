@@ -188,6 +188,30 @@ if [ "$assigned" -eq 0 ]; then
   redis-cli --no-auth-warning --cluster create $addrs --cluster-replicas "$REPLICAS" --cluster-yes
 else
   log "cluster exists ($assigned slot assignments seen): not creating"
+  # A node that lost its volume comes back with a new id, knowing only itself: join it as a
+  # replica (redis-cli picks a master with the fewest replicas), then forget its old id.
+  seed=""
+  for hp in $addrs; do
+    [ "$(info_field "$hp" cluster_known_nodes)" -gt 1 ] && { seed=$hp; break; }
+  done
+  added=0
+  for hp in $addrs; do
+    if [ -n "$seed" ] && [ "$(info_field "$hp" cluster_known_nodes)" = 1 ]; then
+      log "node $hp knows no other node (empty nodes.conf): adding it as a replica"
+      redis-cli --no-auth-warning --cluster add-node "$hp" "$seed" --cluster-slave
+      added=$((added + 1))
+    fi
+  done
+  # Only the ids those nodes replaced (their address now answers with another id: noaddr,
+  # or failed for good), and only if they serve no slots.
+  if [ "$added" -gt 0 ]; then
+    sleep 2
+    gone=$(cli "$seed" cluster nodes | tr -d '\\r' | awk '($3 ~ /noaddr/ || ($3 ~ /fail/ && $3 !~ /fail\\?/)) && NF <= 8 { print $1 }')
+    for id in $gone; do
+      log "forgetting failed node $id"
+      for hp in $addrs; do cli "$hp" cluster forget "$id" >/dev/null 2>&1 || true; done
+    done
+  fi
 fi
 
 # 3. Verify: every node sees state ok and ${CLUSTER_SLOTS} slots; masters x (1 + replicas) nodes.

@@ -5,7 +5,7 @@
  * for the headless Service's DNS), then the cluster-create script as the Job runs it.
  */
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { REDIS_BUS_PORT_OFFSET, REDIS_FILES } from '../../constructs/config-files/redis';
@@ -75,8 +75,8 @@ export interface RedisClusterLaunch {
   runCreate(): Promise<{ code: number | null; output: string }>;
   /** SIGKILLs node i (a crashed pod). */
   killNode(i: number): Promise<void>;
-  /** Starts node i again at its current address. */
-  startNode(i: number): Promise<void>;
+  /** Starts node i again at its current address; `wipe` empties its data dir first (a lost volume). */
+  startNode(i: number, opts?: { wipe?: boolean }): Promise<void>;
   /** Stops every node, optionally moves them to new loopback addresses, starts them all again. */
   restartAll(opts?: { newAddresses?: boolean }): Promise<void>;
   log(i: number): string;
@@ -148,8 +148,13 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     if (r.code !== 0) throw new Error(`redis-cli ${args.join(' ')} on node ${i} exited ${r.code}: ${r.output}`);
     return r.output;
   };
-  const startNode = async (i: number) => {
+  const startNode = async (i: number, o: { wipe?: boolean } = {}) => {
     const n = nodes[i];
+    if (o.wipe) {
+      if (procs[i]) throw new Error(`node ${i} is running: kill it before wiping its data`);
+      rmSync(n.dataDir, { recursive: true, force: true });
+      makeDir(n.dataDir);
+    }
     const p = spawnServer('sh', [join(configDir, REDIS_FILES.start)], {
       env: {
         ...baseEnv,
