@@ -105,7 +105,8 @@ function runToEnd(
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, output }));
+    // 'close', not 'exit': 'exit' can come before the last stdout chunk has been read.
+    child.once('close', (code) => resolve({ code, output }));
   });
 }
 
@@ -224,6 +225,18 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     return true;
   };
 
+  // Always a 40-hex id: anything else is retried briefly, then reported with the reply.
+  const nodeId = async (i: number): Promise<string> => {
+    let out = '';
+    await waitFor(
+      `cluster myid of node ${i}`,
+      async () => /^[0-9a-f]{40}$/.test((out = (await cli(i, 'cluster', 'myid')).trim())),
+      10000,
+      () => `last reply: ${JSON.stringify(out)}`,
+    );
+    return out;
+  };
+
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -262,7 +275,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     clusterNodes,
     clusterInfo,
     healthy,
-    nodeIds: () => Promise.all(nodes.map(async (_, i) => (await cli(i, 'cluster', 'myid')).trim())),
+    nodeIds: () => Promise.all(nodes.map((_, i) => nodeId(i))),
     stop,
   };
 }
