@@ -245,6 +245,7 @@ export async function startPostgres(source: FileSource, opts: StartPostgresOptio
     rerunPrimaryInit: async () => {
       const p = run(POSTGRES_FILES.primaryInit, primaryEnv);
       const code = await p.exited;
+      await p.closed;
       return { code, output: p.log() };
     },
     restartPrimary: async () => {

@@ -30,6 +30,8 @@ export interface Proc {
   readonly child: ChildProcess;
   readonly pid: number;
   readonly exited: Promise<number | null>;
+  /** Resolves once stdout and stderr are closed too (all output is in log()). */
+  readonly closed: Promise<void>;
   /** Everything the process wrote to stdout/stderr (last 64 KiB). */
   log(): string;
 }
@@ -119,7 +121,8 @@ export function spawnServer(
   (child.stdout as unknown as { unref?: () => void }).unref?.();
   (child.stderr as unknown as { unref?: () => void }).unref?.();
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const proc: Proc = { child, pid: child.pid, exited, log: () => buf };
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const proc: Proc = { child, pid: child.pid, exited, closed, log: () => buf };
   live.add(proc);
   void exited.then(() => live.delete(proc));
   return proc;
