@@ -8,19 +8,50 @@
  * `npm run synth` several times faster than ts-node, the cdk8s-init default.
  */
 'use strict';
+const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
-const { transformSync } = require('esbuild');
 
-require.extensions['.ts'] = (module, filename) => {
-  const { code } = transformSync(fs.readFileSync(filename, 'utf8'), {
+// Transpiled files are cached by path, size and mtime, so a run with no
+// changed source does not even load esbuild.
+const CACHE_DIR = path.join(__dirname, '..', 'node_modules', '.cache', 'fastnext-run');
+const CACHE_VERSION = '1';
+let esbuild;
+
+function transpile(filename) {
+  const stat = fs.statSync(filename);
+  const key = crypto
+    .createHash('sha1')
+    .update(`${CACHE_VERSION}\0${filename}\0${stat.size}\0${stat.mtimeMs}`)
+    .digest('hex');
+  const cached = path.join(CACHE_DIR, `${key}.js`);
+  try {
+    return fs.readFileSync(cached, 'utf8');
+  } catch {
+    /* miss */
+  }
+  esbuild ??= require('esbuild');
+  const { code } = esbuild.transformSync(fs.readFileSync(filename, 'utf8'), {
     loader: 'ts',
     format: 'cjs',
     target: 'node20',
     sourcefile: filename,
     sourcemap: 'inline',
   });
-  module._compile(code, filename);
+  try {
+    fs.mkdirSync(CACHE_DIR, { recursive: true });
+    // Write then rename, so a concurrent run never reads half a file.
+    const tmp = `${cached}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, code);
+    fs.renameSync(tmp, cached);
+  } catch {
+    /* a read-only tree still runs, uncached */
+  }
+  return code;
+}
+
+require.extensions['.ts'] = (module, filename) => {
+  module._compile(transpile(filename), filename);
 };
 
 const [entry, ...args] = process.argv.slice(2);

@@ -7,7 +7,6 @@
  *   is generated from the release-1.28 OpenAPI document (kubernetes-models'
  *   schemas allow extra fields).
  */
-import * as clientNode from '@kubernetes/client-node';
 
 /** One problem in one object. */
 export interface SchemaProblem {
@@ -24,7 +23,29 @@ interface AttributeType {
   type: string;
 }
 type ModelClass = { attributeTypeMap: AttributeType[] };
-const models = clientNode as unknown as Record<string, ModelClass | undefined>;
+
+const MODEL_DIR = '@kubernetes/client-node/dist/gen/model/';
+const modelCache = new Map<string, ModelClass | undefined>();
+
+/**
+ * The client-node model class of a type name (e.g. V1Container), loaded on
+ * demand: requiring the package root loads its whole API client (~0.3 s).
+ */
+function model(type: string): ModelClass | undefined {
+  if (!/^[A-Za-z0-9]+$/.test(type)) return undefined;
+  if (!modelCache.has(type)) {
+    let cls: ModelClass | undefined;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const mod = require(`${MODEL_DIR}${type.charAt(0).toLowerCase()}${type.slice(1)}`) as Record<string, ModelClass>;
+      cls = mod[type];
+    } catch {
+      cls = undefined;
+    }
+    modelCache.set(type, cls);
+  }
+  return modelCache.get(type);
+}
 
 export interface ObjectLike {
   apiVersion?: unknown;
@@ -64,9 +85,9 @@ function unknownFields(value: unknown, type: string, path: string, out: { path: 
     if (isObject(value)) for (const [k, v] of Object.entries(value)) unknownFields(v, map[1], `${path}.${k}`, out);
     return;
   }
-  const model = models[type];
-  if (!model || !Array.isArray(model.attributeTypeMap) || !isObject(value)) return;
-  const fields = new Map(model.attributeTypeMap.map((a) => [a.baseName, a.type]));
+  const cls = model(type);
+  if (!cls || !Array.isArray(cls.attributeTypeMap) || !isObject(value)) return;
+  const fields = new Map(cls.attributeTypeMap.map((a) => [a.baseName, a.type]));
   for (const [key, child] of Object.entries(value)) {
     const childType = fields.get(key);
     const childPath = path ? `${path}.${key}` : key;
@@ -112,7 +133,7 @@ export function checkObject(obj: ObjectLike): SchemaProblem[] {
   }
   const name = modelName(obj.apiVersion, obj.kind);
   const Typed = typedModel(obj.apiVersion, obj.kind);
-  if (!models[name] || !Typed) {
+  if (!model(name) || !Typed) {
     return [
       { object, path: 'kind', message: `${obj.apiVersion} ${obj.kind} is not a kind of the Kubernetes 1.28 API` },
     ];
