@@ -229,5 +229,9 @@ export function isConnectionError(err: unknown): boolean {
   if (e.code && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EPIPE|57P0[1-3]|08\d{3})$/.test(e.code)) {
     return true;
   }
-  return /Connection terminated|timeout exceeded when trying to connect|connection timeout/i.test(e.message ?? '');
+  // node-postgres reports a socket lost under a checked-out client as "Client has
+  // encountered a connection error and is not queryable" on its next query.
+  return /Connection terminated|timeout exceeded when trying to connect|connection timeout|connection error and is not queryable|Client was closed and is not queryable/i.test(
+    e.message ?? '',
+  );
 }
