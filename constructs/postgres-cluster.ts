@@ -120,7 +120,9 @@ export class PostgresCluster extends Construct {
       new k8s.KubeService(this, sid, {
         metadata: meta(config, c, name),
         spec: {
-          ...(headless ? { clusterIp: 'None', publishNotReadyAddresses: true } : { type: 'ClusterIP' }),
+          // Headless: per-pod DNS names, published only for ready pods, so the API never reads
+          // from a replica that is still taking its base backup.
+          ...(headless ? { clusterIp: 'None' } : { type: 'ClusterIP' }),
           selector: roleLabels(role),
           ports: [{ name: 'postgres', port: POSTGRES_PORT, targetPort: k8s.IntOrString.fromString('postgres') }],
         },
