@@ -1,12 +1,6 @@
 /** The pure parts of `npm run bench` on the twin: the Zipf key sampler and results.md. */
-import {
-  renderResults,
-  replaceBetweenMarkers,
-  resultTables,
-  TABLE_END,
-  TABLE_START,
-  type CaseResult,
-} from '../tools/bench/report';
+import { renderResults, RESULTS_SECTION, resultTables, type CaseResult } from '../tools/bench/report';
+import { fillSections } from '../tools/readme';
 import { seededRandom, zipfSampler } from '../tools/bench/zipf';
 
 describe('zipfSampler', () => {
@@ -84,17 +78,17 @@ describe('results.md', () => {
   });
 
   test('the docs get the results and targets tables between the markers', () => {
-    const doc = `# Doc\n${TABLE_START}\nold\n${TABLE_END}\nafter\n`;
-    const out = replaceBetweenMarkers(doc, resultTables(md));
+    const doc = `# Doc\n<!-- bench:results:start -->\nold\n<!-- bench:results:end -->\nafter\n`;
+    const out = fillSections(doc, { [RESULTS_SECTION]: resultTables(md) });
     expect(out).toContain('#### Results');
     expect(out).toContain('#### Targets');
     expect(out).not.toContain('old');
     expect(out).not.toContain('Projection');
-    expect(out.endsWith(`${TABLE_END}\nafter\n`)).toBe(true);
+    expect(out.endsWith(`<!-- bench:results:end -->\nafter\n`)).toBe(true);
   });
 
   test('fails when the document has no markers', () => {
-    expect(() => replaceBetweenMarkers('# Doc\n', 'x')).toThrow(
+    expect(() => fillSections('# Doc\n', { [RESULTS_SECTION]: 'x' })).toThrow(
       'the document has no <!-- bench:results:start --> ... <!-- bench:results:end --> markers',
     );
   });

@@ -19,12 +19,12 @@ export function generatedSections(): Record<string, string> {
   };
 }
 
-/** Replaces the text between `<!-- name:start -->` and `<!-- name:end -->` for every section. */
+/** Replaces the text between `<!-- name:start -->` and `<!-- name:end -->` for every section (README.md, docs/*.md). */
 export function fillSections(text: string, sections: Record<string, string>): string {
   let out = text;
   for (const [name, body] of Object.entries(sections)) {
     const re = new RegExp(`(<!-- ${name}:start -->)[\\s\\S]*?(<!-- ${name}:end -->)`);
-    if (!re.test(out)) throw new Error(`README.md has no <!-- ${name}:start --> ... <!-- ${name}:end --> markers`);
+    if (!re.test(out)) throw new Error(`the document has no <!-- ${name}:start --> ... <!-- ${name}:end --> markers`);
     out = out.replace(re, (_m, start: string, end: string) => `${start}\n${body}\n${end}`);
   }
   return out;

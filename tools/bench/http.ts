@@ -20,7 +20,8 @@ import { MIN_LSN_HEADER } from '../../service/src/http/consistency';
 import { loadEnvironment } from '../../stacks/environments';
 import type { ApiPod } from '../twin/api-pods';
 import { startTwin, type Twin } from '../twin/twin';
-import { renderResults, replaceBetweenMarkers, resultTables, type CaseResult } from './report';
+import { fillSections } from '../readme';
+import { renderResults, RESULTS_SECTION, resultTables, type CaseResult } from './report';
 import { seededRandom, zipfSampler } from './zipf';
 
 const ROOT = join(__dirname, '..', '..');
@@ -329,12 +330,14 @@ export async function main(argv: readonly string[] = []): Promise<number> {
       prettier.format(text, { ...(await prettier.resolveConfig(file)), filepath: file });
     fs.mkdirSync(join(ROOT, 'bench'), { recursive: true });
     fs.writeFileSync(out, await format(md, out));
-    // docs/local.md quotes the latest tables between markers; keep it in step.
-    const doc = join(ROOT, 'docs', 'local.md');
-    if (fs.existsSync(doc)) {
-      fs.writeFileSync(doc, await format(replaceBetweenMarkers(fs.readFileSync(doc, 'utf8'), resultTables(md)), doc));
+    // README.md and docs/local.md quote the latest tables between markers; keep them in step.
+    const docs = [join(ROOT, 'README.md'), join(ROOT, 'docs', 'local.md')];
+    for (const doc of docs) {
+      const text = fillSections(fs.readFileSync(doc, 'utf8'), { [RESULTS_SECTION]: resultTables(md) });
+      // README.md is not prettier-formatted: its generated sections are compared byte for byte by a test.
+      fs.writeFileSync(doc, doc.endsWith('README.md') ? text : await format(text, doc));
     }
-    console.log(`\n${md}\nwritten to ${out}${fs.existsSync(doc) ? ' and docs/local.md' : ''}`);
+    console.log(`\n${md}\nwritten to ${out}, README.md and docs/local.md`);
     return 0;
   } finally {
     await twin?.stop();

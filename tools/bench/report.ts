@@ -166,8 +166,8 @@ ${projection.join('\n')}
 `;
 }
 
-export const TABLE_START = '<!-- bench:results:start -->';
-export const TABLE_END = '<!-- bench:results:end -->';
+/** Name of the generated section (`<!-- bench:results:start -->` ... `:end -->`) in README.md and docs/local.md. */
+export const RESULTS_SECTION = 'bench:results';
 
 /** The results and targets tables of results.md (what docs/local.md quotes between the markers). */
 export function resultTables(resultsMd: string): string {
@@ -175,12 +175,4 @@ export function resultTables(resultsMd: string): string {
   const to = resultsMd.indexOf('## Projection');
   if (from < 0 || to < 0) throw new Error('results.md has no "## Results" ... "## Projection" section');
   return resultsMd.slice(from, to).replace(/^## /gm, '#### ').trim();
-}
-
-/** Replaces the text between the bench markers of a document; throws when they are missing. */
-export function replaceBetweenMarkers(doc: string, body: string): string {
-  const a = doc.indexOf(TABLE_START);
-  const b = doc.indexOf(TABLE_END);
-  if (a < 0 || b < a) throw new Error(`the document has no ${TABLE_START} ... ${TABLE_END} markers`);
-  return `${doc.slice(0, a + TABLE_START.length)}\n${body}\n${doc.slice(b)}`;
 }
