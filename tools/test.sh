@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
 # The README's test command (`npm test`): installs the real servers the suite
-# runs (idempotent), type-checks the whole tree, then runs every jest test.
+# runs (idempotent), type-checks the whole tree, then runs every jest test and
+# ends with one plain summary line ("jest: N passed, N failed").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash tools/install-servers.sh
 npx tsc --noEmit -p .
-npx jest "$@"
+mkdir -p .cache
+results=.cache/jest-results.json
+rm -f "$results"
+status=0
+npx jest --json --outputFile="$results" "$@" || status=$?
+if [[ -f "$results" ]]; then
+  node -e '
+    const r = require(process.argv[1]);
+    const skipped = r.numPendingTests + r.numTodoTests;
+    console.log(`jest: ${r.numPassedTests} passed, ${r.numFailedTests} failed` + (skipped ? `, ${skipped} skipped` : ""));
+  ' "$PWD/$results"
+fi
+exit "$status"
