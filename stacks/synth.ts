@@ -23,9 +23,10 @@ export function buildPlatform(config: EnvironmentConfig): { app: App; platform: 
 }
 
 /**
- * Apply order: cluster-scoped and referenced objects before the objects that
- * use them; workloads after their config; policies last. Unknown kinds go
- * after workloads.
+ * Apply order: the Namespace, then what pods reference (accounts, config,
+ * RBAC), then the NetworkPolicies and PDBs, so every pod starts already
+ * fenced by its default-deny policy and covered by its budget; then Services,
+ * workloads and autoscalers. Unknown kinds go last.
  */
 export const KIND_ORDER = [
   'Namespace',
@@ -37,14 +38,14 @@ export const KIND_ORDER = [
   'ClusterRole',
   'RoleBinding',
   'ClusterRoleBinding',
+  'NetworkPolicy',
+  'PodDisruptionBudget',
   'Service',
   'StatefulSet',
   'Deployment',
   'Job',
   'CronJob',
   'HorizontalPodAutoscaler',
-  'PodDisruptionBudget',
-  'NetworkPolicy',
 ];
 
 function kindRank(kind: string): number {

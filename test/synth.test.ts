@@ -115,3 +115,15 @@ describe('README', () => {
     expect(firstBlock.split('\n')[1]).toMatch(/^npm test\b/);
   });
 });
+
+describe('apply order', () => {
+  test('every NetworkPolicy and PDB comes before the first workload, so no pod starts unfenced', () => {
+    for (const env of Object.keys(ENVIRONMENTS)) {
+      const kinds = synthObjects(loadEnvironment(env)).map((o) => o.kind);
+      const firstWorkload = kinds.findIndex((k) => ['StatefulSet', 'Deployment', 'Job', 'CronJob'].includes(k));
+      expect(kinds.lastIndexOf('NetworkPolicy')).toBeLessThan(firstWorkload);
+      expect(kinds.lastIndexOf('PodDisruptionBudget')).toBeLessThan(firstWorkload);
+      expect(kinds.lastIndexOf('ConfigMap')).toBeLessThan(firstWorkload);
+    }
+  });
+});
