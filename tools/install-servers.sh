@@ -62,6 +62,8 @@ if [[ ! -x "$PROMTOOL_DIR/usr/bin/promtool" || ! -x "$PROMETHEUS_DIR/usr/bin/pro
   ! -x "$EXPORTERS13_DIR/usr/bin/prometheus-postgres-exporter" ]]; then
   if ! is_debian_root; then
     echo "install-servers: missing Debian 13's promtool, prometheus or exporters under $ROOT/.cache." >&2
+    echo "Run as root on Debian: bash tools/install-servers.sh (apt-get download promtool prometheus" \
+      "prometheus-{postgres,redis,nginx}-exporter from trixie, unpacked with dpkg-deb -x into .cache/)" >&2
     exit 1
   fi
   work="$(mktemp -d)"
