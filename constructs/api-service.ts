@@ -5,13 +5,7 @@
  */
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import {
-  DEFAULT_DRAIN_SECONDS,
-  SERVICE_COMMANDS,
-  SERVICE_ENV,
-  SERVICE_PATHS,
-  SERVICE_PORTS,
-} from '../service/src/contract';
+import { SERVICE_COMMANDS, SERVICE_ENV, SERVICE_PATHS, SERVICE_PORTS } from '../service/src/contract';
 import { type EnvironmentConfig, PRESTOP_SLEEP_SECONDS } from '../stacks/config';
 import { GeneratedSecret } from './credentials';
 import {
@@ -101,6 +95,15 @@ export class ApiService extends Construct {
     // The bearer token of the management endpoints: generated once in-cluster unless supplied.
     new GeneratedSecret(this, 'management-token', { config, secretName: api.managementTokenSecret, keys: ['token'] });
 
+    // Each Secret the pod reads is mounted as one file; the env var names that file.
+    const secretFiles = [
+      { volume: 'postgres-credentials', secretName: database.credentialsSecret, key: 'password', dir: 'postgres' },
+      { volume: 'redis-password', secretName: cache.passwordSecret, key: 'password', dir: 'redis' },
+      { volume: 'management-token', secretName: api.managementTokenSecret, key: 'token', dir: 'management' },
+    ];
+    const [postgresPassword, redisPassword, managementToken] = secretFiles.map(
+      (f) => `${SECRET_MOUNT}/${f.dir}/${f.key}`,
+    );
     const env: kplus.k8s.EnvVar[] = [
       { name: SERVICE_ENV.port, value: String(SERVICE_PORTS.http) },
       { name: SERVICE_ENV.metricsPort, value: String(SERVICE_PORTS.metrics) },
@@ -112,39 +115,29 @@ export class ApiService extends Construct {
       },
       { name: SERVICE_ENV.postgresDb, value: database.database },
       { name: SERVICE_ENV.postgresUser, value: database.user },
-      { name: SERVICE_ENV.postgresPasswordFile, value: `${SECRET_MOUNT}/postgres/password` },
+      { name: SERVICE_ENV.postgresPasswordFile, value: postgresPassword },
       { name: SERVICE_ENV.dbPoolSize, value: String(api.db.poolSize) },
       { name: SERVICE_ENV.dbMaxOverflow, value: String(api.db.maxOverflow) },
       { name: SERVICE_ENV.dbPoolTimeout, value: String(api.db.poolTimeoutSeconds) },
       { name: SERVICE_ENV.dbPoolRecycle, value: String(api.db.poolRecycleSeconds) },
       { name: SERVICE_ENV.dbReplicaMaxLag, value: String(api.db.replicaMaxLagSeconds) },
       { name: SERVICE_ENV.redisClusterNodes, value: cache.seedHosts.map((h) => `${h}:${cache.port}`).join(',') },
-      { name: SERVICE_ENV.redisPasswordFile, value: `${SECRET_MOUNT}/redis/password` },
+      { name: SERVICE_ENV.redisPasswordFile, value: redisPassword },
       { name: SERVICE_ENV.cacheEnabled, value: String(api.cache.enabled) },
       { name: SERVICE_ENV.cacheDefaultTtl, value: String(api.cache.defaultTtlSeconds) },
       { name: SERVICE_ENV.cacheWarmOnStart, value: String(api.cache.warmOnStart) },
-      { name: SERVICE_ENV.managementTokenFile, value: `${SECRET_MOUNT}/management/token` },
-      { name: SERVICE_ENV.shutdownDrainSeconds, value: String(api.drainSeconds ?? DEFAULT_DRAIN_SECONDS) },
+      { name: SERVICE_ENV.managementTokenFile, value: managementToken },
+      { name: SERVICE_ENV.shutdownDrainSeconds, value: String(api.drainSeconds) },
     ];
-    const secretVolumes: kplus.k8s.Volume[] = [
-      {
-        name: 'postgres-credentials',
-        secret: { secretName: database.credentialsSecret, items: [{ key: 'password', path: 'password' }] },
-      },
-      {
-        name: 'redis-password',
-        secret: { secretName: cache.passwordSecret, items: [{ key: 'password', path: 'password' }] },
-      },
-      {
-        name: 'management-token',
-        secret: { secretName: api.managementTokenSecret, items: [{ key: 'token', path: 'token' }] },
-      },
-    ];
-    const secretMounts: kplus.k8s.VolumeMount[] = [
-      { name: 'postgres-credentials', mountPath: `${SECRET_MOUNT}/postgres`, readOnly: true },
-      { name: 'redis-password', mountPath: `${SECRET_MOUNT}/redis`, readOnly: true },
-      { name: 'management-token', mountPath: `${SECRET_MOUNT}/management`, readOnly: true },
-    ];
+    const secretVolumes: kplus.k8s.Volume[] = secretFiles.map((f) => ({
+      name: f.volume,
+      secret: { secretName: f.secretName, items: [{ key: f.key, path: f.key }] },
+    }));
+    const secretMounts: kplus.k8s.VolumeMount[] = secretFiles.map((f) => ({
+      name: f.volume,
+      mountPath: `${SECRET_MOUNT}/${f.dir}`,
+      readOnly: true,
+    }));
     const tmpMount: kplus.k8s.VolumeMount = { name: 'tmp', mountPath: '/tmp' };
 
     const httpGet = (path: string) => ({ path, port: k8s.IntOrString.fromString('http') });
