@@ -10,6 +10,11 @@ const k8s = kplus.k8s;
 
 /** Value of `app.kubernetes.io/instance` on every object. */
 export const INSTANCE = 'fastnext';
+/**
+ * Namespace label marking a production environment, so checks that read the
+ * manifests alone (`npm run validate -- --dir`) know it too.
+ */
+export const PRODUCTION_LABEL = 'fastnext.io/production';
 /** Value of `app.kubernetes.io/part-of` on every object. */
 export const PART_OF = 'fastnext-platform';
 

@@ -8,7 +8,7 @@ import * as kplus from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../stacks/config';
 import { ApiService } from './api-service';
-import { PART_OF } from './common';
+import { PART_OF, PRODUCTION_LABEL } from './common';
 import { EdgeProxy } from './edge-proxy';
 import { EDGE_PORTS } from './config-files/nginx-conf';
 import { Monitoring } from './monitoring';
@@ -43,6 +43,7 @@ export class Platform extends Chart {
         labels: {
           ...config.labels,
           'app.kubernetes.io/part-of': PART_OF,
+          [PRODUCTION_LABEL]: String(config.production),
           'pod-security.kubernetes.io/enforce': 'restricted',
           'pod-security.kubernetes.io/enforce-version': 'v1.28',
           'pod-security.kubernetes.io/audit': 'restricted',

@@ -8,7 +8,7 @@
  * that is bigger. Jobs and CronJobs run briefly and are left out of the totals.
  */
 import { parseQuantity } from '../../stacks/config';
-import { type Container, type KubeObject, podTemplateOf, specOf } from '../policy/k8s';
+import { type Container, type KubeObject, specOf } from '../policy/k8s';
 import { PolicyContext } from '../policy/types';
 
 export interface Resources {
@@ -88,9 +88,9 @@ export function capacityOf(objects: readonly KubeObject[]): CapacitySummary {
   const ctx = new PolicyContext(objects);
   const workloads: WorkloadCapacity[] = [];
   const jobs: string[] = [];
-  for (const o of objects) {
-    const w = podTemplateOf(o);
-    if (!w) continue;
+  // The context has already found every pod template, in object order.
+  for (const w of ctx.workloads) {
+    const o = w.object;
     if (o.kind === 'Job' || o.kind === 'CronJob') {
       jobs.push(`${o.kind} ${o.metadata.name}`);
       continue;

@@ -4,7 +4,7 @@
  * each environment with one summary line: `prod: 2 changed, 1 added, 0 removed`.
  */
 import { type CapacitySummary, formatCapacityMarkdown } from '../capacity/capacity';
-import type { ObjectRef } from '../policy/engine';
+import { describe } from '../policy/engine';
 import { lineDiff } from './lines';
 import { type Change, type EnvironmentDiff, isEmpty } from './object-diff';
 
@@ -19,8 +19,6 @@ export interface EnvironmentResult {
 }
 
 const MAX_VALUE = 160;
-
-export const describe = (r: ObjectRef) => `${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
 
 export function summaryLine({ name, diff }: EnvironmentResult): string {
   return `${name}: ${diff.changed.length} changed, ${diff.added.length} added, ${diff.removed.length} removed`;

@@ -7,7 +7,7 @@
  * their changes carry no old or new value.
  */
 import type { KubeObject } from '../../stacks/synth';
-import { type ObjectRef, objectRef } from '../policy/engine';
+import { keyOf, type ObjectRef, objectRef } from '../policy/engine';
 
 export type ChangeKind = 'changed' | 'added' | 'removed' | 'reordered';
 
@@ -146,12 +146,10 @@ export function diffObject(a: KubeObject, b: KubeObject): Change[] {
   return out;
 }
 
-const refKey = (r: ObjectRef) => `${r.apiVersion}|${r.kind}|${r.namespace ?? ''}|${r.name}`;
-
 /** Pairs the objects of two versions of an environment and diffs each pair. */
 export function diffEnvironment(base: readonly KubeObject[], head: readonly KubeObject[]): EnvironmentDiff {
-  const before = new Map(base.map((o) => [refKey(objectRef(o)), o]));
-  const after = new Map(head.map((o) => [refKey(objectRef(o)), o]));
+  const before = new Map(base.map((o) => [keyOf(objectRef(o)), o]));
+  const after = new Map(head.map((o) => [keyOf(objectRef(o)), o]));
   const result: EnvironmentDiff = { added: [], removed: [], changed: [] };
   for (const [key, o] of before) if (!after.has(key)) result.removed.push(objectRef(o));
   for (const [key, o] of after) {

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Client, type ClientConfig } from 'pg';
-import { POSTGRES_FILES, REPLICATION_USER, SUPERUSER } from '../../constructs/config-files/postgres';
+import { POSTGRES_FILES, SUPERUSER } from '../../constructs/config-files/postgres';
 import {
   type Endpoint,
   type Proc,
@@ -256,5 +256,3 @@ export async function startPostgres(source: FileSource, opts: StartPostgresOptio
     stop,
   };
 }
-
-export { REPLICATION_USER };

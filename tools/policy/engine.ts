@@ -76,7 +76,11 @@ export function objectRef(o: KubeObject): ObjectRef {
   return namespace === undefined ? { apiVersion, kind, name } : { apiVersion, kind, namespace, name };
 }
 
-const keyOf = (r: ObjectRef) => `${r.apiVersion}|${r.kind}|${r.namespace ?? ''}|${r.name}`;
+/** Identity of an object: apiVersion, kind, namespace and name. */
+export const keyOf = (r: ObjectRef) => `${r.apiVersion}|${r.kind}|${r.namespace ?? ''}|${r.name}`;
+
+/** `Kind namespace/name`, as reports print an object. */
+export const describe = (r: ObjectRef) => `${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
 
 /** Runs `checks` (default: all) over `objects`. Pure: the same objects give the same report. */
 export function runPolicy(

@@ -3,7 +3,7 @@
  * GitHub code scanning. A report covers one environment; formats take several.
  */
 import type { CheckInfo } from './types';
-import type { Finding, ObjectRef, PolicyReport } from './engine';
+import { describe, type Finding, type PolicyReport } from './engine';
 
 export type PolicyFormat = 'human' | 'json' | 'sarif';
 export const POLICY_FORMATS: readonly PolicyFormat[] = ['human', 'json', 'sarif'];
@@ -16,7 +16,6 @@ export interface EnvironmentReport {
   artifactUri?: string;
 }
 
-const describe = (r: ObjectRef) => `${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** One line per environment: `prod: 0 errors, 0 warnings in 57 objects (28 checks, 1 opt-out)`. */

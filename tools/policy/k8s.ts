@@ -112,11 +112,6 @@ export interface Workload {
 /** Kinds whose replica count a PDB and an HPA govern. */
 export const SCALABLE_KINDS = new Set(['Deployment', 'StatefulSet', 'ReplicaSet']);
 
-/** `Kind namespace/name`, the way reports name an object. */
-export function refOf(o: KubeObject): string {
-  return `${o.kind} ${o.metadata.namespace ? `${o.metadata.namespace}/` : ''}${o.metadata.name}`;
-}
-
 /** The object's `spec` as a loose record (every check reads a few fields of it). */
 export function specOf<T = Record<string, unknown>>(o: KubeObject): T {
   return (o.spec ?? {}) as T;

@@ -55,8 +55,9 @@ export interface PolicyOptions {
 export { CREATES_SECRETS_ANNOTATION, EXTERNAL_SECRETS_ANNOTATION } from '../../constructs/credentials';
 /** Opt-out annotation prefix: `fastnext.io/policy-skip.<check-id>: "<reason>"`. */
 export const SKIP_ANNOTATION_PREFIX = 'fastnext.io/policy-skip.';
-/** Namespace label that marks a namespace as production when no option says otherwise. */
-export const PRODUCTION_LABEL = 'fastnext.io/production';
+/** Namespace label that marks a namespace as production when no option says otherwise (written by Platform). */
+import { PRODUCTION_LABEL } from '../../constructs/common';
+export { PRODUCTION_LABEL };
 
 export interface HpaSpec {
   minReplicas?: number;
