@@ -17,16 +17,23 @@ export const SERVICE_PORTS = {
 /** URL prefix of every API route. */
 export const API_PREFIX = '/api/v1';
 
+/** Health routes as the service registers them, under API_PREFIX. */
+export const HEALTH_ROUTES = {
+  liveness: '/scaling/health/liveness',
+  readiness: '/scaling/health/readiness',
+  deep: '/scaling/health/deep',
+} as const;
+
 /** HTTP paths the platform points probes and scrapers at. */
 export const SERVICE_PATHS = {
   /** Liveness: the process answers; never checks dependencies. */
-  liveness: `${API_PREFIX}/scaling/health/liveness`,
+  liveness: `${API_PREFIX}${HEALTH_ROUTES.liveness}`,
   /** Readiness: primary reachable and not draining. */
-  readiness: `${API_PREFIX}/scaling/health/readiness`,
+  readiness: `${API_PREFIX}${HEALTH_ROUTES.readiness}`,
   /** Startup: same handler as liveness, with a longer failure budget. */
-  startup: `${API_PREFIX}/scaling/health/liveness`,
+  startup: `${API_PREFIX}${HEALTH_ROUTES.liveness}`,
   /** Every component with status and latency (for humans and the local twin). */
-  deep: `${API_PREFIX}/scaling/health/deep`,
+  deep: `${API_PREFIX}${HEALTH_ROUTES.deep}`,
   /** Prometheus exposition, served on SERVICE_PORTS.metrics. */
   metrics: '/metrics',
 } as const;
@@ -65,14 +72,24 @@ export const SERVICE_ENV = {
   shutdownDrainSeconds: 'SHUTDOWN_DRAIN_SECONDS',
 } as const;
 
-/** Subcommands of the service entry point that the platform runs as Jobs / init containers. */
+/** Subcommands of the service entry point (`serve` is the default). */
+export const SERVICE_SUBCOMMANDS = {
+  serve: 'serve',
+  /** Run migrations (advisory-locked, idempotent) and exit. */
+  migrate: 'migrate',
+  /** Create the next months' activity_logs partitions and exit. */
+  maintainPartitions: 'maintain-partitions',
+} as const;
+export type ServiceSubcommand = (typeof SERVICE_SUBCOMMANDS)[keyof typeof SERVICE_SUBCOMMANDS];
+
+const ENTRYPOINT = ['node', 'dist/server.js'] as const;
+
+/** Commands the platform runs: the container, its init container and the partition CronJob. */
 export const SERVICE_COMMANDS = {
   /** Entry point inside the image. */
-  entrypoint: ['node', 'dist/server.js'],
-  /** Run migrations (advisory-locked, idempotent) and exit. */
-  migrate: ['node', 'dist/server.js', 'migrate'],
-  /** Create the next months' activity_logs partitions and exit. */
-  maintainPartitions: ['node', 'dist/server.js', 'maintain-partitions'],
+  entrypoint: ENTRYPOINT,
+  migrate: [...ENTRYPOINT, SERVICE_SUBCOMMANDS.migrate],
+  maintainPartitions: [...ENTRYPOINT, SERVICE_SUBCOMMANDS.maintainPartitions],
 } as const;
 
 /** Metric names the service exports; rules and dashboards must use these. */

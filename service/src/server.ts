@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:http';
 import pino from 'pino';
 import { buildApp } from './app';
 import { EnvError, loadConfig, type ServiceConfig } from './config';
-import { SERVICE_PATHS } from './contract';
+import { SERVICE_PATHS, SERVICE_SUBCOMMANDS, type ServiceSubcommand } from './contract';
 import { connectPrimary, maintainPartitions, migrate } from './migrations/migrate';
 import type { Metrics } from './plugins/metrics';
 
@@ -72,11 +72,11 @@ async function serve(config: ServiceConfig): Promise<void> {
   }
 }
 
-async function oneShot(config: ServiceConfig, command: 'migrate' | 'maintain-partitions'): Promise<void> {
+async function oneShot(config: ServiceConfig, command: Exclude<ServiceSubcommand, 'serve'>): Promise<void> {
   const log = pino({ level: config.logLevel });
   const client = await connectPrimary(config.postgres);
   try {
-    if (command === 'migrate') {
+    if (command === SERVICE_SUBCOMMANDS.migrate) {
       const r = await migrate(client);
       log.info(r, r.applied.length ? 'migrations applied' : 'schema up to date');
     } else {
@@ -94,13 +94,14 @@ async function oneShot(config: ServiceConfig, command: 'migrate' | 'maintain-par
  */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   try {
-    const command = argv[0] ?? 'serve';
-    if (!['serve', 'migrate', 'maintain-partitions'].includes(command)) {
+    const command = (argv[0] ?? SERVICE_SUBCOMMANDS.serve) as ServiceSubcommand;
+    const known: readonly string[] = Object.values(SERVICE_SUBCOMMANDS);
+    if (!known.includes(command)) {
       throw new EnvError(`unknown command ${JSON.stringify(command)}: use serve, migrate or maintain-partitions`);
     }
     const config = loadConfig(env);
-    if (command === 'serve') await serve(config);
-    else await oneShot(config, command as 'migrate' | 'maintain-partitions');
+    if (command === SERVICE_SUBCOMMANDS.serve) await serve(config);
+    else await oneShot(config, command);
     return 0;
   } catch (err) {
     const e = err as Error;

@@ -13,7 +13,8 @@ export interface Project {
 
 const COLUMNS = 'id::text, owner_id::text, name, settings, created_at, updated_at';
 const projectKey = (id: string) => `project:${id}`;
-const ownerTag = (ownerId: string) => `user:${ownerId}:projects`;
+/** Tag of every cached project list of one owner (deleting the user clears it too). */
+export const ownerTag = (ownerId: string) => `user:${ownerId}:projects`;
 
 export async function createProject(
   ctx: Ctx,

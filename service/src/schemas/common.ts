@@ -11,12 +11,6 @@ export const id = { type: 'string', pattern: '^[1-9][0-9]{0,17}$' } as const;
 
 export const limit = { type: 'integer', minimum: 1, maximum: 100, default: 20 } as const;
 
-/** Error body of every 4xx/5xx. */
-export const errorBody = {
-  type: 'object',
-  properties: { error: { type: 'string' }, message: { type: 'string' }, field: { type: 'string' } },
-} as const;
-
 export const settings = {
   type: 'object',
   maxProperties: 100,

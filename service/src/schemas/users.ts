@@ -1,4 +1,4 @@
-import { id, limit } from './common';
+import { limit } from './common';
 
 const email = { type: 'string', format: 'email', maxLength: 254 } as const;
 const username = { type: 'string', pattern: '^[A-Za-z0-9_.-]{3,40}$' } as const;
@@ -28,5 +28,3 @@ export const searchUsersQuery = {
     active: { type: 'boolean', default: true },
   },
 } as const;
-
-export const userIdQuery = { type: 'object', properties: { id } } as const;

@@ -1,5 +1,6 @@
 /** Health probes (open) and replication status (bearer token). */
 import type { FastifyPluginAsync } from 'fastify';
+import { HEALTH_ROUTES } from '../../contract';
 import { formatLsn } from '../../db/routing';
 import { requireToken } from '../../http/auth';
 
@@ -21,10 +22,10 @@ async function timed<T>(
 
 const scaling: FastifyPluginAsync = async (app) => {
   /** The process answers; dependencies are not checked (a DB outage must not restart every pod). */
-  app.get('/scaling/health/liveness', async () => ({ status: 'ok' }));
+  app.get(HEALTH_ROUTES.liveness, async () => ({ status: 'ok' }));
 
   /** Ready = not draining and the primary answers. Redis and replicas are optional (we degrade). */
-  app.get('/scaling/health/readiness', async (_request, reply) => {
+  app.get(HEALTH_ROUTES.readiness, async (_request, reply) => {
     if (app.draining) return reply.code(503).send({ status: 'draining' });
     try {
       await app.db.onPrimary('SELECT 1', [], READINESS_TIMEOUT_MS);
@@ -34,7 +35,7 @@ const scaling: FastifyPluginAsync = async (app) => {
     }
   });
 
-  app.get('/scaling/health/deep', async (_request, reply) => {
+  app.get(HEALTH_ROUTES.deep, async (_request, reply) => {
     const [primary, replicas, redis] = await Promise.all([
       timed(() => app.db.onPool(app.db.primary, 'SELECT 1', DEEP_TIMEOUT_MS)),
       Promise.all(
