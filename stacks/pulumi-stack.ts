@@ -21,7 +21,7 @@ import { POSTGRES_SECRET_KEYS } from '../constructs/postgres-cluster';
 import type { Platform } from '../constructs/platform';
 import type { EnvironmentConfig } from './config';
 import type { SecretConfigKey, StatefulProtection, SuppliedSecrets } from './pulumi-config';
-import { buildPlatform, type KubeObject, synthObjects } from './synth';
+import { buildPlatform, type KubeObject, platformObjects } from './synth';
 
 /** Kinds holding data or identity: deleting them loses state (a PVC template lives in its StatefulSet). */
 export const STATEFUL_KINDS: ReadonlySet<string> = new Set([
@@ -144,11 +144,12 @@ export class PlatformStack extends pulumi.ComponentResource {
     super(PlatformStack.TYPE, name, { environment: args.config.name }, opts);
     const { config } = args;
     // Everything that can fail is checked before the first resource is registered.
-    const [namespaceObject, ...rest] = synthObjects(config);
+    // One construct tree serves both the registered objects and the outputs.
+    const { platform } = buildPlatform(config);
+    const [namespaceObject, ...rest] = platformObjects(platform);
     if (namespaceObject?.kind !== 'Namespace' || namespaceObject.metadata.name !== config.namespace) {
       throw new Error(`synthObjects(${config.name}) must start with Namespace '${config.namespace}'`);
     }
-    const { platform } = buildPlatform(config);
     const endpoints = endpointsOf(platform);
     const secretSpecs = suppliedSecretSpecs(platform, args.secrets);
     for (const spec of secretSpecs) {

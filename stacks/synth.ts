@@ -63,8 +63,12 @@ export function sortObjects(objects: KubeObject[]): KubeObject[] {
   );
 }
 
+/** A built Platform's objects in apply order (for callers that also need the construct tree). */
+export function platformObjects(platform: Platform): KubeObject[] {
+  return sortObjects(platform.toJson() as KubeObject[]);
+}
+
 /** Synthesizes one environment into plain objects in apply order. */
 export function synthObjects(config: EnvironmentConfig): KubeObject[] {
-  const { platform } = buildPlatform(config);
-  return sortObjects(platform.toJson() as KubeObject[]);
+  return platformObjects(buildPlatform(config).platform);
 }

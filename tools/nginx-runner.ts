@@ -9,16 +9,13 @@
 import { type ChildProcess, spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
-import * as os from 'os';
 import * as path from 'path';
 import { EDGE_PATHS, EDGE_PORTS } from '../constructs/config-files/nginx-conf';
+import { type Endpoint, freePort, makeTempDir, removeDir } from './launcher/processes';
+
+export type { Endpoint };
 
 export const NGINX_BIN = '/usr/sbin/nginx';
-
-export interface Endpoint {
-  readonly host: string;
-  readonly port: number;
-}
 
 export interface NginxOptions {
   /** The nginx.conf exactly as shipped (e.g. from the edge ConfigMap). */
@@ -41,19 +38,6 @@ export interface RunningNginx {
   /** Rewrites the upstream list and reloads nginx gracefully (HUP). */
   reload(upstreams: readonly Endpoint[]): Promise<void>;
   stop(): Promise<void>;
-}
-
-/** A free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 const UPSTREAM_SERVER = /^(\s*)server (\S+):(\d+) resolve (.*);$/m;
@@ -115,7 +99,8 @@ async function waitForPort(ep: Endpoint, proc: ChildProcess, timeoutMs = 5000): 
 
 /** Starts nginx in the foreground with the substituted conf; resolves when it listens. */
 export async function startNginx(opts: NginxOptions): Promise<RunningNginx> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fastnext-nginx-'));
+  // Registered with the launcher: removed (and its processes killed) even if the caller never stops us.
+  const dir = makeTempDir('fastnext-nginx-');
   // Workers run as an unprivileged user when we are root: let them write scratch files.
   fs.chmodSync(dir, 0o755);
   fs.mkdirSync(path.join(dir, 'scratch'), { mode: 0o777 });
@@ -125,7 +110,8 @@ export async function startNginx(opts: NginxOptions): Promise<RunningNginx> {
     fs.writeFileSync(path.join(dir, 'tls', 'tls.crt'), opts.tls.cert);
     fs.writeFileSync(path.join(dir, 'tls', 'tls.key'), opts.tls.key, { mode: 0o600 });
   }
-  const ports = { http: await freePort(), https: await freePort(), status: await freePort() };
+  const host = '127.0.0.1';
+  const ports = { http: await freePort(host), https: await freePort(host), status: await freePort(host) };
   const confPath = path.join(dir, 'nginx.conf');
   const write = (upstreams: readonly Endpoint[]) => {
     const conf = substitute(opts.nginxConf, { upstreams, ports, dir });
@@ -161,9 +147,9 @@ export async function startNginx(opts: NginxOptions): Promise<RunningNginx> {
         }
       }
     }
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeDir(dir);
   };
-  const http = { host: '127.0.0.1', port: ports.http };
+  const http = { host, port: ports.http };
   try {
     await waitForPort(http, proc);
   } catch (err) {
@@ -172,8 +158,8 @@ export async function startNginx(opts: NginxOptions): Promise<RunningNginx> {
   }
   return {
     http,
-    https: opts.tls ? { host: '127.0.0.1', port: ports.https } : undefined,
-    status: { host: '127.0.0.1', port: ports.status },
+    https: opts.tls ? { host, port: ports.https } : undefined,
+    status: { host, port: ports.status },
     get conf() {
       return conf;
     },

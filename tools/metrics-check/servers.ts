@@ -7,16 +7,13 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type Endpoint, freePort as launcherFreePort } from '../launcher/processes';
 
 const HOST = '127.0.0.1';
 
-export interface Endpoint {
-  readonly host: string;
-  readonly port: number;
-}
+export type { Endpoint };
 
 interface Proc {
   readonly name: string;
@@ -28,17 +25,8 @@ interface Proc {
 const procs: Proc[] = [];
 const dirs: string[] = [];
 
-/** A free loopback port (the kernel picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, HOST, () => {
-      const addr = s.address();
-      s.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
+/** A free loopback port (below the ephemeral range, like every port the launcher picks). */
+export const freePort = (): Promise<number> => launcherFreePort(HOST);
 
 export function tempDir(prefix: string): string {
   const d = mkdtempSync(join(tmpdir(), prefix));

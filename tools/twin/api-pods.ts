@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { SERVICE_COMMANDS, SERVICE_ENV, SERVICE_PATHS } from '../../service/src/contract';
-import { type Endpoint, type Proc, freePort, sleep, spawnServer, stopGroup, waitFor } from '../launcher/processes';
+import { type Endpoint, type Proc, freePort, spawnServer, stopGroup, waitFor } from '../launcher/processes';
 
 const ROOT = join(__dirname, '..', '..');
 const SERVICE_ENTRY = 'service/src/server.ts';
@@ -210,14 +210,4 @@ export async function startApiPod(
     throw e;
   }
   return { ...pod, startMs: Date.now() - t0 };
-}
-
-/** Waits until `pod` answers readiness with `status` (e.g. 503 once it drains). */
-export async function waitForReadiness(pod: ApiPod, status: number, timeoutMs = 20000): Promise<void> {
-  await waitFor(
-    `${pod.name} readiness ${status}`,
-    async () => (await httpStatus(pod.http, SERVICE_PATHS.readiness)) === status,
-    timeoutMs,
-  );
-  await sleep(0);
 }
