@@ -159,16 +159,42 @@ export class Database {
     return (await this.primary.pool.query<T>(sql, params)).rows;
   }
 
-  /** Runs a single-statement write on the primary. */
+  /**
+   * Runs a single-statement write on the primary. Autocommit makes one statement
+   * atomic, so no BEGIN/COMMIT round trips: the statement, then the WAL position.
+   */
   async write<T extends QueryResultRow>(sql: string, params: unknown[] = []): Promise<WriteResult<T>> {
-    return this.transaction(async (c) => {
-      const r = await c.query<T>(sql, params);
-      return { rows: r.rows, rowCount: r.rowCount ?? 0 };
-    }).then(({ result, lsn }) => ({ ...result, lsn }));
+    return this.withPrimaryClient(async (client) => {
+      const r = await client.query<T>(sql, params);
+      return { rows: r.rows, rowCount: r.rowCount ?? 0, lsn: await this.walPosition(client) };
+    });
   }
 
   /** Runs `fn` in a transaction on the primary; returns its result and the WAL position after commit. */
   async transaction<R>(fn: (client: PoolClient) => Promise<R>): Promise<{ result: R; lsn: string | undefined }> {
+    return this.withPrimaryClient(async (client, connectionLost) => {
+      try {
+        await client.query('BEGIN');
+        const result = await fn(client);
+        await client.query('COMMIT');
+        return { result, lsn: await this.walPosition(client) };
+      } catch (err) {
+        if (!connectionLost() && !isConnectionError(err)) await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
+  /** The primary's WAL position, for read-your-writes; only needed when there are replicas to wait for. */
+  private async walPosition(client: PoolClient): Promise<string | undefined> {
+    if (this.replicas.length === 0) return undefined;
+    return (await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
+  }
+
+  /** Checks out a primary client for `fn`; a client whose connection was lost is destroyed, not pooled. */
+  private async withPrimaryClient<R>(
+    fn: (client: PoolClient, connectionLost: () => boolean) => Promise<R>,
+  ): Promise<R> {
     const client = await this.primary.pool.connect();
     this.count(this.primary, 'primary');
     // A checked-out client has no pool listener: without ours, a server restart mid-request
@@ -176,21 +202,13 @@ export class Database {
     let lost: Error | undefined;
     const onError = (err: Error) => {
       lost = err;
-      this.log.warn({ err: err.message }, 'primary connection lost during a transaction');
+      this.log.warn({ err: err.message }, 'primary connection lost during a request');
     };
     client.on('error', onError);
     try {
-      await client.query('BEGIN');
-      const result = await fn(client);
-      await client.query('COMMIT');
-      let lsn: string | undefined;
-      if (this.replicas.length > 0) {
-        lsn = (await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
-      }
-      return { result, lsn };
+      return await fn(client, () => lost !== undefined);
     } catch (err) {
-      if (!lost && !isConnectionError(err)) await client.query('ROLLBACK').catch(() => undefined);
-      lost ??= isConnectionError(err) ? (err as Error) : undefined;
+      if (isConnectionError(err)) lost ??= err as Error;
       throw err;
     } finally {
       client.off('error', onError);
