@@ -20,6 +20,8 @@ import { synthObjects } from '../stacks/synth';
 import { type PostgresLaunch, type RedisClusterLaunch, startPostgres, startRedisCluster } from '../tools/launcher';
 import {
   namesInExposition,
+  podTargetGroup,
+  type ScrapeAnnotations,
   startExporter,
   startNginx,
   DEBIAN_PROMETHEUS,
@@ -160,24 +162,15 @@ beforeAll(async () => {
  * A target group as kubernetes_sd (role pod) produces it for a pod declaring two container
  * ports (one target each, as discovery does): relabeling must fold them into one scrape.
  */
-function discovered(
-  pod: string,
-  app: string,
-  annotations: { scrape?: string; port?: string; path?: string },
-  phase = 'Running',
-) {
-  const labels: Record<string, string> = {
-    __meta_kubernetes_namespace: prod.namespace,
-    __meta_kubernetes_pod_name: pod,
-    __meta_kubernetes_pod_label_app_kubernetes_io_name: app,
-    __meta_kubernetes_pod_phase: phase,
-  };
-  for (const [k, v] of Object.entries(annotations)) {
-    labels[`__meta_kubernetes_pod_annotation_prometheus_io_${k}`] = v;
-    labels[`__meta_kubernetes_pod_annotationpresent_prometheus_io_${k}`] = 'true';
-  }
-  return { targets: ['127.0.0.1:8080', '127.0.0.1:8443'], labels };
-}
+const discovered = (pod: string, app: string, annotations: ScrapeAnnotations, phase = 'Running') =>
+  podTargetGroup({
+    namespace: prod.namespace,
+    pod,
+    app,
+    annotations,
+    phase,
+    targets: ['127.0.0.1:8080', '127.0.0.1:8443'],
+  });
 
 async function stopEverything(): Promise<void> {
   stopAll();

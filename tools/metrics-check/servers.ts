@@ -227,3 +227,36 @@ export async function startService(opts: {
   await waitFor('API service liveness', () => httpOk(`http://${HOST}:${port}/api/v1/scaling/health/liveness`));
   return metricsUrl;
 }
+
+/** The `prometheus.io/*` pod annotations, by their short name. */
+export interface ScrapeAnnotations {
+  scrape?: string;
+  port?: string;
+  path?: string;
+}
+
+/**
+ * The target group kubernetes_sd (role pod) produces for one pod: its discovery labels and
+ * one target per container port. Stands in for pod discovery wherever no API server runs.
+ */
+export function podTargetGroup(p: {
+  namespace: string;
+  pod: string;
+  app: string;
+  annotations: ScrapeAnnotations;
+  phase?: string;
+  targets?: string[];
+}): { targets: string[]; labels: Record<string, string> } {
+  const labels: Record<string, string> = {
+    __meta_kubernetes_namespace: p.namespace,
+    __meta_kubernetes_pod_name: p.pod,
+    __meta_kubernetes_pod_label_app_kubernetes_io_name: p.app,
+    __meta_kubernetes_pod_phase: p.phase ?? 'Running',
+  };
+  for (const [k, v] of Object.entries(p.annotations)) {
+    if (v === undefined) continue;
+    labels[`__meta_kubernetes_pod_annotation_prometheus_io_${k}`] = v;
+    labels[`__meta_kubernetes_pod_annotationpresent_prometheus_io_${k}`] = 'true';
+  }
+  return { targets: p.targets ?? ['127.0.0.1'], labels };
+}

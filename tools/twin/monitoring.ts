@@ -12,7 +12,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { startExporter, stopAll } from '../metrics-check/servers';
+import { podTargetGroup, type ScrapeAnnotations, startExporter, stopAll } from '../metrics-check/servers';
 import { freePort, makeTempDir, removeDir, spawnServer, stopGroup, waitFor } from '../launcher/processes';
 import type { PostgresLaunch } from '../launcher/postgres';
 import type { RedisClusterLaunch } from '../launcher/redis';
@@ -44,21 +44,14 @@ function podAnnotations(objects: readonly KubeObjectLike[], name: string): Recor
   return a;
 }
 
-/** The target group kubernetes_sd (role pod) produces for a running pod, its annotated port pointed at loopback. */
-function discovered(namespace: string, pod: string, app: string, annotations: Record<string, string>, port: number) {
-  const labels: Record<string, string> = {
-    __meta_kubernetes_namespace: namespace,
-    __meta_kubernetes_pod_name: pod,
-    __meta_kubernetes_pod_label_app_kubernetes_io_name: app,
-    __meta_kubernetes_pod_phase: 'Running',
-  };
+/** A pod's `prometheus.io/*` annotations by short name, its port pointed at the loopback one. */
+function scrapeAnnotations(annotations: Record<string, string>, port: number): ScrapeAnnotations {
+  const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(annotations)) {
     const m = /^prometheus\.io\/(\w+)$/.exec(k);
-    if (!m) continue;
-    labels[`__meta_kubernetes_pod_annotation_prometheus_io_${m[1]}`] = m[1] === 'port' ? String(port) : v;
-    labels[`__meta_kubernetes_pod_annotationpresent_prometheus_io_${m[1]}`] = 'true';
+    if (m) out[m[1]] = m[1] === 'port' ? String(port) : v;
   }
-  return { targets: ['127.0.0.1'], labels };
+  return out;
 }
 
 export async function startMonitoring(t: {
@@ -112,7 +105,12 @@ export async function startMonitoring(t: {
     if (!files?.['prometheus.yml']) throw new Error("ConfigMap 'prometheus-config' has no prometheus.yml");
     const config = parse(files['prometheus.yml']) as { scrape_configs: ScrapeJob[] };
     const groups = targets.map((x) =>
-      discovered(t.namespace, x.pod, x.app, podAnnotations(t.objects, x.workload), x.port),
+      podTargetGroup({
+        namespace: t.namespace,
+        pod: x.pod,
+        app: x.app,
+        annotations: scrapeAnnotations(podAnnotations(t.objects, x.workload), x.port),
+      }),
     );
     const dir = makeTempDir('fastnext-twin-prometheus-');
     const port = await freePort('127.0.0.1');
