@@ -174,9 +174,14 @@ export function mapSelects(selector: Record<string, string> | undefined, labels:
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
 
+/** JSON path of `rest` (e.g. `spec.volumes`) inside a workload's pod template; a bare Pod has no prefix. */
+export function pathIn(w: Workload, rest: string): string {
+  return w.path ? `${w.path}.${rest}` : rest;
+}
+
 /** Containers and init containers of a pod spec, each with its JSON path below the template. */
 export function containersOf(w: Workload): { container: Container; path: string; init: boolean }[] {
-  const base = w.path ? `${w.path}.spec` : 'spec';
+  const base = pathIn(w, 'spec');
   const named = (list: Container[] | undefined, field: string, init: boolean) =>
     (list ?? []).map((container) => ({ container, path: `${base}.${field}[name=${container.name}]`, init }));
   return [

@@ -95,6 +95,14 @@ export class PolicyContext {
     );
   }
 
+  /** Pod templates in `o`'s namespace that `o`'s `spec[field]` LabelSelector selects (the reverse of `selecting`). */
+  selectedBy(o: KubeObject, field: 'selector' | 'podSelector'): Workload[] {
+    const selector = specOf<Record<string, LabelSelector | undefined>>(o)[field];
+    return this.workloads.filter(
+      (w) => w.object.metadata.namespace === o.metadata.namespace && selects(selector, w.labels),
+    );
+  }
+
   /** Runs `rule` on every container and init container of every pod template; blames the workload. */
   eachContainer(
     rule: (c: { container: Container; path: string; init: boolean }, w: Workload) => Omit<Violation, 'object'>[],

@@ -3,7 +3,7 @@
  * pod-disruption-budget, horizontal-pod-autoscaler and deployment-replicas; Polaris'
  * missing-pod-disruption-budget, topology spread).
  */
-import { type KubeObject, type LabelSelector, SCALABLE_KINDS, selects, specOf } from '../k8s';
+import { type KubeObject, type LabelSelector, pathIn, SCALABLE_KINDS, selects, specOf } from '../k8s';
 import type { Check, HpaSpec, PolicyContext, Violation } from '../types';
 
 interface PdbSpec {
@@ -14,10 +14,9 @@ interface PdbSpec {
 
 /** Scalable workloads whose pod template a PDB selects. */
 export function pdbTargets(ctx: PolicyContext, pdb: KubeObject): KubeObject[] {
-  const selector = specOf<PdbSpec>(pdb).selector;
-  return ctx.workloads
-    .filter((w) => SCALABLE_KINDS.has(w.object.kind) && w.object.metadata.namespace === pdb.metadata.namespace)
-    .filter((w) => selects(selector, w.labels))
+  return ctx
+    .selectedBy(pdb, 'selector')
+    .filter((w) => SCALABLE_KINDS.has(w.object.kind))
     .map((w) => w.object);
 }
 
@@ -160,7 +159,7 @@ export const replicasSpread: Check = {
       const message = constraints.length
         ? `no topologySpreadConstraint's labelSelector matches the pod labels, so nothing is spread`
         : `${w.object.kind} can run ${range.max} pods but sets no topologySpreadConstraints or pod anti-affinity`;
-      return [{ object: w.object, path: `${w.path}.spec.topologySpreadConstraints`, message }];
+      return [{ object: w.object, path: pathIn(w, 'spec.topologySpreadConstraints'), message }];
     }),
 };
 

@@ -3,7 +3,7 @@
  * select something, and namespaces enforce Pod Security "restricted"
  * (kube-score's pod-networkpolicy and networkpolicy-targets-pod).
  */
-import { type KubeObject, type LabelSelector, selects, specOf } from '../k8s';
+import { type KubeObject, type LabelSelector, pathIn, specOf } from '../k8s';
 import type { Check } from '../types';
 
 interface NetworkPolicySpec {
@@ -30,7 +30,7 @@ export const networkPolicyCoverage: Check = {
       const missing = ['Ingress', 'Egress'].filter((d) => !covering.some((np) => directionsOf(np).has(d)));
       if (missing.length === 0) return [];
       const message = `no NetworkPolicy selects these pods for ${missing.join(' or ')}`;
-      return [{ object: w.object, path: `${w.path}.metadata.labels`, message }];
+      return [{ object: w.object, path: pathIn(w, 'metadata.labels'), message }];
     }),
 };
 
@@ -43,10 +43,7 @@ export const networkPolicySelectsPod: Check = {
   run: (ctx) =>
     ctx.ofKind('NetworkPolicy').flatMap((np) => {
       const selector = specOf<NetworkPolicySpec>(np).podSelector;
-      const hit = ctx.workloads.some(
-        (w) => w.object.metadata.namespace === np.metadata.namespace && selects(selector, w.labels),
-      );
-      return hit
+      return ctx.selectedBy(np, 'podSelector').length > 0
         ? []
         : [
             {

@@ -11,7 +11,7 @@ import {
   containersOf,
   declaresPort,
   mapSelects,
-  selects,
+  pathIn,
   specOf,
 } from '../k8s';
 import {
@@ -84,8 +84,7 @@ export const pdbSelectorMatches: Check = {
   run: (ctx) =>
     ctx.ofKind('PodDisruptionBudget').flatMap((pdb) => {
       const selector = specOf<{ selector?: LabelSelector }>(pdb).selector;
-      const hit = ctx.workloads.some((w) => sameNs(w.object, pdb) && selects(selector, w.labels));
-      return hit
+      return ctx.selectedBy(pdb, 'selector').length > 0
         ? []
         : [
             {
@@ -152,7 +151,7 @@ interface Ref {
 /** Every ConfigMap, Secret, ServiceAccount and PVC a pod template needs (optional references left out). */
 function podRefs(w: Workload): Ref[] {
   const spec = w.template.spec;
-  const base = w.path ? `${w.path}.spec` : 'spec';
+  const base = pathIn(w, 'spec');
   const refs: Ref[] = [];
   if (spec.serviceAccountName && spec.serviceAccountName !== 'default') {
     refs.push({ kind: 'ServiceAccount', name: spec.serviceAccountName, path: `${base}.serviceAccountName` });

@@ -3,7 +3,7 @@
  * (a container's securityContext overrides its pod's for the shared fields),
  * plus host access (kube-linter's host-network, host-pid, sensitive-host-mounts, host ports).
  */
-import { type Container, type SecurityContext, type Workload } from '../k8s';
+import { type Container, pathIn, type SecurityContext, type Workload } from '../k8s';
 import type { Check, PolicyContext, Violation } from '../types';
 
 type ContainerRule = (
@@ -138,7 +138,7 @@ function podCheck(info: Omit<Check, 'run'>, rule: (w: Workload) => Omit<Violatio
   };
 }
 
-const specPath = (w: Workload, field: string) => (w.path ? `${w.path}.spec.${field}` : `spec.${field}`);
+const specPath = (w: Workload, field: string) => pathIn(w, `spec.${field}`);
 
 export const noHostPath = podCheck(
   {
