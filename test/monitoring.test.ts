@@ -24,7 +24,7 @@ describe.each(ENVS)('environment %s', (env) => {
     const withMetrics = templates.filter((t) => containersOf(t.spec).some((c) => portNamed(c, 'metrics')));
     expect(withMetrics.length).toBeGreaterThanOrEqual(2);
     for (const t of withMetrics) {
-      const annotations = t.owner.kind === 'CronJob' ? {} : (t.owner.spec.template.metadata.annotations ?? {});
+      const annotations = t.annotations;
       const ports = containersOf(t.spec).flatMap((c) =>
         portNamed(c, 'metrics') ? [String(portNamed(c, 'metrics'))] : [],
       );

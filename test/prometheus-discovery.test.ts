@@ -41,7 +41,7 @@ function podsOf(): Pod[] {
   return podTemplates(objects)
     .filter((t) => ['Deployment', 'StatefulSet', 'Job'].includes(t.owner.kind))
     .map((t, i): Pod => {
-      const annotations = { ...(t.owner.spec.template.metadata.annotations ?? {}) };
+      const annotations = { ...t.annotations };
       if (annotations['prometheus.io/port']) annotations['prometheus.io/port'] = String(metricsPort);
       return {
         apiVersion: 'v1',

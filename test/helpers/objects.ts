@@ -29,6 +29,7 @@ export function find(objects: Obj[], kind: string, name: string): Obj {
 export interface PodTemplate {
   owner: Obj;
   labels: Record<string, string>;
+  annotations: Record<string, string>;
   spec: any;
 }
 
@@ -42,7 +43,13 @@ export function podTemplates(objects: Obj[]): PodTemplate[] {
         : ['Deployment', 'StatefulSet', 'Job', 'DaemonSet'].includes(o.kind)
           ? o.spec.template
           : undefined;
-    if (t) out.push({ owner: o, labels: t.metadata?.labels ?? {}, spec: t.spec });
+    if (t)
+      out.push({
+        owner: o,
+        labels: t.metadata?.labels ?? {},
+        annotations: t.metadata?.annotations ?? {},
+        spec: t.spec,
+      });
   }
   return out;
 }
