@@ -16,7 +16,8 @@ import { podTargetGroup, type ScrapeAnnotations, startExporter, stopAll } from '
 import { freePort, makeTempDir, removeDir, spawnServer, stopGroup, waitFor } from '../launcher/processes';
 import type { PostgresLaunch } from '../launcher/postgres';
 import type { RedisClusterLaunch } from '../launcher/redis';
-import type { KubeObjectLike } from '../launcher/sources';
+import { filesFrom, type KubeObjectLike } from '../launcher/sources';
+import { PROMETHEUS_FILES } from '../../constructs/config-files/prometheus-config';
 import type { RunningNginx } from '../nginx-runner';
 import type { ApiPod } from './api-pods';
 
@@ -100,10 +101,8 @@ export async function startMonitoring(t: {
       ...t.pods.map((p) => ({ pod: p.name, app: 'api', workload: 'api', port: p.metrics.port })),
     ];
 
-    const cm = t.objects.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === 'prometheus-config');
-    const files = cm?.data;
-    if (!files?.['prometheus.yml']) throw new Error("ConfigMap 'prometheus-config' has no prometheus.yml");
-    const config = parse(files['prometheus.yml']) as { scrape_configs: ScrapeJob[] };
+    const files = filesFrom(t.objects, 'prometheus-config', [PROMETHEUS_FILES.config]);
+    const config = parse(files[PROMETHEUS_FILES.config]) as { scrape_configs: ScrapeJob[] };
     const groups = targets.map((x) =>
       podTargetGroup({
         namespace: t.namespace,
@@ -126,15 +125,15 @@ export async function startMonitoring(t: {
       });
     // The rule files keep their ConfigMap names, next to prometheus.yml as in the mounted volume.
     for (const [name, text] of Object.entries(files))
-      if (name !== 'prometheus.yml') writeFileSync(join(dir, name), text);
-    writeFileSync(join(dir, 'prometheus.yml'), stringify(config));
+      if (name !== PROMETHEUS_FILES.config) writeFileSync(join(dir, name), text);
+    writeFileSync(join(dir, PROMETHEUS_FILES.config), stringify(config));
     mkdirSync(join(dir, 'data'));
     // The StatefulSet's args, with the config path, data path and listen address substituted.
     const ss = t.objects.find((o) => o.kind === 'StatefulSet' && o.metadata?.name === 'prometheus')?.spec as
       { template: { spec: { containers: { args?: string[] }[] } } } | undefined;
     const args = (ss?.template.spec.containers[0].args ?? []).map((a) =>
       a.startsWith('--config.file=')
-        ? `--config.file=${join(dir, 'prometheus.yml')}`
+        ? `--config.file=${join(dir, PROMETHEUS_FILES.config)}`
         : a.startsWith('--storage.tsdb.path=')
           ? `--storage.tsdb.path=${join(dir, 'data')}`
           : a.startsWith('--web.listen-address=')

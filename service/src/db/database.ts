@@ -68,17 +68,11 @@ export class Database {
   ) {
     const make = (name: string, address: HostPort): NamedPool => {
       const pool = new Pool({
-        host: address.host,
-        port: address.port,
-        database: cfg.database,
-        user: cfg.user,
-        password: cfg.password,
-        application_name: `fastnext-api:${name}`,
+        ...connectionOptions(cfg, address, name),
         // poolSize connections stay open once made; the overflow above it closes after 10 s idle.
         min: cfg.poolSize,
         max: cfg.poolSize + cfg.maxOverflow,
         idleTimeoutMillis: 10_000,
-        connectionTimeoutMillis: cfg.poolTimeoutSeconds * 1000,
         maxLifetimeSeconds: cfg.poolRecycleSeconds,
         statement_timeout: 15_000,
       });
@@ -239,6 +233,19 @@ export class Database {
     this.timer = undefined;
     await Promise.all(this.pools.map((p) => p.pool.end().catch(() => undefined)));
   }
+}
+
+/** How every connection to PostgreSQL is made (pools and the one-shot commands alike). */
+export function connectionOptions(cfg: ServiceConfig['postgres'], address: HostPort, name: string) {
+  return {
+    host: address.host,
+    port: address.port,
+    database: cfg.database,
+    user: cfg.user,
+    password: cfg.password,
+    application_name: `fastnext-api:${name}`,
+    connectionTimeoutMillis: cfg.poolTimeoutSeconds * 1000,
+  };
 }
 
 /** Errors that mean "this server is unreachable", as opposed to a bad query. */

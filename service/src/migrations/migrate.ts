@@ -5,6 +5,7 @@
  */
 import { Client, type ClientBase } from 'pg';
 import type { ServiceConfig } from '../config';
+import { connectionOptions } from '../db/database';
 import { MIGRATIONS, type Migration } from './migrations';
 import { ensurePartitions, monthStart, MONTHS_AHEAD } from './partitions';
 
@@ -63,15 +64,7 @@ export async function maintainPartitions(client: ClientBase, now = new Date()): 
 
 /** A single connection to the primary for the one-shot commands. */
 export async function connectPrimary(cfg: ServiceConfig['postgres']): Promise<Client> {
-  const client = new Client({
-    host: cfg.primary.host,
-    port: cfg.primary.port,
-    database: cfg.database,
-    user: cfg.user,
-    password: cfg.password,
-    application_name: 'fastnext-api:migrate',
-    connectionTimeoutMillis: cfg.poolTimeoutSeconds * 1000,
-  });
+  const client = new Client(connectionOptions(cfg, cfg.primary, 'migrate'));
   await client.connect();
   return client;
 }
