@@ -35,6 +35,7 @@ const wiring: PodWiring = {
     [SERVICE_ENV.managementTokenFile]: '/tmp/x/token',
   },
   hostsFile: '/tmp/x/hosts',
+  logDir: '/tmp/x',
 };
 
 describe('API pod env', () => {

@@ -121,8 +121,16 @@ export async function startPostgres(source: FileSource, opts: StartPostgresOptio
     PG_LISTEN_ADDRESSES: ep.host,
     TMPDIR: join(dir, 'tmp'),
   });
+  let runs = 0;
+  // One log file per run (as each container start has its own log).
   const run = (script: string, env: Record<string, string>) =>
-    spawnServer('sh', [join(configDir, script)], { env, uid: pgUser.uid, gid: pgUser.gid, cwd: env.HOME });
+    spawnServer('sh', [join(configDir, script)], {
+      env,
+      uid: pgUser.uid,
+      gid: pgUser.gid,
+      cwd: env.HOME,
+      logFile: join(env.HOME, `${script}.${runs++}.log`),
+    });
 
   const primaryDir = nodeDir('primary');
   const primaryEnv = {

@@ -6,9 +6,13 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import {
   chownSync,
+  closeSync,
+  fstatSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
+  readSync,
   readFileSync,
   readlinkSync,
   rmSync,
@@ -32,8 +36,28 @@ export interface Proc {
   readonly exited: Promise<number | null>;
   /** Resolves once stdout and stderr are closed too (all output is in log()). */
   readonly closed: Promise<void>;
-  /** Everything the process wrote to stdout/stderr (last 64 KiB). */
+  /** The end of what the process wrote to stdout/stderr (its log file's last 64 KiB). */
   log(): string;
+}
+
+const LOG_TAIL_BYTES = 65536;
+
+/** The last `bytes` of a file ('' when it does not exist). */
+export function tailOf(file: string, bytes = LOG_TAIL_BYTES): string {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const buf = Buffer.alloc(Math.min(size, bytes));
+    const n = readSync(fd, buf, 0, buf.length, size - buf.length);
+    return buf.subarray(0, n).toString();
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const live = new Set<Proc>();
@@ -95,34 +119,37 @@ function killGroup(p: Proc, signal: NodeJS.Signals): void {
   }
 }
 
-/** Spawns `cmd` detached (own process group) with the given env and user. */
+/**
+ * Spawns `cmd` detached (own process group) with the given env and user. Its
+ * stdout and stderr go straight to `logFile` (appended), as a kubelet keeps a
+ * container's log: the server never waits on this process to read its output,
+ * so a busy test or load generator cannot slow it down.
+ */
 export function spawnServer(
   cmd: string,
   args: string[],
-  opts: { env: Record<string, string>; uid?: number; gid?: number; cwd?: string },
+  opts: { env: Record<string, string>; logFile: string; uid?: number; gid?: number; cwd?: string },
 ): Proc {
-  const child = spawn(cmd, args, {
-    env: opts.env,
-    uid: opts.uid,
-    gid: opts.gid,
-    cwd: opts.cwd,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const fd = openSync(opts.logFile, 'a', 0o600);
+  let child: ChildProcess;
+  try {
+    child = spawn(cmd, args, {
+      env: opts.env,
+      uid: opts.uid,
+      gid: opts.gid,
+      cwd: opts.cwd,
+      detached: true,
+      stdio: ['ignore', fd, fd],
+    });
+  } finally {
+    closeSync(fd);
+  }
   if (child.pid === undefined) throw new Error(`could not start ${cmd}`);
-  let buf = '';
-  const onData = (d: Buffer) => {
-    buf = (buf + d.toString()).slice(-65536);
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
   // Unreferenced: a test that forgets stop() must not keep jest alive; the exit hook then kills the group.
   child.unref();
-  (child.stdout as unknown as { unref?: () => void }).unref?.();
-  (child.stderr as unknown as { unref?: () => void }).unref?.();
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  const proc: Proc = { child, pid: child.pid, exited, closed, log: () => buf };
+  const proc: Proc = { child, pid: child.pid, exited, closed, log: () => tailOf(opts.logFile) };
   live.add(proc);
   void exited.then(() => live.delete(proc));
   return proc;

@@ -169,6 +169,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
         REDIS_ANNOUNCE_IP: n.host,
       },
       cwd: n.dataDir,
+      logFile: join(root, `node-${i}`, 'redis.log'),
     });
     procs[i] = p;
     await waitFor(

@@ -49,6 +49,8 @@ export interface PodWiring {
   readonly secretFiles: Readonly<Record<string, string>>;
   /** "name address" lines: the cluster DNS stand-in read by hosts-preload.js. */
   readonly hostsFile: string;
+  /** Where each pod's log file (`<name>.log`, stdout and stderr) goes. */
+  readonly logDir: string;
   /** Extra env the caller sets on purpose (e.g. the bench's CACHE_ENABLED=false); listed in the table. */
   readonly overrides?: Readonly<Record<string, string>>;
 }
@@ -175,7 +177,11 @@ export async function startApiPod(
   }
   const env = podEnv(main, wiring, ports);
   const cmd = localCommand(main);
-  const proc: Proc = spawnServer(cmd[0], cmd.slice(1), { env: { ...baseEnv(wiring.hostsFile), ...env }, cwd: ROOT });
+  const proc: Proc = spawnServer(cmd[0], cmd.slice(1), {
+    env: { ...baseEnv(wiring.hostsFile), ...env },
+    cwd: ROOT,
+    logFile: join(wiring.logDir, `${name}.log`),
+  });
   const http = { host: '127.0.0.1', port: ports.http };
   const pod: ApiPod = {
     name,

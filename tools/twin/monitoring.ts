@@ -143,6 +143,7 @@ export async function startMonitoring(t: {
     const proc = spawnServer('/usr/bin/prometheus', args, {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
       cwd: dir,
+      logFile: join(dir, 'prometheus.log'),
     });
     const url = `http://${listen}`;
     await waitFor('prometheus ready', async () => (await fetch(`${url}/-/ready`)).ok, 30000, proc.log, proc);

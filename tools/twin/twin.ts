@@ -174,6 +174,7 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
         [SERVICE_ENV.managementTokenFile]: secret('management-token', managementToken),
       },
       hostsFile: join(secretsDir, 'hosts'),
+      logDir: secretsDir,
       overrides: opts.apiOverrides,
     };
     // What the headless Services' DNS would answer: the Redis nodes announce these names.
