@@ -2,6 +2,7 @@
  * nginx.conf of the edge tier, rendered from the typed config. The same bytes
  * go into the edge ConfigMap and into the tests that run Debian's nginx.
  */
+import { REQUEST_ID_HEADER } from '../../service/src/contract';
 import type { EnvironmentConfig } from '../../stacks/config';
 
 /** Ports of the edge pods. */
@@ -66,7 +67,7 @@ export function renderNginxConf(input: NginxConfInput): string {
     '    proxy_set_header X-Real-IP $remote_addr;',
     '    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
     '    proxy_set_header X-Forwarded-Proto $scheme;',
-    '    proxy_set_header X-Request-ID $request_id;',
+    `    proxy_set_header ${REQUEST_ID_HEADER} $request_id;`,
     `    proxy_connect_timeout ${proxyTimeouts.connectSeconds}s;`,
     `    proxy_read_timeout ${proxyTimeouts.readSeconds}s;`,
     `    proxy_send_timeout ${proxyTimeouts.sendSeconds}s;`,

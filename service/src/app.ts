@@ -4,8 +4,9 @@
  * listens; tests use `buildApp(...).inject()`.
  */
 import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import type { DestinationStream } from 'pino';
 import type { ServiceConfig } from './config';
-import { API_PREFIX } from './contract';
+import { API_PREFIX, REQUEST_ID_HEADER } from './contract';
 import { BODY_LIMIT_BYTES, installErrorHandlers } from './http/errors';
 import { installHttpCaching } from './http/http-cache';
 import { cachePlugin } from './plugins/cache';
@@ -41,6 +42,18 @@ export const app: FastifyPluginAsync<AppOptions> = shared<AppOptions>(async (ins
     if (instance.draining) reply.header('connection', 'close');
     return payload;
   });
+  // One access-log line per request, when it is answered (Fastify's default logs two).
+  instance.addHook('onResponse', (request, reply, done) => {
+    request.log.info(
+      {
+        req: { method: request.method, url: request.url, remoteAddress: request.ip },
+        res: { statusCode: reply.statusCode },
+        responseTime: reply.elapsedTime,
+      },
+      'request completed',
+    );
+    done();
+  });
   installErrorHandlers(instance);
   installHttpCaching(instance);
   await instance.register(
@@ -63,10 +76,22 @@ export const app: FastifyPluginAsync<AppOptions> = shared<AppOptions>(async (ins
 /** A Fastify instance with the server options the app needs (body limit, strict validation, logger). */
 export async function buildApp(
   config: ServiceConfig,
-  options: { logger?: boolean; probeIntervalSeconds?: number; redisNatMap?: NatMap } = {},
+  options: {
+    logger?: boolean;
+    /** Where log lines go. @default stdout */
+    logStream?: DestinationStream;
+    probeIntervalSeconds?: number;
+    redisNatMap?: NatMap;
+  } = {},
 ): Promise<FastifyInstance> {
   const instance = Fastify({
-    logger: options.logger === false ? false : { level: config.logLevel },
+    logger:
+      options.logger === false
+        ? false
+        : { level: config.logLevel, ...(options.logStream ? { stream: options.logStream } : {}) },
+    disableRequestLogging: true,
+    // The edge's request id when there is one; Fastify generates one otherwise.
+    requestIdHeader: REQUEST_ID_HEADER.toLowerCase(),
     bodyLimit: BODY_LIMIT_BYTES,
     // Fastify answers 503 to new requests while closing; in-flight ones finish.
     return503OnClosing: true,

@@ -14,6 +14,13 @@ export const SERVICE_PORTS = {
   metrics: 9464,
 } as const;
 
+/**
+ * The request id header: the edge sets it (nginx `$request_id`, also in its
+ * access log) and the service logs it as `reqId`, so one request can be followed
+ * from edge to pod.
+ */
+export const REQUEST_ID_HEADER = 'X-Request-ID';
+
 /** URL prefix of every API route. */
 export const API_PREFIX = '/api/v1';
 

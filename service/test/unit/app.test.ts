@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app';
 import { loadConfig } from '../../src/config';
-import { SERVICE_METRICS, SERVICE_PATHS } from '../../src/contract';
+import { REQUEST_ID_HEADER, SERVICE_METRICS, SERVICE_PATHS } from '../../src/contract';
 import { etagOf } from '../../src/http/http-cache';
 
 jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
@@ -16,8 +16,8 @@ const CLOSED = '127.0.0.1:1'; // nothing listens on port 1
 
 let app: FastifyInstance;
 
-beforeAll(async () => {
-  const config = loadConfig({
+const unitEnv = (logLevel: string) =>
+  loadConfig({
     POSTGRES_SERVER: CLOSED,
     POSTGRES_READ_REPLICAS: CLOSED,
     POSTGRES_PASSWORD: 'x',
@@ -25,9 +25,11 @@ beforeAll(async () => {
     REDIS_CLUSTER_NODES: CLOSED,
     CACHE_WARM_ON_START: 'false',
     MANAGEMENT_TOKEN: TOKEN,
-    LOG_LEVEL: 'silent',
+    LOG_LEVEL: logLevel,
   });
-  app = await buildApp(config);
+
+beforeAll(async () => {
+  app = await buildApp(unitEnv('silent'));
   // Extra routes to exercise the error handler and ETag logic without a database.
   app.get('/test/boom', async () => {
     throw new Error('password=hunter2 at /secret/path');
@@ -248,6 +250,36 @@ describe('metrics', () => {
       'nodejs_eventloop_lag_seconds',
     ]) {
       expect(text).toContain(`# TYPE ${name} `);
+    }
+  });
+});
+
+describe('request log', () => {
+  test('writes one line per request, carrying the edge request id and the status', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logged = await buildApp(unitEnv('info'), {
+      logStream: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    });
+    try {
+      await logged.ready();
+      lines.length = 0;
+      const header = REQUEST_ID_HEADER.toLowerCase();
+      await logged.inject({ method: 'GET', url: SERVICE_PATHS.liveness, headers: { [header]: 'edge-req-1' } });
+      await logged.inject({ method: 'GET', url: '/api/v1/users/not-a-number' });
+      const requestLines = lines.filter((l) => l.req !== undefined || l.res !== undefined);
+      expect(requestLines).toHaveLength(2);
+      expect(requestLines[0]).toMatchObject({
+        reqId: 'edge-req-1',
+        msg: 'request completed',
+        req: { method: 'GET', url: SERVICE_PATHS.liveness },
+        res: { statusCode: 200 },
+      });
+      expect(typeof requestLines[0].responseTime).toBe('number');
+      // Without the header Fastify generates an id; a rejected request is logged too.
+      expect(requestLines[1]).toMatchObject({ res: { statusCode: 400 }, msg: 'request completed' });
+      expect(requestLines[1].reqId).not.toBe('edge-req-1');
+    } finally {
+      await logged.close();
     }
   });
 });
