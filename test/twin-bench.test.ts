@@ -2,6 +2,8 @@
 import { renderResults, RESULTS_SECTION, resultTables, type CaseResult } from '../tools/bench/report';
 import { fillSections } from '../tools/readme';
 import { seededRandom, zipfSampler } from '../tools/bench/zipf';
+import { spawn } from 'node:child_process';
+import { cpuSeconds, cpuSnapshot } from '../tools/bench/cpu';
 
 describe('zipfSampler', () => {
   test('draws rank k with probability proportional to 1/(k+1) (s = 1)', () => {
@@ -47,8 +49,16 @@ const result = (kind: string, target: string, rps: number, extra: Partial<CaseRe
 describe('results.md', () => {
   const md = renderResults({
     results: [
-      result('baseline', 'minimal Fastify route', 10000),
-      result('cached GET', 'nginx (2 pods)', 4000, { hitRatio: 0.95, queriesPerRequest: 0.05 }),
+      result('baseline', 'minimal Fastify route', 10000, {
+        cpuPerRequest: { client: 60, baseline: 40 },
+        machineBusy: 0.98,
+      }),
+      result('cached GET', 'nginx (2 pods)', 4000, {
+        hitRatio: 0.95,
+        queriesPerRequest: 0.05,
+        cpuPerRequest: { client: 80, edge: 90, api: 200, redis: 40, postgres: 0, other: 10 },
+        machineBusy: 0.99,
+      }),
       result('cached GET', 'one API process', 5000, { hitRatio: 0.97, queriesPerRequest: 0.03 }),
       result('cached GET', 'one API process, cache off', 2000, { hitRatio: 0, queriesPerRequest: 0.9 }),
     ],
@@ -77,6 +87,14 @@ describe('results.md', () => {
     expect(md).toContain('| 20 | 100000 | 3000 |');
   });
 
+  test('charges each case its CPU per request by component, with the ceiling it implies', () => {
+    // 80 + 90 + 200 + 40 + 0 + 10 = 420 us in all; 2 cores -> 2e6 / 420 = 4762 req/s at most.
+    expect(md).toContain('| cached GET | nginx (2 pods) | 80 | 90 | 200 | 40 | 0 | - | 10 | 420 | 4762 | 99.0 % |');
+    expect(md).toContain('| baseline | minimal Fastify route | 60 | - | - | - | - | 40 | - | 100 | 20000 | 98.0 % |');
+    expect(md).toContain('cost 420 µs of CPU in all against 100 µs\n  for a baseline request (4.2 x)');
+    expect(md).toContain('The client and the edge alone cost\n  170 µs, 1.7 x the baseline');
+  });
+
   test('the docs get the results and targets tables between the markers', () => {
     const doc = `# Doc\n<!-- bench:results:start -->\nold\n<!-- bench:results:end -->\nafter\n`;
     const out = fillSections(doc, { [RESULTS_SECTION]: resultTables(md) });
@@ -91,5 +109,28 @@ describe('results.md', () => {
     expect(() => fillSections('# Doc\n', { [RESULTS_SECTION]: 'x' })).toThrow(
       'the document has no <!-- bench:results:start --> ... <!-- bench:results:end --> markers',
     );
+  });
+});
+
+describe('CPU accounting', () => {
+  test('charges a component its root process and the descendants it starts', async () => {
+    // sh (root) starts node (descendant), which spins for 400 ms of CPU, then both wait to be killed.
+    const spin = 'const t = Date.now(); while (Date.now() - t < 400); setTimeout(() => undefined, 60000)';
+    const child = spawn('sh', ['-c', `${process.execPath} -e "${spin}" & wait`], {
+      stdio: 'ignore',
+      detached: true,
+    });
+    try {
+      const components = { spinner: { pids: () => [child.pid!] }, nobody: { pids: () => [] } };
+      const before = cpuSnapshot(components);
+      await new Promise((r) => setTimeout(r, 1500));
+      const used = cpuSeconds(before, cpuSnapshot(components));
+      expect(used.spinner).toBeGreaterThanOrEqual(0.3);
+      expect(used.nobody).toBe(0);
+      expect(used.client).toBeGreaterThanOrEqual(0);
+      expect(used.other).toBeGreaterThanOrEqual(0);
+    } finally {
+      process.kill(-child.pid!, 'SIGKILL'); // the whole group: sh and node
+    }
   });
 });

@@ -21,6 +21,7 @@ import { loadEnvironment } from '../../stacks/environments';
 import type { ApiPod } from '../twin/api-pods';
 import { startTwin, type Twin } from '../twin/twin';
 import { fillSections } from '../readme';
+import { type ComponentRoots, cpuSeconds, cpuSnapshot } from './cpu';
 import { renderResults, RESULTS_SECTION, resultTables, type CaseResult } from './report';
 import { seededRandom, zipfSampler } from './zipf';
 
@@ -97,18 +98,23 @@ interface Sample {
   readonly errors: number;
   readonly statuses: Record<string, number>;
   readonly delta: Counters;
+  /** CPU seconds by component during the run (tools/bench/cpu.ts). */
+  readonly cpu: Record<string, number>;
+  readonly seconds: number;
 }
 
 async function measure(
   target: Target,
   length: { seconds: number } | { amount: number },
   requestFor: () => autocannon.Request,
+  components: Readonly<Record<string, ComponentRoots>> = {},
 ): Promise<Sample> {
   const u = new URL(target.url);
   const restore = target.spread ? spreadSourceAddresses(u.hostname, Number(u.port)) : () => undefined;
   const before = await counters(target.pods);
   const latencies: number[] = [];
   try {
+    const cpuBefore = cpuSnapshot(components);
     const result = await new Promise<autocannon.Result>((resolve, reject) => {
       const instance = autocannon(
         {
@@ -121,8 +127,11 @@ async function measure(
       );
       instance.on('response', (_client, _status, _bytes, responseTime) => latencies.push(responseTime));
     });
+    const cpu = cpuSeconds(cpuBefore, cpuSnapshot(components));
     const after = await counters(target.pods);
     return {
+      cpu,
+      seconds: result.duration,
       requestsPerSecond: result.requests.total / result.duration,
       latencies,
       total: result.requests.total,
@@ -148,9 +157,13 @@ function aggregate(kind: Kind, target: Target, samples: readonly Sample[]): Case
   const lookups = sum((x) => x.delta.hits + x.delta.misses);
   const statuses: Record<string, number> = {};
   for (const x of samples) for (const [k, n] of Object.entries(x.statuses)) statuses[k] = (statuses[k] ?? 0) + n;
+  const cpu: Record<string, number> = {};
+  for (const x of samples) for (const [k, v] of Object.entries(x.cpu)) cpu[k] = (cpu[k] ?? 0) + v;
   return {
     kind,
     target: target.label,
+    cpuPerRequest: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, (v * 1e6) / total])),
+    machineBusy: Object.values(cpu).reduce((a, b) => a + b, 0) / (sum((x) => x.seconds) * os.cpus().length),
     requestsPerSecond: [...rates].sort((a, b) => a - b)[Math.floor(rates.length / 2)],
     rounds: rates,
     p50: percentile(sorted, 50),
@@ -275,6 +288,14 @@ export async function main(argv: readonly string[] = []): Promise<number> {
       };
     };
 
+    // Whose CPU each run is charged to (the load generator, this process, is 'client').
+    const components: Record<string, ComponentRoots> = {
+      baseline: { pids: () => [baseline.child.pid!] },
+      edge: { dir: twin.edge.dir },
+      api: { pids: () => [...twin!.pods, cacheOff, quiet].map((p) => p.pid) },
+      redis: { dir: twin.redis.dir },
+      postgres: { dir: twin.postgres.dir },
+    };
     const cases: { kind: Kind; target: Target; req: () => autocannon.Request }[] = [
       {
         kind: 'baseline',
@@ -297,7 +318,7 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     const samples = cases.map((): Sample[] => []);
     for (let round = 1; round <= rounds; round++) {
       for (const [i, c] of cases.entries()) {
-        const x = await measure(c.target, { seconds }, c.req);
+        const x = await measure(c.target, { seconds }, c.req, components);
         samples[i].push(x);
         log(
           `[bench] round ${round}/${rounds} ${c.kind} -> ${c.target.label}: ${x.requestsPerSecond.toFixed(0)} req/s, ` +
@@ -329,11 +350,12 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     const format = async (text: string, file: string) =>
       prettier.format(text, { ...(await prettier.resolveConfig(file)), filepath: file });
     fs.mkdirSync(join(ROOT, 'bench'), { recursive: true });
-    fs.writeFileSync(out, await format(md, out));
+    const formatted = await format(md, out);
+    fs.writeFileSync(out, formatted);
     // README.md and docs/local.md quote the latest tables between markers; keep them in step.
     const docs = [join(ROOT, 'README.md'), join(ROOT, 'docs', 'local.md')];
     for (const doc of docs) {
-      const text = fillSections(fs.readFileSync(doc, 'utf8'), { [RESULTS_SECTION]: resultTables(md) });
+      const text = fillSections(fs.readFileSync(doc, 'utf8'), { [RESULTS_SECTION]: resultTables(formatted) });
       // README.md is not prettier-formatted: its generated sections are compared byte for byte by a test.
       fs.writeFileSync(doc, doc.endsWith('README.md') ? text : await format(text, doc));
     }

@@ -15,7 +15,17 @@ export interface CaseResult {
   readonly statuses: Record<string, number>;
   readonly hitRatio?: number;
   readonly queriesPerRequest?: number;
+  /** Microseconds of CPU per request, by component (client, edge, api, redis, postgres, baseline, other). */
+  readonly cpuPerRequest?: Readonly<Record<string, number>>;
+  /** Share of the machine's CPU (all cores) busy during the case. */
+  readonly machineBusy?: number;
 }
+
+/** Columns of the CPU table, in the order a request flows. */
+const CPU_COMPONENTS = ['client', 'edge', 'api', 'redis', 'postgres', 'baseline', 'other'] as const;
+
+const cpuTotal = (r: CaseResult | undefined) =>
+  r?.cpuPerRequest ? Object.values(r.cpuPerRequest).reduce((a, b) => a + b, 0) : NaN;
 
 export interface BenchRun {
   readonly results: readonly CaseResult[];
@@ -59,6 +69,12 @@ export function renderResults(run: BenchRun): string {
     on?.queriesPerRequest !== undefined && off?.queriesPerRequest
       ? 1 - on.queriesPerRequest / off.queriesPerRequest
       : NaN;
+  const cpuRows = run.results.map(
+    (r) =>
+      `| ${r.kind} | ${r.target} | ${CPU_COMPONENTS.map((c) => f0(r.cpuPerRequest?.[c] ?? NaN)).join(' | ')} | ` +
+      `${f0(cpuTotal(r))} | ${f0((run.cores * 1e6) / cpuTotal(r))} | ${pct(r.machineBusy)} |`,
+  );
+  const edgeOnly = (edgeCached?.cpuPerRequest?.client ?? NaN) + (edgeCached?.cpuPerRequest?.edge ?? NaN);
   const check = (ok: boolean) => (ok ? 'met' : '**not met**');
   const targets = [
     [
@@ -139,12 +155,29 @@ ${rows.join('\n')}
 |---|---|---|
 ${targets.map((t) => `| ${t.join(' | ')} |`).join('\n')}
 
+## Where the CPU goes
+
+CPU time per request, in microseconds, by component, from /proc (tools/bench/cpu.ts): **client** is autocannon (this
+process), **edge** nginx and its workers, **api** every API process, **baseline** the baseline server, **other**
+the rest of the machine (other tenants, kernel threads). "ceiling" is the req/s this machine's ${run.cores} cores
+would give if every one of them did nothing but this case: ${run.cores} x 10^6 / total.
+
+| case | target | ${CPU_COMPONENTS.join(' | ')} | total | ceiling req/s | machine busy |
+|---|---|${CPU_COMPONENTS.map(() => '---|').join('')}---|---|---|
+${cpuRows.join('\n')}
+
 ## Reading the results
 
 - Through nginx (two API processes), the cached GET
   made ${f1(((edgeCached?.requestsPerSecond ?? NaN) / (on?.requestsPerSecond ?? NaN)) * 100)} % of the req/s of one API process
   reached directly: on ${run.cores} cores, autocannon, nginx, the API processes and Redis compete for the same CPU, so
   a second process adds no capacity here and the edge adds a hop. In a cluster each pod has its own CPU.
+- CPU: a cached GET through nginx cost ${f0(cpuTotal(edgeCached))} µs of CPU in all against ${f0(cpuTotal(base))} µs
+  for a baseline request (${f1(cpuTotal(edgeCached) / cpuTotal(base))} x): API processes ${f0(edgeCached?.cpuPerRequest?.api ?? NaN)},
+  Redis ${f0(edgeCached?.cpuPerRequest?.redis ?? NaN)}, edge ${f0(edgeCached?.cpuPerRequest?.edge ?? NaN)}, client ${f0(edgeCached?.cpuPerRequest?.client ?? NaN)}.
+  With the machine saturated, that ratio sets the req/s ratio: 50 % of the baseline needs a cached GET through
+  nginx to cost at most twice the baseline's CPU, load generator included. The client and the edge alone cost
+  ${f0(edgeOnly)} µs, ${f1(edgeOnly / cpuTotal(base))} x the baseline's whole request, before the API does anything.
 - The baseline does nothing per request; an API request validates its input, reads Redis (a network round trip),
   records a histogram sample and writes a JSON log line. The LOG_LEVEL=warn diagnostic made
   ${f1(((warn?.requestsPerSecond ?? NaN) / (on?.requestsPerSecond ?? NaN)) * 100)} % of the req/s of the shipped
