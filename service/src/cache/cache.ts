@@ -18,10 +18,12 @@ import { groupBySlot } from './key-slot';
 export const KEY_PREFIX = 'fastnext:';
 const TAG_PREFIX = `${KEY_PREFIX}tag:`;
 
-export interface CacheEntryOptions {
+export interface CacheEntryOptions<T = unknown> {
   /** Seconds; jittered by +-jitter so keys written together do not expire together. */
   readonly ttl?: number;
   readonly tags?: readonly string[];
+  /** More tags, from the loaded value (e.g. the owner of a row, known only once it is read). `cached` only. */
+  readonly tagsOf?: (value: T) => readonly string[];
 }
 
 export interface CacheHooks {
@@ -148,7 +150,7 @@ export class Cache {
    * key (concurrent callers share the same promise) and caches its result.
    * `null`/`undefined` results (not found) are not cached.
    */
-  async cached<T>(key: string, opts: CacheEntryOptions, loader: () => Promise<T>): Promise<T> {
+  async cached<T>(key: string, opts: CacheEntryOptions<T>, loader: () => Promise<T>): Promise<T> {
     const hit = await this.get<T>(key);
     if (hit !== undefined) return hit;
     const pending = this.inflight.get(key);
@@ -156,7 +158,10 @@ export class Cache {
     const load = (async () => {
       try {
         const value = await loader();
-        if (value !== null && value !== undefined) await this.set(key, value, opts);
+        if (value !== null && value !== undefined) {
+          const tags = [...(opts.tags ?? []), ...(opts.tagsOf?.(value) ?? [])];
+          await this.set(key, value, { ttl: opts.ttl, tags });
+        }
         return value;
       } finally {
         this.inflight.delete(key);

@@ -16,7 +16,7 @@ export interface Ctx {
  * cache (which another client may have filled from a replica that had not yet
  * replayed the write) and reads a server that has.
  */
-export function cachedRead<T>(ctx: Ctx, key: string, opts: CacheEntryOptions, load: () => Promise<T>): Promise<T> {
+export function cachedRead<T>(ctx: Ctx, key: string, opts: CacheEntryOptions<T>, load: () => Promise<T>): Promise<T> {
   return ctx.minLsn ? load() : ctx.cache.cached(key, opts, load);
 }
 

@@ -15,6 +15,11 @@ const COLUMNS = 'id::text, owner_id::text, name, settings, created_at, updated_a
 const projectKey = (id: string) => `project:${id}`;
 /** Tag of every cached project list of one owner (deleting the user clears it too). */
 export const ownerTag = (ownerId: string) => `user:${ownerId}:projects`;
+/**
+ * Tag of every cached single project of one owner: deleting the user deletes
+ * their projects (ON DELETE CASCADE), so it must drop those entries too.
+ */
+export const ownedProjectsTag = (ownerId: string) => `user:${ownerId}:owned-projects`;
 
 export async function createProject(
   ctx: Ctx,
@@ -29,7 +34,8 @@ export async function createProject(
 }
 
 export function getProject(ctx: Ctx, id: string): Promise<Project | null> {
-  return cachedRead(ctx, projectKey(id), { tags: [projectKey(id)] }, async () => {
+  const opts = { tags: [projectKey(id)], tagsOf: (p: Project | null) => (p ? [ownedProjectsTag(p.owner_id)] : []) };
+  return cachedRead(ctx, projectKey(id), opts, async () => {
     const rows = await ctx.db.read<Project>(`SELECT ${COLUMNS} FROM projects WHERE id = $1`, [id], ctx.minLsn);
     return rows[0] ?? null;
   });

@@ -1,7 +1,7 @@
 /** Users: plain parameterized SQL; reads by id are cached under the tag `user:<id>`. */
 import type { Ctx } from './context';
 import { cachedRead, invalidateAfterWrite } from './context';
-import { ownerTag } from './projects';
+import { ownedProjectsTag, ownerTag } from './projects';
 
 export interface User {
   id: string;
@@ -60,7 +60,8 @@ export async function updateUser(
 
 export async function deleteUser(ctx: Ctx, id: string): Promise<{ deleted: boolean; lsn?: string }> {
   const r = await ctx.db.write('DELETE FROM users WHERE id = $1', [id]);
-  await invalidateAfterWrite(ctx, [userKey(id), ownerTag(id)]);
+  // The cascade deleted the user's projects: drop their lists and the single projects.
+  await invalidateAfterWrite(ctx, [userKey(id), ownerTag(id), ownedProjectsTag(id)]);
   return { deleted: r.rowCount > 0, lsn: r.lsn };
 }
 

@@ -145,6 +145,25 @@ describe('cache', () => {
     expect(third.headers.etag).not.toBe(first.headers.etag);
   });
 
+  test('deleting a user drops the cached single projects its ON DELETE CASCADE removed', async () => {
+    const { id } = await createUser();
+    const created = await send('POST', '/projects', { owner_id: id, name: 'cascade' });
+    expect(created.statusCode).toBe(201);
+    const projectId = created.json().id as string;
+    await replicasReplayed(String(created.headers[LSN_HEADER]));
+    expect((await get(`/projects/${projectId}`)).statusCode).toBe(200);
+    const hits = app.cache.hits;
+    expect((await get(`/projects/${projectId}`)).statusCode).toBe(200);
+    expect(app.cache.hits).toBe(hits + 1); // served from the cache
+
+    const deleted = await app.inject({ method: 'DELETE', url: `/api/v1/users/${id}` });
+    expect(deleted.statusCode).toBe(204);
+    await replicasReplayed(String(deleted.headers[LSN_HEADER]));
+    const after = await get(`/projects/${projectId}`);
+    expect(after.statusCode).toBe(404);
+    expect(await app.redis!.exists(`fastnext:project:${projectId}`)).toBe(0);
+  });
+
   test('tag invalidation deletes keys on every master (keys in different slots)', async () => {
     const redis = app.redis!;
     const keys = Array.from({ length: 30 }, (_, i) => `tagtest:${i}`);
