@@ -36,7 +36,7 @@ const WARM_UP_REQUESTS = 30000;
  * Spreads autocannon's connections to `host:port` over SOURCE_ADDRESSES loopback
  * source addresses (autocannon has no such option; it calls net.connect(port, host)).
  */
-export function spreadSourceAddresses(host: string, port: number): () => void {
+function spreadSourceAddresses(host: string, port: number): () => void {
   // The module object itself (an `import * as` namespace is a copy under esbuild's CJS output).
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const netModule = require('node:net') as typeof net;
@@ -190,7 +190,7 @@ function startBaseline(): Promise<{ url: string; child: ChildProcess }> {
   });
 }
 
-export async function seed(twin: Twin): Promise<string[]> {
+async function seed(twin: Twin): Promise<string[]> {
   const c = await twin.postgres.connect();
   try {
     await c.query(
