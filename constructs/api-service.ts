@@ -126,6 +126,8 @@ export class ApiService extends Construct {
       { name: SERVICE_ENV.cacheEnabled, value: String(api.cache.enabled) },
       { name: SERVICE_ENV.cacheDefaultTtl, value: String(api.cache.defaultTtlSeconds) },
       { name: SERVICE_ENV.cacheWarmOnStart, value: String(api.cache.warmOnStart) },
+      { name: SERVICE_ENV.cacheLocalTtl, value: String(api.cache.localTtlSeconds) },
+      { name: SERVICE_ENV.cacheLocalMaxEntries, value: String(api.cache.localMaxEntries) },
       { name: SERVICE_ENV.managementTokenFile, value: managementToken },
       { name: SERVICE_ENV.shutdownDrainSeconds, value: String(api.drainSeconds) },
     ];

@@ -152,6 +152,14 @@ export const environmentSchema = z
             enabled: z.boolean(),
             defaultTtlSeconds: positiveInt,
             warmOnStart: z.boolean(),
+            /**
+             * Seconds a value lives in each pod's in-process tier in front of Redis (hot keys skip the
+             * Redis round trip); invalidations reach every pod through Redis pub/sub, and this bounds
+             * staleness should one be lost. 0 turns the tier off.
+             */
+            localTtlSeconds: z.number().int().min(0).max(3600),
+            /** Entries of that tier per pod (least recently used go first). */
+            localMaxEntries: positiveInt,
           })
           .strict(),
         /** Schedule of the activity_logs partition maintenance CronJob. */
@@ -358,7 +366,7 @@ export const DEFAULTS: Omit<EnvironmentConfig, 'name' | 'namespace'> = {
     terminationGracePeriodSeconds: 30,
     pdbMaxUnavailable: 1,
     db: { poolSize: 20, maxOverflow: 40, poolTimeoutSeconds: 30, poolRecycleSeconds: 3600, replicaMaxLagSeconds: 10 },
-    cache: { enabled: true, defaultTtlSeconds: 300, warmOnStart: true },
+    cache: { enabled: true, defaultTtlSeconds: 300, warmOnStart: true, localTtlSeconds: 2, localMaxEntries: 10000 },
     partitionMaintenanceSchedule: '17 3 * * *',
     managementTokenSecret: 'api-management-token',
   },

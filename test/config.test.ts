@@ -92,6 +92,12 @@ describe('environment config', () => {
     );
   });
 
+  test('fails when the local cache TTL is negative', () => {
+    expect(errorFor({ api: { cache: { localTtlSeconds: -1 } } })).toBe(
+      "Invalid config for environment 'prod':\n  - api.cache.localTtlSeconds: -1 must be >= 0",
+    );
+  });
+
   test('fails when the rate limit is 0', () => {
     expect(errorFor({ edge: { rateLimit: { requestsPerSecond: 0 } } })).toBe(
       "Invalid config for environment 'prod':\n  - edge.rateLimit.requestsPerSecond: 0 must be >= 1",

@@ -39,6 +39,9 @@ export interface ServiceConfig {
     readonly enabled: boolean;
     readonly defaultTtlSeconds: number;
     readonly warmOnStart: boolean;
+    /** 0 = no in-process tier. */
+    readonly localTtlSeconds: number;
+    readonly localMaxEntries: number;
   };
   readonly managementToken: string;
   readonly shutdownDrainSeconds: number;
@@ -164,6 +167,8 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       enabled: cacheEnabled,
       defaultTtlSeconds: int(env, E.cacheDefaultTtl, 300, 1, 86400 * 30),
       warmOnStart: bool(env, E.cacheWarmOnStart, true),
+      localTtlSeconds: int(env, E.cacheLocalTtl, 2, 0, 3600),
+      localMaxEntries: int(env, E.cacheLocalMaxEntries, 10000, 1, 10_000_000),
     },
     managementToken,
     shutdownDrainSeconds: int(env, E.shutdownDrainSeconds, DEFAULT_DRAIN_SECONDS, 0, 300),

@@ -72,6 +72,10 @@ export const SERVICE_ENV = {
   cacheEnabled: 'CACHE_ENABLED',
   cacheDefaultTtl: 'CACHE_DEFAULT_TTL',
   cacheWarmOnStart: 'CACHE_WARM_ON_START',
+  /** Seconds an entry lives in the in-process cache tier; 0 turns the tier off. */
+  cacheLocalTtl: 'CACHE_LOCAL_TTL_SECONDS',
+  /** Entries of the in-process cache tier. */
+  cacheLocalMaxEntries: 'CACHE_LOCAL_MAX_ENTRIES',
   /** Bearer token for management endpoints. */
   managementToken: 'MANAGEMENT_TOKEN',
   managementTokenFile: 'MANAGEMENT_TOKEN_FILE',
@@ -106,6 +110,8 @@ export const SERVICE_METRICS = {
   /** Counter, labels: cache ("hit" | "miss") kept as two counters below. */
   cacheHits: 'fastnext_cache_hits_total',
   cacheMisses: 'fastnext_cache_misses_total',
+  /** Counter: the hits (already in cacheHits) answered by the in-process tier, without a Redis round trip. */
+  cacheLocalHits: 'fastnext_cache_local_hits_total',
   /** Counter: cache operations that failed or timed out and fell back to the database (Redis degraded). */
   cacheErrors: 'fastnext_cache_errors_total',
   /** Gauges, label: pool ("primary" | "replica-N"). */

@@ -10,13 +10,29 @@
  * Degradation: when the cluster is not ready or a command fails or takes longer
  * than `timeoutMs`, the cache acts as empty and callers read the database. A
  * Redis outage therefore never becomes a 5xx.
+ *
+ * Local tier (optional, `localTtlSeconds` > 0): a small in-process LRU of raw
+ * values in front of Redis (local.ts). Every invalidation evicts the keys here
+ * and announces them on INVALIDATION_CHANNEL; every pod subscribes and evicts
+ * them too. The tier serves only while this pod's subscription is proven to
+ * work (its pings, one a second, come back) and Redis is ready; otherwise it is
+ * emptied and bypassed until a ping comes back again. Its TTL bounds staleness
+ * should an announcement still be lost (in the instant a subscriber connection
+ * is replaced).
  */
 import type { Cluster } from 'ioredis';
 import type { FastifyBaseLogger } from 'fastify';
 import { groupBySlot } from './key-slot';
+import { LocalCache } from './local';
 
 export const KEY_PREFIX = 'fastnext:';
 const TAG_PREFIX = `${KEY_PREFIX}tag:`;
+/** Pub/sub channel on which pods announce the keys they invalidated (and prove their subscription with pings). */
+export const INVALIDATION_CHANNEL = `${KEY_PREFIX}invalidations`;
+/** Between subscription pings (each must come back before the next goes out). */
+const PING_INTERVAL_MS = 1000;
+
+type Announcement = { readonly keys: readonly string[] } | { readonly ping: string };
 
 export interface CacheEntryOptions<T = unknown> {
   /** Seconds; jittered by +-jitter so keys written together do not expire together. */
@@ -27,7 +43,10 @@ export interface CacheEntryOptions<T = unknown> {
 }
 
 export interface CacheHooks {
+  /** Any hit, local tier included. */
   onHit?(): void;
+  /** A hit the local tier answered (also counted by onHit). */
+  onLocalHit?(): void;
   onMiss?(): void;
   onError?(): void;
 }
@@ -38,6 +57,10 @@ export interface CacheSettings {
   readonly jitter?: number;
   /** Budget of one cache round trip before we give up and use the database. @default 300 */
   readonly timeoutMs?: number;
+  /** TTL of the in-process tier; 0 turns it off. @default 0 */
+  readonly localTtlSeconds?: number;
+  /** Entries of the in-process tier (least recently used go first). @default 10000 */
+  readonly localMaxEntries?: number;
 }
 
 // Adds a member to a tag set and makes the set outlive its longest member (one slot: the tag key).
@@ -50,11 +73,19 @@ type TaggingCluster = Cluster & { fastnextTagAdd(tagKey: string, member: string,
 
 export class Cache {
   hits = 0;
+  /** Hits the local tier answered (included in `hits`). */
+  localHits = 0;
   misses = 0;
   errors = 0;
+  readonly local: LocalCache;
   private readonly inflight = new Map<string, Promise<unknown>>();
   private readonly jitter: number;
   private readonly timeoutMs: number;
+  private subscriber: Cluster | undefined;
+  /** True while a ping published on INVALIDATION_CHANNEL has come back on the subscriber. */
+  private listening = false;
+  private pingNonce: string | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly redis: Cluster | undefined,
@@ -64,7 +95,86 @@ export class Cache {
   ) {
     this.jitter = settings.jitter ?? 0.1;
     this.timeoutMs = settings.timeoutMs ?? 300;
+    this.local = new LocalCache((settings.localTtlSeconds ?? 0) * 1000, settings.localMaxEntries ?? 10000);
     redis?.defineCommand('fastnextTagAdd', { numberOfKeys: 1, lua: TAG_ADD });
+  }
+
+  /** The local tier may answer: it is on, its invalidations are known to arrive, and Redis is ready. */
+  get localServing(): boolean {
+    return this.listening && this.available;
+  }
+
+  /**
+   * Subscribes to other pods' invalidations, which turns the local tier on
+   * (nothing to do when it is off). Returns at once; the subscription comes up
+   * in the background, like the Redis connection. A ping published every
+   * PING_INTERVAL_MS must come back before the next one, or the tier is
+   * emptied and off until one does: ioredis replaces a dropped subscriber
+   * connection silently, and a deaf subscriber would miss announcements.
+   */
+  start(): void {
+    if (!this.local.enabled || !this.redis || this.subscriber) return;
+    const sub = this.redis.duplicate();
+    this.subscriber = sub;
+    sub.on('message', (_channel: string, message: string) => this.onAnnouncement(message));
+    sub.on('ready', () => {
+      sub.subscribe(INVALIDATION_CHANNEL).catch((err: Error) => this.lost(`subscribe failed: ${err.message}`));
+    });
+    for (const event of ['-node', 'close', 'reconnecting', 'end'] as const) sub.on(event, () => this.lost(event));
+    sub.on('error', (err: Error) => this.lost(err.message));
+    sub.connect().catch((err: Error) => this.lost(err.message));
+    this.pingTimer = setInterval(() => this.ping(), PING_INTERVAL_MS).unref();
+  }
+
+  /** Ends the subscription (the local tier stops serving). */
+  async stop(): Promise<void> {
+    const sub = this.subscriber;
+    this.subscriber = undefined;
+    clearInterval(this.pingTimer);
+    this.listening = false;
+    this.local.clear();
+    if (sub) await disconnectCluster(sub);
+  }
+
+  private lost(why: string): void {
+    if (this.listening) this.log.warn({ why }, 'cache: invalidation subscription lost; local tier off');
+    this.listening = false;
+    this.local.clear();
+  }
+
+  /** Publishes the next ping; the previous one must have come back by now. */
+  private ping(): void {
+    if (this.pingNonce !== undefined) this.lost('ping not echoed in time');
+    const nonce = `${process.pid}-${Date.now()}-${Math.random()}`;
+    this.pingNonce = nonce;
+    this.redis?.publish(INVALIDATION_CHANNEL, JSON.stringify({ ping: nonce })).catch(() => undefined);
+  }
+
+  private onAnnouncement(message: string): void {
+    let a: Announcement;
+    try {
+      a = JSON.parse(message) as Announcement;
+    } catch {
+      return; // not ours
+    }
+    if ('keys' in a && Array.isArray(a.keys)) {
+      this.local.evict(a.keys);
+    } else if ('ping' in a && a.ping === this.pingNonce && this.subscriber) {
+      this.pingNonce = undefined;
+      if (!this.listening) {
+        // Whatever was missed before the ping went out is gone with this clear.
+        this.local.clear();
+        this.listening = true;
+        this.log.info('cache: invalidation subscription up; local tier on');
+      }
+    }
+  }
+
+  /** Evicts `fullKeys` here and tells the other pods to evict them. */
+  private async announce(r: Cluster, fullKeys: readonly string[]): Promise<void> {
+    if (fullKeys.length === 0) return;
+    this.local.evict(fullKeys);
+    await r.publish(INVALIDATION_CHANNEL, JSON.stringify({ keys: fullKeys }));
   }
 
   /** True when commands can be sent now; false skips Redis entirely (no waiting on a dead cluster). */
@@ -99,29 +209,50 @@ export class Cache {
   }
 
   async get<T>(key: string): Promise<T | undefined> {
-    const raw = await this.guard('get', (r) => r.get(KEY_PREFIX + key));
+    const full = KEY_PREFIX + key;
+    const local = this.localServing;
+    if (local) {
+      const raw = this.local.get(full);
+      if (raw !== undefined) {
+        this.hits++;
+        this.localHits++;
+        this.hooks.onHit?.();
+        this.hooks.onLocalHit?.();
+        return JSON.parse(raw) as T;
+      }
+    }
+    const generation = this.local.generation;
+    const raw = await this.guard('get', (r) => r.get(full));
     if (raw === undefined || raw === null) {
       this.misses++;
       this.hooks.onMiss?.();
       return undefined;
     }
+    if (local) this.local.set(full, raw, generation);
     this.hits++;
     this.hooks.onHit?.();
     return JSON.parse(raw) as T;
   }
 
   async set(key: string, value: unknown, opts: CacheEntryOptions = {}): Promise<boolean> {
+    return this.store(key, value, opts, this.local.generation);
+  }
+
+  /** `set`, keeping the value locally too unless an eviction happened since `generation` (when it was read). */
+  private async store(key: string, value: unknown, opts: CacheEntryOptions, generation: number): Promise<boolean> {
     const full = KEY_PREFIX + key;
     const ttl = this.jitteredTtl(opts.ttl ?? this.settings.defaultTtlSeconds);
     const tags = opts.tags ?? [];
     // The longest TTL a member can get, so a tag set never expires before its members.
     const tagTtl = Math.ceil((opts.ttl ?? this.settings.defaultTtlSeconds) * (1 + this.jitter)) + 1;
+    const raw = JSON.stringify(value);
     const ok = await this.guard('set', async (r) => {
       // Tags first: a key that exists is always reachable from its tags.
       await Promise.all(tags.map((t) => (r as TaggingCluster).fastnextTagAdd(TAG_PREFIX + t, full, tagTtl)));
-      await r.set(full, JSON.stringify(value), 'EX', ttl);
+      await r.set(full, raw, 'EX', ttl);
       return true;
     });
+    if (ok === true && this.localServing) this.local.set(full, raw, generation);
     return ok === true;
   }
 
@@ -130,19 +261,28 @@ export class Cache {
     const deleted = await this.guard('invalidate', async (r) => {
       const members = new Set<string>();
       for (const t of tags) for (const k of await r.smembers(TAG_PREFIX + t)) members.add(k);
+      this.local.evict(members);
       const counts = await Promise.all(groupBySlot([...members]).map((group) => r.unlink(...group)));
       await Promise.all(tags.map((t) => r.unlink(TAG_PREFIX + t)));
+      await this.announce(r, [...members]);
       return counts.reduce((a, b) => a + b, 0);
     });
+    // Redis unreachable: which keys the tags held is unknown here, so nothing local can be trusted.
+    if (deleted === undefined) this.local.clear();
     return deleted ?? 0;
   }
 
   /** Deletes single keys (by their unprefixed names). */
   async del(keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return;
-    await this.guard('del', (r) =>
-      Promise.all(groupBySlot(keys.map((k) => KEY_PREFIX + k)).map((g) => r.unlink(...g))),
-    );
+    const full = keys.map((k) => KEY_PREFIX + k);
+    this.local.evict(full);
+    const done = await this.guard('del', async (r) => {
+      await Promise.all(groupBySlot(full).map((g) => r.unlink(...g)));
+      await this.announce(r, full);
+      return true;
+    });
+    if (done === undefined) this.local.clear();
   }
 
   /**
@@ -157,10 +297,12 @@ export class Cache {
     if (pending) return pending as Promise<T>;
     const load = (async () => {
       try {
+        // Read before the loader runs: an invalidation during the load keeps its result out of the local tier.
+        const generation = this.local.generation;
         const value = await loader();
         if (value !== null && value !== undefined) {
           const tags = [...(opts.tags ?? []), ...(opts.tagsOf?.(value) ?? [])];
-          await this.set(key, value, { ttl: opts.ttl, tags });
+          await this.store(key, value, { ttl: opts.ttl, tags }, generation);
         }
         return value;
       } finally {
@@ -175,6 +317,17 @@ export class Cache {
   masters(): ReturnType<Cluster['nodes']> {
     return this.available && this.redis ? this.redis.nodes('master') : [];
   }
+}
+
+/** Disconnects a cluster client and waits (up to 2 s) for its node connections to end, so no timer is left behind. */
+export async function disconnectCluster(cluster: Cluster): Promise<void> {
+  const ended = new Promise<void>((resolve) => {
+    if (cluster.status === 'end') return resolve();
+    cluster.once('end', () => resolve());
+    setTimeout(resolve, 2000).unref();
+  });
+  cluster.disconnect();
+  await ended;
 }
 
 /** Parses `INFO` output into a flat map. */

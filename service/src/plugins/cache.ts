@@ -1,4 +1,7 @@
-/** The cache (`app.cache`) over the Redis Cluster client, counting hits and misses in the metrics. */
+/**
+ * The cache (`app.cache`) over the Redis Cluster client, counting hits and
+ * misses in the metrics; its local tier subscribes once the app is ready.
+ */
 import { Cache } from '../cache/cache';
 import { shared } from './plugin';
 
@@ -9,12 +12,14 @@ declare module 'fastify' {
 }
 
 export const cachePlugin = shared(async (app) => {
-  app.decorate(
-    'cache',
-    new Cache(app.redis, { defaultTtlSeconds: app.config.cache.defaultTtlSeconds }, app.log, {
-      onHit: () => app.metrics.cacheHits.inc(),
-      onMiss: () => app.metrics.cacheMisses.inc(),
-      onError: () => app.metrics.cacheErrors.inc(),
-    }),
-  );
+  const { defaultTtlSeconds, localTtlSeconds, localMaxEntries } = app.config.cache;
+  const cache = new Cache(app.redis, { defaultTtlSeconds, localTtlSeconds, localMaxEntries }, app.log, {
+    onHit: () => app.metrics.cacheHits.inc(),
+    onLocalHit: () => app.metrics.cacheLocalHits.inc(),
+    onMiss: () => app.metrics.cacheMisses.inc(),
+    onError: () => app.metrics.cacheErrors.inc(),
+  });
+  app.decorate('cache', cache);
+  app.addHook('onReady', async () => cache.start());
+  app.addHook('onClose', () => cache.stop());
 });

@@ -18,7 +18,12 @@ export class Metrics {
   });
   readonly cacheHits = new Counter({
     name: M.cacheHits,
-    help: 'Cache lookups answered by Redis.',
+    help: 'Cache lookups answered by the cache (Redis or the in-process tier).',
+    registers: [this.registry],
+  });
+  readonly cacheLocalHits = new Counter({
+    name: M.cacheLocalHits,
+    help: 'Cache hits answered by the in-process tier without a Redis round trip (also counted in the hits).',
     registers: [this.registry],
   });
   readonly cacheMisses = new Counter({

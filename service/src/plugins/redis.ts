@@ -7,6 +7,7 @@
  * degrade to the database rather than stall requests.
  */
 import { Cluster } from 'ioredis';
+import { disconnectCluster } from '../cache/cache';
 import { shared } from './plugin';
 
 declare module 'fastify' {
@@ -58,14 +59,5 @@ export const redisPlugin = shared<{ natMap?: NatMap }>(async (app, opts) => {
   app.addHook('onReady', async () => {
     cluster.connect().catch((err: Error) => app.log.warn({ err: err.message }, 'redis cluster not reachable yet'));
   });
-  app.addHook('onClose', async () => {
-    const ended = new Promise<void>((resolve) => {
-      if (cluster.status === 'end') return resolve();
-      cluster.once('end', () => resolve());
-      setTimeout(resolve, 2000).unref();
-    });
-    cluster.disconnect();
-    // Wait for in-flight node connections to end, so closing leaves no timers behind.
-    await ended;
-  });
+  app.addHook('onClose', () => disconnectCluster(cluster));
 });

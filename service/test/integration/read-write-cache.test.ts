@@ -6,6 +6,7 @@
  */
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { execFileSync } from 'node:child_process';
+import { parseInfo } from '../../src/cache/cache';
 import { keySlot } from '../../src/cache/key-slot';
 import { SERVICE_PATHS } from '../../src/contract';
 import { LSN_COOKIE, LSN_HEADER } from '../../src/http/consistency';
@@ -37,6 +38,16 @@ async function createUser(): Promise<{ id: string; res: LightMyRequestResponse }
   return { id: res.json().id, res };
 }
 
+/** Calls of one Redis command summed over every node (INFO commandstats). */
+async function commandCalls(command: string): Promise<number> {
+  let sum = 0;
+  for (let i = 0; i < tier.redis!.nodes.length; i++) {
+    const stats = parseInfo(await tier.redis!.cli(i, 'INFO', 'commandstats'));
+    sum += Number(/calls=(\d+)/.exec(stats[`cmdstat_${command}`] ?? '')?.[1] ?? 0);
+  }
+  return sum;
+}
+
 /** Resolves once every replica has replayed `lsn` (so reads see the write). */
 async function replicasReplayed(lsn: string): Promise<void> {
   for (const r of tier.pg.replicas) {
@@ -53,7 +64,8 @@ beforeAll(async () => {
   tier = await startDataTier();
   await tier.migrate();
   // A generous lag bound: the pause-replay tests below must not make the replicas "lagging".
-  app = await tier.app({ DB_REPLICA_MAX_LAG: '3600' });
+  // No local tier: these tests are about Redis (the local tier has its own tests, with two pods).
+  app = await tier.app({ DB_REPLICA_MAX_LAG: '3600', CACHE_LOCAL_TTL_SECONDS: '0' });
   await eventually('redis cluster ready', async () => app.cache.available);
   await eventually('replicas probed', async () =>
     app.db.replicaStates.every((s) => s.healthy && s.replayLsn !== undefined),
@@ -247,6 +259,81 @@ describe('management endpoints on real servers', () => {
     expect(deep.statusCode).toBe(200);
     expect(deep.json().status).toBe('up');
     expect(deep.json().components.replicas).toHaveLength(2);
+  });
+});
+
+describe('local cache tier (two pods)', () => {
+  // A TTL far longer than any wait below: only an announcement can make a pod drop an entry in time.
+  const localEnv = { DB_REPLICA_MAX_LAG: '3600', CACHE_LOCAL_TTL_SECONDS: '300' };
+  let a: FastifyInstance;
+  let b: FastifyInstance;
+  const getOn = (x: FastifyInstance, url: string) => x.inject({ method: 'GET', url: `/api/v1${url}` });
+
+  beforeAll(async () => {
+    [a, b] = [await tier.app(localEnv), await tier.app(localEnv)];
+    await eventually('both local tiers serving', async () => a.cache.localServing && b.cache.localServing);
+  });
+
+  test('a hot read skips Redis, and an update on another pod reaches the local tier at once', async () => {
+    const { id, res } = await createUser();
+    await replicasReplayed(String(res.headers[LSN_HEADER]));
+    expect((await getOn(b, `/users/${id}`)).statusCode).toBe(200); // miss: database, then Redis and b's tier
+    const [localHits, redisCalls] = [b.cache.localHits, await commandCalls('get')];
+    const again = await getOn(b, `/users/${id}`);
+    expect(again.json().id).toBe(id);
+    expect(b.cache.localHits).toBe(localHits + 1);
+    expect(await commandCalls('get')).toBe(redisCalls); // no GET reached any Redis node
+    const stats = (await b.inject({ method: 'GET', url: '/api/v1/cache/stats', headers: auth })).json();
+    expect(stats.this_pod.local_tier).toEqual({
+      enabled: true,
+      serving: true,
+      entries: b.cache.local.size,
+      hits: b.cache.localHits,
+    });
+    expect(stats.this_pod.local_tier.entries).toBeGreaterThan(0);
+
+    const patched = await a.inject({
+      method: 'PATCH',
+      url: `/api/v1/users/${id}`,
+      payload: { full_name: 'Changed On Another Pod' },
+    });
+    expect(patched.statusCode).toBe(200);
+    await replicasReplayed(String(patched.headers[LSN_HEADER]));
+    await eventually(
+      "pod b answering pod a's update",
+      async () => (await getOn(b, `/users/${id}`)).json().full_name === 'Changed On Another Pod',
+      2000,
+    );
+  });
+
+  test('the tier empties and turns off while its subscription hears nothing, and comes back', async () => {
+    const redis = tier.redis!;
+    const { id, res } = await createUser();
+    await replicasReplayed(String(res.headers[LSN_HEADER]));
+    await getOn(b, `/users/${id}`);
+    expect(b.cache.local.size).toBeGreaterThan(0);
+    // Freeze the nodes the subscribers are connected to, for less than cluster-node-timeout (no failover).
+    const frozen: number[] = [];
+    for (let i = 0; i < redis.nodes.length; i++) {
+      if ((await redis.cli(i, 'CLIENT', 'LIST', 'TYPE', 'pubsub')).trim() === '') continue;
+      frozen.push(Number(parseInfo(await redis.cli(i, 'INFO', 'server')).process_id));
+    }
+    expect(frozen.length).toBeGreaterThan(0);
+    for (const pid of frozen) process.kill(pid, 'SIGSTOP');
+    try {
+      await eventually(
+        'b local tier off and empty',
+        async () => !b.cache.localServing && b.cache.local.size === 0,
+        4000,
+      );
+    } finally {
+      for (const pid of frozen) process.kill(pid, 'SIGCONT');
+    }
+    await eventually('b local tier serving again', async () => b.cache.localServing, 15000);
+    await getOn(b, `/users/${id}`);
+    const localHits = b.cache.localHits;
+    await getOn(b, `/users/${id}`);
+    expect(b.cache.localHits).toBe(localHits + 1);
   });
 });
 

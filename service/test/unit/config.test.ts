@@ -25,7 +25,13 @@ describe('loadConfig', () => {
       { host: 'redis-0', port: 6379 },
       { host: 'redis-1', port: 6379 },
     ]);
-    expect(c.cache).toEqual({ enabled: true, defaultTtlSeconds: 300, warmOnStart: true });
+    expect(c.cache).toEqual({
+      enabled: true,
+      defaultTtlSeconds: 300,
+      warmOnStart: true,
+      localTtlSeconds: 2,
+      localMaxEntries: 10000,
+    });
     expect(c.shutdownDrainSeconds).toBe(10);
   });
 
@@ -74,6 +80,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...BASE, CACHE_ENABLED: 'maybe' })).toThrow(
       'CACHE_ENABLED ("maybe") must be true or false',
     );
+  });
+
+  test('fails when CACHE_LOCAL_TTL_SECONDS is negative (0 is how the local tier is turned off)', () => {
+    expect(() => loadConfig({ ...BASE, CACHE_LOCAL_TTL_SECONDS: '-1' })).toThrow(
+      'CACHE_LOCAL_TTL_SECONDS ("-1") must be an integer from 0 to 3600',
+    );
+    expect(loadConfig({ ...BASE, CACHE_LOCAL_TTL_SECONDS: '0' }).cache.localTtlSeconds).toBe(0);
   });
 
   test('fails when a replica address has a bad port', () => {

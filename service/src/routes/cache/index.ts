@@ -44,11 +44,22 @@ const cacheRoutes: FastifyPluginAsync = async (app) => {
         }
       }),
     );
-    const { hits, misses, errors } = app.cache;
+    const { hits, localHits, misses, errors, local } = app.cache;
     return {
       enabled: app.config.cache.enabled,
       available: app.cache.available,
-      this_pod: { hits, misses, errors, hit_ratio: hits + misses === 0 ? null : hits / (hits + misses) },
+      this_pod: {
+        hits,
+        misses,
+        errors,
+        hit_ratio: hits + misses === 0 ? null : hits / (hits + misses),
+        local_tier: {
+          enabled: local.enabled,
+          serving: app.cache.localServing,
+          entries: local.size,
+          hits: localHits,
+        },
+      },
       nodes,
     };
   });
