@@ -50,7 +50,16 @@ export function overviewDashboard(config: EnvironmentConfig): Dashboard {
       unit: 'percentunit',
       min: 0,
       max: 1,
-      targets: [{ expr: RECORDED.cacheHitRatio, legendFormat: 'hit ratio' }],
+      targets: [
+        { expr: RECORDED.cacheHitRatio, legendFormat: 'hit ratio' },
+        {
+          // The part of the lookups the pods' in-process tier answered (no Redis round trip).
+          expr:
+            `sum(rate(${SERVICE_METRICS.cacheLocalHits}[5m])) / ` +
+            `(sum(rate(${SERVICE_METRICS.cacheHits}[5m])) + sum(rate(${SERVICE_METRICS.cacheMisses}[5m])))`,
+          legendFormat: 'answered in-process',
+        },
+      ],
     },
     {
       title: 'DB pool: connections / idle / waiting',
