@@ -58,17 +58,20 @@ function spreadSourceAddresses(host: string, port: number): () => void {
 
 interface Counters {
   hits: number;
+  /** Of the hits, those the in-process tier answered. */
+  localHits: number;
   misses: number;
   queries: number;
 }
 
 async function counters(pods: readonly ApiPod[]): Promise<Counters> {
-  const sum: Counters = { hits: 0, misses: 0, queries: 0 };
+  const sum: Counters = { hits: 0, localHits: 0, misses: 0, queries: 0 };
   for (const p of pods) {
     const text = await (await fetch(`http://${p.metrics.host}:${p.metrics.port}/metrics`)).text();
     const values = (name: string) =>
       [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
     sum.hits += values(SERVICE_METRICS.cacheHits);
+    sum.localHits += values(SERVICE_METRICS.cacheLocalHits);
     sum.misses += values(SERVICE_METRICS.cacheMisses);
     sum.queries += values(SERVICE_METRICS.dbQueries);
   }
@@ -139,6 +142,7 @@ async function measure(
       statuses: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([k, v]) => [k, v?.count ?? 0])),
       delta: {
         hits: after.hits - before.hits,
+        localHits: after.localHits - before.localHits,
         misses: after.misses - before.misses,
         queries: after.queries - before.queries,
       },
@@ -173,6 +177,7 @@ function aggregate(kind: Kind, target: Target, samples: readonly Sample[]): Case
     errors: sum((x) => x.errors),
     statuses,
     hitRatio: lookups > 0 ? sum((x) => x.delta.hits) / lookups : undefined,
+    localShare: lookups > 0 ? sum((x) => x.delta.localHits) / lookups : undefined,
     queriesPerRequest: target.pods.length ? sum((x) => x.delta.queries) / total : undefined,
   };
 }
@@ -257,6 +262,7 @@ export async function main(argv: readonly string[] = []): Promise<number> {
       rotation: false,
     });
     const podUrl = (p: ApiPod) => `http://${p.http.host}:${p.http.port}`;
+    // Each connection is one client (its own source address), subject to the edge's per-client limit.
     const edge: Target = { label: 'nginx (2 pods)', url: twin.url, pods: twin.pods, spread: true };
     const direct: Target = { label: 'one API process', url: podUrl(twin.pods[0]), pods: [twin.pods[0]] };
     const off: Target = { label: 'one API process, cache off', url: podUrl(cacheOff), pods: [cacheOff] };
