@@ -18,9 +18,9 @@
  * work (its pings, one a second, come back) and Redis is ready; otherwise it is
  * emptied and bypassed until a ping comes back again. Its TTL bounds staleness
  * should an announcement still be lost (in the instant a subscriber connection
- * is replaced).
+ * drops, before the next ping notices).
  */
-import type { Cluster } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { FastifyBaseLogger } from 'fastify';
 import { groupBySlot } from './key-slot';
 import { LocalCache } from './local';
@@ -31,6 +31,10 @@ const TAG_PREFIX = `${KEY_PREFIX}tag:`;
 export const INVALIDATION_CHANNEL = `${KEY_PREFIX}invalidations`;
 /** Between subscription pings (each must come back before the next goes out). */
 const PING_INTERVAL_MS = 1000;
+/** Missed pings in a row after which the subscriber reconnects to another node. */
+const SWITCH_AFTER_MISSED_PINGS = 3;
+/** Events of the main cluster client on which the subscription is closed until it is ready again. */
+const REDIS_DOWN_EVENTS = ['close', 'reconnecting', 'end'] as const;
 
 type Announcement = { readonly keys: readonly string[] } | { readonly ping: string };
 
@@ -81,7 +85,10 @@ export class Cache {
   private readonly inflight = new Map<string, Promise<unknown>>();
   private readonly jitter: number;
   private readonly timeoutMs: number;
-  private subscriber: Cluster | undefined;
+  /** A plain connection to one node: PUBLISH reaches every node of a cluster, so any node will do. */
+  private subscriber: Redis | undefined;
+  /** Pings in a row that did not come back; at SWITCH_AFTER_MISSED_PINGS the subscriber moves to another node. */
+  private missedPings = 0;
   /** True while a ping published on INVALIDATION_CHANNEL has come back on the subscriber. */
   private listening = false;
   private pingNonce: string | undefined;
@@ -99,6 +106,12 @@ export class Cache {
     redis?.defineCommand('fastnextTagAdd', { numberOfKeys: 1, lua: TAG_ADD });
   }
 
+  /** `host:port` of the node the invalidation subscriber is connected to (undefined without one). */
+  get subscribedTo(): string | undefined {
+    const o = this.subscriber?.options;
+    return o ? `${o.host}:${o.port}` : undefined;
+  }
+
   /** The local tier may answer: it is on, its invalidations are known to arrive, and Redis is ready. */
   get localServing(): boolean {
     return this.listening && this.available;
@@ -107,34 +120,62 @@ export class Cache {
   /**
    * Subscribes to other pods' invalidations, which turns the local tier on
    * (nothing to do when it is off). Returns at once; the subscription comes up
-   * in the background, like the Redis connection. A ping published every
-   * PING_INTERVAL_MS must come back before the next one, or the tier is
-   * emptied and off until one does: ioredis replaces a dropped subscriber
-   * connection silently, and a deaf subscriber would miss announcements.
+   * in the background once Redis is ready and is closed while Redis is down.
+   * A ping published every PING_INTERVAL_MS must come back before the next
+   * one, or the tier is emptied and off until one does; after
+   * SWITCH_AFTER_MISSED_PINGS misses the subscriber moves to another node.
    */
   start(): void {
-    if (!this.local.enabled || !this.redis || this.subscriber) return;
-    const sub = this.redis.duplicate();
-    this.subscriber = sub;
-    sub.on('message', (_channel: string, message: string) => this.onAnnouncement(message));
-    sub.on('ready', () => {
-      sub.subscribe(INVALIDATION_CHANNEL).catch((err: Error) => this.lost(`subscribe failed: ${err.message}`));
-    });
-    for (const event of ['-node', 'close', 'reconnecting', 'end'] as const) sub.on(event, () => this.lost(event));
-    sub.on('error', (err: Error) => this.lost(err.message));
-    sub.connect().catch((err: Error) => this.lost(err.message));
+    const redis = this.redis;
+    if (!this.local.enabled || !redis || this.pingTimer) return;
+    redis.on('ready', this.openSubscriber);
+    for (const event of REDIS_DOWN_EVENTS) redis.on(event, this.closeSubscriber);
+    if (redis.status === 'ready') this.openSubscriber();
     this.pingTimer = setInterval(() => this.ping(), PING_INTERVAL_MS).unref();
   }
 
   /** Ends the subscription (the local tier stops serving). */
   async stop(): Promise<void> {
+    clearInterval(this.pingTimer);
+    this.pingTimer = undefined;
+    this.redis?.off('ready', this.openSubscriber);
+    for (const event of REDIS_DOWN_EVENTS) this.redis?.off(event, this.closeSubscriber);
     const sub = this.subscriber;
     this.subscriber = undefined;
-    clearInterval(this.pingTimer);
-    this.listening = false;
-    this.local.clear();
+    this.lost('stopping');
     if (sub) await disconnectCluster(sub);
   }
+
+  private readonly openSubscriber = (): void => {
+    if (this.subscriber || !this.redis) return;
+    const nodes = this.redis.nodes('all');
+    const ready = nodes.filter((n) => n.status === 'ready');
+    const pool = ready.length > 0 ? ready : nodes;
+    const node = pool[Math.floor(Math.random() * pool.length)];
+    if (!node) return;
+    // Not ioredis's cluster subscriber: that one retries a dead node without pause, and replaces
+    // its connection without telling. This one backs off, and the pings tell when it is deaf.
+    const sub = node.duplicate({
+      connectionName: 'fastnext-invalidations',
+      lazyConnect: true,
+      readOnly: false,
+      enableOfflineQueue: true,
+      retryStrategy: (times: number) => Math.min(200 * times, 2000),
+    });
+    this.subscriber = sub;
+    this.missedPings = 0;
+    sub.on('message', (_channel: string, message: string) => this.onAnnouncement(message));
+    for (const event of ['close', 'reconnecting', 'end'] as const) sub.on(event, () => this.lost(event));
+    sub.on('error', (err: Error) => this.lost(err.message));
+    sub.subscribe(INVALIDATION_CHANNEL).catch((err: Error) => this.lost(`subscribe failed: ${err.message}`));
+  };
+
+  private readonly closeSubscriber = (): void => {
+    const sub = this.subscriber;
+    this.subscriber = undefined;
+    this.lost('redis down');
+    sub?.disconnect();
+  };
 
   private lost(why: string): void {
     if (this.listening) this.log.warn({ why }, 'cache: invalidation subscription lost; local tier off');
@@ -144,7 +185,14 @@ export class Cache {
 
   /** Publishes the next ping; the previous one must have come back by now. */
   private ping(): void {
-    if (this.pingNonce !== undefined) this.lost('ping not echoed in time');
+    if (this.pingNonce !== undefined) {
+      this.lost('ping not echoed in time');
+      if (++this.missedPings >= SWITCH_AFTER_MISSED_PINGS && this.available) {
+        // Its node may be gone for good (failed over, rescheduled): listen on another one.
+        this.closeSubscriber();
+        this.openSubscriber();
+      }
+    }
     const nonce = `${process.pid}-${Date.now()}-${Math.random()}`;
     this.pingNonce = nonce;
     this.redis?.publish(INVALIDATION_CHANNEL, JSON.stringify({ ping: nonce })).catch(() => undefined);
@@ -159,8 +207,9 @@ export class Cache {
     }
     if ('keys' in a && Array.isArray(a.keys)) {
       this.local.evict(a.keys);
-    } else if ('ping' in a && a.ping === this.pingNonce && this.subscriber) {
+    } else if ('ping' in a && a.ping === this.pingNonce && this.subscriber && this.pingTimer) {
       this.pingNonce = undefined;
+      this.missedPings = 0;
       if (!this.listening) {
         // Whatever was missed before the ping went out is gone with this clear.
         this.local.clear();
@@ -319,8 +368,8 @@ export class Cache {
   }
 }
 
-/** Disconnects a cluster client and waits (up to 2 s) for its node connections to end, so no timer is left behind. */
-export async function disconnectCluster(cluster: Cluster): Promise<void> {
+/** Disconnects a client and waits (up to 2 s) for its connections to end, so no timer is left behind. */
+export async function disconnectCluster(cluster: Cluster | Redis): Promise<void> {
   const ended = new Promise<void>((resolve) => {
     if (cluster.status === 'end') return resolve();
     cluster.once('end', () => resolve());

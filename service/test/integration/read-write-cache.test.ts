@@ -262,6 +262,11 @@ describe('management endpoints on real servers', () => {
   });
 });
 
+/** The two pods with a local tier (started by the 'local cache tier' tests, kept for the failure tests). */
+let localA: FastifyInstance | undefined;
+let localB: FastifyInstance | undefined;
+const localPods = () => [localA, localB].filter((p): p is FastifyInstance => p !== undefined);
+
 describe('local cache tier (two pods)', () => {
   // A TTL far longer than any wait below: only an announcement can make a pod drop an entry in time.
   const localEnv = { DB_REPLICA_MAX_LAG: '3600', CACHE_LOCAL_TTL_SECONDS: '300' };
@@ -271,6 +276,7 @@ describe('local cache tier (two pods)', () => {
 
   beforeAll(async () => {
     [a, b] = [await tier.app(localEnv), await tier.app(localEnv)];
+    [localA, localB] = [a, b];
     await eventually('both local tiers serving', async () => a.cache.localServing && b.cache.localServing);
   });
 
@@ -289,7 +295,9 @@ describe('local cache tier (two pods)', () => {
       serving: true,
       entries: b.cache.local.size,
       hits: b.cache.localHits,
+      subscribed_to: b.cache.subscribedTo,
     });
+    expect(tier.redis!.nodes.map((n) => `${n.host}:${n.port}`)).toContain(b.cache.subscribedTo);
     expect(stats.this_pod.local_tier.entries).toBeGreaterThan(0);
 
     const patched = await a.inject({
@@ -346,6 +354,26 @@ describe('failures', () => {
     await replicasReplayed(String(created[created.length - 1].res.headers[LSN_HEADER]));
     userIds = created.map((c) => c.id);
     for (const id of userIds) expect((await get(`/users/${id}`)).statusCode).toBe(200); // cached now
+  });
+
+  test("a local tier whose subscriber's node dies moves to another node and serves again", async () => {
+    const redis = tier.redis!;
+    const b = localB!;
+    const dead = redis.nodes.findIndex((n) => `${n.host}:${n.port}` === b.cache.subscribedTo);
+    expect(dead).toBeGreaterThanOrEqual(0);
+    await redis.killNode(dead);
+    try {
+      await eventually('b off', async () => !b.cache.localServing, 10_000);
+      await eventually('b serving from another node', async () => b.cache.localServing, 30_000);
+      expect(b.cache.subscribedTo).not.toBe(`${redis.nodes[dead].host}:${redis.nodes[dead].port}`);
+    } finally {
+      await redis.startNode(dead);
+    }
+    await eventually(
+      'cluster ok again',
+      async () => (await redis.cli(0, 'CLUSTER', 'INFO')).includes('cluster_state:ok'),
+      30_000,
+    );
   });
 
   test('a primary connection killed mid-transaction answers 503 and the process lives on', async () => {
@@ -430,6 +458,18 @@ describe('failures', () => {
     expect(deep.components.redis.status).toBe('down');
   });
 
+  test('with Redis down, the local tiers are off and their subscriptions wait without spinning', async () => {
+    // (Redis is still stopped by the previous test.) ioredis's own cluster subscriber reconnected in a
+    // tight loop here, at over 100 % of a core; the service's subscriber backs off instead.
+    const local = localPods();
+    await eventually('local tiers off', async () => local.every((p) => !p.cache.localServing));
+    const before = process.cpuUsage();
+    const t0 = Date.now();
+    await new Promise((r) => setTimeout(r, 2000));
+    const used = process.cpuUsage(before);
+    expect((used.user + used.system) / 1000 / (Date.now() - t0)).toBeLessThan(0.25);
+  });
+
   test('the cache comes back by itself when the Redis nodes return', async () => {
     const redis = tier.redis!;
     await Promise.all(redis.nodes.map((_, i) => redis.startNode(i)));
@@ -439,6 +479,7 @@ describe('failures', () => {
     await get(`/users/${userIds[3]}`); // miss: loads and stores
     await get(`/users/${userIds[3]}`); // hit
     expect([app.cache.hits - hits, app.cache.misses - misses]).toEqual([1, 1]);
+    await eventually('local tiers serving again', async () => localPods().every((p) => p.cache.localServing), 60_000);
   });
 
   test('readiness fails while the primary is lost, and recovers', async () => {

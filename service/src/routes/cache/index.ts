@@ -58,6 +58,7 @@ const cacheRoutes: FastifyPluginAsync = async (app) => {
           serving: app.cache.localServing,
           entries: local.size,
           hits: localHits,
+          subscribed_to: app.cache.subscribedTo ?? null,
         },
       },
       nodes,
