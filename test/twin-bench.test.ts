@@ -54,6 +54,8 @@ describe('results.md', () => {
         machineBusy: 0.98,
       }),
       result('cached GET', 'nginx (2 pods)', 4000, {
+        errors: 7,
+        statuses: { 200: 19993, 429: 7 },
         hitRatio: 0.95,
         queriesPerRequest: 0.05,
         cpuPerRequest: { client: 80, edge: 90, api: 200, redis: 40, postgres: 0, other: 10 },
@@ -84,6 +86,9 @@ describe('results.md', () => {
     );
     expect(md).toContain(
       '| DB queries per request reduced >= 85 % with the cache on (one process, on vs off) | 0.030 vs 0.900 = 96.7 % fewer | met |',
+    );
+    expect(md).toContain(
+      "| cached GET through nginx: p95 < 100 ms at 100 connections, zero errors | p95 2.0 ms, 7 errors (7 of them the edge limit's 429) | **not met** |",
     );
     expect(md).toContain('## Projection (not a measurement)');
     // 100 clients x 100 r/s: the most the shipped limit lets through, against a 10000 r/s baseline.
