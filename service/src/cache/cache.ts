@@ -23,6 +23,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import type { FastifyBaseLogger } from 'fastify';
 import { groupBySlot } from './key-slot';
+import { withTimeout } from '../timeout';
 import { LocalCache } from './local';
 
 export const KEY_PREFIX = 'fastnext:';
@@ -239,21 +240,13 @@ export class Cache {
 
   private async guard<T>(what: string, op: (r: Cluster) => Promise<T>): Promise<T | undefined> {
     if (!this.available || !this.redis) return undefined;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      return await Promise.race([
-        op(this.redis),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
-        }),
-      ]);
+      return await withTimeout(op(this.redis), this.timeoutMs, `cache ${what}`);
     } catch (err) {
       this.errors++;
       this.hooks.onError?.();
       this.log.warn({ op: what, err: (err as Error).message }, 'cache unavailable; using the database');
       return undefined;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -308,8 +301,8 @@ export class Cache {
   /** Deletes every key carrying any of `tags`; returns how many keys were deleted. */
   async invalidateTags(tags: readonly string[]): Promise<number> {
     const deleted = await this.guard('invalidate', async (r) => {
-      const members = new Set<string>();
-      for (const t of tags) for (const k of await r.smembers(TAG_PREFIX + t)) members.add(k);
+      // One SMEMBERS per tag, all in flight at once (the tags may live on different masters).
+      const members = new Set((await Promise.all(tags.map((t) => r.smembers(TAG_PREFIX + t)))).flat());
       this.local.evict(members);
       const counts = await Promise.all(groupBySlot([...members]).map((group) => r.unlink(...group)));
       await Promise.all(tags.map((t) => r.unlink(TAG_PREFIX + t)));

@@ -11,6 +11,7 @@ import { Pool, type PoolClient, type QueryResultRow } from 'pg';
 import type { FastifyBaseLogger } from 'fastify';
 import type { HostPort, ServiceConfig } from '../config';
 import { chooseReplica, parseLsn, type ReplicaState } from './routing';
+import { withTimeout } from '../timeout';
 
 export type Target = 'primary' | 'replica';
 
@@ -42,14 +43,6 @@ const REPLICA_PROBE = `
          pg_last_wal_replay_lsn()::text AS replay_lsn,
          CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
               ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8 END AS lag_seconds`;
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 export class Database {
   readonly primary: NamedPool;
