@@ -6,12 +6,20 @@
  * resolver becomes 127.0.0.1, and the scratch / TLS paths become temp dirs.
  * Used by the tests and by the local twin.
  */
-import { type ChildProcess, spawn, spawnSync } from 'child_process';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as path from 'path';
 import { EDGE_PATHS, EDGE_PORTS } from '../constructs/config-files/nginx-conf';
-import { type Endpoint, freePort, makeTempDir, removeDir } from './launcher/processes';
+import {
+  type Endpoint,
+  freePort,
+  makeTempDir,
+  portOpen,
+  removeDir,
+  spawnServer,
+  stopGroup,
+  waitFor,
+} from './launcher/processes';
 
 export type { Endpoint };
 
@@ -80,23 +88,6 @@ export function testConf(confPath: string, prefix: string): string {
   return output;
 }
 
-async function waitForPort(ep: Endpoint, proc: ChildProcess, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`nginx exited with ${proc.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(ep.port, ep.host, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nginx did not listen on ${ep.host}:${ep.port} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** Starts nginx in the foreground with the substituted conf; resolves when it listens. */
 export async function startNginx(opts: NginxOptions): Promise<RunningNginx> {
   // Registered with the launcher: removed (and its processes killed) even if the caller never stops us.
@@ -121,40 +112,20 @@ export async function startNginx(opts: NginxOptions): Promise<RunningNginx> {
   let conf = write(opts.upstreams);
   testConf(confPath, dir);
   const logPath = path.join(dir, 'nginx.log');
-  const logFd = fs.openSync(logPath, 'a');
-  const proc = spawn(NGINX_BIN, ['-p', dir, '-c', confPath, '-e', 'stderr', '-g', 'daemon off;'], {
-    stdio: ['ignore', logFd, logFd],
-    detached: true,
+  const proc = spawnServer(NGINX_BIN, ['-p', dir, '-c', confPath, '-e', 'stderr', '-g', 'daemon off;'], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    logFile: logPath,
   });
-  fs.closeSync(logFd);
-  const log = () => (fs.existsSync(logPath) ? fs.readFileSync(logPath, 'utf8').slice(-4000) : '');
   const stop = async () => {
-    if (proc.exitCode === null) {
-      const exited = new Promise((r) => proc.once('exit', r));
-      try {
-        process.kill(-proc.pid!, 'SIGTERM');
-      } catch {
-        /* already gone */
-      }
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 3000)))]);
-      clearTimeout(timer);
-      if (proc.exitCode === null) {
-        try {
-          process.kill(-proc.pid!, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-      }
-    }
+    await stopGroup(proc, 'SIGTERM', 3000);
     removeDir(dir);
   };
   const http = { host, port: ports.http };
   try {
-    await waitForPort(http, proc);
+    await waitFor(`nginx listening on ${host}:${http.port}`, () => portOpen(http), 5000, proc.log, proc);
   } catch (err) {
     await stop();
-    throw new Error(`${(err as Error).message}\n${log()}`);
+    throw err;
   }
   return {
     http,
@@ -168,7 +139,7 @@ export async function startNginx(opts: NginxOptions): Promise<RunningNginx> {
     async reload(upstreams) {
       conf = write(upstreams);
       testConf(confPath, dir);
-      process.kill(proc.pid!, 'SIGHUP');
+      process.kill(proc.pid, 'SIGHUP');
       // Old workers finish their requests; new ones start within a few ms.
       await new Promise((r) => setTimeout(r, 300));
     },

@@ -19,7 +19,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -250,6 +250,17 @@ export function loopbackAddresses(count: number): string[] {
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes (or `proc` exits); throws `what` with `detail()`. */
+/** True when something accepts a TCP connection at `ep`. */
+export function portOpen(ep: Endpoint): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(ep.port, ep.host, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
 export async function waitFor(
   what: string,
   check: () => Promise<boolean> | boolean,
