@@ -5,82 +5,64 @@
  * Prometheus. Every process runs in its own process group; `stopAll()` kills the
  * groups and removes the temp dirs.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Endpoint, freePort as launcherFreePort } from '../launcher/processes';
+import {
+  type Endpoint,
+  freePort as launcherFreePort,
+  makeTempDir,
+  type Proc,
+  removeDir,
+  spawnServer,
+  waitFor as launcherWaitFor,
+} from '../launcher/processes';
 
 const HOST = '127.0.0.1';
 
 export type { Endpoint };
 
-interface Proc {
-  readonly name: string;
-  readonly pid: number;
-  log: string;
-  exitCode: number | null | undefined;
-}
-
-const procs: Proc[] = [];
+/** What stopAll() stops: the launcher's processes (process groups, exit-time cleanup) with a name each. */
+const procs: { readonly name: string; readonly proc: Proc }[] = [];
 const dirs: string[] = [];
+let logDir: string | undefined;
 
 /** A free loopback port (below the ephemeral range, like every port the launcher picks). */
 export const freePort = (): Promise<number> => launcherFreePort(HOST);
 
+/** A temp dir that stopAll() removes (and the launcher at exit, should stopAll() not run). */
 export function tempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
+  const d = makeTempDir(prefix);
   dirs.push(d);
   return d;
 }
 
-/** Starts `cmd` in its own process group; `stopAll()` kills it. */
+/** Starts `cmd` in its own process group, its output in a log file; `stopAll()` kills it. */
 export function startProcess(
   name: string,
   cmd: string,
   args: string[],
   opts: { uid?: number; env?: Record<string, string> } = {},
 ): Proc {
-  return start(name, cmd, args, opts);
-}
-
-function start(name: string, cmd: string, args: string[], opts: { uid?: number; env?: Record<string, string> } = {}) {
-  const child = spawn(cmd, args, {
-    detached: true,
+  logDir ??= tempDir('metrics-logs-');
+  const proc = spawnServer(cmd, args, {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env },
     uid: opts.uid,
     gid: opts.uid,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    logFile: join(logDir, `${name}-${procs.length}.log`),
   });
-  if (child.pid === undefined) throw new Error(`could not start ${name} (${cmd})`);
-  const p: Proc = { name, pid: child.pid, log: '', exitCode: undefined };
-  const keep = (d: Buffer) => {
-    p.log = (p.log + d.toString()).slice(-16384);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  child.on('exit', (code) => {
-    p.exitCode = code;
-  });
-  procs.push(p);
-  return p;
+  procs.push({ name, proc });
+  return proc;
 }
+
+const start = startProcess;
 
 /** Polls `probe` until it returns true; throws with the processes' logs after `timeoutMs`. */
 export async function waitFor(what: string, probe: () => Promise<boolean> | boolean, timeoutMs = 20000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await probe()) return;
-    } catch {
-      // Not ready yet.
-    }
-    if (Date.now() > until) {
-      const logs = procs.map((p) => `--- ${p.name} (exit ${String(p.exitCode)})\n${p.log.slice(-2000)}`).join('\n');
-      throw new Error(`timed out waiting for ${what}\n${logs}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const logs = () =>
+    procs
+      .map(({ name, proc }) => `--- ${name} (exit ${String(proc.child.exitCode)})\n${proc.log().slice(-2000)}`)
+      .join('\n');
+  await launcherWaitFor(what, probe, timeoutMs, logs);
 }
 
 async function httpOk(url: string): Promise<boolean> {
@@ -89,14 +71,16 @@ async function httpOk(url: string): Promise<boolean> {
 }
 
 export function stopAll(): void {
-  for (const p of procs.splice(0)) {
+  for (const { proc } of procs.splice(0)) {
     try {
-      process.kill(-p.pid, 'SIGKILL');
+      process.kill(-proc.pid, 'SIGKILL');
     } catch {
       // Already gone.
     }
   }
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  // removeDir also kills whatever still works under a dir (a server that left its group).
+  for (const d of dirs.splice(0)) removeDir(d);
+  logDir = undefined;
 }
 
 /** nginx with only a stub_status location (what the edge's internal status port serves). */
