@@ -1,5 +1,5 @@
 /** The pure parts of `npm run bench` on the twin: the Zipf key sampler and results.md. */
-import { renderResults, RESULTS_SECTION, resultTables, type CaseResult } from '../tools/bench/report';
+import { type BenchRun, renderResults, RESULTS_SECTION, resultTables, type CaseResult } from '../tools/bench/report';
 import { fillSections } from '../tools/readme';
 import { seededRandom, zipfSampler } from '../tools/bench/zipf';
 import { spawn } from 'node:child_process';
@@ -47,7 +47,7 @@ const result = (kind: string, target: string, rps: number, extra: Partial<CaseRe
 });
 
 describe('results.md', () => {
-  const md = renderResults({
+  const run: BenchRun = {
     results: [
       result('baseline', 'minimal Fastify route', 10000, {
         cpuPerRequest: { client: 60, baseline: 40 },
@@ -77,7 +77,8 @@ describe('results.md', () => {
     logLevel: 'info',
     prodApiCpuLimit: '1',
     date: '2026-01-01T00:00:00.000Z',
-  });
+  };
+  const md = renderResults(run);
 
   test('states the core count, each target as met or not met, and marks the projection', () => {
     expect(md).toContain('Machine: **2 cores**');
@@ -102,6 +103,20 @@ describe('results.md', () => {
     expect(md).toContain('| baseline | minimal Fastify route | 60 | - | - | - | - | 40 | - | 100 | 20000 | 98.0 % |');
     expect(md).toContain('cost 420 µs of CPU in all against 100 µs\n  for a baseline request (4.2 x)');
     expect(md).toContain('The client and the edge alone cost\n  170 µs, 1.7 x the baseline');
+  });
+
+  test('x baseline is the median of per-round ratios, so one noisy baseline round does not set it', () => {
+    const one = renderResults({
+      ...run,
+      results: [
+        result('baseline', 'minimal Fastify route', 20000, { rounds: [10000, 20000, 40000] }),
+        // Rounds: 5000/10000 = 0.50, 6000/20000 = 0.30, 20000/40000 = 0.50 -> median 0.50
+        // (the medians' quotient would be 6000/20000 = 0.30).
+        result('cached GET', 'nginx (2 pods)', 6000, { rounds: [5000, 6000, 20000] }),
+      ],
+    });
+    expect(one).toContain('| cached GET | nginx (2 pods) | 6000 | 5000 / 6000 / 20000 | 0.50 |');
+    expect(one).toContain('| cached GET through nginx >= 50 % of the baseline req/s | 50.0 %');
   });
 
   test('the docs get the results and targets tables between the markers', () => {
