@@ -105,6 +105,27 @@ export function emptyDir(name: string, sizeLimit = '64Mi', medium?: 'Memory'): k
   return { name, emptyDir: { sizeLimit: k8s.Quantity.fromString(sizeLimit), ...(medium ? { medium } : {}) } };
 }
 
+/**
+ * The `data` volume claim template of a StatefulSet: ReadWriteOnce, the size
+ * asked for, and the component's StorageClass, else the environment's, else
+ * (none set) the cluster's default class.
+ */
+export function dataVolumeClaim(
+  config: EnvironmentConfig,
+  component: string,
+  storage: { readonly size: string; readonly storageClass?: string },
+): kplus.k8s.KubePersistentVolumeClaimProps {
+  const storageClass = storage.storageClass ?? config.storageClass;
+  return {
+    metadata: { name: 'data', labels: selectorLabels(component) },
+    spec: {
+      accessModes: ['ReadWriteOnce'],
+      ...(storageClass ? { storageClassName: storageClass } : {}),
+      resources: { requests: { storage: k8s.Quantity.fromString(storage.size) } },
+    },
+  };
+}
+
 /** NetworkPolicy peer: pods of a component in the same namespace. */
 export function podsOf(component: string): kplus.k8s.NetworkPolicyPeer {
   return { podSelector: { matchLabels: selectorLabels(component) } };

@@ -11,6 +11,7 @@ import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../stacks/config';
 import {
   containerSecurityContext,
+  dataVolumeClaim,
   dnsEgress,
   emptyDir,
   meta,
@@ -238,18 +239,7 @@ export class PostgresCluster extends Construct {
               ],
             },
           },
-          volumeClaimTemplates: [
-            {
-              metadata: { name: 'data', labels: selectorLabels(c) },
-              spec: {
-                accessModes: ['ReadWriteOnce'],
-                ...((p.storage.storageClass ?? config.storageClass)
-                  ? { storageClassName: p.storage.storageClass ?? config.storageClass }
-                  : {}),
-                resources: { requests: { storage: k8s.Quantity.fromString(p.storage.size) } },
-              },
-            },
-          ],
+          volumeClaimTemplates: [dataVolumeClaim(config, c, p.storage)],
         },
       });
     };

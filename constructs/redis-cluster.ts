@@ -10,6 +10,7 @@ import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../stacks/config';
 import {
   containerSecurityContext,
+  dataVolumeClaim,
   dnsEgress,
   emptyDir,
   meta,
@@ -199,18 +200,7 @@ export class RedisCluster extends Construct {
             ],
           },
         },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: 'data', labels: selectorLabels(c) },
-            spec: {
-              accessModes: ['ReadWriteOnce'],
-              ...((r.storage.storageClass ?? config.storageClass)
-                ? { storageClassName: r.storage.storageClass ?? config.storageClass }
-                : {}),
-              resources: { requests: { storage: k8s.Quantity.fromString(r.storage.size) } },
-            },
-          },
-        ],
+        volumeClaimTemplates: [dataVolumeClaim(config, c, r.storage)],
       },
     });
 

@@ -10,6 +10,7 @@ import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../stacks/config';
 import {
   containerSecurityContext,
+  dataVolumeClaim,
   dnsEgress,
   meta,
   networkPolicy,
@@ -168,7 +169,6 @@ export class Prometheus extends Construct {
       },
     };
 
-    const storageClass = p.storage.storageClass ?? config.storageClass;
     new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: meta(config, c, name),
       spec: {
@@ -200,16 +200,7 @@ export class Prometheus extends Construct {
             volumes: [{ name: 'config', configMap: { name: this.configMapName } }],
           },
         },
-        volumeClaimTemplates: [
-          {
-            metadata: { name: 'data', labels: selectorLabels(c) },
-            spec: {
-              accessModes: ['ReadWriteOnce'],
-              ...(storageClass ? { storageClassName: storageClass } : {}),
-              resources: { requests: { storage: k8s.Quantity.fromString(p.storage.size) } },
-            },
-          },
-        ],
+        volumeClaimTemplates: [dataVolumeClaim(config, c, p.storage)],
       },
     });
 
