@@ -10,6 +10,7 @@ import { type EnvironmentConfig, PRESTOP_SLEEP_SECONDS } from '../stacks/config'
 import { GeneratedSecret } from './credentials';
 import {
   containerSecurityContext,
+  httpProbe,
   dnsEgress,
   emptyDir,
   horizontalPodAutoscaler,
@@ -142,7 +143,6 @@ export class ApiService extends Construct {
     }));
     const tmpMount: kplus.k8s.VolumeMount = { name: 'tmp', mountPath: '/tmp' };
 
-    const httpGet = (path: string) => ({ path, port: k8s.IntOrString.fromString('http') });
     const container: kplus.k8s.Container = {
       name: c,
       image: api.image,
@@ -157,24 +157,21 @@ export class ApiService extends Construct {
       securityContext: containerSecurityContext(),
       volumeMounts: [tmpMount, ...secretMounts],
       // Startup gives migrations' aftermath and cache warm-up up to 60 s before liveness applies.
-      startupProbe: {
-        httpGet: httpGet(SERVICE_PATHS.startup),
+      startupProbe: httpProbe(SERVICE_PATHS.startup, 'http', {
         periodSeconds: 2,
         failureThreshold: 30,
         timeoutSeconds: 2,
-      },
-      livenessProbe: {
-        httpGet: httpGet(SERVICE_PATHS.liveness),
+      }),
+      livenessProbe: httpProbe(SERVICE_PATHS.liveness, 'http', {
         periodSeconds: 10,
         failureThreshold: 3,
         timeoutSeconds: 2,
-      },
-      readinessProbe: {
-        httpGet: httpGet(SERVICE_PATHS.readiness),
+      }),
+      readinessProbe: httpProbe(SERVICE_PATHS.readiness, 'http', {
         periodSeconds: 5,
         failureThreshold: 2,
         timeoutSeconds: 2,
-      },
+      }),
       // Give every edge pod time to drop this pod from its upstream before SIGTERM starts the drain.
       lifecycle: { preStop: { exec: { command: ['sleep', String(PRESTOP_SLEEP_SECONDS)] } } },
     };

@@ -126,6 +126,15 @@ export function dataVolumeClaim(
   };
 }
 
+/** An HTTP GET probe on a named container port, with its timings. */
+export function httpProbe(
+  path: string,
+  port: string,
+  timing: { readonly periodSeconds: number; readonly failureThreshold?: number; readonly timeoutSeconds: number },
+): kplus.k8s.Probe {
+  return { httpGet: { path, port: k8s.IntOrString.fromString(port) }, ...timing };
+}
+
 /** NetworkPolicy peer: pods of a component in the same namespace. */
 export function podsOf(component: string): kplus.k8s.NetworkPolicyPeer {
   return { podSelector: { matchLabels: selectorLabels(component) } };

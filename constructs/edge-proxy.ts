@@ -9,6 +9,7 @@ import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../stacks/config';
 import {
   containerSecurityContext,
+  httpProbe,
   dnsEgress,
   emptyDir,
   horizontalPodAutoscaler,
@@ -68,12 +69,8 @@ export class EdgeProxy extends Construct {
       data: { 'nginx.conf': this.nginxConf },
     });
 
-    const statusProbe = (periodSeconds: number, failureThreshold: number) => ({
-      httpGet: { path: '/healthz', port: k8s.IntOrString.fromString('status') },
-      periodSeconds,
-      failureThreshold,
-      timeoutSeconds: 2,
-    });
+    const statusProbe = (periodSeconds: number, failureThreshold: number) =>
+      httpProbe('/healthz', 'status', { periodSeconds, failureThreshold, timeoutSeconds: 2 });
     const ports: kplus.k8s.ContainerPort[] = [
       { name: 'http', containerPort: EDGE_PORTS.http, protocol: 'TCP' },
       ...(tls ? [{ name: 'https', containerPort: EDGE_PORTS.https, protocol: 'TCP' }] : []),
@@ -121,11 +118,7 @@ export class EdgeProxy extends Construct {
         periodSeconds: 20,
         timeoutSeconds: 2,
       },
-      readinessProbe: {
-        httpGet: { path: '/metrics', port: k8s.IntOrString.fromString('metrics') },
-        periodSeconds: 10,
-        timeoutSeconds: 2,
-      },
+      readinessProbe: httpProbe('/metrics', 'metrics', { periodSeconds: 10, timeoutSeconds: 2 }),
     };
 
     new k8s.KubeDeployment(this, 'deployment', {

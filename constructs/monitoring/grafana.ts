@@ -10,6 +10,7 @@ import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../stacks/config';
 import {
   containerSecurityContext,
+  httpProbe,
   dnsEgress,
   emptyDir,
   meta,
@@ -136,18 +137,8 @@ export class Grafana extends Construct {
         { name: 'logs', mountPath: '/var/log/grafana' },
         { name: 'tmp', mountPath: '/tmp' },
       ],
-      startupProbe: {
-        httpGet: { path: '/api/health', port: http },
-        periodSeconds: 5,
-        failureThreshold: 30,
-        timeoutSeconds: 3,
-      },
-      readinessProbe: {
-        httpGet: { path: '/api/health', port: http },
-        periodSeconds: 10,
-        failureThreshold: 3,
-        timeoutSeconds: 3,
-      },
+      startupProbe: httpProbe('/api/health', 'http', { periodSeconds: 5, failureThreshold: 30, timeoutSeconds: 3 }),
+      readinessProbe: httpProbe('/api/health', 'http', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 3 }),
       livenessProbe: { tcpSocket: { port: http }, periodSeconds: 20, failureThreshold: 3, timeoutSeconds: 3 },
     };
 

@@ -10,6 +10,7 @@ import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../stacks/config';
 import {
   containerSecurityContext,
+  httpProbe,
   dataVolumeClaim,
   dnsEgress,
   meta,
@@ -124,24 +125,9 @@ export class Prometheus extends Construct {
         { name: 'data', mountPath: '/prometheus' },
       ],
       // WAL replay after a restart can take minutes on a full volume: startup allows 10.
-      startupProbe: {
-        httpGet: { path: '/-/ready', port: web },
-        periodSeconds: 10,
-        failureThreshold: 60,
-        timeoutSeconds: 3,
-      },
-      readinessProbe: {
-        httpGet: { path: '/-/ready', port: web },
-        periodSeconds: 10,
-        failureThreshold: 3,
-        timeoutSeconds: 3,
-      },
-      livenessProbe: {
-        httpGet: { path: '/-/healthy', port: web },
-        periodSeconds: 15,
-        failureThreshold: 4,
-        timeoutSeconds: 3,
-      },
+      startupProbe: httpProbe('/-/ready', 'web', { periodSeconds: 10, failureThreshold: 60, timeoutSeconds: 3 }),
+      readinessProbe: httpProbe('/-/ready', 'web', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 3 }),
+      livenessProbe: httpProbe('/-/healthy', 'web', { periodSeconds: 15, failureThreshold: 4, timeoutSeconds: 3 }),
     };
     const reloader: kplus.k8s.Container = {
       name: 'config-reload',
