@@ -141,10 +141,8 @@ export class Cache {
     this.pingTimer = undefined;
     this.redis?.off('ready', this.openSubscriber);
     for (const event of REDIS_DOWN_EVENTS) this.redis?.off(event, this.closeSubscriber);
-    const sub = this.subscriber;
-    this.subscriber = undefined;
-    this.lost('stopping');
-    if (sub) await disconnectCluster(sub);
+    const sub = this.detachSubscriber('stopping');
+    if (sub) await disconnectClient(sub);
   }
 
   private readonly openSubscriber = (): void => {
@@ -171,12 +169,15 @@ export class Cache {
     sub.subscribe(INVALIDATION_CHANNEL).catch((err: Error) => this.lost(`subscribe failed: ${err.message}`));
   };
 
-  private readonly closeSubscriber = (): void => {
+  private readonly closeSubscriber = (): void => this.detachSubscriber('redis down')?.disconnect();
+
+  /** Forgets the subscriber (the tier goes off) and returns it for the caller to disconnect. */
+  private detachSubscriber(why: string): Redis | undefined {
     const sub = this.subscriber;
     this.subscriber = undefined;
-    this.lost('redis down');
-    sub?.disconnect();
-  };
+    this.lost(why);
+    return sub;
+  }
 
   private lost(why: string): void {
     if (this.listening) this.log.warn({ why }, 'cache: invalidation subscription lost; local tier off');
@@ -303,6 +304,8 @@ export class Cache {
     const deleted = await this.guard('invalidate', async (r) => {
       // One SMEMBERS per tag, all in flight at once (the tags may live on different masters).
       const members = new Set((await Promise.all(tags.map((t) => r.smembers(TAG_PREFIX + t)))).flat());
+      // Evicted before the UNLINKs and again by announce() after them: a read on this pod in between
+      // could have put a member back from Redis.
       this.local.evict(members);
       const counts = await Promise.all(groupBySlot([...members]).map((group) => r.unlink(...group)));
       await Promise.all(tags.map((t) => r.unlink(TAG_PREFIX + t)));
@@ -318,7 +321,7 @@ export class Cache {
   async del(keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return;
     const full = keys.map((k) => KEY_PREFIX + k);
-    this.local.evict(full);
+    this.local.evict(full); // and again in announce(), after the UNLINKs (see invalidateTags)
     const done = await this.guard('del', async (r) => {
       await Promise.all(groupBySlot(full).map((g) => r.unlink(...g)));
       await this.announce(r, full);
@@ -362,13 +365,13 @@ export class Cache {
 }
 
 /** Disconnects a client and waits (up to 2 s) for its connections to end, so no timer is left behind. */
-export async function disconnectCluster(cluster: Cluster | Redis): Promise<void> {
+export async function disconnectClient(client: Cluster | Redis): Promise<void> {
   const ended = new Promise<void>((resolve) => {
-    if (cluster.status === 'end') return resolve();
-    cluster.once('end', () => resolve());
+    if (client.status === 'end') return resolve();
+    client.once('end', () => resolve());
     setTimeout(resolve, 2000).unref();
   });
-  cluster.disconnect();
+  client.disconnect();
   await ended;
 }
 

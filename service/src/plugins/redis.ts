@@ -7,7 +7,7 @@
  * degrade to the database rather than stall requests.
  */
 import { Cluster } from 'ioredis';
-import { disconnectCluster } from '../cache/cache';
+import { disconnectClient } from '../cache/cache';
 import { shared } from './plugin';
 
 declare module 'fastify' {
@@ -59,5 +59,5 @@ export const redisPlugin = shared<{ natMap?: NatMap }>(async (app, opts) => {
   app.addHook('onReady', async () => {
     cluster.connect().catch((err: Error) => app.log.warn({ err: err.message }, 'redis cluster not reachable yet'));
   });
-  app.addHook('onClose', () => disconnectCluster(cluster));
+  app.addHook('onClose', () => disconnectClient(cluster));
 });
