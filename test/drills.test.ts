@@ -7,6 +7,7 @@
  * the topology whole again (restarted pod, node, replica).
  */
 import { SERVICE_ENV, SERVICE_METRICS } from '../service/src/contract';
+import { sumPodMetrics } from '../tools/twin/api-pods';
 import { startTwin, type Twin } from '../tools/twin/twin';
 import { isFailure, startTraffic, summarize, type TrafficRequest } from '../tools/twin/traffic';
 
@@ -29,16 +30,8 @@ async function appQuery<T>(sql: string, params: unknown[] = []): Promise<T[]> {
 }
 
 /** Sum over every pod of the cache hit and miss counters. */
-async function cacheCounters(): Promise<{ hits: number; misses: number }> {
-  let hits = 0;
-  let misses = 0;
-  for (const p of twin.pods) {
-    const text = await (await fetch(`http://${p.metrics.host}:${p.metrics.port}/metrics`)).text();
-    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-    hits += value(SERVICE_METRICS.cacheHits);
-    misses += value(SERVICE_METRICS.cacheMisses);
-  }
-  return { hits, misses };
+function cacheCounters(): Promise<{ hits: number; misses: number }> {
+  return sumPodMetrics(twin.pods, { hits: SERVICE_METRICS.cacheHits, misses: SERVICE_METRICS.cacheMisses });
 }
 
 const getUser = (i: number): TrafficRequest => ({

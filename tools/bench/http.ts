@@ -18,7 +18,7 @@ import autocannon from 'autocannon';
 import { SERVICE_ENV, SERVICE_METRICS } from '../../service/src/contract';
 import { MIN_LSN_HEADER } from '../../service/src/http/consistency';
 import { loadEnvironment } from '../../stacks/environments';
-import type { ApiPod } from '../twin/api-pods';
+import { type ApiPod, sumPodMetrics } from '../twin/api-pods';
 import { startTwin, type Twin } from '../twin/twin';
 import { fillSections } from '../readme';
 import { type ComponentRoots, cpuSeconds, cpuSnapshot } from './cpu';
@@ -64,18 +64,13 @@ interface Counters {
   queries: number;
 }
 
-async function counters(pods: readonly ApiPod[]): Promise<Counters> {
-  const sum: Counters = { hits: 0, localHits: 0, misses: 0, queries: 0 };
-  for (const p of pods) {
-    const text = await (await fetch(`http://${p.metrics.host}:${p.metrics.port}/metrics`)).text();
-    const values = (name: string) =>
-      [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
-    sum.hits += values(SERVICE_METRICS.cacheHits);
-    sum.localHits += values(SERVICE_METRICS.cacheLocalHits);
-    sum.misses += values(SERVICE_METRICS.cacheMisses);
-    sum.queries += values(SERVICE_METRICS.dbQueries);
-  }
-  return sum;
+function counters(pods: readonly ApiPod[]): Promise<Counters> {
+  return sumPodMetrics(pods, {
+    hits: SERVICE_METRICS.cacheHits,
+    localHits: SERVICE_METRICS.cacheLocalHits,
+    misses: SERVICE_METRICS.cacheMisses,
+    queries: SERVICE_METRICS.dbQueries,
+  });
 }
 
 function percentile(sorted: Float64Array, p: number): number {

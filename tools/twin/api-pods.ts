@@ -217,3 +217,21 @@ export async function startApiPod(
   }
   return { ...pod, startMs: Date.now() - t0 };
 }
+
+/**
+ * Each metric in `names` summed over all its series (every label set) and over
+ * every pod, read from the pods' /metrics now.
+ */
+export async function sumPodMetrics<N extends string>(
+  pods: readonly ApiPod[],
+  names: Readonly<Record<N, string>>,
+): Promise<Record<N, number>> {
+  const sum = Object.fromEntries(Object.keys(names).map((k) => [k, 0])) as Record<N, number>;
+  for (const p of pods) {
+    const text = await (await fetch(`http://${p.metrics.host}:${p.metrics.port}/metrics`)).text();
+    for (const [key, name] of Object.entries(names) as [N, string][]) {
+      for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum[key] += Number(m[1]);
+    }
+  }
+  return sum;
+}
