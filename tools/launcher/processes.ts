@@ -250,6 +250,23 @@ export function loopbackAddresses(count: number): string[] {
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes (or `proc` exits); throws `what` with `detail()`. */
+/** Runs a command to completion (not detached), capturing its stdout and stderr. */
+export function runToEnd(
+  cmd: string,
+  args: readonly string[],
+  opts: { env: Record<string, string>; cwd?: string },
+): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.once('error', reject);
+    // 'close', not 'exit': 'exit' can come before the last stdout chunk has been read.
+    child.once('close', (code) => resolve({ code, output }));
+  });
+}
+
 /** True when something accepts a TCP connection at `ep`. */
 export function portOpen(ep: Endpoint): Promise<boolean> {
   return new Promise((resolve) => {

@@ -7,7 +7,6 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import { REDIS_BUS_PORT_OFFSET, REDIS_FILES } from '../../constructs/config-files/redis';
 import {
   type Endpoint,
@@ -17,6 +16,7 @@ import {
   makeDir,
   makeTempDir,
   removeDir,
+  runToEnd,
   spawnServer,
   stopGroup,
   waitFor,
@@ -93,23 +93,6 @@ export interface RedisClusterLaunch {
 
 const REQUIRED = Object.values(REDIS_FILES);
 
-/** Runs a command to completion, capturing output. */
-function runToEnd(
-  cmd: string,
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.once('error', reject);
-    // 'close', not 'exit': 'exit' can come before the last stdout chunk has been read.
-    child.once('close', (code) => resolve({ code, output }));
-  });
-}
-
 export async function startRedisCluster(source: FileSource, opts: StartRedisOptions = {}): Promise<RedisClusterLaunch> {
   const files = filesFrom(source, opts.configMap ?? 'redis-config', REQUIRED);
   const masters = opts.masters ?? 3;
@@ -143,8 +126,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   const cli = async (i: number, ...args: string[]) => {
     const n = nodes[i];
     const r = await runToEnd('redis-cli', ['-h', n.host, '-p', String(n.port), '--no-auth-warning', ...args], {
-      ...baseEnv,
-      REDISCLI_AUTH: password,
+      env: { ...baseEnv, REDISCLI_AUTH: password },
     });
     if (r.code !== 0) throw new Error(`redis-cli ${args.join(' ')} on node ${i} exited ${r.code}: ${r.output}`);
     return r.output;
@@ -182,11 +164,13 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   };
   const runCreate = () =>
     runToEnd('sh', [join(configDir, REDIS_FILES.clusterCreate)], {
-      ...baseEnv,
-      REDIS_PASSWORD: password,
-      REDIS_NODES: nodes.map((n) => `${n.hostname}:${n.port}`).join(' '),
-      REDIS_REPLICAS_PER_MASTER: String(perMaster),
-      REDIS_WAIT_SECONDS: String(Math.ceil(timeoutMs / 1000)),
+      env: {
+        ...baseEnv,
+        REDIS_PASSWORD: password,
+        REDIS_NODES: nodes.map((n) => `${n.hostname}:${n.port}`).join(' '),
+        REDIS_REPLICAS_PER_MASTER: String(perMaster),
+        REDIS_WAIT_SECONDS: String(Math.ceil(timeoutMs / 1000)),
+      },
     });
   const stopNode = async (i: number, signal: NodeJS.Signals) => {
     const p = procs[i];

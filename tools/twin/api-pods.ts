@@ -6,10 +6,9 @@
  * `terminate()` follows the pod termination sequence: out of the endpoints,
  * preStop, SIGTERM, SIGKILL at terminationGracePeriodSeconds.
  */
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { SERVICE_COMMANDS, SERVICE_ENV, SERVICE_PATHS } from '../../service/src/contract';
-import { type Endpoint, type Proc, freePort, spawnServer, stopGroup, waitFor } from '../launcher/processes';
+import { type Endpoint, type Proc, freePort, runToEnd, spawnServer, stopGroup, waitFor } from '../launcher/processes';
 
 const ROOT = join(__dirname, '..', '..');
 const SERVICE_ENTRY = 'service/src/server.ts';
@@ -127,17 +126,6 @@ function baseEnv(hostsFile?: string): Record<string, string> {
   return env;
 }
 
-function runToEnd(cmd: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd[0], cmd.slice(1), { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-16384)));
-    child.stderr.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-16384)));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, output }));
-  });
-}
-
 async function httpStatus(ep: Endpoint, path: string, timeoutMs = 2000): Promise<number> {
   const res = await fetch(`http://${ep.host}:${ep.port}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
   await res.arrayBuffer();
@@ -172,7 +160,11 @@ export async function startApiPod(
   const t0 = Date.now();
   const ports = { http: await freePort('0.0.0.0'), metrics: await freePort('0.0.0.0') };
   for (const init of spec.initContainers ?? []) {
-    const r = await runToEnd(localCommand(init), { ...baseEnv(wiring.hostsFile), ...podEnv(init, wiring, ports) });
+    const [cmd, ...args] = localCommand(init);
+    const r = await runToEnd(cmd, args, {
+      env: { ...baseEnv(wiring.hostsFile), ...podEnv(init, wiring, ports) },
+      cwd: ROOT,
+    });
     if (r.code !== 0) throw new Error(`${name}: init container '${init.name}' exited ${r.code}:\n${r.output}`);
   }
   const env = podEnv(main, wiring, ports);
@@ -198,7 +190,7 @@ export async function startApiPod(
       const grace = (spec.terminationGracePeriodSeconds ?? 30) * 1000;
       const preStop = main.lifecycle?.preStop?.exec?.command;
       // The kubelet runs preStop inside the grace period; here the same command runs on the host.
-      if (preStop?.length) await runToEnd([...preStop], baseEnv());
+      if (preStop?.length) await runToEnd(preStop[0], preStop.slice(1), { env: baseEnv(), cwd: ROOT });
       await stopGroup(proc, 'SIGTERM', Math.max(0, grace - (Date.now() - started)));
       return { exitCode: proc.child.exitCode, ms: Date.now() - started };
     },
