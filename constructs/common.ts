@@ -3,6 +3,7 @@
  * contexts, spread constraints, resources and NetworkPolicy peers. Each tier
  * builds its pods from these so "production-ready" means one thing.
  */
+import { createHash } from 'node:crypto';
 import * as kplus from 'cdk8s-plus-28';
 import type { EnvironmentConfig } from '../stacks/config';
 
@@ -267,4 +268,20 @@ export function horizontalPodAutoscaler(
       },
     },
   });
+}
+
+/**
+ * A Job's name for the spec it runs: `<base>-<8 hex of sha256(spec)>`. A Job's
+ * pod template is immutable, so a changed spec must be a new Job (kubectl apply
+ * and Pulumi then create it) rather than a refused update of the old one; the
+ * same spec keeps its name, so re-applying changes nothing. `inputs`: what the
+ * Job runs from outside its spec (a script in a ConfigMap), so a changed script
+ * runs again too.
+ */
+export function jobNameFor(base: string, spec: kplus.k8s.JobSpec, inputs: readonly unknown[] = []): string {
+  const hash = createHash('sha256')
+    .update(JSON.stringify([spec, ...inputs]))
+    .digest('hex')
+    .slice(0, 8);
+  return `${base}-${hash}`;
 }

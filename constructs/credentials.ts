@@ -14,6 +14,7 @@ import type { EnvironmentConfig } from '../stacks/config';
 import {
   containerSecurityContext,
   dnsEgress,
+  jobNameFor,
   meta,
   networkPolicy,
   podSecurityContext,
@@ -115,39 +116,41 @@ export class GeneratedSecret extends Construct {
       egress: [dnsEgress(), { ports: tcpPorts(443, 6443) }],
     });
     const labels = { ...m().labels!, ...selectorLabels(c) };
-    new k8s.KubeJob(this, 'job', {
-      metadata: m({ annotations: { [CREATES_SECRETS_ANNOTATION]: secretName } }),
-      spec: {
-        backoffLimit: 10,
-        template: {
-          metadata: { labels },
-          spec: {
-            serviceAccountName: c,
-            // Only this pod gets a token; the ServiceAccount itself does not mount one everywhere.
-            automountServiceAccountToken: true,
-            restartPolicy: 'OnFailure',
-            securityContext: podSecurityContext(CURL_UID, CURL_GID),
-            containers: [
-              {
-                name: 'generate',
-                image: SECRET_GENERATOR_IMAGE,
-                command: ['sh', '-c', secretGeneratorScript()],
-                env: [
-                  { name: 'SECRET_NAME', value: secretName },
-                  { name: 'SECRET_KEYS', value: keys.join(' ') },
-                  { name: 'SECRET_LENGTH', value: String(length) },
-                  { name: 'NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-                ],
-                resources: {
-                  requests: { cpu: k8s.Quantity.fromString('10m'), memory: k8s.Quantity.fromString('16Mi') },
-                  limits: { cpu: k8s.Quantity.fromString('100m'), memory: k8s.Quantity.fromString('32Mi') },
-                },
-                securityContext: containerSecurityContext(),
+    const spec: kplus.k8s.JobSpec = {
+      backoffLimit: 10,
+      template: {
+        metadata: { labels },
+        spec: {
+          serviceAccountName: c,
+          // Only this pod gets a token; the ServiceAccount itself does not mount one everywhere.
+          automountServiceAccountToken: true,
+          restartPolicy: 'OnFailure',
+          securityContext: podSecurityContext(CURL_UID, CURL_GID),
+          containers: [
+            {
+              name: 'generate',
+              image: SECRET_GENERATOR_IMAGE,
+              command: ['sh', '-c', secretGeneratorScript()],
+              env: [
+                { name: 'SECRET_NAME', value: secretName },
+                { name: 'SECRET_KEYS', value: keys.join(' ') },
+                { name: 'SECRET_LENGTH', value: String(length) },
+                { name: 'NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+              ],
+              resources: {
+                requests: { cpu: k8s.Quantity.fromString('10m'), memory: k8s.Quantity.fromString('16Mi') },
+                limits: { cpu: k8s.Quantity.fromString('100m'), memory: k8s.Quantity.fromString('32Mi') },
               },
-            ],
-          },
+              securityContext: containerSecurityContext(),
+            },
+          ],
         },
       },
+    };
+    // The Job's name carries a hash of its spec: a changed generator (image, keys) is a new Job.
+    new k8s.KubeJob(this, 'job', {
+      metadata: meta(config, c, jobNameFor(c, spec), { annotations: { [CREATES_SECRETS_ANNOTATION]: secretName } }),
+      spec,
     });
   }
 }

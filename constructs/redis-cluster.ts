@@ -4,7 +4,6 @@
  * survives pods coming back on new IPs, an idempotent cluster-create Job, a
  * redis_exporter sidecar, a generated password, PDB, spread and a NetworkPolicy.
  */
-import { createHash } from 'node:crypto';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../stacks/config';
@@ -13,6 +12,7 @@ import {
   dataVolumeClaim,
   dnsEgress,
   emptyDir,
+  jobNameFor,
   meta,
   networkPolicy,
   podDisruptionBudget,
@@ -212,39 +212,33 @@ export class RedisCluster extends Construct {
       { name: 'REDIS_WAIT_SECONDS', value: '600' },
       password,
     ];
-    const hash = createHash('sha256')
-      .update(JSON.stringify([r.image, jobEnv, this.files[REDIS_FILES.clusterCreate]]))
-      .digest('hex')
-      .slice(0, 8);
-    this.createJobName = `${cc}-${hash}`;
     serviceAccount(this, 'create-service-account', config, cc);
-    new k8s.KubeJob(this, 'create-job', {
-      metadata: meta(config, cc, this.createJobName),
-      spec: {
-        backoffLimit: 20,
-        template: {
-          metadata: { labels: { ...meta(config, cc, cc).labels } },
-          spec: {
-            serviceAccountName: cc,
-            automountServiceAccountToken: false,
-            restartPolicy: 'OnFailure',
-            securityContext: podSecurityContext(REDIS_UID),
-            containers: [
-              {
-                name: 'cluster-create',
-                image: r.image,
-                command: ['sh', `${CONFIG_DIR}/${REDIS_FILES.clusterCreate}`],
-                env: jobEnv,
-                resources: resourcesOf(r.exporterResources),
-                securityContext: containerSecurityContext(),
-                volumeMounts: [{ name: 'config', mountPath: CONFIG_DIR, readOnly: true }],
-              },
-            ],
-            volumes: [{ name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } }],
-          },
+    const jobSpec: kplus.k8s.JobSpec = {
+      backoffLimit: 20,
+      template: {
+        metadata: { labels: { ...meta(config, cc, cc).labels } },
+        spec: {
+          serviceAccountName: cc,
+          automountServiceAccountToken: false,
+          restartPolicy: 'OnFailure',
+          securityContext: podSecurityContext(REDIS_UID),
+          containers: [
+            {
+              name: 'cluster-create',
+              image: r.image,
+              command: ['sh', `${CONFIG_DIR}/${REDIS_FILES.clusterCreate}`],
+              env: jobEnv,
+              resources: resourcesOf(r.exporterResources),
+              securityContext: containerSecurityContext(),
+              volumeMounts: [{ name: 'config', mountPath: CONFIG_DIR, readOnly: true }],
+            },
+          ],
+          volumes: [{ name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } }],
         },
       },
-    });
+    };
+    this.createJobName = jobNameFor(cc, jobSpec, [this.files[REDIS_FILES.clusterCreate]]);
+    new k8s.KubeJob(this, 'create-job', { metadata: meta(config, cc, this.createJobName), spec: jobSpec });
     networkPolicy(this, 'create-network-policy', config, cc, {
       ingress: [],
       egress: [dnsEgress(), { to: [podsOf(c)], ports: tcpPorts(REDIS_PORT) }],

@@ -21,6 +21,13 @@ import { POSTGRES_SECRET_KEYS } from '../constructs/postgres-cluster';
 import type { Platform } from '../constructs/platform';
 import type { EnvironmentConfig } from './config';
 import type { SecretConfigKey, StatefulProtection, SuppliedSecrets } from './pulumi-config';
+import {
+  customTimeoutsOf,
+  dependencyLayers,
+  deployDependencies,
+  objectKey,
+  POD_CONTROLLER_KINDS,
+} from './deploy-order';
 import { buildPlatform, type KubeObject, platformObjects } from './synth';
 
 /** Kinds holding data or identity: deleting them loses state (a PVC template lives in its StatefulSet). */
@@ -30,12 +37,6 @@ export const STATEFUL_KINDS: ReadonlySet<string> = new Set([
   'PersistentVolumeClaim',
   'Secret',
 ]);
-
-/**
- * Kinds that start pods. They wait for every other object and for the supplied
- * Secrets, so nothing starts (or generates a credential) with another password.
- */
-export const POD_CONTROLLER_KINDS: ReadonlySet<string> = new Set(['Deployment', 'StatefulSet', 'Job', 'CronJob']);
 
 export interface PlatformStackArgs {
   /** The resolved, validated environment. */
@@ -190,36 +191,49 @@ export class PlatformStack extends pulumi.ComponentResource {
         ),
     );
 
-    // Two layers: what pods use or are governed by (accounts, RBAC, config, Services,
-    // NetworkPolicies...) first, then the pod controllers. A pod then never starts
-    // without its ServiceAccount, ConfigMap or NetworkPolicy, unlike a plain kubectl apply.
-    const group = (layer: string, objs: KubeObject[], dependsOn: pulumi.Input<pulumi.Resource[]>) =>
-      new k8s.yaml.ConfigGroup(
-        `${name}-${layer}`,
+    // Each object waits for exactly what it needs (stacks/deploy-order.ts): pod
+    // prerequisites first, then each controller after its prerequisites, the
+    // generator Jobs of its Secrets and the Services it reaches, then the
+    // cluster-IP Services after the pods they select. No controller waits for a
+    // Service that waits for its pods. Objects go through one v1 ConfigGroup per
+    // layer; a child's URN does not depend on its group, so regrouping replaces nothing.
+    const deps = deployDependencies(
+      rest,
+      secretSpecs.map((s) => s.name),
+    );
+    const objectByKey = new Map(rest.map((o) => [objectKey(o), o]));
+    const groupOf = new Map<string, k8s.yaml.ConfigGroup>();
+    const resourceOf = (key: string) => {
+      const o = objectByKey.get(key)!;
+      const group = groupOf.get(key)!;
+      const gvk = `${o.apiVersion}/${o.kind}`;
+      return o.metadata.namespace
+        ? group.getCustomResource(gvk, o.metadata.namespace, o.metadata.name)
+        : group.getCustomResource(gvk, o.metadata.name);
+    };
+    dependencyLayers(deps).forEach((layer, depth) => {
+      const group = new k8s.yaml.ConfigGroup(
+        `${name}-layer-${depth}`,
         {
-          objs,
+          objs: layer.map((key) => objectByKey.get(key)!),
           transformations: [
             (obj: KubeObject, childOpts: pulumi.CustomResourceOptions) => {
+              const key = objectKey(obj);
               childOpts.provider = provider;
-              childOpts.dependsOn = dependsOn;
+              const controllerExtras = POD_CONTROLLER_KINDS.has(obj.kind) ? supplied : [];
+              childOpts.dependsOn = [namespace, ...controllerExtras, ...(deps.get(key) ?? []).map(resourceOf)];
+              const timeouts = customTimeoutsOf(obj);
+              if (timeouts) childOpts.customTimeouts = timeouts;
               if (STATEFUL_KINDS.has(obj.kind)) Object.assign(childOpts, protection);
             },
           ],
         },
         { parent: this, provider },
       );
-    const prerequisites = group(
-      'prerequisites',
-      rest.filter((o) => !POD_CONTROLLER_KINDS.has(o.kind)),
-      [namespace],
-    );
-    group(
-      'workloads',
-      rest.filter((o) => POD_CONTROLLER_KINDS.has(o.kind)),
-      prerequisites.resources.apply((children) => [namespace, ...supplied, ...Object.values(children)]),
-    );
+      for (const key of layer) groupOf.set(key, group);
+    });
 
-    const edgeService = prerequisites.getResource('v1/Service', config.namespace, endpoints.edgeServiceName);
+    const edgeService = resourceOf(`Service/${endpoints.edgeServiceName}`) as pulumi.Output<k8s.core.v1.Service>;
     this.namespace = namespace.metadata.name;
     this.edgeAddress = edgeService
       .apply((service) => service.status)

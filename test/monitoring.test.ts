@@ -13,7 +13,7 @@ import { DASHBOARD_CONFIGMAP_LIMIT_BYTES, DISCOVERY_RULE, Monitoring } from '../
 import { RULE_COMPONENTS } from '../constructs/config-files/alert-rules';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
-import { ENVS, type Obj, containersOf, find, objectsOf, ofKind, podTemplates } from './helpers/objects';
+import { ENVS, type Obj, containersOf, find, generatorJob, objectsOf, ofKind, podTemplates } from './helpers/objects';
 
 describe.each(ENVS)('environment %s', (env) => {
   const config = loadEnvironment(env);
@@ -159,7 +159,7 @@ describe.each(ENVS)('environment %s', (env) => {
     }
     expect(volume('admin').secret.secretName).toBe(config.monitoring.grafana.adminSecret);
     // The Secret is generated in-cluster once (never in the output), with both keys Grafana reads.
-    const generator = find(objects, 'Job', `${config.monitoring.grafana.adminSecret}-generator`);
+    const generator = generatorJob(objects, config.monitoring.grafana.adminSecret);
     expect(generator.metadata.annotations?.['fastnext.io/creates-secrets']).toBe(config.monitoring.grafana.adminSecret);
     expect(JSON.stringify(generator.spec.template.spec.containers[0].env)).toContain('admin-user admin-password');
     expect(ofKind(objects, 'Secret').map((x) => x.metadata.name)).not.toContain(config.monitoring.grafana.adminSecret);

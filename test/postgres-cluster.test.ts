@@ -15,7 +15,7 @@ import {
 } from '../constructs/config-files/postgres';
 import { PostgresCluster, POSTGRES_ROLE_LABEL } from '../constructs/postgres-cluster';
 import { buildPlatform } from '../stacks/synth';
-import { ENVS, find, type Obj, objectsOf, ofKind, selects } from './helpers/objects';
+import { ENVS, find, generatorJob, type Obj, objectsOf, ofKind, selects } from './helpers/objects';
 
 const pgObjects = (objects: Obj[]) =>
   objects.filter((o) => o.metadata?.labels?.['app.kubernetes.io/name']?.startsWith('postgres'));
@@ -38,11 +38,11 @@ describe.each(ENVS)('%s', (env) => {
     ]);
     expect(
       pgObjects(objects)
-        .map((o) => `${o.kind}/${o.metadata.name}`)
+        .map((o) => `${o.kind}/${o.metadata.name}`.replace(/^(Job\/.*)-[0-9a-f]{8}$/, '$1-<hash>'))
         .sort(),
     ).toEqual([
       'ConfigMap/postgres-config',
-      'Job/postgres-credentials-generator',
+      'Job/postgres-credentials-generator-<hash>',
       'NetworkPolicy/postgres',
       'NetworkPolicy/postgres-credentials-generator',
       'PodDisruptionBudget/postgres',
@@ -101,7 +101,7 @@ describe.each(ENVS)('%s', (env) => {
         }
       }
     }
-    const job = find(objects, 'Job', 'postgres-credentials-generator');
+    const job = generatorJob(objects, config.postgres.credentialsSecret);
     expect(job.metadata.annotations!['fastnext.io/creates-secrets']).toBe(config.postgres.credentialsSecret);
     const env = Object.fromEntries(job.spec.template.spec.containers[0].env.map((e: Obj) => [e.name, e.value]));
     expect([env.SECRET_NAME, env.SECRET_KEYS]).toEqual([

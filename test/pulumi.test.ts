@@ -9,13 +9,19 @@ import { parse } from 'yaml';
 
 import type { EnvironmentConfig } from '../stacks/config';
 import { environmentNames } from '../stacks/environments';
+import {
+  awaitsNoEndpoints,
+  deployDependencies,
+  isPodPrerequisite,
+  objectKey,
+  selectedWorkloads,
+} from '../stacks/deploy-order';
 import type { KubeObject } from '../stacks/synth';
 import {
   identity,
   kubeRegistrations,
   LOAD_BALANCER_IP,
   type ProgramRun,
-  type Registration,
   runProgram,
   stackFileConfig,
   typeToken,
@@ -60,21 +66,42 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
     }
   });
 
-  test('starts pods only after every other object: pod controllers depend on all of them', () => {
+  test('registers each object with exactly the dependencies of stacks/deploy-order.ts', () => {
     const kube = kubeRegistrations(run);
-    const isController = (r: Registration) => /:(Deployment|StatefulSet|Job|CronJob)$/.test(r.type);
-    const controllers = kube.filter(isController);
-    const others = kube.filter((r) => !isController(r)).map((r) => r.urn);
+    const namespace = kube.find((r) => r.type === 'kubernetes:core/v1:Namespace')!;
+    const keyOf = new Map(kube.map((r) => [r.urn, objectKey(r.inputs as KubeObject)]));
+    const deps = deployDependencies(expected.filter((o) => o.kind !== 'Namespace'));
+    for (const r of kube.filter((x) => x !== namespace)) {
+      const key = keyOf.get(r.urn)!;
+      const registered = r.dependencies.filter((u) => u !== namespace.urn).map((u) => keyOf.get(u) ?? u);
+      expect({ key, dependsOn: registered.sort() }).toEqual({ key, dependsOn: [...(deps.get(key) ?? [])].sort() });
+    }
+  });
+
+  test('starts pods only after their prerequisites, and no pod controller waits on a Service that awaits endpoints', () => {
+    const kube = kubeRegistrations(run);
+    const byUrn = new Map(kube.map((r) => [r.urn, r.inputs as KubeObject]));
+    const controllers = kube.filter((r) => /:(Deployment|StatefulSet|Job|CronJob)$/.test(r.type));
     expect(controllers.length).toBeGreaterThan(0);
+    const prerequisites = kube.filter((r) => isPodPrerequisite(r.inputs as KubeObject)).map((r) => r.urn);
+    // ServiceAccounts and NetworkPolicies are among them: a pod never starts unfenced or without its account.
+    expect(prerequisites.map((u) => byUrn.get(u)!.kind)).toEqual(
+      expect.arrayContaining(['ServiceAccount', 'NetworkPolicy', 'ConfigMap', 'PodDisruptionBudget']),
+    );
     for (const r of controllers) {
-      expect({ object: r.name, missing: others.filter((urn) => !r.dependencies.includes(urn)) }).toEqual({
+      expect({ object: r.name, missing: prerequisites.filter((u) => !r.dependencies.includes(u)) }).toEqual({
         object: r.name,
         missing: [],
       });
+      const awaited = r.dependencies
+        .map((u) => byUrn.get(u))
+        .filter((o): o is KubeObject => o?.kind === 'Service' && !awaitsNoEndpoints(o))
+        .filter((svc) => selectedWorkloads(svc, expected).some((w) => w.object.metadata.name === r.name.split('/')[1]));
+      expect({ object: r.name, waitsOnOwnService: awaited.map((s) => s.metadata.name) }).toEqual({
+        object: r.name,
+        waitsOnOwnService: [],
+      });
     }
-    // ...and nothing else waits on a pod controller.
-    const controllerUrns = new Set(controllers.map((r) => r.urn));
-    for (const r of kube) expect(r.dependencies.filter((urn) => controllerUrns.has(urn))).toEqual([]);
   });
 
   test('deploys through one server-side-apply provider, every resource under fastnext:platform:Stack', () => {

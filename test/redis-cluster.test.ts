@@ -7,7 +7,7 @@ import { loadEnvironment } from '../stacks/environments';
 import { buildPlatform, synthObjects } from '../stacks/synth';
 import { redisConfigFiles, renderRedisConf } from '../constructs/config-files/redis';
 import { RedisCluster } from '../constructs/redis-cluster';
-import { ENVS, find, type Obj, objectsOf, ofKind, selects } from './helpers/objects';
+import { ENVS, find, generatorJob, type Obj, objectsOf, ofKind, selects } from './helpers/objects';
 
 describe.each(ENVS)('%s', (env) => {
   const objects = objectsOf(env);
@@ -76,7 +76,7 @@ describe.each(ENVS)('%s', (env) => {
         ]);
       }
     }
-    const gen = find(objects, 'Job', `${config.redis.passwordSecret}-generator`);
+    const gen = generatorJob(objects, config.redis.passwordSecret);
     expect(gen.metadata.annotations!['fastnext.io/creates-secrets']).toBe(config.redis.passwordSecret);
     expect(JSON.stringify(objects)).not.toMatch(/requirepass\s+"?[A-Za-z0-9]{8,}/);
   });

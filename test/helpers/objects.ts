@@ -25,6 +25,16 @@ export function find(objects: Obj[], kind: string, name: string): Obj {
   return o;
 }
 
+/** The Job that generates Secret `secretName` (its name carries a hash of its spec). */
+export function generatorJob(objects: Obj[], secretName: string): Obj {
+  const jobs = objects.filter(
+    (o) => o.kind === 'Job' && o.metadata.annotations?.['fastnext.io/creates-secrets'] === secretName,
+  );
+  if (jobs.length !== 1) throw new Error(`expected one generator Job of Secret '${secretName}', found ${jobs.length}`);
+  expect(jobs[0].metadata.name).toMatch(new RegExp(`^${secretName}-generator-[0-9a-f]{8}$`));
+  return jobs[0];
+}
+
 /** A pod template and the object that owns it. */
 export interface PodTemplate {
   owner: Obj;

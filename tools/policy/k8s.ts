@@ -205,3 +205,79 @@ export function annotationList(o: { metadata?: { annotations?: Record<string, st
         .filter(Boolean)
     : [];
 }
+
+/** Something a pod template needs to exist before its pods can start. */
+export interface PodReference {
+  kind: 'ConfigMap' | 'Secret' | 'ServiceAccount' | 'PersistentVolumeClaim';
+  name: string;
+  key?: string;
+  path: string;
+}
+
+/** Every ConfigMap, Secret, ServiceAccount and PVC a pod template needs (optional references left out). */
+export function podReferences(w: Workload): PodReference[] {
+  const spec = w.template.spec;
+  const base = pathIn(w, 'spec');
+  const refs: PodReference[] = [];
+  if (spec.serviceAccountName && spec.serviceAccountName !== 'default') {
+    refs.push({ kind: 'ServiceAccount', name: spec.serviceAccountName, path: `${base}.serviceAccountName` });
+  }
+  for (const s of spec.imagePullSecrets ?? [])
+    refs.push({ kind: 'Secret', name: s.name, path: `${base}.imagePullSecrets` });
+  for (const v of spec.volumes ?? []) {
+    const path = `${base}.volumes[name=${v.name}]`;
+    const items = (
+      kind: 'ConfigMap' | 'Secret',
+      name: string | undefined,
+      src?: { optional?: boolean; items?: { key: string }[] },
+    ) => {
+      if (!name || src?.optional) return;
+      if (src?.items?.length) for (const i of src.items) refs.push({ kind, name, key: i.key, path });
+      else refs.push({ kind, name, path });
+    };
+    items('ConfigMap', v.configMap?.name, v.configMap);
+    items('Secret', v.secret?.secretName, v.secret);
+    for (const s of v.projected?.sources ?? []) {
+      items('ConfigMap', s.configMap?.name, s.configMap);
+      items('Secret', s.secret?.name, s.secret);
+    }
+    if (v.persistentVolumeClaim)
+      refs.push({ kind: 'PersistentVolumeClaim', name: v.persistentVolumeClaim.claimName, path });
+  }
+  for (const { container, path } of containersOf(w)) {
+    for (const e of container.env ?? []) {
+      const cm = e.valueFrom?.configMapKeyRef;
+      const sec = e.valueFrom?.secretKeyRef;
+      if (cm?.name && !cm.optional)
+        refs.push({ kind: 'ConfigMap', name: cm.name, key: cm.key, path: `${path}.env[name=${e.name}]` });
+      if (sec?.name && !sec.optional)
+        refs.push({ kind: 'Secret', name: sec.name, key: sec.key, path: `${path}.env[name=${e.name}]` });
+    }
+    for (const f of container.envFrom ?? []) {
+      if (f.configMapRef?.name && !f.configMapRef.optional)
+        refs.push({ kind: 'ConfigMap', name: f.configMapRef.name, path: `${path}.envFrom` });
+      if (f.secretRef?.name && !f.secretRef.optional)
+        refs.push({ kind: 'Secret', name: f.secretRef.name, path: `${path}.envFrom` });
+    }
+  }
+  return refs;
+}
+
+/**
+ * In-cluster DNS names a pod template's env values point at, as Service names:
+ * `<svc>.<ns>.svc[.cluster.local]` and a StatefulSet pod's `<pod>.<svc>.<ns>.svc...`.
+ * These are the Services a pod reaches by name (a database host, cluster seeds).
+ */
+export function serviceHostsOf(w: Workload, namespace: string): string[] {
+  const pattern = new RegExp(
+    `(?:^|[\\s,/@=])(?:[a-z0-9-]+\\.)?([a-z0-9-]+)\\.${namespace.replace(/[.]/g, '\\.')}\\.svc\\b`,
+    'g',
+  );
+  const hosts = new Set<string>();
+  for (const { container } of containersOf(w)) {
+    for (const e of container.env ?? []) {
+      for (const m of (e.value ?? '').matchAll(pattern)) hosts.add(m[1]);
+    }
+  }
+  return [...hosts].sort();
+}

@@ -8,10 +8,9 @@ import {
   type LabelSelector,
   type Workload,
   annotationList,
-  containersOf,
   declaresPort,
   mapSelects,
-  pathIn,
+  podReferences,
   specOf,
 } from '../k8s';
 import {
@@ -141,62 +140,6 @@ function declaredSecrets(ctx: PolicyContext, ns: string | undefined): Set<string
   );
 }
 
-interface Ref {
-  kind: 'ConfigMap' | 'Secret' | 'ServiceAccount' | 'PersistentVolumeClaim';
-  name: string;
-  key?: string;
-  path: string;
-}
-
-/** Every ConfigMap, Secret, ServiceAccount and PVC a pod template needs (optional references left out). */
-function podRefs(w: Workload): Ref[] {
-  const spec = w.template.spec;
-  const base = pathIn(w, 'spec');
-  const refs: Ref[] = [];
-  if (spec.serviceAccountName && spec.serviceAccountName !== 'default') {
-    refs.push({ kind: 'ServiceAccount', name: spec.serviceAccountName, path: `${base}.serviceAccountName` });
-  }
-  for (const s of spec.imagePullSecrets ?? [])
-    refs.push({ kind: 'Secret', name: s.name, path: `${base}.imagePullSecrets` });
-  for (const v of spec.volumes ?? []) {
-    const path = `${base}.volumes[name=${v.name}]`;
-    const items = (
-      kind: 'ConfigMap' | 'Secret',
-      name: string | undefined,
-      src?: { optional?: boolean; items?: { key: string }[] },
-    ) => {
-      if (!name || src?.optional) return;
-      if (src?.items?.length) for (const i of src.items) refs.push({ kind, name, key: i.key, path });
-      else refs.push({ kind, name, path });
-    };
-    items('ConfigMap', v.configMap?.name, v.configMap);
-    items('Secret', v.secret?.secretName, v.secret);
-    for (const s of v.projected?.sources ?? []) {
-      items('ConfigMap', s.configMap?.name, s.configMap);
-      items('Secret', s.secret?.name, s.secret);
-    }
-    if (v.persistentVolumeClaim)
-      refs.push({ kind: 'PersistentVolumeClaim', name: v.persistentVolumeClaim.claimName, path });
-  }
-  for (const { container, path } of containersOf(w)) {
-    for (const e of container.env ?? []) {
-      const cm = e.valueFrom?.configMapKeyRef;
-      const sec = e.valueFrom?.secretKeyRef;
-      if (cm?.name && !cm.optional)
-        refs.push({ kind: 'ConfigMap', name: cm.name, key: cm.key, path: `${path}.env[name=${e.name}]` });
-      if (sec?.name && !sec.optional)
-        refs.push({ kind: 'Secret', name: sec.name, key: sec.key, path: `${path}.env[name=${e.name}]` });
-    }
-    for (const f of container.envFrom ?? []) {
-      if (f.configMapRef?.name && !f.configMapRef.optional)
-        refs.push({ kind: 'ConfigMap', name: f.configMapRef.name, path: `${path}.envFrom` });
-      if (f.secretRef?.name && !f.secretRef.optional)
-        refs.push({ kind: 'Secret', name: f.secretRef.name, path: `${path}.envFrom` });
-    }
-  }
-  return refs;
-}
-
 /** Names of the PVCs a StatefulSet creates from its volumeClaimTemplates (`<template>-<sts>-<ordinal>`) match by prefix. */
 function fromClaimTemplate(ctx: PolicyContext, ns: string | undefined, claim: string): boolean {
   return ctx
@@ -231,7 +174,7 @@ export const referencesExist: Check = {
     for (const w of ctx.workloads) {
       const ns = w.object.metadata.namespace;
       const declared = declaredSecrets(ctx, ns);
-      for (const r of podRefs(w)) {
+      for (const r of podReferences(w)) {
         if (r.kind === 'Secret' && declared.has(r.name)) continue;
         if (r.kind === 'PersistentVolumeClaim' && fromClaimTemplate(ctx, ns, r.name)) continue;
         const target = ctx.find(r.kind, ns, r.name);

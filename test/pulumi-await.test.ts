@@ -1,0 +1,274 @@
+/**
+ * The await model (tools/pulumi-await) over what the Pulumi program registers
+ * under the mock harness: a fresh `pulumi up` of every environment completes
+ * (every resource becomes ready, no waits-for cycle), the old layering does
+ * not, and updates (a changed nginx.conf, a new Redis topology, a bumped API
+ * image, the same program twice) complete without refused changes.
+ */
+import { dependencyLayers, deployDependencies, objectKey } from '../stacks/deploy-order';
+import { environmentNames, loadEnvironment } from '../stacks/environments';
+import { synthObjects, type KubeObject } from '../stacks/synth';
+import {
+  formatCriticalPath,
+  type ModelResource,
+  type RolloutResult,
+  simulateCreate,
+  simulateUpdate,
+  SKIP_AWAIT_ANNOTATION,
+} from '../tools/pulumi-await/model';
+import { fromObjects, fromRegistrations, PLATFORM_RUNTIME_NEEDS } from '../tools/pulumi-await/platform';
+import { type ProgramRun, runProgram, stackFileConfig } from './pulumi-harness';
+
+const options = { runtimeNeeds: PLATFORM_RUNTIME_NEEDS };
+const nameOf = (run: ProgramRun) =>
+  new Map(
+    run.registrations
+      .filter((r) => r.custom && r.type.startsWith('kubernetes:'))
+      .map((r) => [r.urn, objectKey(r.inputs as KubeObject)]),
+  );
+const readable = (result: RolloutResult, names: Map<string, string>) =>
+  result.blocked.map((b) => `${names.get(b.id) ?? b.id} (${b.phase})`).sort();
+
+/** Today's graph before the fix: controllers waited for every other object, Services included. */
+function oldLayering(objects: KubeObject[]): ModelResource[] {
+  const isController = (o: KubeObject) => ['Deployment', 'StatefulSet', 'Job', 'CronJob'].includes(o.kind);
+  const others = objects.filter((o) => o.kind !== 'Namespace' && !isController(o)).map(objectKey);
+  return fromObjects(objects, new Map(objects.map((o) => [objectKey(o), isController(o) ? others : []])));
+}
+
+describe.each(environmentNames())('a fresh pulumi up of %s', (env) => {
+  let run: ProgramRun;
+  let result: RolloutResult;
+  beforeAll(async () => {
+    run = await runProgram(env);
+    result = simulateCreate(fromRegistrations(run.registrations), options);
+  });
+
+  test('every registered resource becomes ready, with no waits-for cycle', () => {
+    expect(readable(result, nameOf(run))).toEqual([]);
+    expect(result.cycles).toEqual([]);
+    const kube = run.registrations.filter((r) => r.custom && r.type.startsWith('kubernetes:'));
+    for (const r of kube) expect(result.events.has(`${r.urn} ready`)).toBe(true);
+  });
+
+  test('prints the critical path: the waits of a fresh pulumi up', () => {
+    const names = nameOf(run);
+    const table = formatCriticalPath(result)
+      .replace(/urn:\S+::/g, (u) => u)
+      .replace(/\| (urn:[^ ]+) \|/g, (_, u) => `| ${names.get(u) ?? u} |`);
+    console.log(`${env}: a fresh pulumi up takes ${result.steps} await steps; the critical path:\n${table}`);
+    // The path starts at the Namespace and ends at the last resource to be ready.
+    expect(names.get(result.criticalPath[0].id)).toBe(`Namespace/fastnext-${env}`);
+    expect(result.criticalPath.at(-1)!.step).toBe(result.steps);
+    // PostgreSQL's primary, then a replica from its base backup, is the longest chain.
+    expect(result.criticalPath.map((e) => names.get(e.id))).toEqual(
+      expect.arrayContaining([
+        'StatefulSet/postgres-primary',
+        'Service/postgres-primary',
+        'StatefulSet/postgres-replica',
+      ]),
+    );
+  });
+
+  test('the old layering (controllers wait for every Service) never completes: Services wait for their own pods', () => {
+    const objects = run.model.synthObjects(run.model.loadEnvironment(env));
+    const old = simulateCreate(oldLayering(objects), options);
+    const blockedServices = old.blocked.filter((b) => b.id.startsWith('Service/')).map((b) => b.id);
+    expect(blockedServices).toEqual(
+      expect.arrayContaining(['Service/api', 'Service/postgres-primary', 'Service/grafana']),
+    );
+    expect(old.blocked.map((b) => b.id)).toEqual(
+      expect.arrayContaining([
+        'Deployment/api',
+        'Deployment/edge',
+        'StatefulSet/postgres-primary',
+        'StatefulSet/postgres-replica',
+      ]),
+    );
+    // Each is a cycle: the controller waits for the Service, the Service for the controller's pods.
+    const cycleOf = (id: string) => old.cycles.find((c) => c.some((k) => k.startsWith(`${id} `)));
+    expect(cycleOf('Deployment/api')?.map((k) => k.split(' ')[0])).toEqual(expect.arrayContaining(['Service/api']));
+  });
+});
+
+describe('updates: pulumi up on a running environment', () => {
+  const env = 'prod';
+  let base: ProgramRun;
+  beforeAll(async () => {
+    base = await runProgram(env);
+  });
+
+  const plan = async (config: Record<string, unknown>) => {
+    const next = await runProgram(env, { ...stackFileConfig(env), ...config });
+    const names = nameOf(next);
+    const p = simulateUpdate(fromRegistrations(base.registrations), fromRegistrations(next.registrations), options);
+    return {
+      ...p,
+      names,
+      label: (ids: string[]) => ids.map((id) => names.get(id) ?? nameOf(base).get(id) ?? id).sort(),
+    };
+  };
+
+  test('the same program twice: nothing changes and nothing waits', async () => {
+    const p = await plan({});
+    expect(p.created).toEqual([]);
+    expect(p.updated).toEqual([]);
+    expect(p.deleted).toEqual([]);
+    expect(p.refused).toEqual([]);
+    expect(p.rollout.steps).toBe(0);
+  });
+
+  test('a changed nginx.conf (new host names): the ConfigMap, then the edge rolls; nothing else', async () => {
+    const p = await plan({ 'fastnext:hostnames': ['eu.fastnext.example.com'] });
+    expect(p.label(p.updated)).toEqual(['ConfigMap/edge-nginx-conf', 'Deployment/edge']);
+    expect(p.refused).toEqual([]);
+    expect(p.rollout.blocked).toEqual([]);
+    const edge = [...p.names].find(([, k]) => k === 'Deployment/edge')![0];
+    const config = [...p.names].find(([, k]) => k === 'ConfigMap/edge-nginx-conf')![0];
+    expect(p.rollout.events.get(`${edge} ready`)!.step).toBeGreaterThan(p.rollout.events.get(`${config} ready`)!.step);
+  });
+
+  test('a bumped API image: the API Deployment and its CronJob roll, and nothing waits on a Job', async () => {
+    const p = await plan({ 'fastnext:apiImageTag': '9.9.9' });
+    expect(p.label(p.updated)).toEqual(['CronJob/api-partition-maintenance', 'Deployment/api']);
+    expect(p.created).toEqual([]);
+    expect(p.refused).toEqual([]);
+    expect(p.rollout.blocked).toEqual([]);
+  });
+
+  test('a changed Redis topology: a new create Job runs beside the grown StatefulSet; the old Job is deleted', () => {
+    const objectsOf = (masters: number) => synthObjects(loadEnvironment(env, { redis: { masters } }));
+    const model = (objects: KubeObject[]) =>
+      fromObjects(objects, deployDependencies(objects.filter((o) => o.kind !== 'Namespace')));
+    const before = model(objectsOf(3));
+    const after = model(objectsOf(4));
+    const p = simulateUpdate(before, after, options);
+    expect(p.refused).toEqual([]);
+    expect(p.created).toEqual([expect.stringMatching(/^Job\/redis-cluster-create-[0-9a-f]{8}$/)]);
+    expect(p.deleted).toEqual([expect.stringMatching(/^Job\/redis-cluster-create-[0-9a-f]{8}$/)]);
+    // The StatefulSet grows; the API and its CronJob get the new seed list.
+    expect(p.updated).toEqual(expect.arrayContaining(['StatefulSet/redis', 'Deployment/api']));
+    expect(p.rollout.blocked).toEqual([]);
+    // The StatefulSet's rollout needs the new Job (readiness needs cluster_state:ok), so the Job must not wait for it.
+    expect(p.rollout.events.get('StatefulSet/redis ready')!.step).toBeGreaterThan(
+      p.rollout.events.get(`${p.created[0]} pods ready`)!.step,
+    );
+  });
+
+  test('fails when a Job changes under the same name: Jobs are immutable, so every Job name carries its spec hash', () => {
+    const objects = synthObjects(loadEnvironment(env));
+    const jobs = objects.filter((o) => o.kind === 'Job');
+    expect(jobs.length).toBeGreaterThan(0);
+    for (const job of jobs) expect(job.metadata.name).toMatch(/-[0-9a-f]{8}$/);
+    // GIVEN a generator Job whose image changes but whose name is kept
+    const before = fromObjects(objects, new Map());
+    const after = before.map((r) =>
+      r.object === jobs[0]
+        ? { ...r, object: { ...r.object, spec: { ...(r.object.spec as object), backoffLimit: 99 } } }
+        : r,
+    );
+    // THEN the model refuses it, as the API server would
+    expect(simulateUpdate(before, after, options).refused).toEqual([objectKey(jobs[0])]);
+    // and the construct instead names a changed Job anew
+    const changed = synthObjects(loadEnvironment(env, { redis: { replicasPerMaster: 2 } })).filter(
+      (o) => o.kind === 'Job',
+    );
+    expect(changed.map((j) => j.metadata.name)).not.toEqual(jobs.map((j) => j.metadata.name));
+  });
+});
+
+describe('the await model', () => {
+  const ns: KubeObject = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } };
+  const labels = { 'app.kubernetes.io/name': 'web' };
+  const deployment: KubeObject = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'web', namespace: 'ns' },
+    spec: {
+      selector: { matchLabels: labels },
+      template: { metadata: { labels }, spec: { containers: [{ name: 'c' }] } },
+    },
+  };
+  const service = (name: string, spec: Record<string, unknown>, annotations?: Record<string, string>): KubeObject => ({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: 'ns', ...(annotations ? { annotations } : {}) },
+    spec: { selector: labels, ports: [{ port: 80 }], ...spec },
+  });
+  const model = (objects: KubeObject[], deps: Record<string, string[]>) =>
+    fromObjects([ns, ...objects], new Map(Object.entries(deps)));
+
+  test('a cluster-IP Service is ready once the pods it selects are; a headless one at once', () => {
+    const r = simulateCreate(
+      model([deployment, service('web', {}), service('web-headless', { clusterIP: 'None' })], {
+        'Service/web': ['Deployment/web'],
+      }),
+    );
+    expect(r.blocked).toEqual([]);
+    // Step 1 creates the Namespace; the headless Service is created and done in step 2.
+    expect(r.events.get('Service/web-headless ready')!.step).toBe(2);
+    expect(r.events.get('Service/web ready')!.step).toBeGreaterThan(r.events.get('Deployment/web ready')!.step);
+  });
+
+  test('fails when a workload depends on the Service that selects it: a waits-for cycle', () => {
+    const r = simulateCreate(model([deployment, service('web', {})], { 'Deployment/web': ['Service/web'] }));
+    expect(r.blocked.map((b) => b.id).sort()).toEqual(['Deployment/web', 'Service/web']);
+    expect(r.cycles).toHaveLength(1);
+    expect(r.cycles[0].map((k) => k.split(' ')[0])).toEqual(expect.arrayContaining(['Deployment/web', 'Service/web']));
+  });
+
+  test('skipAwait breaks the wait; a Service selecting nothing never becomes ready', () => {
+    const skip = simulateCreate(
+      model([deployment, service('web', {}, { [SKIP_AWAIT_ANNOTATION]: 'true' })], {
+        'Deployment/web': ['Service/web'],
+      }),
+    );
+    expect(skip.blocked).toEqual([]);
+    const orphan = simulateCreate(model([service('nobody', { selector: { x: 'y' } })], {}));
+    expect(orphan.blocked).toEqual([
+      { id: 'Service/nobody', phase: 'ready', waitingFor: ['(never: nothing can satisfy its await)'] },
+    ]);
+  });
+
+  test('a LoadBalancer waits for an address: never without a load-balancer controller', () => {
+    const objects = model([deployment, service('web', { type: 'LoadBalancer' })], {
+      'Service/web': ['Deployment/web'],
+    });
+    expect(simulateCreate(objects).blocked).toEqual([]);
+    expect(simulateCreate(objects, { loadBalancerController: false }).blocked.map((b) => b.id)).toEqual([
+      'Service/web',
+    ]);
+  });
+
+  test('a pod that reads a generated Secret starts only after its generator Job completes', () => {
+    const job: KubeObject = {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'gen', namespace: 'ns', annotations: { 'fastnext.io/creates-secrets': 'creds' } },
+      spec: { template: { metadata: { labels: { j: 'gen' } }, spec: { containers: [{ name: 'g' }] } } },
+    };
+    const reader = JSON.parse(JSON.stringify(deployment)) as KubeObject;
+    (reader.spec as { template: { spec: { volumes: unknown[] } } }).template.spec.volumes = [
+      { name: 'creds', secret: { secretName: 'creds' } },
+    ];
+    const r = simulateCreate(model([reader, job], {}));
+    expect(r.blocked).toEqual([]);
+    expect(r.events.get('Deployment/web pods started')!.step).toBeGreaterThan(r.events.get('Job/gen ready')!.step);
+  });
+
+  test('layers put every object after its dependencies, and a cycle is named', () => {
+    const env = synthObjects(loadEnvironment('dev')).filter((o) => o.kind !== 'Namespace');
+    const deps = deployDependencies(env);
+    const layers = dependencyLayers(deps);
+    const depth = new Map(layers.flatMap((l, i) => l.map((k) => [k, i] as const)));
+    for (const [key, ds] of deps) for (const d of ds) expect(depth.get(d)!).toBeLessThan(depth.get(key)!);
+    expect(() =>
+      dependencyLayers(
+        new Map([
+          ['A', ['B']],
+          ['B', ['A']],
+        ]),
+      ),
+    ).toThrow('deploy order has a cycle: A -> B -> A');
+  });
+});
