@@ -34,6 +34,8 @@ export interface Registration {
   protect: boolean;
   retainOnDelete: boolean;
   additionalSecretOutputs: string[];
+  /** `customTimeouts` as registered (create/update), undefined when unset. */
+  customTimeouts?: { create: string; update: string };
   /** Inputs with secrets unwrapped, as the provider receives them. */
   inputs: Record<string, unknown>;
   /** Inputs as serialized on the wire: secrets still wrapped in their signature. */
@@ -126,6 +128,7 @@ export async function runProgram(
           protect: req.getProtect() ?? false,
           retainOnDelete: req.getRetainondelete() ?? false,
           additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+          customTimeouts: timeoutsOf(req),
           inputs: unwrapSecrets(req.getObject()?.toJavaScript() ?? {}) as Record<string, unknown>,
           wire: req.getObject()?.toJavaScript(),
         });
@@ -215,3 +218,8 @@ export function unwrapSecrets(value: unknown): unknown {
 
 export const isSecretWrapped = (value: unknown) =>
   !!value && typeof value === 'object' && (value as Record<string, unknown>)[SPECIAL_SIG] === SECRET_SIG;
+
+function timeoutsOf(req: RegisterResourceRequest): { create: string; update: string } | undefined {
+  const t = req.getCustomtimeouts();
+  return t && (t.getCreate() || t.getUpdate()) ? { create: t.getCreate(), update: t.getUpdate() } : undefined;
+}

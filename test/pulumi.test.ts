@@ -104,6 +104,26 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
     }
   });
 
+  test('gives the StatefulSets that hold data 30 minutes to roll out, and nothing else a custom timeout', () => {
+    const timed = kubeRegistrations(run)
+      .filter((r) => r.customTimeouts)
+      .map((r) => ({ name: r.name, timeouts: r.customTimeouts }));
+    const dataSets = expected.filter(
+      (o) =>
+        o.kind === 'StatefulSet' &&
+        ((o.spec as { volumeClaimTemplates?: unknown[] }).volumeClaimTemplates ?? []).length > 0,
+    );
+    expect(dataSets.map((o) => o.metadata.name)).toEqual(expect.arrayContaining(['postgres-replica', 'redis']));
+    expect(timed.sort((a, b) => a.name.localeCompare(b.name))).toEqual(
+      dataSets
+        .map((o) => ({
+          name: `${o.metadata.namespace}/${o.metadata.name}`,
+          timeouts: { create: '30m', update: '30m' },
+        }))
+        .sort((a, b) => a.name.localeCompare(b.name)),
+    );
+  });
+
   test('deploys through one server-side-apply provider, every resource under fastnext:platform:Stack', () => {
     const providers = run.registrations.filter((r) => r.type === 'pulumi:providers:kubernetes');
     expect(providers).toHaveLength(1);
