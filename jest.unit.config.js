@@ -1,0 +1,28 @@
+/**
+ * `npm run test:unit`: the fast lane. The same suite as jest.config.js minus the
+ * tests that start real servers (PostgreSQL, Redis, nginx, Prometheus, the
+ * exporters, the twin); those run in `npm test`. test/test-lanes.test.ts fails
+ * when a test that starts servers is missing from this list.
+ */
+const base = require('./jest.config');
+
+/** Test files that start real servers (paths relative to the repository root). */
+const SERVER_TESTS = [
+  'test/drills.test.ts',
+  'test/launcher.test.ts',
+  'test/metrics-existence.test.ts',
+  'test/nginx.test.ts',
+  'test/postgres.test.ts',
+  'test/prometheus-discovery.test.ts',
+  'test/prometheus-runtime.test.ts',
+  'test/promtool.test.ts',
+  'test/redis.test.ts',
+  'test/twin.test.ts',
+  'service/test/integration/',
+];
+
+module.exports = {
+  ...base,
+  testPathIgnorePatterns: ['/node_modules/', ...SERVER_TESTS.map((p) => `<rootDir>/${p}`)],
+  SERVER_TESTS,
+};

@@ -1,0 +1,31 @@
+/**
+ * The fast lane (`npm run test:unit`, jest.unit.config.js) leaves out exactly
+ * the tests that start real servers: a new server test that is not listed
+ * would slow the lane down, and a listed pure test would never run in it.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+
+const root = join(__dirname, '..');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { SERVER_TESTS } = require('../jest.unit.config.js') as { SERVER_TESTS: string[] };
+
+/** What a test that starts servers uses: the launchers, the twin, nginx, Prometheus or promtool. */
+const SERVER_MODULES =
+  /from '[./]*(tools\/(launcher|twin\/twin|nginx-runner|metrics-check\/(servers|fake-apiserver))|helpers\/servers)'|'promtool'\)/;
+
+function testFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return name === 'node_modules' ? [] : testFiles(path);
+    return name.endsWith('.test.ts') ? [relative(root, path)] : [];
+  });
+}
+
+test('every test file that starts servers is out of the fast lane, and only those', () => {
+  const files = [...testFiles(join(root, 'test')), ...testFiles(join(root, 'service', 'test'))];
+  const listed = (f: string) => SERVER_TESTS.some((p) => (p.endsWith('/') ? f.startsWith(p) : f === p));
+  const startsServers = files.filter((f) => SERVER_MODULES.test(readFileSync(join(root, f), 'utf8')));
+  expect(startsServers.filter((f) => !listed(f))).toEqual([]);
+  expect(files.filter(listed).filter((f) => !startsServers.includes(f))).toEqual([]);
+});
