@@ -5,6 +5,7 @@
  */
 import { App } from 'cdk8s';
 import { Platform } from '../constructs/platform';
+import { fitToAutopilot } from './cluster-profiles';
 import type { EnvironmentConfig } from './config';
 
 /** A synthesized Kubernetes object (plain JSON). */
@@ -19,6 +20,8 @@ export interface KubeObject {
 export function buildPlatform(config: EnvironmentConfig): { app: App; platform: Platform } {
   const app = new App({ outdir: 'dist' });
   const platform = new Platform(app, config.name, { config });
+  // Autopilot raises requests at admission; say so in the manifests instead of drifting.
+  if (config.cluster.profile === 'gke-autopilot') fitToAutopilot(platform);
   return { app, platform };
 }
 
