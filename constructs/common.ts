@@ -175,8 +175,8 @@ export const isCidr = (s: string): boolean => IPV4_CIDR.test(s) || IPV6_CIDR.tes
 export function dnsResolverPeer(resolver: DnsResolver): kplus.k8s.NetworkPolicyPeer | undefined {
   if (isCidr(resolver)) return { ipBlock: { cidr: resolver } };
   const slash = resolver.indexOf('/');
-  // A '/' before the first '=' separates a namespace; one after it belongs to a prefixed label key.
-  const hasNamespace = slash !== -1 && slash < resolver.indexOf('=');
+  // `<namespace>/` before the selector: a name without dots. A label key's prefix has dots (app.kubernetes.io/name).
+  const hasNamespace = slash !== -1 && slash < resolver.indexOf('=') && !resolver.slice(0, slash).includes('.');
   const namespace = hasNamespace ? resolver.slice(0, slash) : undefined;
   const selector = hasNamespace ? resolver.slice(slash + 1) : resolver;
   if (namespace !== undefined && !NAMESPACE.test(namespace)) return undefined;

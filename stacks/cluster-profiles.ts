@@ -1,14 +1,11 @@
 /**
  * Cluster profiles: what differs between the clusters people run (StorageClass,
  * the edge Service's type and load-balancer annotations, DNS resolvers, GKE
- * Autopilot's admission rules). A profile is a layer of defaults between DEFAULTS
+ * Autopilot's admission rules, in autopilot.ts). A profile is a layer of defaults between DEFAULTS
  * and the environment file, so an environment still overrides any of it.
  * docs/clusters.md says what each profile sets and why.
  */
-import { ApiObject, JsonPatch } from 'cdk8s';
-import type { IConstruct } from 'constructs';
 import { DEFAULT_DNS_RESOLVERS } from '../constructs/common';
-import { parseQuantity } from './config';
 import type { EnvironmentOverrides } from './config';
 
 export const CLUSTER_PROFILES = ['generic', 'gke', 'gke-autopilot', 'eks', 'aks', 'kind'] as const;
@@ -86,92 +83,4 @@ export function profileDefaults(profile: unknown): ProfileDefaults {
   return typeof profile === 'string' && Object.hasOwn(PROFILE_DEFAULTS, profile)
     ? PROFILE_DEFAULTS[profile as ClusterProfile]
     : {};
-}
-
-// ---------------------------------------------------------------- GKE Autopilot
-
-/**
- * What GKE Autopilot (general-purpose compute class) admits for a Pod's requests:
- * at least 250m CPU and 512 MiB, CPU in steps of 250m, and between 1 and 6.5 GiB
- * of memory per vCPU. Autopilot raises anything else at admission, so manifests
- * that did not say so would differ from what runs (and re-applying an immutable
- * Job template would fail).
- */
-export const AUTOPILOT = { cpuStep: 0.25, minMemory: 512 * 2 ** 20, minGiBPerCpu: 1, maxGiBPerCpu: 6.5 } as const;
-
-const GIB = 2 ** 30;
-
-/** Pod totals (cores, bytes) raised to what Autopilot admits. */
-export function autopilotPodRequests(pod: { cpu: number; memory: number }): { cpu: number; memory: number } {
-  const steps = (cores: number) => Math.ceil(cores / AUTOPILOT.cpuStep - 1e-9) * AUTOPILOT.cpuStep;
-  let cpu = Math.max(AUTOPILOT.cpuStep, steps(pod.cpu));
-  let memory = Math.max(AUTOPILOT.minMemory, pod.memory);
-  if (memory > cpu * AUTOPILOT.maxGiBPerCpu * GIB) cpu = steps(memory / (AUTOPILOT.maxGiBPerCpu * GIB));
-  if (memory < cpu * AUTOPILOT.minGiBPerCpu * GIB) memory = cpu * AUTOPILOT.minGiBPerCpu * GIB;
-  return { cpu, memory };
-}
-
-const formatCpu = (cores: number) => {
-  const milli = Math.round(cores * 1000);
-  return milli % 1000 === 0 ? String(milli / 1000) : `${milli}m`;
-};
-const formatMemory = (bytes: number) => {
-  const mi = Math.ceil(bytes / 2 ** 20);
-  return mi % 1024 === 0 ? `${mi / 1024}Gi` : `${mi}Mi`;
-};
-
-interface ContainerResources {
-  requests?: { cpu?: string; memory?: string };
-  limits?: { cpu?: string; memory?: string };
-}
-
-/**
- * The first container's resources after raising the pod's requests to what Autopilot
- * admits (the delta goes to the first container, the tier's main process), with its
- * limits raised to at least its requests; undefined when the pod already fits.
- */
-export function fitContainersToAutopilot(containers: readonly ContainerResources[]): ContainerResources | undefined {
-  const sum = (kind: 'cpu' | 'memory') =>
-    containers.reduce((total, c) => total + parseQuantity(c.requests?.[kind] ?? '0'), 0);
-  const pod = { cpu: sum('cpu'), memory: sum('memory') };
-  const fit = autopilotPodRequests(pod);
-  if (Math.abs(fit.cpu - pod.cpu) < 1e-9 && fit.memory === pod.memory) return undefined;
-  const main = containers[0];
-  const cpu = parseQuantity(main.requests?.cpu ?? '0') + fit.cpu - pod.cpu;
-  const memory = parseQuantity(main.requests?.memory ?? '0') + fit.memory - pod.memory;
-  const requests = { cpu: formatCpu(cpu), memory: formatMemory(memory) };
-  const atLeast = (limit: string | undefined, request: string) =>
-    limit !== undefined && parseQuantity(limit) >= parseQuantity(request) ? limit : request;
-  return {
-    requests,
-    limits: { cpu: atLeast(main.limits?.cpu, requests.cpu), memory: atLeast(main.limits?.memory, requests.memory) },
-  };
-}
-
-/** JSON pointer of the pod spec inside each kind that carries a pod template. */
-const POD_SPEC: Record<string, string> = {
-  Deployment: '/spec/template/spec',
-  StatefulSet: '/spec/template/spec',
-  DaemonSet: '/spec/template/spec',
-  Job: '/spec/template/spec',
-  CronJob: '/spec/jobTemplate/spec/template/spec',
-};
-
-/**
- * Raises every pod template's requests under `scope` to what Autopilot admits, as JSON
- * patches on the synthesized objects (so the cdk8s output and the Pulumi program agree).
- * Init containers run alone before the pod starts and are left as they are.
- */
-export function fitToAutopilot(scope: IConstruct): void {
-  for (const obj of scope.node.findAll().filter((c): c is ApiObject => c instanceof ApiObject)) {
-    const pointer = POD_SPEC[obj.kind];
-    if (!pointer) continue;
-    let spec: unknown = obj.toJson();
-    for (const key of pointer.split('/').slice(1)) spec = (spec as Record<string, unknown>)[key];
-    const containers = (spec as { containers: { resources?: ContainerResources }[] }).containers.map(
-      (c) => c.resources ?? {},
-    );
-    const fitted = fitContainersToAutopilot(containers);
-    if (fitted) obj.addJsonPatch(JsonPatch.replace(`${pointer}/containers/0/resources`, fitted));
-  }
 }
