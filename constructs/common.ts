@@ -4,6 +4,7 @@
  * builds its pods from these so "production-ready" means one thing.
  */
 import { createHash } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
 import * as kplus from 'cdk8s-plus-28';
 import type { EnvironmentConfig } from '../stacks/config';
 
@@ -161,15 +162,21 @@ export const DEFAULT_DNS_RESOLVERS: readonly DnsResolver[] = [
   '169.254.169.254/32',
 ];
 
-const IPV4_CIDR = /^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\/(3[0-2]|[12]?\d)$/;
-const IPV6_CIDR = /^[0-9a-fA-F:]*:[0-9a-fA-F:.]*\/(12[0-8]|1[01]\d|[1-9]?\d)$/;
 const LABEL_KEY =
   /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
+/** What a resolver must look like (the tail of every error about one). */
+export const DNS_RESOLVER_FORMAT =
+  'must be a CIDR such as "169.254.20.10/32" or a pod label selector such as "k8s-app=kube-dns" (or "kube-system/k8s-app=kube-dns")';
+
 /** Whether `s` is an IPv4 or IPv6 CIDR (`169.254.20.10/32`, `fd00::a/128`). */
-export const isCidr = (s: string): boolean => IPV4_CIDR.test(s) || IPV6_CIDR.test(s);
+function isCidr(s: string): boolean {
+  const [address, bits, ...rest] = s.split('/');
+  const maxBits = isIPv4(address) ? 32 : isIPv6(address) ? 128 : -1;
+  return rest.length === 0 && /^\d{1,3}$/.test(bits ?? '') && Number(bits) <= maxBits;
+}
 
 /** The NetworkPolicy peer of one resolver, or undefined when it is neither a CIDR nor a label selector. */
 export function dnsResolverPeer(resolver: DnsResolver): kplus.k8s.NetworkPolicyPeer | undefined {
@@ -200,10 +207,6 @@ export function dnsResolverPeers(resolvers: readonly DnsResolver[]): kplus.k8s.N
     return peer;
   });
 }
-
-/** What a resolver must look like (the tail of every error about one). */
-export const DNS_RESOLVER_FORMAT =
-  'must be a CIDR such as "169.254.20.10/32" or a pod label selector such as "k8s-app=kube-dns" (or "kube-system/k8s-app=kube-dns")';
 
 /** The peers of DEFAULT_DNS_RESOLVERS: what a construct allows DNS to when its props name none. */
 export const DEFAULT_DNS_RESOLVER_PEERS: readonly kplus.k8s.NetworkPolicyPeer[] =

@@ -17,11 +17,6 @@ export type ProfileDefaults = Omit<EnvironmentOverrides, 'name' | 'namespace' | 
 /** On EKS and AKS 169.254.169.254 is the instance metadata service, not a resolver: no DNS is opened to it. */
 const WITHOUT_METADATA_SERVER = DEFAULT_DNS_RESOLVERS.filter((r) => r !== '169.254.169.254/32');
 
-const small = (cpu: string, memory: string, cpuLimit: string, memoryLimit: string) => ({
-  requests: { cpu, memory },
-  limits: { cpu: cpuLimit, memory: memoryLimit },
-});
-
 /** Each profile's defaults (what it changes from DEFAULTS). */
 export const PROFILE_DEFAULTS: Readonly<Record<ClusterProfile, ProfileDefaults>> = {
   // Any conformant cluster: its default StorageClass, a plain LoadBalancer, every known resolver.
@@ -67,12 +62,15 @@ export const PROFILE_DEFAULTS: Readonly<Record<ClusterProfile, ProfileDefaults>>
     // kind's (and minikube's) default class; no load balancer: `kubectl port-forward svc/edge 8080:80`.
     storageClass: 'standard',
     edge: { serviceType: 'ClusterIP' },
-    api: { resources: small('100m', '128Mi', '500m', '256Mi') },
-    postgres: { storage: { size: '2Gi' }, resources: small('100m', '256Mi', '500m', '512Mi') },
+    api: { resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '256Mi' } } },
+    postgres: {
+      storage: { size: '2Gi' },
+      resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } },
+    },
     redis: {
       maxmemory: '128mb',
       storage: { size: '1Gi' },
-      resources: small('50m', '192Mi', '250m', '256Mi'),
+      resources: { requests: { cpu: '50m', memory: '192Mi' }, limits: { cpu: '250m', memory: '256Mi' } },
     },
     monitoring: { prometheus: { storage: { size: '5Gi' } } },
   },

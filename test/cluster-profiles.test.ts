@@ -3,7 +3,7 @@
  * config and in the synthesized objects), that an environment still overrides
  * it, GKE Autopilot's request rules, and bad input refused with field, value and fix.
  */
-import { DEFAULT_DNS_RESOLVERS, dnsEgress, dnsResolverPeer } from '../constructs/common';
+import { DEFAULT_DNS_RESOLVERS, dnsEgress, dnsResolverPeer, dnsResolverPeers } from '../constructs/common';
 import { autopilotPodRequests } from '../stacks/autopilot';
 import { CLUSTER_PROFILES, type ClusterProfile } from '../stacks/cluster-profiles';
 import { ConfigError, type EnvironmentOverrides, parseQuantity, resolveEnvironment } from '../stacks/config';
@@ -238,6 +238,12 @@ describe('DNS resolvers', () => {
     '',
   ])('%j is neither a CIDR nor a label selector', (resolver) => {
     expect(dnsResolverPeer(resolver)).toBeUndefined();
+  });
+
+  it('fails when a resolver list given to a construct holds neither a CIDR nor a label selector', () => {
+    expect(() => dnsResolverPeers(['169.254.20.10/32', 'kube-dns'])).toThrow(
+      '\'dnsResolvers[1]\' ("kube-dns") must be a CIDR such as "169.254.20.10/32" or a pod label selector such as "k8s-app=kube-dns" (or "kube-system/k8s-app=kube-dns")',
+    );
   });
 
   it('fails when a construct is given no resolver', () => {
