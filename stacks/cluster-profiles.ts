@@ -1,9 +1,9 @@
 /**
  * Cluster profiles: what differs between the clusters people run (StorageClass,
- * the edge Service's type and load-balancer annotations, DNS resolvers, GKE
- * Autopilot's admission rules, in autopilot.ts). A profile is a layer of defaults between DEFAULTS
- * and the environment file, so an environment still overrides any of it.
- * docs/clusters.md says what each profile sets and why.
+ * the edge Service's type and load-balancer annotations, DNS resolvers; GKE
+ * Autopilot's request rules are in autopilot.ts). A profile is a layer of
+ * defaults between DEFAULTS and the environment file, so an environment still
+ * overrides any of it. docs/clusters.md says what each profile sets and why.
  */
 import { DEFAULT_DNS_RESOLVERS } from '../constructs/common';
 import type { EnvironmentOverrides } from './config';
@@ -17,25 +17,20 @@ export type ProfileDefaults = Omit<EnvironmentOverrides, 'name' | 'namespace' | 
 /** On EKS and AKS 169.254.169.254 is the instance metadata service, not a resolver: no DNS is opened to it. */
 const WITHOUT_METADATA_SERVER = DEFAULT_DNS_RESOLVERS.filter((r) => r !== '169.254.169.254/32');
 
+/** GKE Standard and Autopilot: the PD CSI class and a backend-service-based passthrough NLB. */
+const GKE: ProfileDefaults = {
+  storageClass: 'standard-rwo',
+  // l4-rbs health-checks kube-proxy's healthCheckNodePort per node under externalTrafficPolicy Local.
+  edge: { serviceType: 'LoadBalancer', serviceAnnotations: { 'cloud.google.com/l4-rbs': 'enabled' } },
+};
+
 /** Each profile's defaults (what it changes from DEFAULTS). */
 export const PROFILE_DEFAULTS: Readonly<Record<ClusterProfile, ProfileDefaults>> = {
   // Any conformant cluster: its default StorageClass, a plain LoadBalancer, every known resolver.
   generic: {},
-  gke: {
-    storageClass: 'standard-rwo',
-    edge: {
-      serviceType: 'LoadBalancer',
-      // Backend-service-based passthrough NLB: health-checks kube-proxy's healthCheckNodePort under Local.
-      serviceAnnotations: { 'cloud.google.com/l4-rbs': 'enabled' },
-    },
-  },
-  'gke-autopilot': {
-    storageClass: 'standard-rwo',
-    edge: {
-      serviceType: 'LoadBalancer',
-      serviceAnnotations: { 'cloud.google.com/l4-rbs': 'enabled' },
-    },
-  },
+  gke: GKE,
+  // Autopilot's request rules are applied at synth (stacks/autopilot.ts), not as defaults.
+  'gke-autopilot': GKE,
   eks: {
     storageClass: 'gp3',
     network: { dnsResolvers: WITHOUT_METADATA_SERVER },

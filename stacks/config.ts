@@ -559,8 +559,8 @@ function describeIssues(issues: readonly z.core.$ZodIssue[], input: unknown): st
 
 /**
  * Resolves an environment: merges its overrides onto its cluster profile's
- * defaults and DEFAULTS (namespace defaults to `fastnext-<name>`) and validates the result. Throws ConfigError
- * naming every bad field.
+ * defaults and DEFAULTS (namespace defaults to `fastnext-<name>`) and
+ * validates the result. Throws ConfigError naming every bad field.
  */
 export function resolveEnvironment(overrides: EnvironmentOverrides): EnvironmentConfig {
   const name = typeof overrides.name === 'string' ? overrides.name : String(overrides.name);
