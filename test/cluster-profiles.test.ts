@@ -10,6 +10,7 @@ import { ConfigError, type EnvironmentOverrides, parseQuantity, resolveEnvironme
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { runPolicy } from '../tools/policy/engine';
+import { checkObjects } from '../tools/schema-check';
 import { find, type Obj, ofKind, podTemplates } from './helpers/objects';
 
 const env = (profile: string, extra: object = {}): EnvironmentOverrides =>
@@ -111,6 +112,10 @@ describe('cluster profiles', () => {
       const policies = ofKind(objects, 'NetworkPolicy');
       expect(policies.length).toBeGreaterThan(0);
       for (const np of policies) expect(np.spec.egress).toContainEqual(expected);
+    });
+
+    it('is valid against the Kubernetes 1.28 API (strict)', () => {
+      expect(checkObjects(objects)).toEqual([]);
     });
 
     it('has zero policy findings in production', () => {
