@@ -62,6 +62,11 @@ export interface ApiServiceProps {
   readonly cache: ApiCacheEndpoints;
   /** Component name of the pods allowed to call the API (the edge). */
   readonly clientComponent: string;
+  /**
+   * Where the pods may send DNS queries (UDP and TCP 53).
+   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
+   */
+  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
 }
 
 const SECRET_MOUNT = '/var/run/secrets/fastnext';
@@ -94,7 +99,12 @@ export class ApiService extends Construct {
 
     serviceAccount(this, 'service-account', config, c);
     // The bearer token of the management endpoints: generated once in-cluster unless supplied.
-    new GeneratedSecret(this, 'management-token', { config, secretName: api.managementTokenSecret, keys: ['token'] });
+    new GeneratedSecret(this, 'management-token', {
+      config,
+      dnsResolvers: props.dnsResolvers,
+      secretName: api.managementTokenSecret,
+      keys: ['token'],
+    });
 
     // Each Secret the pod reads is mounted as one file; the env var names that file.
     const secretFiles = [
@@ -249,7 +259,7 @@ export class ApiService extends Construct {
         { from: [podsOf(PROMETHEUS_COMPONENT)], ports: tcpPorts(SERVICE_PORTS.metrics) },
       ],
       egress: [
-        dnsEgress(),
+        dnsEgress(props.dnsResolvers),
         { to: database.peers, ports: tcpPorts(database.port) },
         { to: cache.peers, ports: tcpPorts(cache.port, cache.port + 10000) },
       ],
@@ -290,7 +300,7 @@ export class ApiService extends Construct {
     });
     networkPolicy(this, 'maintenance-network-policy', config, jc, {
       ingress: [],
-      egress: [dnsEgress(), { to: database.peers, ports: tcpPorts(database.port) }],
+      egress: [dnsEgress(props.dnsResolvers), { to: database.peers, ports: tcpPorts(database.port) }],
     });
   }
 }

@@ -4,6 +4,7 @@
  * builds its pods from these so "production-ready" means one thing.
  */
 import { createHash } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
 import * as kplus from 'cdk8s-plus-28';
 import type { EnvironmentConfig } from '../stacks/config';
 
@@ -141,15 +142,85 @@ export function podsOf(component: string): kplus.k8s.NetworkPolicyPeer {
   return { podSelector: { matchLabels: selectorLabels(component) } };
 }
 
-/** Egress rule allowing DNS to kube-dns / CoreDNS (any namespace's pods labelled k8s-app=kube-dns). */
-export function dnsEgress(): kplus.k8s.NetworkPolicyEgressRule {
+/**
+ * Where pods send DNS queries, as written in config: a CIDR (`169.254.20.10/32`) for a
+ * host-network or link-local resolver, or a pod label selector (`k8s-app=kube-dns`,
+ * any namespace; `kube-system/k8s-app=kube-dns` for one namespace) for resolver pods.
+ */
+export type DnsResolver = string;
+
+/**
+ * Resolvers that cover the clusters people run: kube-dns/CoreDNS pods; `node-local-dns` pods
+ * (Cilium's local redirect); NodeLocal DNSCache's link-local address; GKE Cloud DNS's
+ * metadata-server address. No pod selector matches a link-local address, so a policy naming
+ * only the kube-dns pods breaks every lookup on a node-local resolver.
+ */
+export const DEFAULT_DNS_RESOLVERS: readonly DnsResolver[] = [
+  'k8s-app=kube-dns',
+  'k8s-app=node-local-dns',
+  '169.254.20.10/32',
+  '169.254.169.254/32',
+];
+
+const LABEL_KEY =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** What a resolver must look like (the tail of every error about one). */
+export const DNS_RESOLVER_FORMAT =
+  'must be a CIDR such as "169.254.20.10/32" or a pod label selector such as "k8s-app=kube-dns" (or "kube-system/k8s-app=kube-dns")';
+
+/** Whether `s` is an IPv4 or IPv6 CIDR (`169.254.20.10/32`, `fd00::a/128`). */
+function isCidr(s: string): boolean {
+  const [address, bits, ...rest] = s.split('/');
+  const maxBits = isIPv4(address) ? 32 : isIPv6(address) ? 128 : -1;
+  return rest.length === 0 && /^\d{1,3}$/.test(bits ?? '') && Number(bits) <= maxBits;
+}
+
+/** The NetworkPolicy peer of one resolver, or undefined when it is neither a CIDR nor a label selector. */
+export function dnsResolverPeer(resolver: DnsResolver): kplus.k8s.NetworkPolicyPeer | undefined {
+  if (isCidr(resolver)) return { ipBlock: { cidr: resolver } };
+  const slash = resolver.indexOf('/');
+  // `<namespace>/` before the selector: a name without dots. A label key's prefix has dots (app.kubernetes.io/name).
+  const hasNamespace = slash !== -1 && slash < resolver.indexOf('=') && !resolver.slice(0, slash).includes('.');
+  const namespace = hasNamespace ? resolver.slice(0, slash) : undefined;
+  const selector = hasNamespace ? resolver.slice(slash + 1) : resolver;
+  if (namespace !== undefined && !NAMESPACE.test(namespace)) return undefined;
+  const matchLabels: Record<string, string> = {};
+  for (const term of selector.split(',')) {
+    const [key, value, ...rest] = term.split('=');
+    if (rest.length > 0 || value === undefined || !LABEL_KEY.test(key) || !LABEL_VALUE.test(value)) return undefined;
+    matchLabels[key] = value;
+  }
   return {
-    to: [
-      {
-        namespaceSelector: {},
-        podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
-      },
-    ],
+    namespaceSelector: namespace ? { matchLabels: { 'kubernetes.io/metadata.name': namespace } } : {},
+    podSelector: { matchLabels },
+  };
+}
+
+/** The peers of a resolver list; throws naming the first entry that is neither a CIDR nor a label selector. */
+export function dnsResolverPeers(resolvers: readonly DnsResolver[]): kplus.k8s.NetworkPolicyPeer[] {
+  return resolvers.map((r, i) => {
+    const peer = dnsResolverPeer(r);
+    if (!peer) throw new Error(`'dnsResolvers[${i}]' (${JSON.stringify(r)}) ${DNS_RESOLVER_FORMAT}`);
+    return peer;
+  });
+}
+
+/** The peers of DEFAULT_DNS_RESOLVERS: what a construct allows DNS to when its props name none. */
+export const DEFAULT_DNS_RESOLVER_PEERS: readonly kplus.k8s.NetworkPolicyPeer[] =
+  dnsResolverPeers(DEFAULT_DNS_RESOLVERS);
+
+/** Egress rule allowing DNS (UDP and TCP 53) to the given resolvers. */
+export function dnsEgress(
+  resolvers: readonly kplus.k8s.NetworkPolicyPeer[] = DEFAULT_DNS_RESOLVER_PEERS,
+): kplus.k8s.NetworkPolicyEgressRule {
+  if (resolvers.length === 0) {
+    throw new Error("'dnsResolvers' ([]) must name at least one resolver: with none, every DNS lookup is denied");
+  }
+  return {
+    to: [...resolvers],
     ports: [
       { protocol: 'UDP', port: k8s.IntOrString.fromNumber(53) },
       { protocol: 'TCP', port: k8s.IntOrString.fromNumber(53) },

@@ -41,6 +41,11 @@ export interface GeneratedSecretProps {
   readonly keys: readonly string[];
   /** Length of each value. @default 32 */
   readonly length?: number;
+  /**
+   * Where the pods may send DNS queries (UDP and TCP 53).
+   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
+   */
+  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
 }
 
 /**
@@ -113,7 +118,7 @@ export class GeneratedSecret extends Construct {
     networkPolicy(this, 'network-policy', config, c, {
       ingress: [],
       // The API server's address is not known here; 443 and 6443 are where every distribution serves it.
-      egress: [dnsEgress(), { ports: tcpPorts(443, 6443) }],
+      egress: [dnsEgress(props.dnsResolvers), { ports: tcpPorts(443, 6443) }],
     });
     const labels = { ...m().labels!, ...selectorLabels(c) };
     const spec: kplus.k8s.JobSpec = {

@@ -38,6 +38,11 @@ export interface EdgeProxyProps {
   readonly config: EnvironmentConfig;
   /** The API tier's headless Service host and port, and its component name (for the NetworkPolicy). */
   readonly upstream: { readonly headlessHost: string; readonly port: number; readonly component: string };
+  /**
+   * Where the pods may send DNS queries (UDP and TCP 53).
+   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
+   */
+  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
 }
 
 /** The edge tier. */
@@ -162,7 +167,13 @@ export class EdgeProxy extends Construct {
       ...(tls ? [{ name: 'https', port: 443, targetPort: k8s.IntOrString.fromString('https'), protocol: 'TCP' }] : []),
     ];
     new k8s.KubeService(this, 'service', {
-      metadata: meta(config, c, name),
+      // Load-balancer annotations come from the cluster profile (or the environment).
+      metadata: meta(
+        config,
+        c,
+        name,
+        Object.keys(edge.serviceAnnotations).length > 0 ? { annotations: edge.serviceAnnotations } : {},
+      ),
       spec: {
         type: edge.serviceType,
         selector: selectorLabels(c),
@@ -180,7 +191,7 @@ export class EdgeProxy extends Construct {
         { ports: tcpPorts(EDGE_PORTS.http, ...(tls ? [EDGE_PORTS.https] : [])) },
         { from: [podsOf(PROMETHEUS_COMPONENT)], ports: tcpPorts(EDGE_PORTS.metrics) },
       ],
-      egress: [dnsEgress(), { to: [podsOf(upstream.component)], ports: tcpPorts(upstream.port) }],
+      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(upstream.component)], ports: tcpPorts(upstream.port) }],
     });
   }
 }

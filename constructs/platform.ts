@@ -8,7 +8,7 @@ import * as kplus from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../stacks/config';
 import { ApiService } from './api-service';
-import { PART_OF, PRODUCTION_LABEL } from './common';
+import { dnsResolverPeers, PART_OF, PRODUCTION_LABEL } from './common';
 import { EdgeProxy } from './edge-proxy';
 import { EDGE_PORTS } from './config-files/nginx-conf';
 import { Monitoring } from './monitoring';
@@ -52,9 +52,11 @@ export class Platform extends Chart {
       },
     });
 
+    // Validated by the config schema; every tier's NetworkPolicy allows DNS to exactly these.
+    const dnsResolvers = dnsResolverPeers(config.network.dnsResolvers);
     const dbClients = [ApiService.COMPONENT, ApiService.MAINTENANCE_COMPONENT];
-    this.postgres = new PostgresCluster(this, 'postgres', { config, clients: dbClients });
-    this.redis = new RedisCluster(this, 'redis', { config, clients: [ApiService.COMPONENT] });
+    this.postgres = new PostgresCluster(this, 'postgres', { config, clients: dbClients, dnsResolvers });
+    this.redis = new RedisCluster(this, 'redis', { config, clients: [ApiService.COMPONENT], dnsResolvers });
     const database = {
       primaryHost: this.postgres.primaryHost,
       replicaHosts: this.postgres.replicaHosts,
@@ -71,15 +73,23 @@ export class Platform extends Chart {
       peers: this.redis.peers,
     };
 
-    this.api = new ApiService(this, 'api', { config, database, cache, clientComponent: EdgeProxy.COMPONENT });
+    this.api = new ApiService(this, 'api', {
+      config,
+      database,
+      cache,
+      clientComponent: EdgeProxy.COMPONENT,
+      dnsResolvers,
+    });
     this.edge = new EdgeProxy(this, 'edge', {
       config,
+      dnsResolvers,
       upstream: { headlessHost: this.api.headlessHost, port: this.api.port, component: this.api.component },
     });
 
     if (config.monitoring.enabled) {
       this.monitoring = new Monitoring(this, 'monitoring', {
         config,
+        dnsResolvers,
         scrapeTargets: [
           { component: this.api.component, port: this.api.metricsPort },
           { component: this.edge.component, port: EDGE_PORTS.metrics },

@@ -53,6 +53,11 @@ export interface PostgresClusterProps {
   readonly clients: readonly string[];
   /** Pod networks allowed by pg_hba.conf (the NetworkPolicy narrows further). @default the RFC 1918 ranges */
   readonly podCidrs?: readonly string[];
+  /**
+   * Where the pods may send DNS queries (UDP and TCP 53).
+   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
+   */
+  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
 }
 
 export class PostgresCluster extends Construct {
@@ -110,6 +115,7 @@ export class PostgresCluster extends Construct {
 
     new GeneratedSecret(this, 'credentials', {
       config,
+      dnsResolvers: props.dnsResolvers,
       secretName: p.credentialsSecret,
       keys: Object.values(POSTGRES_SECRET_KEYS),
     });
@@ -254,7 +260,7 @@ export class PostgresCluster extends Construct {
         { from: [podsOf(c)], ports: tcpPorts(POSTGRES_PORT) },
         { from: [podsOf(PROMETHEUS_COMPONENT)], ports: tcpPorts(POSTGRES_EXPORTER_PORT) },
       ],
-      egress: [dnsEgress(), { to: [podsOf(c)], ports: tcpPorts(POSTGRES_PORT) }],
+      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(c)], ports: tcpPorts(POSTGRES_PORT) }],
     });
   }
 }

@@ -41,6 +41,11 @@ export interface RedisClusterProps {
   readonly config: EnvironmentConfig;
   /** Components whose pods may connect to 6379 (the API). */
   readonly clients: readonly string[];
+  /**
+   * Where the pods may send DNS queries (UDP and TCP 53).
+   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
+   */
+  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
 }
 
 export class RedisCluster extends Construct {
@@ -84,7 +89,12 @@ export class RedisCluster extends Construct {
     this.peers = [podsOf(c)];
     this.files = redisConfigFiles(r);
 
-    new GeneratedSecret(this, 'password', { config, secretName: r.passwordSecret, keys: ['password'] });
+    new GeneratedSecret(this, 'password', {
+      config,
+      dnsResolvers: props.dnsResolvers,
+      secretName: r.passwordSecret,
+      keys: ['password'],
+    });
     new k8s.KubeConfigMap(this, 'config', { metadata: meta(config, c, this.configMapName), data: this.files });
     serviceAccount(this, 'service-account', config, c);
     new k8s.KubeService(this, 'headless', {
@@ -241,7 +251,7 @@ export class RedisCluster extends Construct {
     new k8s.KubeJob(this, 'create-job', { metadata: meta(config, cc, this.createJobName), spec: jobSpec });
     networkPolicy(this, 'create-network-policy', config, cc, {
       ingress: [],
-      egress: [dnsEgress(), { to: [podsOf(c)], ports: tcpPorts(REDIS_PORT) }],
+      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(c)], ports: tcpPorts(REDIS_PORT) }],
     });
 
     podDisruptionBudget(this, 'pdb', config, c, 1);
@@ -251,7 +261,7 @@ export class RedisCluster extends Construct {
         { from: [...props.clients, cc].map((x) => podsOf(x)), ports: tcpPorts(REDIS_PORT) },
         { from: [podsOf(PROMETHEUS_COMPONENT)], ports: tcpPorts(REDIS_EXPORTER_PORT) },
       ],
-      egress: [dnsEgress(), { to: [podsOf(c)], ports: tcpPorts(REDIS_PORT, REDIS_BUS_PORT) }],
+      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(c)], ports: tcpPorts(REDIS_PORT, REDIS_BUS_PORT) }],
     });
   }
 }

@@ -7,6 +7,8 @@
  * produced here; nothing reads `process.env`.
  */
 import { z } from 'zod';
+import { DEFAULT_DNS_RESOLVERS, DNS_RESOLVER_FORMAT, dnsResolverPeer } from '../constructs/common';
+import { CLUSTER_PROFILES, profileDefaults } from './cluster-profiles';
 
 // ---------------------------------------------------------------- primitives
 
@@ -54,6 +56,11 @@ export const quantity = z.string().superRefine((q, ctx) => {
       message: "must be a positive Kubernetes quantity such as '250m', '512Mi' or '10Gi'",
     });
   }
+});
+
+/** Where pods send DNS queries: a CIDR or a pod label selector (see constructs/common.ts). */
+const dnsResolver = z.string().superRefine((r, ctx) => {
+  if (!dnsResolverPeer(r)) ctx.addIssue({ code: 'custom', message: DNS_RESOLVER_FORMAT });
 });
 
 const percent = z.number().int().min(1).max(100);
@@ -127,6 +134,22 @@ export const environmentSchema = z
     /** Whether HPA min must be >= 2 etc. (policy strictness for production). */
     production: z.boolean(),
 
+    cluster: z
+      .object({
+        /** The kind of cluster; its defaults (stacks/cluster-profiles.ts) sit between DEFAULTS and the environment. */
+        profile: z.enum(CLUSTER_PROFILES),
+      })
+      .strict(),
+
+    network: z
+      .object({
+        /** Where every pod may send DNS queries (UDP and TCP 53): CIDRs and pod label selectors. */
+        dnsResolvers: z
+          .array(dnsResolver)
+          .min(1, { message: 'must name at least one resolver: with none, every DNS lookup is denied' }),
+      })
+      .strict(),
+
     api: z
       .object({
         image: imageRef,
@@ -189,6 +212,8 @@ export const environmentSchema = z
         exporterResources: resources,
         /** Service type in front of nginx. */
         serviceType: z.enum(['LoadBalancer', 'NodePort', 'ClusterIP']),
+        /** Annotations of the edge Service (load-balancer settings); the profile's, plus the environment's. */
+        serviceAnnotations: z.record(z.string(), z.string()),
         /** Host names nginx answers for (server_name); empty = any. */
         hostnames: z.array(hostname),
         rateLimit: z
@@ -308,6 +333,14 @@ export const environmentSchema = z
   })
   .strict()
   .superRefine((env, ctx) => {
+    if (env.cluster.profile === 'kind' && env.edge.serviceType === 'LoadBalancer') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['edge', 'serviceType'],
+        message:
+          "cannot be used with cluster.profile 'kind': kind has no load-balancer controller, so the Service stays pending; use 'ClusterIP' (kubectl port-forward) or 'NodePort'",
+      });
+    }
     if (env.production && env.api.autoscaling.minReplicas < 2) {
       ctx.addIssue({
         code: 'custom',
@@ -352,6 +385,8 @@ export const DEFAULTS: Omit<EnvironmentConfig, 'name' | 'namespace'> = {
   labels: {},
   storageClass: undefined,
   production: true,
+  cluster: { profile: 'generic' },
+  network: { dnsResolvers: [...DEFAULT_DNS_RESOLVERS] },
   api: {
     image: 'ghcr.io/fastnext/api:0.1.0',
     autoscaling: {
@@ -383,6 +418,7 @@ export const DEFAULTS: Omit<EnvironmentConfig, 'name' | 'namespace'> = {
     resources: small('100m', '64Mi', '500m', '128Mi'),
     exporterResources: small('10m', '16Mi', '100m', '32Mi'),
     serviceType: 'LoadBalancer',
+    serviceAnnotations: {},
     hostnames: [],
     rateLimit: { requestsPerSecond: 100, burst: 50 },
     tls: undefined,
@@ -522,13 +558,15 @@ function describeIssues(issues: readonly z.core.$ZodIssue[], input: unknown): st
 }
 
 /**
- * Resolves an environment: merges its overrides onto DEFAULTS (namespace
- * defaults to `fastnext-<name>`) and validates the result. Throws ConfigError
- * naming every bad field.
+ * Resolves an environment: merges its overrides onto its cluster profile's
+ * defaults and DEFAULTS (namespace defaults to `fastnext-<name>`) and
+ * validates the result. Throws ConfigError naming every bad field.
  */
 export function resolveEnvironment(overrides: EnvironmentOverrides): EnvironmentConfig {
   const name = typeof overrides.name === 'string' ? overrides.name : String(overrides.name);
-  const merged = deepMerge({ ...DEFAULTS, namespace: `fastnext-${name}` } as unknown, overrides);
+  // DEFAULTS, then the cluster profile's defaults, then the environment's own values.
+  const base = deepMerge({ ...DEFAULTS, namespace: `fastnext-${name}` }, profileDefaults(overrides.cluster?.profile));
+  const merged = deepMerge(base as unknown, overrides);
   const result = environmentSchema.safeParse(merged);
   if (!result.success) {
     throw new ConfigError(name, describeIssues(result.error.issues, merged));

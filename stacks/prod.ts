@@ -4,7 +4,8 @@ import type { EnvironmentOverrides } from './config';
 export const prod: EnvironmentOverrides = {
   name: 'prod',
   labels: { 'fastnext.io/environment': 'prod' },
-  storageClass: 'standard-rwo',
+  // StorageClass standard-rwo and the edge's load balancer come from the profile (docs/clusters.md).
+  cluster: { profile: 'gke' },
   api: {
     autoscaling: { minReplicas: 3, maxReplicas: 20, cpuTargetPercent: 70, memoryTargetPercent: 80 },
   },

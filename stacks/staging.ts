@@ -4,6 +4,8 @@ import type { EnvironmentOverrides } from './config';
 export const staging: EnvironmentOverrides = {
   name: 'staging',
   labels: { 'fastnext.io/environment': 'staging' },
+  // The same kind of cluster as prod, so a release is rehearsed on what it ships to.
+  cluster: { profile: 'gke' },
   api: {
     autoscaling: { minReplicas: 2, maxReplicas: 6 },
   },

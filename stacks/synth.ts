@@ -5,6 +5,7 @@
  */
 import { App } from 'cdk8s';
 import { Platform } from '../constructs/platform';
+import { fitToAutopilot } from './autopilot';
 import type { EnvironmentConfig } from './config';
 
 /** A synthesized Kubernetes object (plain JSON). */
@@ -65,7 +66,9 @@ export function sortObjects(objects: KubeObject[]): KubeObject[] {
 
 /** A built Platform's objects in apply order (for callers that also need the construct tree). */
 export function platformObjects(platform: Platform): KubeObject[] {
-  return sortObjects(platform.toJson() as KubeObject[]);
+  const objects = platform.toJson() as KubeObject[];
+  // Autopilot raises requests at admission; the manifests say so instead of drifting from what runs.
+  return sortObjects(platform.config.cluster.profile === 'gke-autopilot' ? objects.map(fitToAutopilot) : objects);
 }
 
 /** Synthesizes one environment into plain objects in apply order. */

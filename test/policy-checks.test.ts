@@ -3,6 +3,7 @@
  * case takes the compliant baseline (test/fixtures/policy/baseline.ts), breaks
  * one thing, runs only the check under test and matches its exact messages.
  */
+import { dnsEgress } from '../constructs/common';
 import type { KubeObject } from '../stacks/synth';
 import { CHECKS, runPolicy } from '../tools/policy/engine';
 import type { PolicyOptions } from '../tools/policy/types';
@@ -11,6 +12,20 @@ import { goodObjects, pick } from './fixtures/policy/baseline';
 const web = (o: KubeObject[]) => pick(o, 'Deployment', 'web').spec.template.spec;
 const webC = (o: KubeObject[]) => web(o).containers[0];
 const db = (o: KubeObject[]) => pick(o, 'StatefulSet', 'db').spec.template.spec;
+
+/** The DNS rule every policy had before node-local resolvers were allowed: kube-dns pods only. */
+const KUBE_DNS_ONLY = {
+  to: [{ namespaceSelector: {}, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }],
+  ports: [
+    { protocol: 'UDP', port: 53 },
+    { protocol: 'TCP', port: 53 },
+  ],
+};
+const NODE_LOCAL_MESSAGE =
+  'DNS egress (port 53) reaches only pods k8s-app=kube-dns, not 169.254.20.10 (NodeLocal DNSCache) or 169.254.169.254 (GKE Cloud DNS): pods on a node-local resolver cannot resolve any name';
+/** The web pods may talk DNS through `dns` and HTTPS anywhere. */
+const withDnsRule = (o: KubeObject[], dns: object) =>
+  (pick(o, 'NetworkPolicy', 'web').spec.egress = [dns, { ports: [{ protocol: 'TCP', port: 443 }] }]);
 
 interface Case {
   check: string;
@@ -263,6 +278,26 @@ const CASES: Case[] = [
     ],
   },
   {
+    check: 'dns-egress-node-local',
+    when: 'the DNS rule names only the kube-dns pods (production)',
+    mutate: (o) => withDnsRule(o, KUBE_DNS_ONLY),
+    expected: [`NetworkPolicy/web: ${NODE_LOCAL_MESSAGE}`],
+    options: { production: true },
+  },
+  {
+    check: 'dns-egress-node-local',
+    when: "an ipBlock's except cuts the node-local addresses out",
+    mutate: (o) =>
+      withDnsRule(o, {
+        ...KUBE_DNS_ONLY,
+        to: [{ ipBlock: { cidr: '169.254.0.0/16', except: ['169.254.20.10/32', '169.254.169.254/32'] } }],
+      }),
+    expected: [
+      'NetworkPolicy/web: DNS egress (port 53) reaches only 169.254.0.0/16, not 169.254.20.10 (NodeLocal DNSCache) or 169.254.169.254 (GKE Cloud DNS): pods on a node-local resolver cannot resolve any name',
+    ],
+    options: { production: true },
+  },
+  {
     check: 'namespace-pod-security',
     when: 'the namespace enforces baseline',
     mutate: (o) => (pick(o, 'Namespace', 'shop').metadata.labels['pod-security.kubernetes.io/enforce'] = 'baseline'),
@@ -352,6 +387,38 @@ describe('policy check edge cases', () => {
     const objects = goodObjects();
     pick(objects, 'HorizontalPodAutoscaler', 'web').spec.minReplicas = 1;
     expect(findings('hpa-min-replicas-prod', objects, { production: false })).toEqual([]);
+  });
+
+  it('dns-egress-node-local stays quiet on the default resolvers and on one node-local address', () => {
+    const objects = goodObjects();
+    withDnsRule(objects, JSON.parse(JSON.stringify(dnsEgress())));
+    expect(findings('dns-egress-node-local', objects, { production: true })).toEqual([]);
+    withDnsRule(objects, { ...KUBE_DNS_ONLY, to: [...KUBE_DNS_ONLY.to, { ipBlock: { cidr: '169.254.20.10/32' } }] });
+    expect(findings('dns-egress-node-local', objects, { production: true })).toEqual([]);
+  });
+
+  it('dns-egress-node-local stays quiet outside production and on a policy that denies DNS', () => {
+    const objects = goodObjects();
+    withDnsRule(objects, KUBE_DNS_ONLY);
+    expect(findings('dns-egress-node-local', objects, { production: false })).toEqual([]);
+    pick(objects, 'NetworkPolicy', 'web').spec.egress = [{ ports: [{ protocol: 'TCP', port: 443 }] }];
+    expect(findings('dns-egress-node-local', objects, { production: true })).toEqual([]);
+  });
+
+  it('dns-egress-node-local honours an opt-out with a reason, and lists it', () => {
+    const objects = goodObjects();
+    withDnsRule(objects, KUBE_DNS_ONLY);
+    const np = pick(objects, 'NetworkPolicy', 'web');
+    np.metadata.annotations = { 'fastnext.io/policy-skip.dns-egress-node-local': 'on-prem cluster, CoreDNS pods only' };
+    const report = runPolicy(
+      objects,
+      { production: true },
+      CHECKS.filter((c) => c.id === 'dns-egress-node-local'),
+    );
+    expect(report.findings).toEqual([]);
+    expect(report.optOuts.map((o) => `${o.check}: ${o.reason}`)).toEqual([
+      'dns-egress-node-local: on-prem cluster, CoreDNS pods only',
+    ]);
   });
 
   it('readiness-probe ignores a Service that publishes not-ready addresses', () => {

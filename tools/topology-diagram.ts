@@ -79,6 +79,7 @@ export function renderEnvironmentTable(names: readonly string[]): string {
     return [
       `\`${n}\``,
       `\`${c.namespace}\``,
+      `\`${c.cluster.profile}\`${c.storageClass ? `, ${c.storageClass}` : ''}`,
       `${a.minReplicas}–${a.maxReplicas} @ CPU ${a.cpuTargetPercent} % / mem ${a.memoryTargetPercent} %`,
       `${c.edge.autoscaling.minReplicas}–${c.edge.autoscaling.maxReplicas}, ${c.edge.serviceType}${c.edge.tls ? ', TLS' : ''}, ${c.edge.rateLimit.requestsPerSecond} r/s + ${c.edge.rateLimit.burst}`,
       `1 + ${c.postgres.replicas} (${c.postgres.synchronousReplicas} sync), ${c.postgres.storage.size}`,
@@ -87,8 +88,8 @@ export function renderEnvironmentTable(names: readonly string[]): string {
     ];
   });
   return [
-    '| env | namespace | API pods | edge | PostgreSQL | Redis Cluster | objects |',
-    '|---|---|---|---|---|---|---|',
+    '| env | namespace | cluster profile, StorageClass | API pods | edge | PostgreSQL | Redis Cluster | objects |',
+    '|---|---|---|---|---|---|---|---|',
     ...rows.map((r) => `| ${r.join(' | ')} |`),
   ].join('\n');
 }

@@ -48,6 +48,11 @@ export interface GrafanaProps {
   readonly config: EnvironmentConfig;
   /** The Prometheus Service (in-namespace name), port and component Grafana queries. */
   readonly prometheus: { readonly serviceName: string; readonly port: number; readonly component: string };
+  /**
+   * Where the pods may send DNS queries (UDP and TCP 53).
+   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
+   */
+  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
 }
 
 export class Grafana extends Construct {
@@ -98,6 +103,7 @@ export class Grafana extends Construct {
     // Created once by a Job when absent, never regenerated (constructs/credentials.ts).
     this.adminSecret = new GeneratedSecret(this, 'admin-secret', {
       config,
+      dnsResolvers: props.dnsResolvers,
       secretName: config.monitoring.grafana.adminSecret,
       keys: [GRAFANA_ADMIN_KEYS.user, GRAFANA_ADMIN_KEYS.password],
     });
@@ -204,7 +210,7 @@ export class Grafana extends Construct {
     networkPolicy(this, 'network-policy', config, c, {
       // Users reach Grafana through kubectl port-forward or an ingress; its login guards the port.
       ingress: [{ ports: tcpPorts(GRAFANA_PORT) }],
-      egress: [dnsEgress(), { to: [podsOf(prometheus.component)], ports: tcpPorts(prometheus.port) }],
+      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(prometheus.component)], ports: tcpPorts(prometheus.port) }],
     });
   }
 }

@@ -4,6 +4,7 @@
  * dashboards). kube-state-metrics is deliberately absent: the rules use only
  * metrics the tiers and Prometheus itself produce (see config-files/alert-rules.ts).
  */
+import type * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { EnvironmentConfig } from '../../stacks/config';
 import { Grafana } from './grafana';
@@ -16,6 +17,11 @@ export interface MonitoringProps {
   readonly config: EnvironmentConfig;
   /** Every component's metrics port, for Prometheus' egress NetworkPolicy. */
   readonly scrapeTargets: readonly ScrapeTarget[];
+  /**
+   * Where the pods may send DNS queries (UDP and TCP 53).
+   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
+   */
+  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
 }
 
 export class Monitoring extends Construct {
@@ -24,15 +30,21 @@ export class Monitoring extends Construct {
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
-    const { config, scrapeTargets } = props;
+    const { config, scrapeTargets, dnsResolvers } = props;
     if (!config.monitoring.enabled) {
       throw new Error(
         "Monitoring: 'config.monitoring.enabled' (false) must be true; do not create the construct instead",
       );
     }
-    this.prometheus = new Prometheus(this, 'prometheus', { config, scrapeTargets, clientComponent: Grafana.COMPONENT });
+    this.prometheus = new Prometheus(this, 'prometheus', {
+      config,
+      scrapeTargets,
+      clientComponent: Grafana.COMPONENT,
+      dnsResolvers,
+    });
     this.grafana = new Grafana(this, 'grafana', {
       config,
+      dnsResolvers,
       prometheus: {
         serviceName: this.prometheus.serviceName,
         port: this.prometheus.port,

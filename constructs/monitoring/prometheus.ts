@@ -65,6 +65,11 @@ export interface PrometheusProps {
   readonly scrapeTargets: readonly ScrapeTarget[];
   /** Component allowed to query Prometheus (Grafana). */
   readonly clientComponent: string;
+  /**
+   * Where the pods may send DNS queries (UDP and TCP 53).
+   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
+   */
+  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
 }
 
 export class Prometheus extends Construct {
@@ -204,7 +209,7 @@ export class Prometheus extends Construct {
     networkPolicy(this, 'network-policy', config, c, {
       ingress: [{ from: [podsOf(clientComponent)], ports: tcpPorts(PROMETHEUS_PORT) }],
       egress: [
-        dnsEgress(),
+        dnsEgress(props.dnsResolvers),
         // The API server is outside any pod selector; allow its ports to any address.
         { ports: tcpPorts(...API_SERVER_PORTS) },
         ...groupByComponent(scrapeTargets).map(([component, targetPorts]) => ({
