@@ -1,95 +1,20 @@
 /**
- * The await model (tools/pulumi-await) over what the Pulumi program registers
- * under the mock harness: a fresh `pulumi up` of every environment completes
- * (every resource becomes ready, no waits-for cycle), the old layering does
- * not, and updates (a changed nginx.conf, a new Redis topology, a bumped API
- * image, the same program twice) complete without refused changes.
+ * The await model (tools/pulumi-await): updates over what the Pulumi program
+ * registers under the mock harness (a changed nginx.conf, a new Redis
+ * topology, a bumped API image, the same program twice) complete without
+ * refused changes; and the model's own rules on small fixtures. The fresh
+ * `pulumi up` of every environment is checked in pulumi.test.ts, on the run
+ * it already makes.
  */
 import { dependencyLayers, deployDependencies, objectKey } from '../stacks/deploy-order';
-import { environmentNames, loadEnvironment } from '../stacks/environments';
+import { loadEnvironment } from '../stacks/environments';
 import { synthObjects, type KubeObject } from '../stacks/synth';
-import {
-  formatCriticalPath,
-  type ModelResource,
-  type RolloutResult,
-  simulateCreate,
-  simulateUpdate,
-  SKIP_AWAIT_ANNOTATION,
-} from '../tools/pulumi-await/model';
-import { fromObjects, fromRegistrations, PLATFORM_RUNTIME_NEEDS } from '../tools/pulumi-await/platform';
+import { simulateCreate, simulateUpdate, SKIP_AWAIT_ANNOTATION } from '../tools/pulumi-await/model';
+import { fromObjects, fromRegistrations } from '../tools/pulumi-await/platform';
+import { AWAIT_OPTIONS, nameOf } from './helpers/await';
 import { type ProgramRun, runProgram, stackFileConfig } from './pulumi-harness';
 
-const options = { runtimeNeeds: PLATFORM_RUNTIME_NEEDS };
-const nameOf = (run: ProgramRun) =>
-  new Map(
-    run.registrations
-      .filter((r) => r.custom && r.type.startsWith('kubernetes:'))
-      .map((r) => [r.urn, objectKey(r.inputs as KubeObject)]),
-  );
-const readable = (result: RolloutResult, names: Map<string, string>) =>
-  result.blocked.map((b) => `${names.get(b.id) ?? b.id} (${b.phase})`).sort();
-
-/** Today's graph before the fix: controllers waited for every other object, Services included. */
-function oldLayering(objects: KubeObject[]): ModelResource[] {
-  const isController = (o: KubeObject) => ['Deployment', 'StatefulSet', 'Job', 'CronJob'].includes(o.kind);
-  const others = objects.filter((o) => o.kind !== 'Namespace' && !isController(o)).map(objectKey);
-  return fromObjects(objects, new Map(objects.map((o) => [objectKey(o), isController(o) ? others : []])));
-}
-
-describe.each(environmentNames())('a fresh pulumi up of %s', (env) => {
-  let run: ProgramRun;
-  let result: RolloutResult;
-  beforeAll(async () => {
-    run = await runProgram(env);
-    result = simulateCreate(fromRegistrations(run.registrations), options);
-  });
-
-  test('every registered resource becomes ready, with no waits-for cycle', () => {
-    expect(readable(result, nameOf(run))).toEqual([]);
-    expect(result.cycles).toEqual([]);
-    const kube = run.registrations.filter((r) => r.custom && r.type.startsWith('kubernetes:'));
-    for (const r of kube) expect(result.events.has(`${r.urn} ready`)).toBe(true);
-  });
-
-  test('prints the critical path: the waits of a fresh pulumi up', () => {
-    const names = nameOf(run);
-    const table = formatCriticalPath(result)
-      .replace(/urn:\S+::/g, (u) => u)
-      .replace(/\| (urn:[^ ]+) \|/g, (_, u) => `| ${names.get(u) ?? u} |`);
-    console.log(`${env}: a fresh pulumi up takes ${result.steps} await steps; the critical path:\n${table}`);
-    // The path starts at the Namespace and ends at the last resource to be ready.
-    expect(names.get(result.criticalPath[0].id)).toBe(`Namespace/fastnext-${env}`);
-    expect(result.criticalPath.at(-1)!.step).toBe(result.steps);
-    // PostgreSQL's primary, then a replica from its base backup, is the longest chain.
-    expect(result.criticalPath.map((e) => names.get(e.id))).toEqual(
-      expect.arrayContaining([
-        'StatefulSet/postgres-primary',
-        'Service/postgres-primary',
-        'StatefulSet/postgres-replica',
-      ]),
-    );
-  });
-
-  test('the old layering (controllers wait for every Service) never completes: Services wait for their own pods', () => {
-    const objects = run.model.synthObjects(run.model.loadEnvironment(env));
-    const old = simulateCreate(oldLayering(objects), options);
-    const blockedServices = old.blocked.filter((b) => b.id.startsWith('Service/')).map((b) => b.id);
-    expect(blockedServices).toEqual(
-      expect.arrayContaining(['Service/api', 'Service/postgres-primary', 'Service/grafana']),
-    );
-    expect(old.blocked.map((b) => b.id)).toEqual(
-      expect.arrayContaining([
-        'Deployment/api',
-        'Deployment/edge',
-        'StatefulSet/postgres-primary',
-        'StatefulSet/postgres-replica',
-      ]),
-    );
-    // Each is a cycle: the controller waits for the Service, the Service for the controller's pods.
-    const cycleOf = (id: string) => old.cycles.find((c) => c.some((k) => k.startsWith(`${id} `)));
-    expect(cycleOf('Deployment/api')?.map((k) => k.split(' ')[0])).toEqual(expect.arrayContaining(['Service/api']));
-  });
-});
+const options = AWAIT_OPTIONS;
 
 describe('updates: pulumi up on a running environment', () => {
   const env = 'prod';

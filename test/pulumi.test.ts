@@ -9,6 +9,9 @@ import { parse } from 'yaml';
 
 import type { EnvironmentConfig } from '../stacks/config';
 import { environmentNames } from '../stacks/environments';
+import { formatCriticalPath, type RolloutResult, simulateCreate } from '../tools/pulumi-await/model';
+import { fromRegistrations } from '../tools/pulumi-await/platform';
+import { AWAIT_OPTIONS, nameOf, oldLayering, readable } from './helpers/await';
 import {
   awaitsNoEndpoints,
   deployDependencies,
@@ -122,6 +125,56 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
         }))
         .sort((a, b) => a.name.localeCompare(b.name)),
     );
+  });
+
+  // The await model (tools/pulumi-await) over these registrations: does a fresh `pulumi up` complete?
+  let rollout: RolloutResult | undefined;
+  const awaited = () => (rollout ??= simulateCreate(fromRegistrations(run.registrations), AWAIT_OPTIONS));
+
+  test('every registered resource becomes ready, with no waits-for cycle', () => {
+    expect(readable(awaited(), nameOf(run))).toEqual([]);
+    expect(awaited().cycles).toEqual([]);
+    const kube = run.registrations.filter((r) => r.custom && r.type.startsWith('kubernetes:'));
+    for (const r of kube) expect(awaited().events.has(`${r.urn} ready`)).toBe(true);
+  });
+
+  test('prints the critical path: the waits of a fresh pulumi up', () => {
+    const names = nameOf(run);
+    const table = formatCriticalPath(awaited())
+      .replace(/urn:\S+::/g, (u) => u)
+      .replace(/\| (urn:[^ ]+) \|/g, (_, u) => `| ${names.get(u) ?? u} |`);
+    console.log(`${env}: a fresh pulumi up takes ${awaited().steps} await steps; the critical path:\n${table}`);
+    // The path starts at the Namespace and ends at the last resource to be ready.
+    expect(names.get(awaited().criticalPath[0].id)).toBe(`Namespace/fastnext-${env}`);
+    expect(awaited().criticalPath.at(-1)!.step).toBe(awaited().steps);
+    // PostgreSQL's primary, then a replica from its base backup, is the longest chain.
+    expect(awaited().criticalPath.map((e) => names.get(e.id))).toEqual(
+      expect.arrayContaining([
+        'StatefulSet/postgres-primary',
+        'Service/postgres-primary',
+        'StatefulSet/postgres-replica',
+      ]),
+    );
+  });
+
+  test('the old layering (controllers wait for every Service) never completes: Services wait for their own pods', () => {
+    const objects = run.model.synthObjects(run.model.loadEnvironment(env));
+    const old = simulateCreate(oldLayering(objects), AWAIT_OPTIONS);
+    const blockedServices = old.blocked.filter((b) => b.id.startsWith('Service/')).map((b) => b.id);
+    expect(blockedServices).toEqual(
+      expect.arrayContaining(['Service/api', 'Service/postgres-primary', 'Service/grafana']),
+    );
+    expect(old.blocked.map((b) => b.id)).toEqual(
+      expect.arrayContaining([
+        'Deployment/api',
+        'Deployment/edge',
+        'StatefulSet/postgres-primary',
+        'StatefulSet/postgres-replica',
+      ]),
+    );
+    // Each is a cycle: the controller waits for the Service, the Service for the controller's pods.
+    const cycleOf = (id: string) => old.cycles.find((c) => c.some((k) => k.startsWith(`${id} `)));
+    expect(cycleOf('Deployment/api')?.map((k) => k.split(' ')[0])).toEqual(expect.arrayContaining(['Service/api']));
   });
 
   test('deploys through one server-side-apply provider, every resource under fastnext:platform:Stack', () => {
