@@ -7,7 +7,7 @@
  *   npx cdk8s synth --no-check-upgrade   (through cdk8s.yaml)
  */
 import { parseArgs } from 'util';
-import { checkObjects } from '../tools/schema-check';
+import { checkObjects } from '../tools/manifests/schema-check';
 import { type EnvironmentOverrides } from './config';
 import { ENVIRONMENTS, loadEnvironment } from './environments';
 import { writeEnvironments } from './manifests';

@@ -9,6 +9,7 @@
 import { z } from 'zod';
 import { DEFAULT_DNS_RESOLVERS, DNS_RESOLVER_FORMAT, dnsResolverPeer } from '../constructs/common';
 import { CLUSTER_PROFILES, profileDefaults } from './cluster-profiles';
+import { preview } from '../tools/k8s/values';
 
 // ---------------------------------------------------------------- primitives
 
@@ -519,12 +520,6 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   return cur;
 }
 
-function show(value: unknown): string {
-  if (value === undefined) return '(missing)';
-  const s = JSON.stringify(value);
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
-}
-
 function knownKeysAt(path: readonly PropertyKey[]): string[] {
   const v = valueAt({ ...DEFAULTS, name: '', namespace: '' }, path);
   return isPlainObject(v) ? Object.keys(v) : [];
@@ -553,7 +548,7 @@ function describeIssues(issues: readonly z.core.$ZodIssue[], input: unknown): st
     } else if (issue.code === 'too_big' && 'maximum' in issue) {
       message = issue.message.startsWith('must') ? issue.message : `must be <= ${String(issue.maximum)}`;
     }
-    return `${path}: ${show(valueAt(input, issue.path))} ${message}`;
+    return `${path}: ${preview(valueAt(input, issue.path))} ${message}`;
   });
 }
 

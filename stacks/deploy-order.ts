@@ -19,7 +19,7 @@
  * 4. autoscalers: their target.
  *
  * The functions are pure (objects in, keys out) so the Pulumi program and the
- * await model (tools/pulumi-await) read the same graph.
+ * await model (tools/manifests/pulumi-await) read the same graph.
  */
 import {
   annotationList,
@@ -29,7 +29,7 @@ import {
   serviceHostsOf,
   specOf,
   type Workload,
-} from '../tools/policy/k8s';
+} from '../tools/k8s/objects';
 import { CREATES_SECRETS_ANNOTATION } from '../constructs/credentials';
 import type { KubeObject } from './synth';
 

@@ -6,15 +6,10 @@
 import { App } from 'cdk8s';
 import { Platform } from '../constructs/platform';
 import { fitToAutopilot } from './autopilot';
+import type { KubeObject } from '../tools/k8s/objects';
 import type { EnvironmentConfig } from './config';
 
-/** A synthesized Kubernetes object (plain JSON). */
-export interface KubeObject {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-  [field: string]: unknown;
-}
+export type { KubeObject };
 
 /** Builds the construct tree of one environment (nothing is written). */
 export function buildPlatform(config: EnvironmentConfig): { app: App; platform: Platform } {

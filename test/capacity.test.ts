@@ -3,8 +3,13 @@
  * storage claimed, computed the way the scheduler counts a pod.
  */
 import type { KubeObject } from '../stacks/synth';
-import { capacityOf, formatCapacityMarkdown, formatCapacityText, podResources } from '../tools/capacity/capacity';
-import { main as capacity } from '../tools/capacity/cli';
+import {
+  capacityOf,
+  formatCapacityMarkdown,
+  formatCapacityText,
+  podResources,
+} from '../tools/manifests/capacity/capacity';
+import { main as capacity } from '../tools/manifests/capacity/cli';
 import { goodObjects, pick } from './fixtures/policy/baseline';
 
 const c = (name: string, cpu: string, memory: string, extra: object = {}) => ({

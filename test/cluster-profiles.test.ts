@@ -9,8 +9,8 @@ import { CLUSTER_PROFILES, type ClusterProfile } from '../stacks/cluster-profile
 import { ConfigError, type EnvironmentOverrides, parseQuantity, resolveEnvironment } from '../stacks/config';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
-import { runPolicy } from '../tools/policy/engine';
-import { checkObjects } from '../tools/schema-check';
+import { runPolicy } from '../tools/manifests/policy/engine';
+import { checkObjects } from '../tools/manifests/schema-check';
 import { find, type Obj, ofKind, podTemplates } from './helpers/objects';
 
 const env = (profile: string, extra: object = {}): EnvironmentOverrides =>

@@ -4,9 +4,9 @@
  */
 import { execFileSync } from 'child_process';
 import * as path from 'path';
-import { main as diff } from '../tools/diff/cli';
-import { lineDiff } from '../tools/diff/lines';
-import { diffEnvironment } from '../tools/diff/object-diff';
+import { main as diff } from '../tools/manifests/diff/cli';
+import { lineDiff } from '../tools/manifests/diff/lines';
+import { diffEnvironment } from '../tools/manifests/diff/object-diff';
 
 const FIXTURES = path.join(__dirname, 'fixtures', 'diff');
 const pair = (name: string) => [

@@ -7,16 +7,16 @@
  * the topology whole again (restarted pod, node, replica).
  */
 import { SERVICE_ENV, SERVICE_METRICS } from '../service/src/contract';
-import { sumPodMetrics } from '../tools/twin/api-pods';
-import { startTwin, type Twin } from '../tools/twin/twin';
-import { isFailure, startTraffic, summarize, type TrafficRequest } from '../tools/twin/traffic';
+import { sumPodMetrics } from '../tools/runtime/twin/api-pods';
+import { startTwin, type Twin } from '../tools/runtime/twin/twin';
+import { isFailure, startTraffic, summarize, type TrafficRequest } from '../tools/runtime/twin/traffic';
+import { sleep } from '../tools/runtime/launcher/processes';
 
 jest.setTimeout(120000);
 
 let twin: Twin;
 let userIds: string[] = [];
 const report: string[] = [];
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A distinct client address per drill: the edge rate limit is per client IP. */
 const client = (n: number) => `127.0.${100 + n}.1`;
 

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { postgresConfigFiles } from '../constructs/config-files/postgres';
 import { redisConfigFiles } from '../constructs/config-files/redis';
 import { loadEnvironment } from '../stacks/environments';
-import { startPostgres, startRedisCluster } from '../tools/launcher';
-import { processesUsing } from '../tools/launcher/processes';
+import { startPostgres, startRedisCluster } from '../tools/runtime/launcher';
+import { processesUsing } from '../tools/runtime/launcher/processes';
 
 jest.setTimeout(120000);
 
@@ -23,7 +23,7 @@ beforeAll(() => {
 afterAll(() => rmSync(parent, { recursive: true, force: true }));
 
 test('fails when the objects hold no postgres-config ConfigMap', async () => {
-  await expect(startPostgres([{ kind: 'Namespace', metadata: { name: 'x' } }])).rejects.toThrow(
+  await expect(startPostgres([{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'x' } }])).rejects.toThrow(
     "no ConfigMap 'postgres-config' with data among the 1 objects given",
   );
 });

@@ -17,7 +17,12 @@ import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/config-f
 import { SERVICE_METRICS } from '../service/src/contract';
 import { environmentNames, loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
-import { type PostgresLaunch, type RedisClusterLaunch, startPostgres, startRedisCluster } from '../tools/launcher';
+import {
+  type PostgresLaunch,
+  type RedisClusterLaunch,
+  startPostgres,
+  startRedisCluster,
+} from '../tools/runtime/launcher';
 import {
   namesInExposition,
   podTargetGroup,
@@ -31,8 +36,8 @@ import {
   stopAll,
   tempDir,
   waitFor,
-} from '../tools/metrics-check/servers';
-import { metricUses, missingMetrics, shippedExpressions } from '../tools/metrics-check/used-metrics';
+} from '../tools/runtime/metrics-check/servers';
+import { metricUses, missingMetrics, shippedExpressions } from '../tools/runtime/metrics-check/used-metrics';
 
 jest.setTimeout(120000);
 

@@ -8,7 +8,7 @@ import * as http from 'http';
 import * as https from 'https';
 import * as os from 'os';
 import * as path from 'path';
-import { type Endpoint, type RunningNginx, startNginx } from '../tools/nginx-runner';
+import { type Endpoint, type RunningNginx, startNginx } from '../tools/runtime/nginx-runner';
 import { find, objectsOf } from './helpers/objects';
 
 const shippedConf = (env: string): string => find(objectsOf(env), 'ConfigMap', 'edge-nginx-conf').data['nginx.conf'];

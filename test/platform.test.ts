@@ -4,7 +4,7 @@
  */
 import { SERVICE_ENV, SERVICE_PATHS, SERVICE_PORTS } from '../service/src/contract';
 import { loadEnvironment } from '../stacks/environments';
-import { checkObjects } from '../tools/schema-check';
+import { checkObjects } from '../tools/manifests/schema-check';
 import { containersOf, ENVS, find, label, type Obj, objectsOf, ofKind, podTemplates, selects } from './helpers/objects';
 
 describe.each(ENVS)('%s', (env) => {

@@ -5,8 +5,8 @@
  */
 import { dnsEgress } from '../constructs/common';
 import type { KubeObject } from '../stacks/synth';
-import { CHECKS, runPolicy } from '../tools/policy/engine';
-import type { PolicyOptions } from '../tools/policy/types';
+import { CHECKS, runPolicy } from '../tools/manifests/policy/engine';
+import type { PolicyOptions } from '../tools/manifests/policy/types';
 import { goodObjects, pick } from './fixtures/policy/baseline';
 
 const web = (o: KubeObject[]) => pick(o, 'Deployment', 'web').spec.template.spec;

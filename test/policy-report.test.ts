@@ -9,9 +9,9 @@ import * as path from 'path';
 import { environmentNames, loadEnvironment } from '../stacks/environments';
 import { manifestFileName, toYaml } from '../stacks/manifests';
 import { type KubeObject, synthObjects } from '../stacks/synth';
-import { main as validate } from '../tools/validate';
-import { CHECKS, runPolicy } from '../tools/policy/engine';
-import { formatHuman, formatJson, formatSarif } from '../tools/policy/format';
+import { main as validate } from '../tools/manifests/validate';
+import { CHECKS, runPolicy } from '../tools/manifests/policy/engine';
+import { formatHuman, formatJson, formatSarif } from '../tools/manifests/policy/format';
 import { goodObjects, pick } from './fixtures/policy/baseline';
 
 function withoutLimits(): KubeObject[] {

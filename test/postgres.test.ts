@@ -4,8 +4,8 @@
  */
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
-import { startPostgres, type PostgresLaunch } from '../tools/launcher';
-import { waitFor } from '../tools/launcher/processes';
+import { startPostgres, type PostgresLaunch } from '../tools/runtime/launcher';
+import { waitFor } from '../tools/runtime/launcher/processes';
 
 jest.setTimeout(180000);
 

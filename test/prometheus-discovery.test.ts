@@ -17,8 +17,14 @@ import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/config-f
 import { DISCOVERY_RULE } from '../constructs/monitoring';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
-import { FakeApiServer } from '../tools/metrics-check/fake-apiserver';
-import { SHIPPED_VERSION_PROMETHEUS, startPrometheus, stopAll, tempDir, waitFor } from '../tools/metrics-check/servers';
+import { FakeApiServer } from '../tools/runtime/metrics-check/fake-apiserver';
+import {
+  SHIPPED_VERSION_PROMETHEUS,
+  startPrometheus,
+  stopAll,
+  tempDir,
+  waitFor,
+} from '../tools/runtime/metrics-check/servers';
 import { type Obj, podTemplates } from './helpers/objects';
 
 jest.setTimeout(90000);

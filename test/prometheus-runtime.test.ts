@@ -15,7 +15,7 @@ import {
 } from '../constructs/config-files/prometheus-config';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
-import { FakeApiServer } from '../tools/metrics-check/fake-apiserver';
+import { FakeApiServer } from '../tools/runtime/metrics-check/fake-apiserver';
 import {
   freePort,
   SHIPPED_VERSION_PROMETHEUS,
@@ -23,7 +23,7 @@ import {
   stopAll,
   tempDir,
   waitFor,
-} from '../tools/metrics-check/servers';
+} from '../tools/runtime/metrics-check/servers';
 import { type Obj, find } from './helpers/objects';
 
 jest.setTimeout(60000);

@@ -1,5 +1,5 @@
 /**
- * The await model (tools/pulumi-await): updates over what the Pulumi program
+ * The await model (tools/manifests/pulumi-await): updates over what the Pulumi program
  * registers under the mock harness (a changed nginx.conf, a new Redis
  * topology, a bumped API image, the same program twice) complete without
  * refused changes; and the model's own rules on small fixtures. The fresh
@@ -9,8 +9,8 @@
 import { dependencyLayers, deployDependencies, objectKey } from '../stacks/deploy-order';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects, type KubeObject } from '../stacks/synth';
-import { simulateCreate, simulateUpdate, SKIP_AWAIT_ANNOTATION } from '../tools/pulumi-await/model';
-import { fromObjects, fromRegistrations } from '../tools/pulumi-await/platform';
+import { simulateCreate, simulateUpdate, SKIP_AWAIT_ANNOTATION } from '../tools/manifests/pulumi-await/model';
+import { fromObjects, fromRegistrations } from '../tools/manifests/pulumi-await/platform';
 import { AWAIT_OPTIONS, nameOf } from './helpers/await';
 import { type ProgramRun, runProgram, stackFileConfig } from './pulumi-harness';
 

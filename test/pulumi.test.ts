@@ -9,8 +9,8 @@ import { parse } from 'yaml';
 
 import type { EnvironmentConfig } from '../stacks/config';
 import { environmentNames } from '../stacks/environments';
-import { formatCriticalPath, type RolloutResult, simulateCreate } from '../tools/pulumi-await/model';
-import { fromRegistrations } from '../tools/pulumi-await/platform';
+import { formatCriticalPath, type RolloutResult, simulateCreate } from '../tools/manifests/pulumi-await/model';
+import { fromRegistrations } from '../tools/manifests/pulumi-await/platform';
 import { AWAIT_OPTIONS, nameOf, oldLayering, readable } from './helpers/await';
 import {
   awaitsNoEndpoints,
@@ -127,7 +127,7 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
     );
   });
 
-  // The await model (tools/pulumi-await) over these registrations: does a fresh `pulumi up` complete?
+  // The await model (tools/manifests/pulumi-await) over these registrations: does a fresh `pulumi up` complete?
   let rollout: RolloutResult | undefined;
   const awaited = () => (rollout ??= simulateCreate(fromRegistrations(run.registrations), AWAIT_OPTIONS));
 

@@ -6,9 +6,9 @@
 import { Cluster } from 'ioredis';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
-import { startRedisCluster, type RedisClusterLaunch } from '../tools/launcher';
-import { killMasterAndTimeFailover, rejoinAfterFailover } from '../tools/launcher/drills';
-import { waitFor } from '../tools/launcher/processes';
+import { startRedisCluster, type RedisClusterLaunch } from '../tools/runtime/launcher';
+import { killMasterAndTimeFailover, rejoinAfterFailover } from '../tools/runtime/launcher/drills';
+import { waitFor } from '../tools/runtime/launcher/processes';
 
 jest.setTimeout(180000);
 

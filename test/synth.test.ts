@@ -7,7 +7,7 @@ import { ENVIRONMENTS } from '../stacks/environments';
 import { readManifestDir } from '../stacks/manifests';
 import { synthObjects } from '../stacks/synth';
 import { loadEnvironment } from '../stacks/environments';
-import { fillSections, generatedSections, README } from '../tools/readme';
+import { fillSections, generatedSections, README } from '../tools/manifests/readme';
 
 const ROOT = path.join(__dirname, '..');
 

@@ -12,7 +12,7 @@ const { SERVER_TESTS } = require('../jest.unit.config.js') as { SERVER_TESTS: st
 
 /** What a test that starts servers uses: the launchers, the twin, nginx, Prometheus or promtool. */
 const SERVER_MODULES =
-  /from '[./]*(tools\/(launcher|twin\/twin|nginx-runner|metrics-check\/(servers|fake-apiserver))|helpers\/servers)'|'promtool'\)/;
+  /from '[./]*(tools\/runtime\/(launcher|twin\/twin|nginx-runner|metrics-check\/(servers|fake-apiserver))|helpers\/servers)'|'promtool'\)/;
 
 function testFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {

@@ -1,6 +1,6 @@
 /** The pure parts of `npm run bench` on the twin: the Zipf key sampler and results.md. */
 import { type BenchRun, renderResults, RESULTS_SECTION, resultTables, type CaseResult } from '../tools/bench/report';
-import { fillSections } from '../tools/readme';
+import { fillSections } from '../tools/manifests/readme';
 import { seededRandom, zipfSampler } from '../tools/bench/zipf';
 import { spawn } from 'node:child_process';
 import { cpuSeconds, cpuSnapshot } from '../tools/bench/cpu';

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { SERVICE_ENV, SERVICE_PATHS } from '../service/src/contract';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
-import { type DeploymentLike, localCommand, podEnv, type PodWiring } from '../tools/twin/api-pods';
-import { startTwin } from '../tools/twin/twin';
+import { type DeploymentLike, localCommand, podEnv, type PodWiring } from '../tools/runtime/twin/api-pods';
+import { startTwin } from '../tools/runtime/twin/twin';
 
 jest.setTimeout(120000);
 
@@ -153,7 +153,7 @@ describe('local:up / local:down', () => {
 
   test('up prints the table, serves through nginx and Prometheus scrapes every pod; down stops every process, listener and directory', async () => {
     // GIVEN local:up running in the background, with monitoring
-    up = spawn(process.execPath, ['tools/run.js', 'tools/twin/cli.ts', 'up', '--env', 'dev', '--monitoring'], {
+    up = spawn(process.execPath, ['tools/run.js', 'tools/runtime/twin/cli.ts', 'up', '--env', 'dev', '--monitoring'], {
       cwd: ROOT,
       env,
     });
@@ -197,7 +197,7 @@ describe('local:up / local:down', () => {
     const endpoints = addressesIn(table.join('\n'));
 
     // WHEN local:down runs from another process
-    const down = spawn(process.execPath, ['tools/run.js', 'tools/twin/cli.ts', 'down'], { cwd: ROOT, env });
+    const down = spawn(process.execPath, ['tools/run.js', 'tools/runtime/twin/cli.ts', 'down'], { cwd: ROOT, env });
     let downOut = '';
     down.stdout!.on('data', (d: Buffer) => (downOut += d.toString()));
     const downCode = await new Promise<number | null>((r) => down.once('exit', (code) => r(code)));
@@ -227,7 +227,10 @@ describe('local:up / local:down', () => {
   });
 
   test('fails when --env names no environment', async () => {
-    const r = spawn(process.execPath, ['tools/run.js', 'tools/twin/cli.ts', 'up', '--env', 'qa'], { cwd: ROOT, env });
+    const r = spawn(process.execPath, ['tools/run.js', 'tools/runtime/twin/cli.ts', 'up', '--env', 'qa'], {
+      cwd: ROOT,
+      env,
+    });
     let err = '';
     r.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     expect(await new Promise((res) => r.once('exit', res))).toBe(2);
@@ -253,7 +256,10 @@ test('fails when an API pod cannot start, and leaves nothing running', async () 
 test('Ctrl-C while local:up is starting stops what is already up', async () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'fastnext-twin-test-'));
   const env = { ...process.env, FASTNEXT_TWIN_STATE: join(stateDir, 'twin.json') };
-  const up = spawn(process.execPath, ['tools/run.js', 'tools/twin/cli.ts', 'up', '--env', 'dev'], { cwd: ROOT, env });
+  const up = spawn(process.execPath, ['tools/run.js', 'tools/runtime/twin/cli.ts', 'up', '--env', 'dev'], {
+    cwd: ROOT,
+    env,
+  });
   let out = '';
   up.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => up.once('exit', (code) => r(code)));

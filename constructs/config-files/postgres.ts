@@ -3,7 +3,7 @@
  * pg_hba.conf and three POSIX sh scripts (primary start, primary init, replica start).
  *
  * Pure functions of the environment config. The same bytes run in the official
- * `postgres` image and on loopback in our tests (tools/launcher): everything that
+ * `postgres` image and on loopback in our tests (tools/runtime/launcher): everything that
  * differs between the two (addresses, ports, paths, passwords) is read from
  * environment variables by the scripts, never edited into the text.
  */

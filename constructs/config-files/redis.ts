@@ -5,7 +5,7 @@
  *
  * Pure functions of the environment config. The scripts are POSIX sh and read every
  * address, port, path and the password from environment variables, so the same bytes
- * run in the official `redis` image and on loopback (tools/launcher).
+ * run in the official `redis` image and on loopback (tools/runtime/launcher).
  */
 import type { EnvironmentConfig } from '../../stacks/config';
 

@@ -1,8 +1,8 @@
-/** Shared by the Pulumi tests that run the await model (tools/pulumi-await). */
+/** Shared by the Pulumi tests that run the await model (tools/manifests/pulumi-await). */
 import { objectKey } from '../../stacks/deploy-order';
 import type { KubeObject } from '../../stacks/synth';
-import type { ModelResource, RolloutResult } from '../../tools/pulumi-await/model';
-import { fromObjects, PLATFORM_RUNTIME_NEEDS } from '../../tools/pulumi-await/platform';
+import type { ModelResource, RolloutResult } from '../../tools/manifests/pulumi-await/model';
+import { fromObjects, PLATFORM_RUNTIME_NEEDS } from '../../tools/manifests/pulumi-await/platform';
 import type { ProgramRun } from '../pulumi-harness';
 
 export const AWAIT_OPTIONS = { runtimeNeeds: PLATFORM_RUNTIME_NEEDS };

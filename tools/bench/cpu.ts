@@ -5,7 +5,7 @@
  * descendants (nginx workers, PostgreSQL backends). Linux only.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { processesUsing } from '../launcher/processes';
+import { processesUsing } from '../runtime/launcher/processes';
 
 /** Clock ticks per second of /proc's utime and stime (USER_HZ; 100 on every Linux architecture Node runs on). */
 const USER_HZ = 100;

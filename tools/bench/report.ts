@@ -1,5 +1,7 @@
 /** Renders bench/results.md from one `npm run bench` run. */
 
+import { median } from '../k8s/values';
+
 export interface CaseResult {
   readonly kind: string;
   readonly target: string;
@@ -47,7 +49,6 @@ export interface BenchRun {
   readonly date: string;
 }
 
-const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const f0 = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : '-');
 const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '-');
 const pct = (n: number | undefined) => (n === undefined ? '-' : `${(n * 100).toFixed(1)} %`);
@@ -132,7 +133,7 @@ Machine: **${run.cores} cores** (${run.cpuModel}), Node ${run.node}. Everything 
 autocannon, nginx, the API processes, PostgreSQL primary + 2 replicas and the six Redis nodes. This machine
 is shared, so absolute numbers are noisy; the ratios against the baseline (measured in the same run) travel better.
 
-Method: the local twin of \`dev\` (tools/twin), seeded with ${run.keys} users. autocannon, ${run.connections}
+Method: the local twin of \`dev\` (tools/runtime/twin), seeded with ${run.keys} users. autocannon, ${run.connections}
 connections, ${run.rounds} rounds of ${run.seconds} s per case, the rounds interleaving the cases (req/s is the
 median round; latencies, errors and counters cover all rounds), after an unmeasured warm-up of ${run.warmUpRequests} cached GETs (the same
 Zipf draw) through nginx, so the cache holds the working set as it would in steady state (TTL 300 s).

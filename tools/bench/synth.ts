@@ -5,6 +5,7 @@
  * table with ratios (this machine is shared and noisy; ratios travel better).
  */
 import { spawnSync } from 'child_process';
+import { median } from '../k8s/values';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -19,8 +20,6 @@ function time(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv =
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed:\n${r.stdout}\n${r.stderr}`);
   return ms;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export function main(): number {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fastnext-bench-'));
@@ -41,7 +40,7 @@ export function main(): number {
         'npm run synth + npm run validate (esbuild loader), all envs',
         () =>
           time('node', ['tools/run.js', 'stacks/cdk8s-app.ts', '--out', path.join(tmp, 'out')], ROOT) +
-          time('node', ['tools/run.js', 'tools/validate.ts'], ROOT),
+          time('node', ['tools/run.js', 'tools/manifests/validate.ts'], ROOT),
       ],
       [
         'npx cdk8s synth through our cdk8s.yaml (esbuild loader)',

@@ -1,6 +1,6 @@
 /**
  * The service's integration tests run against the data tier's loopback launcher
- * (tools/launcher): a real PostgreSQL primary + replicas and a real six-node
+ * (tools/runtime/launcher): a real PostgreSQL primary + replicas and a real six-node
  * Redis Cluster, started from the dev environment's shipped ConfigMaps.
  */
 import type { FastifyInstance } from 'fastify';
@@ -12,7 +12,7 @@ import {
   startRedisCluster,
   type PostgresLaunch,
   type RedisClusterLaunch,
-} from '../../../tools/launcher';
+} from '../../../tools/runtime/launcher';
 import { buildApp } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { migrate } from '../../src/migrations/migrate';

@@ -1,0 +1,199 @@
+/**
+ * Security-context checks: the Pod Security "restricted" profile, per container
+ * (a container's securityContext overrides its pod's for the shared fields),
+ * plus host access (kube-linter's host-network, host-pid, sensitive-host-mounts, host ports).
+ */
+import { type Container, pathIn, type SecurityContext, type Workload } from '../../../k8s/objects';
+import type { Check, PolicyContext, Violation } from '../types';
+
+type ContainerRule = (
+  c: Container,
+  pod: SecurityContext,
+  name: string,
+) => { field: string; message: string } | undefined;
+
+/** Builds a check that evaluates `rule` on every container and init container. */
+function containerCheck(info: Omit<Check, 'run'>, rule: ContainerRule): Check {
+  return {
+    ...info,
+    run: (ctx: PolicyContext) =>
+      ctx.eachContainer(({ container, path }, w) => {
+        const v = rule(container, w.template.spec.securityContext ?? {}, container.name);
+        return v ? [{ path: `${path}.${v.field}`, message: v.message }] : [];
+      }),
+  };
+}
+
+export const runAsNonRoot = containerCheck(
+  {
+    id: 'run-as-non-root',
+    severity: 'error',
+    explanation: 'Containers run as a non-root user, enforced by the kubelet (runAsNonRoot) and never as UID 0.',
+    fix: 'Set securityContext.runAsNonRoot: true and a non-zero runAsUser (podSecurityContext(uid, gid) in constructs/common.ts).',
+  },
+  (c, pod, name) => {
+    const nonRoot = c.securityContext?.runAsNonRoot ?? pod.runAsNonRoot;
+    const user = c.securityContext?.runAsUser ?? pod.runAsUser;
+    if (user === 0) return { field: 'securityContext.runAsUser', message: `container '${name}' runs as UID 0` };
+    if (nonRoot !== true)
+      return { field: 'securityContext.runAsNonRoot', message: `container '${name}' does not set runAsNonRoot: true` };
+    return undefined;
+  },
+);
+
+export const noPrivilegeEscalation = containerCheck(
+  {
+    id: 'no-privilege-escalation',
+    severity: 'error',
+    explanation: 'Containers set allowPrivilegeEscalation: false, so setuid binaries cannot gain privileges.',
+    fix: 'Set securityContext.allowPrivilegeEscalation: false (containerSecurityContext() in constructs/common.ts).',
+  },
+  (c, _pod, name) =>
+    c.securityContext?.allowPrivilegeEscalation === false
+      ? undefined
+      : {
+          field: 'securityContext.allowPrivilegeEscalation',
+          message: `container '${name}' does not set allowPrivilegeEscalation: false`,
+        },
+);
+
+export const notPrivileged = containerCheck(
+  {
+    id: 'not-privileged',
+    severity: 'error',
+    explanation: 'No container is privileged: a privileged container owns its node.',
+    fix: 'Remove securityContext.privileged (or set it to false).',
+  },
+  (c, _pod, name) =>
+    c.securityContext?.privileged === true
+      ? { field: 'securityContext.privileged', message: `container '${name}' is privileged` }
+      : undefined,
+);
+
+export const dropAllCapabilities = containerCheck(
+  {
+    id: 'drop-all-capabilities',
+    severity: 'error',
+    explanation:
+      'Containers drop ALL Linux capabilities and add back at most NET_BIND_SERVICE (Pod Security "restricted").',
+    fix: "Set securityContext.capabilities.drop: ['ALL'] and remove any added capability other than NET_BIND_SERVICE.",
+  },
+  (c, _pod, name) => {
+    const caps = c.securityContext?.capabilities;
+    if (!caps?.drop?.includes('ALL')) {
+      return {
+        field: 'securityContext.capabilities.drop',
+        message: `container '${name}' does not drop ALL capabilities`,
+      };
+    }
+    const extra = (caps.add ?? []).filter((a) => a !== 'NET_BIND_SERVICE');
+    return extra.length
+      ? {
+          field: 'securityContext.capabilities.add',
+          message: `container '${name}' adds capabilities ${extra.join(', ')}`,
+        }
+      : undefined;
+  },
+);
+
+export const seccompRuntimeDefault = containerCheck(
+  {
+    id: 'seccomp-runtime-default',
+    severity: 'error',
+    explanation: 'Containers run under the RuntimeDefault (or a Localhost) seccomp profile, never Unconfined.',
+    fix: 'Set securityContext.seccompProfile.type: RuntimeDefault on the pod or the container.',
+  },
+  (c, pod, name) => {
+    const type = c.securityContext?.seccompProfile?.type ?? pod.seccompProfile?.type;
+    return type === 'RuntimeDefault' || type === 'Localhost'
+      ? undefined
+      : {
+          field: 'securityContext.seccompProfile',
+          message: `container '${name}' seccomp profile is ${type ?? 'unset'}`,
+        };
+  },
+);
+
+export const readOnlyRootFs = containerCheck(
+  {
+    id: 'read-only-root-fs',
+    severity: 'error',
+    explanation:
+      'Containers mount their root filesystem read-only; writable paths are explicit emptyDir or PVC mounts.',
+    fix: 'Set securityContext.readOnlyRootFilesystem: true and mount an emptyDir where the process must write.',
+  },
+  (c, _pod, name) =>
+    c.securityContext?.readOnlyRootFilesystem === true
+      ? undefined
+      : {
+          field: 'securityContext.readOnlyRootFilesystem',
+          message: `container '${name}' has a writable root filesystem`,
+        },
+);
+
+function podCheck(info: Omit<Check, 'run'>, rule: (w: Workload) => Omit<Violation, 'object'>[]): Check {
+  return {
+    ...info,
+    run: (ctx: PolicyContext) => ctx.workloads.flatMap((w) => rule(w).map((v) => ({ object: w.object, ...v }))),
+  };
+}
+
+const specPath = (w: Workload, field: string) => pathIn(w, `spec.${field}`);
+
+export const noHostPath = podCheck(
+  {
+    id: 'no-host-path',
+    severity: 'error',
+    explanation: "Pods mount no hostPath volume: the node's filesystem is not the application's to read or write.",
+    fix: 'Use an emptyDir, a ConfigMap/Secret volume or a PersistentVolumeClaim instead of hostPath.',
+  },
+  (w) =>
+    (w.template.spec.volumes ?? [])
+      .filter((v) => v.hostPath)
+      .map((v) => ({
+        path: specPath(w, `volumes[name=${v.name}]`),
+        message: `volume '${v.name}' mounts host path ${v.hostPath?.path}`,
+      })),
+);
+
+export const noHostNamespaces = podCheck(
+  {
+    id: 'no-host-namespaces',
+    severity: 'error',
+    explanation:
+      "Pods share no host namespace (hostNetwork, hostPID, hostIPC): they would see the node's processes and traffic.",
+    fix: 'Remove hostNetwork, hostPID and hostIPC from the pod spec.',
+  },
+  (w) =>
+    (['hostNetwork', 'hostPID', 'hostIPC'] as const)
+      .filter((f) => w.template.spec[f] === true)
+      .map((f) => ({ path: specPath(w, f), message: `pod sets ${f}: true` })),
+);
+
+export const noHostPorts = containerCheck(
+  {
+    id: 'no-host-ports',
+    severity: 'error',
+    explanation:
+      "No container binds a hostPort: it opens a port on the node's address and allows one such pod per node.",
+    fix: 'Remove hostPort from the container ports; reach the pod through a Service.',
+  },
+  (c, _pod, name) => {
+    const bound = (c.ports ?? []).filter((p) => p.hostPort !== undefined).map((p) => p.hostPort);
+    return bound.length
+      ? { field: 'ports', message: `container '${name}' binds host port ${bound.join(', ')}` }
+      : undefined;
+  },
+);
+
+export const SECURITY_CHECKS: Check[] = [
+  runAsNonRoot,
+  noPrivilegeEscalation,
+  notPrivileged,
+  dropAllCapabilities,
+  seccompRuntimeDefault,
+  readOnlyRootFs,
+  noHostPath,
+  noHostNamespaces,
+  noHostPorts,
+];

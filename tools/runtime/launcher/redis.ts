@@ -1,0 +1,266 @@
+/**
+ * Starts a real Redis 7 Cluster on loopback from the shipped files (redis.conf,
+ * redis-start.sh, cluster-create.sh): one node per loopback address, stable
+ * hostnames `redis-<i>.redis-headless` resolved through a hosts file (our stand-in
+ * for the headless Service's DNS), then the cluster-create script as the Job runs it.
+ */
+import { randomBytes } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REDIS_BUS_PORT_OFFSET, REDIS_FILES } from '../../../constructs/config-files/redis';
+import {
+  type Endpoint,
+  type Proc,
+  freePort,
+  loopbackAddresses,
+  makeDir,
+  makeTempDir,
+  removeDir,
+  runToEnd,
+  spawnServer,
+  stopGroup,
+  waitFor,
+  writeFiles,
+} from './processes';
+import { type FileSource, filesFrom } from './sources';
+
+export interface StartRedisOptions {
+  /** Masters. @default 3 */
+  readonly masters?: number;
+  /** Replicas per master. @default 1 */
+  readonly replicasPerMaster?: number;
+  /** Name of the ConfigMap holding the files. @default 'redis-config' */
+  readonly configMap?: string;
+  /** Milliseconds to wait for each node and for the create script. @default 120000 */
+  readonly timeoutMs?: number;
+  /** Directory the launcher's temp dir is created in. @default os.tmpdir() */
+  readonly parentDir?: string;
+}
+
+export interface RedisNode extends Endpoint {
+  /** Stable name, like the pod's DNS name. */
+  readonly hostname: string;
+  readonly dataDir: string;
+}
+
+/** One line of `cluster nodes`. */
+export interface ClusterNodeView {
+  readonly id: string;
+  /** Flags without `myself,`: e.g. `master`, `slave`, `master,fail`. */
+  readonly flags: string;
+  /** Master id of a replica, `-` for a master. */
+  readonly master: string;
+  readonly connected: boolean;
+  /** Slot ranges, space-separated ('' for none). */
+  readonly slots: string;
+}
+
+export interface RedisClusterLaunch {
+  /** The temp dir holding config, data and the hosts file (removed by stop()). */
+  readonly dir: string;
+  /** Current address of every node (changes after `restartAll(newAddresses)`). */
+  readonly nodes: RedisNode[];
+  readonly password: string;
+  /** Milliseconds from spawning the nodes to the create script reporting the cluster ok. */
+  readonly bringUpMs: number;
+  /**
+   * ioredis `natMap` from the hostnames the nodes announce (redis.conf prefers hostnames,
+   * which only the cluster's DNS resolves) to their current loopback address. Call it
+   * again after `restartAll({ newAddresses: true })`.
+   */
+  natMap(): Record<string, { host: string; port: number }>;
+  /** Runs redis-cli against node i; resolves stdout (throws on a non-zero exit). */
+  cli(i: number, ...args: string[]): Promise<string>;
+  /** Runs the shipped cluster-create script again; resolves its exit code and output. */
+  runCreate(): Promise<{ code: number | null; output: string }>;
+  /** SIGKILLs node i (a crashed pod). */
+  killNode(i: number): Promise<void>;
+  /** Starts node i again at its current address; `wipe` empties its data dir first (a lost volume). */
+  startNode(i: number, opts?: { wipe?: boolean }): Promise<void>;
+  /** Stops every node, optionally moves them to new loopback addresses, starts them all again. */
+  restartAll(opts?: { newAddresses?: boolean }): Promise<void>;
+  log(i: number): string;
+  /** `cluster nodes` as seen by node i, sorted by id. */
+  clusterNodes(i: number): Promise<ClusterNodeView[]>;
+  /** `cluster info` of node i as a record. */
+  clusterInfo(i: number): Promise<Record<string, string>>;
+  /** Every node: cluster_state ok, 16384 slots ok, every peer connected and none failing. */
+  healthy(): Promise<boolean>;
+  /** Node ids (`cluster myid`) in node order. */
+  nodeIds(): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+const REQUIRED = Object.values(REDIS_FILES);
+
+export async function startRedisCluster(source: FileSource, opts: StartRedisOptions = {}): Promise<RedisClusterLaunch> {
+  const files = filesFrom(source, opts.configMap ?? 'redis-config', REQUIRED);
+  const masters = opts.masters ?? 3;
+  const perMaster = opts.replicasPerMaster ?? 1;
+  const count = masters * (1 + perMaster);
+  const timeoutMs = opts.timeoutMs ?? 120000;
+  const password = randomBytes(18).toString('base64url');
+  const root = makeTempDir('fastnext-redis-', opts.parentDir);
+  const configDir = join(root, 'config');
+  writeFiles(configDir, files);
+  const hostsFile = join(root, 'hosts');
+
+  const nodes: RedisNode[] = [];
+  // Ports stay fixed across moves, as a container port does; only addresses change.
+  const place = async () => {
+    const addrs = loopbackAddresses(count);
+    for (let i = 0; i < count; i++) {
+      const host = addrs[i];
+      const port = nodes[i]?.port ?? (await freePort(host, REDIS_BUS_PORT_OFFSET));
+      const hostname = `redis-${i}.redis-headless`;
+      nodes[i] = { host, port, hostname, dataDir: makeDir(join(root, `node-${i}`, 'data')) };
+      makeDir(join(root, `node-${i}`, 'tmp'));
+    }
+    // What the headless Service's DNS would answer right now.
+    writeFileSync(hostsFile, nodes.map((n) => `${n.hostname} ${n.host}\n`).join(''));
+  };
+  await place();
+
+  const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', REDIS_HOSTS_FILE: hostsFile };
+  const procs: (Proc | undefined)[] = nodes.map(() => undefined);
+  const cli = async (i: number, ...args: string[]) => {
+    const n = nodes[i];
+    const r = await runToEnd('redis-cli', ['-h', n.host, '-p', String(n.port), '--no-auth-warning', ...args], {
+      env: { ...baseEnv, REDISCLI_AUTH: password },
+    });
+    if (r.code !== 0) throw new Error(`redis-cli ${args.join(' ')} on node ${i} exited ${r.code}: ${r.output}`);
+    return r.output;
+  };
+  const startNode = async (i: number, o: { wipe?: boolean } = {}) => {
+    const n = nodes[i];
+    if (o.wipe) {
+      if (procs[i]) throw new Error(`node ${i} is running: kill it before wiping its data`);
+      rmSync(n.dataDir, { recursive: true, force: true });
+      makeDir(n.dataDir);
+    }
+    const p = spawnServer('sh', [join(configDir, REDIS_FILES.start)], {
+      env: {
+        ...baseEnv,
+        TMPDIR: join(root, `node-${i}`, 'tmp'),
+        REDIS_PASSWORD: password,
+        REDIS_HOSTNAME: n.hostname,
+        REDIS_PORT: String(n.port),
+        REDIS_DATA_DIR: n.dataDir,
+        REDIS_CONFIG_DIR: configDir,
+        REDIS_BIND: n.host,
+        REDIS_ANNOUNCE_IP: n.host,
+      },
+      cwd: n.dataDir,
+      logFile: join(root, `node-${i}`, 'redis.log'),
+    });
+    procs[i] = p;
+    await waitFor(
+      `redis node ${i} at ${n.host}:${n.port}`,
+      async () => (await cli(i, 'ping')).trim() === 'PONG',
+      timeoutMs,
+      p.log,
+      p,
+    );
+  };
+  const runCreate = () =>
+    runToEnd('sh', [join(configDir, REDIS_FILES.clusterCreate)], {
+      env: {
+        ...baseEnv,
+        REDIS_PASSWORD: password,
+        REDIS_NODES: nodes.map((n) => `${n.hostname}:${n.port}`).join(' '),
+        REDIS_REPLICAS_PER_MASTER: String(perMaster),
+        REDIS_WAIT_SECONDS: String(Math.ceil(timeoutMs / 1000)),
+      },
+    });
+  const stopNode = async (i: number, signal: NodeJS.Signals) => {
+    const p = procs[i];
+    procs[i] = undefined;
+    if (p) await stopGroup(p, signal, 10000);
+  };
+
+  const clusterNodes = async (i: number): Promise<ClusterNodeView[]> =>
+    (await cli(i, 'cluster', 'nodes'))
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const f = line.trim().split(' ');
+        return {
+          id: f[0],
+          flags: f[2].replace('myself,', ''),
+          master: f[3],
+          connected: f[7] === 'connected',
+          slots: f.slice(8).join(' '),
+        };
+      })
+      .sort((a, b) => a.id.localeCompare(b.id));
+  const clusterInfo = async (i: number): Promise<Record<string, string>> =>
+    Object.fromEntries(
+      (await cli(i, 'cluster', 'info'))
+        .trim()
+        .split('\n')
+        .map((l) => l.trim().split(':') as [string, string]),
+    );
+  const healthy = async () => {
+    for (let i = 0; i < nodes.length; i++) {
+      if (!procs[i]) return false;
+      const info = await clusterInfo(i);
+      if (info.cluster_state !== 'ok' || info.cluster_slots_ok !== '16384') return false;
+      if ((await clusterNodes(i)).some((n) => !n.connected || n.flags.includes('fail'))) return false;
+    }
+    return true;
+  };
+
+  // Always a 40-hex id: anything else is retried briefly, then reported with the reply.
+  const nodeId = async (i: number): Promise<string> => {
+    let out = '';
+    await waitFor(
+      `cluster myid of node ${i}`,
+      async () => /^[0-9a-f]{40}$/.test((out = (await cli(i, 'cluster', 'myid')).trim())),
+      10000,
+      () => `last reply: ${JSON.stringify(out)}`,
+    );
+    return out;
+  };
+
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await Promise.all(nodes.map((_, i) => stopNode(i, 'SIGTERM')));
+    removeDir(root);
+  };
+
+  const t0 = Date.now();
+  try {
+    await Promise.all(nodes.map((_, i) => startNode(i)));
+    const r = await runCreate();
+    if (r.code !== 0) throw new Error(`cluster-create.sh exited ${r.code}:\n${r.output}`);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const bringUpMs = Date.now() - t0;
+
+  return {
+    dir: root,
+    nodes,
+    password,
+    bringUpMs,
+    natMap: () => Object.fromEntries(nodes.map((n) => [`${n.hostname}:${n.port}`, { host: n.host, port: n.port }])),
+    cli,
+    runCreate,
+    killNode: (i) => stopNode(i, 'SIGKILL'),
+    startNode,
+    restartAll: async (o = {}) => {
+      await Promise.all(nodes.map((_, i) => stopNode(i, 'SIGTERM')));
+      if (o.newAddresses) await place();
+      await Promise.all(nodes.map((_, i) => startNode(i)));
+    },
+    log: (i) => procs[i]?.log() ?? '',
+    clusterNodes,
+    clusterInfo,
+    healthy,
+    nodeIds: () => Promise.all(nodes.map((_, i) => nodeId(i))),
+    stop,
+  };
+}
