@@ -3,13 +3,44 @@
  * (the same ones that validate requests and serialize responses), served without a token.
  * service/openapi.json is a checked-in copy (`npm run service:openapi` writes it).
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { SwaggerOptions } from '@fastify/swagger';
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
-import { API_PREFIX, OPENAPI_ROUTE } from '../../contract';
-import { withErrors } from '../../schemas/common';
+import { OPENAPI_ROUTE } from '../../contract';
+import { activityEntry } from '../../schemas/activity';
+import { errorBody, withErrors } from '../../schemas/common';
+import { project } from '../../schemas/projects';
+import { user } from '../../schemas/users';
 
 /** Management routes require `Authorization: Bearer <MANAGEMENT_TOKEN>`. */
 export const MANAGEMENT = { tags: ['management'], security: [{ managementToken: [] }] };
+
+/** Schemas many operations share, named once under `components.schemas`. */
+const SHARED_SCHEMAS: Record<string, object> = {
+  Error: errorBody,
+  User: user,
+  Project: project,
+  Activity: activityEntry,
+};
+
+/** Replaces every copy of a shared schema (the routes inline them) with a `$ref` to its component. */
+function refShared(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(refShared);
+  if (node === null || typeof node !== 'object') return node;
+  for (const [name, schema] of Object.entries(SHARED_SCHEMAS)) {
+    if (isDeepStrictEqual(node, schema)) return { $ref: `#/components/schemas/${name}` };
+  }
+  return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, refShared(v)]));
+}
+
+function shareSchemas(doc: Record<string, unknown>): Record<string, unknown> {
+  const components = doc.components as { schemas?: Record<string, unknown> };
+  return {
+    ...doc,
+    components: { ...components, schemas: { ...components.schemas, ...SHARED_SCHEMAS } },
+    paths: refShared(doc.paths),
+  };
+}
 
 export const OPENAPI_DOCUMENT: SwaggerOptions = {
   openapi: {
@@ -34,6 +65,8 @@ export const OPENAPI_DOCUMENT: SwaggerOptions = {
       { name: 'meta', description: 'this document' },
     ],
   },
+  transformObject: (d) =>
+    'openapiObject' in d ? shareSchemas(d.openapiObject as Record<string, unknown>) : d.swaggerObject,
 };
 
 const openapi: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
@@ -42,7 +75,7 @@ const openapi: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
     {
       schema: {
         tags: ['meta'],
-        summary: `This document (also checked in as service/openapi.json); paths include ${API_PREFIX}`,
+        summary: 'This OpenAPI document (a copy is checked in as service/openapi.json)',
         response: withErrors({ 200: { type: 'object', additionalProperties: true } }),
       },
     },
