@@ -1,5 +1,8 @@
 import { row } from './common';
 
+/** OpenAPI tags and security of the management routes: `Authorization: Bearer <MANAGEMENT_TOKEN>`. */
+export const MANAGEMENT = { tags: ['management'], security: [{ managementToken: [] }] };
+
 export const clearTagsBody = {
   type: 'object',
   required: ['tags'],

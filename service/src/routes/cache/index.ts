@@ -7,6 +7,7 @@ import { listByOwner } from '../../domain/projects';
 import { requireToken } from '../../http/auth';
 import { withErrors } from '../../schemas/common';
 import {
+  MANAGEMENT,
   cacheStatsResponse,
   clearTagsBody,
   clearTagsResponse,
@@ -16,7 +17,6 @@ import {
   warmResponse,
 } from '../../schemas/management';
 import { ctxOf } from '../context';
-import { MANAGEMENT } from '../openapi';
 
 const nodeName = (n: { options: { host?: string; port?: number } }) => `${n.options.host}:${n.options.port}`;
 
@@ -32,53 +32,50 @@ export async function warmCache(app: FastifyInstance, users = 100): Promise<{ us
 const cacheRoutes: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
   app.addHook('preHandler', requireToken(app.config.managementToken));
 
-  app.get(
-    '/cache/stats',
-    { schema: { ...MANAGEMENT, response: withErrors({ 200: cacheStatsResponse }) } },
-    async () => {
-      const nodes = await Promise.all(
-        app.cache.masters().map(async (n) => {
-          try {
-            const info = parseInfo(await n.info());
-            const hits = Number(info.keyspace_hits ?? 0);
-            const misses = Number(info.keyspace_misses ?? 0);
-            return {
-              node: nodeName(n),
-              status: 'up' as const,
-              keys: await n.dbsize(),
-              hits,
-              misses,
-              hit_ratio: hits + misses === 0 ? null : hits / (hits + misses),
-              used_memory_bytes: Number(info.used_memory ?? 0),
-              maxmemory_bytes: Number(info.maxmemory ?? 0),
-              evicted_keys: Number(info.evicted_keys ?? 0),
-            };
-          } catch (err) {
-            return { node: nodeName(n), status: 'down' as const, error: (err as Error).message };
-          }
-        }),
-      );
-      const { hits, localHits, misses, errors, local } = app.cache;
-      return {
-        enabled: app.config.cache.enabled,
-        available: app.cache.available,
-        this_pod: {
-          hits,
-          misses,
-          errors,
-          hit_ratio: hits + misses === 0 ? null : hits / (hits + misses),
-          local_tier: {
-            enabled: local.enabled,
-            serving: app.cache.localServing,
-            entries: local.size,
-            hits: localHits,
-            subscribed_to: app.cache.subscribedTo ?? null,
-          },
+  const stats = { ...MANAGEMENT, response: withErrors({ 200: cacheStatsResponse }) };
+  app.get('/cache/stats', { schema: stats }, async () => {
+    const nodes = await Promise.all(
+      app.cache.masters().map(async (n) => {
+        try {
+          const info = parseInfo(await n.info());
+          const hits = Number(info.keyspace_hits ?? 0);
+          const misses = Number(info.keyspace_misses ?? 0);
+          return {
+            node: nodeName(n),
+            status: 'up' as const,
+            keys: await n.dbsize(),
+            hits,
+            misses,
+            hit_ratio: hits + misses === 0 ? null : hits / (hits + misses),
+            used_memory_bytes: Number(info.used_memory ?? 0),
+            maxmemory_bytes: Number(info.maxmemory ?? 0),
+            evicted_keys: Number(info.evicted_keys ?? 0),
+          };
+        } catch (err) {
+          return { node: nodeName(n), status: 'down' as const, error: (err as Error).message };
+        }
+      }),
+    );
+    const { hits, localHits, misses, errors, local } = app.cache;
+    return {
+      enabled: app.config.cache.enabled,
+      available: app.cache.available,
+      this_pod: {
+        hits,
+        misses,
+        errors,
+        hit_ratio: hits + misses === 0 ? null : hits / (hits + misses),
+        local_tier: {
+          enabled: local.enabled,
+          serving: app.cache.localServing,
+          entries: local.size,
+          hits: localHits,
+          subscribed_to: app.cache.subscribedTo ?? null,
         },
-        nodes,
-      };
-    },
-  );
+      },
+      nodes,
+    };
+  });
 
   const clearTags = { ...MANAGEMENT, body: clearTagsBody, response: withErrors({ 200: clearTagsResponse }) };
   app.post('/cache/clear-tags', { schema: clearTags }, async (request) => ({

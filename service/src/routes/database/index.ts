@@ -5,6 +5,7 @@ import { requireToken } from '../../http/auth';
 import { HttpError } from '../../http/errors';
 import { listOf, withErrors } from '../../schemas/common';
 import {
+  MANAGEMENT,
   cacheHitRatioResponse,
   duplicateIndexes,
   indexRecommendationsResponse,
@@ -15,7 +16,6 @@ import {
   tableHitRatio,
   unusedIndex,
 } from '../../schemas/management';
-import { MANAGEMENT } from '../openapi';
 
 /** A row of the statistics views as the response schema describes it, before the advice is added. */
 type Found<S extends JSONSchema> = Omit<FromSchema<S>, 'advice'>;

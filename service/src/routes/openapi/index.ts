@@ -12,9 +12,6 @@ import { errorBody, withErrors } from '../../schemas/common';
 import { project } from '../../schemas/projects';
 import { user } from '../../schemas/users';
 
-/** Management routes require `Authorization: Bearer <MANAGEMENT_TOKEN>`. */
-export const MANAGEMENT = { tags: ['management'], security: [{ managementToken: [] }] };
-
 /** Schemas many operations share, named once under `components.schemas`. */
 const SHARED_SCHEMAS: Record<string, object> = {
   Error: errorBody,

@@ -6,8 +6,7 @@ import { formatLsn } from '../../db/routing';
 import { requireToken } from '../../http/auth';
 import { withErrors } from '../../schemas/common';
 import { deepHealthResponse, livenessResponse, readinessResponse } from '../../schemas/health';
-import { replicationRow, replicationStatusResponse } from '../../schemas/management';
-import { MANAGEMENT } from '../openapi';
+import { MANAGEMENT, replicationRow, replicationStatusResponse } from '../../schemas/management';
 
 const READINESS_TIMEOUT_MS = 1000;
 const DEEP_TIMEOUT_MS = 2000;
