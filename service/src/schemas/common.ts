@@ -20,6 +20,7 @@ export const settings = {
 /** The one error body of every route (http/errors.ts): `{ error, message, field? }`. */
 export const errorBody = {
   type: 'object',
+  description: 'the error: what went wrong and the input at fault; a 5xx carries no internal detail',
   required: ['error', 'message'],
   additionalProperties: false,
   properties: {
