@@ -3,7 +3,9 @@
  * plugins, routes under /api/v1, one error format, HTTP caching. server.ts
  * listens; tests use `buildApp(...).inject()`.
  */
-import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
 import type { DestinationStream } from 'pino';
 import type { ServiceConfig } from './config';
 import { API_PREFIX, REQUEST_ID_HEADER } from './contract';
@@ -13,11 +15,11 @@ import { cachePlugin } from './plugins/cache';
 import { envPlugin } from './plugins/env';
 import { metricsPlugin } from './plugins/metrics';
 import { pgPlugin } from './plugins/pg';
-import { shared } from './plugins/plugin';
 import { type NatMap, redisPlugin } from './plugins/redis';
 import activity from './routes/activity';
 import cacheRoutes, { warmCache } from './routes/cache';
 import database from './routes/database';
+import openapi, { OPENAPI_DOCUMENT } from './routes/openapi';
 import projects from './routes/projects';
 import scaling from './routes/scaling';
 import users from './routes/users';
@@ -31,47 +33,56 @@ export type AppOptions = {
 };
 
 // Not encapsulated, so server.ts sees app.metrics, app.draining and the pools on the root instance.
-export const app: FastifyPluginAsync<AppOptions> = shared<AppOptions>(async (instance, opts) => {
-  await instance.register(envPlugin, { config: opts.config });
-  await instance.register(metricsPlugin);
-  await instance.register(pgPlugin, { probeIntervalSeconds: opts.probeIntervalSeconds });
-  await instance.register(redisPlugin, { natMap: opts.redisNatMap });
-  await instance.register(cachePlugin);
-  // While draining, ask clients to reconnect elsewhere instead of reusing this connection.
-  instance.addHook('onSend', async (_request, reply, payload) => {
-    if (instance.draining) reply.header('connection', 'close');
-    return payload;
-  });
-  // One access-log line per request, when it is answered (Fastify's default logs two).
-  instance.addHook('onResponse', (request, reply, done) => {
-    request.log.info(
-      {
-        req: { method: request.method, url: request.url, remoteAddress: request.ip },
-        res: { statusCode: reply.statusCode },
-        responseTime: reply.elapsedTime,
-      },
-      'request completed',
-    );
-    done();
-  });
-  installErrorHandlers(instance);
-  installHttpCaching(instance);
-  await instance.register(
-    async (api) => {
-      for (const routes of [users, projects, activity, cacheRoutes, database, scaling]) await api.register(routes);
-    },
-    { prefix: API_PREFIX },
-  );
-  if (opts.config.cache.enabled && opts.config.cache.warmOnStart) {
-    // Warm in the background once Redis is ready: never delays start, never fails it.
-    instance.redis?.once('ready', () => {
-      warmCache(instance).then(
-        (r) => instance.log.info(r, 'cache warmed'),
-        (err: Error) => instance.log.warn({ err: err.message }, 'cache warm-up skipped'),
-      );
+// Each client plugin names what it needs (fastify-plugin `dependencies`): registered out of
+// order, the app fails at boot with Fastify's message instead of meeting `undefined` at run time.
+export const app = fp<AppOptions>(
+  async (instance, opts) => {
+    await instance.register(envPlugin, { config: opts.config });
+    await instance.register(metricsPlugin);
+    await instance.register(pgPlugin, { probeIntervalSeconds: opts.probeIntervalSeconds });
+    await instance.register(redisPlugin, { natMap: opts.redisNatMap });
+    await instance.register(cachePlugin);
+    // While draining, ask clients to reconnect elsewhere instead of reusing this connection.
+    instance.addHook('onSend', async (_request, reply, payload) => {
+      if (instance.draining) reply.header('connection', 'close');
+      return payload;
     });
-  }
-});
+    // One access-log line per request, when it is answered (Fastify's default logs two).
+    instance.addHook('onResponse', (request, reply, done) => {
+      request.log.info(
+        {
+          req: { method: request.method, url: request.url, remoteAddress: request.ip },
+          res: { statusCode: reply.statusCode },
+          responseTime: reply.elapsedTime,
+        },
+        'request completed',
+      );
+      done();
+    });
+    installErrorHandlers(instance);
+    installHttpCaching(instance);
+    // Before the routes: it collects their schemas as they are added.
+    await instance.register(swagger, OPENAPI_DOCUMENT);
+    await instance.register(
+      async (api) => {
+        for (const routes of [users, projects, activity, cacheRoutes, database, scaling, openapi]) {
+          await api.register(routes);
+        }
+      },
+      { prefix: API_PREFIX },
+    );
+    if (opts.config.cache.enabled && opts.config.cache.warmOnStart) {
+      // Warm in the background once Redis is ready: never delays start, never fails it.
+      instance.redis?.once('ready', () => {
+        warmCache(instance).then(
+          (r) => instance.log.info(r, 'cache warmed'),
+          (err: Error) => instance.log.warn({ err: err.message }, 'cache warm-up skipped'),
+        );
+      });
+    }
+  },
+  { name: 'fastnext-api', fastify: '5.x' },
+);
 
 /** A Fastify instance with the server options the app needs (body limit, strict validation, logger). */
 export async function buildApp(

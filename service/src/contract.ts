@@ -31,6 +31,9 @@ export const HEALTH_ROUTES = {
   deep: '/scaling/health/deep',
 } as const;
 
+/** The OpenAPI document of the API (unauthenticated), under API_PREFIX. */
+export const OPENAPI_ROUTE = '/openapi.json';
+
 /** HTTP paths the platform points probes and scrapers at. */
 export const SERVICE_PATHS = {
   /** Liveness: the process answers; never checks dependencies. */
@@ -41,6 +44,8 @@ export const SERVICE_PATHS = {
   startup: `${API_PREFIX}${HEALTH_ROUTES.liveness}`,
   /** Every component with status and latency (for humans and the local twin). */
   deep: `${API_PREFIX}${HEALTH_ROUTES.deep}`,
+  /** The OpenAPI document (JSON), generated from the route schemas; needs no token. */
+  openapi: `${API_PREFIX}${OPENAPI_ROUTE}`,
   /** Prometheus exposition, served on SERVICE_PORTS.metrics. */
   metrics: '/metrics',
 } as const;

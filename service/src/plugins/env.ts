@@ -1,6 +1,6 @@
 /** Makes the validated configuration available as `app.config`. */
+import fp from 'fastify-plugin';
 import type { ServiceConfig } from '../config';
-import { shared } from './plugin';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -10,7 +10,10 @@ declare module 'fastify' {
   }
 }
 
-export const envPlugin = shared<{ config: ServiceConfig }>(async (app, opts) => {
-  app.decorate('config', opts.config);
-  app.decorate('draining', false);
-});
+export const envPlugin = fp<{ config: ServiceConfig }>(
+  async (app, opts) => {
+    app.decorate('config', opts.config);
+    app.decorate('draining', false);
+  },
+  { name: 'env', fastify: '5.x' },
+);

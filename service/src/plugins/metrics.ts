@@ -2,10 +2,10 @@
  * Prometheus metrics with the names of the contract (SERVICE_METRICS), in a
  * registry of this app instance, served by server.ts on SERVICE_PORTS.metrics.
  */
+import fp from 'fastify-plugin';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { SERVICE_METRICS as M } from '../contract';
 import type { Database } from '../db/database';
-import { shared } from './plugin';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -83,18 +83,21 @@ declare module 'fastify' {
   }
 }
 
-export const metricsPlugin = shared(async (app) => {
-  const metrics = new Metrics();
-  app.decorate('metrics', metrics);
-  app.addHook('onResponse', async (request, reply) => {
-    metrics.httpDuration.observe(
-      {
-        method: request.method,
-        // The route template (not the raw URL) keeps label cardinality bounded.
-        route: request.routeOptions.url ?? 'unmatched',
-        status_code: String(reply.statusCode),
-      },
-      reply.elapsedTime / 1000,
-    );
-  });
-});
+export const metricsPlugin = fp(
+  async (app) => {
+    const metrics = new Metrics();
+    app.decorate('metrics', metrics);
+    app.addHook('onResponse', async (request, reply) => {
+      metrics.httpDuration.observe(
+        {
+          method: request.method,
+          // The route template (not the raw URL) keeps label cardinality bounded.
+          route: request.routeOptions.url ?? 'unmatched',
+          status_code: String(reply.statusCode),
+        },
+        reply.elapsedTime / 1000,
+      );
+    });
+  },
+  { name: 'metrics', fastify: '5.x' },
+);

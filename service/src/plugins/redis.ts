@@ -6,9 +6,9 @@
  * (no offline queue, short command timeout), which is what lets the cache
  * degrade to the database rather than stall requests.
  */
+import fp from 'fastify-plugin';
 import { Cluster } from 'ioredis';
 import { disconnectClient } from '../cache/cache';
-import { shared } from './plugin';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -18,46 +18,49 @@ declare module 'fastify' {
 
 export type NatMap = Record<string, { host: string; port: number }>;
 
-export const redisPlugin = shared<{ natMap?: NatMap }>(async (app, opts) => {
-  const { cache, redis: cfg } = app.config;
-  if (!cache.enabled) {
-    app.decorate('redis', undefined);
-    return;
-  }
-  const cluster = new Cluster(
-    cfg.nodes.map((n) => ({ host: n.host, port: n.port })),
-    {
-      lazyConnect: true,
-      // Only for running outside the cluster network (tests, local twin): maps the hostnames
-      // the nodes announce to reachable addresses. In Kubernetes the cluster DNS resolves them.
-      natMap: opts.natMap,
-      enableOfflineQueue: false,
-      enableAutoPipelining: true,
-      scaleReads: 'master',
-      retryDelayOnClusterDown: 100,
-      retryDelayOnFailover: 100,
-      maxRedirections: 4,
-      slotsRefreshTimeout: 1000,
-      clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
-      redisOptions: {
-        password: cfg.password,
-        connectTimeout: 1000,
-        commandTimeout: 250,
-        maxRetriesPerRequest: 1,
+export const redisPlugin = fp<{ natMap?: NatMap }>(
+  async (app, opts) => {
+    const { cache, redis: cfg } = app.config;
+    if (!cache.enabled) {
+      app.decorate('redis', undefined);
+      return;
+    }
+    const cluster = new Cluster(
+      cfg.nodes.map((n) => ({ host: n.host, port: n.port })),
+      {
+        lazyConnect: true,
+        // Only for running outside the cluster network (tests, local twin): maps the hostnames
+        // the nodes announce to reachable addresses. In Kubernetes the cluster DNS resolves them.
+        natMap: opts.natMap,
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+        scaleReads: 'master',
+        retryDelayOnClusterDown: 100,
+        retryDelayOnFailover: 100,
+        maxRedirections: 4,
+        slotsRefreshTimeout: 1000,
+        clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
+        redisOptions: {
+          password: cfg.password,
+          connectTimeout: 1000,
+          commandTimeout: 250,
+          maxRetriesPerRequest: 1,
+        },
       },
-    },
-  );
-  let wasReady = false;
-  cluster.on('ready', () => {
-    wasReady = true;
-    app.log.info('redis cluster ready');
-  });
-  cluster.on('error', (err: Error) => {
-    if (wasReady) app.log.warn({ err: err.message }, 'redis cluster error');
-  });
-  app.decorate('redis', cluster);
-  app.addHook('onReady', async () => {
-    cluster.connect().catch((err: Error) => app.log.warn({ err: err.message }, 'redis cluster not reachable yet'));
-  });
-  app.addHook('onClose', () => disconnectClient(cluster));
-});
+    );
+    let wasReady = false;
+    cluster.on('ready', () => {
+      wasReady = true;
+      app.log.info('redis cluster ready');
+    });
+    cluster.on('error', (err: Error) => {
+      if (wasReady) app.log.warn({ err: err.message }, 'redis cluster error');
+    });
+    app.decorate('redis', cluster);
+    app.addHook('onReady', async () => {
+      cluster.connect().catch((err: Error) => app.log.warn({ err: err.message }, 'redis cluster not reachable yet'));
+    });
+    app.addHook('onClose', () => disconnectClient(cluster));
+  },
+  { name: 'redis', dependencies: ['env'], fastify: '5.x' },
+);

@@ -1,4 +1,4 @@
-import { id } from './common';
+import { id, timestamp } from './common';
 
 export const appendActivityBody = {
   type: 'object',
@@ -29,5 +29,18 @@ export const recentChangesQuery = {
   properties: {
     since: { type: 'string', format: 'date-time' },
     limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
+  },
+} as const;
+
+export const activityEntry = {
+  type: 'object',
+  required: ['id', 'user_id', 'action', 'details', 'created_at'],
+  additionalProperties: false,
+  properties: {
+    id,
+    user_id: id,
+    action: { type: 'string' },
+    details: { type: ['object', 'null'], additionalProperties: true },
+    created_at: timestamp,
   },
 } as const;

@@ -1,4 +1,4 @@
-import { id, limit, settings } from './common';
+import { id, limit, settings, timestamp } from './common';
 
 const name = { type: 'string', minLength: 1, maxLength: 200 } as const;
 
@@ -31,5 +31,19 @@ export const bySettingQuery = {
     key: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' },
     value: { type: 'string', maxLength: 200 },
     limit,
+  },
+} as const;
+
+export const project = {
+  type: 'object',
+  required: ['id', 'owner_id', 'name', 'settings', 'created_at', 'updated_at'],
+  additionalProperties: false,
+  properties: {
+    id,
+    owner_id: id,
+    name: { type: 'string' },
+    settings: { type: 'object', additionalProperties: true },
+    created_at: timestamp,
+    updated_at: timestamp,
   },
 } as const;

@@ -1,4 +1,4 @@
-import { limit } from './common';
+import { id, limit, timestamp } from './common';
 
 const email = { type: 'string', format: 'email', maxLength: 254 } as const;
 const username = { type: 'string', pattern: '^[A-Za-z0-9_.-]{3,40}$' } as const;
@@ -26,5 +26,20 @@ export const searchUsersQuery = {
     q: { type: 'string', minLength: 1, maxLength: 200 },
     limit,
     active: { type: 'boolean', default: true },
+  },
+} as const;
+
+export const user = {
+  type: 'object',
+  required: ['id', 'email', 'username', 'full_name', 'is_active', 'created_at', 'updated_at'],
+  additionalProperties: false,
+  properties: {
+    id,
+    email: { type: 'string' },
+    username: { type: 'string' },
+    full_name: { type: ['string', 'null'] },
+    is_active: { type: 'boolean' },
+    created_at: timestamp,
+    updated_at: timestamp,
   },
 } as const;

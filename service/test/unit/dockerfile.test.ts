@@ -20,7 +20,16 @@ test('uses a pinned Node LTS image, 22 or newer', () => {
 test('the runtime stage gets production dependencies only, and they are the service runtime deps', () => {
   expect(dockerfile).toContain('npm ci --omit=dev --ignore-scripts');
   expect(dockerfile).toMatch(/COPY --from=deps \/app\/node_modules \/app\/node_modules/);
-  expect(Object.keys(pkg.dependencies).sort()).toEqual(['fastify', 'ioredis', 'pg', 'pino', 'prom-client', 'zod']);
+  expect(Object.keys(pkg.dependencies).sort()).toEqual([
+    '@fastify/swagger',
+    'fastify',
+    'fastify-plugin',
+    'ioredis',
+    'pg',
+    'pino',
+    'prom-client',
+    'zod',
+  ]);
 });
 
 test('runs as a numeric non-root user', () => {

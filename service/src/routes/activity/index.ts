@@ -1,16 +1,18 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { appendActivity, listActivity, recentChanges } from '../../domain/activity';
 import { HttpError } from '../../http/errors';
 import { rememberWrite } from '../../http/consistency';
-import { appendActivityBody, listActivityQuery, recentChangesQuery } from '../../schemas/activity';
+import { activityEntry, appendActivityBody, listActivityQuery, recentChangesQuery } from '../../schemas/activity';
+import { listOf, withErrors } from '../../schemas/common';
 import { ctxOf, REVALIDATE } from '../context';
 
 const DAY_MS = 86_400_000;
+const tags = ['activity'];
 
-const activity: FastifyPluginAsync = async (app) => {
-  app.post<{ Body: { user_id: string; action: string; details?: Record<string, unknown> | null } }>(
+const activity: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
+  app.post(
     '/activity',
-    { schema: { body: appendActivityBody } },
+    { schema: { tags, body: appendActivityBody, response: withErrors({ 201: activityEntry }) } },
     async (request, reply) => {
       const { activity: row, lsn } = await appendActivity(ctxOf(app, request), request.body);
       rememberWrite(reply, lsn);
@@ -19,9 +21,12 @@ const activity: FastifyPluginAsync = async (app) => {
   );
 
   /** A user's activity in [from, to); defaults to the last 30 days. */
-  app.get<{ Querystring: { user_id: string; from?: string; to?: string; limit: number } }>(
+  app.get(
     '/activity',
-    { schema: { querystring: listActivityQuery }, config: { cacheControl: REVALIDATE } },
+    {
+      schema: { tags, querystring: listActivityQuery, response: withErrors({ 200: listOf(activityEntry) }) },
+      config: { cacheControl: REVALIDATE },
+    },
     async (request) => {
       const to = request.query.to ? new Date(request.query.to) : new Date();
       const from = request.query.from ? new Date(request.query.from) : new Date(to.getTime() - 30 * DAY_MS);
@@ -37,9 +42,12 @@ const activity: FastifyPluginAsync = async (app) => {
   );
 
   /** Creates, updates and deletes of all users since `since` (default: the last 7 days), newest first. */
-  app.get<{ Querystring: { since?: string; limit: number } }>(
+  app.get(
     '/activity/recent-changes',
-    { schema: { querystring: recentChangesQuery }, config: { cacheControl: REVALIDATE } },
+    {
+      schema: { tags, querystring: recentChangesQuery, response: withErrors({ 200: listOf(activityEntry) }) },
+      config: { cacheControl: REVALIDATE },
+    },
     async (request) => {
       const since = request.query.since ? new Date(request.query.since) : new Date(Date.now() - 7 * DAY_MS);
       return { items: await recentChanges(ctxOf(app, request), since, request.query.limit) };

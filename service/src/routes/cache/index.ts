@@ -1,10 +1,21 @@
 /** Cache management (bearer token): stats per master, tag invalidation, bounded key scan, warm-up. */
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
+import type { FastifyInstance } from 'fastify';
 import { KEY_PREFIX, parseInfo } from '../../cache/cache';
 import { getUser, recentActiveUserIds } from '../../domain/users';
 import { listByOwner } from '../../domain/projects';
 import { requireToken } from '../../http/auth';
-import { clearTagsBody, keysQuery, warmBody } from '../../schemas/management';
+import { withErrors } from '../../schemas/common';
+import {
+  MANAGEMENT,
+  cacheStatsResponse,
+  clearTagsBody,
+  clearTagsResponse,
+  keysQuery,
+  keysResponse,
+  warmBody,
+  warmResponse,
+} from '../../schemas/management';
 import { ctxOf } from '../context';
 
 const nodeName = (n: { options: { host?: string; port?: number } }) => `${n.options.host}:${n.options.port}`;
@@ -18,10 +29,11 @@ export async function warmCache(app: FastifyInstance, users = 100): Promise<{ us
   return { users: ids.length, available: true };
 }
 
-const cacheRoutes: FastifyPluginAsync = async (app) => {
+const cacheRoutes: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
   app.addHook('preHandler', requireToken(app.config.managementToken));
 
-  app.get('/cache/stats', async () => {
+  const stats = { ...MANAGEMENT, response: withErrors({ 200: cacheStatsResponse }) };
+  app.get('/cache/stats', { schema: stats }, async () => {
     const nodes = await Promise.all(
       app.cache.masters().map(async (n) => {
         try {
@@ -30,7 +42,7 @@ const cacheRoutes: FastifyPluginAsync = async (app) => {
           const misses = Number(info.keyspace_misses ?? 0);
           return {
             node: nodeName(n),
-            status: 'up',
+            status: 'up' as const,
             keys: await n.dbsize(),
             hits,
             misses,
@@ -40,7 +52,7 @@ const cacheRoutes: FastifyPluginAsync = async (app) => {
             evicted_keys: Number(info.evicted_keys ?? 0),
           };
         } catch (err) {
-          return { node: nodeName(n), status: 'down', error: (err as Error).message };
+          return { node: nodeName(n), status: 'down' as const, error: (err as Error).message };
         }
       }),
     );
@@ -65,15 +77,16 @@ const cacheRoutes: FastifyPluginAsync = async (app) => {
     };
   });
 
-  app.post<{ Body: { tags: string[] } }>('/cache/clear-tags', { schema: { body: clearTagsBody } }, async (request) => ({
+  const clearTags = { ...MANAGEMENT, body: clearTagsBody, response: withErrors({ 200: clearTagsResponse }) };
+  app.post('/cache/clear-tags', { schema: clearTags }, async (request) => ({
     tags: request.body.tags,
     deleted_keys: await app.cache.invalidateTags(request.body.tags),
   }));
 
   /** Keys matching `pattern` (below our prefix), scanning every master with SCAN, at most `limit`. */
-  app.get<{ Querystring: { pattern: string; limit: number } }>(
+  app.get(
     '/cache/keys',
-    { schema: { querystring: keysQuery } },
+    { schema: { ...MANAGEMENT, querystring: keysQuery, response: withErrors({ 200: keysResponse }) } },
     async (request) => {
       const { pattern, limit } = request.query;
       const keys: string[] = [];
@@ -90,8 +103,10 @@ const cacheRoutes: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.post<{ Body: { users?: number } | null }>('/cache/warm', { schema: { body: warmBody } }, async (request) =>
-    warmCache(app, request.body?.users ?? 100),
+  app.post(
+    '/cache/warm',
+    { schema: { ...MANAGEMENT, body: warmBody, response: withErrors({ 200: warmResponse }) } },
+    async (request) => warmCache(app, request.body?.users ?? 100),
   );
 };
 

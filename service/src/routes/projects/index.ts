@@ -1,17 +1,23 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { createProject, getProject, listByOwner, listBySetting, updateProject } from '../../domain/projects';
 import { HttpError } from '../../http/errors';
 import { rememberWrite } from '../../http/consistency';
-import { idParam } from '../../schemas/common';
-import { bySettingQuery, createProjectBody, listProjectsQuery, updateProjectBody } from '../../schemas/projects';
+import { idParam, listOf, withErrors } from '../../schemas/common';
+import {
+  bySettingQuery,
+  createProjectBody,
+  listProjectsQuery,
+  project as projectBody,
+  updateProjectBody,
+} from '../../schemas/projects';
 import { ctxOf, REVALIDATE } from '../context';
 
-type Id = { id: string };
+const tags = ['projects'];
 
-const projects: FastifyPluginAsync = async (app) => {
-  app.post<{ Body: { owner_id: string; name: string; settings?: Record<string, unknown> } }>(
+const projects: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
+  app.post(
     '/projects',
-    { schema: { body: createProjectBody } },
+    { schema: { tags, body: createProjectBody, response: withErrors({ 201: projectBody }) } },
     async (request, reply) => {
       const { project, lsn } = await createProject(ctxOf(app, request), request.body);
       rememberWrite(reply, lsn);
@@ -19,26 +25,35 @@ const projects: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get<{ Querystring: { owner_id: string; limit: number } }>(
+  app.get(
     '/projects',
-    { schema: { querystring: listProjectsQuery }, config: { cacheControl: REVALIDATE } },
+    {
+      schema: { tags, querystring: listProjectsQuery, response: withErrors({ 200: listOf(projectBody) }) },
+      config: { cacheControl: REVALIDATE },
+    },
     async (request) => ({
       items: await listByOwner(ctxOf(app, request), request.query.owner_id, request.query.limit),
     }),
   );
 
-  app.get<{ Querystring: { key: string; value: string; limit: number } }>(
+  app.get(
     '/projects/by-setting',
-    { schema: { querystring: bySettingQuery }, config: { cacheControl: REVALIDATE } },
+    {
+      schema: { tags, querystring: bySettingQuery, response: withErrors({ 200: listOf(projectBody) }) },
+      config: { cacheControl: REVALIDATE },
+    },
     async (request) => {
       const { key, value, limit } = request.query;
       return { items: await listBySetting(ctxOf(app, request), key, value, limit) };
     },
   );
 
-  app.get<{ Params: Id }>(
+  app.get(
     '/projects/:id',
-    { schema: { params: idParam }, config: { cacheControl: REVALIDATE } },
+    {
+      schema: { tags, params: idParam, response: withErrors({ 200: projectBody }) },
+      config: { cacheControl: REVALIDATE },
+    },
     async (request) => {
       const project = await getProject(ctxOf(app, request), request.params.id);
       if (!project) throw new HttpError(404, `project ${request.params.id} not found`, 'params.id');
@@ -46,9 +61,9 @@ const projects: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.patch<{ Params: Id; Body: { name?: string; settings?: Record<string, unknown> } }>(
+  app.patch(
     '/projects/:id',
-    { schema: { params: idParam, body: updateProjectBody } },
+    { schema: { tags, params: idParam, body: updateProjectBody, response: withErrors({ 200: projectBody }) } },
     async (request, reply) => {
       const { project, lsn } = await updateProject(ctxOf(app, request), request.params.id, request.body);
       if (!project) throw new HttpError(404, `project ${request.params.id} not found`, 'params.id');

@@ -1,8 +1,12 @@
 /** Health probes (open) and replication status (bearer token). */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
+import type { FromSchema } from 'json-schema-to-ts';
 import { HEALTH_ROUTES } from '../../contract';
 import { formatLsn } from '../../db/routing';
 import { requireToken } from '../../http/auth';
+import { withErrors } from '../../schemas/common';
+import { deepHealthResponse, livenessResponse, readinessResponse } from '../../schemas/health';
+import { MANAGEMENT, replicationRow, replicationStatusResponse } from '../../schemas/management';
 
 const READINESS_TIMEOUT_MS = 1000;
 const DEEP_TIMEOUT_MS = 2000;
@@ -20,22 +24,28 @@ async function timed<T>(
   }
 }
 
-const scaling: FastifyPluginAsync = async (app) => {
+const tags = ['health'];
+
+const scaling: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
   /** The process answers; dependencies are not checked (a DB outage must not restart every pod). */
-  app.get(HEALTH_ROUTES.liveness, async () => ({ status: 'ok' }));
+  app.get(HEALTH_ROUTES.liveness, { schema: { tags, response: withErrors({ 200: livenessResponse }) } }, async () => ({
+    status: 'ok' as const,
+  }));
 
   /** Ready = not draining and the primary answers. Redis and replicas are optional (we degrade). */
-  app.get(HEALTH_ROUTES.readiness, async (_request, reply) => {
+  const readiness = { tags, response: withErrors({ 200: readinessResponse, 503: readinessResponse }) };
+  app.get(HEALTH_ROUTES.readiness, { schema: readiness }, async (_request, reply) => {
     if (app.draining) return reply.code(503).send({ status: 'draining' });
     try {
       await app.db.onPrimary('SELECT 1', [], READINESS_TIMEOUT_MS);
-      return { status: 'ready' };
+      return { status: 'ready' as const };
     } catch (err) {
       return reply.code(503).send({ status: 'not ready', primary: 'down', error: (err as Error).message });
     }
   });
 
-  app.get(HEALTH_ROUTES.deep, async (_request, reply) => {
+  const deep = { tags, response: withErrors({ 200: deepHealthResponse, 503: deepHealthResponse }) };
+  app.get(HEALTH_ROUTES.deep, { schema: deep }, async (_request, reply) => {
     const [primary, replicas, redis] = await Promise.all([
       timed(() => app.db.onPool(app.db.primary, 'SELECT 1', DEEP_TIMEOUT_MS)),
       Promise.all(
@@ -70,8 +80,10 @@ const scaling: FastifyPluginAsync = async (app) => {
     return reply.code(status === 'down' ? 503 : 200).send({ status, draining: app.draining, components });
   });
 
-  app.get('/scaling/replication/status', { preHandler: requireToken(app.config.managementToken) }, async () => {
-    const fromPrimary = await app.db.onPrimary(
+  const replication = { ...MANAGEMENT, response: withErrors({ 200: replicationStatusResponse }) };
+  const preHandler = requireToken(app.config.managementToken);
+  app.get('/scaling/replication/status', { schema: replication, preHandler }, async () => {
+    const fromPrimary = await app.db.onPrimary<FromSchema<typeof replicationRow>>(
       `SELECT application_name, client_addr::text, state, sync_state, sent_lsn::text, replay_lsn::text,
               pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag_bytes,
               EXTRACT(EPOCH FROM replay_lag)::float8 AS replay_lag_seconds

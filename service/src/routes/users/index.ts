@@ -1,17 +1,17 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { createUser, deleteUser, getUser, searchUsers, updateUser } from '../../domain/users';
 import { HttpError } from '../../http/errors';
 import { rememberWrite } from '../../http/consistency';
-import { idParam } from '../../schemas/common';
-import { createUserBody, searchUsersQuery, updateUserBody } from '../../schemas/users';
+import { idParam, listOf, withErrors } from '../../schemas/common';
+import { createUserBody, searchUsersQuery, updateUserBody, user } from '../../schemas/users';
 import { ctxOf, REVALIDATE } from '../context';
 
-type Id = { id: string };
+const tags = ['users'];
 
-const users: FastifyPluginAsync = async (app) => {
-  app.post<{ Body: { email: string; username: string; full_name?: string | null } }>(
+const users: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
+  app.post(
     '/users',
-    { schema: { body: createUserBody } },
+    { schema: { tags, body: createUserBody, response: withErrors({ 201: user }) } },
     async (request, reply) => {
       const { user, lsn } = await createUser(ctxOf(app, request), request.body);
       rememberWrite(reply, lsn);
@@ -19,18 +19,21 @@ const users: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.get<{ Querystring: { q: string; limit: number; active: boolean } }>(
+  app.get(
     '/users/search',
-    { schema: { querystring: searchUsersQuery }, config: { cacheControl: REVALIDATE } },
+    {
+      schema: { tags, querystring: searchUsersQuery, response: withErrors({ 200: listOf(user) }) },
+      config: { cacheControl: REVALIDATE },
+    },
     async (request) => {
       const { q, limit, active } = request.query;
       return { items: await searchUsers(ctxOf(app, request), q, limit, active) };
     },
   );
 
-  app.get<{ Params: Id }>(
+  app.get(
     '/users/:id',
-    { schema: { params: idParam }, config: { cacheControl: REVALIDATE } },
+    { schema: { tags, params: idParam, response: withErrors({ 200: user }) }, config: { cacheControl: REVALIDATE } },
     async (request) => {
       const user = await getUser(ctxOf(app, request), request.params.id);
       if (!user) throw new HttpError(404, `user ${request.params.id} not found`, 'params.id');
@@ -38,9 +41,9 @@ const users: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.patch<{ Params: Id; Body: Record<string, never> }>(
+  app.patch(
     '/users/:id',
-    { schema: { params: idParam, body: updateUserBody } },
+    { schema: { tags, params: idParam, body: updateUserBody, response: withErrors({ 200: user }) } },
     async (request, reply) => {
       const { user, lsn } = await updateUser(ctxOf(app, request), request.params.id, request.body);
       if (!user) throw new HttpError(404, `user ${request.params.id} not found`, 'params.id');
@@ -49,12 +52,16 @@ const users: FastifyPluginAsync = async (app) => {
     },
   );
 
-  app.delete<{ Params: Id }>('/users/:id', { schema: { params: idParam } }, async (request, reply) => {
-    const { deleted, lsn } = await deleteUser(ctxOf(app, request), request.params.id);
-    if (!deleted) throw new HttpError(404, `user ${request.params.id} not found`, 'params.id');
-    rememberWrite(reply, lsn);
-    return reply.code(204).send();
-  });
+  app.delete(
+    '/users/:id',
+    { schema: { tags, params: idParam, response: withErrors({ 204: { type: 'null', description: 'deleted' } }) } },
+    async (request, reply) => {
+      const { deleted, lsn } = await deleteUser(ctxOf(app, request), request.params.id);
+      if (!deleted) throw new HttpError(404, `user ${request.params.id} not found`, 'params.id');
+      rememberWrite(reply, lsn);
+      return reply.code(204).send(null);
+    },
+  );
 };
 
 export default users;
