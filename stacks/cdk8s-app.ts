@@ -6,11 +6,14 @@
  *   npm run synth [-- --env prod] [--out dist]
  *   npx cdk8s synth --no-check-upgrade   (through cdk8s.yaml)
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'util';
+import { shrunkClaims } from '../tools/manifests/diff/immutable';
 import { checkObjects } from '../tools/manifests/schema-check';
 import { type EnvironmentOverrides } from './config';
 import { ENVIRONMENTS, loadEnvironment } from './environments';
-import { writeEnvironments } from './manifests';
+import { readManifestDir, writeEnvironments } from './manifests';
 import { type KubeObject, synthObjects } from './synth';
 
 export function main(argv: string[], registry: Readonly<Record<string, EnvironmentOverrides>> = ENVIRONMENTS): number {
@@ -31,6 +34,19 @@ export function main(argv: string[], registry: Readonly<Record<string, Environme
           `Environment '${name}' synthesized invalid objects:\n` +
             problems.map((p) => `  - ${p.object}: ${p.path}: ${p.message}`).join('\n'),
         );
+      }
+      // Volumes cannot shrink: a smaller claim template than the previous synth is refused.
+      const previous = join(out, name);
+      if (existsSync(previous)) {
+        const shrunk = shrunkClaims(readManifestDir(previous), objects);
+        if (shrunk.length) {
+          errors.push(
+            `Environment '${name}': volumes cannot shrink, and a claim template is smaller than in ${previous}/:\n` +
+              shrunk.map((s) => `  - ${s}`).join('\n') +
+              `\n  Keep the <tier>.storage.size of stacks/${name}.ts at the previous size or larger ` +
+              `(moving to a smaller volume is a new volume plus a backup restore: docs/day-2.md).`,
+          );
+        }
       }
       results.set(name, objects);
     } catch (err) {

@@ -184,3 +184,25 @@ export function customTimeoutsOf(o: KubeObject): { create: string; update: strin
   if (o.kind === 'StatefulSet' && claims.length > 0) return { create: '30m', update: '30m' };
   return undefined;
 }
+
+/**
+ * The live claims of a StatefulSet (`<template>-<name>-<ordinal>`) with the size
+ * of their template: what a `pulumi up` patches them to, since Kubernetes
+ * refuses a changed claim template.
+ */
+export function claimPatchesOf(o: KubeObject): { name: string; storage: string }[] {
+  if (o.kind !== 'StatefulSet') return [];
+  const spec = specOf<{
+    replicas?: number;
+    volumeClaimTemplates?: { metadata: { name: string }; spec?: { resources?: { requests?: { storage?: string } } } }[];
+  }>(o);
+  const replicas = spec.replicas ?? 1;
+  return (spec.volumeClaimTemplates ?? []).flatMap((t) => {
+    const storage = t.spec?.resources?.requests?.storage;
+    if (!storage) return [];
+    return Array.from({ length: replicas }, (_, i) => ({
+      name: `${t.metadata.name}-${o.metadata.name}-${i}`,
+      storage,
+    }));
+  });
+}

@@ -22,6 +22,7 @@ import type { Platform } from '../constructs/platform';
 import type { EnvironmentConfig } from './config';
 import type { SecretConfigKey, StatefulProtection, SuppliedSecrets } from './pulumi-config';
 import {
+  claimPatchesOf,
   customTimeoutsOf,
   dependencyLayers,
   deployDependencies,
@@ -225,6 +226,8 @@ export class PlatformStack extends pulumi.ComponentResource {
               const timeouts = customTimeoutsOf(obj);
               if (timeouts) childOpts.customTimeouts = timeouts;
               if (STATEFUL_KINDS.has(obj.kind)) Object.assign(childOpts, protection);
+              // A claim template cannot change in place; growing it is done on the live claims (below).
+              if (claimPatchesOf(obj).length) childOpts.ignoreChanges = ['spec.volumeClaimTemplates'];
             },
           ],
         },
@@ -232,6 +235,26 @@ export class PlatformStack extends pulumi.ComponentResource {
       );
       for (const key of layer) groupOf.set(key, group);
     });
+
+    // Growing a volume from config: each live claim of a StatefulSet is patched to its template's size
+    // (server-side apply). On a first deploy the StatefulSet made the claims at that size already.
+    // The StatefulSet controller owns the field, hence patchForce; a deleted patch leaves the claim be.
+    for (const o of rest) {
+      for (const claim of claimPatchesOf(o)) {
+        new k8s.core.v1.PersistentVolumeClaimPatch(
+          `${config.namespace}/${claim.name}`,
+          {
+            metadata: {
+              name: claim.name,
+              namespace: config.namespace,
+              annotations: { 'pulumi.com/patchForce': 'true' },
+            },
+            spec: { resources: { requests: { storage: claim.storage } } },
+          },
+          { parent: this, provider, dependsOn: [namespace, resourceOf(objectKey(o))], retainOnDelete: true },
+        );
+      }
+    }
 
     const edgeService = resourceOf(`Service/${endpoints.edgeServiceName}`) as pulumi.Output<k8s.core.v1.Service>;
     this.namespace = namespace.metadata.name;

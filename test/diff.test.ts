@@ -117,7 +117,7 @@ describe('npm run diff on fixture pairs', () => {
 
   it('json has counts, object refs and changes', async () => {
     const json = JSON.parse((await run([...pair('mixed'), '--format', 'json', '--env', 'prod'])).out);
-    expect(json.environments[0].summary).toEqual({ changed: 2, added: 1, removed: 1 });
+    expect(json.environments[0].summary).toEqual({ changed: 2, added: 1, removed: 1, immutable: 0 });
     expect(json.environments[0].added).toEqual([
       { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'prod', name: 'web' },
     ]);

@@ -34,6 +34,7 @@ export interface Registration {
   protect: boolean;
   retainOnDelete: boolean;
   additionalSecretOutputs: string[];
+  ignoreChanges: string[];
   /** `customTimeouts` as registered (create/update), undefined when unset. */
   customTimeouts?: { create: string; update: string };
   /** Inputs with secrets unwrapped, as the provider receives them. */
@@ -129,6 +130,7 @@ export async function runProgram(
           retainOnDelete: req.getRetainondelete() ?? false,
           additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
           customTimeouts: timeoutsOf(req),
+          ignoreChanges: req.getIgnorechangesList(),
           inputs: unwrapSecrets(req.getObject()?.toJavaScript() ?? {}) as Record<string, unknown>,
           wire: req.getObject()?.toJavaScript(),
         });
@@ -190,8 +192,13 @@ export function typeToken(o: KubeObject): string {
 export const identity = (type: string, o: { metadata?: { namespace?: string; name?: string } }) =>
   `${type} ${o.metadata?.namespace ?? '(cluster)'}/${o.metadata?.name}`;
 
+/** The Kubernetes objects a run registers (patches of live objects left out: `patchesOf`). */
 export const kubeRegistrations = (run: ProgramRun) =>
-  run.registrations.filter((r) => r.custom && r.type.startsWith('kubernetes:'));
+  run.registrations.filter((r) => r.custom && r.type.startsWith('kubernetes:') && !r.type.endsWith('Patch'));
+
+/** The patch resources a run registers (server-side apply patches of live objects). */
+export const patchesOf = (run: ProgramRun) =>
+  run.registrations.filter((r) => r.custom && r.type.startsWith('kubernetes:') && r.type.endsWith('Patch'));
 
 /** Whether `value` contains `needle` anywhere outside a secret-wrapped subtree. */
 export function containsPlaintext(value: unknown, needle: string): boolean {

@@ -24,6 +24,7 @@ import {
   identity,
   kubeRegistrations,
   LOAD_BALANCER_IP,
+  patchesOf,
   type ProgramRun,
   runProgram,
   stackFileConfig,
@@ -175,6 +176,63 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
     // Each is a cycle: the controller waits for the Service, the Service for the controller's pods.
     const cycleOf = (id: string) => old.cycles.find((c) => c.some((k) => k.startsWith(`${id} `)));
     expect(cycleOf('Deployment/api')?.map((k) => k.split(' ')[0])).toEqual(expect.arrayContaining(['Service/api']));
+  });
+
+  test('grows volumes on the live claims: StatefulSets ignore claim-template changes, each claim is patched to its size', () => {
+    const kube = kubeRegistrations(run);
+    const byUrn = new Map(kube.map((r) => [r.urn, r]));
+    const claimed = expected.filter(
+      (o) =>
+        o.kind === 'StatefulSet' &&
+        ((o.spec as { volumeClaimTemplates?: unknown[] }).volumeClaimTemplates ?? []).length,
+    );
+    for (const o of claimed) {
+      const sts = kube.find(
+        (r) => r.type === 'kubernetes:apps/v1:StatefulSet' && r.name === `${o.metadata.namespace}/${o.metadata.name}`,
+      )!;
+      expect({ name: sts.name, ignoreChanges: sts.ignoreChanges }).toEqual({
+        name: sts.name,
+        ignoreChanges: ['spec.volumeClaimTemplates'],
+      });
+    }
+    const patches = patchesOf(run);
+    const expectedClaims = claimed.flatMap((o) => {
+      const spec = o.spec as {
+        replicas: number;
+        volumeClaimTemplates: { metadata: { name: string }; spec: { resources: { requests: { storage: string } } } }[];
+      };
+      return spec.volumeClaimTemplates.flatMap((t) =>
+        Array.from({ length: spec.replicas }, (_, i) => ({
+          claim: `${t.metadata.name}-${o.metadata.name}-${i}`,
+          storage: t.spec.resources.requests.storage,
+          after: `StatefulSet/${o.metadata.name}`,
+        })),
+      );
+    });
+    expect(expectedClaims.map((c) => c.claim)).toEqual(
+      expect.arrayContaining(['data-postgres-primary-0', 'data-redis-5']),
+    );
+    expect(
+      patches
+        .map((p) => {
+          const inputs = p.inputs as {
+            metadata: { name: string; annotations: Record<string, string> };
+            spec: { resources: { requests: { storage: string } } };
+          };
+          expect(p.type).toBe('kubernetes:core/v1:PersistentVolumeClaimPatch');
+          expect(p.retainOnDelete).toBe(true);
+          expect(inputs.metadata.annotations['pulumi.com/patchForce']).toBe('true');
+          const after = p.dependencies
+            .map((u) => byUrn.get(u))
+            .find((r) => r?.type === 'kubernetes:apps/v1:StatefulSet');
+          return {
+            claim: inputs.metadata.name,
+            storage: inputs.spec.resources.requests.storage,
+            after: after && `StatefulSet/${after.name.split('/')[1]}`,
+          };
+        })
+        .sort((a, b) => a.claim.localeCompare(b.claim)),
+    ).toEqual(expectedClaims.sort((a, b) => a.claim.localeCompare(b.claim)));
   });
 
   test('deploys through one server-side-apply provider, every resource under fastnext:platform:Stack', () => {

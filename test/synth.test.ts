@@ -75,6 +75,27 @@ describe('synth', () => {
     expect(fs.readdirSync(out).filter((f) => f.startsWith('.'))).toEqual([]);
   });
 
+  test('fails when a volume would shrink below the previous synth, and leaves dist/ intact', () => {
+    // GIVEN prod synthesized with its 100Gi PostgreSQL volumes
+    expect(main(['--out', out])).toBe(0);
+    const before = listTree(out);
+    // WHEN prod asks for 50Gi
+    const shrunk = {
+      ...ENVIRONMENTS,
+      prod: { ...ENVIRONMENTS.prod, postgres: { ...ENVIRONMENTS.prod.postgres, storage: { size: '50Gi' } } },
+    };
+    // THEN synth refuses, naming both sizes, and writes nothing
+    expect(main(['--out', out], shrunk)).toBe(1);
+    expect(errors.join('\n')).toBe(
+      `Environment 'prod': volumes cannot shrink, and a claim template is smaller than in ${out}/prod/:\n` +
+        "  - StatefulSet postgres-primary, claim template 'data': 100Gi -> 50Gi\n" +
+        "  - StatefulSet postgres-replica, claim template 'data': 100Gi -> 50Gi\n" +
+        '  Keep the <tier>.storage.size of stacks/prod.ts at the previous size or larger (moving to a smaller volume is a new volume plus a backup restore: docs/day-2.md).\n' +
+        `synth: nothing written; ${out}/ keeps its previous content.`,
+    );
+    expect(listTree(out)).toEqual(before);
+  });
+
   test('fails when an environment is unknown', () => {
     expect(main(['--out', out, '--env', 'qa'])).toBe(1);
     expect(errors[0]).toBe(

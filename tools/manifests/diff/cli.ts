@@ -4,13 +4,18 @@
  * Shows what a change does to each environment's manifests, object by object.
  * The base defaults to `--base HEAD` (what the uncommitted change does); the
  * head is the working tree, or `--head-dir`. Exit 0 when nothing differs, 1
- * when something does, 2 on an error.
+ * when something does, 3 when a change is one Kubernetes refuses in place
+ * (an immutable field: CI blocks it unless the documented procedure is
+ * followed), 2 on an error.
  */
 import { parseArgs } from 'util';
 import { capacityOf } from '../capacity/capacity';
 import { DIFF_FORMATS, type DiffFormat, type EnvironmentResult, formatDiff } from './format';
-import { diffEnvironment, isEmpty } from './object-diff';
+import { diffEnvironment, immutableCount, isEmpty } from './object-diff';
 import { DiffError, type Side, isFlatDir, readSideDir, synthGitRef, synthWorkingTree } from './sources';
+
+/** Exit status when a change touches an immutable field. */
+export const EXIT_IMMUTABLE = 3;
 
 export async function main(argv: string[]): Promise<number> {
   try {
@@ -67,6 +72,7 @@ export async function main(argv: string[]): Promise<number> {
       };
     });
     process.stdout.write(formatDiff(format, results));
+    if (results.some((r) => immutableCount(r.diff) > 0)) return EXIT_IMMUTABLE;
     return results.every((r) => isEmpty(r.diff)) ? 0 : 1;
   } catch (err) {
     console.error(err instanceof DiffError ? err.message : `diff: ${(err as Error).message}`);

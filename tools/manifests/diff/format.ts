@@ -6,7 +6,7 @@
 import { type CapacitySummary, formatCapacityMarkdown } from '../capacity/capacity';
 import { describe } from '../policy/engine';
 import { lineDiff } from './lines';
-import { type Change, type EnvironmentDiff, isEmpty } from './object-diff';
+import { type Change, type EnvironmentDiff, immutableCount, isEmpty } from './object-diff';
 import { preview } from '../../k8s/values';
 
 export type DiffFormat = 'text' | 'markdown' | 'json';
@@ -22,14 +22,18 @@ export interface EnvironmentResult {
 const MAX_VALUE = 160;
 
 export function summaryLine({ name, diff }: EnvironmentResult): string {
-  return `${name}: ${diff.changed.length} changed, ${diff.added.length} added, ${diff.removed.length} removed`;
+  const immutable = immutableCount(diff);
+  return (
+    `${name}: ${diff.changed.length} changed, ${diff.added.length} added, ${diff.removed.length} removed` +
+    (immutable ? `, ${immutable} immutable (see '!' lines)` : '')
+  );
 }
 
 const show = (v: unknown) => preview(v, MAX_VALUE, 'undefined');
 
 const multiline = (v: unknown): v is string => typeof v === 'string' && v.includes('\n');
 
-type Mark = '+' | '-' | '~' | ' ';
+type Mark = '+' | '-' | '~' | ' ' | '!';
 /** One output line: a change mark and its text (text mode puts the indent first, Markdown's `diff` block the mark). */
 type Line = [Mark, string];
 
@@ -61,9 +65,14 @@ export function changeLines(c: Change): Line[] {
 /** One environment's diff: changed objects with their paths, then added, then removed objects. */
 function bodyLines(diff: EnvironmentDiff): { depth: number; line: Line }[] {
   const lines: { depth: number; line: Line }[] = [];
-  for (const { object, changes } of diff.changed) {
+  for (const { object, changes, immutable } of diff.changed) {
     lines.push({ depth: 0, line: ['~', describe(object)] });
-    for (const c of changes) lines.push(...changeLines(c).map((line) => ({ depth: 1, line })));
+    for (const c of changes) {
+      lines.push(...changeLines(c).map((line) => ({ depth: 1, line })));
+      for (const f of immutable?.filter((x) => x.path === c.path) ?? []) {
+        lines.push({ depth: 2, line: ['!', f.message] }, { depth: 2, line: ['!', `instead: ${f.instead}`] });
+      }
+    }
   }
   for (const o of diff.added) lines.push({ depth: 0, line: ['+', describe(o)] });
   for (const o of diff.removed) lines.push({ depth: 0, line: ['-', describe(o)] });
@@ -93,7 +102,12 @@ export function formatMarkdown(results: readonly EnvironmentResult[]): string {
 export function formatJson(results: readonly EnvironmentResult[]): string {
   const environments = results.map((r) => ({
     name: r.name,
-    summary: { changed: r.diff.changed.length, added: r.diff.added.length, removed: r.diff.removed.length },
+    summary: {
+      changed: r.diff.changed.length,
+      added: r.diff.added.length,
+      removed: r.diff.removed.length,
+      immutable: immutableCount(r.diff),
+    },
     ...r.diff,
     ...(r.capacity ? { capacity: r.capacity } : {}),
   }));

@@ -8,6 +8,7 @@
  */
 import type { KubeObject } from '../../../stacks/synth';
 import { keyOf, type ObjectRef, objectRef } from '../policy/engine';
+import { type ImmutableFinding, immutableFindings } from './immutable';
 
 export type ChangeKind = 'changed' | 'added' | 'removed' | 'reordered';
 
@@ -24,6 +25,8 @@ export interface Change {
 export interface ObjectChange {
   object: ObjectRef;
   changes: Change[];
+  /** Changes Kubernetes refuses in place (tools/manifests/diff/immutable.ts); absent when none. */
+  immutable?: ImmutableFinding[];
 }
 
 export interface EnvironmentDiff {
@@ -32,11 +35,16 @@ export interface EnvironmentDiff {
   changed: ObjectChange[];
 }
 
-/** Fields whose value identifies an array item, tried in order (the first one unique in both arrays wins). */
-const ITEM_KEYS = ['name', 'mountPath', 'containerPort', 'port', 'key', 'topologyKey'];
-
 type Json = unknown;
 const isObject = (v: Json): v is Record<string, Json> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/**
+ * Fields whose value identifies an array item, tried in order (the first one unique in both arrays wins).
+ * `metadata.name` names a StatefulSet's volume claim templates; it is written `[name=…]` in paths.
+ */
+const ITEM_KEYS = ['name', 'metadata.name', 'mountPath', 'containerPort', 'port', 'key', 'topologyKey'];
+const itemId = (item: unknown, key: string): unknown =>
+  key.split('.').reduce<unknown>((v, k) => (isObject(v) ? v[k] : undefined), item);
+const keyLabel = (key: string) => key.split('.').at(-1)!;
 const canonical = (v: Json): string =>
   JSON.stringify(v, (_k, val: Json) =>
     isObject(val)
@@ -59,7 +67,7 @@ const join = (path: string, key: string) => (path ? `${path}${keySegment(key)}` 
 function itemKey(a: Json[], b: Json[]): string | undefined {
   return ITEM_KEYS.find((k) =>
     [a, b].every((list) => {
-      const ids = list.map((item) => (isObject(item) ? item[k] : undefined));
+      const ids = list.map((item) => itemId(item, k));
       return ids.every((id) => typeof id === 'string' || typeof id === 'number') && new Set(ids).size === ids.length;
     }),
   );
@@ -68,8 +76,8 @@ function itemKey(a: Json[], b: Json[]): string | undefined {
 function diffArrays(a: Json[], b: Json[], path: string, out: Change[]): void {
   const key = a.length && b.length ? itemKey(a, b) : undefined;
   if (key) {
-    const id = (item: Json) => String((item as Record<string, Json>)[key]);
-    const seg = (item: Json) => `${path}[${key}=${id(item)}]`;
+    const id = (item: Json) => String(itemId(item, key));
+    const seg = (item: Json) => `${path}[${keyLabel(key)}=${id(item)}]`;
     const before = new Map(a.map((item) => [id(item), item]));
     const after = new Map(b.map((item) => [id(item), item]));
     for (const item of a) if (!after.has(id(item))) out.push({ path: seg(item), kind: 'removed', old: item });
@@ -159,9 +167,14 @@ export function diffEnvironment(base: readonly KubeObject[], head: readonly Kube
       continue;
     }
     const changes = diffObject(old, o);
-    if (changes.length) result.changed.push({ object: objectRef(o), changes });
+    if (!changes.length) continue;
+    const immutable = immutableFindings(o.kind, o.metadata.name, changes);
+    result.changed.push({ object: objectRef(o), changes, ...(immutable.length ? { immutable } : {}) });
   }
   return result;
 }
 
 export const isEmpty = (d: EnvironmentDiff) => d.added.length + d.removed.length + d.changed.length === 0;
+
+/** How many changes Kubernetes would refuse in place. */
+export const immutableCount = (d: EnvironmentDiff) => d.changed.reduce((n, c) => n + (c.immutable?.length ?? 0), 0);
