@@ -7,7 +7,7 @@
  * produced here; nothing reads `process.env`.
  */
 import { z } from 'zod';
-import { DEFAULT_DNS_RESOLVERS, DNS_RESOLVER_FORMAT, dnsResolverPeer } from '../constructs/common';
+import { DEFAULT_DNS_RESOLVERS, DNS_RESOLVER_FORMAT, dnsResolverPeer } from '../constructs/core/common';
 import { CLUSTER_PROFILES, profileDefaults } from './cluster-profiles';
 import { preview } from '../tools/k8s/values';
 

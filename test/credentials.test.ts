@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Chart, Testing } from 'cdk8s';
-import { GeneratedSecret, secretGeneratorScript } from '../constructs/credentials';
+import { GeneratedSecret, secretGeneratorScript } from '../constructs/core/generated-secret';
 import { loadEnvironment } from '../stacks/environments';
 
 interface Seen {

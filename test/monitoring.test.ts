@@ -6,11 +6,11 @@
  */
 import { Testing } from 'cdk8s';
 import { parse } from 'yaml';
-import { renderAlertRules, renderRecordingRules } from '../constructs/config-files/alert-rules';
-import { dashboards, renderDashboard } from '../constructs/config-files/dashboards';
-import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/config-files/prometheus-config';
+import { renderAlertRules, renderRecordingRules } from '../constructs/monitoring/alert-rules';
+import { dashboards, renderDashboard } from '../constructs/monitoring/dashboards';
+import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/monitoring/prometheus-config';
 import { DASHBOARD_CONFIGMAP_LIMIT_BYTES, DISCOVERY_RULE, Monitoring } from '../constructs/monitoring';
-import { RULE_COMPONENTS } from '../constructs/config-files/alert-rules';
+import { RULE_COMPONENTS } from '../constructs/monitoring/alert-rules';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { ENVS, type Obj, containersOf, find, generatorJob, objectsOf, ofKind, podTemplates } from './helpers/objects';

@@ -12,8 +12,8 @@ import {
   postgresMemory,
   renderPgHba,
   renderPostgresqlConf,
-} from '../constructs/config-files/postgres';
-import { PostgresCluster, POSTGRES_ROLE_LABEL } from '../constructs/postgres-cluster';
+} from '../constructs/postgres/files';
+import { PostgresCluster, POSTGRES_ROLE_LABEL } from '../constructs/postgres/postgres-cluster';
 import { buildPlatform } from '../stacks/synth';
 import { ENVS, find, generatorJob, type Obj, objectsOf, ofKind, selects } from './helpers/objects';
 

@@ -5,8 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { Chart, Testing } from 'cdk8s';
 import { loadEnvironment } from '../stacks/environments';
 import { buildPlatform, synthObjects } from '../stacks/synth';
-import { redisConfigFiles, renderRedisConf } from '../constructs/config-files/redis';
-import { RedisCluster } from '../constructs/redis-cluster';
+import { redisConfigFiles, renderRedisConf } from '../constructs/redis/files';
+import { RedisCluster } from '../constructs/redis/redis-cluster';
 import { ENVS, find, generatorJob, type Obj, objectsOf, ofKind, selects } from './helpers/objects';
 
 describe.each(ENVS)('%s', (env) => {

@@ -22,14 +22,14 @@ import {
   serviceAccount,
   tcpPorts,
   topologySpread,
-} from '../common';
-import { dashboards, renderDashboard } from '../config-files/dashboards';
-import { GeneratedSecret } from '../credentials';
+} from '../core/common';
+import { dashboards, renderDashboard } from './dashboards';
+import { GeneratedSecret } from '../core/generated-secret';
 import {
   GRAFANA_DASHBOARDS_DIR,
   renderGrafanaDashboardProvider,
   renderGrafanaDatasources,
-} from '../config-files/grafana-provisioning';
+} from './grafana-provisioning';
 
 const k8s = kplus.k8s;
 

@@ -23,14 +23,14 @@ import {
   serviceAccount,
   tcpPorts,
   topologySpread,
-} from '../common';
-import { renderAlertRules, renderRecordingRules } from '../config-files/alert-rules';
+} from '../core/common';
+import { renderAlertRules, renderRecordingRules } from './alert-rules';
 import {
   PROMETHEUS_CONFIG_DIR,
   PROMETHEUS_FILES,
   PROMETHEUS_PORT,
   renderPrometheusConfig,
-} from '../config-files/prometheus-config';
+} from './prometheus-config';
 
 const k8s = kplus.k8s;
 

@@ -6,14 +6,14 @@
 import { Chart } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
-import type { EnvironmentConfig } from '../stacks/config';
-import { ApiService } from './api-service';
-import { dnsResolverPeers, PART_OF, PRODUCTION_LABEL } from './common';
-import { EdgeProxy } from './edge-proxy';
-import { EDGE_PORTS } from './config-files/nginx-conf';
-import { Monitoring } from './monitoring';
-import { PostgresCluster, POSTGRES_EXPORTER_PORT } from './postgres-cluster';
-import { RedisCluster, REDIS_EXPORTER_PORT } from './redis-cluster';
+import type { EnvironmentConfig } from './config';
+import { ApiService } from '../constructs/api/api-service';
+import { dnsResolverPeers, PART_OF, PRODUCTION_LABEL } from '../constructs/core/common';
+import { EdgeProxy } from '../constructs/edge/edge-proxy';
+import { EDGE_PORTS } from '../constructs/edge/nginx-conf';
+import { Monitoring } from '../constructs/monitoring';
+import { PostgresCluster, POSTGRES_EXPORTER_PORT } from '../constructs/postgres/postgres-cluster';
+import { RedisCluster, REDIS_EXPORTER_PORT } from '../constructs/redis/redis-cluster';
 
 export interface PlatformProps {
   readonly config: EnvironmentConfig;

@@ -10,7 +10,7 @@
  */
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { EnvironmentConfig } from '../stacks/config';
+import type { EnvironmentConfig } from '../../stacks/config';
 import {
   containerSecurityContext,
   dnsEgress,

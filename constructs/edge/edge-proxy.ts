@@ -6,7 +6,7 @@
 import { createHash } from 'crypto';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { EnvironmentConfig } from '../stacks/config';
+import type { EnvironmentConfig } from '../../stacks/config';
 import {
   containerSecurityContext,
   httpProbe,
@@ -25,9 +25,9 @@ import {
   serviceAccount,
   tcpPorts,
   topologySpread,
-} from './common';
-import { EDGE_PATHS, EDGE_PORTS, renderNginxConf } from './config-files/nginx-conf';
-import { EXTERNAL_SECRETS_ANNOTATION } from './credentials';
+} from '../core/common';
+import { EDGE_PATHS, EDGE_PORTS, renderNginxConf } from './nginx-conf';
+import { EXTERNAL_SECRETS_ANNOTATION } from '../core/generated-secret';
 
 const k8s = kplus.k8s;
 

@@ -5,9 +5,9 @@
  */
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { SERVICE_COMMANDS, SERVICE_ENV, SERVICE_PATHS, SERVICE_PORTS } from '../service/src/contract';
-import { type EnvironmentConfig, PRESTOP_SLEEP_SECONDS } from '../stacks/config';
-import { GeneratedSecret } from './credentials';
+import { SERVICE_COMMANDS, SERVICE_ENV, SERVICE_PATHS, SERVICE_PORTS } from '../../service/src/contract';
+import { type EnvironmentConfig, PRESTOP_SLEEP_SECONDS } from '../../stacks/config';
+import { GeneratedSecret } from '../core/generated-secret';
 import {
   containerSecurityContext,
   httpProbe,
@@ -26,7 +26,7 @@ import {
   serviceAccount,
   tcpPorts,
   topologySpread,
-} from './common';
+} from '../core/common';
 
 const k8s = kplus.k8s;
 

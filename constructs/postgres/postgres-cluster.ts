@@ -8,7 +8,7 @@
  */
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { EnvironmentConfig } from '../stacks/config';
+import type { EnvironmentConfig } from '../../stacks/config';
 import {
   containerSecurityContext,
   dataVolumeClaim,
@@ -26,9 +26,9 @@ import {
   serviceAccount,
   tcpPorts,
   topologySpread,
-} from './common';
-import { POSTGRES_FILES, POSTGRES_PORT, postgresConfigFiles } from './config-files/postgres';
-import { GeneratedSecret } from './credentials';
+} from '../core/common';
+import { POSTGRES_FILES, POSTGRES_PORT, postgresConfigFiles } from './files';
+import { GeneratedSecret } from '../core/generated-secret';
 
 const k8s = kplus.k8s;
 

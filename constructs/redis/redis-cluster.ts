@@ -6,7 +6,7 @@
  */
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { EnvironmentConfig } from '../stacks/config';
+import type { EnvironmentConfig } from '../../stacks/config';
 import {
   containerSecurityContext,
   dataVolumeClaim,
@@ -25,9 +25,9 @@ import {
   serviceAccount,
   tcpPorts,
   topologySpread,
-} from './common';
-import { REDIS_BUS_PORT_OFFSET, REDIS_FILES, REDIS_PORT, redisConfigFiles, redisNodeCount } from './config-files/redis';
-import { GeneratedSecret } from './credentials';
+} from '../core/common';
+import { REDIS_BUS_PORT_OFFSET, REDIS_FILES, REDIS_PORT, redisConfigFiles, redisNodeCount } from './files';
+import { GeneratedSecret } from '../core/generated-secret';
 
 const k8s = kplus.k8s;
 

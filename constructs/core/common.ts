@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import * as kplus from 'cdk8s-plus-28';
-import type { EnvironmentConfig } from '../stacks/config';
+import type { EnvironmentConfig } from '../../stacks/config';
 
 const k8s = kplus.k8s;
 
