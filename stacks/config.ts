@@ -7,16 +7,26 @@
  * produced here; nothing reads `process.env`.
  */
 import { z } from 'zod';
-import { DEFAULT_DNS_RESOLVERS, DNS_RESOLVER_FORMAT, dnsResolverPeer } from '../constructs/core/common';
 import { CLUSTER_PROFILES, profileDefaults } from './cluster-profiles';
+import { API_SERVICE_DEFAULTS, CRON, PRESTOP_SLEEP_SECONDS } from '../constructs/api/api-service';
+import { DEFAULT_DNS_RESOLVERS, DNS_RESOLVER_FORMAT, dnsResolverPeer } from '../constructs/core/network';
+import { RESTRICTED_VOLUME_SOURCES, volumeSourceProblem } from '../constructs/core/pod';
+import { quantityProblem, resourcesProblems } from '../constructs/core/quantity';
+import { DNS1123_LABEL, DNS1123_SUBDOMAIN, imageProblem } from '../constructs/core/validate';
+import { EDGE_PROXY_DEFAULTS } from '../constructs/edge/edge-proxy';
+import { NGINX_SIZE, SERVER_NAME } from '../constructs/edge/nginx-conf';
+import { ALERT_DEFAULTS, GRAFANA_DEFAULTS, PROMETHEUS_DEFAULTS } from '../constructs/monitoring';
+import { RETENTION } from '../constructs/monitoring/prometheus';
+import { SYNCHRONOUS_COMMIT } from '../constructs/postgres/files';
+import { POSTGRES_CLUSTER_DEFAULTS } from '../constructs/postgres/postgres-cluster';
+import { MAXMEMORY_POLICIES, REDIS_SIZE, redisMemoryProblem } from '../constructs/redis/files';
+import { REDIS_CLUSTER_DEFAULTS } from '../constructs/redis/redis-cluster';
 import { preview } from '../tools/k8s/values';
 
-// ---------------------------------------------------------------- primitives
+export { parseQuantity } from '../constructs/core/quantity';
+export { PRESTOP_SLEEP_SECONDS } from '../constructs/api/api-service';
 
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-/** Kubernetes resource quantity, non-negative (e.g. `250m`, `1`, `512Mi`, `10Gi`). */
-const QUANTITY = /^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
+// ---------------------------------------------------------------- primitives
 
 /** A DNS-1123 label (namespace, object name prefix): lowercase alphanumerics and '-', at most 63. */
 export const dnsLabel = z
@@ -26,38 +36,32 @@ export const dnsLabel = z
     message: "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit",
   });
 
-const hostname = z
+const dnsSubdomain = z
   .string()
   .max(253, { message: 'must be at most 253 characters' })
   .regex(DNS1123_SUBDOMAIN, { message: 'must be a lowercase DNS name such as api.example.com' });
+
+/** A host name nginx answers for: a DNS name, or a `*.example.com` wildcard. */
+const serverName = z.string().max(253, { message: 'must be at most 253 characters' }).regex(SERVER_NAME, {
+  message: 'must be a lowercase DNS name such as api.example.com, or a wildcard such as *.example.com',
+});
+
+/** Adds a custom issue when `problem` returns one. */
+const refineWith =
+  <T>(problem: (value: T) => string | undefined) =>
+  (value: T, ctx: z.RefinementCtx) => {
+    const message = problem(value);
+    if (message) ctx.addIssue({ code: 'custom', message });
+  };
 
 /**
  * A container image pinned to a tag or digest. `latest` and untagged images are
  * refused: they make a rollout depend on what the registry holds that day.
  */
-export const imageRef = z.string().superRefine((image, ctx) => {
-  if (image.includes('@sha256:')) return;
-  const lastSegment = image.split('/').pop() ?? '';
-  const tag = lastSegment.includes(':') ? lastSegment.slice(lastSegment.indexOf(':') + 1) : '';
-  if (!tag) {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'must carry a tag or digest (e.g. repo/name:1.2.3 or repo/name@sha256:…)',
-    });
-  } else if (tag === 'latest') {
-    ctx.addIssue({ code: 'custom', message: "must not use the 'latest' tag: pin a version (e.g. repo/name:1.2.3)" });
-  }
-});
+export const imageRef = z.string().superRefine(refineWith(imageProblem));
 
 /** A positive resource quantity such as `250m`, `512Mi` or `10Gi`. */
-export const quantity = z.string().superRefine((q, ctx) => {
-  if (!QUANTITY.test(q) || parseQuantity(q) <= 0) {
-    ctx.addIssue({
-      code: 'custom',
-      message: "must be a positive Kubernetes quantity such as '250m', '512Mi' or '10Gi'",
-    });
-  }
-});
+export const quantity = z.string().superRefine(refineWith(quantityProblem));
 
 /** Where pods send DNS queries: a CIDR or a pod label selector (see constructs/common.ts). */
 const dnsResolver = z.string().superRefine((r, ctx) => {
@@ -74,14 +78,9 @@ const resources = z
   })
   .strict()
   .superRefine((r, ctx) => {
-    for (const kind of ['cpu', 'memory'] as const) {
-      if (parseQuantity(r.requests[kind]) > parseQuantity(r.limits[kind])) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['requests', kind],
-          message: `must be <= limits.${kind} (${r.limits[kind]})`,
-        });
-      }
+    for (const [path, message] of resourcesProblems(r)) {
+      // Malformed quantities are reported by their own field's schema.
+      if (message.startsWith('must be <=')) ctx.addIssue({ code: 'custom', path: path.split('.'), message });
     }
   });
 
@@ -114,13 +113,205 @@ const autoscaling = z
     }
   });
 
-// ---------------------------------------------------------------- the schema
+// ---------------------------------------------------------------- the pod block
 
+const stringMap = z.record(z.string(), z.string());
+const labelSelector = z
+  .object({
+    matchLabels: stringMap.optional(),
+    matchExpressions: z
+      .array(
+        z
+          .object({
+            key: z.string(),
+            operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+            values: z.array(z.string()).optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+  })
+  .strict();
+const nodeSelectorTerm = z
+  .object({
+    matchExpressions: z
+      .array(
+        z
+          .object({
+            key: z.string(),
+            operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist', 'Gt', 'Lt']),
+            values: z.array(z.string()).optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+    matchFields: z
+      .array(
+        z
+          .object({ key: z.string(), operator: z.enum(['In', 'NotIn']), values: z.array(z.string()).optional() })
+          .strict(),
+      )
+      .optional(),
+  })
+  .strict();
+const podAffinityTerm = z
+  .object({
+    labelSelector: labelSelector.optional(),
+    namespaceSelector: labelSelector.optional(),
+    namespaces: z.array(dnsLabel).optional(),
+    topologyKey: z.string().min(1),
+  })
+  .strict();
+const weight = z.number().int().min(1).max(100);
+const podAffinity = z
+  .object({
+    requiredDuringSchedulingIgnoredDuringExecution: z.array(podAffinityTerm).optional(),
+    preferredDuringSchedulingIgnoredDuringExecution: z.array(z.object({ weight, podAffinityTerm }).strict()).optional(),
+  })
+  .strict();
+const affinity = z
+  .object({
+    nodeAffinity: z
+      .object({
+        requiredDuringSchedulingIgnoredDuringExecution: z
+          .object({ nodeSelectorTerms: z.array(nodeSelectorTerm).min(1) })
+          .strict()
+          .optional(),
+        preferredDuringSchedulingIgnoredDuringExecution: z
+          .array(z.object({ weight, preference: nodeSelectorTerm }).strict())
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    podAffinity: podAffinity.optional(),
+    podAntiAffinity: podAffinity.optional(),
+  })
+  .strict();
+const toleration = z
+  .object({
+    key: z.string().optional(),
+    operator: z.enum(['Exists', 'Equal']).optional(),
+    value: z.string().optional(),
+    effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+    tolerationSeconds: z.number().int().optional(),
+  })
+  .strict();
+const keyRef = (nameKey: 'name') =>
+  z.object({ [nameKey]: dnsSubdomain, key: z.string().min(1), optional: z.boolean().optional() }).strict();
+const envVar = z
+  .object({
+    name: z.string().regex(/^[-._a-zA-Z][-._a-zA-Z0-9]*$/, { message: 'must be an environment variable name' }),
+    value: z.string().optional(),
+    valueFrom: z
+      .object({
+        secretKeyRef: keyRef('name').optional(),
+        configMapKeyRef: keyRef('name').optional(),
+        fieldRef: z.object({ fieldPath: z.string() }).strict().optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+const keyToPath = z.object({ key: z.string(), path: z.string(), mode: z.number().int().optional() }).strict();
 /**
- * Seconds a terminating API pod sleeps in preStop before SIGTERM, so every
- * edge pod has seen it leave the endpoints before it stops accepting.
+ * Volumes of the types Pod Security "restricted" admits that a config can
+ * spell (configMap, secret, emptyDir, persistentVolumeClaim, csi); any other
+ * source (hostPath, nfs, ...) is refused, naming the ones allowed.
  */
-export const PRESTOP_SLEEP_SECONDS = 5;
+const volume = z
+  .object({ name: dnsLabel })
+  .catchall(z.unknown())
+  .superRefine((v, ctx) => {
+    const problem = volumeSourceProblem(v);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  })
+  .pipe(
+    z
+      .object({
+        name: dnsLabel,
+        configMap: z
+          .object({
+            name: dnsSubdomain,
+            items: z.array(keyToPath).optional(),
+            defaultMode: z.number().int().optional(),
+            optional: z.boolean().optional(),
+          })
+          .strict()
+          .optional(),
+        secret: z
+          .object({
+            secretName: dnsSubdomain,
+            items: z.array(keyToPath).optional(),
+            defaultMode: z.number().int().optional(),
+            optional: z.boolean().optional(),
+          })
+          .strict()
+          .optional(),
+        emptyDir: z
+          .object({ medium: z.enum(['', 'Memory']).optional(), sizeLimit: quantity.optional() })
+          .strict()
+          .optional(),
+        persistentVolumeClaim: z
+          .object({ claimName: dnsSubdomain, readOnly: z.boolean().optional() })
+          .strict()
+          .optional(),
+        csi: z
+          .object({
+            driver: z.string().min(1),
+            readOnly: z.boolean().optional(),
+            fsType: z.string().optional(),
+            volumeAttributes: stringMap.optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict(),
+  );
+const volumeMount = z
+  .object({
+    name: dnsLabel,
+    mountPath: z.string().regex(/^\//, { message: 'must be an absolute path' }),
+    subPath: z.string().optional(),
+    readOnly: z.boolean().optional(),
+  })
+  .strict();
+
+/** The pod block of every workload tier: placement and extensions, merged into the pod spec by the construct. */
+const pod = z
+  .object({
+    nodeSelector: stringMap,
+    tolerations: z.array(toleration),
+    affinity: affinity.optional(),
+    priorityClassName: dnsSubdomain.optional(),
+    annotations: stringMap,
+    labels: stringMap,
+    extraEnv: z.array(envVar),
+    extraVolumes: z.array(volume),
+    extraVolumeMounts: z.array(volumeMount),
+    serviceAccountAnnotations: stringMap,
+  })
+  .strict();
+
+/** An empty pod block: the default of every tier. */
+const NO_POD_OPTIONS = {
+  nodeSelector: {},
+  tolerations: [],
+  affinity: undefined,
+  priorityClassName: undefined,
+  annotations: {},
+  labels: {},
+  extraEnv: [],
+  extraVolumes: [],
+  extraVolumeMounts: [],
+  serviceAccountAnnotations: {},
+};
+
+/** Volume types a config's extraVolumes may use. */
+export const CONFIG_VOLUME_SOURCES = RESTRICTED_VOLUME_SOURCES.filter((s) =>
+  ['configMap', 'secret', 'emptyDir', 'persistentVolumeClaim', 'csi'].includes(s),
+);
+
+// ---------------------------------------------------------------- the schema
 
 export const environmentSchema = z
   .object({
@@ -134,6 +325,8 @@ export const environmentSchema = z
     storageClass: dnsLabel.optional(),
     /** Whether HPA min must be >= 2 etc. (policy strictness for production). */
     production: z.boolean(),
+    /** Secrets every pod pulls its images with (private registries). */
+    imagePullSecrets: z.array(dnsSubdomain),
 
     cluster: z
       .object({
@@ -187,11 +380,10 @@ export const environmentSchema = z
           })
           .strict(),
         /** Schedule of the activity_logs partition maintenance CronJob. */
-        partitionMaintenanceSchedule: z
-          .string()
-          .regex(/^(\S+\s+){4}\S+$/, { message: 'must be a 5-field cron expression' }),
+        partitionMaintenanceSchedule: z.string().regex(CRON, { message: 'must be a 5-field cron expression' }),
         /** Secret holding `token` for management endpoints; generated in-cluster when absent. */
         managementTokenSecret: dnsLabel,
+        pod,
       })
       .strict()
       .superRefine((a, ctx) => {
@@ -215,8 +407,8 @@ export const environmentSchema = z
         serviceType: z.enum(['LoadBalancer', 'NodePort', 'ClusterIP']),
         /** Annotations of the edge Service (load-balancer settings); the profile's, plus the environment's. */
         serviceAnnotations: z.record(z.string(), z.string()),
-        /** Host names nginx answers for (server_name); empty = any. */
-        hostnames: z.array(hostname),
+        /** Host names nginx answers for (server_name; `*.example.com` wildcards allowed); empty = any. */
+        hostnames: z.array(serverName),
         rateLimit: z
           .object({
             /** Requests per second per client IP. */
@@ -233,9 +425,10 @@ export const environmentSchema = z
           .object({ connectSeconds: positiveInt, readSeconds: positiveInt, sendSeconds: positiveInt })
           .strict(),
         /** DNS server nginx re-resolves the API pods with (`resolve` upstream parameter). */
-        resolver: hostname,
+        resolver: dnsSubdomain,
         /** Largest request body nginx accepts (nginx size, e.g. 1m). */
-        clientMaxBodySize: z.string().regex(/^\d+[km]?$/, { message: "must be an nginx size such as '1m' or '512k'" }),
+        clientMaxBodySize: z.string().regex(NGINX_SIZE, { message: "must be an nginx size such as '1m' or '512k'" }),
+        pod,
       })
       .strict(),
 
@@ -247,7 +440,7 @@ export const environmentSchema = z
         replicas: z.number().int().min(0).max(5),
         /** How many replicas must confirm a commit (0 = asynchronous). */
         synchronousReplicas: z.number().int().min(0).max(5),
-        synchronousCommit: z.enum(['on', 'remote_write', 'remote_apply', 'local', 'off']),
+        synchronousCommit: z.enum(SYNCHRONOUS_COMMIT),
         maxConnections: z.number().int().min(20).max(10000),
         database: dnsLabel,
         user: dnsLabel,
@@ -256,6 +449,7 @@ export const environmentSchema = z
         storage,
         resources,
         exporterResources: resources,
+        pod,
       })
       .strict()
       .superRefine((p, ctx) => {
@@ -279,24 +473,25 @@ export const environmentSchema = z
           .min(3, { message: 'must be >= 3: Redis Cluster needs a majority of masters to fail over' })
           .max(50),
         replicasPerMaster: z.number().int().min(0).max(5),
-        /** maxmemory per node (Redis size, e.g. 2gb). */
-        maxmemory: z.string().regex(/^\d+(kb|mb|gb)$/, { message: "must be a Redis size such as '256mb' or '2gb'" }),
-        maxmemoryPolicy: z.enum([
-          'allkeys-lru',
-          'allkeys-lfu',
-          'volatile-lru',
-          'volatile-lfu',
-          'volatile-ttl',
-          'noeviction',
-        ]),
+        /** maxmemory per node, as Redis takes it (2gb, 1GB, 512mb; units case-insensitive); must fit under the memory limit. */
+        maxmemory: z.string().regex(REDIS_SIZE, {
+          message: "must be a Redis size such as '256mb', '2gb' or '1GB' (k, kb, m, mb, g, gb; any case)",
+        }),
+        maxmemoryPolicy: z.enum(MAXMEMORY_POLICIES),
         nodeTimeoutMs: z.number().int().min(500).max(60000),
         /** Secret with `password`; generated in-cluster when absent. */
         passwordSecret: dnsLabel,
         storage,
         resources,
         exporterResources: resources,
+        pod,
       })
-      .strict(),
+      .strict()
+      .superRefine((r, ctx) => {
+        if (!REDIS_SIZE.test(r.maxmemory) || quantityProblem(r.resources.limits.memory)) return;
+        const problem = redisMemoryProblem(r.maxmemory, r.resources.limits.memory);
+        if (problem) ctx.addIssue({ code: 'custom', path: ['maxmemory'], message: problem });
+      }),
 
     monitoring: z
       .object({
@@ -305,10 +500,11 @@ export const environmentSchema = z
           .object({
             image: imageRef,
             reloaderImage: imageRef,
-            retention: z.string().regex(/^\d+[hdwy]$/, { message: "must be a duration such as '15d'" }),
+            retention: z.string().regex(RETENTION, { message: "must be a duration such as '15d'" }),
             scrapeIntervalSeconds: positiveInt,
             storage,
             resources,
+            pod,
           })
           .strict(),
         grafana: z
@@ -317,6 +513,7 @@ export const environmentSchema = z
             resources,
             /** Secret with `admin-user` / `admin-password`; generated in-cluster when absent. */
             adminSecret: dnsLabel,
+            pod,
           })
           .strict(),
         alerts: z
@@ -361,6 +558,8 @@ export const environmentSchema = z
 
 /** A fully resolved, validated environment. */
 export type EnvironmentConfig = z.infer<typeof environmentSchema>;
+/** A tier's pod block, as an environment writes it. */
+export type PodConfig = z.infer<typeof pod>;
 
 type DeepPartial<T> = T extends readonly (infer U)[]
   ? U[]
@@ -373,14 +572,9 @@ export type EnvironmentOverrides = DeepPartial<EnvironmentConfig> & { name: stri
 
 // ---------------------------------------------------------------- defaults
 
-const small = (cpu: string, memory: string, cpuLimit: string, memoryLimit: string) => ({
-  requests: { cpu, memory },
-  limits: { cpu: cpuLimit, memory: memoryLimit },
-});
-
 /**
- * The defaults every environment starts from: production values, so a new
- * environment is safe unless it says otherwise.
+ * The defaults every environment starts from: each construct's own defaults
+ * (production values), so a new environment is safe unless it says otherwise.
  */
 export const DEFAULTS: Omit<EnvironmentConfig, 'name' | 'namespace'> = {
   labels: {},
@@ -388,96 +582,16 @@ export const DEFAULTS: Omit<EnvironmentConfig, 'name' | 'namespace'> = {
   production: true,
   cluster: { profile: 'generic' },
   network: { dnsResolvers: [...DEFAULT_DNS_RESOLVERS] },
-  api: {
-    image: 'ghcr.io/fastnext/api:0.1.0',
-    autoscaling: {
-      minReplicas: 3,
-      maxReplicas: 20,
-      cpuTargetPercent: 70,
-      memoryTargetPercent: 80,
-      scaleDownStabilizationSeconds: 300,
-    },
-    resources: small('250m', '256Mi', '1', '512Mi'),
-    drainSeconds: 10,
-    terminationGracePeriodSeconds: 30,
-    pdbMaxUnavailable: 1,
-    db: { poolSize: 20, maxOverflow: 40, poolTimeoutSeconds: 30, poolRecycleSeconds: 3600, replicaMaxLagSeconds: 10 },
-    cache: { enabled: true, defaultTtlSeconds: 300, warmOnStart: true, localTtlSeconds: 2, localMaxEntries: 10000 },
-    partitionMaintenanceSchedule: '17 3 * * *',
-    managementTokenSecret: 'api-management-token',
-  },
-  edge: {
-    image: 'nginxinc/nginx-unprivileged:1.28.0-alpine',
-    exporterImage: 'nginx/nginx-prometheus-exporter:1.4.2',
-    autoscaling: {
-      minReplicas: 2,
-      maxReplicas: 10,
-      cpuTargetPercent: 70,
-      memoryTargetPercent: 80,
-      scaleDownStabilizationSeconds: 300,
-    },
-    resources: small('100m', '64Mi', '500m', '128Mi'),
-    exporterResources: small('10m', '16Mi', '100m', '32Mi'),
-    serviceType: 'LoadBalancer',
-    serviceAnnotations: {},
-    hostnames: [],
-    rateLimit: { requestsPerSecond: 100, burst: 50 },
-    tls: undefined,
-    upstreamKeepalive: 32,
-    proxyTimeouts: { connectSeconds: 5, readSeconds: 60, sendSeconds: 60 },
-    resolver: 'kube-dns.kube-system.svc.cluster.local',
-    clientMaxBodySize: '1m',
-  },
-  postgres: {
-    image: 'postgres:15.10-bookworm',
-    exporterImage: 'quay.io/prometheuscommunity/postgres-exporter:v0.15.0',
-    replicas: 2,
-    synchronousReplicas: 0,
-    synchronousCommit: 'on',
-    maxConnections: 200,
-    database: 'fastnext',
-    user: 'fastnext',
-    credentialsSecret: 'postgres-credentials',
-    storage: { size: '20Gi' },
-    resources: small('500m', '1Gi', '2', '2Gi'),
-    exporterResources: small('10m', '32Mi', '100m', '64Mi'),
-  },
-  redis: {
-    image: 'redis:7.0.15-bookworm',
-    exporterImage: 'oliver006/redis_exporter:v1.62.0',
-    masters: 3,
-    replicasPerMaster: 1,
-    maxmemory: '2gb',
-    maxmemoryPolicy: 'allkeys-lru',
-    nodeTimeoutMs: 5000,
-    passwordSecret: 'redis-password',
-    storage: { size: '5Gi' },
-    resources: small('250m', '2560Mi', '1', '3Gi'),
-    exporterResources: small('10m', '16Mi', '100m', '32Mi'),
-  },
+  imagePullSecrets: [],
+  api: { ...API_SERVICE_DEFAULTS, pod: NO_POD_OPTIONS },
+  edge: { ...EDGE_PROXY_DEFAULTS, hostnames: [...EDGE_PROXY_DEFAULTS.hostnames], tls: undefined, pod: NO_POD_OPTIONS },
+  postgres: { ...POSTGRES_CLUSTER_DEFAULTS, pod: NO_POD_OPTIONS },
+  redis: { ...REDIS_CLUSTER_DEFAULTS, pod: NO_POD_OPTIONS },
   monitoring: {
     enabled: true,
-    prometheus: {
-      image: 'prom/prometheus:v2.53.3',
-      reloaderImage: 'ghcr.io/jimmidyson/configmap-reload:v0.13.1',
-      retention: '15d',
-      scrapeIntervalSeconds: 15,
-      storage: { size: '50Gi' },
-      resources: small('250m', '1Gi', '1', '2Gi'),
-    },
-    grafana: {
-      image: 'grafana/grafana:11.3.0',
-      resources: small('100m', '128Mi', '500m', '256Mi'),
-      adminSecret: 'grafana-admin',
-    },
-    alerts: {
-      apiErrorRatio: 0.01,
-      apiP95LatencySeconds: 0.1,
-      cacheHitRatio: 0.85,
-      replicationLagSeconds: 10,
-      postgresConnectionsRatio: 0.8,
-      edge429Ratio: 0.05,
-    },
+    prometheus: { ...PROMETHEUS_DEFAULTS, scrapeIntervalSeconds: 15, pod: NO_POD_OPTIONS },
+    grafana: { ...GRAFANA_DEFAULTS, pod: NO_POD_OPTIONS },
+    alerts: { ...ALERT_DEFAULTS },
   },
 };
 
@@ -567,30 +681,4 @@ export function resolveEnvironment(overrides: EnvironmentOverrides): Environment
     throw new ConfigError(name, describeIssues(result.error.issues, merged));
   }
   return result.data;
-}
-
-// ---------------------------------------------------------------- quantities
-
-const SUFFIX: Record<string, number> = {
-  '': 1,
-  m: 1e-3,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  P: 1e15,
-  E: 1e18,
-  Ki: 2 ** 10,
-  Mi: 2 ** 20,
-  Gi: 2 ** 30,
-  Ti: 2 ** 40,
-  Pi: 2 ** 50,
-  Ei: 2 ** 60,
-};
-
-/** Parses a Kubernetes quantity into a number of base units (cores or bytes). NaN if malformed. */
-export function parseQuantity(q: string): number {
-  const m = /^(\d+(?:\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/.exec(q);
-  if (!m) return NaN;
-  return Number(m[1]) * SUFFIX[m[2] ?? ''];
 }

@@ -1,19 +1,23 @@
 /**
- * The whole topology of one environment, composed from its config: the
- * Namespace (Pod Security "restricted"), then each tier wired to the others
- * through their readonly fields.
+ * The composition: one environment config mapped to each construct's props, in
+ * one place. The Chart carries the namespace and the environment's labels; the
+ * Namespace (Pod Security "restricted") comes first, then each tier, wired to
+ * the others through their readonly fields.
  */
 import { Chart } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
-import type { EnvironmentConfig } from './config';
 import { ApiService } from '../constructs/api/api-service';
-import { dnsResolverPeers, PART_OF, PRODUCTION_LABEL } from '../constructs/core/common';
+import { PART_OF, PRODUCTION_LABEL } from '../constructs/core/labels';
+import { dnsResolverPeers, podsOf, PROMETHEUS_COMPONENT } from '../constructs/core/network';
+import type { StorageProps } from '../constructs/core/storage';
 import { EdgeProxy } from '../constructs/edge/edge-proxy';
 import { EDGE_PORTS } from '../constructs/edge/nginx-conf';
 import { Monitoring } from '../constructs/monitoring';
 import { PostgresCluster, POSTGRES_EXPORTER_PORT } from '../constructs/postgres/postgres-cluster';
 import { RedisCluster, REDIS_EXPORTER_PORT } from '../constructs/redis/redis-cluster';
+import type { PodOptions } from '../constructs/core/pod';
+import type { EnvironmentConfig, PodConfig } from './config';
 
 export interface PlatformProps {
   readonly config: EnvironmentConfig;
@@ -33,7 +37,7 @@ export class Platform extends Chart {
 
   constructor(scope: Construct, id: string, props: PlatformProps) {
     const { config } = props;
-    super(scope, id, { namespace: config.namespace, disableResourceNameHashes: true });
+    super(scope, id, { namespace: config.namespace, labels: config.labels, disableResourceNameHashes: true });
     this.config = config;
     this.namespace = config.namespace;
 
@@ -52,43 +56,54 @@ export class Platform extends Chart {
       },
     });
 
+    // A tier's own StorageClass, else the environment's (else the cluster's default).
+    const storage = (s: StorageProps): StorageProps => ({ ...s, storageClass: s.storageClass ?? config.storageClass });
+    const imagePullSecrets = config.imagePullSecrets;
     // Validated by the config schema; every tier's NetworkPolicy allows DNS to exactly these.
     const dnsResolvers = dnsResolverPeers(config.network.dnsResolvers);
-    const dbClients = [ApiService.COMPONENT, ApiService.MAINTENANCE_COMPONENT];
-    this.postgres = new PostgresCluster(this, 'postgres', { config, clients: dbClients, dnsResolvers });
-    this.redis = new RedisCluster(this, 'redis', { config, clients: [ApiService.COMPONENT], dnsResolvers });
-    const database = {
-      primaryHost: this.postgres.primaryHost,
-      replicaHosts: this.postgres.replicaHosts,
-      port: this.postgres.port,
-      database: this.postgres.database,
-      user: this.postgres.user,
-      credentialsSecret: this.postgres.credentialsSecret,
-      peers: this.postgres.peers,
-    };
-    const cache = {
-      seedHosts: this.redis.seedHosts,
-      port: this.redis.port,
-      passwordSecret: this.redis.passwordSecret,
-      peers: this.redis.peers,
-    };
+    const apiPods = podsOf(ApiService.COMPONENT);
 
+    this.postgres = new PostgresCluster(this, 'postgres', {
+      ...config.postgres,
+      pod: podOptions(config.postgres.pod),
+      storage: storage(config.postgres.storage),
+      clients: [apiPods, podsOf(ApiService.MAINTENANCE_COMPONENT)],
+      imagePullSecrets,
+      dnsResolvers,
+    });
+    this.redis = new RedisCluster(this, 'redis', {
+      ...config.redis,
+      pod: podOptions(config.redis.pod),
+      storage: storage(config.redis.storage),
+      clients: [apiPods],
+      imagePullSecrets,
+      dnsResolvers,
+    });
     this.api = new ApiService(this, 'api', {
-      config,
-      database,
-      cache,
-      clientComponent: EdgeProxy.COMPONENT,
+      ...config.api,
+      pod: podOptions(config.api.pod),
+      postgres: this.postgres,
+      redis: this.redis,
+      clients: [podsOf(EdgeProxy.COMPONENT)],
+      scrapers: [podsOf(PROMETHEUS_COMPONENT)],
+      imagePullSecrets,
       dnsResolvers,
     });
     this.edge = new EdgeProxy(this, 'edge', {
-      config,
+      ...config.edge,
+      pod: podOptions(config.edge.pod),
+      upstream: this.api.headless,
+      imagePullSecrets,
       dnsResolvers,
-      upstream: { headlessHost: this.api.headlessHost, port: this.api.port, component: this.api.component },
     });
 
     if (config.monitoring.enabled) {
+      const { prometheus, grafana } = config.monitoring;
       this.monitoring = new Monitoring(this, 'monitoring', {
-        config,
+        monitored: config,
+        prometheus: { ...prometheus, pod: podOptions(prometheus.pod), storage: storage(prometheus.storage) },
+        grafana: { ...grafana, pod: podOptions(grafana.pod) },
+        imagePullSecrets,
         dnsResolvers,
         scrapeTargets: [
           { component: this.api.component, port: this.api.metricsPort },
@@ -99,4 +114,23 @@ export class Platform extends Chart {
       });
     }
   }
+}
+
+/** A tier's pod block as the construct takes it (an emptyDir's sizeLimit becomes a Quantity). */
+function podOptions(pod: PodConfig): PodOptions {
+  return {
+    ...pod,
+    extraVolumes: pod.extraVolumes.map(({ emptyDir, ...v }) => ({
+      ...v,
+      ...(emptyDir
+        ? {
+            emptyDir: {
+              ...emptyDir,
+              sizeLimit:
+                emptyDir.sizeLimit === undefined ? undefined : kplus.k8s.Quantity.fromString(emptyDir.sizeLimit),
+            },
+          }
+        : {}),
+    })),
+  };
 }

@@ -14,7 +14,7 @@
 import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
 
-import { standardLabels } from '../constructs/core/common';
+import { standardLabels } from '../constructs/core/labels';
 import { GeneratedSecret } from '../constructs/core/generated-secret';
 import { GRAFANA_ADMIN_KEYS } from '../constructs/monitoring';
 import { POSTGRES_SECRET_KEYS } from '../constructs/postgres/postgres-cluster';
@@ -177,7 +177,11 @@ export class PlatformStack extends pulumi.ComponentResource {
         new k8s.core.v1.Secret(
           `${config.namespace}/${spec.name}`,
           {
-            metadata: { name: spec.name, namespace: config.namespace, labels: standardLabels(config, spec.component) },
+            metadata: {
+              name: spec.name,
+              namespace: config.namespace,
+              labels: standardLabels(platform, spec.component),
+            },
             type: 'Opaque',
             stringData: pulumi.secret(spec.stringData),
           },

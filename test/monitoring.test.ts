@@ -188,18 +188,10 @@ test('fails when a scrape target port is out of range', () => {
   expect(
     () =>
       new Monitoring(chart, 'm', {
-        config: loadEnvironment('dev'),
+        monitored: loadEnvironment('dev'),
         scrapeTargets: [{ component: 'api', port: 70000 }],
       }),
   ).toThrow("'scrapeTargets' port of 'api' (70000) must be an integer in 1..65535");
-});
-
-test('fails when the construct is created with monitoring disabled', () => {
-  const chart = Testing.chart();
-  const config = loadEnvironment('dev', { monitoring: { enabled: false } });
-  expect(() => new Monitoring(chart, 'm', { config, scrapeTargets: [] })).toThrow(
-    "Monitoring: 'config.monitoring.enabled' (false) must be true; do not create the construct instead",
-  );
 });
 
 function portNamed(container: Obj, name: string): number | undefined {

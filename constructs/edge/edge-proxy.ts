@@ -6,49 +6,110 @@
 import { createHash } from 'crypto';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { EnvironmentConfig } from '../../stacks/config';
+import { EXTERNAL_SECRETS_ANNOTATION } from '../core/generated-secret';
+import { meta, selectorLabels, serviceHost } from '../core/labels';
 import {
-  containerSecurityContext,
-  httpProbe,
   dnsEgress,
-  emptyDir,
-  horizontalPodAutoscaler,
-  meta,
   networkPolicy,
-  podDisruptionBudget,
-  podSecurityContext,
   podsOf,
   PROMETHEUS_COMPONENT,
-  resourcesOf,
   scrapeAnnotations,
-  selectorLabels,
-  serviceAccount,
+  type ServiceEndpoint,
   tcpPorts,
+} from '../core/network';
+import {
+  containerSecurityContext,
+  emptyDir,
+  httpProbe,
+  podSecurityContext,
+  type PodOptions,
   topologySpread,
-} from '../core/common';
-import { EDGE_PATHS, EDGE_PORTS, renderNginxConf } from './nginx-conf';
-import { EXTERNAL_SECRETS_ANNOTATION } from '../core/generated-secret';
+  withPodOptions,
+} from '../core/pod';
+import { checkResources, type Resources, resourcesOf } from '../core/quantity';
+import { checkImage, checkInt, checkName, fail, withDefaults } from '../core/validate';
+import {
+  type AutoscalingProps,
+  checkAutoscaling,
+  horizontalPodAutoscaler,
+  podDisruptionBudget,
+  serviceAccount,
+} from '../core/workload';
+import { EDGE_PATHS, EDGE_PORTS, NGINX_SIZE, type NginxSettings, renderNginxConf, SERVER_NAME } from './nginx-conf';
 
 const k8s = kplus.k8s;
 
 /** uid/gid of the nginx user in nginxinc/nginx-unprivileged. */
 export const EDGE_UID = 101;
 
-export interface EdgeProxyProps {
-  readonly config: EnvironmentConfig;
-  /** The API tier's headless Service host and port, and its component name (for the NetworkPolicy). */
-  readonly upstream: { readonly headlessHost: string; readonly port: number; readonly component: string };
+/** The settings of the edge tier that have defaults (what an environment may override). */
+export interface EdgeProxySettings extends Partial<Omit<NginxSettings, 'tls'>> {
+  /** nginx image (>= 1.27.3 for the `resolve` upstream parameter), pinned. @default 'nginxinc/nginx-unprivileged:1.28.0-alpine' */
+  readonly image?: string;
+  /** nginx-prometheus-exporter image, pinned. @default 'nginx/nginx-prometheus-exporter:1.4.2' */
+  readonly exporterImage?: string;
+  /** The autoscaler. @default 2–10 pods at CPU 70 % / memory 80 %, scale-down after 300 s */
+  readonly autoscaling?: AutoscalingProps;
+  /** Requests and limits of nginx. @default 100m/64Mi requested, 500m/128Mi limit */
+  readonly resources?: Resources;
+  /** Requests and limits of the exporter. @default 10m/16Mi requested, 100m/32Mi limit */
+  readonly exporterResources?: Resources;
+  /** Service type in front of nginx. @default 'LoadBalancer' */
+  readonly serviceType?: 'LoadBalancer' | 'NodePort' | 'ClusterIP';
+  /** Annotations of the edge Service (load-balancer settings of the cluster). @default - none */
+  readonly serviceAnnotations?: Readonly<Record<string, string>>;
+}
+
+/** Defaults of every edge setting: production values. */
+export const EDGE_PROXY_DEFAULTS: Required<EdgeProxySettings> = {
+  image: 'nginxinc/nginx-unprivileged:1.28.0-alpine',
+  exporterImage: 'nginx/nginx-prometheus-exporter:1.4.2',
+  autoscaling: {
+    minReplicas: 2,
+    maxReplicas: 10,
+    cpuTargetPercent: 70,
+    memoryTargetPercent: 80,
+    scaleDownStabilizationSeconds: 300,
+  },
+  resources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
+  exporterResources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } },
+  serviceType: 'LoadBalancer',
+  serviceAnnotations: {},
+  hostnames: [],
+  rateLimit: { requestsPerSecond: 100, burst: 50 },
+  upstreamKeepalive: 32,
+  proxyTimeouts: { connectSeconds: 5, readSeconds: 60, sendSeconds: 60 },
+  resolver: 'kube-dns.kube-system.svc.cluster.local',
+  clientMaxBodySize: '1m',
+};
+
+export interface EdgeProxyProps extends EdgeProxySettings {
   /**
    * Where the pods may send DNS queries (UDP and TCP 53).
    * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
    */
   readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+  /** Name of the Deployment, Service, ConfigMap prefix and component label. @default 'edge' */
+  readonly name?: string;
+  /** What nginx balances over: the API's headless Service (one A record per ready pod). */
+  readonly upstream: ServiceEndpoint;
+  /** TLS termination from a kubernetes.io/tls Secret (managed outside, e.g. by cert-manager). @default - plain HTTP */
+  readonly tls?: { readonly secretName: string };
+  /** Pods allowed to scrape the exporter. @default - the bundled Prometheus' pods */
+  readonly scrapers?: readonly kplus.k8s.NetworkPolicyPeer[];
+  /** Placement of the pods and what is added to them. @default - none */
+  readonly pod?: PodOptions;
+  /** Secrets to pull the images with. @default - none */
+  readonly imagePullSecrets?: readonly string[];
 }
 
 /** The edge tier. */
-export class EdgeProxy extends Construct {
+export class EdgeProxy extends Construct implements ServiceEndpoint {
+  /** Default component name. */
   static readonly COMPONENT = 'edge';
-  readonly component = EdgeProxy.COMPONENT;
+  readonly component: string;
+  /** Plain-HTTP port of the Service. */
+  readonly port = 80;
   /** The rendered nginx.conf, exactly as shipped in the ConfigMap. */
   readonly nginxConf: string;
   readonly serviceName: string;
@@ -58,19 +119,25 @@ export class EdgeProxy extends Construct {
 
   constructor(scope: Construct, id: string, props: EdgeProxyProps) {
     super(scope, id);
-    const { config, upstream } = props;
-    const edge = config.edge;
-    const c = EdgeProxy.COMPONENT;
-    const name = c;
+    const { upstream, tls } = props;
+    const edge = withDefaults(EDGE_PROXY_DEFAULTS, props);
+    checkEdgeSettings(edge, tls);
+    const name = props.name ?? EdgeProxy.COMPONENT;
+    checkName('name', name);
+    const c = name;
+    this.component = c;
     this.serviceName = name;
-    this.host = `${name}.${config.namespace}.svc.cluster.local`;
+    this.host = serviceHost(this, name);
     this.configMapName = `${name}-nginx-conf`;
-    this.nginxConf = renderNginxConf({ edge, apiHeadlessHost: upstream.headlessHost, apiPort: upstream.port });
-    const tls = edge.tls;
+    this.nginxConf = renderNginxConf({
+      edge: { ...edge, tls },
+      apiHeadlessHost: upstream.host,
+      apiPort: upstream.port,
+    });
 
-    serviceAccount(this, 'service-account', config, c);
+    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
     new k8s.KubeConfigMap(this, 'nginx-conf', {
-      metadata: meta(config, c, this.configMapName),
+      metadata: meta(this, c, this.configMapName),
       data: { 'nginx.conf': this.nginxConf },
     });
 
@@ -128,7 +195,7 @@ export class EdgeProxy extends Construct {
 
     new k8s.KubeDeployment(this, 'deployment', {
       // The TLS certificate comes from outside the platform (cert-manager or kubectl).
-      metadata: meta(config, c, name, tls ? { annotations: { [EXTERNAL_SECRETS_ANNOTATION]: tls.secretName } } : {}),
+      metadata: meta(this, c, name, tls ? { annotations: { [EXTERNAL_SECRETS_ANNOTATION]: tls.secretName } } : {}),
       spec: {
         revisionHistoryLimit: 5,
         selector: { matchLabels: selectorLabels(c) },
@@ -136,29 +203,34 @@ export class EdgeProxy extends Construct {
           type: 'RollingUpdate',
           rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: k8s.IntOrString.fromNumber(1) },
         },
-        template: {
-          metadata: {
-            labels: meta(config, c, name).labels,
-            annotations: {
-              ...scrapeAnnotations(EDGE_PORTS.metrics),
-              // A changed nginx.conf rolls the pods (subPath mounts never see ConfigMap updates).
-              'fastnext.io/nginx-conf-sha256': createHash('sha256').update(this.nginxConf).digest('hex'),
+        template: withPodOptions(
+          {
+            metadata: {
+              labels: meta(this, c, name).labels,
+              annotations: {
+                ...scrapeAnnotations(EDGE_PORTS.metrics),
+                // A changed nginx.conf rolls the pods (subPath mounts never see ConfigMap updates).
+                'fastnext.io/nginx-conf-sha256': createHash('sha256').update(this.nginxConf).digest('hex'),
+              },
+            },
+            spec: {
+              serviceAccountName: name,
+              automountServiceAccountToken: false,
+              securityContext: podSecurityContext(EDGE_UID),
+              terminationGracePeriodSeconds: 30,
+              topologySpreadConstraints: topologySpread(c),
+              containers: [nginx, exporter],
+              volumes: [
+                { name: 'nginx-conf', configMap: { name: this.configMapName } },
+                emptyDir('scratch', '256Mi'),
+                ...(tls ? [{ name: 'tls', secret: { secretName: tls.secretName } }] : []),
+              ],
             },
           },
-          spec: {
-            serviceAccountName: name,
-            automountServiceAccountToken: false,
-            securityContext: podSecurityContext(EDGE_UID),
-            terminationGracePeriodSeconds: 30,
-            topologySpreadConstraints: topologySpread(c),
-            containers: [nginx, exporter],
-            volumes: [
-              { name: 'nginx-conf', configMap: { name: this.configMapName } },
-              emptyDir('scratch', '256Mi'),
-              ...(tls ? [{ name: 'tls', secret: { secretName: tls.secretName } }] : []),
-            ],
-          },
-        },
+          'nginx',
+          props.pod,
+          props.imagePullSecrets,
+        ),
       },
     });
 
@@ -167,13 +239,8 @@ export class EdgeProxy extends Construct {
       ...(tls ? [{ name: 'https', port: 443, targetPort: k8s.IntOrString.fromString('https'), protocol: 'TCP' }] : []),
     ];
     new k8s.KubeService(this, 'service', {
-      // Load-balancer annotations come from the cluster profile (or the environment).
-      metadata: meta(
-        config,
-        c,
-        name,
-        Object.keys(edge.serviceAnnotations).length > 0 ? { annotations: edge.serviceAnnotations } : {},
-      ),
+      // Load-balancer annotations come from the cluster (a profile of the environment).
+      metadata: meta(this, c, name, { annotations: { ...edge.serviceAnnotations } }),
       spec: {
         type: edge.serviceType,
         selector: selectorLabels(c),
@@ -183,15 +250,40 @@ export class EdgeProxy extends Construct {
       },
     });
 
-    horizontalPodAutoscaler(this, 'hpa', config, c, { kind: 'Deployment', name }, edge.autoscaling);
-    podDisruptionBudget(this, 'pdb', config, c, 1);
-    networkPolicy(this, 'network-policy', config, c, {
+    horizontalPodAutoscaler(this, 'hpa', c, { kind: 'Deployment', name }, edge.autoscaling);
+    podDisruptionBudget(this, 'pdb', c, 1);
+    networkPolicy(this, 'network-policy', c, {
       ingress: [
         // Public traffic comes from anywhere (load balancer, node ports).
         { ports: tcpPorts(EDGE_PORTS.http, ...(tls ? [EDGE_PORTS.https] : [])) },
-        { from: [podsOf(PROMETHEUS_COMPONENT)], ports: tcpPorts(EDGE_PORTS.metrics) },
+        { from: [...(props.scrapers ?? [podsOf(PROMETHEUS_COMPONENT)])], ports: tcpPorts(EDGE_PORTS.metrics) },
       ],
       egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(upstream.component)], ports: tcpPorts(upstream.port) }],
     });
+  }
+}
+
+function checkEdgeSettings(edge: Required<EdgeProxySettings>, tls: { readonly secretName: string } | undefined): void {
+  checkImage('image', edge.image);
+  checkImage('exporterImage', edge.exporterImage);
+  checkAutoscaling('autoscaling', edge.autoscaling);
+  checkResources('resources', edge.resources);
+  checkResources('exporterResources', edge.exporterResources);
+  edge.hostnames.forEach((h, i) => {
+    if (h.length > 253 || !SERVER_NAME.test(h)) {
+      fail(
+        `hostnames[${i}]`,
+        h,
+        'must be a lowercase DNS name such as api.example.com, or a wildcard such as *.example.com',
+      );
+    }
+  });
+  checkInt('rateLimit.requestsPerSecond', edge.rateLimit.requestsPerSecond, 1);
+  checkInt('rateLimit.burst', edge.rateLimit.burst, 0);
+  if (tls) checkName('tls.secretName', tls.secretName);
+  checkInt('upstreamKeepalive', edge.upstreamKeepalive, 1);
+  for (const [key, value] of Object.entries(edge.proxyTimeouts)) checkInt(`proxyTimeouts.${key}`, value, 1);
+  if (!NGINX_SIZE.test(edge.clientMaxBodySize)) {
+    fail('clientMaxBodySize', edge.clientMaxBodySize, "must be an nginx size such as '1m' or '512k'");
   }
 }

@@ -9,7 +9,7 @@
  * pods are not annotated. Do not annotate both: the target would be scraped twice.
  */
 import { stringify } from 'yaml';
-import type { EnvironmentConfig } from '../../stacks/config';
+import type { MonitoredPlatform } from './monitored';
 
 /** File names inside the config directory; rule files sit beside prometheus.yml (paths resolve relative to it). */
 export const PROMETHEUS_FILES = {
@@ -55,7 +55,7 @@ const COMMON_LABELS = [
 ];
 
 /** Renders prometheus.yml for one environment. */
-export function renderPrometheusConfig(config: EnvironmentConfig): string {
+export function renderPrometheusConfig(config: MonitoredPlatform & { readonly namespace: string }): string {
   const p = config.monitoring.prometheus;
   const interval = `${p.scrapeIntervalSeconds}s`;
   const sd = (role: 'pod' | 'endpoints') => [{ role, namespaces: { names: [config.namespace] } }];

@@ -8,27 +8,30 @@
  */
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { EnvironmentConfig } from '../../stacks/config';
+import { GeneratedSecret } from '../core/generated-secret';
+import { meta, selectorLabels, serviceHost } from '../core/labels';
 import {
-  containerSecurityContext,
-  dataVolumeClaim,
   dnsEgress,
-  emptyDir,
-  meta,
   networkPolicy,
-  podDisruptionBudget,
-  podSecurityContext,
   podsOf,
   PROMETHEUS_COMPONENT,
-  resourcesOf,
   scrapeAnnotations,
-  selectorLabels,
-  serviceAccount,
+  type ServiceEndpoint,
   tcpPorts,
+} from '../core/network';
+import {
+  containerSecurityContext,
+  emptyDir,
+  podSecurityContext,
+  type PodOptions,
   topologySpread,
-} from '../core/common';
-import { POSTGRES_FILES, POSTGRES_PORT, postgresConfigFiles } from './files';
-import { GeneratedSecret } from '../core/generated-secret';
+  withPodOptions,
+} from '../core/pod';
+import { checkResources, type Resources, resourcesOf } from '../core/quantity';
+import { checkStorage, dataVolumeClaim, type StorageProps } from '../core/storage';
+import { checkImage, checkInt, checkName, checkNotEmpty, fail, withDefaults } from '../core/validate';
+import { podDisruptionBudget, serviceAccount } from '../core/workload';
+import { POSTGRES_FILES, POSTGRES_PORT, type PostgresConfig, postgresConfigFiles, SYNCHRONOUS_COMMIT } from './files';
 
 const k8s = kplus.k8s;
 
@@ -47,24 +50,71 @@ export const POSTGRES_SECRET_KEYS = {
   superuser: 'superuser-password',
 } as const;
 
-export interface PostgresClusterProps {
-  readonly config: EnvironmentConfig;
-  /** Components whose pods may connect to 5432 (the API, its maintenance CronJob). */
-  readonly clients: readonly string[];
-  /** Pod networks allowed by pg_hba.conf (the NetworkPolicy narrows further). @default the RFC 1918 ranges */
-  readonly podCidrs?: readonly string[];
+/** The settings of the PostgreSQL tier that have defaults (what an environment may override). */
+export interface PostgresClusterSettings extends Partial<PostgresConfig> {
+  /** PostgreSQL image (15), pinned. @default 'postgres:15.10-bookworm' */
+  readonly image?: string;
+  /** postgres_exporter image, pinned. @default 'quay.io/prometheuscommunity/postgres-exporter:v0.15.0' */
+  readonly exporterImage?: string;
+  /** Streaming read replicas, 0–5. @default 2 */
+  readonly replicas?: number;
+  /** Secret with `password`, `replication-password`, `superuser-password`; generated in-cluster when absent. @default 'postgres-credentials' */
+  readonly credentialsSecret?: string;
+  /** Each pod's volume. @default 20Gi of the cluster's default class */
+  readonly storage?: StorageProps;
+  /** Requests and limits of PostgreSQL (memory settings follow the request, >= 128Mi). @default 500m/1Gi requested, 2/2Gi limit */
+  readonly resources?: Resources;
+  /** Requests and limits of the exporter. @default 10m/32Mi requested, 100m/64Mi limit */
+  readonly exporterResources?: Resources;
+}
+
+/** Defaults of every PostgreSQL setting: a primary + 2 asynchronous replicas, production values. */
+export const POSTGRES_CLUSTER_DEFAULTS: Required<PostgresClusterSettings> = {
+  image: 'postgres:15.10-bookworm',
+  exporterImage: 'quay.io/prometheuscommunity/postgres-exporter:v0.15.0',
+  replicas: 2,
+  synchronousReplicas: 0,
+  synchronousCommit: 'on',
+  maxConnections: 200,
+  database: 'fastnext',
+  user: 'fastnext',
+  credentialsSecret: 'postgres-credentials',
+  storage: { size: '20Gi' },
+  resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' } },
+  exporterResources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
+};
+
+export interface PostgresClusterProps extends PostgresClusterSettings {
   /**
    * Where the pods may send DNS queries (UDP and TCP 53).
    * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
    */
   readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+  /**
+   * Prefix of every object name (`<name>-primary`, `<name>-replica`, `<name>-config`, ...) and the
+   * component label. Renaming it replaces the volumes. @default 'postgres'
+   */
+  readonly name?: string;
+  /** Pods that may connect to 5432 (e.g. `[podsOf('api')]`). */
+  readonly clients: readonly kplus.k8s.NetworkPolicyPeer[];
+  /** Pods allowed to scrape the exporter. @default - the bundled Prometheus' pods */
+  readonly scrapers?: readonly kplus.k8s.NetworkPolicyPeer[];
+  /** Pod networks allowed by pg_hba.conf (the NetworkPolicy narrows further). @default the RFC 1918 ranges */
+  readonly podCidrs?: readonly string[];
+  /** Placement of the pods (primary and replicas) and what is added to them. @default - none */
+  readonly pod?: PodOptions;
+  /** Secrets to pull the images with. @default - none */
+  readonly imagePullSecrets?: readonly string[];
 }
 
-export class PostgresCluster extends Construct {
+export class PostgresCluster extends Construct implements ServiceEndpoint {
+  /** Default component name. */
   static readonly COMPONENT = 'postgres';
-  readonly component = PostgresCluster.COMPONENT;
+  readonly component: string;
   /** RW Service (the primary). */
   readonly primaryHost: string;
+  /** The endpoint clients write to: the primary (same as primaryHost). */
+  readonly host: string;
   /** RO Service over every replica (the primary when there are no replicas). */
   readonly readOnlyHost: string;
   /** Per-replica DNS names, so a client can skip a lagging replica. */
@@ -74,58 +124,50 @@ export class PostgresCluster extends Construct {
   readonly user: string;
   /** Secret with `password` (application role), `replication-password`, `superuser-password`. */
   readonly credentialsSecret: string;
-  /** Pods clients connect to (for their egress NetworkPolicies). */
-  readonly peers: kplus.k8s.NetworkPolicyPeer[];
-  readonly configMapName = 'postgres-config';
-  readonly primaryStatefulSet = 'postgres-primary';
-  readonly replicaStatefulSet = 'postgres-replica';
+  readonly configMapName: string;
+  readonly primaryStatefulSet: string;
+  readonly replicaStatefulSet: string;
   /** Rendered files of the ConfigMap (what the launcher runs). */
   readonly files: Record<string, string>;
 
   constructor(scope: Construct, id: string, props: PostgresClusterProps) {
     super(scope, id);
-    const { config } = props;
-    const p = config.postgres;
-    if (!(Number.isInteger(p.replicas) && p.replicas >= 0 && p.replicas <= 5)) {
-      throw new Error(`'postgres.replicas' (${p.replicas}) must be an integer from 0 to 5`);
-    }
-    if (p.synchronousReplicas > p.replicas) {
-      throw new Error(
-        `'postgres.synchronousReplicas' (${p.synchronousReplicas}) must be <= 'postgres.replicas' (${p.replicas}): ` +
-          'a commit cannot wait for replicas that do not exist',
-      );
-    }
-    if (props.clients.length === 0) {
-      // An ingress rule with an empty 'from' would admit every pod in the cluster.
-      throw new Error("'clients' is empty: name the components allowed to connect to PostgreSQL (e.g. 'api')");
-    }
-    const c = PostgresCluster.COMPONENT;
-    const ns = config.namespace;
-    const svc = (name: string) => `${name}.${ns}.svc.cluster.local`;
+    const p = withDefaults(POSTGRES_CLUSTER_DEFAULTS, props);
+    checkPostgresSettings(p);
+    // An ingress rule with an empty 'from' would admit every pod in the cluster.
+    checkNotEmpty('clients', props.clients, "name the pods allowed to connect to PostgreSQL (e.g. [podsOf('api')])");
+    const name = props.name ?? PostgresCluster.COMPONENT;
+    checkName('name', name);
+    const c = name;
+    this.component = c;
+    this.configMapName = `${name}-config`;
+    this.primaryStatefulSet = `${name}-primary`;
+    this.replicaStatefulSet = `${name}-replica`;
     this.database = p.database;
     this.user = p.user;
     this.credentialsSecret = p.credentialsSecret;
-    this.primaryHost = svc('postgres-primary');
+    this.primaryHost = serviceHost(this, this.primaryStatefulSet);
+    this.host = this.primaryHost;
     this.replicaHosts = Array.from({ length: p.replicas }, (_, i) =>
-      svc(`${this.replicaStatefulSet}-${i}.postgres-replica-headless`),
+      serviceHost(this, `${this.replicaStatefulSet}-${i}.${this.replicaStatefulSet}-headless`),
     );
-    this.readOnlyHost = p.replicas > 0 ? svc('postgres-readonly') : this.primaryHost;
-    this.peers = [podsOf(c)];
+    this.readOnlyHost = p.replicas > 0 ? serviceHost(this, `${name}-readonly`) : this.primaryHost;
     this.files = postgresConfigFiles(p, props.podCidrs);
 
     new GeneratedSecret(this, 'credentials', {
-      config,
       dnsResolvers: props.dnsResolvers,
       secretName: p.credentialsSecret,
       keys: Object.values(POSTGRES_SECRET_KEYS),
+      pod: props.pod,
+      imagePullSecrets: props.imagePullSecrets,
     });
-    new k8s.KubeConfigMap(this, 'config', { metadata: meta(config, c, this.configMapName), data: this.files });
-    serviceAccount(this, 'service-account', config, c);
+    new k8s.KubeConfigMap(this, 'config', { metadata: meta(this, c, this.configMapName), data: this.files });
+    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
 
     const roleLabels = (role: 'primary' | 'replica') => ({ ...selectorLabels(c), [POSTGRES_ROLE_LABEL]: role });
-    const service = (sid: string, name: string, role: 'primary' | 'replica', headless: boolean) =>
+    const service = (sid: string, serviceName: string, role: 'primary' | 'replica', headless: boolean) =>
       new k8s.KubeService(this, sid, {
-        metadata: meta(config, c, name),
+        metadata: meta(this, c, serviceName),
         spec: {
           // Headless: per-pod DNS names, published only for ready pods, so the API never reads
           // from a replica that is still taking its base backup.
@@ -134,10 +176,10 @@ export class PostgresCluster extends Construct {
           ports: [{ name: 'postgres', port: POSTGRES_PORT, targetPort: k8s.IntOrString.fromString('postgres') }],
         },
       });
-    service('primary-service', 'postgres-primary', 'primary', false);
-    service('primary-headless', 'postgres-primary-headless', 'primary', true);
-    service('readonly-service', 'postgres-readonly', 'replica', false);
-    service('replica-headless', 'postgres-replica-headless', 'replica', true);
+    service('primary-service', this.primaryStatefulSet, 'primary', false);
+    service('primary-headless', `${this.primaryStatefulSet}-headless`, 'primary', true);
+    service('readonly-service', `${name}-readonly`, 'replica', false);
+    service('replica-headless', `${this.replicaStatefulSet}-headless`, 'replica', true);
 
     const secretEnv = (name: string, key: string): kplus.k8s.EnvVar => ({
       name,
@@ -173,7 +215,7 @@ export class PostgresCluster extends Construct {
       livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 20 },
     };
 
-    const statefulSet = (sid: string, name: string, role: 'primary' | 'replica', replicas: number) => {
+    const statefulSet = (sid: string, setName: string, role: 'primary' | 'replica', replicas: number) => {
       const script = role === 'primary' ? POSTGRES_FILES.primaryStart : POSTGRES_FILES.replicaStart;
       const env =
         role === 'primary'
@@ -189,78 +231,109 @@ export class PostgresCluster extends Construct {
               { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
             ];
       return new k8s.KubeStatefulSet(this, sid, {
-        metadata: meta(config, c, name),
+        metadata: meta(this, c, setName),
         spec: {
           replicas,
-          serviceName: `${name}-headless`,
+          serviceName: `${setName}-headless`,
           podManagementPolicy: 'OrderedReady',
           updateStrategy: { type: 'RollingUpdate' },
           persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
           selector: { matchLabels: roleLabels(role) },
-          template: {
-            metadata: {
-              labels: { ...meta(config, c, name).labels, ...roleLabels(role) },
-              annotations: scrapeAnnotations(POSTGRES_EXPORTER_PORT),
-            },
-            spec: {
-              serviceAccountName: c,
-              automountServiceAccountToken: false,
-              securityContext: podSecurityContext(POSTGRES_UID),
-              // Fast shutdown takes seconds; a checkpoint on a busy primary can take longer.
-              terminationGracePeriodSeconds: 120,
-              topologySpreadConstraints: topologySpread(c),
-              containers: [
-                {
-                  name: 'postgres',
-                  image: p.image,
-                  command: ['sh', `${CONFIG_DIR}/${script}`],
-                  ports: [{ name: 'postgres', containerPort: POSTGRES_PORT }],
-                  env,
-                  resources: resourcesOf(p.resources),
-                  securityContext: containerSecurityContext(),
-                  // initdb, or a base backup of a large database, before the first answer.
-                  startupProbe: isReady({ periodSeconds: 10, failureThreshold: 360 }),
-                  readinessProbe: isReady({ periodSeconds: 5, failureThreshold: 3 }),
-                  livenessProbe: {
-                    exec: { command: ['pg_isready', '-q', '-h', SOCKET_DIR, '-p', String(POSTGRES_PORT), '-t', '10'] },
-                    periodSeconds: 20,
-                    timeoutSeconds: 15,
-                    failureThreshold: 6,
+          template: withPodOptions(
+            {
+              metadata: {
+                labels: { ...meta(this, c, setName).labels, ...roleLabels(role) },
+                annotations: scrapeAnnotations(POSTGRES_EXPORTER_PORT),
+              },
+              spec: {
+                serviceAccountName: c,
+                automountServiceAccountToken: false,
+                securityContext: podSecurityContext(POSTGRES_UID),
+                // Fast shutdown takes seconds; a checkpoint on a busy primary can take longer.
+                terminationGracePeriodSeconds: 120,
+                topologySpreadConstraints: topologySpread(c),
+                containers: [
+                  {
+                    name: 'postgres',
+                    image: p.image,
+                    command: ['sh', `${CONFIG_DIR}/${script}`],
+                    ports: [{ name: 'postgres', containerPort: POSTGRES_PORT }],
+                    env,
+                    resources: resourcesOf(p.resources),
+                    securityContext: containerSecurityContext(),
+                    // initdb, or a base backup of a large database, before the first answer.
+                    startupProbe: isReady({ periodSeconds: 10, failureThreshold: 360 }),
+                    readinessProbe: isReady({ periodSeconds: 5, failureThreshold: 3 }),
+                    livenessProbe: {
+                      exec: {
+                        command: ['pg_isready', '-q', '-h', SOCKET_DIR, '-p', String(POSTGRES_PORT), '-t', '10'],
+                      },
+                      periodSeconds: 20,
+                      timeoutSeconds: 15,
+                      failureThreshold: 6,
+                    },
+                    volumeMounts: [
+                      { name: 'data', mountPath: DATA_MOUNT },
+                      { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                      { name: 'run', mountPath: SOCKET_DIR },
+                      { name: 'tmp', mountPath: '/tmp' },
+                      { name: 'shm', mountPath: '/dev/shm' },
+                    ],
                   },
-                  volumeMounts: [
-                    { name: 'data', mountPath: DATA_MOUNT },
-                    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
-                    { name: 'run', mountPath: SOCKET_DIR },
-                    { name: 'tmp', mountPath: '/tmp' },
-                    { name: 'shm', mountPath: '/dev/shm' },
-                  ],
-                },
-                exporter,
-              ],
-              volumes: [
-                { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
-                emptyDir('run', '16Mi'),
-                emptyDir('tmp', '256Mi'),
-                emptyDir('shm', '256Mi', 'Memory'),
-              ],
+                  exporter,
+                ],
+                volumes: [
+                  { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
+                  emptyDir('run', '16Mi'),
+                  emptyDir('tmp', '256Mi'),
+                  emptyDir('shm', '256Mi', 'Memory'),
+                ],
+              },
             },
-          },
-          volumeClaimTemplates: [dataVolumeClaim(config, c, p.storage)],
+            'postgres',
+            props.pod,
+            props.imagePullSecrets,
+          ),
+          volumeClaimTemplates: [dataVolumeClaim(c, p.storage)],
         },
       });
     };
     statefulSet('primary', this.primaryStatefulSet, 'primary', 1);
     statefulSet('replicas', this.replicaStatefulSet, 'replica', p.replicas);
 
-    podDisruptionBudget(this, 'pdb', config, c, 1);
-    networkPolicy(this, 'network-policy', config, c, {
+    podDisruptionBudget(this, 'pdb', c, 1);
+    networkPolicy(this, 'network-policy', c, {
       ingress: [
         // Clients; replicas streaming from the primary; the scraper.
-        { from: props.clients.map(podsOf), ports: tcpPorts(POSTGRES_PORT) },
+        { from: [...props.clients], ports: tcpPorts(POSTGRES_PORT) },
         { from: [podsOf(c)], ports: tcpPorts(POSTGRES_PORT) },
-        { from: [podsOf(PROMETHEUS_COMPONENT)], ports: tcpPorts(POSTGRES_EXPORTER_PORT) },
+        { from: [...(props.scrapers ?? [podsOf(PROMETHEUS_COMPONENT)])], ports: tcpPorts(POSTGRES_EXPORTER_PORT) },
       ],
       egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(c)], ports: tcpPorts(POSTGRES_PORT) }],
     });
   }
+}
+
+function checkPostgresSettings(p: Required<PostgresClusterSettings>): void {
+  checkImage('image', p.image);
+  checkImage('exporterImage', p.exporterImage);
+  checkInt('replicas', p.replicas, 0, 5);
+  checkInt('synchronousReplicas', p.synchronousReplicas, 0, 5);
+  if (p.synchronousReplicas > p.replicas) {
+    fail(
+      'synchronousReplicas',
+      p.synchronousReplicas,
+      `must be <= 'replicas' (${p.replicas}): a commit cannot wait for replicas that do not exist`,
+    );
+  }
+  if (!SYNCHRONOUS_COMMIT.includes(p.synchronousCommit)) {
+    fail('synchronousCommit', p.synchronousCommit, `must be one of ${SYNCHRONOUS_COMMIT.join(', ')}`);
+  }
+  checkInt('maxConnections', p.maxConnections, 20, 10000);
+  checkName('database', p.database);
+  checkName('user', p.user);
+  checkName('credentialsSecret', p.credentialsSecret);
+  checkStorage('storage', p.storage);
+  checkResources('resources', p.resources);
+  checkResources('exporterResources', p.exporterResources);
 }

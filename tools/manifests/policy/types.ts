@@ -56,7 +56,7 @@ export { CREATES_SECRETS_ANNOTATION, EXTERNAL_SECRETS_ANNOTATION } from '../../.
 /** Opt-out annotation prefix: `fastnext.io/policy-skip.<check-id>: "<reason>"`. */
 export const SKIP_ANNOTATION_PREFIX = 'fastnext.io/policy-skip.';
 /** Namespace label that marks a namespace as production when no option says otherwise (written by Platform). */
-import { PRODUCTION_LABEL } from '../../../constructs/core/common';
+import { PRODUCTION_LABEL } from '../../../constructs/core/labels';
 export { PRODUCTION_LABEL };
 
 export interface HpaSpec {
