@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { CLUSTER_PROFILES, profileDefaults } from './cluster-profiles';
 import { API_SERVICE_DEFAULTS, CRON, PRESTOP_SLEEP_SECONDS } from '../constructs/api/api-service';
 import { DEFAULT_DNS_RESOLVERS, DNS_RESOLVER_FORMAT, dnsResolverPeer } from '../constructs/core/network';
-import { RESTRICTED_VOLUME_SOURCES, volumeSourceProblem } from '../constructs/core/pod';
+import { volumeSourceProblem } from '../constructs/core/pod';
 import { quantityProblem, resourcesProblems } from '../constructs/core/quantity';
 import { DNS1123_LABEL, DNS1123_SUBDOMAIN, imageProblem } from '../constructs/core/validate';
 import { EDGE_PROXY_DEFAULTS } from '../constructs/edge/edge-proxy';
@@ -213,18 +213,27 @@ const envVar = z
   })
   .strict();
 const keyToPath = z.object({ key: z.string(), path: z.string(), mode: z.number().int().optional() }).strict();
+/** Volume types a config's extraVolumes can spell (all admitted by Pod Security "restricted"). */
+export const CONFIG_VOLUME_SOURCES = ['configMap', 'secret', 'emptyDir', 'persistentVolumeClaim', 'csi'] as const;
+
+/** Why a volume of a config is refused: a type "restricted" refuses, or one a config cannot spell. */
+function configVolumeProblem(v: Record<string, unknown>): string | undefined {
+  const restricted = volumeSourceProblem(v);
+  if (restricted) return restricted;
+  const source = Object.keys(v).find((k) => k !== 'name') ?? '';
+  return (CONFIG_VOLUME_SOURCES as readonly string[]).includes(source)
+    ? undefined
+    : `uses ${source}, which an environment cannot spell; use one of: ${CONFIG_VOLUME_SOURCES.join(', ')} (or pass it to the construct as a prop)`;
+}
+
 /**
- * Volumes of the types Pod Security "restricted" admits that a config can
- * spell (configMap, secret, emptyDir, persistentVolumeClaim, csi); any other
- * source (hostPath, nfs, ...) is refused, naming the ones allowed.
+ * An extra volume: one of CONFIG_VOLUME_SOURCES; hostPath and every other
+ * type Pod Security "restricted" refuses is an error naming the ones allowed.
  */
 const volume = z
   .object({ name: dnsLabel })
   .catchall(z.unknown())
-  .superRefine((v, ctx) => {
-    const problem = volumeSourceProblem(v);
-    if (problem) ctx.addIssue({ code: 'custom', message: problem });
-  })
+  .superRefine(refineWith(configVolumeProblem))
   .pipe(
     z
       .object({
@@ -305,11 +314,6 @@ const NO_POD_OPTIONS = {
   extraVolumeMounts: [],
   serviceAccountAnnotations: {},
 };
-
-/** Volume types a config's extraVolumes may use. */
-export const CONFIG_VOLUME_SOURCES = RESTRICTED_VOLUME_SOURCES.filter((s) =>
-  ['configMap', 'secret', 'emptyDir', 'persistentVolumeClaim', 'csi'].includes(s),
-);
 
 // ---------------------------------------------------------------- the schema
 
@@ -648,7 +652,7 @@ function describeIssues(issues: readonly z.core.$ZodIssue[], input: unknown): st
       return issue.keys
         .map((k) => {
           const field = issue.path.length ? `${path}.${k}` : k;
-          return `${field}: unknown field (a typo?); allowed here: ${allowed.join(', ')}`;
+          return `${field}: unknown field (a typo?)${allowed.length ? `; allowed here: ${allowed.join(', ')}` : ''}`;
         })
         .join('\n  - ');
     }

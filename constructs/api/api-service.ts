@@ -20,6 +20,7 @@ import {
 import {
   containerSecurityContext,
   emptyDir,
+  externalSecretsAnnotations,
   httpProbe,
   podPlacement,
   podSecurityContext,
@@ -312,7 +313,7 @@ export class ApiService extends Construct implements ServiceEndpoint {
     };
 
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: meta(this, c, name),
+      metadata: meta(this, c, name, { annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets) }),
       spec: {
         // No `replicas`: the HPA owns the count; a fixed value would reset it on every apply.
         revisionHistoryLimit: 5,

@@ -12,7 +12,13 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { meta, namespaceOf, selectorLabels } from './labels';
 import { dnsEgress, networkPolicy, tcpPorts } from './network';
-import { containerSecurityContext, podPlacement, podSecurityContext, type PodOptions } from './pod';
+import {
+  containerSecurityContext,
+  externalSecretsAnnotations,
+  podPlacement,
+  podSecurityContext,
+  type PodOptions,
+} from './pod';
 import { checkInt, checkName, checkNotEmpty, fail } from './validate';
 import { jobNameFor } from './workload';
 
@@ -24,8 +30,7 @@ const CURL_UID = 100;
 const CURL_GID = 101;
 /** Annotation the policy checks read: this Job creates these Secrets at run time. */
 export const CREATES_SECRETS_ANNOTATION = 'fastnext.io/creates-secrets';
-/** Annotation the policy checks read: this workload uses Secrets supplied from outside (cert-manager, kubectl). */
-export const EXTERNAL_SECRETS_ANNOTATION = 'fastnext.io/external-secrets';
+export { EXTERNAL_SECRETS_ANNOTATION } from './pod';
 
 export interface GeneratedSecretProps {
   /**
@@ -150,7 +155,12 @@ export class GeneratedSecret extends Construct {
     };
     // The Job's name carries a hash of its spec: a changed generator (image, keys) is a new Job.
     new k8s.KubeJob(this, 'job', {
-      metadata: meta(this, c, jobNameFor(c, spec), { annotations: { [CREATES_SECRETS_ANNOTATION]: secretName } }),
+      metadata: meta(this, c, jobNameFor(c, spec), {
+        annotations: {
+          [CREATES_SECRETS_ANNOTATION]: secretName,
+          ...externalSecretsAnnotations({}, props.imagePullSecrets),
+        },
+      }),
       spec,
     });
   }

@@ -113,6 +113,28 @@ export function volumeSourceProblem(volume: object): string | undefined {
   return undefined;
 }
 
+/** Annotation the policy checks read: this workload uses Secrets supplied from outside (cert-manager, kubectl). */
+export const EXTERNAL_SECRETS_ANNOTATION = 'fastnext.io/external-secrets';
+
+/**
+ * A workload's annotations declaring the Secrets its pods use that come from
+ * outside the output (`more`, e.g. a TLS Secret, then the pod block's pull
+ * secrets, secret volumes and secret env), so the reference check knows them.
+ */
+export function externalSecretsAnnotations(
+  pod: PodOptions = {},
+  imagePullSecrets: readonly string[] = [],
+  more: readonly string[] = [],
+): Record<string, string> {
+  const names = [
+    ...more,
+    ...imagePullSecrets,
+    ...(pod.extraVolumes ?? []).flatMap((v) => (v.secret?.secretName ? [v.secret.secretName] : [])),
+    ...(pod.extraEnv ?? []).flatMap((e) => (e.valueFrom?.secretKeyRef?.name ? [e.valueFrom.secretKeyRef.name] : [])),
+  ];
+  return names.length ? { [EXTERNAL_SECRETS_ANNOTATION]: [...new Set(names)].join(',') } : {};
+}
+
 /** Placement every pod of a tier gets (Jobs included): node selector, tolerations, priority, pull secrets. */
 export function podPlacement(
   pod: PodOptions = {},

@@ -6,7 +6,6 @@
 import { createHash } from 'crypto';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { EXTERNAL_SECRETS_ANNOTATION } from '../core/generated-secret';
 import { meta, selectorLabels, serviceHost } from '../core/labels';
 import {
   dnsEgress,
@@ -20,6 +19,7 @@ import {
 import {
   containerSecurityContext,
   emptyDir,
+  externalSecretsAnnotations,
   httpProbe,
   podSecurityContext,
   type PodOptions,
@@ -195,7 +195,9 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
 
     new k8s.KubeDeployment(this, 'deployment', {
       // The TLS certificate comes from outside the platform (cert-manager or kubectl).
-      metadata: meta(this, c, name, tls ? { annotations: { [EXTERNAL_SECRETS_ANNOTATION]: tls.secretName } } : {}),
+      metadata: meta(this, c, name, {
+        annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets, tls ? [tls.secretName] : []),
+      }),
       spec: {
         revisionHistoryLimit: 5,
         selector: { matchLabels: selectorLabels(c) },

@@ -13,6 +13,7 @@ import { dnsEgress, networkPolicy, podsOf, type ServiceEndpoint, tcpPorts } from
 import {
   containerSecurityContext,
   emptyDir,
+  externalSecretsAnnotations,
   httpProbe,
   podSecurityContext,
   type PodOptions,
@@ -184,7 +185,7 @@ export class Grafana extends Construct {
     };
 
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: meta(this, c, name),
+      metadata: meta(this, c, name, { annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets) }),
       spec: {
         // One replica: sessions and the sqlite db are per pod; dashboards come back from ConfigMaps on restart.
         replicas: 1,

@@ -19,6 +19,7 @@ import {
 } from '../core/network';
 import {
   containerSecurityContext,
+  externalSecretsAnnotations,
   httpProbe,
   podSecurityContext,
   type PodOptions,
@@ -206,7 +207,7 @@ export class Prometheus extends Construct implements ServiceEndpoint {
     };
 
     new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: meta(this, c, name),
+      metadata: meta(this, c, name, { annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets) }),
       spec: {
         replicas: 1,
         serviceName: `${name}-headless`,

@@ -22,6 +22,7 @@ import {
 import {
   containerSecurityContext,
   emptyDir,
+  externalSecretsAnnotations,
   podSecurityContext,
   type PodOptions,
   topologySpread,
@@ -231,7 +232,9 @@ export class PostgresCluster extends Construct implements ServiceEndpoint {
               { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
             ];
       return new k8s.KubeStatefulSet(this, sid, {
-        metadata: meta(this, c, setName),
+        metadata: meta(this, c, setName, {
+          annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets),
+        }),
         spec: {
           replicas,
           serviceName: `${setName}-headless`,

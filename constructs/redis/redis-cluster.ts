@@ -20,6 +20,7 @@ import {
 import {
   containerSecurityContext,
   emptyDir,
+  externalSecretsAnnotations,
   podPlacement,
   podSecurityContext,
   type PodOptions,
@@ -177,7 +178,9 @@ export class RedisCluster extends Construct implements ServiceEndpoint {
     const cliAuth: kplus.k8s.EnvVar = { ...password, name: 'REDISCLI_AUTH' };
     const cli = `redis-cli -h 127.0.0.1 -p ${REDIS_PORT} --no-auth-warning`;
     new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: meta(this, c, this.statefulSetName),
+      metadata: meta(this, c, this.statefulSetName, {
+        annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets),
+      }),
       spec: {
         replicas: nodes,
         serviceName: this.headlessServiceName,
