@@ -4,7 +4,7 @@
  *
  * Discovery is namespace-scoped kubernetes_sd (pods and endpoints), so the
  * RBAC can be a Role instead of a ClusterRole. A pod opts in with the
- * `prometheus.io/scrape|port|path` annotations (constructs/common.ts
+ * `prometheus.io/scrape|port|path` annotations (constructs/core/network.ts
  * `scrapeAnnotations`); a Service may opt in the same way for endpoints whose
  * pods are not annotated. Do not annotate both: the target would be scraped twice.
  */
