@@ -24,7 +24,6 @@ import {
   httpProbe,
   podPlacement,
   podSecurityContext,
-  type PodOptions,
   topologySpread,
   withPodOptions,
 } from '../core/pod';
@@ -36,6 +35,9 @@ import {
   horizontalPodAutoscaler,
   podDisruptionBudget,
   serviceAccount,
+  type WorkloadProps,
+  workloadName,
+  type ScrapedProps,
 } from '../core/workload';
 
 const k8s = kplus.k8s;
@@ -136,12 +138,7 @@ export const API_SERVICE_DEFAULTS: Required<ApiServiceSettings> = {
   managementTokenSecret: 'api-management-token',
 };
 
-export interface ApiServiceProps extends ApiServiceSettings {
-  /**
-   * Where the pods may send DNS queries (UDP and TCP 53).
-   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
-   */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+export interface ApiServiceProps extends ApiServiceSettings, WorkloadProps, ScrapedProps {
   /** Name of the Deployment, Services, HPA and component label. @default 'api' */
   readonly name?: string;
   /** The database the service connects to (e.g. a PostgresCluster). */
@@ -150,12 +147,6 @@ export interface ApiServiceProps extends ApiServiceSettings {
   readonly redis: ApiCache;
   /** Pods allowed to call the API port. @default - the edge tier's pods (`podsOf('edge')`) */
   readonly clients?: readonly kplus.k8s.NetworkPolicyPeer[];
-  /** Pods allowed to scrape the metrics port. @default - the bundled Prometheus' pods */
-  readonly scrapers?: readonly kplus.k8s.NetworkPolicyPeer[];
-  /** Placement of the pods and what is added to them. @default - none */
-  readonly pod?: PodOptions;
-  /** Secrets to pull the images with. @default - none */
-  readonly imagePullSecrets?: readonly string[];
 }
 
 const SECRET_MOUNT = '/var/run/secrets/fastnext';
@@ -187,8 +178,7 @@ export class ApiService extends Construct implements ServiceEndpoint {
     const { postgres: database, redis: cache } = props;
     const api = withDefaults(API_SERVICE_DEFAULTS, props);
     checkApiSettings(api);
-    const name = props.name ?? ApiService.COMPONENT;
-    checkName('name', name);
+    const name = workloadName(props.name, ApiService.COMPONENT);
     const c = name;
     this.component = c;
     this.maintenanceComponent = `${name}-maintenance`;

@@ -20,7 +20,7 @@ import {
   type PodOptions,
 } from './pod';
 import { checkInt, checkName, checkNotEmpty, fail } from './validate';
-import { jobNameFor } from './workload';
+import { jobNameFor, type WorkloadProps } from './workload';
 
 const k8s = kplus.k8s;
 
@@ -32,12 +32,7 @@ const CURL_GID = 101;
 export const CREATES_SECRETS_ANNOTATION = 'fastnext.io/creates-secrets';
 export { EXTERNAL_SECRETS_ANNOTATION } from './pod';
 
-export interface GeneratedSecretProps {
-  /**
-   * Where the pods may send DNS queries (UDP and TCP 53).
-   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
-   */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+export interface GeneratedSecretProps extends Omit<WorkloadProps, 'pod'> {
   /** Name of the Secret (also the prefix of the generator's objects: `<secretName>-generator`). */
   readonly secretName: string;
   /** Keys, each filled with an independent random alphanumeric value. */
@@ -46,8 +41,6 @@ export interface GeneratedSecretProps {
   readonly length?: number;
   /** Placement of the generator Job's pod (its node selector, tolerations and priority class). @default - none */
   readonly pod?: Pick<PodOptions, 'nodeSelector' | 'tolerations' | 'priorityClassName'>;
-  /** Secrets to pull the generator image with. @default - none */
-  readonly imagePullSecrets?: readonly string[];
 }
 
 /**

@@ -3,9 +3,36 @@ import { createHash } from 'node:crypto';
 import * as kplus from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
 import { meta, selectorLabels } from './labels';
-import { checkInt, fail } from './validate';
+import type { PodOptions } from './pod';
+import { checkInt, checkName, fail } from './validate';
 
 const k8s = kplus.k8s;
+
+/** What every workload construct takes besides its own settings. */
+export interface WorkloadProps {
+  /** Placement of the tier's pods and what is added to them (placement also reaches its Jobs). @default - none */
+  readonly pod?: PodOptions;
+  /** Secrets every pod of the tier pulls its images with. @default - none */
+  readonly imagePullSecrets?: readonly string[];
+  /**
+   * Where the pods may send DNS queries (UDP and TCP 53).
+   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
+   */
+  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+}
+
+/** A workload that serves metrics: who may scrape them. */
+export interface ScrapedProps {
+  /** Pods allowed to scrape the metrics port. @default - the bundled Prometheus' pods (`podsOf('prometheus')`) */
+  readonly scrapers?: readonly kplus.k8s.NetworkPolicyPeer[];
+}
+
+/** The tier's name (the `name` prop, else the construct's default): a DNS-1123 label, also its component label. */
+export function workloadName(name: string | undefined, fallback: string): string {
+  const resolved = name ?? fallback;
+  checkName('name', resolved);
+  return resolved;
+}
 
 /** Bounds and targets of a HorizontalPodAutoscaler. */
 export interface AutoscalingProps {

@@ -22,7 +22,6 @@ import {
   externalSecretsAnnotations,
   httpProbe,
   podSecurityContext,
-  type PodOptions,
   topologySpread,
   withPodOptions,
 } from '../core/pod';
@@ -34,6 +33,9 @@ import {
   horizontalPodAutoscaler,
   podDisruptionBudget,
   serviceAccount,
+  type WorkloadProps,
+  workloadName,
+  type ScrapedProps,
 } from '../core/workload';
 import { EDGE_PATHS, EDGE_PORTS, NGINX_SIZE, type NginxSettings, renderNginxConf, SERVER_NAME } from './nginx-conf';
 
@@ -83,24 +85,13 @@ export const EDGE_PROXY_DEFAULTS: Required<EdgeProxySettings> = {
   clientMaxBodySize: '1m',
 };
 
-export interface EdgeProxyProps extends EdgeProxySettings {
-  /**
-   * Where the pods may send DNS queries (UDP and TCP 53).
-   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
-   */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+export interface EdgeProxyProps extends EdgeProxySettings, WorkloadProps, ScrapedProps {
   /** Name of the Deployment, Service, ConfigMap prefix and component label. @default 'edge' */
   readonly name?: string;
   /** What nginx balances over: the API's headless Service (one A record per ready pod). */
   readonly upstream: ServiceEndpoint;
   /** TLS termination from a kubernetes.io/tls Secret (managed outside, e.g. by cert-manager). @default - plain HTTP */
   readonly tls?: { readonly secretName: string };
-  /** Pods allowed to scrape the exporter. @default - the bundled Prometheus' pods */
-  readonly scrapers?: readonly kplus.k8s.NetworkPolicyPeer[];
-  /** Placement of the pods and what is added to them. @default - none */
-  readonly pod?: PodOptions;
-  /** Secrets to pull the images with. @default - none */
-  readonly imagePullSecrets?: readonly string[];
 }
 
 /** The edge tier. */
@@ -122,8 +113,7 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
     const { upstream, tls } = props;
     const edge = withDefaults(EDGE_PROXY_DEFAULTS, props);
     checkEdgeSettings(edge, tls);
-    const name = props.name ?? EdgeProxy.COMPONENT;
-    checkName('name', name);
+    const name = workloadName(props.name, EdgeProxy.COMPONENT);
     const c = name;
     this.component = c;
     this.serviceName = name;

@@ -16,13 +16,12 @@ import {
   externalSecretsAnnotations,
   httpProbe,
   podSecurityContext,
-  type PodOptions,
   topologySpread,
   withPodOptions,
 } from '../core/pod';
 import { checkResources, type Resources, resourcesOf } from '../core/quantity';
 import { checkImage, checkName, withDefaults } from '../core/validate';
-import { serviceAccount } from '../core/workload';
+import { serviceAccount, type WorkloadProps, workloadName } from '../core/workload';
 import { dashboards, renderDashboard } from './dashboards';
 import {
   GRAFANA_DASHBOARDS_DIR,
@@ -61,22 +60,13 @@ export const GRAFANA_DEFAULTS: Required<GrafanaSettings> = {
   adminSecret: 'grafana-admin',
 };
 
-export interface GrafanaProps extends GrafanaSettings {
-  /**
-   * Where the pods may send DNS queries (UDP and TCP 53).
-   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
-   */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+export interface GrafanaProps extends GrafanaSettings, WorkloadProps {
   /** Name of the Deployment, Service, ConfigMap prefix and component label. @default 'grafana' */
   readonly name?: string;
   /** The Prometheus Grafana queries. */
   readonly prometheus: ServiceEndpoint;
   /** What the dashboards show (tier bounds, thresholds, scrape interval). */
   readonly monitored: MonitoredPlatform;
-  /** Placement of the pod and what is added to it. @default - none */
-  readonly pod?: PodOptions;
-  /** Secrets to pull the images with. @default - none */
-  readonly imagePullSecrets?: readonly string[];
 }
 
 export class Grafana extends Construct {
@@ -97,8 +87,7 @@ export class Grafana extends Construct {
     checkImage('image', g.image);
     checkResources('resources', g.resources);
     checkName('adminSecret', g.adminSecret);
-    const name = props.name ?? Grafana.COMPONENT;
-    checkName('name', name);
+    const name = workloadName(props.name, Grafana.COMPONENT);
     const c = name;
     this.component = c;
     this.serviceName = name;

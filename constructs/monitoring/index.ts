@@ -4,9 +4,9 @@
  * dashboards). kube-state-metrics is deliberately absent: the rules use only
  * metrics the tiers and Prometheus itself produce (see alert-rules.ts).
  */
-import type * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import type { PodOptions } from '../core/pod';
+import type { WorkloadProps } from '../core/workload';
 import { Grafana, type GrafanaSettings } from './grafana';
 import type { MonitoredPlatform } from './monitored';
 import { Prometheus, type PrometheusSettings, type ScrapeTarget } from './prometheus';
@@ -18,7 +18,7 @@ export type { PrometheusProps, PrometheusSettings, ScrapeTarget } from './promet
 export { ALERT_DEFAULTS } from './monitored';
 export type { AlertThresholds, MonitoredPlatform } from './monitored';
 
-export interface MonitoringProps {
+export interface MonitoringProps extends Omit<WorkloadProps, 'pod'> {
   /** What the rules and dashboards watch. */
   readonly monitored: MonitoredPlatform;
   /** Every component's metrics port, for Prometheus' egress NetworkPolicy. */
@@ -27,13 +27,6 @@ export interface MonitoringProps {
   readonly prometheus?: PrometheusSettings & { readonly pod?: PodOptions };
   /** Grafana's settings and pod block. @default - GRAFANA_DEFAULTS, no pod block */
   readonly grafana?: GrafanaSettings & { readonly pod?: PodOptions };
-  /** Secrets to pull the images with. @default - none */
-  readonly imagePullSecrets?: readonly string[];
-  /**
-   * Where the pods may send DNS queries (UDP and TCP 53).
-   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
-   */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
 }
 
 /** Prometheus and Grafana wired together. */

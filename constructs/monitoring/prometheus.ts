@@ -22,14 +22,13 @@ import {
   externalSecretsAnnotations,
   httpProbe,
   podSecurityContext,
-  type PodOptions,
   topologySpread,
   withPodOptions,
 } from '../core/pod';
 import { checkResources, type Resources, resourcesOf } from '../core/quantity';
 import { checkStorage, dataVolumeClaim, type StorageProps } from '../core/storage';
-import { checkImage, checkName, fail, withDefaults } from '../core/validate';
-import { serviceAccount } from '../core/workload';
+import { checkImage, fail, withDefaults } from '../core/validate';
+import { serviceAccount, type WorkloadProps, workloadName } from '../core/workload';
 import { renderAlertRules, renderRecordingRules } from './alert-rules';
 import type { MonitoredPlatform } from './monitored';
 import { PROMETHEUS_CONFIG_DIR, PROMETHEUS_FILES, PROMETHEUS_PORT, renderPrometheusConfig } from './prometheus-config';
@@ -84,12 +83,7 @@ export const PROMETHEUS_DEFAULTS: Required<PrometheusSettings> = {
   resources: { requests: { cpu: '250m', memory: '1Gi' }, limits: { cpu: '1', memory: '2Gi' } },
 };
 
-export interface PrometheusProps extends PrometheusSettings {
-  /**
-   * Where the pods may send DNS queries (UDP and TCP 53).
-   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
-   */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+export interface PrometheusProps extends PrometheusSettings, WorkloadProps {
   /** Name of the StatefulSet, Services and component label; renaming it replaces the volume. @default 'prometheus' */
   readonly name?: string;
   /** What the rules watch (tier bounds, thresholds, scrape interval, environment label). */
@@ -98,10 +92,6 @@ export interface PrometheusProps extends PrometheusSettings {
   readonly scrapeTargets: readonly ScrapeTarget[];
   /** Pods allowed to query Prometheus. @default - the bundled Grafana's pods */
   readonly clients?: readonly kplus.k8s.NetworkPolicyPeer[];
-  /** Placement of the pod and what is added to it. @default - none */
-  readonly pod?: PodOptions;
-  /** Secrets to pull the images with. @default - none */
-  readonly imagePullSecrets?: readonly string[];
 }
 
 export class Prometheus extends Construct implements ServiceEndpoint {
@@ -131,8 +121,7 @@ export class Prometheus extends Construct implements ServiceEndpoint {
         throw new Error(`'scrapeTargets' port of '${t.component}' (${t.port}) must be an integer in 1..65535`);
       }
     }
-    const name = props.name ?? Prometheus.COMPONENT;
-    checkName('name', name);
+    const name = workloadName(props.name, Prometheus.COMPONENT);
     const c = name;
     const ns = namespaceOf(this);
     this.component = c;

@@ -24,14 +24,19 @@ import {
   emptyDir,
   externalSecretsAnnotations,
   podSecurityContext,
-  type PodOptions,
   topologySpread,
   withPodOptions,
 } from '../core/pod';
 import { checkResources, type Resources, resourcesOf } from '../core/quantity';
 import { checkStorage, dataVolumeClaim, type StorageProps } from '../core/storage';
 import { checkImage, checkInt, checkName, checkNotEmpty, fail, withDefaults } from '../core/validate';
-import { podDisruptionBudget, serviceAccount } from '../core/workload';
+import {
+  podDisruptionBudget,
+  serviceAccount,
+  type WorkloadProps,
+  workloadName,
+  type ScrapedProps,
+} from '../core/workload';
 import { POSTGRES_FILES, POSTGRES_PORT, type PostgresConfig, postgresConfigFiles, SYNCHRONOUS_COMMIT } from './files';
 
 const k8s = kplus.k8s;
@@ -85,12 +90,7 @@ export const POSTGRES_CLUSTER_DEFAULTS: Required<PostgresClusterSettings> = {
   exporterResources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
 };
 
-export interface PostgresClusterProps extends PostgresClusterSettings {
-  /**
-   * Where the pods may send DNS queries (UDP and TCP 53).
-   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
-   */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+export interface PostgresClusterProps extends PostgresClusterSettings, WorkloadProps, ScrapedProps {
   /**
    * Prefix of every object name (`<name>-primary`, `<name>-replica`, `<name>-config`, ...) and the
    * component label. Renaming it replaces the volumes. @default 'postgres'
@@ -98,14 +98,8 @@ export interface PostgresClusterProps extends PostgresClusterSettings {
   readonly name?: string;
   /** Pods that may connect to 5432 (e.g. `[podsOf('api')]`). */
   readonly clients: readonly kplus.k8s.NetworkPolicyPeer[];
-  /** Pods allowed to scrape the exporter. @default - the bundled Prometheus' pods */
-  readonly scrapers?: readonly kplus.k8s.NetworkPolicyPeer[];
   /** Pod networks allowed by pg_hba.conf (the NetworkPolicy narrows further). @default the RFC 1918 ranges */
   readonly podCidrs?: readonly string[];
-  /** Placement of the pods (primary and replicas) and what is added to them. @default - none */
-  readonly pod?: PodOptions;
-  /** Secrets to pull the images with. @default - none */
-  readonly imagePullSecrets?: readonly string[];
 }
 
 export class PostgresCluster extends Construct implements ServiceEndpoint {
@@ -137,8 +131,7 @@ export class PostgresCluster extends Construct implements ServiceEndpoint {
     checkPostgresSettings(p);
     // An ingress rule with an empty 'from' would admit every pod in the cluster.
     checkNotEmpty('clients', props.clients, "name the pods allowed to connect to PostgreSQL (e.g. [podsOf('api')])");
-    const name = props.name ?? PostgresCluster.COMPONENT;
-    checkName('name', name);
+    const name = workloadName(props.name, PostgresCluster.COMPONENT);
     const c = name;
     this.component = c;
     this.configMapName = `${name}-config`;

@@ -23,14 +23,20 @@ import {
   externalSecretsAnnotations,
   podPlacement,
   podSecurityContext,
-  type PodOptions,
   topologySpread,
   withPodOptions,
 } from '../core/pod';
 import { checkResources, type Resources, resourcesOf } from '../core/quantity';
 import { checkStorage, dataVolumeClaim, type StorageProps } from '../core/storage';
 import { checkImage, checkInt, checkName, checkNotEmpty, fail, withDefaults } from '../core/validate';
-import { jobNameFor, podDisruptionBudget, serviceAccount } from '../core/workload';
+import {
+  jobNameFor,
+  podDisruptionBudget,
+  serviceAccount,
+  type WorkloadProps,
+  workloadName,
+  type ScrapedProps,
+} from '../core/workload';
 import {
   MAXMEMORY_POLICIES,
   REDIS_BUS_PORT_OFFSET,
@@ -81,12 +87,7 @@ export const REDIS_CLUSTER_DEFAULTS: Required<RedisClusterSettings> = {
   exporterResources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } },
 };
 
-export interface RedisClusterProps extends RedisClusterSettings {
-  /**
-   * Where the pods may send DNS queries (UDP and TCP 53).
-   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
-   */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+export interface RedisClusterProps extends RedisClusterSettings, WorkloadProps, ScrapedProps {
   /**
    * Name of the StatefulSet and component label; prefixes the headless Service
    * (`<name>-headless`), the ConfigMap (`<name>-config`) and the create Job. Renaming
@@ -95,12 +96,6 @@ export interface RedisClusterProps extends RedisClusterSettings {
   readonly name?: string;
   /** Pods that may connect to 6379 (e.g. `[podsOf('api')]`). */
   readonly clients: readonly kplus.k8s.NetworkPolicyPeer[];
-  /** Pods allowed to scrape the exporter. @default - the bundled Prometheus' pods */
-  readonly scrapers?: readonly kplus.k8s.NetworkPolicyPeer[];
-  /** Placement of the pods and what is added to them (placement also applies to the create Job). @default - none */
-  readonly pod?: PodOptions;
-  /** Secrets to pull the images with. @default - none */
-  readonly imagePullSecrets?: readonly string[];
 }
 
 export class RedisCluster extends Construct implements ServiceEndpoint {
@@ -130,8 +125,7 @@ export class RedisCluster extends Construct implements ServiceEndpoint {
     const r = withDefaults(REDIS_CLUSTER_DEFAULTS, props);
     checkRedisSettings(r);
     checkNotEmpty('clients', props.clients, "name the pods allowed to connect to Redis (e.g. [podsOf('api')])");
-    const name = props.name ?? RedisCluster.COMPONENT;
-    checkName('name', name);
+    const name = workloadName(props.name, RedisCluster.COMPONENT);
     const c = name;
     this.component = c;
     this.createComponent = `${name}-cluster-create`;
