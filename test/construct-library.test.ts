@@ -7,7 +7,17 @@
  */
 import { Chart, Testing } from 'cdk8s';
 import type { Construct } from 'constructs';
-import { ApiService, EdgeProxy, GeneratedSecret, PostgresCluster, RedisCluster, podsOf } from '../constructs';
+import {
+  ALERT_DEFAULTS,
+  ApiService,
+  EdgeProxy,
+  GeneratedSecret,
+  type MonitoredPlatform,
+  Monitoring,
+  PostgresCluster,
+  RedisCluster,
+  podsOf,
+} from '../constructs';
 import { runPolicy } from '../tools/manifests/policy/engine';
 import { checkObjects } from '../tools/manifests/schema-check';
 import type { KubeObject } from '../stacks/synth';
@@ -235,5 +245,38 @@ describe('GeneratedSecret in a bare chart', () => {
       'RoleBinding/shop-token-generator',
       'ServiceAccount/shop-token-generator',
     ]);
+  });
+});
+
+describe('Monitoring (Prometheus + Grafana) in a bare chart', () => {
+  // GIVEN only what the rules and dashboards watch, written by hand (no environment)
+  const monitored: MonitoredPlatform = {
+    name: 'shop',
+    api: { autoscaling: { minReplicas: 2, maxReplicas: 6 } },
+    edge: { autoscaling: { minReplicas: 2, maxReplicas: 4 } },
+    postgres: { replicas: 1 },
+    redis: { masters: 3, replicasPerMaster: 1 },
+    monitoring: { alerts: ALERT_DEFAULTS, prometheus: { scrapeIntervalSeconds: 30 } },
+  };
+  const chart = Testing.chart();
+  const monitoring = new Monitoring(chart, 'monitoring', {
+    monitored,
+    scrapeTargets: [{ component: 'api', port: 9464 }],
+  });
+  const objects = synth(chart);
+
+  test('its objects pass strict validation and the policy checks', () => {
+    expect(problemsOf(objects)).toEqual([]);
+  });
+
+  test('the Prometheus StatefulSet, its PVC template and construct ids are pinned', () => {
+    const sts = objects.find((o) => o.kind === 'StatefulSet')!;
+    expect([sts.metadata.name, sts.spec.serviceName, sts.spec.volumeClaimTemplates[0].metadata.name]).toEqual([
+      'prometheus',
+      'prometheus-headless',
+      'data',
+    ]);
+    expect(ids(monitoring)).toEqual(['grafana', 'prometheus']);
+    expect(monitoring.grafana.adminSecret.secretName).toBe('grafana-admin');
   });
 });
