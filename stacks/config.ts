@@ -8,13 +8,23 @@
  */
 import { z } from 'zod';
 import { CLUSTER_PROFILES, profileDefaults } from './cluster-profiles';
+import {
+  autoscaling,
+  dnsLabel,
+  dnsResolver,
+  dnsSubdomain,
+  imageRef,
+  positiveInt,
+  resources,
+  serverName,
+  storage,
+} from './config-fields';
+import { NO_POD_OPTIONS, pod } from './pod-config';
 import { API_SERVICE_DEFAULTS, CRON, PRESTOP_SLEEP_SECONDS } from '../constructs/api/api-service';
-import { DEFAULT_DNS_RESOLVERS, DNS_RESOLVER_FORMAT, dnsResolverPeer } from '../constructs/core/network';
-import { volumeSourceProblem } from '../constructs/core/pod';
-import { quantityProblem, resourcesProblems } from '../constructs/core/quantity';
-import { DNS1123_LABEL, DNS1123_SUBDOMAIN, imageProblem } from '../constructs/core/validate';
+import { DEFAULT_DNS_RESOLVERS } from '../constructs/core/network';
+import { quantityProblem } from '../constructs/core/quantity';
 import { EDGE_PROXY_DEFAULTS } from '../constructs/edge/edge-proxy';
-import { NGINX_SIZE, SERVER_NAME } from '../constructs/edge/nginx-conf';
+import { NGINX_SIZE } from '../constructs/edge/nginx-conf';
 import { ALERT_DEFAULTS, GRAFANA_DEFAULTS, PROMETHEUS_DEFAULTS } from '../constructs/monitoring';
 import { RETENTION } from '../constructs/monitoring/prometheus';
 import { SYNCHRONOUS_COMMIT } from '../constructs/postgres/files';
@@ -26,294 +36,8 @@ import { preview } from '../tools/k8s/values';
 export { parseQuantity } from '../constructs/core/quantity';
 export { PRESTOP_SLEEP_SECONDS } from '../constructs/api/api-service';
 
-// ---------------------------------------------------------------- primitives
-
-/** A DNS-1123 label (namespace, object name prefix): lowercase alphanumerics and '-', at most 63. */
-export const dnsLabel = z
-  .string()
-  .max(63, { message: 'must be at most 63 characters (DNS-1123 label)' })
-  .regex(DNS1123_LABEL, {
-    message: "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit",
-  });
-
-const dnsSubdomain = z
-  .string()
-  .max(253, { message: 'must be at most 253 characters' })
-  .regex(DNS1123_SUBDOMAIN, { message: 'must be a lowercase DNS name such as api.example.com' });
-
-/** A host name nginx answers for: a DNS name, or a `*.example.com` wildcard. */
-const serverName = z.string().max(253, { message: 'must be at most 253 characters' }).regex(SERVER_NAME, {
-  message: 'must be a lowercase DNS name such as api.example.com, or a wildcard such as *.example.com',
-});
-
-/** Adds a custom issue when `problem` returns one. */
-const refineWith =
-  <T>(problem: (value: T) => string | undefined) =>
-  (value: T, ctx: z.RefinementCtx) => {
-    const message = problem(value);
-    if (message) ctx.addIssue({ code: 'custom', message });
-  };
-
-/**
- * A container image pinned to a tag or digest. `latest` and untagged images are
- * refused: they make a rollout depend on what the registry holds that day.
- */
-export const imageRef = z.string().superRefine(refineWith(imageProblem));
-
-/** A positive resource quantity such as `250m`, `512Mi` or `10Gi`. */
-export const quantity = z.string().superRefine(refineWith(quantityProblem));
-
-/** Where pods send DNS queries: a CIDR or a pod label selector (see constructs/common.ts). */
-const dnsResolver = z.string().superRefine((r, ctx) => {
-  if (!dnsResolverPeer(r)) ctx.addIssue({ code: 'custom', message: DNS_RESOLVER_FORMAT });
-});
-
-const percent = z.number().int().min(1).max(100);
-const positiveInt = z.number().int().min(1);
-
-const resources = z
-  .object({
-    requests: z.object({ cpu: quantity, memory: quantity }).strict(),
-    limits: z.object({ cpu: quantity, memory: quantity }).strict(),
-  })
-  .strict()
-  .superRefine((r, ctx) => {
-    for (const [path, message] of resourcesProblems(r)) {
-      // Malformed quantities are reported by their own field's schema.
-      if (message.startsWith('must be <=')) ctx.addIssue({ code: 'custom', path: path.split('.'), message });
-    }
-  });
-
-const storage = z
-  .object({
-    /** Size of each PersistentVolumeClaim. */
-    size: quantity,
-    /** StorageClass; omitted = the cluster's default class. */
-    storageClass: dnsLabel.optional(),
-  })
-  .strict();
-
-const autoscaling = z
-  .object({
-    minReplicas: positiveInt,
-    maxReplicas: positiveInt,
-    cpuTargetPercent: percent,
-    memoryTargetPercent: percent,
-    /** Seconds the HPA waits before scaling down after load drops. */
-    scaleDownStabilizationSeconds: z.number().int().min(0).max(3600),
-  })
-  .strict()
-  .superRefine((a, ctx) => {
-    if (a.minReplicas > a.maxReplicas) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['minReplicas'],
-        message: `must be <= maxReplicas (${a.maxReplicas})`,
-      });
-    }
-  });
-
-// ---------------------------------------------------------------- the pod block
-
-const stringMap = z.record(z.string(), z.string());
-const labelSelector = z
-  .object({
-    matchLabels: stringMap.optional(),
-    matchExpressions: z
-      .array(
-        z
-          .object({
-            key: z.string(),
-            operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
-            values: z.array(z.string()).optional(),
-          })
-          .strict(),
-      )
-      .optional(),
-  })
-  .strict();
-const nodeSelectorTerm = z
-  .object({
-    matchExpressions: z
-      .array(
-        z
-          .object({
-            key: z.string(),
-            operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist', 'Gt', 'Lt']),
-            values: z.array(z.string()).optional(),
-          })
-          .strict(),
-      )
-      .optional(),
-    matchFields: z
-      .array(
-        z
-          .object({ key: z.string(), operator: z.enum(['In', 'NotIn']), values: z.array(z.string()).optional() })
-          .strict(),
-      )
-      .optional(),
-  })
-  .strict();
-const podAffinityTerm = z
-  .object({
-    labelSelector: labelSelector.optional(),
-    namespaceSelector: labelSelector.optional(),
-    namespaces: z.array(dnsLabel).optional(),
-    topologyKey: z.string().min(1),
-  })
-  .strict();
-const weight = z.number().int().min(1).max(100);
-const podAffinity = z
-  .object({
-    requiredDuringSchedulingIgnoredDuringExecution: z.array(podAffinityTerm).optional(),
-    preferredDuringSchedulingIgnoredDuringExecution: z.array(z.object({ weight, podAffinityTerm }).strict()).optional(),
-  })
-  .strict();
-const affinity = z
-  .object({
-    nodeAffinity: z
-      .object({
-        requiredDuringSchedulingIgnoredDuringExecution: z
-          .object({ nodeSelectorTerms: z.array(nodeSelectorTerm).min(1) })
-          .strict()
-          .optional(),
-        preferredDuringSchedulingIgnoredDuringExecution: z
-          .array(z.object({ weight, preference: nodeSelectorTerm }).strict())
-          .optional(),
-      })
-      .strict()
-      .optional(),
-    podAffinity: podAffinity.optional(),
-    podAntiAffinity: podAffinity.optional(),
-  })
-  .strict();
-const toleration = z
-  .object({
-    key: z.string().optional(),
-    operator: z.enum(['Exists', 'Equal']).optional(),
-    value: z.string().optional(),
-    effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
-    tolerationSeconds: z.number().int().optional(),
-  })
-  .strict();
-const keyRef = (nameKey: 'name') =>
-  z.object({ [nameKey]: dnsSubdomain, key: z.string().min(1), optional: z.boolean().optional() }).strict();
-const envVar = z
-  .object({
-    name: z.string().regex(/^[-._a-zA-Z][-._a-zA-Z0-9]*$/, { message: 'must be an environment variable name' }),
-    value: z.string().optional(),
-    valueFrom: z
-      .object({
-        secretKeyRef: keyRef('name').optional(),
-        configMapKeyRef: keyRef('name').optional(),
-        fieldRef: z.object({ fieldPath: z.string() }).strict().optional(),
-      })
-      .strict()
-      .optional(),
-  })
-  .strict();
-const keyToPath = z.object({ key: z.string(), path: z.string(), mode: z.number().int().optional() }).strict();
-/** Volume types a config's extraVolumes can spell (all admitted by Pod Security "restricted"). */
-export const CONFIG_VOLUME_SOURCES = ['configMap', 'secret', 'emptyDir', 'persistentVolumeClaim', 'csi'] as const;
-
-/** Why a volume of a config is refused: a type "restricted" refuses, or one a config cannot spell. */
-function configVolumeProblem(v: Record<string, unknown>): string | undefined {
-  const restricted = volumeSourceProblem(v);
-  if (restricted) return restricted;
-  const source = Object.keys(v).find((k) => k !== 'name') ?? '';
-  return (CONFIG_VOLUME_SOURCES as readonly string[]).includes(source)
-    ? undefined
-    : `uses ${source}, which an environment cannot spell; use one of: ${CONFIG_VOLUME_SOURCES.join(', ')} (or pass it to the construct as a prop)`;
-}
-
-/**
- * An extra volume: one of CONFIG_VOLUME_SOURCES; hostPath and every other
- * type Pod Security "restricted" refuses is an error naming the ones allowed.
- */
-const volume = z
-  .object({ name: dnsLabel })
-  .catchall(z.unknown())
-  .superRefine(refineWith(configVolumeProblem))
-  .pipe(
-    z
-      .object({
-        name: dnsLabel,
-        configMap: z
-          .object({
-            name: dnsSubdomain,
-            items: z.array(keyToPath).optional(),
-            defaultMode: z.number().int().optional(),
-            optional: z.boolean().optional(),
-          })
-          .strict()
-          .optional(),
-        secret: z
-          .object({
-            secretName: dnsSubdomain,
-            items: z.array(keyToPath).optional(),
-            defaultMode: z.number().int().optional(),
-            optional: z.boolean().optional(),
-          })
-          .strict()
-          .optional(),
-        emptyDir: z
-          .object({ medium: z.enum(['', 'Memory']).optional(), sizeLimit: quantity.optional() })
-          .strict()
-          .optional(),
-        persistentVolumeClaim: z
-          .object({ claimName: dnsSubdomain, readOnly: z.boolean().optional() })
-          .strict()
-          .optional(),
-        csi: z
-          .object({
-            driver: z.string().min(1),
-            readOnly: z.boolean().optional(),
-            fsType: z.string().optional(),
-            volumeAttributes: stringMap.optional(),
-          })
-          .strict()
-          .optional(),
-      })
-      .strict(),
-  );
-const volumeMount = z
-  .object({
-    name: dnsLabel,
-    mountPath: z.string().regex(/^\//, { message: 'must be an absolute path' }),
-    subPath: z.string().optional(),
-    readOnly: z.boolean().optional(),
-  })
-  .strict();
-
-/** The pod block of every workload tier: placement and extensions, merged into the pod spec by the construct. */
-const pod = z
-  .object({
-    nodeSelector: stringMap,
-    tolerations: z.array(toleration),
-    affinity: affinity.optional(),
-    priorityClassName: dnsSubdomain.optional(),
-    annotations: stringMap,
-    labels: stringMap,
-    extraEnv: z.array(envVar),
-    extraVolumes: z.array(volume),
-    extraVolumeMounts: z.array(volumeMount),
-    serviceAccountAnnotations: stringMap,
-  })
-  .strict();
-
-/** An empty pod block: the default of every tier. */
-const NO_POD_OPTIONS = {
-  nodeSelector: {},
-  tolerations: [],
-  affinity: undefined,
-  priorityClassName: undefined,
-  annotations: {},
-  labels: {},
-  extraEnv: [],
-  extraVolumes: [],
-  extraVolumeMounts: [],
-  serviceAccountAnnotations: {},
-};
+export { dnsLabel, imageRef, quantity } from './config-fields';
+export type { PodConfig } from './pod-config';
 
 // ---------------------------------------------------------------- the schema
 
@@ -562,8 +286,6 @@ export const environmentSchema = z
 
 /** A fully resolved, validated environment. */
 export type EnvironmentConfig = z.infer<typeof environmentSchema>;
-/** A tier's pod block, as an environment writes it. */
-export type PodConfig = z.infer<typeof pod>;
 
 type DeepPartial<T> = T extends readonly (infer U)[]
   ? U[]
