@@ -50,6 +50,24 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // The construct library never sees an environment: stacks/ maps environments to props (docs/architecture.md).
+    files: ['constructs/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/stacks', '**/stacks/**', '**/tools', '**/tools/**'],
+              message:
+                'constructs/ is a library: take what you need as props; stacks/ composes and tools/ reads the output.',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );
 
 /** A `no-restricted-imports` block: files under `glob` must not import the sibling tools/ layers `above`. */

@@ -5,7 +5,7 @@
  * defaults between DEFAULTS and the environment file, so an environment still
  * overrides any of it. docs/clusters.md says what each profile sets and why.
  */
-import { DEFAULT_DNS_RESOLVERS } from '../constructs/common';
+import { DEFAULT_DNS_RESOLVERS } from '../constructs/core/network';
 import type { EnvironmentOverrides } from './config';
 
 export const CLUSTER_PROFILES = ['generic', 'gke', 'gke-autopilot', 'eks', 'aks', 'kind'] as const;

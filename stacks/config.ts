@@ -7,120 +7,39 @@
  * produced here; nothing reads `process.env`.
  */
 import { z } from 'zod';
-import { DEFAULT_DNS_RESOLVERS, DNS_RESOLVER_FORMAT, dnsResolverPeer } from '../constructs/common';
 import { CLUSTER_PROFILES, profileDefaults } from './cluster-profiles';
+import {
+  autoscaling,
+  dnsLabel,
+  dnsResolver,
+  dnsSubdomain,
+  imageRef,
+  positiveInt,
+  resources,
+  serverName,
+  storage,
+} from './config-fields';
+import { NO_POD_OPTIONS, pod } from './pod-config';
+import { API_SERVICE_DEFAULTS, CRON, PRESTOP_SLEEP_SECONDS } from '../constructs/api/api-service';
+import { DEFAULT_DNS_RESOLVERS } from '../constructs/core/network';
+import { quantityProblem } from '../constructs/core/quantity';
+import { EDGE_PROXY_DEFAULTS } from '../constructs/edge/edge-proxy';
+import { NGINX_SIZE } from '../constructs/edge/nginx-conf';
+import { ALERT_DEFAULTS, GRAFANA_DEFAULTS, PROMETHEUS_DEFAULTS } from '../constructs/monitoring';
+import { RETENTION } from '../constructs/monitoring/prometheus';
+import { SYNCHRONOUS_COMMIT } from '../constructs/postgres/files';
+import { POSTGRES_CLUSTER_DEFAULTS } from '../constructs/postgres/postgres-cluster';
+import { MAXMEMORY_POLICIES, REDIS_SIZE, redisMemoryProblem } from '../constructs/redis/files';
+import { REDIS_CLUSTER_DEFAULTS } from '../constructs/redis/redis-cluster';
 import { preview } from '../tools/k8s/values';
 
-// ---------------------------------------------------------------- primitives
+export { parseQuantity } from '../constructs/core/quantity';
+export { PRESTOP_SLEEP_SECONDS } from '../constructs/api/api-service';
 
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-/** Kubernetes resource quantity, non-negative (e.g. `250m`, `1`, `512Mi`, `10Gi`). */
-const QUANTITY = /^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
-
-/** A DNS-1123 label (namespace, object name prefix): lowercase alphanumerics and '-', at most 63. */
-export const dnsLabel = z
-  .string()
-  .max(63, { message: 'must be at most 63 characters (DNS-1123 label)' })
-  .regex(DNS1123_LABEL, {
-    message: "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit",
-  });
-
-const hostname = z
-  .string()
-  .max(253, { message: 'must be at most 253 characters' })
-  .regex(DNS1123_SUBDOMAIN, { message: 'must be a lowercase DNS name such as api.example.com' });
-
-/**
- * A container image pinned to a tag or digest. `latest` and untagged images are
- * refused: they make a rollout depend on what the registry holds that day.
- */
-export const imageRef = z.string().superRefine((image, ctx) => {
-  if (image.includes('@sha256:')) return;
-  const lastSegment = image.split('/').pop() ?? '';
-  const tag = lastSegment.includes(':') ? lastSegment.slice(lastSegment.indexOf(':') + 1) : '';
-  if (!tag) {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'must carry a tag or digest (e.g. repo/name:1.2.3 or repo/name@sha256:…)',
-    });
-  } else if (tag === 'latest') {
-    ctx.addIssue({ code: 'custom', message: "must not use the 'latest' tag: pin a version (e.g. repo/name:1.2.3)" });
-  }
-});
-
-/** A positive resource quantity such as `250m`, `512Mi` or `10Gi`. */
-export const quantity = z.string().superRefine((q, ctx) => {
-  if (!QUANTITY.test(q) || parseQuantity(q) <= 0) {
-    ctx.addIssue({
-      code: 'custom',
-      message: "must be a positive Kubernetes quantity such as '250m', '512Mi' or '10Gi'",
-    });
-  }
-});
-
-/** Where pods send DNS queries: a CIDR or a pod label selector (see constructs/common.ts). */
-const dnsResolver = z.string().superRefine((r, ctx) => {
-  if (!dnsResolverPeer(r)) ctx.addIssue({ code: 'custom', message: DNS_RESOLVER_FORMAT });
-});
-
-const percent = z.number().int().min(1).max(100);
-const positiveInt = z.number().int().min(1);
-
-const resources = z
-  .object({
-    requests: z.object({ cpu: quantity, memory: quantity }).strict(),
-    limits: z.object({ cpu: quantity, memory: quantity }).strict(),
-  })
-  .strict()
-  .superRefine((r, ctx) => {
-    for (const kind of ['cpu', 'memory'] as const) {
-      if (parseQuantity(r.requests[kind]) > parseQuantity(r.limits[kind])) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['requests', kind],
-          message: `must be <= limits.${kind} (${r.limits[kind]})`,
-        });
-      }
-    }
-  });
-
-const storage = z
-  .object({
-    /** Size of each PersistentVolumeClaim. */
-    size: quantity,
-    /** StorageClass; omitted = the cluster's default class. */
-    storageClass: dnsLabel.optional(),
-  })
-  .strict();
-
-const autoscaling = z
-  .object({
-    minReplicas: positiveInt,
-    maxReplicas: positiveInt,
-    cpuTargetPercent: percent,
-    memoryTargetPercent: percent,
-    /** Seconds the HPA waits before scaling down after load drops. */
-    scaleDownStabilizationSeconds: z.number().int().min(0).max(3600),
-  })
-  .strict()
-  .superRefine((a, ctx) => {
-    if (a.minReplicas > a.maxReplicas) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['minReplicas'],
-        message: `must be <= maxReplicas (${a.maxReplicas})`,
-      });
-    }
-  });
+export { dnsLabel, imageRef, quantity } from './config-fields';
+export type { PodConfig } from './pod-config';
 
 // ---------------------------------------------------------------- the schema
-
-/**
- * Seconds a terminating API pod sleeps in preStop before SIGTERM, so every
- * edge pod has seen it leave the endpoints before it stops accepting.
- */
-export const PRESTOP_SLEEP_SECONDS = 5;
 
 export const environmentSchema = z
   .object({
@@ -134,6 +53,8 @@ export const environmentSchema = z
     storageClass: dnsLabel.optional(),
     /** Whether HPA min must be >= 2 etc. (policy strictness for production). */
     production: z.boolean(),
+    /** Secrets every pod pulls its images with (private registries). */
+    imagePullSecrets: z.array(dnsSubdomain),
 
     cluster: z
       .object({
@@ -187,11 +108,10 @@ export const environmentSchema = z
           })
           .strict(),
         /** Schedule of the activity_logs partition maintenance CronJob. */
-        partitionMaintenanceSchedule: z
-          .string()
-          .regex(/^(\S+\s+){4}\S+$/, { message: 'must be a 5-field cron expression' }),
+        partitionMaintenanceSchedule: z.string().regex(CRON, { message: 'must be a 5-field cron expression' }),
         /** Secret holding `token` for management endpoints; generated in-cluster when absent. */
         managementTokenSecret: dnsLabel,
+        pod,
       })
       .strict()
       .superRefine((a, ctx) => {
@@ -215,8 +135,8 @@ export const environmentSchema = z
         serviceType: z.enum(['LoadBalancer', 'NodePort', 'ClusterIP']),
         /** Annotations of the edge Service (load-balancer settings); the profile's, plus the environment's. */
         serviceAnnotations: z.record(z.string(), z.string()),
-        /** Host names nginx answers for (server_name); empty = any. */
-        hostnames: z.array(hostname),
+        /** Host names nginx answers for (server_name; `*.example.com` wildcards allowed); empty = any. */
+        hostnames: z.array(serverName),
         rateLimit: z
           .object({
             /** Requests per second per client IP. */
@@ -233,9 +153,10 @@ export const environmentSchema = z
           .object({ connectSeconds: positiveInt, readSeconds: positiveInt, sendSeconds: positiveInt })
           .strict(),
         /** DNS server nginx re-resolves the API pods with (`resolve` upstream parameter). */
-        resolver: hostname,
+        resolver: dnsSubdomain,
         /** Largest request body nginx accepts (nginx size, e.g. 1m). */
-        clientMaxBodySize: z.string().regex(/^\d+[km]?$/, { message: "must be an nginx size such as '1m' or '512k'" }),
+        clientMaxBodySize: z.string().regex(NGINX_SIZE, { message: "must be an nginx size such as '1m' or '512k'" }),
+        pod,
       })
       .strict(),
 
@@ -247,7 +168,7 @@ export const environmentSchema = z
         replicas: z.number().int().min(0).max(5),
         /** How many replicas must confirm a commit (0 = asynchronous). */
         synchronousReplicas: z.number().int().min(0).max(5),
-        synchronousCommit: z.enum(['on', 'remote_write', 'remote_apply', 'local', 'off']),
+        synchronousCommit: z.enum(SYNCHRONOUS_COMMIT),
         maxConnections: z.number().int().min(20).max(10000),
         database: dnsLabel,
         user: dnsLabel,
@@ -256,6 +177,7 @@ export const environmentSchema = z
         storage,
         resources,
         exporterResources: resources,
+        pod,
       })
       .strict()
       .superRefine((p, ctx) => {
@@ -279,24 +201,25 @@ export const environmentSchema = z
           .min(3, { message: 'must be >= 3: Redis Cluster needs a majority of masters to fail over' })
           .max(50),
         replicasPerMaster: z.number().int().min(0).max(5),
-        /** maxmemory per node (Redis size, e.g. 2gb). */
-        maxmemory: z.string().regex(/^\d+(kb|mb|gb)$/, { message: "must be a Redis size such as '256mb' or '2gb'" }),
-        maxmemoryPolicy: z.enum([
-          'allkeys-lru',
-          'allkeys-lfu',
-          'volatile-lru',
-          'volatile-lfu',
-          'volatile-ttl',
-          'noeviction',
-        ]),
+        /** maxmemory per node, as Redis takes it (2gb, 1GB, 512mb; units case-insensitive); must fit under the memory limit. */
+        maxmemory: z.string().regex(REDIS_SIZE, {
+          message: "must be a Redis size such as '256mb', '2gb' or '1GB' (k, kb, m, mb, g, gb; any case)",
+        }),
+        maxmemoryPolicy: z.enum(MAXMEMORY_POLICIES),
         nodeTimeoutMs: z.number().int().min(500).max(60000),
         /** Secret with `password`; generated in-cluster when absent. */
         passwordSecret: dnsLabel,
         storage,
         resources,
         exporterResources: resources,
+        pod,
       })
-      .strict(),
+      .strict()
+      .superRefine((r, ctx) => {
+        if (!REDIS_SIZE.test(r.maxmemory) || quantityProblem(r.resources.limits.memory)) return;
+        const problem = redisMemoryProblem(r.maxmemory, r.resources.limits.memory);
+        if (problem) ctx.addIssue({ code: 'custom', path: ['maxmemory'], message: problem });
+      }),
 
     monitoring: z
       .object({
@@ -305,10 +228,11 @@ export const environmentSchema = z
           .object({
             image: imageRef,
             reloaderImage: imageRef,
-            retention: z.string().regex(/^\d+[hdwy]$/, { message: "must be a duration such as '15d'" }),
+            retention: z.string().regex(RETENTION, { message: "must be a duration such as '15d'" }),
             scrapeIntervalSeconds: positiveInt,
             storage,
             resources,
+            pod,
           })
           .strict(),
         grafana: z
@@ -317,6 +241,7 @@ export const environmentSchema = z
             resources,
             /** Secret with `admin-user` / `admin-password`; generated in-cluster when absent. */
             adminSecret: dnsLabel,
+            pod,
           })
           .strict(),
         alerts: z
@@ -373,14 +298,9 @@ export type EnvironmentOverrides = DeepPartial<EnvironmentConfig> & { name: stri
 
 // ---------------------------------------------------------------- defaults
 
-const small = (cpu: string, memory: string, cpuLimit: string, memoryLimit: string) => ({
-  requests: { cpu, memory },
-  limits: { cpu: cpuLimit, memory: memoryLimit },
-});
-
 /**
- * The defaults every environment starts from: production values, so a new
- * environment is safe unless it says otherwise.
+ * The defaults every environment starts from: each construct's own defaults
+ * (production values), so a new environment is safe unless it says otherwise.
  */
 export const DEFAULTS: Omit<EnvironmentConfig, 'name' | 'namespace'> = {
   labels: {},
@@ -388,96 +308,16 @@ export const DEFAULTS: Omit<EnvironmentConfig, 'name' | 'namespace'> = {
   production: true,
   cluster: { profile: 'generic' },
   network: { dnsResolvers: [...DEFAULT_DNS_RESOLVERS] },
-  api: {
-    image: 'ghcr.io/fastnext/api:0.1.0',
-    autoscaling: {
-      minReplicas: 3,
-      maxReplicas: 20,
-      cpuTargetPercent: 70,
-      memoryTargetPercent: 80,
-      scaleDownStabilizationSeconds: 300,
-    },
-    resources: small('250m', '256Mi', '1', '512Mi'),
-    drainSeconds: 10,
-    terminationGracePeriodSeconds: 30,
-    pdbMaxUnavailable: 1,
-    db: { poolSize: 20, maxOverflow: 40, poolTimeoutSeconds: 30, poolRecycleSeconds: 3600, replicaMaxLagSeconds: 10 },
-    cache: { enabled: true, defaultTtlSeconds: 300, warmOnStart: true, localTtlSeconds: 2, localMaxEntries: 10000 },
-    partitionMaintenanceSchedule: '17 3 * * *',
-    managementTokenSecret: 'api-management-token',
-  },
-  edge: {
-    image: 'nginxinc/nginx-unprivileged:1.28.0-alpine',
-    exporterImage: 'nginx/nginx-prometheus-exporter:1.4.2',
-    autoscaling: {
-      minReplicas: 2,
-      maxReplicas: 10,
-      cpuTargetPercent: 70,
-      memoryTargetPercent: 80,
-      scaleDownStabilizationSeconds: 300,
-    },
-    resources: small('100m', '64Mi', '500m', '128Mi'),
-    exporterResources: small('10m', '16Mi', '100m', '32Mi'),
-    serviceType: 'LoadBalancer',
-    serviceAnnotations: {},
-    hostnames: [],
-    rateLimit: { requestsPerSecond: 100, burst: 50 },
-    tls: undefined,
-    upstreamKeepalive: 32,
-    proxyTimeouts: { connectSeconds: 5, readSeconds: 60, sendSeconds: 60 },
-    resolver: 'kube-dns.kube-system.svc.cluster.local',
-    clientMaxBodySize: '1m',
-  },
-  postgres: {
-    image: 'postgres:15.10-bookworm',
-    exporterImage: 'quay.io/prometheuscommunity/postgres-exporter:v0.15.0',
-    replicas: 2,
-    synchronousReplicas: 0,
-    synchronousCommit: 'on',
-    maxConnections: 200,
-    database: 'fastnext',
-    user: 'fastnext',
-    credentialsSecret: 'postgres-credentials',
-    storage: { size: '20Gi' },
-    resources: small('500m', '1Gi', '2', '2Gi'),
-    exporterResources: small('10m', '32Mi', '100m', '64Mi'),
-  },
-  redis: {
-    image: 'redis:7.0.15-bookworm',
-    exporterImage: 'oliver006/redis_exporter:v1.62.0',
-    masters: 3,
-    replicasPerMaster: 1,
-    maxmemory: '2gb',
-    maxmemoryPolicy: 'allkeys-lru',
-    nodeTimeoutMs: 5000,
-    passwordSecret: 'redis-password',
-    storage: { size: '5Gi' },
-    resources: small('250m', '2560Mi', '1', '3Gi'),
-    exporterResources: small('10m', '16Mi', '100m', '32Mi'),
-  },
+  imagePullSecrets: [],
+  api: { ...API_SERVICE_DEFAULTS, pod: NO_POD_OPTIONS },
+  edge: { ...EDGE_PROXY_DEFAULTS, hostnames: [...EDGE_PROXY_DEFAULTS.hostnames], tls: undefined, pod: NO_POD_OPTIONS },
+  postgres: { ...POSTGRES_CLUSTER_DEFAULTS, pod: NO_POD_OPTIONS },
+  redis: { ...REDIS_CLUSTER_DEFAULTS, pod: NO_POD_OPTIONS },
   monitoring: {
     enabled: true,
-    prometheus: {
-      image: 'prom/prometheus:v2.53.3',
-      reloaderImage: 'ghcr.io/jimmidyson/configmap-reload:v0.13.1',
-      retention: '15d',
-      scrapeIntervalSeconds: 15,
-      storage: { size: '50Gi' },
-      resources: small('250m', '1Gi', '1', '2Gi'),
-    },
-    grafana: {
-      image: 'grafana/grafana:11.3.0',
-      resources: small('100m', '128Mi', '500m', '256Mi'),
-      adminSecret: 'grafana-admin',
-    },
-    alerts: {
-      apiErrorRatio: 0.01,
-      apiP95LatencySeconds: 0.1,
-      cacheHitRatio: 0.85,
-      replicationLagSeconds: 10,
-      postgresConnectionsRatio: 0.8,
-      edge429Ratio: 0.05,
-    },
+    prometheus: { ...PROMETHEUS_DEFAULTS, scrapeIntervalSeconds: 15, pod: NO_POD_OPTIONS },
+    grafana: { ...GRAFANA_DEFAULTS, pod: NO_POD_OPTIONS },
+    alerts: { ...ALERT_DEFAULTS },
   },
 };
 
@@ -534,7 +374,7 @@ function describeIssues(issues: readonly z.core.$ZodIssue[], input: unknown): st
       return issue.keys
         .map((k) => {
           const field = issue.path.length ? `${path}.${k}` : k;
-          return `${field}: unknown field (a typo?); allowed here: ${allowed.join(', ')}`;
+          return `${field}: unknown field (a typo?)${allowed.length ? `; allowed here: ${allowed.join(', ')}` : ''}`;
         })
         .join('\n  - ');
     }
@@ -567,30 +407,4 @@ export function resolveEnvironment(overrides: EnvironmentOverrides): Environment
     throw new ConfigError(name, describeIssues(result.error.issues, merged));
   }
   return result.data;
-}
-
-// ---------------------------------------------------------------- quantities
-
-const SUFFIX: Record<string, number> = {
-  '': 1,
-  m: 1e-3,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  P: 1e15,
-  E: 1e18,
-  Ki: 2 ** 10,
-  Mi: 2 ** 20,
-  Gi: 2 ** 30,
-  Ti: 2 ** 40,
-  Pi: 2 ** 50,
-  Ei: 2 ** 60,
-};
-
-/** Parses a Kubernetes quantity into a number of base units (cores or bytes). NaN if malformed. */
-export function parseQuantity(q: string): number {
-  const m = /^(\d+(?:\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/.exec(q);
-  if (!m) return NaN;
-  return Number(m[1]) * SUFFIX[m[2] ?? ''];
 }

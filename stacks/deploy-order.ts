@@ -30,7 +30,7 @@ import {
   specOf,
   type Workload,
 } from '../tools/k8s/objects';
-import { CREATES_SECRETS_ANNOTATION } from '../constructs/credentials';
+import { CREATES_SECRETS_ANNOTATION } from '../constructs/core/generated-secret';
 import type { KubeObject } from './synth';
 
 /** Kinds that start pods. */

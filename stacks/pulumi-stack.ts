@@ -14,11 +14,11 @@
 import * as k8s from '@pulumi/kubernetes';
 import * as pulumi from '@pulumi/pulumi';
 
-import { standardLabels } from '../constructs/common';
-import { GeneratedSecret } from '../constructs/credentials';
+import { standardLabels } from '../constructs/core/labels';
+import { GeneratedSecret } from '../constructs/core/generated-secret';
 import { GRAFANA_ADMIN_KEYS } from '../constructs/monitoring';
-import { POSTGRES_SECRET_KEYS } from '../constructs/postgres-cluster';
-import type { Platform } from '../constructs/platform';
+import { POSTGRES_SECRET_KEYS } from '../constructs/postgres/postgres-cluster';
+import type { Platform } from './platform';
 import type { EnvironmentConfig } from './config';
 import type { SecretConfigKey, StatefulProtection, SuppliedSecrets } from './pulumi-config';
 import {
@@ -178,7 +178,11 @@ export class PlatformStack extends pulumi.ComponentResource {
         new k8s.core.v1.Secret(
           `${config.namespace}/${spec.name}`,
           {
-            metadata: { name: spec.name, namespace: config.namespace, labels: standardLabels(config, spec.component) },
+            metadata: {
+              name: spec.name,
+              namespace: config.namespace,
+              labels: standardLabels(platform, spec.component),
+            },
             type: 'Opaque',
             stringData: pulumi.secret(spec.stringData),
           },

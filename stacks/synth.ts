@@ -4,7 +4,7 @@
  * Pulumi program, the validators and the local twin.
  */
 import { App } from 'cdk8s';
-import { Platform } from '../constructs/platform';
+import { Platform } from './platform';
 import { fitToAutopilot } from './autopilot';
 import type { KubeObject } from '../tools/k8s/objects';
 import type { EnvironmentConfig } from './config';

@@ -3,7 +3,7 @@
  * config and in the synthesized objects), that an environment still overrides
  * it, GKE Autopilot's request rules, and bad input refused with field, value and fix.
  */
-import { DEFAULT_DNS_RESOLVERS, dnsEgress, dnsResolverPeer, dnsResolverPeers } from '../constructs/common';
+import { DEFAULT_DNS_RESOLVERS, dnsEgress, dnsResolverPeer, dnsResolverPeers } from '../constructs/core/network';
 import { autopilotPodRequests } from '../stacks/autopilot';
 import { CLUSTER_PROFILES, type ClusterProfile } from '../stacks/cluster-profiles';
 import { ConfigError, type EnvironmentOverrides, parseQuantity, resolveEnvironment } from '../stacks/config';

@@ -9,8 +9,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Chart, Testing } from 'cdk8s';
-import { GeneratedSecret, secretGeneratorScript } from '../constructs/credentials';
-import { loadEnvironment } from '../stacks/environments';
+import { GeneratedSecret, secretGeneratorScript } from '../constructs/core/generated-secret';
 
 interface Seen {
   method: string;
@@ -95,12 +94,11 @@ test('fails when the API refuses the request (e.g. RBAC 403), so the Job retries
 });
 
 describe('construct', () => {
-  const config = loadEnvironment('dev');
   const chart = () => new Chart(Testing.app(), 'test', { disableResourceNameHashes: true });
 
   test('the Role grants create on secrets and nothing else; the token is mounted only in the Job pod', () => {
     const c = chart();
-    new GeneratedSecret(c, 'gen', { config, secretName: 'grafana-admin', keys: ['admin-password'] });
+    new GeneratedSecret(c, 'gen', { secretName: 'grafana-admin', keys: ['admin-password'] });
     const objs = Testing.synth(c);
     const role = objs.find((o) => o.kind === 'Role');
     expect(role.rules).toEqual([{ apiGroups: [''], resources: ['secrets'], verbs: ['create'] }]);
@@ -113,19 +111,19 @@ describe('construct', () => {
   });
 
   test('fails when keys is empty', () => {
-    expect(() => new GeneratedSecret(chart(), 'gen', { config, secretName: 's', keys: [] })).toThrow(
-      "'keys' of Secret 's' is empty: name at least one key",
+    expect(() => new GeneratedSecret(chart(), 'gen', { secretName: 's', keys: [] })).toThrow(
+      "'keys' is empty: name at least one key of Secret 's'",
     );
   });
 
   test('fails when a key is not a valid Secret key', () => {
-    expect(() => new GeneratedSecret(chart(), 'gen', { config, secretName: 's', keys: ['a b'] })).toThrow(
-      `'keys' entry ("a b") of Secret 's' must match [-._a-zA-Z0-9]+`,
+    expect(() => new GeneratedSecret(chart(), 'gen', { secretName: 's', keys: ['a b'] })).toThrow(
+      `'keys[0]' (a b) of Secret 's' must match [-._a-zA-Z0-9]+`,
     );
   });
 
   test('fails when length is out of range', () => {
-    expect(() => new GeneratedSecret(chart(), 'gen', { config, secretName: 's', keys: ['k'], length: 8 })).toThrow(
+    expect(() => new GeneratedSecret(chart(), 'gen', { secretName: 's', keys: ['k'], length: 8 })).toThrow(
       "'length' (8) must be an integer from 16 to 128",
     );
   });

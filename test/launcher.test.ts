@@ -6,8 +6,8 @@
 import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { postgresConfigFiles } from '../constructs/config-files/postgres';
-import { redisConfigFiles } from '../constructs/config-files/redis';
+import { postgresConfigFiles } from '../constructs/postgres/files';
+import { redisConfigFiles } from '../constructs/redis/files';
 import { loadEnvironment } from '../stacks/environments';
 import { startPostgres, startRedisCluster } from '../tools/runtime/launcher';
 import { processesUsing } from '../tools/runtime/launcher/processes';

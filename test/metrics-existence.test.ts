@@ -12,8 +12,8 @@
 import { mkdirSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { parse, stringify } from 'yaml';
-import { alertRules, renderAlertRules, renderRecordingRules } from '../constructs/config-files/alert-rules';
-import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/config-files/prometheus-config';
+import { alertRules, renderAlertRules, renderRecordingRules } from '../constructs/monitoring/alert-rules';
+import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/monitoring/prometheus-config';
 import { SERVICE_METRICS } from '../service/src/contract';
 import { environmentNames, loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';

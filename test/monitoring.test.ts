@@ -6,11 +6,11 @@
  */
 import { Testing } from 'cdk8s';
 import { parse } from 'yaml';
-import { renderAlertRules, renderRecordingRules } from '../constructs/config-files/alert-rules';
-import { dashboards, renderDashboard } from '../constructs/config-files/dashboards';
-import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/config-files/prometheus-config';
+import { renderAlertRules, renderRecordingRules } from '../constructs/monitoring/alert-rules';
+import { dashboards, renderDashboard } from '../constructs/monitoring/dashboards';
+import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/monitoring/prometheus-config';
 import { DASHBOARD_CONFIGMAP_LIMIT_BYTES, DISCOVERY_RULE, Monitoring } from '../constructs/monitoring';
-import { RULE_COMPONENTS } from '../constructs/config-files/alert-rules';
+import { RULE_COMPONENTS } from '../constructs/monitoring/alert-rules';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { ENVS, type Obj, containersOf, find, generatorJob, objectsOf, ofKind, podTemplates } from './helpers/objects';
@@ -188,18 +188,10 @@ test('fails when a scrape target port is out of range', () => {
   expect(
     () =>
       new Monitoring(chart, 'm', {
-        config: loadEnvironment('dev'),
+        monitored: loadEnvironment('dev'),
         scrapeTargets: [{ component: 'api', port: 70000 }],
       }),
   ).toThrow("'scrapeTargets' port of 'api' (70000) must be an integer in 1..65535");
-});
-
-test('fails when the construct is created with monitoring disabled', () => {
-  const chart = Testing.chart();
-  const config = loadEnvironment('dev', { monitoring: { enabled: false } });
-  expect(() => new Monitoring(chart, 'm', { config, scrapeTargets: [] })).toThrow(
-    "Monitoring: 'config.monitoring.enabled' (false) must be true; do not create the construct instead",
-  );
 });
 
 function portNamed(container: Obj, name: string): number | undefined {

@@ -9,6 +9,8 @@ import * as https from 'https';
 import * as os from 'os';
 import * as path from 'path';
 import { type Endpoint, type RunningNginx, startNginx } from '../tools/runtime/nginx-runner';
+import { loadEnvironment } from '../stacks/environments';
+import { synthObjects } from '../stacks/synth';
 import { find, objectsOf } from './helpers/objects';
 
 const shippedConf = (env: string): string => find(objectsOf(env), 'ConfigMap', 'edge-nginx-conf').data['nginx.conf'];
@@ -259,4 +261,25 @@ describe('edge nginx.conf on real nginx (prod: TLS)', () => {
     expect(JSON.parse(r.body).backend).toBe('a');
     expect(r.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
   });
+});
+
+test('a wildcard host name (edge.hostnames: *.example.com) is a server_name real nginx runs', async () => {
+  // GIVEN dev with wildcard host names
+  const conf = find(
+    synthObjects(loadEnvironment('dev', { edge: { hostnames: ['*.example.com', 'example.com'] } })),
+    'ConfigMap',
+    'edge-nginx-conf',
+  ).data['nginx.conf'];
+  expect(conf).toContain('server_name *.example.com example.com;');
+  // WHEN nginx runs it THEN it proxies
+  const be = await backend('w');
+  const nginx = await startNginx({ nginxConf: conf, upstreams: [be] });
+  try {
+    const r = await request(nginx.http, '/api/v1/ping');
+    expect([r.status, JSON.parse(r.body).backend]).toEqual([200, 'w']);
+  } finally {
+    http.globalAgent.destroy();
+    await nginx.stop();
+    await be.close();
+  }
 });

@@ -3,7 +3,7 @@
  * case takes the compliant baseline (test/fixtures/policy/baseline.ts), breaks
  * one thing, runs only the check under test and matches its exact messages.
  */
-import { dnsEgress } from '../constructs/common';
+import { dnsEgress } from '../constructs/core/network';
 import type { KubeObject } from '../stacks/synth';
 import { CHECKS, runPolicy } from '../tools/manifests/policy/engine';
 import type { PolicyOptions } from '../tools/manifests/policy/types';

@@ -7,13 +7,9 @@ import { Chart, Testing } from 'cdk8s';
 import { ConfigError } from '../stacks/config';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
-import {
-  postgresConfigFiles,
-  postgresMemory,
-  renderPgHba,
-  renderPostgresqlConf,
-} from '../constructs/config-files/postgres';
-import { PostgresCluster, POSTGRES_ROLE_LABEL } from '../constructs/postgres-cluster';
+import { postgresConfigFiles, postgresMemory, renderPgHba, renderPostgresqlConf } from '../constructs/postgres/files';
+import { PostgresCluster, POSTGRES_ROLE_LABEL } from '../constructs/postgres/postgres-cluster';
+import { podsOf } from '../constructs/core/network';
 import { buildPlatform } from '../stacks/synth';
 import { ENVS, find, generatorJob, type Obj, objectsOf, ofKind, selects } from './helpers/objects';
 
@@ -231,24 +227,23 @@ describe('config errors', () => {
 
   const chart = () => new Chart(Testing.app(), 'test');
   const base = loadEnvironment('dev');
+  const clients = [podsOf('api')];
 
-  test('fails when the construct gets replicas out of range (config not from the schema)', () => {
-    const config = { ...base, postgres: { ...base.postgres, replicas: -1 } };
-    expect(() => new PostgresCluster(chart(), 'pg', { config, clients: ['api'] })).toThrow(
-      "'postgres.replicas' (-1) must be an integer from 0 to 5",
+  test('fails when the construct gets replicas out of range (props not from the schema)', () => {
+    expect(() => new PostgresCluster(chart(), 'pg', { replicas: -1, clients })).toThrow(
+      "'replicas' (-1) must be an integer from 0 to 5",
     );
   });
 
   test('fails when the construct gets more synchronous replicas than replicas', () => {
-    const config = { ...base, postgres: { ...base.postgres, replicas: 1, synchronousReplicas: 2 } };
-    expect(() => new PostgresCluster(chart(), 'pg', { config, clients: ['api'] })).toThrow(
-      "'postgres.synchronousReplicas' (2) must be <= 'postgres.replicas' (1): a commit cannot wait for replicas that do not exist",
+    expect(() => new PostgresCluster(chart(), 'pg', { replicas: 1, synchronousReplicas: 2, clients })).toThrow(
+      "'synchronousReplicas' (2) must be <= 'replicas' (1): a commit cannot wait for replicas that do not exist",
     );
   });
 
-  test('fails when no client component is named (an empty from would admit every pod)', () => {
-    expect(() => new PostgresCluster(chart(), 'pg', { config: base, clients: [] })).toThrow(
-      "'clients' is empty: name the components allowed to connect to PostgreSQL (e.g. 'api')",
+  test('fails when no client is named (an empty from would admit every pod)', () => {
+    expect(() => new PostgresCluster(chart(), 'pg', { clients: [] })).toThrow(
+      "'clients' is empty: name the pods allowed to connect to PostgreSQL (e.g. [podsOf('api')])",
     );
   });
 
@@ -258,7 +253,7 @@ describe('config errors', () => {
       resources: { ...base.postgres.resources, requests: { cpu: '100m', memory: '64Mi' } },
     };
     expect(() => renderPostgresqlConf(postgres)).toThrow(
-      "'postgres.resources.requests.memory' (64Mi) must be at least 128Mi: shared_buffers, work_mem and the WAL buffers are sized from it",
+      "'resources.requests.memory' (64Mi) must be at least 128Mi: shared_buffers, work_mem and the WAL buffers are sized from it",
     );
   });
 

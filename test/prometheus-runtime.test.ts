@@ -7,12 +7,12 @@
 import { writeFileSync } from 'fs';
 import { join } from 'path';
 import { parse, stringify } from 'yaml';
-import { renderAlertRules, renderRecordingRules } from '../constructs/config-files/alert-rules';
+import { renderAlertRules, renderRecordingRules } from '../constructs/monitoring/alert-rules';
 import {
   PROMETHEUS_CONFIG_DIR,
   PROMETHEUS_FILES,
   renderPrometheusConfig,
-} from '../constructs/config-files/prometheus-config';
+} from '../constructs/monitoring/prometheus-config';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { FakeApiServer } from '../tools/runtime/metrics-check/fake-apiserver';

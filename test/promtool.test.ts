@@ -8,8 +8,8 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { parse } from 'yaml';
-import { alertRules, renderAlertRules, renderRecordingRules } from '../constructs/config-files/alert-rules';
-import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/config-files/prometheus-config';
+import { alertRules, renderAlertRules, renderRecordingRules } from '../constructs/monitoring/alert-rules';
+import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/monitoring/prometheus-config';
 import type { EnvironmentConfig } from '../stacks/config';
 import { environmentNames, loadEnvironment } from '../stacks/environments';
 

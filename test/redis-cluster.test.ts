@@ -2,11 +2,12 @@
  * Invariants of the RedisCluster construct in every environment, and its config errors.
  */
 import { execFileSync } from 'node:child_process';
-import { Chart, Testing } from 'cdk8s';
+import { Testing } from 'cdk8s';
 import { loadEnvironment } from '../stacks/environments';
 import { buildPlatform, synthObjects } from '../stacks/synth';
-import { redisConfigFiles, renderRedisConf } from '../constructs/config-files/redis';
-import { RedisCluster } from '../constructs/redis-cluster';
+import { redisConfigFiles, renderRedisConf } from '../constructs/redis/files';
+import { RedisCluster } from '../constructs/redis/redis-cluster';
+import { podsOf } from '../constructs/core/network';
 import { ENVS, find, generatorJob, type Obj, objectsOf, ofKind, selects } from './helpers/objects';
 
 describe.each(ENVS)('%s', (env) => {
@@ -124,17 +125,16 @@ describe('config errors', () => {
     );
   });
 
-  const base = loadEnvironment('dev');
-  test('fails when the construct gets fewer than 3 masters (config not from the schema)', () => {
-    const config = { ...base, redis: { ...base.redis, masters: 1 } };
-    expect(() => new RedisCluster(new Chart(Testing.app(), 't'), 'redis', { config, clients: ['api'] })).toThrow(
-      "'redis.masters' (1) must be >= 3: Redis Cluster needs a majority of masters to fail over",
+  const clients = [podsOf('api')];
+  test('fails when the construct gets fewer than 3 masters (props not from the schema)', () => {
+    expect(() => new RedisCluster(Testing.chart(), 'redis', { masters: 1, clients })).toThrow(
+      "'masters' (1) must be an integer from 3 to 50: Redis Cluster needs a majority of masters to fail over",
     );
   });
 
-  test('fails when no client component is named', () => {
-    expect(() => new RedisCluster(new Chart(Testing.app(), 't'), 'redis', { config: base, clients: [] })).toThrow(
-      "'clients' is empty: name the components allowed to connect to Redis (e.g. 'api')",
+  test('fails when no client is named', () => {
+    expect(() => new RedisCluster(Testing.chart(), 'redis', { clients: [] })).toThrow(
+      "'clients' is empty: name the pods allowed to connect to Redis (e.g. [podsOf('api')])",
     );
   });
 });

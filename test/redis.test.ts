@@ -3,7 +3,12 @@
  * byte) on a real six-node Redis 7 Cluster: creation, idempotence, failover, and a full
  * restart on new addresses.
  */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Cluster } from 'ioredis';
+import { parseRedisSize } from '../constructs/redis/files';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { startRedisCluster, type RedisClusterLaunch } from '../tools/runtime/launcher';
@@ -140,5 +145,27 @@ test('after stopping all six nodes and restarting them on new addresses, the sam
     expect(values).toEqual(Array.from({ length: 300 }, (_, k) => String(k)));
   } finally {
     c.disconnect();
+  }
+});
+
+test.each([
+  ['1GB', '1073741824'],
+  ['900m', '900000000'],
+  ['256Mb', '268435456'],
+])('Redis reads maxmemory %s, as the schema now accepts it, as %s bytes', async (maxmemory, bytes) => {
+  // GIVEN a value the config schema accepts (test/pod-options.test.ts), WHEN redis-server reads it
+  expect(() => loadEnvironment('prod', { redis: { maxmemory } })).not.toThrow();
+  const dir = mkdtempSync(join(tmpdir(), 'fastnext-maxmemory-'));
+  const socket = join(dir, 'redis.sock');
+  const server = spawn('redis-server', ['--port', '0', '--unixsocket', socket, '--save', '', '--maxmemory', maxmemory]);
+  try {
+    await waitFor('redis-server socket', () => existsSync(socket), 10000);
+    // THEN it holds the bytes parseRedisSize computes
+    const got = execFileSync('redis-cli', ['-s', socket, 'config', 'get', 'maxmemory']).toString().trim().split('\n');
+    expect(got).toEqual(['maxmemory', bytes]);
+    expect(parseRedisSize(maxmemory)).toBe(Number(bytes));
+  } finally {
+    server.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -7,29 +7,28 @@
 import { createHash } from 'crypto';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { EnvironmentConfig } from '../../stacks/config';
+import { GeneratedSecret } from '../core/generated-secret';
+import { meta, selectorLabels } from '../core/labels';
+import { dnsEgress, networkPolicy, podsOf, type ServiceEndpoint, tcpPorts } from '../core/network';
 import {
   containerSecurityContext,
-  httpProbe,
-  dnsEgress,
   emptyDir,
-  meta,
-  networkPolicy,
+  externalSecretsAnnotations,
+  httpProbe,
   podSecurityContext,
-  podsOf,
-  resourcesOf,
-  selectorLabels,
-  serviceAccount,
-  tcpPorts,
   topologySpread,
-} from '../common';
-import { dashboards, renderDashboard } from '../config-files/dashboards';
-import { GeneratedSecret } from '../credentials';
+  withPodOptions,
+} from '../core/pod';
+import { checkResources, type Resources, resourcesOf } from '../core/quantity';
+import { checkImage, checkName, withDefaults } from '../core/validate';
+import { serviceAccount, type WorkloadProps, workloadName } from '../core/workload';
+import { dashboards, renderDashboard } from './dashboards';
 import {
   GRAFANA_DASHBOARDS_DIR,
   renderGrafanaDashboardProvider,
   renderGrafanaDatasources,
-} from '../config-files/grafana-provisioning';
+} from './grafana-provisioning';
+import type { MonitoredPlatform } from './monitored';
 
 const k8s = kplus.k8s;
 
@@ -44,21 +43,37 @@ export const GRAFANA_ADMIN_KEYS = { user: 'admin-user', password: 'admin-passwor
  */
 export const DASHBOARD_CONFIGMAP_LIMIT_BYTES = 256 * 1024;
 
-export interface GrafanaProps {
-  readonly config: EnvironmentConfig;
-  /** The Prometheus Service (in-namespace name), port and component Grafana queries. */
-  readonly prometheus: { readonly serviceName: string; readonly port: number; readonly component: string };
-  /**
-   * Where the pods may send DNS queries (UDP and TCP 53).
-   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
-   */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+/** The settings of Grafana that have defaults (what an environment may override). */
+export interface GrafanaSettings {
+  /** Grafana image, pinned. @default 'grafana/grafana:11.3.0' */
+  readonly image?: string;
+  /** Requests and limits of Grafana. @default 100m/128Mi requested, 500m/256Mi limit */
+  readonly resources?: Resources;
+  /** Secret with `admin-user` / `admin-password`; generated in-cluster when absent. @default 'grafana-admin' */
+  readonly adminSecret?: string;
+}
+
+/** Defaults of every Grafana setting. */
+export const GRAFANA_DEFAULTS: Required<GrafanaSettings> = {
+  image: 'grafana/grafana:11.3.0',
+  resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '256Mi' } },
+  adminSecret: 'grafana-admin',
+};
+
+export interface GrafanaProps extends GrafanaSettings, WorkloadProps {
+  /** Name of the Deployment, Service, ConfigMap prefix and component label. @default 'grafana' */
+  readonly name?: string;
+  /** The Prometheus Grafana queries. */
+  readonly prometheus: ServiceEndpoint;
+  /** What the dashboards show (tier bounds, thresholds, scrape interval). */
+  readonly monitored: MonitoredPlatform;
 }
 
 export class Grafana extends Construct {
+  /** Default component name. */
   static readonly COMPONENT = 'grafana';
-  readonly component = Grafana.COMPONENT;
-  readonly serviceName = 'grafana';
+  readonly component: string;
+  readonly serviceName: string;
   readonly port = GRAFANA_PORT;
   /** The admin user and password Secret, generated in-cluster. */
   readonly adminSecret: GeneratedSecret;
@@ -67,22 +82,31 @@ export class Grafana extends Construct {
 
   constructor(scope: Construct, id: string, props: GrafanaProps) {
     super(scope, id);
-    const { config, prometheus } = props;
-    const c = Grafana.COMPONENT;
-    const name = c;
+    const { prometheus, monitored } = props;
+    const g = withDefaults(GRAFANA_DEFAULTS, props);
+    checkImage('image', g.image);
+    checkResources('resources', g.resources);
+    checkName('adminSecret', g.adminSecret);
+    const name = workloadName(props.name, Grafana.COMPONENT);
+    const c = name;
+    this.component = c;
+    this.serviceName = name;
 
     const provisioning = {
-      'datasource-prometheus.yaml': renderGrafanaDatasources(config, prometheus.serviceName),
+      'datasource-prometheus.yaml': renderGrafanaDatasources(
+        prometheus,
+        monitored.monitoring.prometheus.scrapeIntervalSeconds,
+      ),
       'dashboards-provider.yaml': renderGrafanaDashboardProvider(),
     };
     new k8s.KubeConfigMap(this, 'provisioning', {
-      metadata: meta(config, c, `${name}-provisioning`),
+      metadata: meta(this, c, `${name}-provisioning`),
       data: provisioning,
     });
 
     const maps: Record<string, string> = {};
     const hash = createHash('sha256').update(Object.values(provisioning).join('\0'));
-    for (const [short, dashboard] of Object.entries(dashboards(config))) {
+    for (const [short, dashboard] of Object.entries(dashboards(monitored))) {
       const cmName = `${name}-dashboard-${short}`;
       const json = renderDashboard(dashboard);
       if (Buffer.byteLength(json) > DASHBOARD_CONFIGMAP_LIMIT_BYTES / 2) {
@@ -92,7 +116,7 @@ export class Grafana extends Construct {
         );
       }
       new k8s.KubeConfigMap(this, `dashboard-${short}`, {
-        metadata: meta(config, c, cmName, { labels: { 'fastnext.io/grafana-dashboard': short } }),
+        metadata: meta(this, c, cmName, { labels: { 'fastnext.io/grafana-dashboard': short } }),
         data: { [`${short}.json`]: json },
       });
       maps[short] = cmName;
@@ -100,12 +124,13 @@ export class Grafana extends Construct {
     }
     this.dashboardConfigMaps = maps;
 
-    // Created once by a Job when absent, never regenerated (constructs/credentials.ts).
+    // Created once by a Job when absent, never regenerated (constructs/core/generated-secret.ts).
     this.adminSecret = new GeneratedSecret(this, 'admin-secret', {
-      config,
       dnsResolvers: props.dnsResolvers,
-      secretName: config.monitoring.grafana.adminSecret,
+      secretName: g.adminSecret,
       keys: [GRAFANA_ADMIN_KEYS.user, GRAFANA_ADMIN_KEYS.password],
+      pod: props.pod,
+      imagePullSecrets: props.imagePullSecrets,
     });
 
     const http = k8s.IntOrString.fromString('http');
@@ -128,11 +153,11 @@ export class Grafana extends Construct {
     };
     const grafana: kplus.k8s.Container = {
       name: 'grafana',
-      image: config.monitoring.grafana.image,
+      image: g.image,
       imagePullPolicy: 'IfNotPresent',
       ports: [{ name: 'http', containerPort: GRAFANA_PORT, protocol: 'TCP' }],
       env: Object.entries(env).map(([n, value]) => ({ name: n, value })),
-      resources: resourcesOf(config.monitoring.grafana.resources),
+      resources: resourcesOf(g.resources),
       securityContext: containerSecurityContext(),
       volumeMounts: [
         { name: 'provisioning', mountPath: '/etc/grafana/provisioning', readOnly: true },
@@ -149,7 +174,7 @@ export class Grafana extends Construct {
     };
 
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: meta(config, c, name),
+      metadata: meta(this, c, name, { annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets) }),
       spec: {
         // One replica: sessions and the sqlite db are per pod; dashboards come back from ConfigMaps on restart.
         replicas: 1,
@@ -157,49 +182,54 @@ export class Grafana extends Construct {
         selector: { matchLabels: selectorLabels(c) },
         // Recreate: two pods would be harmless, but one is all the quota this tier asks for.
         strategy: { type: 'Recreate' },
-        template: {
-          metadata: {
-            labels: meta(config, c, name).labels,
-            // Grafana reads provisioning only at start: a changed datasource or dashboard rolls the pod.
-            annotations: { 'fastnext.io/grafana-config-sha256': hash.digest('hex') },
-          },
-          spec: {
-            serviceAccountName: name,
-            automountServiceAccountToken: false,
-            securityContext: podSecurityContext(GRAFANA_UID),
-            topologySpreadConstraints: topologySpread(c),
-            containers: [grafana],
-            volumes: [
-              {
-                name: 'provisioning',
-                configMap: {
-                  name: `${name}-provisioning`,
-                  items: [
-                    { key: 'datasource-prometheus.yaml', path: 'datasources/prometheus.yaml' },
-                    { key: 'dashboards-provider.yaml', path: 'dashboards/fastnext.yaml' },
-                  ],
+        template: withPodOptions(
+          {
+            metadata: {
+              labels: meta(this, c, name).labels,
+              // Grafana reads provisioning only at start: a changed datasource or dashboard rolls the pod.
+              annotations: { 'fastnext.io/grafana-config-sha256': hash.digest('hex') },
+            },
+            spec: {
+              serviceAccountName: name,
+              automountServiceAccountToken: false,
+              securityContext: podSecurityContext(GRAFANA_UID),
+              topologySpreadConstraints: topologySpread(c),
+              containers: [grafana],
+              volumes: [
+                {
+                  name: 'provisioning',
+                  configMap: {
+                    name: `${name}-provisioning`,
+                    items: [
+                      { key: 'datasource-prometheus.yaml', path: 'datasources/prometheus.yaml' },
+                      { key: 'dashboards-provider.yaml', path: 'dashboards/fastnext.yaml' },
+                    ],
+                  },
                 },
-              },
-              {
-                name: 'dashboards',
-                projected: { sources: Object.values(maps).map((cm) => ({ configMap: { name: cm } })) },
-              },
-              {
-                name: 'admin',
-                secret: { secretName: this.adminSecret.secretName, defaultMode: 0o440 },
-              },
-              emptyDir('data', '1Gi'),
-              emptyDir('logs', '64Mi'),
-              emptyDir('tmp', '64Mi'),
-            ],
+                {
+                  name: 'dashboards',
+                  projected: { sources: Object.values(maps).map((cm) => ({ configMap: { name: cm } })) },
+                },
+                {
+                  name: 'admin',
+                  secret: { secretName: this.adminSecret.secretName, defaultMode: 0o440 },
+                },
+                emptyDir('data', '1Gi'),
+                emptyDir('logs', '64Mi'),
+                emptyDir('tmp', '64Mi'),
+              ],
+            },
           },
-        },
+          'grafana',
+          props.pod,
+          props.imagePullSecrets,
+        ),
       },
     });
-    serviceAccount(this, 'service-account', config, c);
+    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
 
     new k8s.KubeService(this, 'service', {
-      metadata: meta(config, c, this.serviceName),
+      metadata: meta(this, c, this.serviceName),
       spec: {
         type: 'ClusterIP',
         selector: selectorLabels(c),
@@ -207,7 +237,7 @@ export class Grafana extends Construct {
       },
     });
 
-    networkPolicy(this, 'network-policy', config, c, {
+    networkPolicy(this, 'network-policy', c, {
       // Users reach Grafana through kubectl port-forward or an ingress; its login guards the port.
       ingress: [{ ports: tcpPorts(GRAFANA_PORT) }],
       egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(prometheus.component)], ports: tcpPorts(prometheus.port) }],

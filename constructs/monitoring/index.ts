@@ -2,54 +2,54 @@
  * The observability tier: Prometheus (scrapes every tier's annotated metrics
  * port, evaluates the rendered rules) and Grafana (provisioned datasource and
  * dashboards). kube-state-metrics is deliberately absent: the rules use only
- * metrics the tiers and Prometheus itself produce (see config-files/alert-rules.ts).
+ * metrics the tiers and Prometheus itself produce (see alert-rules.ts).
  */
-import type * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { EnvironmentConfig } from '../../stacks/config';
-import { Grafana } from './grafana';
-import { Prometheus, type ScrapeTarget } from './prometheus';
+import type { PodOptions } from '../core/pod';
+import type { WorkloadProps } from '../core/workload';
+import { Grafana, type GrafanaSettings } from './grafana';
+import type { MonitoredPlatform } from './monitored';
+import { Prometheus, type PrometheusSettings, type ScrapeTarget } from './prometheus';
 
-export { Grafana, GRAFANA_ADMIN_KEYS, DASHBOARD_CONFIGMAP_LIMIT_BYTES } from './grafana';
-export { Prometheus, DISCOVERY_RULE, type ScrapeTarget } from './prometheus';
+export { Grafana, GRAFANA_ADMIN_KEYS, GRAFANA_DEFAULTS, DASHBOARD_CONFIGMAP_LIMIT_BYTES } from './grafana';
+export type { GrafanaProps, GrafanaSettings } from './grafana';
+export { Prometheus, DISCOVERY_RULE, PROMETHEUS_DEFAULTS } from './prometheus';
+export type { PrometheusProps, PrometheusSettings, ScrapeTarget } from './prometheus';
+export { ALERT_DEFAULTS } from './monitored';
+export type { AlertThresholds, MonitoredPlatform } from './monitored';
 
-export interface MonitoringProps {
-  readonly config: EnvironmentConfig;
+export interface MonitoringProps extends Omit<WorkloadProps, 'pod'> {
+  /** What the rules and dashboards watch. */
+  readonly monitored: MonitoredPlatform;
   /** Every component's metrics port, for Prometheus' egress NetworkPolicy. */
   readonly scrapeTargets: readonly ScrapeTarget[];
-  /**
-   * Where the pods may send DNS queries (UDP and TCP 53).
-   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
-   */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+  /** Prometheus' settings and pod block. @default - PROMETHEUS_DEFAULTS, no pod block */
+  readonly prometheus?: PrometheusSettings & { readonly pod?: PodOptions };
+  /** Grafana's settings and pod block. @default - GRAFANA_DEFAULTS, no pod block */
+  readonly grafana?: GrafanaSettings & { readonly pod?: PodOptions };
 }
 
+/** Prometheus and Grafana wired together. */
 export class Monitoring extends Construct {
   readonly prometheus: Prometheus;
   readonly grafana: Grafana;
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
-    const { config, scrapeTargets, dnsResolvers } = props;
-    if (!config.monitoring.enabled) {
-      throw new Error(
-        "Monitoring: 'config.monitoring.enabled' (false) must be true; do not create the construct instead",
-      );
-    }
+    const { monitored, scrapeTargets, imagePullSecrets, dnsResolvers } = props;
     this.prometheus = new Prometheus(this, 'prometheus', {
-      config,
+      ...props.prometheus,
+      monitored,
       scrapeTargets,
-      clientComponent: Grafana.COMPONENT,
+      imagePullSecrets,
       dnsResolvers,
     });
     this.grafana = new Grafana(this, 'grafana', {
-      config,
+      ...props.grafana,
+      monitored,
+      prometheus: this.prometheus,
+      imagePullSecrets,
       dnsResolvers,
-      prometheus: {
-        serviceName: this.prometheus.serviceName,
-        port: this.prometheus.port,
-        component: this.prometheus.component,
-      },
     });
   }
 }

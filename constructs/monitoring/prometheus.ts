@@ -7,30 +7,31 @@
 import { createHash } from 'crypto';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { EnvironmentConfig } from '../../stacks/config';
+import { meta, namespaceOf, selectorLabels } from '../core/labels';
 import {
-  containerSecurityContext,
-  httpProbe,
-  dataVolumeClaim,
   dnsEgress,
-  meta,
   networkPolicy,
-  podSecurityContext,
+  type PodPort,
   podsOf,
   PROMETHEUS_COMPONENT,
-  resourcesOf,
-  selectorLabels,
-  serviceAccount,
+  type ServiceEndpoint,
   tcpPorts,
-  topologySpread,
-} from '../common';
-import { renderAlertRules, renderRecordingRules } from '../config-files/alert-rules';
+} from '../core/network';
 import {
-  PROMETHEUS_CONFIG_DIR,
-  PROMETHEUS_FILES,
-  PROMETHEUS_PORT,
-  renderPrometheusConfig,
-} from '../config-files/prometheus-config';
+  containerSecurityContext,
+  externalSecretsAnnotations,
+  httpProbe,
+  podSecurityContext,
+  topologySpread,
+  withPodOptions,
+} from '../core/pod';
+import { checkResources, type Resources, resourcesOf } from '../core/quantity';
+import { checkStorage, dataVolumeClaim, type StorageProps } from '../core/storage';
+import { checkImage, fail, withDefaults } from '../core/validate';
+import { serviceAccount, type WorkloadProps, workloadName } from '../core/workload';
+import { renderAlertRules, renderRecordingRules } from './alert-rules';
+import type { MonitoredPlatform } from './monitored';
+import { PROMETHEUS_CONFIG_DIR, PROMETHEUS_FILES, PROMETHEUS_PORT, renderPrometheusConfig } from './prometheus-config';
 
 const k8s = kplus.k8s;
 
@@ -54,59 +55,93 @@ const RELOADER_PORT = 9533;
 const RELOADER_RESOURCES = { requests: { cpu: '5m', memory: '16Mi' }, limits: { cpu: '50m', memory: '32Mi' } };
 
 /** A pod port Prometheus scrapes, for its egress NetworkPolicy. */
-export interface ScrapeTarget {
-  readonly component: string;
-  readonly port: number;
+export type ScrapeTarget = PodPort;
+
+/** A Prometheus retention such as `15d`. */
+export const RETENTION = /^\d+[hdwy]$/;
+
+/** The settings of Prometheus that have defaults (what an environment may override). */
+export interface PrometheusSettings {
+  /** Prometheus image, pinned. @default 'prom/prometheus:v2.53.3' */
+  readonly image?: string;
+  /** configmap-reload image, pinned. @default 'ghcr.io/jimmidyson/configmap-reload:v0.13.1' */
+  readonly reloaderImage?: string;
+  /** How long samples are kept (`15d`). @default '15d' */
+  readonly retention?: string;
+  /** The TSDB volume. @default 50Gi of the cluster's default class */
+  readonly storage?: StorageProps;
+  /** Requests and limits of Prometheus. @default 250m/1Gi requested, 1/2Gi limit */
+  readonly resources?: Resources;
 }
 
-export interface PrometheusProps {
-  readonly config: EnvironmentConfig;
+/** Defaults of every Prometheus setting. */
+export const PROMETHEUS_DEFAULTS: Required<PrometheusSettings> = {
+  image: 'prom/prometheus:v2.53.3',
+  reloaderImage: 'ghcr.io/jimmidyson/configmap-reload:v0.13.1',
+  retention: '15d',
+  storage: { size: '50Gi' },
+  resources: { requests: { cpu: '250m', memory: '1Gi' }, limits: { cpu: '1', memory: '2Gi' } },
+};
+
+export interface PrometheusProps extends PrometheusSettings, WorkloadProps {
+  /** Name of the StatefulSet, Services and component label; renaming it replaces the volume. @default 'prometheus' */
+  readonly name?: string;
+  /** What the rules watch (tier bounds, thresholds, scrape interval, environment label). */
+  readonly monitored: MonitoredPlatform;
   /** Components and metrics ports Prometheus may connect to. */
   readonly scrapeTargets: readonly ScrapeTarget[];
-  /** Component allowed to query Prometheus (Grafana). */
-  readonly clientComponent: string;
-  /**
-   * Where the pods may send DNS queries (UDP and TCP 53).
-   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
-   */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+  /** Pods allowed to query Prometheus. @default - the bundled Grafana's pods */
+  readonly clients?: readonly kplus.k8s.NetworkPolicyPeer[];
 }
 
-export class Prometheus extends Construct {
+export class Prometheus extends Construct implements ServiceEndpoint {
+  /** Default component name. */
   static readonly COMPONENT = PROMETHEUS_COMPONENT;
-  readonly component = Prometheus.COMPONENT;
+  readonly component: string;
   /** In-namespace Service name of the query API. */
-  readonly serviceName = 'prometheus';
+  readonly serviceName: string;
+  /** DNS name of the query API's Service (`<service>.<namespace>.svc`). */
+  readonly host: string;
   readonly port = PROMETHEUS_PORT;
-  readonly configMapName = 'prometheus-config';
+  readonly configMapName: string;
   /** Rendered files exactly as shipped in the ConfigMap (promtool checks these bytes). */
   readonly files: Readonly<Record<string, string>>;
 
   constructor(scope: Construct, id: string, props: PrometheusProps) {
     super(scope, id);
-    const { config, scrapeTargets, clientComponent } = props;
-    const p = config.monitoring.prometheus;
-    const c = Prometheus.COMPONENT;
-    const name = c;
+    const { monitored, scrapeTargets } = props;
+    const p = withDefaults(PROMETHEUS_DEFAULTS, props);
+    checkImage('image', p.image);
+    checkImage('reloaderImage', p.reloaderImage);
+    if (!RETENTION.test(p.retention)) fail('retention', p.retention, "must be a duration such as '15d'");
+    checkStorage('storage', p.storage);
+    checkResources('resources', p.resources);
     for (const t of scrapeTargets) {
       if (!Number.isInteger(t.port) || t.port < 1 || t.port > 65535) {
         throw new Error(`'scrapeTargets' port of '${t.component}' (${t.port}) must be an integer in 1..65535`);
       }
     }
+    const name = workloadName(props.name, Prometheus.COMPONENT);
+    const c = name;
+    const ns = namespaceOf(this);
+    this.component = c;
+    this.serviceName = name;
+    this.host = `${name}.${ns}.svc`;
+    this.configMapName = `${name}-config`;
 
     this.files = {
-      [PROMETHEUS_FILES.config]: renderPrometheusConfig(config),
+      [PROMETHEUS_FILES.config]: renderPrometheusConfig({ ...monitored, namespace: ns }),
       [PROMETHEUS_FILES.recordingRules]: renderRecordingRules(),
-      [PROMETHEUS_FILES.alertRules]: renderAlertRules(config),
+      [PROMETHEUS_FILES.alertRules]: renderAlertRules(monitored),
     };
-    new k8s.KubeConfigMap(this, 'config', { metadata: meta(config, c, this.configMapName), data: { ...this.files } });
+    new k8s.KubeConfigMap(this, 'config', { metadata: meta(this, c, this.configMapName), data: { ...this.files } });
 
-    serviceAccount(this, 'service-account', config, c);
-    new k8s.KubeRole(this, 'role', { metadata: meta(config, c, `${name}-discovery`), rules: [DISCOVERY_RULE] });
+    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
+    new k8s.KubeRole(this, 'role', { metadata: meta(this, c, `${name}-discovery`), rules: [DISCOVERY_RULE] });
     new k8s.KubeRoleBinding(this, 'role-binding', {
-      metadata: meta(config, c, `${name}-discovery`),
+      metadata: meta(this, c, `${name}-discovery`),
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: `${name}-discovery` },
-      subjects: [{ kind: 'ServiceAccount', name, namespace: config.namespace }],
+      subjects: [{ kind: 'ServiceAccount', name, namespace: ns }],
     });
 
     const web = k8s.IntOrString.fromString('web');
@@ -161,7 +196,7 @@ export class Prometheus extends Construct {
     };
 
     new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: meta(config, c, name),
+      metadata: meta(this, c, name, { annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets) }),
       spec: {
         replicas: 1,
         serviceName: `${name}-headless`,
@@ -169,45 +204,50 @@ export class Prometheus extends Construct {
         podManagementPolicy: 'OrderedReady',
         updateStrategy: { type: 'RollingUpdate' },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
-        template: {
-          metadata: {
-            labels: meta(config, c, name).labels,
-            annotations: {
-              // Recorded for humans and rollouts; the sidecar reloads without a restart.
-              'fastnext.io/prometheus-config-sha256': createHash('sha256')
-                .update(Object.values(this.files).join('\0'))
-                .digest('hex'),
+        template: withPodOptions(
+          {
+            metadata: {
+              labels: meta(this, c, name).labels,
+              annotations: {
+                // Recorded for humans and rollouts; the sidecar reloads without a restart.
+                'fastnext.io/prometheus-config-sha256': createHash('sha256')
+                  .update(Object.values(this.files).join('\0'))
+                  .digest('hex'),
+              },
+            },
+            spec: {
+              serviceAccountName: name,
+              // Discovery reads the API: this pod alone mounts its ServiceAccount token.
+              automountServiceAccountToken: true,
+              securityContext: podSecurityContext(PROMETHEUS_UID),
+              terminationGracePeriodSeconds: 300,
+              topologySpreadConstraints: topologySpread(c),
+              containers: [prometheus, reloader],
+              // Prometheus writes only to /prometheus (the PVC): no emptyDir is needed.
+              volumes: [{ name: 'config', configMap: { name: this.configMapName } }],
             },
           },
-          spec: {
-            serviceAccountName: name,
-            // Discovery reads the API: this pod alone mounts its ServiceAccount token.
-            automountServiceAccountToken: true,
-            securityContext: podSecurityContext(PROMETHEUS_UID),
-            terminationGracePeriodSeconds: 300,
-            topologySpreadConstraints: topologySpread(c),
-            containers: [prometheus, reloader],
-            // Prometheus writes only to /prometheus (the PVC): no emptyDir is needed.
-            volumes: [{ name: 'config', configMap: { name: this.configMapName } }],
-          },
-        },
-        volumeClaimTemplates: [dataVolumeClaim(config, c, p.storage)],
+          'prometheus',
+          props.pod,
+          props.imagePullSecrets,
+        ),
+        volumeClaimTemplates: [dataVolumeClaim(c, p.storage)],
       },
     });
 
     const ports = [{ name: 'web', port: PROMETHEUS_PORT, targetPort: web, protocol: 'TCP' }];
     new k8s.KubeService(this, 'service', {
-      metadata: meta(config, c, this.serviceName),
+      metadata: meta(this, c, this.serviceName),
       spec: { type: 'ClusterIP', selector: selectorLabels(c), ports },
     });
     new k8s.KubeService(this, 'headless', {
-      metadata: meta(config, c, `${name}-headless`),
+      metadata: meta(this, c, `${name}-headless`),
       spec: { clusterIp: 'None', selector: selectorLabels(c), ports },
     });
 
     // One replica: a PDB would block every node drain, so there is none (Prometheus restarts in place).
-    networkPolicy(this, 'network-policy', config, c, {
-      ingress: [{ from: [podsOf(clientComponent)], ports: tcpPorts(PROMETHEUS_PORT) }],
+    networkPolicy(this, 'network-policy', c, {
+      ingress: [{ from: [...(props.clients ?? [podsOf('grafana')])], ports: tcpPorts(PROMETHEUS_PORT) }],
       egress: [
         dnsEgress(props.dnsResolvers),
         // The API server is outside any pod selector; allow its ports to any address.

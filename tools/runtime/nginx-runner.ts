@@ -9,7 +9,7 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { EDGE_PATHS, EDGE_PORTS } from '../../constructs/config-files/nginx-conf';
+import { EDGE_PATHS, EDGE_PORTS } from '../../constructs/edge/nginx-conf';
 import {
   type Endpoint,
   freePort,

@@ -52,11 +52,11 @@ export interface PolicyOptions {
  * Annotation on a Job or workload: Secrets it creates at run time (comma-separated
  * names). Defined once, by the construct that writes it (GeneratedSecret).
  */
-export { CREATES_SECRETS_ANNOTATION, EXTERNAL_SECRETS_ANNOTATION } from '../../../constructs/credentials';
+export { CREATES_SECRETS_ANNOTATION, EXTERNAL_SECRETS_ANNOTATION } from '../../../constructs/core/generated-secret';
 /** Opt-out annotation prefix: `fastnext.io/policy-skip.<check-id>: "<reason>"`. */
 export const SKIP_ANNOTATION_PREFIX = 'fastnext.io/policy-skip.';
 /** Namespace label that marks a namespace as production when no option says otherwise (written by Platform). */
-import { PRODUCTION_LABEL } from '../../../constructs/common';
+import { PRODUCTION_LABEL } from '../../../constructs/core/labels';
 export { PRODUCTION_LABEL };
 
 export interface HpaSpec {

@@ -41,7 +41,7 @@ import {
   type LabelSelector,
   type Workload,
 } from '../../k8s/objects';
-import { CREATES_SECRETS_ANNOTATION } from '../../../constructs/credentials';
+import { CREATES_SECRETS_ANNOTATION } from '../../../constructs/core/generated-secret';
 import type { KubeObject } from '../../../stacks/synth';
 
 export const SKIP_AWAIT_ANNOTATION = 'pulumi.com/skipAwait';

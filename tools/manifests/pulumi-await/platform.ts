@@ -16,7 +16,7 @@
  * The API does not need Redis to be ready: it connects to the cluster in the
  * background and serves from PostgreSQL until then (service/src/plugins/redis.ts).
  */
-import { RedisCluster } from '../../../constructs/redis-cluster';
+import { RedisCluster } from '../../../constructs/redis/redis-cluster';
 import { objectKey } from '../../../stacks/deploy-order';
 import type { KubeObject } from '../../../stacks/synth';
 import type { ModelResource, RuntimeNeed } from './model';

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Client, type ClientConfig } from 'pg';
-import { POSTGRES_FILES, SUPERUSER } from '../../../constructs/config-files/postgres';
+import { POSTGRES_FILES, SUPERUSER } from '../../../constructs/postgres/files';
 import {
   type Endpoint,
   type Proc,

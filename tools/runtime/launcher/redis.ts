@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REDIS_BUS_PORT_OFFSET, REDIS_FILES } from '../../../constructs/config-files/redis';
+import { REDIS_BUS_PORT_OFFSET, REDIS_FILES } from '../../../constructs/redis/files';
 import {
   type Endpoint,
   type Proc,

@@ -2,8 +2,8 @@
  * Which metric names the shipped rules and dashboards use, and which of them
  * nothing produces. Recording rules count as producers of their own names.
  */
-import { alertRules, recordingRules } from '../../../constructs/config-files/alert-rules';
-import { dashboardExpressions, dashboards } from '../../../constructs/config-files/dashboards';
+import { alertRules, recordingRules } from '../../../constructs/monitoring/alert-rules';
+import { dashboardExpressions, dashboards } from '../../../constructs/monitoring/dashboards';
 import type { EnvironmentConfig } from '../../../stacks/config';
 import { metricNamesOf } from './promql-names';
 

@@ -18,7 +18,7 @@ import type { PostgresLaunch } from '../launcher/postgres';
 import type { RedisClusterLaunch } from '../launcher/redis';
 import type { KubeObject } from '../../k8s/objects';
 import { filesFrom } from '../launcher/sources';
-import { PROMETHEUS_FILES } from '../../../constructs/config-files/prometheus-config';
+import { PROMETHEUS_FILES } from '../../../constructs/monitoring/prometheus-config';
 import type { RunningNginx } from '../nginx-runner';
 import type { ApiPod } from './api-pods';
 

@@ -147,7 +147,7 @@ export const replicasSpread: Check = {
   severity: 'error',
   explanation:
     'A workload that can run several pods spreads them (topologySpreadConstraints or pod anti-affinity) so one node loss is not all of them.',
-  fix: 'Add topologySpreadConstraints whose labelSelector matches the pod labels (topologySpread() in constructs/common.ts).',
+  fix: 'Add topologySpreadConstraints whose labelSelector matches the pod labels (topologySpread() in constructs/core/pod.ts).',
   run: (ctx) =>
     ctx.workloads.flatMap((w): Violation[] => {
       const range = ctx.replicaRange(w.object);

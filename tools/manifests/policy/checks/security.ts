@@ -29,7 +29,7 @@ export const runAsNonRoot = containerCheck(
     id: 'run-as-non-root',
     severity: 'error',
     explanation: 'Containers run as a non-root user, enforced by the kubelet (runAsNonRoot) and never as UID 0.',
-    fix: 'Set securityContext.runAsNonRoot: true and a non-zero runAsUser (podSecurityContext(uid, gid) in constructs/common.ts).',
+    fix: 'Set securityContext.runAsNonRoot: true and a non-zero runAsUser (podSecurityContext(uid, gid) in constructs/core/pod.ts).',
   },
   (c, pod, name) => {
     const nonRoot = c.securityContext?.runAsNonRoot ?? pod.runAsNonRoot;
@@ -46,7 +46,7 @@ export const noPrivilegeEscalation = containerCheck(
     id: 'no-privilege-escalation',
     severity: 'error',
     explanation: 'Containers set allowPrivilegeEscalation: false, so setuid binaries cannot gain privileges.',
-    fix: 'Set securityContext.allowPrivilegeEscalation: false (containerSecurityContext() in constructs/common.ts).',
+    fix: 'Set securityContext.allowPrivilegeEscalation: false (containerSecurityContext() in constructs/core/pod.ts).',
   },
   (c, _pod, name) =>
     c.securityContext?.allowPrivilegeEscalation === false

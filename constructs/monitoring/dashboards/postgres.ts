@@ -1,10 +1,10 @@
 /** PostgreSQL: replication, connections, buffer cache hit ratio, long-running transactions. */
 import { SERVICE_METRICS } from '../../../service/src/contract';
-import type { EnvironmentConfig } from '../../../stacks/config';
+import type { MonitoredPlatform } from '../monitored';
 import { hitRatio } from '../alert-rules';
 import { dashboard, type Dashboard } from './panels';
 
-export function postgresDashboard(config: EnvironmentConfig): Dashboard {
+export function postgresDashboard(config: MonitoredPlatform): Dashboard {
   return dashboard('fastnext-postgres', 'FastNext / PostgreSQL', [
     {
       title: 'Replica lag (seconds, measured by the API)',

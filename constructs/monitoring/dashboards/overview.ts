@@ -1,10 +1,10 @@
 /** Platform overview: API request rate, errors, latency quantiles, pods against the HPA bounds. */
 import { SERVICE_METRICS } from '../../../service/src/contract';
-import type { EnvironmentConfig } from '../../../stacks/config';
+import type { MonitoredPlatform } from '../monitored';
 import { RECORDED, RULE_COMPONENTS } from '../alert-rules';
 import { dashboard, type Dashboard } from './panels';
 
-export function overviewDashboard(config: EnvironmentConfig): Dashboard {
+export function overviewDashboard(config: MonitoredPlatform): Dashboard {
   const hpa = config.api.autoscaling;
   const count = `${SERVICE_METRICS.httpRequestDuration}_count`;
   return dashboard('fastnext-overview', 'FastNext / Platform overview', [

@@ -3,7 +3,6 @@
  * go into the edge ConfigMap and into the tests that run Debian's nginx.
  */
 import { REQUEST_ID_HEADER } from '../../service/src/contract';
-import type { EnvironmentConfig } from '../../stacks/config';
 
 /** Ports of the edge pods. */
 export const EDGE_PORTS = {
@@ -33,8 +32,38 @@ export const EDGE_PATHS = {
 /** Name of the nginx upstream that fronts the API pods. */
 export const EDGE_UPSTREAM = 'api';
 
+/** What nginx.conf is rendered from (the edge tier's settings). */
+export interface NginxSettings {
+  /** Host names nginx answers for (`server_name`; `*.example.com` wildcards allowed); empty = any. */
+  readonly hostnames: readonly string[];
+  readonly rateLimit: {
+    /** Requests per second per client IP. */
+    readonly requestsPerSecond: number;
+    /** Requests queued above the rate before nginx answers 429. */
+    readonly burst: number;
+  };
+  /** TLS termination from a kubernetes.io/tls Secret; undefined = plain HTTP. */
+  readonly tls?: { readonly secretName: string };
+  /** Idle keepalive connections per nginx worker to the API upstream. */
+  readonly upstreamKeepalive: number;
+  readonly proxyTimeouts: {
+    readonly connectSeconds: number;
+    readonly readSeconds: number;
+    readonly sendSeconds: number;
+  };
+  /** DNS server nginx re-resolves the API pods with (`resolve` upstream parameter). */
+  readonly resolver: string;
+  /** Largest request body nginx accepts (nginx size, e.g. 1m). */
+  readonly clientMaxBodySize: string;
+}
+
+/** A `server_name`: a DNS name, or one with a leading `*.` wildcard label (nginx matches it against any subdomain). */
+export const SERVER_NAME = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** An nginx size such as `1m` or `512k`. */
+export const NGINX_SIZE = /^\d+[km]?$/;
+
 export interface NginxConfInput {
-  readonly edge: EnvironmentConfig['edge'];
+  readonly edge: NginxSettings;
   /** DNS name of the API's headless Service (one A record per ready pod). */
   readonly apiHeadlessHost: string;
   /** Port of the API pods. */

@@ -1,5 +1,5 @@
 /** The four provisioned dashboards; each becomes its own ConfigMap. */
-import type { EnvironmentConfig } from '../../../stacks/config';
+import type { MonitoredPlatform } from '../monitored';
 import { edgeDashboard } from './edge';
 import { overviewDashboard } from './overview';
 import type { Dashboard } from './panels';
@@ -9,7 +9,7 @@ import { redisDashboard } from './redis';
 export { dashboardExpressions, renderDashboard, DATASOURCE_UID, type Dashboard } from './panels';
 
 /** Dashboards by short name (the ConfigMap is `grafana-dashboard-<name>`, the file `<name>.json`). */
-export function dashboards(config: EnvironmentConfig): Record<'overview' | 'edge' | 'postgres' | 'redis', Dashboard> {
+export function dashboards(config: MonitoredPlatform): Record<'overview' | 'edge' | 'postgres' | 'redis', Dashboard> {
   return {
     overview: overviewDashboard(config),
     edge: edgeDashboard(config),

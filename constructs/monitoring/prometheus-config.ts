@@ -4,12 +4,12 @@
  *
  * Discovery is namespace-scoped kubernetes_sd (pods and endpoints), so the
  * RBAC can be a Role instead of a ClusterRole. A pod opts in with the
- * `prometheus.io/scrape|port|path` annotations (constructs/common.ts
+ * `prometheus.io/scrape|port|path` annotations (constructs/core/network.ts
  * `scrapeAnnotations`); a Service may opt in the same way for endpoints whose
  * pods are not annotated. Do not annotate both: the target would be scraped twice.
  */
 import { stringify } from 'yaml';
-import type { EnvironmentConfig } from '../../stacks/config';
+import type { MonitoredPlatform } from './monitored';
 
 /** File names inside the config directory; rule files sit beside prometheus.yml (paths resolve relative to it). */
 export const PROMETHEUS_FILES = {
@@ -55,7 +55,7 @@ const COMMON_LABELS = [
 ];
 
 /** Renders prometheus.yml for one environment. */
-export function renderPrometheusConfig(config: EnvironmentConfig): string {
+export function renderPrometheusConfig(config: MonitoredPlatform & { readonly namespace: string }): string {
   const p = config.monitoring.prometheus;
   const interval = `${p.scrapeIntervalSeconds}s`;
   const sd = (role: 'pod' | 'endpoints') => [{ role, namespaces: { names: [config.namespace] } }];

@@ -3,15 +3,14 @@
  * that loads the dashboards mounted from one ConfigMap each.
  */
 import { stringify } from 'yaml';
-import type { EnvironmentConfig } from '../../stacks/config';
+import type { ServiceEndpoint } from '../core/network';
 import { DATASOURCE_UID } from './dashboards/panels';
-import { PROMETHEUS_PORT } from './prometheus-config';
 
 /** Where the dashboard ConfigMaps are mounted (one projected volume, one `<name>.json` each). */
 export const GRAFANA_DASHBOARDS_DIR = '/etc/grafana/dashboards';
 
-/** provisioning/datasources/prometheus.yaml; `prometheusService` is the in-namespace Service name. */
-export function renderGrafanaDatasources(config: EnvironmentConfig, prometheusService: string): string {
+/** provisioning/datasources/prometheus.yaml: the Prometheus at `prometheus` (host and port), scraping every `scrapeIntervalSeconds`. */
+export function renderGrafanaDatasources(prometheus: ServiceEndpoint, scrapeIntervalSeconds: number): string {
   return stringify({
     apiVersion: 1,
     datasources: [
@@ -20,10 +19,10 @@ export function renderGrafanaDatasources(config: EnvironmentConfig, prometheusSe
         type: 'prometheus',
         uid: DATASOURCE_UID,
         access: 'proxy',
-        url: `http://${prometheusService}.${config.namespace}.svc:${PROMETHEUS_PORT}`,
+        url: `http://${prometheus.host}:${prometheus.port}`,
         isDefault: true,
         editable: false,
-        jsonData: { timeInterval: `${config.monitoring.prometheus.scrapeIntervalSeconds}s` },
+        jsonData: { timeInterval: `${scrapeIntervalSeconds}s` },
       },
     ],
   });

@@ -1,9 +1,9 @@
 /** Redis Cluster: keyspace hit ratio, memory, evictions, cluster state and replicas. */
-import type { EnvironmentConfig } from '../../../stacks/config';
+import type { MonitoredPlatform } from '../monitored';
 import { hitRatio } from '../alert-rules';
 import { dashboard, type Dashboard } from './panels';
 
-export function redisDashboard(config: EnvironmentConfig): Dashboard {
+export function redisDashboard(config: MonitoredPlatform): Dashboard {
   const nodes = config.redis.masters * (1 + config.redis.replicasPerMaster);
   return dashboard('fastnext-redis', 'FastNext / Redis Cluster', [
     {

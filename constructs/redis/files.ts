@@ -7,9 +7,28 @@
  * address, port, path and the password from environment variables, so the same bytes
  * run in the official `redis` image and on loopback (tools/runtime/launcher).
  */
-import type { EnvironmentConfig } from '../../stacks/config';
+import { parseQuantity } from '../core/quantity';
 
-export type RedisConfig = EnvironmentConfig['redis'];
+/** Eviction policies a cache may use (`maxmemory-policy`). */
+export const MAXMEMORY_POLICIES = [
+  'allkeys-lru',
+  'allkeys-lfu',
+  'volatile-lru',
+  'volatile-lfu',
+  'volatile-ttl',
+  'noeviction',
+] as const;
+
+/** What the Redis files are rendered from (the tier's settings). */
+export interface RedisConfig {
+  /** Masters of the cluster (>= 3, as Redis Cluster requires for a majority). */
+  readonly masters: number;
+  readonly replicasPerMaster: number;
+  /** maxmemory per node, in any size Redis accepts (`2gb`, `1GB`, `512mb`, `1000000`). */
+  readonly maxmemory: string;
+  readonly maxmemoryPolicy: (typeof MAXMEMORY_POLICIES)[number];
+  readonly nodeTimeoutMs: number;
+}
 
 export const REDIS_FILES = {
   conf: 'redis.conf',
@@ -235,6 +254,46 @@ while :; do
   sleep 1
 done
 `;
+}
+
+/** A size as redis.conf takes it: bytes, or k/kb/m/mb/g/gb (k = 1000, kb = 1024), units case-insensitive. */
+export const REDIS_SIZE = /^(\d+)(k|kb|m|mb|g|gb)?$/i;
+const REDIS_UNIT: Record<string, number> = { '': 1, k: 1e3, kb: 2 ** 10, m: 1e6, mb: 2 ** 20, g: 1e9, gb: 2 ** 30 };
+
+/** Bytes of a Redis size (`1GB` = `1gb` = 1073741824). NaN if malformed. */
+export function parseRedisSize(size: string): number {
+  const m = REDIS_SIZE.exec(size);
+  return m ? Number(m[1]) * REDIS_UNIT[(m[2] ?? '').toLowerCase()] : NaN;
+}
+
+/**
+ * Headroom a node needs above maxmemory (which counts the dataset only). A fork
+ * (AOF rewrite, RDB for a replica's full sync) copies every page written while
+ * it runs: a quarter of the dataset is budgeted (write-heavy caches need more).
+ * Replication buffers sit outside maxmemory too: the backlog (1mb by default)
+ * and a syncing replica's output buffer (up to its 64mb soft limit).
+ */
+export const REDIS_FORK_COW_SHARE = 0.25;
+export const REDIS_REPLICATION_BUFFER_BYTES = (1 + 64) * 2 ** 20;
+
+/**
+ * Why `maxmemory` does not fit under the container's memory limit with that
+ * headroom, with the largest value that does; undefined when it fits.
+ */
+export function redisMemoryProblem(maxmemory: string, memoryLimit: string): string | undefined {
+  if (!REDIS_SIZE.test(maxmemory) || parseRedisSize(maxmemory) <= 0) {
+    return "must be a positive Redis size such as '256mb', '2gb' or '1GB' (k, kb, m, mb, g, gb; any case)";
+  }
+  const limit = parseQuantity(memoryLimit);
+  const needed = parseRedisSize(maxmemory) * (1 + REDIS_FORK_COW_SHARE) + REDIS_REPLICATION_BUFFER_BYTES;
+  if (!(needed > limit)) return undefined;
+  const fitsMb = Math.floor((limit - REDIS_REPLICATION_BUFFER_BYTES) / (1 + REDIS_FORK_COW_SHARE) / 2 ** 20);
+  const mb = (bytes: number) => `${Math.ceil(bytes / 2 ** 20)}mb`;
+  return (
+    `does not fit under the container's memory limit (${memoryLimit}): a node needs maxmemory + ${REDIS_FORK_COW_SHARE * 100} % ` +
+    `for fork copy-on-write + ${mb(REDIS_REPLICATION_BUFFER_BYTES)} of replication buffers = ${mb(needed)}; ` +
+    (fitsMb > 0 ? `set maxmemory to at most ${fitsMb}mb or raise the limit` : 'raise the memory limit')
+  );
 }
 
 /** Every file of the `redis-config` ConfigMap, keyed by file name. */

@@ -18,7 +18,7 @@
  */
 import { stringify } from 'yaml';
 import { SERVICE_METRICS } from '../../service/src/contract';
-import type { EnvironmentConfig } from '../../stacks/config';
+import type { MonitoredPlatform } from './monitored';
 
 /** app.kubernetes.io/name of the tiers the rules select on (Prometheus relabels it to `app`). */
 export const RULE_COMPONENTS = { api: 'api', edge: 'edge' } as const;
@@ -88,7 +88,7 @@ export function recordingRules(): RecordingRule[] {
 const pct = (ratio: number) => `${+(ratio * 100).toFixed(2)} %`;
 
 /** Alert rules, thresholds from `config.monitoring.alerts`. */
-export function alertRules(config: EnvironmentConfig): AlertRule[] {
+export function alertRules(config: MonitoredPlatform): AlertRule[] {
   const a = config.monitoring.alerts;
   const rule = (
     alert: string,
@@ -231,7 +231,7 @@ export function renderRecordingRules(): string {
 }
 
 /** alert-rules.yml */
-export function renderAlertRules(config: EnvironmentConfig): string {
+export function renderAlertRules(config: MonitoredPlatform): string {
   return `# Rendered by constructs/config-files/alert-rules.ts for environment '${config.name}'.\n${stringify({
     groups: [{ name: 'fastnext-alerts', rules: alertRules(config) }],
   })}`;

@@ -5,11 +5,11 @@
  * latency as the API's own request latency.
  */
 import { SERVICE_METRICS } from '../../../service/src/contract';
-import type { EnvironmentConfig } from '../../../stacks/config';
+import type { MonitoredPlatform } from '../monitored';
 import { RECORDED, RULE_COMPONENTS } from '../alert-rules';
 import { dashboard, type Dashboard } from './panels';
 
-export function edgeDashboard(config: EnvironmentConfig): Dashboard {
+export function edgeDashboard(config: MonitoredPlatform): Dashboard {
   const bucket = `${SERVICE_METRICS.httpRequestDuration}_bucket`;
   return dashboard('fastnext-edge', 'FastNext / Edge (nginx)', [
     {

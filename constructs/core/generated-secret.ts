@@ -10,17 +10,17 @@
  */
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import type { EnvironmentConfig } from '../stacks/config';
+import { meta, namespaceOf, selectorLabels } from './labels';
+import { dnsEgress, networkPolicy, tcpPorts } from './network';
 import {
   containerSecurityContext,
-  dnsEgress,
-  jobNameFor,
-  meta,
-  networkPolicy,
+  externalSecretsAnnotations,
+  podPlacement,
   podSecurityContext,
-  selectorLabels,
-  tcpPorts,
-} from './common';
+  type PodOptions,
+} from './pod';
+import { checkInt, checkName, checkNotEmpty, fail } from './validate';
+import { jobNameFor, type WorkloadProps } from './workload';
 
 const k8s = kplus.k8s;
 
@@ -30,22 +30,17 @@ const CURL_UID = 100;
 const CURL_GID = 101;
 /** Annotation the policy checks read: this Job creates these Secrets at run time. */
 export const CREATES_SECRETS_ANNOTATION = 'fastnext.io/creates-secrets';
-/** Annotation the policy checks read: this workload uses Secrets supplied from outside (cert-manager, kubectl). */
-export const EXTERNAL_SECRETS_ANNOTATION = 'fastnext.io/external-secrets';
+export { EXTERNAL_SECRETS_ANNOTATION } from './pod';
 
-export interface GeneratedSecretProps {
-  readonly config: EnvironmentConfig;
-  /** Name of the Secret. */
+export interface GeneratedSecretProps extends Omit<WorkloadProps, 'pod'> {
+  /** Name of the Secret (also the prefix of the generator's objects: `<secretName>-generator`). */
   readonly secretName: string;
   /** Keys, each filled with an independent random alphanumeric value. */
   readonly keys: readonly string[];
-  /** Length of each value. @default 32 */
+  /** Length of each value, 16 to 128. @default 32 */
   readonly length?: number;
-  /**
-   * Where the pods may send DNS queries (UDP and TCP 53).
-   * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
-   */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+  /** Placement of the generator Job's pod (its node selector, tolerations and priority class). @default - none */
+  readonly pod?: Pick<PodOptions, 'nodeSelector' | 'tolerations' | 'priorityClassName'>;
 }
 
 /**
@@ -88,22 +83,20 @@ export class GeneratedSecret extends Construct {
 
   constructor(scope: Construct, id: string, props: GeneratedSecretProps) {
     super(scope, id);
-    const { config, secretName, keys } = props;
+    const { secretName, keys } = props;
     const length = props.length ?? 32;
-    if (keys.length === 0) throw new Error(`'keys' of Secret '${secretName}' is empty: name at least one key`);
-    for (const key of keys) {
-      if (!/^[-._a-zA-Z0-9]+$/.test(key)) {
-        throw new Error(`'keys' entry (${JSON.stringify(key)}) of Secret '${secretName}' must match [-._a-zA-Z0-9]+`);
-      }
-    }
-    if (!(Number.isInteger(length) && length >= 16 && length <= 128)) {
-      throw new Error(`'length' (${length}) must be an integer from 16 to 128`);
-    }
+    checkName('secretName', secretName);
+    checkNotEmpty('keys', keys, `name at least one key of Secret '${secretName}'`);
+    keys.forEach((key, i) => {
+      if (!/^[-._a-zA-Z0-9]+$/.test(key))
+        fail(`keys[${i}]`, key, `of Secret '${secretName}' must match [-._a-zA-Z0-9]+`);
+    });
+    checkInt('length', length, 16, 128);
     this.secretName = secretName;
     this.keys = keys;
     const c = `${secretName}-generator`;
     this.component = c;
-    const m = (extra = {}) => meta(config, c, c, extra);
+    const m = (extra = {}) => meta(this, c, c, extra);
 
     new k8s.KubeServiceAccount(this, 'service-account', { metadata: m(), automountServiceAccountToken: false });
     new k8s.KubeRole(this, 'role', {
@@ -113,9 +106,9 @@ export class GeneratedSecret extends Construct {
     new k8s.KubeRoleBinding(this, 'role-binding', {
       metadata: m(),
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: c },
-      subjects: [{ kind: 'ServiceAccount', name: c, namespace: config.namespace }],
+      subjects: [{ kind: 'ServiceAccount', name: c, namespace: namespaceOf(this) }],
     });
-    networkPolicy(this, 'network-policy', config, c, {
+    networkPolicy(this, 'network-policy', c, {
       ingress: [],
       // The API server's address is not known here; 443 and 6443 are where every distribution serves it.
       egress: [dnsEgress(props.dnsResolvers), { ports: tcpPorts(443, 6443) }],
@@ -131,6 +124,7 @@ export class GeneratedSecret extends Construct {
           automountServiceAccountToken: true,
           restartPolicy: 'OnFailure',
           securityContext: podSecurityContext(CURL_UID, CURL_GID),
+          ...podPlacement(props.pod, props.imagePullSecrets),
           containers: [
             {
               name: 'generate',
@@ -154,7 +148,12 @@ export class GeneratedSecret extends Construct {
     };
     // The Job's name carries a hash of its spec: a changed generator (image, keys) is a new Job.
     new k8s.KubeJob(this, 'job', {
-      metadata: meta(config, c, jobNameFor(c, spec), { annotations: { [CREATES_SECRETS_ANNOTATION]: secretName } }),
+      metadata: meta(this, c, jobNameFor(c, spec), {
+        annotations: {
+          [CREATES_SECRETS_ANNOTATION]: secretName,
+          ...externalSecretsAnnotations({}, props.imagePullSecrets),
+        },
+      }),
       spec,
     });
   }

@@ -7,9 +7,23 @@
  * differs between the two (addresses, ports, paths, passwords) is read from
  * environment variables by the scripts, never edited into the text.
  */
-import { parseQuantity, type EnvironmentConfig } from '../../stacks/config';
+import { parseQuantity } from '../core/quantity';
 
-export type PostgresConfig = EnvironmentConfig['postgres'];
+/** Values of `synchronous_commit`. */
+export const SYNCHRONOUS_COMMIT = ['on', 'remote_write', 'remote_apply', 'local', 'off'] as const;
+
+/** What the PostgreSQL files are rendered from (the tier's settings). */
+export interface PostgresConfig {
+  /** How many replicas must confirm a commit (0 = asynchronous). */
+  readonly synchronousReplicas: number;
+  readonly synchronousCommit: (typeof SYNCHRONOUS_COMMIT)[number];
+  readonly maxConnections: number;
+  readonly database: string;
+  readonly user: string;
+  readonly storage: { readonly size: string };
+  /** Memory settings are sized from the container's memory request. */
+  readonly resources: { readonly requests: { readonly memory: string } };
+}
 
 /** Roles and file names shared by the construct, the scripts and the launcher. */
 export const POSTGRES_FILES = {
@@ -41,7 +55,7 @@ export function postgresMemory(p: Pick<PostgresConfig, 'resources' | 'maxConnect
   const totalMB = Math.floor(parseQuantity(p.resources.requests.memory) / MiB);
   if (!(totalMB >= 128)) {
     throw new Error(
-      `'postgres.resources.requests.memory' (${p.resources.requests.memory}) must be at least 128Mi: ` +
+      `'resources.requests.memory' (${p.resources.requests.memory}) must be at least 128Mi: ` +
         'shared_buffers, work_mem and the WAL buffers are sized from it',
     );
   }

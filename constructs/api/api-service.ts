@@ -1,0 +1,433 @@
+/**
+ * The API tier: Deployment (no fixed replicas: the HPA owns the count),
+ * ClusterIP + headless Services, HPA, PDB, ServiceAccount, NetworkPolicy,
+ * the migration init container and the partition-maintenance CronJob.
+ */
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { SERVICE_COMMANDS, SERVICE_ENV, SERVICE_PATHS, SERVICE_PORTS } from '../../service/src/contract';
+import { GeneratedSecret } from '../core/generated-secret';
+import { meta, selectorLabels, serviceHost } from '../core/labels';
+import {
+  dnsEgress,
+  networkPolicy,
+  podsOf,
+  PROMETHEUS_COMPONENT,
+  scrapeAnnotations,
+  type ServiceEndpoint,
+  tcpPorts,
+} from '../core/network';
+import {
+  containerSecurityContext,
+  emptyDir,
+  externalSecretsAnnotations,
+  httpProbe,
+  podPlacement,
+  podSecurityContext,
+  topologySpread,
+  withPodOptions,
+} from '../core/pod';
+import { checkResources, type Resources, resourcesOf } from '../core/quantity';
+import { checkImage, checkInt, checkName, fail, withDefaults } from '../core/validate';
+import {
+  type AutoscalingProps,
+  checkAutoscaling,
+  horizontalPodAutoscaler,
+  podDisruptionBudget,
+  serviceAccount,
+  type WorkloadProps,
+  workloadName,
+  type ScrapedProps,
+} from '../core/workload';
+
+const k8s = kplus.k8s;
+
+/** Numeric uid/gid of the service image's non-root user (see service/Dockerfile). */
+export const API_UID = 10001;
+
+/**
+ * Seconds a terminating API pod sleeps in preStop before SIGTERM, so every
+ * edge pod has seen it leave the endpoints before it stops accepting.
+ */
+export const PRESTOP_SLEEP_SECONDS = 5;
+
+/** The database as the API sees it (a PostgresCluster is one). */
+export interface ApiDatabase extends ServiceEndpoint {
+  /** One `host` per read replica pod, so the service can skip a lagging one. */
+  readonly replicaHosts: readonly string[];
+  readonly database: string;
+  readonly user: string;
+  /** Secret with key `password`. */
+  readonly credentialsSecret: string;
+}
+
+/** The cache as the API sees it (a RedisCluster is one). */
+export interface ApiCache extends ServiceEndpoint {
+  /** Every node's DNS name; the client needs one, all make start-up robust. */
+  readonly seedHosts: readonly string[];
+  /** Secret with key `password`. */
+  readonly passwordSecret: string;
+}
+
+/** The service's connection pool to PostgreSQL. */
+export interface ApiDbPool {
+  readonly poolSize: number;
+  readonly maxOverflow: number;
+  readonly poolTimeoutSeconds: number;
+  readonly poolRecycleSeconds: number;
+  /** A replica lagging more than this is skipped for reads. */
+  readonly replicaMaxLagSeconds: number;
+}
+
+/** The service's cache behaviour. */
+export interface ApiCacheSettings {
+  readonly enabled: boolean;
+  readonly defaultTtlSeconds: number;
+  readonly warmOnStart: boolean;
+  /**
+   * Seconds a value lives in each pod's in-process tier in front of Redis (hot keys skip the
+   * Redis round trip); invalidations reach every pod through Redis pub/sub, and this bounds
+   * staleness should one be lost. 0 turns the tier off.
+   */
+  readonly localTtlSeconds: number;
+  /** Entries of that tier per pod (least recently used go first). */
+  readonly localMaxEntries: number;
+}
+
+/** The settings of the API tier that have defaults (what an environment may override). */
+export interface ApiServiceSettings {
+  /** Container image, with a tag or digest (never `latest`). @default 'ghcr.io/fastnext/api:0.1.0' */
+  readonly image?: string;
+  /** The autoscaler. @default 3–20 pods at CPU 70 % / memory 80 %, scale-down after 300 s */
+  readonly autoscaling?: AutoscalingProps;
+  /** Requests and limits of the service container. @default 250m/256Mi requested, 1/512Mi limit */
+  readonly resources?: Resources;
+  /** Seconds the pod keeps serving after SIGTERM while readiness fails (preStop drain), 0–300. @default 10 */
+  readonly drainSeconds?: number;
+  /** Pod grace period; must exceed drainSeconds + the preStop sleep. @default 30 */
+  readonly terminationGracePeriodSeconds?: number;
+  /** Pods the PDB lets be evicted at once. @default 1 */
+  readonly pdbMaxUnavailable?: number;
+  /** The connection pool. @default 20 + 40 overflow, 30 s timeout, recycle 3600 s, replica lag 10 s */
+  readonly db?: ApiDbPool;
+  /** The cache. @default on, TTL 300 s, warmed on start, local tier 2 s / 10000 entries */
+  readonly cache?: ApiCacheSettings;
+  /** Schedule (5-field cron) of the activity_logs partition maintenance CronJob. @default '17 3 * * *' */
+  readonly partitionMaintenanceSchedule?: string;
+  /** Secret holding `token` for management endpoints; generated in-cluster when absent. @default 'api-management-token' */
+  readonly managementTokenSecret?: string;
+}
+
+/** Defaults of every API setting: production values. */
+export const API_SERVICE_DEFAULTS: Required<ApiServiceSettings> = {
+  image: 'ghcr.io/fastnext/api:0.1.0',
+  autoscaling: {
+    minReplicas: 3,
+    maxReplicas: 20,
+    cpuTargetPercent: 70,
+    memoryTargetPercent: 80,
+    scaleDownStabilizationSeconds: 300,
+  },
+  resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' } },
+  drainSeconds: 10,
+  terminationGracePeriodSeconds: 30,
+  pdbMaxUnavailable: 1,
+  db: { poolSize: 20, maxOverflow: 40, poolTimeoutSeconds: 30, poolRecycleSeconds: 3600, replicaMaxLagSeconds: 10 },
+  cache: { enabled: true, defaultTtlSeconds: 300, warmOnStart: true, localTtlSeconds: 2, localMaxEntries: 10000 },
+  partitionMaintenanceSchedule: '17 3 * * *',
+  managementTokenSecret: 'api-management-token',
+};
+
+export interface ApiServiceProps extends ApiServiceSettings, WorkloadProps, ScrapedProps {
+  /** Name of the Deployment, Services, HPA and component label. @default 'api' */
+  readonly name?: string;
+  /** The database the service connects to (e.g. a PostgresCluster). */
+  readonly postgres: ApiDatabase;
+  /** The cache the service connects to (e.g. a RedisCluster). */
+  readonly redis: ApiCache;
+  /** Pods allowed to call the API port. @default - the edge tier's pods (`podsOf('edge')`) */
+  readonly clients?: readonly kplus.k8s.NetworkPolicyPeer[];
+}
+
+const SECRET_MOUNT = '/var/run/secrets/fastnext';
+
+/** The API tier. Its readonly fields are what the edge and monitoring tiers wire to. */
+export class ApiService extends Construct implements ServiceEndpoint {
+  /** Default component name (label `app.kubernetes.io/name`). */
+  static readonly COMPONENT = 'api';
+  /** Default component of the partition-maintenance CronJob's pods (a database client, not an API pod). */
+  static readonly MAINTENANCE_COMPONENT = 'api-maintenance';
+  /** Component name of the API pods. */
+  readonly component: string;
+  /** Component name of the partition-maintenance CronJob's pods. */
+  readonly maintenanceComponent: string;
+  /** In-cluster DNS name of the ClusterIP Service. */
+  readonly host: string;
+  /** In-cluster DNS name of the headless Service (one A record per ready pod). */
+  readonly headlessHost: string;
+  readonly port = SERVICE_PORTS.http;
+  readonly metricsPort = SERVICE_PORTS.metrics;
+  readonly deploymentName: string;
+  /** The headless Service as an endpoint: what a proxy balancing over the pods connects to. */
+  readonly headless: ServiceEndpoint;
+  /** The resolved settings (defaults filled in). */
+  readonly settings: Required<ApiServiceSettings>;
+
+  constructor(scope: Construct, id: string, props: ApiServiceProps) {
+    super(scope, id);
+    const { postgres: database, redis: cache } = props;
+    const api = withDefaults(API_SERVICE_DEFAULTS, props);
+    checkApiSettings(api);
+    const name = workloadName(props.name, ApiService.COMPONENT);
+    const c = name;
+    this.component = c;
+    this.maintenanceComponent = `${name}-maintenance`;
+    this.settings = api;
+    this.deploymentName = name;
+    this.host = serviceHost(this, name);
+    this.headlessHost = serviceHost(this, `${name}-headless`);
+    this.headless = { host: this.headlessHost, port: this.port, component: c };
+    const placement = podPlacement(props.pod, props.imagePullSecrets);
+
+    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
+    // The bearer token of the management endpoints: generated once in-cluster unless supplied.
+    new GeneratedSecret(this, 'management-token', {
+      dnsResolvers: props.dnsResolvers,
+      secretName: api.managementTokenSecret,
+      keys: ['token'],
+      pod: props.pod,
+      imagePullSecrets: props.imagePullSecrets,
+    });
+
+    // Each Secret the pod reads is mounted as one file; the env var names that file.
+    const secretFiles = [
+      { volume: 'postgres-credentials', secretName: database.credentialsSecret, key: 'password', dir: 'postgres' },
+      { volume: 'redis-password', secretName: cache.passwordSecret, key: 'password', dir: 'redis' },
+      { volume: 'management-token', secretName: api.managementTokenSecret, key: 'token', dir: 'management' },
+    ];
+    const [postgresPassword, redisPassword, managementToken] = secretFiles.map(
+      (f) => `${SECRET_MOUNT}/${f.dir}/${f.key}`,
+    );
+    const env: kplus.k8s.EnvVar[] = [
+      { name: SERVICE_ENV.port, value: String(SERVICE_PORTS.http) },
+      { name: SERVICE_ENV.metricsPort, value: String(SERVICE_PORTS.metrics) },
+      { name: SERVICE_ENV.logLevel, value: 'info' },
+      { name: SERVICE_ENV.postgresServer, value: `${database.host}:${database.port}` },
+      {
+        name: SERVICE_ENV.postgresReadReplicas,
+        value: database.replicaHosts.map((h) => `${h}:${database.port}`).join(','),
+      },
+      { name: SERVICE_ENV.postgresDb, value: database.database },
+      { name: SERVICE_ENV.postgresUser, value: database.user },
+      { name: SERVICE_ENV.postgresPasswordFile, value: postgresPassword },
+      { name: SERVICE_ENV.dbPoolSize, value: String(api.db.poolSize) },
+      { name: SERVICE_ENV.dbMaxOverflow, value: String(api.db.maxOverflow) },
+      { name: SERVICE_ENV.dbPoolTimeout, value: String(api.db.poolTimeoutSeconds) },
+      { name: SERVICE_ENV.dbPoolRecycle, value: String(api.db.poolRecycleSeconds) },
+      { name: SERVICE_ENV.dbReplicaMaxLag, value: String(api.db.replicaMaxLagSeconds) },
+      { name: SERVICE_ENV.redisClusterNodes, value: cache.seedHosts.map((h) => `${h}:${cache.port}`).join(',') },
+      { name: SERVICE_ENV.redisPasswordFile, value: redisPassword },
+      { name: SERVICE_ENV.cacheEnabled, value: String(api.cache.enabled) },
+      { name: SERVICE_ENV.cacheDefaultTtl, value: String(api.cache.defaultTtlSeconds) },
+      { name: SERVICE_ENV.cacheWarmOnStart, value: String(api.cache.warmOnStart) },
+      { name: SERVICE_ENV.cacheLocalTtl, value: String(api.cache.localTtlSeconds) },
+      { name: SERVICE_ENV.cacheLocalMaxEntries, value: String(api.cache.localMaxEntries) },
+      { name: SERVICE_ENV.managementTokenFile, value: managementToken },
+      { name: SERVICE_ENV.shutdownDrainSeconds, value: String(api.drainSeconds) },
+    ];
+    const secretVolumes: kplus.k8s.Volume[] = secretFiles.map((f) => ({
+      name: f.volume,
+      secret: { secretName: f.secretName, items: [{ key: f.key, path: f.key }] },
+    }));
+    const secretMounts: kplus.k8s.VolumeMount[] = secretFiles.map((f) => ({
+      name: f.volume,
+      mountPath: `${SECRET_MOUNT}/${f.dir}`,
+      readOnly: true,
+    }));
+    const tmpMount: kplus.k8s.VolumeMount = { name: 'tmp', mountPath: '/tmp' };
+
+    const container: kplus.k8s.Container = {
+      name: c,
+      image: api.image,
+      imagePullPolicy: 'IfNotPresent',
+      command: [...SERVICE_COMMANDS.entrypoint],
+      ports: [
+        { name: 'http', containerPort: SERVICE_PORTS.http, protocol: 'TCP' },
+        { name: 'metrics', containerPort: SERVICE_PORTS.metrics, protocol: 'TCP' },
+      ],
+      env,
+      resources: resourcesOf(api.resources),
+      securityContext: containerSecurityContext(),
+      volumeMounts: [tmpMount, ...secretMounts],
+      // Startup gives migrations' aftermath and cache warm-up up to 60 s before liveness applies.
+      startupProbe: httpProbe(SERVICE_PATHS.startup, 'http', {
+        periodSeconds: 2,
+        failureThreshold: 30,
+        timeoutSeconds: 2,
+      }),
+      livenessProbe: httpProbe(SERVICE_PATHS.liveness, 'http', {
+        periodSeconds: 10,
+        failureThreshold: 3,
+        timeoutSeconds: 2,
+      }),
+      readinessProbe: httpProbe(SERVICE_PATHS.readiness, 'http', {
+        periodSeconds: 5,
+        failureThreshold: 2,
+        timeoutSeconds: 2,
+      }),
+      // Give every edge pod time to drop this pod from its upstream before SIGTERM starts the drain.
+      lifecycle: { preStop: { exec: { command: ['sleep', String(PRESTOP_SLEEP_SECONDS)] } } },
+    };
+    // Migrations finish before the new version's container starts, so no pod
+    // takes traffic against an old schema; the advisory lock makes concurrent
+    // init containers safe.
+    const migrate: kplus.k8s.Container = {
+      name: 'migrate',
+      image: api.image,
+      imagePullPolicy: 'IfNotPresent',
+      command: [...SERVICE_COMMANDS.migrate],
+      env,
+      resources: resourcesOf(api.resources),
+      securityContext: containerSecurityContext(),
+      volumeMounts: [tmpMount, ...secretMounts],
+    };
+    const podSpec: kplus.k8s.PodSpec = {
+      serviceAccountName: name,
+      automountServiceAccountToken: false,
+      securityContext: podSecurityContext(API_UID),
+      terminationGracePeriodSeconds: api.terminationGracePeriodSeconds,
+      topologySpreadConstraints: topologySpread(c),
+      initContainers: [migrate],
+      containers: [container],
+      volumes: [emptyDir('tmp'), ...secretVolumes],
+    };
+
+    new k8s.KubeDeployment(this, 'deployment', {
+      metadata: meta(this, c, name, { annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets) }),
+      spec: {
+        // No `replicas`: the HPA owns the count; a fixed value would reset it on every apply.
+        revisionHistoryLimit: 5,
+        selector: { matchLabels: selectorLabels(c) },
+        strategy: {
+          type: 'RollingUpdate',
+          rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: k8s.IntOrString.fromString('25%') },
+        },
+        template: withPodOptions(
+          {
+            metadata: {
+              labels: meta(this, c, name).labels,
+              annotations: scrapeAnnotations(SERVICE_PORTS.metrics, SERVICE_PATHS.metrics),
+            },
+            spec: podSpec,
+          },
+          c,
+          props.pod,
+          props.imagePullSecrets,
+        ),
+      },
+    });
+
+    new k8s.KubeService(this, 'service', {
+      metadata: meta(this, c, name),
+      spec: {
+        type: 'ClusterIP',
+        selector: selectorLabels(c),
+        ports: [
+          { name: 'http', port: SERVICE_PORTS.http, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' },
+        ],
+      },
+    });
+    new k8s.KubeService(this, 'headless', {
+      metadata: meta(this, c, `${name}-headless`),
+      spec: {
+        clusterIp: 'None',
+        selector: selectorLabels(c),
+        ports: [
+          { name: 'http', port: SERVICE_PORTS.http, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' },
+        ],
+      },
+    });
+
+    horizontalPodAutoscaler(this, 'hpa', c, { kind: 'Deployment', name }, api.autoscaling);
+    podDisruptionBudget(this, 'pdb', c, api.pdbMaxUnavailable);
+
+    networkPolicy(this, 'network-policy', c, {
+      ingress: [
+        { from: [...(props.clients ?? [podsOf('edge')])], ports: tcpPorts(SERVICE_PORTS.http) },
+        { from: [...(props.scrapers ?? [podsOf(PROMETHEUS_COMPONENT)])], ports: tcpPorts(SERVICE_PORTS.metrics) },
+      ],
+      egress: [
+        dnsEgress(props.dnsResolvers),
+        { to: [podsOf(database.component)], ports: tcpPorts(database.port) },
+        // The cluster bus port (+10000) too: cluster clients follow MOVED redirects by address.
+        { to: [podsOf(cache.component)], ports: tcpPorts(cache.port, cache.port + 10000) },
+      ],
+    });
+
+    // Monthly activity_logs partitions are created ahead of time; the command
+    // is idempotent. Its pods carry their own component label so the API
+    // Service, PDB and HPA never count them.
+    const jc = this.maintenanceComponent;
+    new k8s.KubeCronJob(this, 'partition-maintenance', {
+      metadata: meta(this, jc, `${name}-partition-maintenance`),
+      spec: {
+        schedule: api.partitionMaintenanceSchedule,
+        concurrencyPolicy: 'Forbid',
+        successfulJobsHistoryLimit: 3,
+        failedJobsHistoryLimit: 3,
+        jobTemplate: {
+          spec: {
+            backoffLimit: 3,
+            activeDeadlineSeconds: 600,
+            ttlSecondsAfterFinished: 86400,
+            template: {
+              metadata: { labels: meta(this, jc, name).labels },
+              spec: {
+                serviceAccountName: name,
+                automountServiceAccountToken: false,
+                securityContext: podSecurityContext(API_UID),
+                restartPolicy: 'OnFailure',
+                ...placement,
+                containers: [
+                  { ...migrate, name: 'maintain-partitions', command: [...SERVICE_COMMANDS.maintainPartitions] },
+                ],
+                volumes: podSpec.volumes,
+              },
+            },
+          },
+        },
+      },
+    });
+    networkPolicy(this, 'maintenance-network-policy', jc, {
+      ingress: [],
+      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(database.component)], ports: tcpPorts(database.port) }],
+    });
+  }
+}
+
+function checkApiSettings(api: Required<ApiServiceSettings>): void {
+  checkImage('image', api.image);
+  checkAutoscaling('autoscaling', api.autoscaling);
+  checkResources('resources', api.resources);
+  checkInt('drainSeconds', api.drainSeconds, 0, 300);
+  checkInt('terminationGracePeriodSeconds', api.terminationGracePeriodSeconds, 1, 3600);
+  if (api.terminationGracePeriodSeconds <= api.drainSeconds + PRESTOP_SLEEP_SECONDS) {
+    fail(
+      'terminationGracePeriodSeconds',
+      api.terminationGracePeriodSeconds,
+      `must be > 'drainSeconds' + ${PRESTOP_SLEEP_SECONDS} s of preStop (${api.drainSeconds + PRESTOP_SLEEP_SECONDS}) so in-flight requests finish before SIGKILL`,
+    );
+  }
+  checkInt('pdbMaxUnavailable', api.pdbMaxUnavailable, 1);
+  for (const [key, value] of Object.entries(api.db)) checkInt(`db.${key}`, value, key === 'maxOverflow' ? 0 : 1);
+  checkInt('cache.defaultTtlSeconds', api.cache.defaultTtlSeconds, 1);
+  checkInt('cache.localTtlSeconds', api.cache.localTtlSeconds, 0, 3600);
+  checkInt('cache.localMaxEntries', api.cache.localMaxEntries, 1);
+  if (!CRON.test(api.partitionMaintenanceSchedule)) {
+    fail('partitionMaintenanceSchedule', api.partitionMaintenanceSchedule, 'must be a 5-field cron expression');
+  }
+  checkName('managementTokenSecret', api.managementTokenSecret);
+}
+
+/** A 5-field cron expression (minute hour day-of-month month day-of-week). */
+export const CRON = /^(\S+\s+){4}\S+$/;

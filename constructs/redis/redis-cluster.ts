@@ -1,0 +1,352 @@
+/**
+ * Redis Cluster: one StatefulSet of masters x (1 + replicasPerMaster) nodes started
+ * in parallel, nodes.conf and data on a PVC, hostnames announced so the cluster
+ * survives pods coming back on new IPs, an idempotent cluster-create Job, a
+ * redis_exporter sidecar, a generated password, PDB, spread and a NetworkPolicy.
+ */
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { GeneratedSecret } from '../core/generated-secret';
+import { meta, namespaceOf, selectorLabels, serviceHost } from '../core/labels';
+import {
+  dnsEgress,
+  networkPolicy,
+  podsOf,
+  PROMETHEUS_COMPONENT,
+  scrapeAnnotations,
+  type ServiceEndpoint,
+  tcpPorts,
+} from '../core/network';
+import {
+  containerSecurityContext,
+  emptyDir,
+  externalSecretsAnnotations,
+  podPlacement,
+  podSecurityContext,
+  topologySpread,
+  withPodOptions,
+} from '../core/pod';
+import { checkResources, type Resources, resourcesOf } from '../core/quantity';
+import { checkStorage, dataVolumeClaim, type StorageProps } from '../core/storage';
+import { checkImage, checkInt, checkName, checkNotEmpty, fail, withDefaults } from '../core/validate';
+import {
+  jobNameFor,
+  podDisruptionBudget,
+  serviceAccount,
+  type WorkloadProps,
+  workloadName,
+  type ScrapedProps,
+} from '../core/workload';
+import {
+  MAXMEMORY_POLICIES,
+  REDIS_BUS_PORT_OFFSET,
+  REDIS_FILES,
+  REDIS_PORT,
+  type RedisConfig,
+  redisConfigFiles,
+  redisMemoryProblem,
+  redisNodeCount,
+} from './files';
+
+const k8s = kplus.k8s;
+
+/** uid/gid of the `redis` user in the official image. */
+export const REDIS_UID = 999;
+export const REDIS_EXPORTER_PORT = 9121;
+export const REDIS_BUS_PORT = REDIS_PORT + REDIS_BUS_PORT_OFFSET;
+const CONFIG_DIR = '/etc/redis';
+
+/** The settings of the Redis tier that have defaults (what an environment may override). */
+export interface RedisClusterSettings extends Partial<RedisConfig> {
+  /** Redis image (7.x), pinned. @default 'redis:7.0.15-bookworm' */
+  readonly image?: string;
+  /** redis_exporter image, pinned. @default 'oliver006/redis_exporter:v1.62.0' */
+  readonly exporterImage?: string;
+  /** Secret with `password`; generated in-cluster when absent. @default 'redis-password' */
+  readonly passwordSecret?: string;
+  /** Each node's volume (data and nodes.conf). @default 5Gi of the cluster's default class */
+  readonly storage?: StorageProps;
+  /** Requests and limits of each node; maxmemory must fit under the memory limit. @default 250m/2560Mi requested, 1/3Gi limit */
+  readonly resources?: Resources;
+  /** Requests and limits of the exporter (and the create Job). @default 10m/16Mi requested, 100m/32Mi limit */
+  readonly exporterResources?: Resources;
+}
+
+/** Defaults of every Redis setting: 3 masters x (1 + 1 replica), 2gb each, production values. */
+export const REDIS_CLUSTER_DEFAULTS: Required<RedisClusterSettings> = {
+  image: 'redis:7.0.15-bookworm',
+  exporterImage: 'oliver006/redis_exporter:v1.62.0',
+  masters: 3,
+  replicasPerMaster: 1,
+  maxmemory: '2gb',
+  maxmemoryPolicy: 'allkeys-lru',
+  nodeTimeoutMs: 5000,
+  passwordSecret: 'redis-password',
+  storage: { size: '5Gi' },
+  resources: { requests: { cpu: '250m', memory: '2560Mi' }, limits: { cpu: '1', memory: '3Gi' } },
+  exporterResources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } },
+};
+
+export interface RedisClusterProps extends RedisClusterSettings, WorkloadProps, ScrapedProps {
+  /**
+   * Name of the StatefulSet and component label; prefixes the headless Service
+   * (`<name>-headless`), the ConfigMap (`<name>-config`) and the create Job. Renaming
+   * it replaces the volumes. @default 'redis'
+   */
+  readonly name?: string;
+  /** Pods that may connect to 6379 (e.g. `[podsOf('api')]`). */
+  readonly clients: readonly kplus.k8s.NetworkPolicyPeer[];
+}
+
+export class RedisCluster extends Construct implements ServiceEndpoint {
+  /** Default component name. */
+  static readonly COMPONENT = 'redis';
+  /** Default component of the cluster-create Job's pods. */
+  static readonly CREATE_COMPONENT = 'redis-cluster-create';
+  readonly component: string;
+  /** Component of the cluster-create Job's pods (`<name>-cluster-create`). */
+  readonly createComponent: string;
+  /** In-cluster DNS name of the headless Service (every node; clients use seedHosts). */
+  readonly host: string;
+  /** Every node's stable DNS name (clients need any one; all make start-up robust). */
+  readonly seedHosts: readonly string[];
+  readonly port = REDIS_PORT;
+  /** Secret with key `password`. */
+  readonly passwordSecret: string;
+  readonly statefulSetName: string;
+  readonly headlessServiceName: string;
+  readonly configMapName: string;
+  /** Name of this configuration's cluster-create Job (hash of its spec: a changed topology gets a new Job). */
+  readonly createJobName: string;
+  readonly files: Record<string, string>;
+
+  constructor(scope: Construct, id: string, props: RedisClusterProps) {
+    super(scope, id);
+    const r = withDefaults(REDIS_CLUSTER_DEFAULTS, props);
+    checkRedisSettings(r);
+    checkNotEmpty('clients', props.clients, "name the pods allowed to connect to Redis (e.g. [podsOf('api')])");
+    const name = workloadName(props.name, RedisCluster.COMPONENT);
+    const c = name;
+    this.component = c;
+    this.createComponent = `${name}-cluster-create`;
+    this.statefulSetName = name;
+    this.headlessServiceName = `${name}-headless`;
+    this.configMapName = `${name}-config`;
+    this.host = serviceHost(this, this.headlessServiceName);
+    const ns = namespaceOf(this);
+    const nodes = redisNodeCount(r);
+    this.passwordSecret = r.passwordSecret;
+    this.seedHosts = Array.from({ length: nodes }, (_, i) =>
+      serviceHost(this, `${this.statefulSetName}-${i}.${this.headlessServiceName}`),
+    );
+    this.files = redisConfigFiles(r);
+    const placement = podPlacement(props.pod, props.imagePullSecrets);
+
+    new GeneratedSecret(this, 'password', {
+      dnsResolvers: props.dnsResolvers,
+      secretName: r.passwordSecret,
+      keys: ['password'],
+      pod: props.pod,
+      imagePullSecrets: props.imagePullSecrets,
+    });
+    new k8s.KubeConfigMap(this, 'config', { metadata: meta(this, c, this.configMapName), data: this.files });
+    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
+    new k8s.KubeService(this, 'headless', {
+      metadata: meta(this, c, this.headlessServiceName),
+      spec: {
+        clusterIp: 'None',
+        // Nodes must find each other (and the create Job them) before the cluster, hence readiness, exists.
+        publishNotReadyAddresses: true,
+        selector: selectorLabels(c),
+        ports: [
+          { name: 'redis', port: REDIS_PORT, targetPort: k8s.IntOrString.fromString('redis') },
+          { name: 'bus', port: REDIS_BUS_PORT, targetPort: k8s.IntOrString.fromString('bus') },
+        ],
+      },
+    });
+
+    const password: kplus.k8s.EnvVar = {
+      name: 'REDIS_PASSWORD',
+      valueFrom: { secretKeyRef: { name: r.passwordSecret, key: 'password' } },
+    };
+    const cliAuth: kplus.k8s.EnvVar = { ...password, name: 'REDISCLI_AUTH' };
+    const cli = `redis-cli -h 127.0.0.1 -p ${REDIS_PORT} --no-auth-warning`;
+    new k8s.KubeStatefulSet(this, 'statefulset', {
+      metadata: meta(this, c, this.statefulSetName, {
+        annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets),
+      }),
+      spec: {
+        replicas: nodes,
+        serviceName: this.headlessServiceName,
+        // All nodes at once: the cluster needs every node up before it can form.
+        podManagementPolicy: 'Parallel',
+        updateStrategy: { type: 'RollingUpdate' },
+        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+        selector: { matchLabels: selectorLabels(c) },
+        template: withPodOptions(
+          {
+            metadata: {
+              labels: { ...meta(this, c, c).labels },
+              annotations: scrapeAnnotations(REDIS_EXPORTER_PORT),
+            },
+            spec: {
+              serviceAccountName: c,
+              automountServiceAccountToken: false,
+              securityContext: podSecurityContext(REDIS_UID),
+              terminationGracePeriodSeconds: 30,
+              topologySpreadConstraints: topologySpread(c),
+              containers: [
+                {
+                  name: 'redis',
+                  image: r.image,
+                  command: ['sh', `${CONFIG_DIR}/${REDIS_FILES.start}`],
+                  ports: [
+                    { name: 'redis', containerPort: REDIS_PORT },
+                    { name: 'bus', containerPort: REDIS_BUS_PORT },
+                  ],
+                  env: [
+                    { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                    { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+                    {
+                      name: 'REDIS_HOSTNAME',
+                      value: `$(POD_NAME).${this.headlessServiceName}.${ns}.svc.cluster.local`,
+                    },
+                    { name: 'REDIS_ANNOUNCE_IP', value: '$(POD_IP)' },
+                    { name: 'REDIS_PORT', value: String(REDIS_PORT) },
+                    { name: 'REDIS_DATA_DIR', value: '/data' },
+                    { name: 'REDIS_CONFIG_DIR', value: CONFIG_DIR },
+                    { name: 'TMPDIR', value: '/tmp' },
+                    password,
+                    cliAuth,
+                  ],
+                  resources: resourcesOf(r.resources),
+                  securityContext: containerSecurityContext(),
+                  startupProbe: {
+                    exec: { command: ['sh', '-c', `${cli} ping | grep -q PONG`] },
+                    periodSeconds: 5,
+                    failureThreshold: 120, // loading a large AOF
+                  },
+                  // Ready = answers and the cluster it belongs to is ok (all slots served).
+                  readinessProbe: {
+                    exec: {
+                      command: [
+                        'sh',
+                        '-c',
+                        `${cli} ping | grep -q PONG && ${cli} cluster info | grep -q '^cluster_state:ok'`,
+                      ],
+                    },
+                    periodSeconds: 5,
+                    timeoutSeconds: 5,
+                  },
+                  livenessProbe: {
+                    exec: { command: ['sh', '-c', `${cli} ping | grep -Eq 'PONG|LOADING'`] },
+                    periodSeconds: 15,
+                    timeoutSeconds: 5,
+                    failureThreshold: 4,
+                  },
+                  volumeMounts: [
+                    { name: 'data', mountPath: '/data' },
+                    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                    { name: 'tmp', mountPath: '/tmp' },
+                  ],
+                },
+                {
+                  name: 'exporter',
+                  image: r.exporterImage,
+                  ports: [{ name: 'metrics', containerPort: REDIS_EXPORTER_PORT }],
+                  env: [{ name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` }, password],
+                  resources: resourcesOf(r.exporterResources),
+                  securityContext: containerSecurityContext(),
+                  readinessProbe: { httpGet: { path: '/health', port: k8s.IntOrString.fromString('metrics') } },
+                  livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 20 },
+                },
+              ],
+              volumes: [
+                { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
+                emptyDir('tmp', '16Mi', 'Memory'),
+              ],
+            },
+          },
+          'redis',
+          props.pod,
+          props.imagePullSecrets,
+        ),
+        volumeClaimTemplates: [dataVolumeClaim(c, r.storage)],
+      },
+    });
+
+    // The create Job: a Job's pod template is immutable, so its name carries a hash of what it runs.
+    const cc = this.createComponent;
+    const jobEnv: kplus.k8s.EnvVar[] = [
+      { name: 'REDIS_NODES', value: this.seedHosts.map((h) => `${h}:${REDIS_PORT}`).join(' ') },
+      { name: 'REDIS_REPLICAS_PER_MASTER', value: String(r.replicasPerMaster) },
+      { name: 'REDIS_WAIT_SECONDS', value: '600' },
+      password,
+    ];
+    serviceAccount(this, 'create-service-account', cc);
+    const jobSpec: kplus.k8s.JobSpec = {
+      backoffLimit: 20,
+      template: {
+        metadata: { labels: { ...meta(this, cc, cc).labels } },
+        spec: {
+          serviceAccountName: cc,
+          automountServiceAccountToken: false,
+          restartPolicy: 'OnFailure',
+          securityContext: podSecurityContext(REDIS_UID),
+          ...placement,
+          containers: [
+            {
+              name: 'cluster-create',
+              image: r.image,
+              command: ['sh', `${CONFIG_DIR}/${REDIS_FILES.clusterCreate}`],
+              env: jobEnv,
+              resources: resourcesOf(r.exporterResources),
+              securityContext: containerSecurityContext(),
+              volumeMounts: [{ name: 'config', mountPath: CONFIG_DIR, readOnly: true }],
+            },
+          ],
+          volumes: [{ name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } }],
+        },
+      },
+    };
+    this.createJobName = jobNameFor(cc, jobSpec, [this.files[REDIS_FILES.clusterCreate]]);
+    new k8s.KubeJob(this, 'create-job', { metadata: meta(this, cc, this.createJobName), spec: jobSpec });
+    networkPolicy(this, 'create-network-policy', cc, {
+      ingress: [],
+      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(c)], ports: tcpPorts(REDIS_PORT) }],
+    });
+
+    podDisruptionBudget(this, 'pdb', c, 1);
+    networkPolicy(this, 'network-policy', c, {
+      ingress: [
+        { from: [podsOf(c)], ports: tcpPorts(REDIS_PORT, REDIS_BUS_PORT) },
+        { from: [...props.clients, podsOf(cc)], ports: tcpPorts(REDIS_PORT) },
+        { from: [...(props.scrapers ?? [podsOf(PROMETHEUS_COMPONENT)])], ports: tcpPorts(REDIS_EXPORTER_PORT) },
+      ],
+      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(c)], ports: tcpPorts(REDIS_PORT, REDIS_BUS_PORT) }],
+    });
+  }
+}
+
+function checkRedisSettings(r: Required<RedisClusterSettings>): void {
+  checkImage('image', r.image);
+  checkImage('exporterImage', r.exporterImage);
+  if (!(Number.isInteger(r.masters) && r.masters >= 3 && r.masters <= 50)) {
+    fail(
+      'masters',
+      r.masters,
+      'must be an integer from 3 to 50: Redis Cluster needs a majority of masters to fail over',
+    );
+  }
+  checkInt('replicasPerMaster', r.replicasPerMaster, 0, 5);
+  if (!MAXMEMORY_POLICIES.includes(r.maxmemoryPolicy)) {
+    fail('maxmemoryPolicy', r.maxmemoryPolicy, `must be one of ${MAXMEMORY_POLICIES.join(', ')}`);
+  }
+  checkInt('nodeTimeoutMs', r.nodeTimeoutMs, 500, 60000);
+  checkName('passwordSecret', r.passwordSecret);
+  checkStorage('storage', r.storage);
+  checkResources('resources', r.resources);
+  checkResources('exporterResources', r.exporterResources);
+  const memory = redisMemoryProblem(r.maxmemory, r.resources.limits.memory);
+  if (memory) fail('maxmemory', r.maxmemory, memory);
+}
