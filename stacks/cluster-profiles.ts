@@ -77,3 +77,22 @@ export function profileDefaults(profile: unknown): ProfileDefaults {
     ? PROFILE_DEFAULTS[profile as ClusterProfile]
     : {};
 }
+
+/**
+ * Node-selector keys GKE Autopilot admits (its node-selector allowlist): any
+ * other key is refused at admission, because Autopilot, not the user, owns
+ * the nodes. Placement is asked for through a compute class instead.
+ */
+export const AUTOPILOT_NODE_SELECTOR_KEYS: readonly string[] = [
+  'cloud.google.com/compute-class',
+  'cloud.google.com/gke-spot',
+  'cloud.google.com/gke-accelerator',
+  'cloud.google.com/machine-family',
+  'cloud.google.com/gke-placement-group',
+  'cloud.google.com/reservation-name',
+  'cloud.google.com/gke-ephemeral-storage-local-ssd',
+  'topology.kubernetes.io/zone',
+  'topology.kubernetes.io/region',
+  'kubernetes.io/arch',
+  'kubernetes.io/os',
+];

@@ -7,7 +7,7 @@
  * produced here; nothing reads `process.env`.
  */
 import { z } from 'zod';
-import { CLUSTER_PROFILES, profileDefaults } from './cluster-profiles';
+import { AUTOPILOT_NODE_SELECTOR_KEYS, CLUSTER_PROFILES, profileDefaults } from './cluster-profiles';
 import {
   autoscaling,
   dnsLabel,
@@ -266,6 +266,29 @@ export const environmentSchema = z
         message:
           "cannot be used with cluster.profile 'kind': kind has no load-balancer controller, so the Service stays pending; use 'ClusterIP' (kubectl port-forward) or 'NodePort'",
       });
+    }
+    if (env.cluster.profile === 'gke-autopilot') {
+      const tiers = [
+        ['api'],
+        ['edge'],
+        ['postgres'],
+        ['redis'],
+        ['monitoring', 'prometheus'],
+        ['monitoring', 'grafana'],
+      ];
+      for (const tier of tiers) {
+        const block = tier.reduce<Record<string, unknown>>((o, k) => o[k] as Record<string, unknown>, env).pod as {
+          nodeSelector?: Record<string, string>;
+        };
+        for (const key of Object.keys(block?.nodeSelector ?? {})) {
+          if (AUTOPILOT_NODE_SELECTOR_KEYS.includes(key)) continue;
+          ctx.addIssue({
+            code: 'custom',
+            path: [...tier, 'pod', 'nodeSelector', key],
+            message: `is refused by GKE Autopilot (cluster.profile 'gke-autopilot' admits node selectors on ${AUTOPILOT_NODE_SELECTOR_KEYS.join(', ')}); ask for a compute class with 'cloud.google.com/compute-class' instead`,
+          });
+        }
+      }
     }
     if (env.production && env.api.autoscaling.minReplicas < 2) {
       ctx.addIssue({

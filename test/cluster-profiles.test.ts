@@ -296,6 +296,15 @@ describe('bad cluster input is refused at synth with field, value and fix', () =
       ],
     },
     {
+      when: 'a gke-autopilot tier selects nodes by a key Autopilot refuses',
+      overrides: env('gke-autopilot', {
+        api: { pod: { nodeSelector: { disktype: 'ssd', 'kubernetes.io/arch': 'amd64' } } },
+      } as Partial<EnvironmentOverrides>),
+      problems: [
+        "api.pod.nodeSelector.disktype: \"ssd\" is refused by GKE Autopilot (cluster.profile 'gke-autopilot' admits node selectors on cloud.google.com/compute-class, cloud.google.com/gke-spot, cloud.google.com/gke-accelerator, cloud.google.com/machine-family, cloud.google.com/gke-placement-group, cloud.google.com/reservation-name, cloud.google.com/gke-ephemeral-storage-local-ssd, topology.kubernetes.io/zone, topology.kubernetes.io/region, kubernetes.io/arch, kubernetes.io/os); ask for a compute class with 'cloud.google.com/compute-class' instead",
+      ],
+    },
+    {
       when: 'a cluster field is misspelt',
       overrides: { name: 'qa', cluster: { profil: 'gke' } } as unknown as EnvironmentOverrides,
       problems: ['cluster.profil: unknown field (a typo?); allowed here: profile'],
