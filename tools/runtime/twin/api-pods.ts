@@ -18,25 +18,57 @@ interface EnvVar {
   readonly value?: string;
   readonly valueFrom?: unknown;
 }
-interface Container {
+export interface Probe {
+  readonly httpGet?: { readonly path: string; readonly port: number | string };
+  readonly periodSeconds?: number;
+  readonly timeoutSeconds?: number;
+  readonly failureThreshold?: number;
+  readonly initialDelaySeconds?: number;
+}
+export interface SecurityContext {
+  readonly runAsUser?: number;
+  readonly runAsGroup?: number;
+  readonly runAsNonRoot?: boolean;
+  readonly fsGroup?: number;
+  readonly readOnlyRootFilesystem?: boolean;
+  readonly allowPrivilegeEscalation?: boolean;
+  readonly privileged?: boolean;
+  readonly capabilities?: { readonly drop?: readonly string[]; readonly add?: readonly string[] };
+  readonly seccompProfile?: { readonly type: string };
+}
+export interface Container {
   readonly name: string;
+  readonly image?: string;
   readonly command?: readonly string[];
   readonly args?: readonly string[];
+  readonly workingDir?: string;
   readonly env?: readonly EnvVar[];
+  readonly ports?: readonly { readonly name?: string; readonly containerPort: number }[];
+  readonly securityContext?: SecurityContext;
+  readonly volumeMounts?: readonly { readonly name: string; readonly mountPath: string; readonly readOnly?: boolean }[];
+  readonly resources?: { readonly limits?: { readonly cpu?: string; readonly memory?: string } };
+  readonly startupProbe?: Probe;
+  readonly readinessProbe?: Probe;
+  readonly livenessProbe?: Probe;
   readonly lifecycle?: { readonly preStop?: { readonly exec?: { readonly command?: readonly string[] } } };
+}
+export interface Volume {
+  readonly name: string;
+  readonly emptyDir?: { readonly medium?: string; readonly sizeLimit?: string };
+  readonly secret?: { readonly secretName: string };
+}
+/** The pod template of the synthesized api Deployment: what the twin and the container test run. */
+export interface PodSpecLike {
+  readonly containers: readonly Container[];
+  readonly initContainers?: readonly Container[];
+  readonly terminationGracePeriodSeconds?: number;
+  readonly securityContext?: SecurityContext;
+  readonly volumes?: readonly Volume[];
 }
 /** The parts of the synthesized api Deployment the twin runs. */
 export interface DeploymentLike {
   readonly metadata: { readonly name: string };
-  readonly spec: {
-    readonly template: {
-      readonly spec: {
-        readonly containers: readonly Container[];
-        readonly initContainers?: readonly Container[];
-        readonly terminationGracePeriodSeconds?: number;
-      };
-    };
-  };
+  readonly spec: { readonly template: { readonly spec: PodSpecLike } };
 }
 
 /** Where the twin's dependencies live and which secret files to mount. */
@@ -56,11 +88,16 @@ export interface PodWiring {
 
 const hostPorts = (eps: readonly Endpoint[]) => eps.map((e) => `${e.host}:${e.port}`).join(',');
 
-/** The container env with addresses and secret paths substituted; throws on anything it cannot run. */
+/**
+ * The container env with addresses and listen ports substituted (pods share the host's
+ * network here) and, for processes, secret paths (a container mounts them where the
+ * Deployment says: `mountedSecrets`); throws on anything it cannot run.
+ */
 export function podEnv(
   container: Container,
   wiring: PodWiring,
   ports: { http: number; metrics: number },
+  mountedSecrets = false,
 ): Record<string, string> {
   const E = SERVICE_ENV;
   const addresses: Record<string, string> = {
@@ -83,7 +120,7 @@ export function podEnv(
       const file = wiring.secretFiles[v.name];
       if (!file)
         throw new Error(`container '${container.name}' env ${v.name} (${v.value}): the twin has no secret for it`);
-      env[v.name] = file;
+      env[v.name] = mountedSecrets ? v.value : file;
     } else env[v.name] = v.value;
   }
   for (const name of [E.port, E.metricsPort]) env[name] = addresses[name];

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { dirname, join } from 'node:path';
 import { environmentNames } from '../../../stacks/environments';
 import { SERVICE_PATHS } from '../../../service/src/contract';
+import type { PodMode } from './pod-runner';
 import { startTwin } from './twin';
 
 const ROOT = join(__dirname, '..', '..', '..');
@@ -22,7 +23,7 @@ export interface TwinState {
 }
 
 function usage(): string {
-  return `usage: local:up -- --env <${environmentNames().join('|')}> [--monitoring] | local:down`;
+  return `usage: local:up -- --env <${environmentNames().join('|')}> [--monitoring] [--containers] | local:down`;
 }
 
 function alive(pid: number): boolean {
@@ -39,7 +40,7 @@ function readState(): TwinState | undefined {
   return JSON.parse(readFileSync(STATE_FILE, 'utf8')) as TwinState;
 }
 
-async function up(env: string, monitoring: boolean): Promise<number> {
+async function up(env: string, monitoring: boolean, pods: PodMode): Promise<number> {
   const previous = readState();
   if (previous && alive(previous.pid)) {
     console.error(
@@ -51,13 +52,13 @@ async function up(env: string, monitoring: boolean): Promise<number> {
   // The twin's servers are unreferenced children: this keeps local:up alive until a signal ends it.
   const keepAlive = setInterval(() => undefined, 60_000);
   try {
-    return await serve(env, monitoring, log);
+    return await serve(env, monitoring, pods, log);
   } finally {
     clearInterval(keepAlive);
   }
 }
 
-async function serve(env: string, monitoring: boolean, log: (line: string) => void): Promise<number> {
+async function serve(env: string, monitoring: boolean, pods: PodMode, log: (line: string) => void): Promise<number> {
   let stopping: Promise<void> | undefined;
   // Set once the twin is up; the signal handlers read it.
   const started: { stop?: () => Promise<void> } = {};
@@ -83,7 +84,7 @@ async function serve(env: string, monitoring: boolean, log: (line: string) => vo
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   let twin;
   try {
-    twin = await startTwin({ env, log, monitoring, signal: abort.signal });
+    twin = await startTwin({ env, log, monitoring, pods, signal: abort.signal });
   } catch (e) {
     if (abort.signal.aborted) return 130;
     throw e;
@@ -143,7 +144,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   try {
-    return await up(env, rest.includes('--monitoring'));
+    return await up(env, rest.includes('--monitoring'), rest.includes('--containers') ? 'container' : 'process');
   } catch (e) {
     console.error(`local:up failed (everything it started has been stopped):\n${(e as Error).message}`);
     return 1;

@@ -18,7 +18,8 @@ import { type Endpoint, makeTempDir, removeDir, waitFor } from '../launcher/proc
 import { type RedisClusterLaunch, startRedisCluster } from '../launcher/redis';
 import type { KubeObject } from '../../k8s/objects';
 import { type RunningNginx, startNginx } from '../nginx-runner';
-import { type ApiPod, type DeploymentLike, type PodWiring, startApiPod } from './api-pods';
+import type { ApiPod, DeploymentLike, PodWiring } from './api-pods';
+import { type PodMode, podRunner } from './pod-runner';
 import { startMonitoring, type TwinMonitoring } from './monitoring';
 
 export interface TwinOptions {
@@ -34,6 +35,8 @@ export interface TwinOptions {
   readonly monitoring?: boolean;
   /** Aborts the start after the current step, stopping what is up. @default never */
   readonly signal?: AbortSignal;
+  /** API pods as processes from source, or as containers of the built image (`npm run image:build`). @default 'process' */
+  readonly pods?: PodMode;
 }
 
 export interface Twin {
@@ -183,15 +186,12 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
     writeFileSync(wiring.hostsFile, redis.nodes.map((n) => `${n.hostname} ${n.host}\n`).join(''));
 
     let seq = 0;
+    const startPod = podRunner(opts.pods ?? 'process');
     const newPod = (name = `api-${seq++}`, overrides?: Readonly<Record<string, string>>) =>
-      startApiPod(
-        deployment,
-        overrides ? { ...wiring, overrides: { ...wiring.overrides, ...overrides } } : wiring,
-        name,
-      );
+      startPod(deployment, overrides ? { ...wiring, overrides: { ...wiring.overrides, ...overrides } } : wiring, name);
     // The first pod runs the migrate init container alone (as the first pod of a rollout
     // does); the rest start in parallel.
-    step(`starting ${replicas} API pods (init container migrate, then readiness)`);
+    step(`starting ${replicas} API pods as ${opts.pods ?? 'process'}es (init container migrate, then readiness)`);
     pods.push(await newPod());
     pods.push(...(await Promise.all(Array.from({ length: replicas - 1 }, () => newPod()))));
     step(`API pods ready: ${pods.map((p) => `${p.name} in ${p.startMs} ms`).join(', ')}`);
