@@ -38,18 +38,23 @@ export interface ImageBudget {
   readonly forbidden?: readonly string[];
 }
 
-const devDependencies = Object.keys(
-  (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> })
-    .devDependencies,
-);
+/** Top-level packages the lockfile installs only for development (`"dev": true`). */
+const devOnlyPackages = Object.entries(
+  (JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> })
+    .packages,
+)
+  .filter(([path, p]) => p.dev && /^node_modules\/(@[^/]+\/)?[^/]+$/.test(path))
+  .map(([path]) => path.slice('node_modules/'.length));
 
 /**
- * Budgets, measured then rounded up (api: 243 MB = 97 MB Debian + 120 MB node + 26 MB deps
- * and app). The API's final stage has no npm, no TypeScript sources and no dev dependency.
+ * Budgets, measured then rounded up. api on the local Debian-made base: 278 MB = 133 MB
+ * Debian minbase + 120 MB node + 25 MB production node_modules and dist (what it adds: 145 MB);
+ * on debian:bookworm-slim (75 MB) about 220 MB. The dev install would add ~300 MB more.
+ * The API's final stage has no npm, no TypeScript sources and no dev dependency.
  */
 export const BUDGETS: Readonly<Record<string, ImageBudget>> = {
   api: {
-    maxMb: 260,
+    maxMb: 300,
     maxAddedMb: 160,
     forbidden: [
       '/usr/local/lib/node_modules/npm',
@@ -58,7 +63,7 @@ export const BUDGETS: Readonly<Record<string, ImageBudget>> = {
       '/usr/local/bin/corepack',
       '/app/service/src',
       '/app/tsconfig.json',
-      ...devDependencies.map((d) => `/app/node_modules/${d}/`),
+      ...devOnlyPackages.map((d) => `/app/node_modules/${d}/`),
     ],
   },
 };
@@ -166,6 +171,8 @@ export async function buildImage(
       ...buildArgs,
       ...(src.ignoreFile ? ['--ignorefile', src.ignoreFile] : []),
       '--layers',
+      // The compile stage and the production-dependencies stage are independent: run them together.
+      '--jobs=2',
       '-f',
       src.dockerfile,
       '-t',

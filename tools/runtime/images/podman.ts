@@ -4,7 +4,10 @@
  * hard limits (podman's defaults exceed them) and the host network (no CNI setup here;
  * the test servers listen on loopback).
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Global flags of every podman call: `podman build` has no --runtime of its own, so it goes first. */
 const GLOBAL = ['--runtime', 'runc'];
@@ -77,26 +80,18 @@ export async function imageLayers(ref: string): Promise<string[]> {
 /** Every path in an image's filesystem (from `podman export` of a container never started). */
 export async function imagePaths(ref: string): Promise<string[]> {
   const id = (await podman(['create', ref, 'true'])).trim();
+  // podman export cannot write to a pipe (it opens /dev/stdout): a file it is.
+  const dir = mkdtempSync(join(tmpdir(), 'fastnext-export-'));
   try {
-    return await new Promise<string[]>((resolve, reject) => {
-      const exp = spawn('podman', ['export', id], { stdio: ['ignore', 'pipe', 'inherit'] });
-      const tar = spawn('tar', ['-t'], { stdio: ['pipe', 'pipe', 'inherit'] });
-      exp.stdout.pipe(tar.stdin);
-      let out = '';
-      tar.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      tar.once('error', reject);
-      tar.once('close', (code) =>
-        code === 0
-          ? resolve(
-              out
-                .split('\n')
-                .filter(Boolean)
-                .map((p) => '/' + p.replace(/^\.?\//, '')),
-            )
-          : reject(new Error(`tar -t exited ${code}`)),
-      );
-    });
+    const tar = join(dir, 'fs.tar');
+    await podman(['export', '-o', tar, id]);
+    const listing = execFileSync('tar', ['-tf', tar], { maxBuffer: 256 * 1024 * 1024 }).toString();
+    return listing
+      .split('\n')
+      .filter(Boolean)
+      .map((p) => '/' + p.replace(/^\.?\//, ''));
   } finally {
+    rmSync(dir, { recursive: true, force: true });
     await podman(['rm', '-f', id]);
   }
 }
