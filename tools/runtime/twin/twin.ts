@@ -193,7 +193,9 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
       startPod(deployment, overrides ? { ...wiring, overrides: { ...wiring.overrides, ...overrides } } : wiring, name);
     // The first pod runs the migrate init container alone (as the first pod of a rollout
     // does); the rest start in parallel.
-    step(`starting ${replicas} API pods as ${opts.pods ?? 'process'}es (init container migrate, then readiness)`);
+    step(
+      `starting ${replicas} API pods as ${opts.pods === 'container' ? 'containers' : 'processes'} (init container migrate, then readiness)`,
+    );
     pods.push(await newPod());
     pods.push(...(await Promise.all(Array.from({ length: replicas - 1 }, () => newPod()))));
     step(`API pods ready: ${pods.map((p) => `${p.name} in ${p.startMs} ms`).join(', ')}`);
