@@ -8,6 +8,7 @@ const base = require('./jest.config');
 
 /** Test files that start real servers (paths relative to the repository root). */
 const SERVER_TESTS = [
+  'test/api-image.test.ts',
   'test/drills.test.ts',
   'test/launcher.test.ts',
   'test/metrics-existence.test.ts',
