@@ -3,14 +3,16 @@
  * plugins, routes under /api/v1, one error format, HTTP caching. server.ts
  * listens; tests use `buildApp(...).inject()`.
  */
+import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { DestinationStream } from 'pino';
 import type { ServiceConfig } from './config';
 import { API_PREFIX, REQUEST_ID_HEADER } from './contract';
-import { BODY_LIMIT_BYTES, installErrorHandlers } from './http/errors';
+import { BODY_LIMIT_BYTES, clientErrorHandler, installErrorHandlers } from './http/errors';
 import { installHttpCaching } from './http/http-cache';
+import { checkStorable, validatorCompiler } from './http/input';
 import { cachePlugin } from './plugins/cache';
 import { envPlugin } from './plugins/env';
 import { metricsPlugin } from './plugins/metrics';
@@ -61,6 +63,11 @@ export const app = fp<AppOptions>(
     });
     installErrorHandlers(instance);
     installHttpCaching(instance);
+    instance.setValidatorCompiler(validatorCompiler());
+    // JSON only: without this, a text/plain body is parsed as a string and refused as "must be object".
+    instance.removeContentTypeParser(['text/plain']);
+    // After validation (names are the schema's), before any handler sends input to PostgreSQL.
+    instance.addHook('preHandler', checkStorable);
     // Before the routes: it collects their schemas as they are added.
     await instance.register(swagger, OPENAPI_DOCUMENT);
     await instance.register(
@@ -84,6 +91,9 @@ export const app = fp<AppOptions>(
   { name: 'fastnext-api', fastify: '5.x' },
 );
 
+/** What a request id may look like (nginx's `$request_id` is 32 hex digits). */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
 /** A Fastify instance with the server options the app needs (body limit, strict validation, logger). */
 export async function buildApp(
   config: ServiceConfig,
@@ -101,13 +111,17 @@ export async function buildApp(
         ? false
         : { level: config.logLevel, ...(options.logStream ? { stream: options.logStream } : {}) },
     disableRequestLogging: true,
-    // The edge's request id when there is one; Fastify generates one otherwise.
-    requestIdHeader: REQUEST_ID_HEADER.toLowerCase(),
+    // The edge's request id when it is well-formed; a new one otherwise (it is logged and put in 5xx messages).
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const sent = req.headers[REQUEST_ID_HEADER.toLowerCase()];
+      return typeof sent === 'string' && REQUEST_ID.test(sent) ? sent : randomUUID();
+    },
     bodyLimit: BODY_LIMIT_BYTES,
-    // Fastify answers 503 to new requests while closing; in-flight ones finish.
-    return503OnClosing: true,
+    // New requests while closing get a 503 from installErrorHandlers (the one error shape); in-flight ones finish.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    clientErrorHandler,
   });
   await instance.register(app, {
     config,

@@ -21,6 +21,20 @@ export const SERVICE_PORTS = {
  */
 export const REQUEST_ID_HEADER = 'X-Request-ID';
 
+/**
+ * Input bounds of the API. The edge derives its `client_max_body_size` from
+ * `bodyBytes`, so a body the API would refuse is refused at the edge with the same
+ * JSON error, and one the edge passes is never refused by size at the pod.
+ */
+export const SERVICE_LIMITS = {
+  /** Largest request body, in bytes (Fastify `bodyLimit`; nginx `client_max_body_size`). */
+  bodyBytes: 64 * 1024,
+  /** Deepest nesting of a JSON field (`settings`, `details`), the field itself being level 1. */
+  jsonDepth: 32,
+  /** Largest JSON field, serialized, in bytes. */
+  jsonBytes: 16 * 1024,
+} as const;
+
 /** URL prefix of every API route. */
 export const API_PREFIX = '/api/v1';
 

@@ -11,12 +11,21 @@ export interface Activity {
 
 const COLUMNS = 'id::text, user_id::text, action, details, created_at';
 
+/** Actions only the API writes (users.ts, with each change): the recent-changes feed reads exactly these. */
+export const RECORDED_CHANGES = ['create', 'update', 'delete'] as const;
+
+/**
+ * Appends a client's event for an existing user; undefined when the user does not exist.
+ * (The log has no foreign key, so it keeps deleted users' history; the check is one index probe.)
+ */
 export async function appendActivity(
   ctx: Ctx,
   a: { user_id: string; action: string; details?: Record<string, unknown> | null },
-): Promise<{ activity: Activity; lsn?: string }> {
+): Promise<{ activity: Activity | undefined; lsn?: string }> {
   const r = await ctx.db.write<Activity>(
-    `INSERT INTO activity_logs (user_id, action, details) VALUES ($1, $2, $3) RETURNING ${COLUMNS}`,
+    `INSERT INTO activity_logs (user_id, action, details)
+     SELECT $1::bigint, $2::text, $3::jsonb WHERE EXISTS (SELECT 1 FROM users WHERE id = $1::bigint)
+     RETURNING ${COLUMNS}`,
     [a.user_id, a.action, a.details === undefined ? null : JSON.stringify(a.details)],
   );
   return { activity: r.rows[0], lsn: r.lsn };

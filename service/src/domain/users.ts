@@ -1,4 +1,9 @@
-/** Users: plain parameterized SQL; reads by id are cached under the tag `user:<id>`. */
+/**
+ * Users: plain parameterized SQL; reads by id are cached under the tag `user:<id>`.
+ * Every create, update and delete also appends its row to the activity log in the
+ * same statement (a data-modifying CTE: one round trip, atomic), which is what the
+ * recent-changes feed reads; clients cannot post those actions themselves.
+ */
 import type { Ctx } from './context';
 import { cachedRead, invalidateAfterWrite } from './context';
 import { ownedProjectsTag, ownerTag } from './projects';
@@ -22,7 +27,9 @@ export async function createUser(
   u: { email: string; username: string; full_name?: string | null },
 ): Promise<{ user: User; lsn?: string }> {
   const r = await ctx.db.write<User>(
-    `INSERT INTO users (email, username, full_name) VALUES ($1, $2, $3) RETURNING ${COLUMNS}`,
+    `WITH u AS (INSERT INTO users (email, username, full_name) VALUES ($1, $2, $3) RETURNING *),
+          logged AS (INSERT INTO activity_logs (user_id, action) SELECT id, 'create' FROM u)
+     SELECT ${COLUMNS} FROM u`,
     [u.email, u.username, u.full_name ?? null],
   );
   return { user: r.rows[0], lsn: r.lsn };
@@ -41,10 +48,13 @@ export async function updateUser(
   patch: { email?: string; username?: string; full_name?: string | null; is_active?: boolean },
 ): Promise<{ user: User | null; lsn?: string }> {
   const r = await ctx.db.write<User>(
-    `UPDATE users SET email = COALESCE($2, email), username = COALESCE($3, username),
-            full_name = CASE WHEN $4::boolean THEN $5 ELSE full_name END,
-            is_active = COALESCE($6, is_active), updated_at = now()
-      WHERE id = $1 RETURNING ${COLUMNS}`,
+    `WITH u AS (
+       UPDATE users SET email = COALESCE($2, email), username = COALESCE($3, username),
+              full_name = CASE WHEN $4::boolean THEN $5 ELSE full_name END,
+              is_active = COALESCE($6, is_active), updated_at = now()
+        WHERE id = $1 RETURNING *),
+          logged AS (INSERT INTO activity_logs (user_id, action, details) SELECT id, 'update', $7::jsonb FROM u)
+     SELECT ${COLUMNS} FROM u`,
     [
       id,
       patch.email ?? null,
@@ -52,6 +62,8 @@ export async function updateUser(
       'full_name' in patch,
       patch.full_name ?? null,
       patch.is_active ?? null,
+      // The names of the fields changed (schema names, never values: the log outlives the user).
+      JSON.stringify({ fields: Object.keys(patch).sort() }),
     ],
   );
   await invalidateAfterWrite(ctx, [userKey(id)]);
@@ -59,7 +71,12 @@ export async function updateUser(
 }
 
 export async function deleteUser(ctx: Ctx, id: string): Promise<{ deleted: boolean; lsn?: string }> {
-  const r = await ctx.db.write('DELETE FROM users WHERE id = $1', [id]);
+  const r = await ctx.db.write(
+    `WITH d AS (DELETE FROM users WHERE id = $1 RETURNING id),
+          logged AS (INSERT INTO activity_logs (user_id, action) SELECT id, 'delete' FROM d)
+     SELECT id FROM d`,
+    [id],
+  );
   // The cascade deleted the user's projects: drop their lists and the single projects.
   await invalidateAfterWrite(ctx, [userKey(id), ownerTag(id), ownedProjectsTag(id)]);
   return { deleted: r.rowCount > 0, lsn: r.lsn };

@@ -12,7 +12,11 @@ export function requireToken(token: string) {
     // Comparing digests keeps the comparison constant-time whatever the length sent.
     if (!m || !timingSafeEqual(digest(m[1]), expected)) {
       reply.header('www-authenticate', 'Bearer realm="fastnext-management"');
-      throw new HttpError(401, 'a valid management token is required: send Authorization: Bearer <token>');
+      throw new HttpError(
+        401,
+        'a valid management token is required: send Authorization: Bearer <token>',
+        'headers.authorization',
+      );
     }
   };
 }

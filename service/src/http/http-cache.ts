@@ -36,9 +36,10 @@ export function installHttpCaching(app: FastifyInstance): void {
     reply.header('etag', etag).header('cache-control', cacheControl);
     const inm = request.headers['if-none-match'];
     if (inm && matches(inm, etag)) {
+      // No body and no Content-Length (RFC 9110 §15.4.5): a null payload is how Fastify sends neither.
       reply.code(304);
       reply.removeHeader('content-length');
-      return '';
+      return null;
     }
     return payload;
   });

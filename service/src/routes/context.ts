@@ -6,7 +6,7 @@ export function ctxOf(app: FastifyInstance, request?: FastifyRequest): Ctx {
   return {
     db: app.db,
     cache: app.cache,
-    minLsn: request ? minLsnOf(request) : undefined,
+    minLsn: request ? minLsnOf(request, app.config.managementToken) : undefined,
     replicaMaxLagSeconds: app.config.postgres.replicaMaxLagSeconds,
   };
 }

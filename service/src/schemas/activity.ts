@@ -1,4 +1,4 @@
-import { id, timestamp } from './common';
+import { id, JSON_FIELD_BOUNDS, timestamp } from './common';
 
 export const appendActivityBody = {
   type: 'object',
@@ -6,8 +6,16 @@ export const appendActivityBody = {
   additionalProperties: false,
   properties: {
     user_id: id,
-    action: { type: 'string', pattern: '^[a-z][a-z0-9_.:-]{0,63}$' },
-    details: { type: ['object', 'null'], maxProperties: 50 },
+    action: {
+      type: 'string',
+      pattern: '^[a-z][a-z0-9_.:-]{0,63}$',
+      description: 'the event; not create, update or delete, which the API records itself with each change',
+    },
+    details: {
+      type: ['object', 'null'],
+      maxProperties: 50,
+      description: `free-form JSON object stored as JSONB: ${JSON_FIELD_BOUNDS}`,
+    },
   },
 } as const;
 

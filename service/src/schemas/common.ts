@@ -1,4 +1,10 @@
 /** JSON Schemas shared by the routes (Fastify validates every input with them). */
+import { SERVICE_LIMITS } from '../contract';
+
+/** What every free-form JSON field accepts beyond its schema (checked by http/input.ts). */
+export const JSON_FIELD_BOUNDS =
+  `at most ${SERVICE_LIMITS.jsonDepth} levels deep and ${SERVICE_LIMITS.jsonBytes} bytes as JSON; ` +
+  'no NUL (\\u0000) and no lone UTF-16 surrogate in any key or string';
 
 export const idParam = {
   type: 'object',
@@ -14,7 +20,7 @@ export const limit = { type: 'integer', minimum: 1, maximum: 100, default: 20 } 
 export const settings = {
   type: 'object',
   maxProperties: 100,
-  description: 'free-form JSON object stored as JSONB',
+  description: `free-form JSON object stored as JSONB: ${JSON_FIELD_BOUNDS}`,
 } as const;
 
 /** The one error body of every route (http/errors.ts): `{ error, message, field? }`. */

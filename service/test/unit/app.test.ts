@@ -115,6 +115,7 @@ describe('validation', () => {
     expect(res.json()).toEqual({
       error: 'Bad Request',
       message: "Body is not valid JSON but content-type is set to 'application/json'",
+      field: 'body',
     });
   });
 });
@@ -133,13 +134,17 @@ describe('errors', () => {
   test('unknown routes get a JSON 404', async () => {
     const res = await app.inject({ method: 'GET', url: '/api/v1/nope' });
     expect(res.statusCode).toBe(404);
-    expect(res.json()).toEqual({ error: 'Not Found', message: 'Route GET /api/v1/nope not found' });
+    expect(res.json()).toEqual({ error: 'Not Found', message: 'no route matches GET /api/v1/nope', field: 'url' });
   });
 
   test('fails when the body is larger than 64 KiB', async () => {
     const res = await post('/users', { email: 'a@b.co', username: 'alice', full_name: 'x'.repeat(70_000) });
     expect(res.statusCode).toBe(413);
-    expect(res.json()).toEqual({ error: 'Payload Too Large', message: 'request body is larger than 65536 bytes' });
+    expect(res.json()).toEqual({
+      error: 'Payload Too Large',
+      message: 'request body is larger than 65536 bytes',
+      field: 'body',
+    });
   });
 
   test('a 500 carries no stack and no internal message', async () => {
@@ -171,6 +176,7 @@ describe('management auth', () => {
       expect(res.json()).toEqual({
         error: 'Unauthorized',
         message: 'a valid management token is required: send Authorization: Bearer <token>',
+        field: 'headers.authorization',
       });
     },
   );

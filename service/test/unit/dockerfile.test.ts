@@ -22,6 +22,8 @@ test('the runtime stage gets production dependencies only, and they are the serv
   expect(dockerfile).toMatch(/COPY --from=deps \/app\/node_modules \/app\/node_modules/);
   expect(Object.keys(pkg.dependencies).sort()).toEqual([
     '@fastify/swagger',
+    'ajv',
+    'ajv-formats',
     'fastify',
     'fastify-plugin',
     'ioredis',

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
-import { appendActivity, listActivity, recentChanges } from '../../domain/activity';
+import { appendActivity, listActivity, RECORDED_CHANGES, recentChanges } from '../../domain/activity';
 import { HttpError } from '../../http/errors';
 import { rememberWrite } from '../../http/consistency';
 import { activityEntry, appendActivityBody, listActivityQuery, recentChangesQuery } from '../../schemas/activity';
@@ -14,8 +14,17 @@ const activity: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
     '/activity',
     { schema: { tags, body: appendActivityBody, response: withErrors({ 201: activityEntry }) } },
     async (request, reply) => {
+      // The feed of changes is recorded by the API itself; a client cannot add to it (or forge it).
+      if ((RECORDED_CHANGES as readonly string[]).includes(request.body.action)) {
+        throw new HttpError(
+          400,
+          'body.action must not be create, update or delete: the API records those changes itself',
+          'body.action',
+        );
+      }
       const { activity: row, lsn } = await appendActivity(ctxOf(app, request), request.body);
-      rememberWrite(reply, lsn);
+      if (!row) throw new HttpError(409, 'user_id refers to a row that does not exist', 'body.user_id');
+      rememberWrite(reply, lsn, app.config.managementToken);
       return reply.code(201).send(row);
     },
   );
@@ -41,7 +50,7 @@ const activity: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
     },
   );
 
-  /** Creates, updates and deletes of all users since `since` (default: the last 7 days), newest first. */
+  /** Creates, updates and deletes of all users (recorded by the API with each change) since `since` (default: the last 7 days), newest first. */
   app.get(
     '/activity/recent-changes',
     {

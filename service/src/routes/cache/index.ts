@@ -30,7 +30,8 @@ export async function warmCache(app: FastifyInstance, users = 100): Promise<{ us
 }
 
 const cacheRoutes: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
-  app.addHook('preHandler', requireToken(app.config.managementToken));
+  // onRequest: the token is checked before the input, so a caller without it learns nothing of the schema.
+  app.addHook('onRequest', requireToken(app.config.managementToken));
 
   const stats = { ...MANAGEMENT, response: withErrors({ 200: cacheStatsResponse }) };
   app.get('/cache/stats', { schema: stats }, async () => {

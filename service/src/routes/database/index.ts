@@ -24,7 +24,8 @@ type Unused = Found<typeof unusedIndex>;
 type Duplicates = Found<typeof duplicateIndexes>;
 
 const database: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
-  app.addHook('preHandler', requireToken(app.config.managementToken));
+  // onRequest: the token is checked before the input, so a caller without it learns nothing of the schema.
+  app.addHook('onRequest', requireToken(app.config.managementToken));
   const q = <T extends Record<string, unknown>>(sql: string, params: unknown[] = []) =>
     app.db.onPrimary<T>(sql, params);
 

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { createProject, getProject, listByOwner, listBySetting, updateProject } from '../../domain/projects';
-import { HttpError } from '../../http/errors';
+import { HttpError, locationOf } from '../../http/errors';
 import { rememberWrite } from '../../http/consistency';
 import { idParam, listOf, withErrors } from '../../schemas/common';
 import {
@@ -20,8 +20,8 @@ const projects: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
     { schema: { tags, body: createProjectBody, response: withErrors({ 201: projectBody }) } },
     async (request, reply) => {
       const { project, lsn } = await createProject(ctxOf(app, request), request.body);
-      rememberWrite(reply, lsn);
-      return reply.code(201).header('location', `${request.url}/${project.id}`).send(project);
+      rememberWrite(reply, lsn, app.config.managementToken);
+      return reply.code(201).header('location', locationOf(request.url, project.id)).send(project);
     },
   );
 
@@ -67,7 +67,7 @@ const projects: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
     async (request, reply) => {
       const { project, lsn } = await updateProject(ctxOf(app, request), request.params.id, request.body);
       if (!project) throw new HttpError(404, `project ${request.params.id} not found`, 'params.id');
-      rememberWrite(reply, lsn);
+      rememberWrite(reply, lsn, app.config.managementToken);
       return project;
     },
   );

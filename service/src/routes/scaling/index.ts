@@ -81,8 +81,9 @@ const scaling: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
   });
 
   const replication = { ...MANAGEMENT, response: withErrors({ 200: replicationStatusResponse }) };
-  const preHandler = requireToken(app.config.managementToken);
-  app.get('/scaling/replication/status', { schema: replication, preHandler }, async () => {
+  // onRequest: the token is checked before the input.
+  const onRequest = requireToken(app.config.managementToken);
+  app.get('/scaling/replication/status', { schema: replication, onRequest }, async () => {
     const fromPrimary = await app.db.onPrimary<FromSchema<typeof replicationRow>>(
       `SELECT application_name, client_addr::text, state, sync_state, sent_lsn::text, replay_lsn::text,
               pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag_bytes,

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
 import { createUser, deleteUser, getUser, searchUsers, updateUser } from '../../domain/users';
-import { HttpError } from '../../http/errors';
+import { HttpError, locationOf } from '../../http/errors';
 import { rememberWrite } from '../../http/consistency';
 import { idParam, listOf, withErrors } from '../../schemas/common';
 import { createUserBody, searchUsersQuery, updateUserBody, user } from '../../schemas/users';
@@ -14,8 +14,8 @@ const users: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
     { schema: { tags, body: createUserBody, response: withErrors({ 201: user }) } },
     async (request, reply) => {
       const { user, lsn } = await createUser(ctxOf(app, request), request.body);
-      rememberWrite(reply, lsn);
-      return reply.code(201).header('location', `${request.url}/${user.id}`).send(user);
+      rememberWrite(reply, lsn, app.config.managementToken);
+      return reply.code(201).header('location', locationOf(request.url, user.id)).send(user);
     },
   );
 
@@ -47,7 +47,7 @@ const users: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
     async (request, reply) => {
       const { user, lsn } = await updateUser(ctxOf(app, request), request.params.id, request.body);
       if (!user) throw new HttpError(404, `user ${request.params.id} not found`, 'params.id');
-      rememberWrite(reply, lsn);
+      rememberWrite(reply, lsn, app.config.managementToken);
       return user;
     },
   );
@@ -58,7 +58,7 @@ const users: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
     async (request, reply) => {
       const { deleted, lsn } = await deleteUser(ctxOf(app, request), request.params.id);
       if (!deleted) throw new HttpError(404, `user ${request.params.id} not found`, 'params.id');
-      rememberWrite(reply, lsn);
+      rememberWrite(reply, lsn, app.config.managementToken);
       return reply.code(204).send(null);
     },
   );
