@@ -24,7 +24,6 @@ import { API_SERVICE_DEFAULTS, CRON, PRESTOP_SLEEP_SECONDS } from '../constructs
 import { DEFAULT_DNS_RESOLVERS } from '../constructs/core/network';
 import { quantityProblem } from '../constructs/core/quantity';
 import { EDGE_PROXY_DEFAULTS } from '../constructs/edge/edge-proxy';
-import { NGINX_SIZE } from '../constructs/edge/nginx-conf';
 import { ALERT_DEFAULTS, GRAFANA_DEFAULTS, PROMETHEUS_DEFAULTS } from '../constructs/monitoring';
 import { RETENTION } from '../constructs/monitoring/prometheus';
 import { SYNCHRONOUS_COMMIT } from '../constructs/postgres/files';
@@ -154,8 +153,6 @@ export const environmentSchema = z
           .strict(),
         /** DNS server nginx re-resolves the API pods with (`resolve` upstream parameter). */
         resolver: dnsSubdomain,
-        /** Largest request body nginx accepts (nginx size, e.g. 1m). */
-        clientMaxBodySize: z.string().regex(NGINX_SIZE, { message: "must be an nginx size such as '1m' or '512k'" }),
         pod,
       })
       .strict(),

@@ -6,8 +6,10 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as https from 'https';
+import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
+import { SERVICE_LIMITS } from '../service/src/contract';
 import { type Endpoint, type RunningNginx, startNginx } from '../tools/runtime/nginx-runner';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
@@ -169,10 +171,13 @@ describe('edge nginx.conf on real nginx (dev: plain HTTP)', () => {
     expect(byStatus.get(429)!).toBeGreaterThanOrEqual(100);
     const limited = replies.find((r) => r.status === 429)!;
     expect(JSON.parse(limited.body)).toEqual({
-      statusCode: 429,
       error: 'Too Many Requests',
-      message: 'rate limit exceeded',
+      message: 'rate limit exceeded; retry after the time in Retry-After',
+      field: 'request',
     });
+    expect(limited.headers['retry-after']).toBe('1');
+    expect(limited.headers['content-type']).toBe('application/json');
+    expect(limited.headers['x-content-type-options']).toBe('nosniff');
     await drainBucket();
   });
 
@@ -201,7 +206,111 @@ describe('edge nginx.conf on real nginx (dev: plain HTTP)', () => {
     await a.close();
     const r = await request(nginx.http, '/quick');
     expect(r.status).toBe(503);
-    expect(JSON.parse(r.body).error).toBe('Service Unavailable');
+    expect(JSON.parse(r.body)).toEqual({
+      error: 'Service Unavailable',
+      message: 'no API pod available; retry shortly',
+    });
+  });
+});
+
+/** Sends raw bytes (requests node's client refuses to make) and parses the one response. */
+function rawRequest(ep: Endpoint, bytes: string | Buffer): Promise<{ status: number; headers: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    // write, not end: nginx takes a half-closed client for one that went away (499).
+    const socket = net.connect(ep.port, ep.host, () => socket.write(bytes));
+    let data = '';
+    const complete = () => {
+      const [head, ...rest] = data.split('\r\n\r\n');
+      const length = /content-length: (\d+)/i.exec(head)?.[1];
+      return rest.length > 0 && length !== undefined && Buffer.byteLength(rest.join('\r\n\r\n')) >= +length;
+    };
+    socket.on('data', (d) => {
+      data += d;
+      // Done once the whole response is in: no waiting out nginx's lingering close.
+      if (complete()) socket.destroy();
+    });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const [head, ...rest] = data.split('\r\n\r\n');
+      resolve({ status: Number(head.split(' ')[1]), headers: head.toLowerCase(), body: rest.join('\r\n\r\n') });
+    });
+  });
+}
+
+describe("the edge's own errors: the API's one JSON shape (dev conf on real nginx)", () => {
+  let a: Backend;
+  let nginx: RunningNginx;
+
+  beforeAll(async () => {
+    a = await backend('a');
+    nginx = await startNginx({ nginxConf: shippedConf('dev'), upstreams: [a] });
+  });
+  afterAll(async () => {
+    await nginx?.stop();
+    await a?.close();
+  });
+
+  const body = (error: string, message: string, field: string) => ({ error, message, field });
+
+  test.each([
+    [
+      'a request without Host',
+      'GET / HTTP/1.1\r\nConnection: close\r\n\r\n',
+      400,
+      body('Bad Request', 'the request is not valid HTTP', 'request'),
+    ],
+    [
+      'TRACE',
+      'TRACE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+      405,
+      body('Method Not Allowed', 'the edge does not accept this method', 'method'),
+    ],
+    [
+      'a URL beyond the header buffers',
+      `GET /${'a'.repeat(10_000)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+      414,
+      body('URI Too Long', 'the URL is too long', 'url'),
+    ],
+    [
+      'a header beyond the header buffers',
+      `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(10_000)}\r\nConnection: close\r\n\r\n`,
+      400,
+      body('Bad Request', 'the request headers are too large', 'headers'),
+    ],
+    [
+      'a body one byte over the API limit',
+      `POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${
+        SERVICE_LIMITS.bodyBytes + 1
+      }\r\nConnection: close\r\n\r\n`,
+      413,
+      body('Payload Too Large', `request body is larger than ${SERVICE_LIMITS.bodyBytes} bytes`, 'body'),
+    ],
+  ])('fails when the edge gets %s: JSON, no HTML', async (_what, bytes, status, expected) => {
+    const r = await rawRequest(nginx.http, bytes);
+    expect(r.status).toBe(status);
+    expect(r.headers).toContain('content-type: application/json');
+    expect(r.body).not.toMatch(/<html/i);
+    expect(JSON.parse(r.body)).toEqual(expected);
+  });
+
+  test('a body exactly at the API limit passes the edge (one setting for both)', async () => {
+    const payload = 'x'.repeat(SERVICE_LIMITS.bodyBytes);
+    const r = await rawRequest(
+      nginx.http,
+      `POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Length: ${payload.length}\r\nConnection: close\r\n\r\n${payload}`,
+    );
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body)).toEqual({ backend: 'a' });
+  });
+
+  test('fails when a client asks for an error page itself: a JSON 404', async () => {
+    const r = await rawRequest(nginx.http, 'GET /.edge-errors/400 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(r.status).toBe(404);
+    expect(JSON.parse(r.body)).toEqual(body('Not Found', 'no route matches this path', 'url'));
+  });
+
+  test("the shipped conf's body limit is the API's", () => {
+    expect(shippedConf('dev')).toContain(`client_max_body_size ${SERVICE_LIMITS.bodyBytes};`);
   });
 });
 

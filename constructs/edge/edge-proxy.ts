@@ -37,7 +37,7 @@ import {
   workloadName,
   type ScrapedProps,
 } from '../core/workload';
-import { EDGE_PATHS, EDGE_PORTS, NGINX_SIZE, type NginxSettings, renderNginxConf, SERVER_NAME } from './nginx-conf';
+import { EDGE_PATHS, EDGE_PORTS, type NginxSettings, renderNginxConf, SERVER_NAME } from './nginx-conf';
 
 const k8s = kplus.k8s;
 
@@ -82,7 +82,6 @@ export const EDGE_PROXY_DEFAULTS: Required<EdgeProxySettings> = {
   upstreamKeepalive: 32,
   proxyTimeouts: { connectSeconds: 5, readSeconds: 60, sendSeconds: 60 },
   resolver: 'kube-dns.kube-system.svc.cluster.local',
-  clientMaxBodySize: '1m',
 };
 
 export interface EdgeProxyProps extends EdgeProxySettings, WorkloadProps, ScrapedProps {
@@ -275,7 +274,4 @@ function checkEdgeSettings(edge: Required<EdgeProxySettings>, tls: { readonly se
   if (tls) checkName('tls.secretName', tls.secretName);
   checkInt('upstreamKeepalive', edge.upstreamKeepalive, 1);
   for (const [key, value] of Object.entries(edge.proxyTimeouts)) checkInt(`proxyTimeouts.${key}`, value, 1);
-  if (!NGINX_SIZE.test(edge.clientMaxBodySize)) {
-    fail('clientMaxBodySize', edge.clientMaxBodySize, "must be an nginx size such as '1m' or '512k'");
-  }
 }

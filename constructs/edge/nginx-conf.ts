@@ -2,7 +2,7 @@
  * nginx.conf of the edge tier, rendered from the typed config. The same bytes
  * go into the edge ConfigMap and into the tests that run Debian's nginx.
  */
-import { REQUEST_ID_HEADER } from '../../service/src/contract';
+import { REQUEST_ID_HEADER, SERVICE_LIMITS } from '../../service/src/contract';
 
 /** Ports of the edge pods. */
 export const EDGE_PORTS = {
@@ -53,14 +53,10 @@ export interface NginxSettings {
   };
   /** DNS server nginx re-resolves the API pods with (`resolve` upstream parameter). */
   readonly resolver: string;
-  /** Largest request body nginx accepts (nginx size, e.g. 1m). */
-  readonly clientMaxBodySize: string;
 }
 
 /** A `server_name`: a DNS name, or one with a leading `*.` wildcard label (nginx matches it against any subdomain). */
 export const SERVER_NAME = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-/** An nginx size such as `1m` or `512k`. */
-export const NGINX_SIZE = /^\d+[km]?$/;
 
 export interface NginxConfInput {
   readonly edge: NginxSettings;
@@ -106,21 +102,10 @@ export function renderNginxConf(input: NginxConfInput): string {
     '    proxy_next_upstream_timeout 10s;',
     '}',
   ];
-  const errorPages = [
-    'error_page 429 @rate_limited;',
-    'location @rate_limited {',
-    '    default_type application/json;',
-    '    return 429 \'{"statusCode":429,"error":"Too Many Requests","message":"rate limit exceeded"}\';',
-    '}',
-    'error_page 502 503 504 =503 @upstream_unavailable;',
-    'location @upstream_unavailable {',
-    '    default_type application/json;',
-    '    return 503 \'{"statusCode":503,"error":"Service Unavailable","message":"no API pod available"}\';',
-    '}',
-  ];
   const headers = tls
     ? [...SECURITY_HEADERS, 'add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;']
     : SECURITY_HEADERS;
+  const errorPages = renderEdgeErrors(headers);
 
   const servers: string[][] = [];
   if (tls) {
@@ -129,6 +114,7 @@ export function renderNginxConf(input: NginxConfInput): string {
       `    listen ${EDGE_PORTS.http} default_server;`,
       `    server_name ${serverName};`,
       '    return 308 https://$host$request_uri;',
+      ...indent(renderEdgeErrors(SECURITY_HEADERS)),
       '}',
     ]);
     servers.push([
@@ -194,7 +180,8 @@ export function renderNginxConf(input: NginxConfInput): string {
       'sendfile on;',
       'tcp_nopush on;',
       'keepalive_timeout 65s;',
-      `client_max_body_size ${edge.clientMaxBodySize};`,
+      "# The API's own body limit (SERVICE_LIMITS.bodyBytes): one setting, the same 413 at the edge and the pod.",
+      `client_max_body_size ${SERVICE_LIMITS.bodyBytes};`,
       `client_body_temp_path ${EDGE_PATHS.scratch}/client_temp;`,
       `proxy_temp_path ${EDGE_PATHS.scratch}/proxy_temp;`,
       `fastcgi_temp_path ${EDGE_PATHS.scratch}/fastcgi_temp;`,
@@ -225,6 +212,106 @@ export function renderNginxConf(input: NginxConfInput): string {
     '',
   ];
   return lines.map((l) => l.replace(/\s+$/, '')).join('\n');
+}
+
+/**
+ * An error nginx answers itself, in the API's one error shape `{ error, message, field }`
+ * (service/src/http/errors.ts), so a client parses every error the same way.
+ */
+export interface EdgeError {
+  /** The statuses nginx raises that this page answers. */
+  readonly raised: readonly number[];
+  /** The status the client gets. */
+  readonly status: number;
+  readonly error: string;
+  readonly message: string;
+  /** The part of the request at fault (every 4xx names one). */
+  readonly field?: string;
+}
+
+/** nginx's own errors: malformed requests, limits, the rate limit and no API pod to proxy to. */
+export function edgeErrors(): EdgeError[] {
+  return [
+    { raised: [400], status: 400, error: 'Bad Request', message: 'the request is not valid HTTP', field: 'request' },
+    // 494: a header line or all headers beyond large_client_header_buffers (nginx answers 400).
+    {
+      raised: [494],
+      status: 400,
+      error: 'Bad Request',
+      message: 'the request headers are too large',
+      field: 'headers',
+    },
+    {
+      raised: [405],
+      status: 405,
+      error: 'Method Not Allowed',
+      message: 'the edge does not accept this method',
+      field: 'method',
+    },
+    {
+      raised: [408],
+      status: 408,
+      error: 'Request Timeout',
+      message: 'the request was not received in time',
+      field: 'request',
+    },
+    {
+      raised: [413],
+      status: 413,
+      error: 'Payload Too Large',
+      message: `request body is larger than ${SERVICE_LIMITS.bodyBytes} bytes`,
+      field: 'body',
+    },
+    // Only the internal error locations themselves: every other path is proxied (API 404s pass through).
+    { raised: [404], status: 404, error: 'Not Found', message: 'no route matches this path', field: 'url' },
+    { raised: [414], status: 414, error: 'URI Too Long', message: 'the URL is too long', field: 'url' },
+    {
+      raised: [429],
+      status: 429,
+      error: 'Too Many Requests',
+      message: 'rate limit exceeded; retry after the time in Retry-After',
+      field: 'request',
+    },
+    {
+      raised: [500],
+      status: 500,
+      error: 'Internal Server Error',
+      message: 'internal error at the edge; see its log for request $request_id',
+    },
+    {
+      raised: [502, 503, 504],
+      status: 503,
+      error: 'Service Unavailable',
+      message: 'no API pod available; retry shortly',
+    },
+  ];
+}
+
+/** Where nginx's own error bodies live (internal: clients cannot request them). */
+const EDGE_ERROR_PREFIX = '/.edge-errors/';
+
+/**
+ * `error_page` + an internal location per edge error; the location repeats the headers
+ * (add_header is not inherited into a location that has its own). A URI, not a named
+ * location: nginx cannot redirect a request whose URI it never parsed (414) to a named one.
+ */
+function renderEdgeErrors(headers: readonly string[]): string[] {
+  return edgeErrors().flatMap((e) => {
+    const body = JSON.stringify({ error: e.error, message: e.message, ...(e.field ? { field: e.field } : {}) });
+    const uri = `${EDGE_ERROR_PREFIX}${e.raised.join('-')}`;
+    const rewrite = e.raised.length === 1 && e.raised[0] === e.status ? '' : `=${e.status} `;
+    return [
+      `error_page ${e.raised.join(' ')} ${rewrite}${uri};`,
+      `location = ${uri} {`,
+      '    internal;',
+      '    default_type application/json;',
+      ...indent([...headers]),
+      // The limiter refills at least one request a second (rate >= 1 r/s): after 1 s there is room.
+      ...(e.status === 429 ? ['    add_header Retry-After 1 always;'] : []),
+      `    return ${e.status} '${body}';`,
+      '}',
+    ];
+  });
 }
 
 function indent(lines: string[]): string[] {
