@@ -89,19 +89,42 @@ describe('projects', () => {
 
 describe('activity', () => {
   test('append, then list by user and time range, newest first', async () => {
-    for (const action of ['login', 'update', 'logout']) {
-      expect((await req('POST', '/activity', { user_id: '77', action, details: { ip: '10.0.0.1' } })).statusCode).toBe(
-        201,
-      );
+    const user = (await req('POST', '/users', { email: 'act@example.com', username: 'act_user' })).json();
+    for (const action of ['login', 'view', 'logout']) {
+      const res = await req('POST', '/activity', { user_id: user.id, action, details: { ip: '10.0.0.1' } });
+      expect(res.statusCode).toBe(201);
     }
-    const items = (await req('GET', '/activity?user_id=77')).json().items;
-    expect(items.map((i: { action: string }) => i.action)).toEqual(['logout', 'update', 'login']);
-    const past = (await req('GET', '/activity?user_id=77&from=2020-01-01T00:00:00Z&to=2020-02-01T00:00:00Z')).json();
+    const items = (await req('GET', `/activity?user_id=${user.id}`)).json().items;
+    expect(items.map((i: { action: string }) => i.action)).toEqual(['logout', 'view', 'login', 'create']);
+    const past = (
+      await req('GET', `/activity?user_id=${user.id}&from=2020-01-01T00:00:00Z&to=2020-02-01T00:00:00Z`)
+    ).json();
     expect(past.items).toEqual([]);
-    // The recent-changes feed keeps only data-changing actions.
+  });
+
+  test('the recent-changes feed holds the changes the API made, and only those', async () => {
+    // GIVEN a user created, updated and deleted through the API
+    const user = (await req('POST', '/users', { email: 'feed@example.com', username: 'feed_user' })).json();
+    expect((await req('PATCH', `/users/${user.id}`, { full_name: 'Feed', is_active: false })).statusCode).toBe(200);
+    expect((await req('DELETE', `/users/${user.id}`)).statusCode).toBe(204);
+    // WHEN a client tries to forge a change, or log an event for a user that does not exist
+    const forged = await req('POST', '/activity', { user_id: user.id, action: 'update' });
+    const unknown = await req('POST', '/activity', { user_id: '999999999', action: 'login' });
+    // THEN both are refused, and the feed shows exactly the three real changes, newest first
+    expect(forged.statusCode).toBe(400);
+    expect(forged.json().field).toBe('body.action');
+    expect(unknown.statusCode).toBe(409);
+    expect(unknown.json()).toEqual({
+      error: 'Conflict',
+      message: 'user_id refers to a row that does not exist',
+      field: 'body.user_id',
+    });
     const changes = (await req('GET', '/activity/recent-changes')).json().items;
-    expect(
-      changes.filter((c: { user_id: string }) => c.user_id === '77').map((c: { action: string }) => c.action),
-    ).toEqual(['update']);
+    const mine = changes.filter((c: { user_id: string }) => c.user_id === user.id);
+    expect(mine.map((c: { action: string; details: unknown }) => [c.action, c.details])).toEqual([
+      ['delete', null],
+      ['update', { fields: ['full_name', 'is_active'] }],
+      ['create', null],
+    ]);
   });
 });

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { parseInfo } from '../../src/cache/cache';
 import { keySlot } from '../../src/cache/key-slot';
 import { SERVICE_PATHS } from '../../src/contract';
-import { LSN_COOKIE, LSN_HEADER } from '../../src/http/consistency';
+import { LSN_COOKIE, LSN_HEADER, MIN_LSN_HEADER, positionOf } from '../../src/http/consistency';
 import { type DataTier, eventually, startDataTier, TOKEN } from '../helpers/servers';
 
 jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
@@ -80,7 +80,7 @@ describe('read/write split', () => {
   test('writes go to the primary and reads land on both replicas', async () => {
     const before = counts();
     const { res } = await createUser();
-    await replicasReplayed(String(res.headers[LSN_HEADER]));
+    await replicasReplayed(positionOf(String(res.headers[LSN_HEADER])));
     for (let i = 0; i < 10; i++) expect((await get('/users/search?q=ada')).statusCode).toBe(200);
     const after = counts();
     expect(after.primary - before.primary).toBe(1);
@@ -101,7 +101,8 @@ describe('read/write split', () => {
     try {
       // WHEN a user is created
       const { id, res } = await createUser();
-      expect(res.headers[LSN_HEADER]).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+      // (the position travels signed: `<lsn>.<expires>.<hmac>`)
+      expect(res.headers[LSN_HEADER]).toMatch(/^[0-9A-F]+\/[0-9A-F]+\.\d+\.[\w-]{43}$/);
       expect(cookieOf(res)).toBe(`${LSN_COOKIE}=${encodeURIComponent(String(res.headers[LSN_HEADER]))}`);
       // THEN a read without the write's LSN goes to a (stale) replica and misses it...
       expect((await get(`/users/${id}`)).statusCode).toBe(404);
@@ -111,6 +112,9 @@ describe('read/write split', () => {
       expect(own.statusCode).toBe(200);
       expect(own.json().id).toBe(id);
       expect(counts().primary - before.primary).toBe(1);
+      // ...and so is one carrying the header the write answered with.
+      const byHeader = await get(`/users/${id}`, { [MIN_LSN_HEADER]: String(res.headers[LSN_HEADER]) });
+      expect(byHeader.statusCode).toBe(200);
     } finally {
       for (const r of tier.pg.replicas) await tier.pg.query(r, 'SELECT pg_wal_replay_resume()');
     }
@@ -141,7 +145,7 @@ describe('read/write split', () => {
 describe('cache', () => {
   test('a GET is cached, answers 304 on its ETag, and a PATCH invalidates it', async () => {
     const { id, res } = await createUser();
-    await replicasReplayed(String(res.headers[LSN_HEADER]));
+    await replicasReplayed(positionOf(String(res.headers[LSN_HEADER])));
     const first = await get(`/users/${id}`);
     const hits = app.cache.hits;
     const second = await get(`/users/${id}`);
@@ -151,10 +155,32 @@ describe('cache', () => {
 
     const patched = await send('PATCH', `/users/${id}`, { full_name: 'Grace Hopper' });
     expect(patched.statusCode).toBe(200);
-    await replicasReplayed(String(patched.headers[LSN_HEADER]));
+    await replicasReplayed(positionOf(String(patched.headers[LSN_HEADER])));
     const third = await get(`/users/${id}`);
     expect(third.json().full_name).toBe('Grace Hopper');
     expect(third.headers.etag).not.toBe(first.headers.etag);
+  });
+
+  test('fails when a client forges a read-your-writes position: it is ignored, not trusted', async () => {
+    // GIVEN a user in the cache, replayed by both replicas
+    const { id, res } = await createUser();
+    await replicasReplayed(positionOf(String(res.headers[LSN_HEADER])));
+    expect((await get(`/users/${id}`)).statusCode).toBe(200);
+    const [hits, before] = [app.cache.hits, counts()];
+    // WHEN reads carry positions the service never issued (header; cookie, also malformed)
+    const forged: Record<string, string>[] = [
+      { [MIN_LSN_HEADER]: 'FFFFFFFF/FFFFFFFF' },
+      { cookie: `${LSN_COOKIE}=FFFFFFFF%2FFFFFFFFF` },
+      { cookie: `${LSN_COOKIE}=%ZZ` },
+    ];
+    for (let i = 0; i < 10; i++) {
+      for (const headers of forged) expect((await get(`/users/${id}`, headers)).statusCode).toBe(200);
+      expect((await get('/users/search?q=ada', forged[0])).statusCode).toBe(200);
+    }
+    // THEN the cached reads are cache hits and the uncached ones go to the replicas, never the primary
+    expect(app.cache.hits - hits).toBe(30);
+    expect(counts().primary).toBe(before.primary);
+    expect(counts()['replica-0'] + counts()['replica-1'] - before['replica-0'] - before['replica-1']).toBe(10);
   });
 
   test('deleting a user drops the cached single projects its ON DELETE CASCADE removed', async () => {
@@ -162,7 +188,7 @@ describe('cache', () => {
     const created = await send('POST', '/projects', { owner_id: id, name: 'cascade' });
     expect(created.statusCode).toBe(201);
     const projectId = created.json().id as string;
-    await replicasReplayed(String(created.headers[LSN_HEADER]));
+    await replicasReplayed(positionOf(String(created.headers[LSN_HEADER])));
     expect((await get(`/projects/${projectId}`)).statusCode).toBe(200);
     const hits = app.cache.hits;
     expect((await get(`/projects/${projectId}`)).statusCode).toBe(200);
@@ -170,7 +196,7 @@ describe('cache', () => {
 
     const deleted = await app.inject({ method: 'DELETE', url: `/api/v1/users/${id}` });
     expect(deleted.statusCode).toBe(204);
-    await replicasReplayed(String(deleted.headers[LSN_HEADER]));
+    await replicasReplayed(positionOf(String(deleted.headers[LSN_HEADER])));
     const after = await get(`/projects/${projectId}`);
     expect(after.statusCode).toBe(404);
     expect(await app.redis!.exists(`fastnext:project:${projectId}`)).toBe(0);
@@ -218,7 +244,7 @@ describe('management endpoints on real servers', () => {
   test('cache stats, keys, warm and clear-tags', async () => {
     let last;
     for (let i = 0; i < 5; i++) last = await createUser();
-    await replicasReplayed(String(last!.res.headers[LSN_HEADER]));
+    await replicasReplayed(positionOf(String(last!.res.headers[LSN_HEADER])));
     const warm = await app.inject({ method: 'POST', url: '/api/v1/cache/warm', headers: auth, payload: { users: 5 } });
     expect(warm.json()).toEqual({ users: 5, available: true });
     const stats = (await get('/cache/stats', auth)).json();
@@ -282,7 +308,7 @@ describe('local cache tier (two pods)', () => {
 
   test('a hot read skips Redis, and an update on another pod reaches the local tier at once', async () => {
     const { id, res } = await createUser();
-    await replicasReplayed(String(res.headers[LSN_HEADER]));
+    await replicasReplayed(positionOf(String(res.headers[LSN_HEADER])));
     expect((await getOn(b, `/users/${id}`)).statusCode).toBe(200); // miss: database, then Redis and b's tier
     const [localHits, redisCalls] = [b.cache.localHits, await commandCalls('get')];
     const again = await getOn(b, `/users/${id}`);
@@ -306,7 +332,7 @@ describe('local cache tier (two pods)', () => {
       payload: { full_name: 'Changed On Another Pod' },
     });
     expect(patched.statusCode).toBe(200);
-    await replicasReplayed(String(patched.headers[LSN_HEADER]));
+    await replicasReplayed(positionOf(String(patched.headers[LSN_HEADER])));
     await eventually(
       "pod b answering pod a's update",
       async () => (await getOn(b, `/users/${id}`)).json().full_name === 'Changed On Another Pod',
@@ -317,7 +343,7 @@ describe('local cache tier (two pods)', () => {
   test('the tier empties and turns off while its subscription hears nothing, and comes back', async () => {
     const redis = tier.redis!;
     const { id, res } = await createUser();
-    await replicasReplayed(String(res.headers[LSN_HEADER]));
+    await replicasReplayed(positionOf(String(res.headers[LSN_HEADER])));
     await getOn(b, `/users/${id}`);
     expect(b.cache.local.size).toBeGreaterThan(0);
     // Freeze the nodes the subscribers are connected to, for less than cluster-node-timeout (no failover).
@@ -351,7 +377,7 @@ describe('failures', () => {
   beforeAll(async () => {
     const created = [];
     for (let i = 0; i < 12; i++) created.push(await createUser());
-    await replicasReplayed(String(created[created.length - 1].res.headers[LSN_HEADER]));
+    await replicasReplayed(positionOf(String(created[created.length - 1].res.headers[LSN_HEADER])));
     userIds = created.map((c) => c.id);
     for (const id of userIds) expect((await get(`/users/${id}`)).statusCode).toBe(200); // cached now
   });
