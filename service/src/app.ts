@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import fp from 'fastify-plugin';
 import type { DestinationStream } from 'pino';
 import type { ServiceConfig } from './config';
@@ -122,6 +122,15 @@ export async function buildApp(
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     clientErrorHandler,
+    // A path that is not valid percent-encoding (`/users/%0`): Fastify answers it before any handler.
+    frameworkErrors: (error, _request, reply: FastifyReply) => {
+      const bad = error.code === 'FST_ERR_BAD_URL';
+      void reply.code(400).send({
+        error: 'Bad Request',
+        message: bad ? 'the URL path is not valid percent-encoding' : 'the request cannot be routed',
+        field: 'url',
+      });
+    },
   });
   await instance.register(app, {
     config,

@@ -108,7 +108,6 @@ function fromFastify(err: FastifyError, contentType: string | undefined): HttpEr
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
     return new HttpError(413, `request body is larger than ${BODY_LIMIT_BYTES} bytes`, 'body');
   }
-  if (err.code === 'FST_ERR_BAD_URL') return new HttpError(400, 'the URL path is not valid percent-encoding', 'url');
   // The JSON parser's errors (invalid, empty, a forbidden __proto__ key) carry no client input.
   if (err.code?.startsWith('FST_ERR_CTP_') || err.name === 'SyntaxError') {
     const status = err.statusCode ?? 400;

@@ -210,6 +210,12 @@ describe('the request', () => {
     expect(res.json()).toEqual({ error: 'Not Found', message: 'no route matches GET on this path', field: 'url' });
   });
 
+  test('fails when the path is not valid percent-encoding', async () => {
+    const res = await get('/users/%0');
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toEqual(bad('url', 'the URL path is not valid percent-encoding'));
+  });
+
   test('Location is the new resource, without the query string', () => {
     expect(locationOf('/api/v1/users?ref=x', '25')).toBe('/api/v1/users/25');
     expect(locationOf('/api/v1/projects', '7')).toBe('/api/v1/projects/7');
