@@ -122,12 +122,15 @@ export async function buildApp(
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     clientErrorHandler,
-    // A path that is not valid percent-encoding (`/users/%0`): Fastify answers it before any handler.
+    // Requests Fastify's router refuses before any handler: a path that is not valid
+    // percent-encoding (`/users/%0`), or a path parameter longer than find-my-way's 100 characters.
     frameworkErrors: (error, _request, reply: FastifyReply) => {
-      const bad = error.code === 'FST_ERR_BAD_URL';
-      void reply.code(400).send({
-        error: 'Bad Request',
-        message: bad ? 'the URL path is not valid percent-encoding' : 'the request cannot be routed',
+      const tooLong = error.code === 'FST_ERR_MAX_PARAM_LENGTH';
+      void reply.code(tooLong ? 414 : 400).send({
+        error: tooLong ? 'URI Too Long' : 'Bad Request',
+        message: tooLong
+          ? 'a path parameter is longer than 100 characters'
+          : 'the URL path is not valid percent-encoding',
         field: 'url',
       });
     },

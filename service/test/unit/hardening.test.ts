@@ -216,6 +216,16 @@ describe('the request', () => {
     expect(res.json()).toEqual(bad('url', 'the URL path is not valid percent-encoding'));
   });
 
+  test('fails when a path parameter is longer than the router takes', async () => {
+    const res = await get(`/users/${'1'.repeat(150)}`);
+    expect(res.statusCode).toBe(414);
+    expect(res.json()).toEqual({
+      error: 'URI Too Long',
+      message: 'a path parameter is longer than 100 characters',
+      field: 'url',
+    });
+  });
+
   test('Location is the new resource, without the query string', () => {
     expect(locationOf('/api/v1/users?ref=x', '25')).toBe('/api/v1/users/25');
     expect(locationOf('/api/v1/projects', '7')).toBe('/api/v1/projects/7');
