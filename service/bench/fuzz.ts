@@ -7,7 +7,7 @@
  * 5xx, answers with a problem (error shape, missing field, echoed input), and at the edge
  * the 429s of its rate limit (paced under it, so there should be few).
  *
- * Run: node tools/run.js service/bench/fuzz.ts [--per-route 2000] [--edge-rate 90] [--seed 14]
+ * Run: node tools/run.js service/bench/fuzz.ts [--per-route 2000] [--edge-rate 90] [--seed 14] [--only <route substring>]
  */
 import fc from 'fast-check';
 import * as http from 'http';
@@ -128,7 +128,8 @@ async function main(): Promise<void> {
       const rows: string[] = [];
       const total = { pod: [0, 0, 0, 0], edge: [0, 0, 0, 0, 0] };
       const began = Date.now();
-      for (const route of routesOf()) {
+      const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : '';
+      for (const route of routesOf().filter((r) => routeName(r).includes(only))) {
         const requests = fc.sample(requestsFor(route, TOKEN), { numRuns: perRoute, seed });
         const pod = await run(podPort, route, requests, 4, 0);
         const edge = await run(nginx.http.port, route, requests, 4, edgeRate);

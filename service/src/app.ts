@@ -12,7 +12,7 @@ import type { ServiceConfig } from './config';
 import { API_PREFIX, REQUEST_ID_HEADER } from './contract';
 import { BODY_LIMIT_BYTES, clientErrorHandler, installErrorHandlers } from './http/errors';
 import { installHttpCaching } from './http/http-cache';
-import { checkStorable, validatorCompiler } from './http/input';
+import { checkStorable, checkTextScalars, validatorCompiler } from './http/input';
 import { cachePlugin } from './plugins/cache';
 import { envPlugin } from './plugins/env';
 import { metricsPlugin } from './plugins/metrics';
@@ -66,6 +66,7 @@ export const app = fp<AppOptions>(
     instance.setValidatorCompiler(validatorCompiler());
     // JSON only: without this, a text/plain body is parsed as a string and refused as "must be object".
     instance.removeContentTypeParser(['text/plain']);
+    instance.addHook('preValidation', checkTextScalars);
     // After validation (names are the schema's), before any handler sends input to PostgreSQL.
     instance.addHook('preHandler', checkStorable);
     // Before the routes: it collects their schemas as they are added.

@@ -58,6 +58,39 @@ export function validatorCompiler(): FastifySchemaCompiler<object> {
   return ({ schema, httpPart }) => (httpPart === 'body' ? strict : text).compile(schema);
 }
 
+/** How a number or boolean is written in a query string or path; Ajv alone also takes `-Infinity`, `1e400`, `0x10`. */
+const TEXT_SCALARS: Record<string, RegExp> = {
+  integer: /^-?\d{1,15}$/,
+  number: /^-?\d{1,15}(\.\d{1,15})?$/,
+  boolean: /^(true|false)$/,
+};
+
+/**
+ * preValidation: a query or path value declared integer, number or boolean must be written as one
+ * (Ajv's coercion would read `-Infinity` as a number, which PostgreSQL then refuses).
+ */
+export async function checkTextScalars(request: FastifyRequest): Promise<void> {
+  const schema = request.routeOptions.schema as Record<string, PropertySchemas | undefined> | undefined;
+  const parts: [string, unknown][] = [
+    ['querystring', request.query],
+    ['params', request.params],
+  ];
+  for (const [part, value] of parts) {
+    const properties = schema?.[part]?.properties;
+    if (!properties || value === null || typeof value !== 'object') continue;
+    for (const [key, sent] of Object.entries(value)) {
+      const type = properties[key]?.type;
+      const pattern = typeof type === 'string' ? TEXT_SCALARS[type] : undefined;
+      if (!pattern) continue;
+      for (const item of Array.isArray(sent) ? sent : [sent]) {
+        if (typeof item === 'string' && !pattern.test(item)) {
+          throw new HttpError(400, `${part}.${key} must be ${type}`, `${part}.${key}`);
+        }
+      }
+    }
+  }
+}
+
 type Problem = 'nul' | 'surrogate' | 'depth';
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

@@ -53,7 +53,7 @@ test('generated requests for every route: no 500, one error shape, no echo', asy
     {
       token: TOKEN,
       numRuns: 60,
-      timeLimitMs: 1500,
+      timeLimitMs: 5000,
       allow5xx: (route, body, status) =>
         status === 503 && ((body as { message?: string }).message === DB_DOWN || isHealthBody(route, body)),
     },

@@ -155,6 +155,12 @@ describe('no type coercion', () => {
     expect(res.json()).toEqual(bad('querystring.q', 'querystring.q must be string'));
   });
 
+  test.each(['-Infinity', 'Infinity', 'NaN', '1e400', '0x10', '5.0.1'])('fails when the limit is %s', async (limit) => {
+    const res = await get(`/activity/recent-changes?limit=${limit}`);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().field).toBe('querystring.limit');
+  });
+
   test('query numbers and booleans are still read from their text', async () => {
     expect((await get('/users/search?q=a&limit=5&active=false')).json()).toEqual(DB_DOWN);
   });
