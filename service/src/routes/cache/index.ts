@@ -5,6 +5,7 @@ import { KEY_PREFIX, parseInfo } from '../../cache/cache';
 import { getUser, recentActiveUserIds } from '../../domain/users';
 import { listByOwner } from '../../domain/projects';
 import { requireToken } from '../../http/auth';
+import { HttpError } from '../../http/errors';
 import { withErrors } from '../../schemas/common';
 import {
   MANAGEMENT,
@@ -91,14 +92,20 @@ const cacheRoutes: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
     async (request) => {
       const { pattern, limit } = request.query;
       const keys: string[] = [];
-      for (const n of app.cache.masters()) {
-        let cursor = '0';
-        do {
-          const [next, batch] = await n.scan(cursor, 'MATCH', KEY_PREFIX + pattern, 'COUNT', 500);
-          cursor = next;
-          for (const k of batch) if (keys.length < limit) keys.push(k.slice(KEY_PREFIX.length));
-        } while (cursor !== '0' && keys.length < limit);
-        if (keys.length >= limit) break;
+      try {
+        for (const n of app.cache.masters()) {
+          let cursor = '0';
+          do {
+            const [next, batch] = await n.scan(cursor, 'MATCH', KEY_PREFIX + pattern, 'COUNT', 500);
+            cursor = next;
+            for (const k of batch) if (keys.length < limit) keys.push(k.slice(KEY_PREFIX.length));
+          } while (cursor !== '0' && keys.length < limit);
+          if (keys.length >= limit) break;
+        }
+      } catch (err) {
+        // A master that fails the scan (reconnecting, failing over) is Redis' state, not a bug: retryable.
+        request.log.warn({ err: (err as Error).message }, 'cache key scan failed');
+        throw new HttpError(503, 'the cache is unavailable; retry shortly');
       }
       return { pattern, limit, truncated: keys.length >= limit, keys };
     },
