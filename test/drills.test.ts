@@ -276,9 +276,9 @@ test('a burst above the edge rate limit gets 429 and no 5xx', async () => {
   expect(r.failed).toEqual([]);
   expect(limited.length).toBeGreaterThan(0);
   expect(JSON.parse(limited[0].body)).toEqual({
-    statusCode: 429,
     error: 'Too Many Requests',
-    message: 'rate limit exceeded',
+    message: 'rate limit exceeded; retry after the time in Retry-After',
+    field: 'request',
   });
   // nginx admits the burst plus the rate over the elapsed time (plus one for rounding).
   expect(ok).toBeGreaterThanOrEqual(burst);
