@@ -8,12 +8,21 @@ const base = require('./jest.config');
 
 /** Test files that start real servers (paths relative to the repository root). */
 const SERVER_TESTS = [
+  'test/alert-delivery.test.ts',
+  'test/alertmanager.test.ts',
   'test/api-image.test.ts',
+  'test/backup.test.ts',
+  'test/backup-config.test.ts',
+  'test/data-images.test.ts',
   'test/drills.test.ts',
+  'test/edge-cert-reload.test.ts',
+  'test/edge-nginx.test.ts',
   'test/launcher.test.ts',
   'test/metrics-existence.test.ts',
   'test/nginx.test.ts',
-  'test/postgres.test.ts',
+  'test/patroni.test.ts',
+  'test/patroni-reconfigure.test.ts',
+  'test/postgres-security.test.ts',
   'test/prometheus-discovery.test.ts',
   'test/prometheus-runtime.test.ts',
   'test/promtool.test.ts',

@@ -2,8 +2,10 @@
 export * from './api/api-service';
 export * from './edge/edge-proxy';
 export { EDGE_PATHS, EDGE_PORTS, type NginxSettings, renderNginxConf } from './edge/nginx-conf';
-export * from './postgres/postgres-cluster';
-export { POSTGRES_FILES, POSTGRES_PORT, postgresConfigFiles } from './postgres/files';
+export * from './postgres/patroni-cluster';
+export { PATRONI_FILES, patroniConfigFiles, renderPatroniYml } from './postgres/patroni-files';
+export * from './pgbouncer/pgbouncer-pool';
+export { PGBOUNCER_FILES, pgbouncerConfigFiles, renderPgbouncerIni } from './pgbouncer/pgbouncer-files';
 export * from './redis/redis-cluster';
 export { parseRedisSize, REDIS_FILES, REDIS_PORT, redisConfigFiles, redisMemoryProblem } from './redis/files';
 export * from './monitoring';

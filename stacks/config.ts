@@ -23,14 +23,41 @@ import { NO_POD_OPTIONS, pod } from './pod-config';
 import { API_SERVICE_DEFAULTS, CRON, PRESTOP_SLEEP_SECONDS } from '../constructs/api/api-service';
 import { DEFAULT_DNS_RESOLVERS } from '../constructs/core/network';
 import { quantityProblem } from '../constructs/core/quantity';
-import { EDGE_PROXY_DEFAULTS } from '../constructs/edge/edge-proxy';
-import { ALERT_DEFAULTS, GRAFANA_DEFAULTS, PROMETHEUS_DEFAULTS } from '../constructs/monitoring';
+import {
+  EDGE_EXPOSE,
+  EDGE_PROXY_DEFAULTS,
+  edgeProblems,
+  GATEWAY_NAME_REQUIRED,
+} from '../constructs/edge/edge-settings';
+import { HTTP_METHODS, ROUTE_PATH_REQUIRED } from '../constructs/edge/rate-limit';
+import {
+  ALERT_DEFAULTS,
+  ALERTING_DEFAULTS,
+  ALERTMANAGER_DEFAULTS,
+  alertingProblems,
+  GRAFANA_DEFAULTS,
+  KUBE_STATE_METRICS_DEFAULTS,
+  OPERATOR_RESOURCE_LABELS,
+  PROMETHEUS_DEFAULTS,
+  RECEIVER_TYPES,
+  RUNBOOK_URL,
+} from '../constructs/monitoring';
 import { RETENTION } from '../constructs/monitoring/prometheus';
-import { SYNCHRONOUS_COMMIT } from '../constructs/postgres/files';
-import { POSTGRES_CLUSTER_DEFAULTS } from '../constructs/postgres/postgres-cluster';
+import { PGBOUNCER_POOL_DEFAULTS } from '../constructs/pgbouncer/pgbouncer-pool';
+import { POSTGRES_CLUSTER_DEFAULTS } from '../constructs/postgres/patroni-cluster';
+import {
+  BACKUP_DEFAULTS,
+  backupProblems,
+  REPOSITORY_TYPES,
+  restoreProblems,
+} from '../constructs/postgres/backup-settings';
+import { allowedCidrsProblem, SYNCHRONOUS_COMMIT } from '../constructs/postgres/patroni-files';
+import { credentialsProblems } from '../constructs/postgres/credentials-settings';
+import { serverParameterProblem } from '../constructs/postgres/pg-settings';
 import { MAXMEMORY_POLICIES, REDIS_SIZE, redisMemoryProblem } from '../constructs/redis/files';
 import { REDIS_CLUSTER_DEFAULTS } from '../constructs/redis/redis-cluster';
 import { preview } from '../tools/k8s/values';
+import { connectionBudgetProblems } from './connection-budget';
 
 export { parseQuantity } from '../constructs/core/quantity';
 export { PRESTOP_SLEEP_SECONDS } from '../constructs/api/api-service';
@@ -39,6 +66,75 @@ export { dnsLabel, imageRef, quantity } from './config-fields';
 export type { PodConfig } from './pod-config';
 
 // ---------------------------------------------------------------- the schema
+
+/** A field's own message when it is missing (the fix, not just "must be of type string"). */
+const required = (message: string) => (issue: { input: unknown }) => (issue.input === undefined ? message : undefined);
+
+/** A path segment of a problem: array indexes as numbers, as zod reports them. */
+const segment = (s: string): string | number => (/^\d+$/.test(s) ? Number(s) : s);
+
+const durationString = z.string();
+/**
+ * monitoring.alerting: receivers, routes and inhibit rules. Names, Secrets, matchers and
+ * durations are checked by the construct's own `alertingProblems`, reported here per field.
+ */
+const alerting = z
+  .object({
+    receivers: z.array(
+      z
+        .object({
+          name: z.string(),
+          type: z.enum(RECEIVER_TYPES),
+          secretName: z.string().optional(),
+          secretKey: z.string().optional(),
+          channel: z.string().optional(),
+          to: z.string().optional(),
+          from: z.string().optional(),
+          smarthost: z.string().optional(),
+          authUsername: z.string().optional(),
+          port: z.number().optional(),
+          sendResolved: z.boolean().optional(),
+        })
+        .strict(),
+    ),
+    defaultReceivers: z.object({ page: z.string(), ticket: z.string(), watchdog: z.string() }).strict(),
+    routes: z.array(
+      z
+        .object({
+          matchers: z.array(z.string()),
+          receiver: z.string(),
+          continue: z.boolean().optional(),
+          groupBy: z.array(z.string()).optional(),
+          groupWait: durationString.optional(),
+          groupInterval: durationString.optional(),
+          repeatInterval: durationString.optional(),
+        })
+        .strict(),
+    ),
+    groupBy: z.array(z.string()),
+    groupWait: durationString,
+    groupInterval: durationString,
+    repeatInterval: durationString,
+    watchdogInterval: durationString,
+    inhibitRules: z.array(
+      z
+        .object({
+          sourceMatchers: z.array(z.string()),
+          targetMatchers: z.array(z.string()),
+          equal: z.array(z.string()).optional(),
+        })
+        .strict(),
+    ),
+  })
+  .strict()
+  .superRefine((a, ctx) => {
+    for (const p of alertingProblems({
+      ...a,
+      receivers: a.receivers.map((r) => ({ ...r, secretName: r.secretName ?? '' })),
+    })) {
+      ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
+    }
+  });
 
 export const environmentSchema = z
   .object({
@@ -110,6 +206,8 @@ export const environmentSchema = z
         partitionMaintenanceSchedule: z.string().regex(CRON, { message: 'must be a 5-field cron expression' }),
         /** Secret holding `token` for management endpoints; generated in-cluster when absent. */
         managementTokenSecret: dnsLabel,
+        /** Fault-injection routes for the twin's drills; refused in a production environment. */
+        faultInjection: z.boolean(),
         pod,
       })
       .strict()
@@ -130,10 +228,23 @@ export const environmentSchema = z
         autoscaling,
         resources,
         exporterResources: resources,
+        /** The cert-reload sidecar's (with tls only). */
+        certReloadResources: resources,
         /** Service type in front of nginx. */
         serviceType: z.enum(['LoadBalancer', 'NodePort', 'ClusterIP']),
         /** Annotations of the edge Service (load-balancer settings); the profile's, plus the environment's. */
         serviceAnnotations: z.record(z.string(), z.string()),
+        /** 'service': clients reach the edge Service; 'gateway': an HTTPRoute attaches it to `gateway`. */
+        expose: z.enum(EDGE_EXPOSE),
+        /** The Gateway the HTTPRoute attaches to (expose 'gateway'). */
+        gateway: z
+          .object({
+            name: z.string({ error: required(GATEWAY_NAME_REQUIRED) }),
+            namespace: z.string().optional(),
+            sectionName: z.string().optional(),
+          })
+          .strict()
+          .optional(),
         /** Host names nginx answers for (server_name; `*.example.com` wildcards allowed); empty = any. */
         hostnames: z.array(serverName),
         rateLimit: z
@@ -142,10 +253,42 @@ export const environmentSchema = z
             requestsPerSecond: positiveInt,
             /** Requests queued above the rate before nginx answers 429. */
             burst: z.number().int().min(0),
+            /** Client CIDRs no limit applies to (health checks, internal callers). */
+            allowlist: z.array(z.string()),
+            /** Limits that replace the default for the requests they match. */
+            routes: z.array(
+              z
+                .object({
+                  pathPrefix: z.string({ error: required(ROUTE_PATH_REQUIRED) }),
+                  methods: z.array(z.enum(HTTP_METHODS)).optional(),
+                  requestsPerSecond: z.number(),
+                  burst: z.number(),
+                })
+                .strict(),
+            ),
           })
           .strict(),
         /** TLS termination from a kubernetes.io/tls Secret; omitted = plain HTTP. */
-        tls: z.object({ secretName: dnsLabel }).strict().optional(),
+        tls: z.object({ secretName: dnsLabel, reloadCheckSeconds: z.number().optional() }).strict().optional(),
+        /** HTTP/2 on the TLS listener. */
+        http2: z.boolean(),
+        /** gzip for JSON responses of at least minLengthBytes. */
+        gzip: z
+          .object({
+            enabled: z.boolean(),
+            // Their ranges: edgeProblems (the construct's own rule, one message).
+            minLengthBytes: z.number(),
+            level: z.number(),
+          })
+          .strict(),
+        /** The client's address from a trusted load balancer; omitted = the connection's peer (off). */
+        realIp: z
+          .object({
+            trustedProxies: z.array(z.string()),
+            header: z.enum(['X-Forwarded-For', 'proxy_protocol']),
+          })
+          .strict()
+          .optional(),
         /** Idle keepalive connections per nginx worker to the API upstream. */
         upstreamKeepalive: positiveInt,
         proxyTimeouts: z
@@ -155,7 +298,19 @@ export const environmentSchema = z
         resolver: dnsSubdomain,
         pod,
       })
-      .strict(),
+      .strict()
+      .superRefine((e, ctx) => {
+        for (const p of edgeProblems(e)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: p.path
+              .split(/[.[\]]+/)
+              .filter(Boolean)
+              .map(segment),
+            message: p.message,
+          });
+        }
+      }),
 
     postgres: z
       .object({
@@ -167,17 +322,100 @@ export const environmentSchema = z
         synchronousReplicas: z.number().int().min(0).max(5),
         synchronousCommit: z.enum(SYNCHRONOUS_COMMIT),
         maxConnections: z.number().int().min(20).max(10000),
+        /** PostgreSQL parameters over the derived tuning; applied by reload or by a rolling restart with switchover. */
+        parameters: z.record(z.string(), z.union([z.string(), z.number()])),
         database: dnsLabel,
         user: dnsLabel,
         /** Secret with `password` and `replication-password`; generated in-cluster when absent. */
         credentialsSecret: dnsLabel,
+        /** Secret with the exporter role's `password` (pg_monitor, no superuser); generated in-cluster when absent. */
+        exporterCredentialsSecret: dnsLabel,
+        /**
+         * Credentials from any Secret (External Secrets, Sealed Secrets, SOPS): its name, its key names, and
+         * `generate: false` so the generator Job never runs (constructs/postgres/credentials-settings.ts).
+         */
+        credentials: z
+          .object({
+            secretName: z.string().optional(),
+            exporterSecretName: z.string().optional(),
+            keys: z
+              .object({
+                password: z.string().optional(),
+                replicationPassword: z.string().optional(),
+                superuserPassword: z.string().optional(),
+                exporterPassword: z.string().optional(),
+              })
+              .strict()
+              .optional(),
+            generate: z.boolean().optional(),
+          })
+          .strict(),
+        /** Networks pg_hba.conf admits (the cluster's pod CIDRs, IPv4 or IPv6); default the RFC 1918 ranges. */
+        allowedCidrs: z.array(z.string()),
+        /** TLS on every TCP connection: a Secret with tls.crt/tls.key/ca.crt (cert-manager's), or one generated in-cluster. */
+        tls: z
+          .object({ enabled: z.boolean(), secretName: dnsLabel.optional(), generate: z.boolean().optional() })
+          .strict(),
         storage,
         resources,
         exporterResources: resources,
         pod,
+        /** pgBackRest: WAL archiving and scheduled backups (constructs/postgres/backup-settings.ts documents each field). */
+        backup: z
+          .object({
+            /** Unset in a production environment is an error: configure a repository or opt out with false. */
+            enabled: z.boolean().optional(),
+            repository: z
+              .object({
+                type: z.enum(REPOSITORY_TYPES),
+                bucket: z.string().optional(),
+                container: z.string().optional(),
+                path: z.string().optional(),
+                endpoint: z.string().optional(),
+                region: z.string().optional(),
+                pathStyle: z.boolean().optional(),
+                volume: storage.optional(),
+              })
+              .strict()
+              .optional(),
+            /** Secret with the repository's credentials (never the credentials themselves). */
+            credentialsSecret: dnsLabel.optional(),
+            schedule: z.object({ full: z.string(), differential: z.string() }).strict(),
+            retention: z.object({ full: z.number() }).strict(),
+            archiveTimeoutSeconds: z.number(),
+            encryption: z.object({ enabled: z.boolean().optional(), keySecret: dnsLabel.optional() }).strict(),
+            jobImage: imageRef,
+          })
+          .strict()
+          .superRefine((b, ctx) => {
+            for (const p of backupProblems(b)) ctx.addIssue({ code: 'custom', path: [...p.path], message: p.message });
+          }),
+        /** Build the cluster from the backup repository (new volumes only): see docs/backup-restore.md. */
+        restore: z
+          .object({ fromBackup: z.object({ targetTime: z.string().optional() }).strict() })
+          .strict()
+          .optional(),
+        /** Patroni's failover timings: a lost leader is replaced within about ttl + loopWait seconds. */
+        patroni: z
+          .object({
+            ttlSeconds: z.number().int().min(5).max(300),
+            loopWaitSeconds: z.number().int().min(1).max(60),
+            retryTimeoutSeconds: z.number().int().min(1).max(120),
+            /** A replica further behind than this (bytes) is never promoted. */
+            maximumLagOnFailoverBytes: positiveInt,
+          })
+          .strict(),
       })
       .strict()
       .superRefine((p, ctx) => {
+        const need = p.patroni.loopWaitSeconds + 2 * p.patroni.retryTimeoutSeconds;
+        if (need > p.patroni.ttlSeconds) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['patroni', 'ttlSeconds'],
+            message: `must be >= loopWaitSeconds + 2 x retryTimeoutSeconds (${need}) so a leader renews its key before it expires`,
+          });
+        }
         if (p.synchronousReplicas > p.replicas) {
           ctx.addIssue({
             code: 'custom',
@@ -185,7 +423,53 @@ export const environmentSchema = z
             message: `must be <= replicas (${p.replicas})`,
           });
         }
+        for (const [name, value] of Object.entries(p.parameters)) {
+          const problem = serverParameterProblem(name, value);
+          if (problem) ctx.addIssue({ code: 'custom', path: ['parameters', name], message: problem });
+        }
+        const cidrs = allowedCidrsProblem(p.allowedCidrs);
+        if (cidrs) {
+          ctx.addIssue({
+            code: 'custom',
+            path: cidrs.index < 0 ? ['allowedCidrs'] : ['allowedCidrs', cidrs.index],
+            message: cidrs.message,
+          });
+        }
+        for (const c of credentialsProblems(p.credentials, p.credentialsSecret, p.exporterCredentialsSecret)) {
+          ctx.addIssue({ code: 'custom', path: ['credentials', ...c.path], message: c.message });
+        }
+        if (p.tls.enabled && p.tls.generate === false && p.tls.secretName === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['tls', 'generate'],
+            message:
+              'leaves TLS without a certificate source: name the Secret holding tls.crt, tls.key and ca.crt in postgres.tls.secretName ' +
+              "(e.g. a cert-manager Certificate's secretName), let it be generated (generate: true), or turn TLS off (enabled: false)",
+          });
+        }
+        for (const r of restoreProblems(p.restore, p.backup)) {
+          ctx.addIssue({ code: 'custom', path: ['restore', ...r.path], message: r.message });
+        }
       }),
+
+    /** PgBouncer (transaction pooling) in front of the primary, and a second pool in front of the replicas. */
+    pgbouncer: z
+      .object({
+        image: imageRef,
+        exporterImage: imageRef,
+        /** Pods per pool (>= 2 so one can be evicted). */
+        replicas: z.number().int().min(2).max(20),
+        /** Client connections each pod accepts. */
+        maxClientConnections: positiveInt,
+        /** Server connections each pod keeps per database. */
+        poolSize: positiveInt,
+        /** Extra server connections per pod after clients waited reservePoolTimeoutSeconds. */
+        reservePoolSize: z.number().int().min(0),
+        resources,
+        exporterResources: resources,
+        pod,
+      })
+      .strict(),
 
     redis: z
       .object({
@@ -221,6 +505,8 @@ export const environmentSchema = z
     monitoring: z
       .object({
         enabled: z.boolean(),
+        /** `bundled`: our own Prometheus, Alertmanager, Grafana; `operator`: custom resources for an existing kube-prometheus-stack. */
+        mode: z.enum(['bundled', 'operator']),
         prometheus: z
           .object({
             image: imageRef,
@@ -241,6 +527,22 @@ export const environmentSchema = z
             pod,
           })
           .strict(),
+        alertmanager: z
+          .object({
+            image: imageRef,
+            reloaderImage: imageRef,
+            /** Replicas clustered over the mesh port (bundled mode). */
+            replicas: z.number().int().min(1).max(5),
+            storage,
+            resources,
+            pod,
+          })
+          .strict(),
+        /** kube-state-metrics: bundled mode deploys it; operator mode relies on the stack's (the OOM and crash-loop alerts ship when on). */
+        kubeStateMetrics: z.object({ enabled: z.boolean(), image: imageRef, resources, pod }).strict(),
+        /** The kubelets' volume stats: bundled mode scrapes them (a ClusterRole); operator mode relies on the stack's scrape (the PVC alerts ship when on). */
+        kubelet: z.object({ enabled: z.boolean() }).strict(),
+        alerting,
         alerts: z
           .object({
             apiErrorRatio: z.number().gt(0).lt(1),
@@ -249,10 +551,37 @@ export const environmentSchema = z
             replicationLagSeconds: z.number().gt(0),
             postgresConnectionsRatio: z.number().gt(0).lt(1),
             edge429Ratio: z.number().gt(0).lt(1),
+            volumeFreeRatio: z.number().gt(0).lt(1),
+            volumeFullInHours: positiveInt,
+            volumeCriticalFreeRatio: z.number().gt(0).lt(1),
+          })
+          .strict(),
+        /** Base URL every alert's runbook_url starts with (docs/runbooks.md as published). */
+        runbookUrl: z.string().url({ message: 'must be an absolute URL (where docs/runbooks.md is published)' }),
+        /** Operator mode: the existing stack. */
+        operator: z
+          .object({
+            /** Namespace of the existing Prometheus; the NetworkPolicies admit its pods to every metrics port. */
+            prometheusNamespace: dnsLabel.optional(),
+            /** Labels of the existing Prometheus' pods. */
+            prometheusPodLabels: z.record(z.string(), z.string()),
+            /** Labels the stack's podMonitorSelector, ruleSelector and alertmanagerConfigSelector match. */
+            resourceLabels: z.record(z.string(), z.string()),
           })
           .strict(),
       })
-      .strict(),
+      .strict()
+      .superRefine((m, ctx) => {
+        if (m.enabled && m.mode === 'operator' && !m.operator.prometheusNamespace) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['operator', 'prometheusNamespace'],
+            message:
+              "is required in operator mode: name the namespace of the existing Prometheus (e.g. 'monitoring'), " +
+              'whose pods the NetworkPolicies then admit to the metrics ports',
+          });
+        }
+      }),
   })
   .strict()
   .superRefine((env, ctx) => {
@@ -272,6 +601,8 @@ export const environmentSchema = z
         ['redis'],
         ['monitoring', 'prometheus'],
         ['monitoring', 'grafana'],
+        ['monitoring', 'alertmanager'],
+        ['monitoring', 'kubeStateMetrics'],
       ];
       for (const tier of tiers) {
         const block = tier.reduce<Record<string, unknown>>((o, k) => o[k] as Record<string, unknown>, env).pod as {
@@ -287,6 +618,22 @@ export const environmentSchema = z
         }
       }
     }
+    if (env.production && env.postgres.backup.enabled === undefined && !env.postgres.backup.repository) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['postgres', 'backup', 'enabled'],
+        message:
+          "is not decided in a production environment: add postgres.backup.repository (e.g. { type: 'gcs', bucket: 'my-backups' }) " +
+          'with credentialsSecret and encryption.keySecret, or set postgres.backup.enabled: false to run without backups knowingly',
+      });
+    }
+    if (env.production && env.api.faultInjection) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['api', 'faultInjection'],
+        message: 'must be false in a production environment: the fault-injection routes let a token holder block a pod',
+      });
+    }
     if (env.production && env.api.autoscaling.minReplicas < 2) {
       ctx.addIssue({
         code: 'custom',
@@ -294,6 +641,7 @@ export const environmentSchema = z
         message: 'must be >= 2 in a production environment so one pod can be evicted without an outage',
       });
     }
+    for (const problem of connectionBudgetProblems(env)) ctx.addIssue({ code: 'custom', ...problem });
     const nodes = env.redis.masters * (1 + env.redis.replicasPerMaster);
     if (nodes > 100) {
       ctx.addIssue({
@@ -330,14 +678,56 @@ export const DEFAULTS: Omit<EnvironmentConfig, 'name' | 'namespace'> = {
   network: { dnsResolvers: [...DEFAULT_DNS_RESOLVERS] },
   imagePullSecrets: [],
   api: { ...API_SERVICE_DEFAULTS, pod: NO_POD_OPTIONS },
-  edge: { ...EDGE_PROXY_DEFAULTS, hostnames: [...EDGE_PROXY_DEFAULTS.hostnames], tls: undefined, pod: NO_POD_OPTIONS },
-  postgres: { ...POSTGRES_CLUSTER_DEFAULTS, pod: NO_POD_OPTIONS },
+  edge: {
+    ...EDGE_PROXY_DEFAULTS,
+    hostnames: [...EDGE_PROXY_DEFAULTS.hostnames],
+    rateLimit: { ...EDGE_PROXY_DEFAULTS.rateLimit, allowlist: [], routes: [] },
+    tls: undefined,
+    realIp: undefined,
+    gateway: undefined,
+    pod: NO_POD_OPTIONS,
+  },
+  postgres: {
+    ...POSTGRES_CLUSTER_DEFAULTS,
+    allowedCidrs: [...POSTGRES_CLUSTER_DEFAULTS.allowedCidrs],
+    credentials: {},
+    tls: { enabled: true },
+    pod: NO_POD_OPTIONS,
+    // No repository and `enabled` unset: production environments must decide (see the schema).
+    backup: {
+      schedule: { ...BACKUP_DEFAULTS.schedule },
+      retention: { ...BACKUP_DEFAULTS.retention },
+      archiveTimeoutSeconds: BACKUP_DEFAULTS.archiveTimeoutSeconds,
+      encryption: {},
+      jobImage: BACKUP_DEFAULTS.jobImage,
+    },
+    restore: undefined,
+  },
   redis: { ...REDIS_CLUSTER_DEFAULTS, pod: NO_POD_OPTIONS },
+  pgbouncer: { ...PGBOUNCER_POOL_DEFAULTS, pod: NO_POD_OPTIONS },
   monitoring: {
     enabled: true,
+    mode: 'bundled',
     prometheus: { ...PROMETHEUS_DEFAULTS, scrapeIntervalSeconds: 15, pod: NO_POD_OPTIONS },
     grafana: { ...GRAFANA_DEFAULTS, pod: NO_POD_OPTIONS },
+    alertmanager: { ...ALERTMANAGER_DEFAULTS, pod: NO_POD_OPTIONS },
+    kubeStateMetrics: { enabled: true, ...KUBE_STATE_METRICS_DEFAULTS, pod: NO_POD_OPTIONS },
+    kubelet: { enabled: true },
+    alerting: {
+      ...ALERTING_DEFAULTS,
+      receivers: ALERTING_DEFAULTS.receivers.map((r) => ({ ...r })),
+      defaultReceivers: { ...ALERTING_DEFAULTS.defaultReceivers },
+      routes: [],
+      groupBy: [...ALERTING_DEFAULTS.groupBy],
+      inhibitRules: [],
+    },
     alerts: { ...ALERT_DEFAULTS },
+    runbookUrl: RUNBOOK_URL,
+    operator: {
+      prometheusNamespace: undefined,
+      prometheusPodLabels: { 'app.kubernetes.io/name': 'prometheus' },
+      resourceLabels: { ...OPERATOR_RESOURCE_LABELS },
+    },
   },
 };
 
@@ -382,7 +772,25 @@ function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
 
 function knownKeysAt(path: readonly PropertyKey[]): string[] {
   const v = valueAt({ ...DEFAULTS, name: '', namespace: '' }, path);
-  return isPlainObject(v) ? Object.keys(v) : [];
+  const keys = new Set(isPlainObject(v) ? Object.keys(v) : []);
+  // Optional fields have no default (e.g. postgres.tls.secretName): the schema names them.
+  for (const k of schemaKeysAt(environmentSchema, path)) keys.add(k);
+  return [...keys];
+}
+
+/** Keys of the object schema at `path` (through optional, nullable and default wrappers); [] if none. */
+function schemaKeysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  let s: unknown = schema;
+  const unwrap = () => {
+    while (s instanceof z.ZodOptional || s instanceof z.ZodNullable || s instanceof z.ZodDefault) s = s.unwrap();
+  };
+  for (const key of path) {
+    unwrap();
+    if (!(s instanceof z.ZodObject)) return [];
+    s = (s.shape as Record<string, unknown>)[String(key)];
+  }
+  unwrap();
+  return s instanceof z.ZodObject ? Object.keys(s.shape as object) : [];
 }
 
 /** Turns zod issues into "field: value — problem" lines. */
@@ -402,7 +810,7 @@ function describeIssues(issues: readonly z.core.$ZodIssue[], input: unknown): st
     if (issue.code === 'invalid_value' && 'values' in issue) {
       message = `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     } else if (issue.code === 'invalid_type') {
-      message = `must be of type ${issue.expected}`;
+      message = issue.message.startsWith('is required') ? issue.message : `must be of type ${issue.expected}`;
     } else if (issue.code === 'too_small' && 'minimum' in issue) {
       message = issue.message.startsWith('must') ? issue.message : `must be >= ${String(issue.minimum)}`;
     } else if (issue.code === 'too_big' && 'maximum' in issue) {

@@ -13,7 +13,9 @@
  * 2. pod controllers: every prerequisite (a pod never starts without its
  *    ServiceAccount or NetworkPolicy), the generator Job of each Secret they
  *    read, and the cluster-IP Services their env names (a database host):
- *    which are done only once the pods behind them are ready;
+ *    which are done only once the pods behind them are ready; a Job also
+ *    waits for the controllers its `fastnext.io/runs-after` annotation names
+ *    (the PostgreSQL reconfigure Job starts once the StatefulSet rolled out);
  * 3. cluster-IP and LoadBalancer Services: the controllers whose pods they
  *    select, so their wait for endpoints starts when the pods are there;
  * 4. autoscalers: their target.
@@ -22,6 +24,7 @@
  * await model (tools/manifests/pulumi-await) read the same graph.
  */
 import {
+  templateSelector,
   annotationList,
   mapSelects,
   podReferences,
@@ -31,6 +34,7 @@ import {
   type Workload,
 } from '../tools/k8s/objects';
 import { CREATES_SECRETS_ANNOTATION } from '../constructs/core/generated-secret';
+import { RUNS_AFTER_ANNOTATION } from '../constructs/core/workload';
 import type { KubeObject } from './synth';
 
 /** Kinds that start pods. */
@@ -68,7 +72,7 @@ export function isPodPrerequisite(o: KubeObject): boolean {
 
 /** The serving workloads whose pods a Service selects. */
 export function selectedWorkloads(service: KubeObject, objects: readonly KubeObject[]): Workload[] {
-  const selector = specOf<ServiceSpec>(service).selector;
+  const selector = templateSelector(service);
   return objects
     .filter((o) => SERVING_KINDS.has(o.kind))
     .map(podTemplateOf)
@@ -109,6 +113,11 @@ export function deployDependencies(
     } else if (POD_CONTROLLER_KINDS.has(o.kind)) {
       const w = podTemplateOf(o);
       const needs = new Set(prerequisites);
+      for (const after of annotationList(o, RUNS_AFTER_ANNOTATION)) {
+        if (!byKey.has(after))
+          throw new Error(`${key}: ${RUNS_AFTER_ANNOTATION} names ${after}, which is not deployed`);
+        needs.add(after);
+      }
       if (w) {
         for (const ref of podReferences(w)) {
           if (ref.kind !== 'Secret' || suppliedSecrets.includes(ref.name)) continue;

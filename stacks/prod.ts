@@ -18,6 +18,14 @@ export const prod: EnvironmentOverrides = {
     synchronousReplicas: 1,
     synchronousCommit: 'on',
     storage: { size: '100Gi' },
+    // pgBackRest to a GCS bucket (key in a Secret), encrypted; full Sundays, differentials the other nights.
+    backup: {
+      enabled: true,
+      repository: { type: 'gcs', bucket: 'fastnext-prod-pgbackrest' },
+      credentialsSecret: 'postgres-backup-gcs',
+      encryption: { keySecret: 'postgres-backup-encryption' },
+      retention: { full: 4 },
+    },
   },
   redis: {
     maxmemory: '2gb',

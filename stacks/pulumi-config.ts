@@ -27,6 +27,9 @@ export const CONFIG_KEYS = {
   apiMaxReplicas: 'API HPA upper bound',
   hostnames: 'Host names nginx answers for (YAML list)',
   storageClass: 'StorageClass of every PVC that does not name its own',
+  monitoringMode:
+    "Monitoring mode: 'bundled' (our Prometheus, Alertmanager, Grafana) or 'operator' (custom resources for an existing kube-prometheus-stack)",
+  prometheusNamespace: 'Operator mode: namespace of the existing Prometheus, admitted to every metrics port',
   kubeconfig: 'Kubeconfig contents or path; default: $KUBECONFIG / ~/.kube/config',
   kubeContext: 'Kubeconfig context to deploy to; default: the current context',
   statefulProtection: `One of ${STATEFUL_PROTECTIONS.join(', ')}; default: protect`,
@@ -68,6 +71,7 @@ export interface PulumiSettings {
 
 export interface EnvironmentOverridesSubset {
   readonly storageClass?: string;
+  readonly monitoring?: { readonly mode?: string; readonly operator?: { readonly prometheusNamespace?: string } };
   readonly api?: { readonly autoscaling?: { readonly minReplicas?: number; readonly maxReplicas?: number } };
   readonly edge?: { readonly hostnames?: unknown };
 }
@@ -94,6 +98,8 @@ export function readPulumiSettings(): PulumiSettings {
   const minReplicas = config.getNumber('apiMinReplicas');
   const maxReplicas = config.getNumber('apiMaxReplicas');
   const hostnames = config.getObject<unknown>('hostnames');
+  const monitoringMode = config.get('monitoringMode');
+  const prometheusNamespace = config.get('prometheusNamespace');
 
   const secrets: Partial<Record<SecretConfigKey, pulumi.Output<string>>> = {};
   for (const key of SECRET_CONFIG_KEYS) {
@@ -110,6 +116,11 @@ export function readPulumiSettings(): PulumiSettings {
           ? { autoscaling: { minReplicas, maxReplicas } }
           : undefined,
       edge: hostnames !== undefined ? { hostnames } : undefined,
+      // Checked by the environment schema (mode one of bundled/operator; operator needs the namespace).
+      monitoring:
+        monitoringMode !== undefined || prometheusNamespace !== undefined
+          ? { mode: monitoringMode, operator: prometheusNamespace !== undefined ? { prometheusNamespace } : undefined }
+          : undefined,
     },
     apiImageTag: config.get('apiImageTag'),
     kubeconfig: config.getSecret('kubeconfig'),

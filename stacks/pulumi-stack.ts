@@ -17,7 +17,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { standardLabels } from '../constructs/core/labels';
 import { GeneratedSecret } from '../constructs/core/generated-secret';
 import { GRAFANA_ADMIN_KEYS } from '../constructs/monitoring';
-import { POSTGRES_SECRET_KEYS } from '../constructs/postgres/postgres-cluster';
+import { resolveCredentials } from '../constructs/postgres/credentials-settings';
 import type { Platform } from './platform';
 import type { EnvironmentConfig } from './config';
 import type { SecretConfigKey, StatefulProtection, SuppliedSecrets } from './pulumi-config';
@@ -61,11 +61,16 @@ interface SecretTarget {
 
 /** Each stack secret's Secret and key: the names the constructs read (config fields, exported key constants). */
 export function secretTargets(config: EnvironmentConfig): Record<SecretConfigKey, SecretTarget> {
-  const postgres = (key: string) => ({ secretName: config.postgres.credentialsSecret, key, component: 'postgres' });
+  const creds = resolveCredentials(
+    config.postgres.credentials,
+    config.postgres.credentialsSecret,
+    config.postgres.exporterCredentialsSecret,
+  );
+  const postgres = (key: string) => ({ secretName: creds.secretName, key, component: 'postgres' });
   return {
-    postgresPassword: postgres(POSTGRES_SECRET_KEYS.password),
-    postgresReplicationPassword: postgres(POSTGRES_SECRET_KEYS.replication),
-    postgresSuperuserPassword: postgres(POSTGRES_SECRET_KEYS.superuser),
+    postgresPassword: postgres(creds.keys.password),
+    postgresReplicationPassword: postgres(creds.keys.replicationPassword),
+    postgresSuperuserPassword: postgres(creds.keys.superuserPassword),
     redisPassword: { secretName: config.redis.passwordSecret, key: 'password', component: 'redis' },
     grafanaAdminPassword: {
       secretName: config.monitoring.grafana.adminSecret,
@@ -92,7 +97,7 @@ interface SecretSpec {
  * platform would generate in-cluster must then be supplied whole: the generator
  * skips an existing Secret, so a missing key would never be filled.
  */
-function suppliedSecretSpecs(platform: Platform, secrets: SuppliedSecrets): SecretSpec[] {
+export function suppliedSecretSpecs(platform: Platform, secrets: SuppliedSecrets): SecretSpec[] {
   const targets = secretTargets(platform.config);
   const specs = new Map<string, { component: string; stringData: Record<string, pulumi.Input<string>> }>();
   for (const [configKey, value] of Object.entries(secrets) as [SecretConfigKey, pulumi.Output<string>][]) {
@@ -105,8 +110,20 @@ function suppliedSecretSpecs(platform: Platform, secrets: SuppliedSecrets): Secr
     specs.set(secretName, spec);
   }
   const generated = platform.node.findAll().filter((c): c is GeneratedSecret => c instanceof GeneratedSecret);
+  // postgres.credentials.generate: false has no generator to compare with: the Secret must carry every mapped key.
+  const creds = platform.postgres.credentials;
+  const externalKeys = (name: string): string[] =>
+    creds.generate
+      ? []
+      : [
+          ...(name === creds.secretName
+            ? [creds.keys.password, creds.keys.replicationPassword, creds.keys.superuserPassword]
+            : []),
+          ...(name === creds.exporterSecretName ? [creds.keys.exporterPassword] : []),
+        ];
   for (const [name, spec] of specs) {
-    const missing = (generated.find((g) => g.secretName === name)?.keys ?? []).filter((k) => !(k in spec.stringData));
+    const required = generated.find((g) => g.secretName === name)?.keys ?? externalKeys(name);
+    const missing = required.filter((k) => !(k in spec.stringData));
     if (missing.length === 0) continue;
     const configKeyOf = (k: string) =>
       Object.entries(targets).find(([, t]) => t.secretName === name && t.key === k)?.[0];
@@ -115,9 +132,10 @@ function suppliedSecretSpecs(platform: Platform, secrets: SuppliedSecrets): Secr
       settable.length === missing.length
         ? `also set ${settable.map((k) => `fastnext:${k}`).join(', ')} (pulumi config set --secret), or unset`
         : `keys ${missing.join(', ')} have no config key, so unset`;
-    throw new Error(
-      `Secret '${name}' is partly supplied by stack config; ${fix} its keys so the whole Secret is generated in-cluster`,
-    );
+    const rest = creds.generate
+      ? 'so the whole Secret is generated in-cluster'
+      : "and let the Secret come from postgres.credentials' source (generate: false)";
+    throw new Error(`Secret '${name}' is partly supplied by stack config; ${fix} its keys ${rest}`);
   }
   return [...specs].map(([name, spec]) => ({ name, ...spec }));
 }

@@ -15,6 +15,12 @@ export const staging: EnvironmentOverrides = {
   },
   postgres: {
     storage: { size: '10Gi' },
+    backup: {
+      enabled: true,
+      repository: { type: 'gcs', bucket: 'fastnext-staging-pgbackrest' },
+      credentialsSecret: 'postgres-backup-gcs',
+      encryption: { keySecret: 'postgres-backup-encryption' },
+    },
   },
   redis: {
     maxmemory: '512mb',

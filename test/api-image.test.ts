@@ -11,13 +11,13 @@ import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { buildAll } from '../tools/runtime/images/build';
 import { imageExists, podman } from '../tools/runtime/images/podman';
-import type { DeploymentLike, PodWiring } from '../tools/runtime/twin/api-pods';
+import { type DeploymentLike, type PodWiring, podProbeTarget } from '../tools/runtime/twin/api-pods';
 import {
   type ContainerPod,
   podmanRunArgs,
   probeUntilSuccess,
-  probeUrl,
   quantityBytes,
+  resolveEnv,
   startContainerPod,
 } from '../tools/runtime/twin/container-pods';
 import { startTwin, type Twin } from '../tools/runtime/twin/twin';
@@ -48,7 +48,7 @@ describe('podman run arguments from the pod spec', () => {
     expect(args).toContain('--read-only --read-only-tmpfs=false');
     expect(args).toContain('--cap-drop=all');
     expect(args).toContain('--security-opt=no-new-privileges');
-    expect(args).toContain(`--tmpfs /tmp:rw,size=${64 * 2 ** 20},mode=1777`);
+    expect(args).toContain(`--tmpfs /tmp:rw,size=${64 * 2 ** 20},mode=1777,U `);
     expect(args).toContain('--volume /h/pg:/var/run/secrets/fastnext/postgres:ro');
     expect(args).toContain(`--memory ${256 * 2 ** 20} --cpus 0.5`);
     expect(args).toContain('--add-host redis-0.redis-headless:127.0.0.5');
@@ -61,10 +61,31 @@ describe('podman run arguments from the pod spec', () => {
     );
   });
 
-  test('fails when a volume is neither an emptyDir nor a secret', () => {
+  test('fails when a volume is none of the kinds it can mount', () => {
     const c = { name: 'x', volumeMounts: [{ name: 'cfg', mountPath: '/etc/x' }] };
     expect(() => podmanRunArgs({ ...spec, volumes: [{ name: 'cfg' }] }, c, run)).toThrow(
-      "container 'x': volume 'cfg' is neither an emptyDir nor a secret; not supported here",
+      "container 'x': volume 'cfg' is not an emptyDir, secret, configMap or volume claim; not supported here",
+    );
+  });
+
+  test('resolves env as the kubelet does: values, fieldRefs, secretKeyRefs, then $(VAR) references', () => {
+    const c = {
+      name: 'm',
+      env: [
+        { name: 'IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+        { name: 'ADDR', value: '$(IP):5432 $(LATER) $$(IP)' },
+        { name: 'PW', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } },
+        { name: 'LATER', value: 'x' },
+      ],
+    };
+    expect(resolveEnv(c, { 'status.podIP': '127.0.0.9' }, { s: { k: 'secret' } })).toEqual({
+      IP: '127.0.0.9',
+      ADDR: '127.0.0.9:5432 $(LATER) $(IP)',
+      PW: 'secret',
+      LATER: 'x',
+    });
+    expect(() => resolveEnv(c, {}, {})).toThrow(
+      `container 'm' env IP: no value for {"fieldRef":{"fieldPath":"status.podIP"}}`,
     );
   });
 
@@ -87,7 +108,8 @@ describe('the API image under the Deployment pod spec', () => {
     }
     // The twin's one API pod runs as a container too: its container mode is what this proves.
     twin = await startTwin({ env: 'dev', pods: 'container', apiReplicas: 1 });
-    report.push(`twin (1 container pod) ready in ${twin.readyMs} ms; pod started in ${twin.pods[0].startMs} ms`);
+    const ready = twin.apiPods[0].events.find((e) => e.type === 'ready');
+    report.push(`twin (1 container pod) ready in ${twin.readyMs} ms; its pod Ready after ${ready?.at} ms`);
     wiring = twin.wiring;
     // Kept after exit, so that its filesystem changes can be read.
     pod = await startContainerPod(deployment, wiring, 'api-image-test', { keep: true });
@@ -117,14 +139,11 @@ describe('the API image under the Deployment pod spec', () => {
   });
 
   test('startup, liveness and readiness probes pass as the kubelet runs them', async () => {
+    // The twin's kubelet probes its container pod: Ready by its probes, never restarted.
+    expect(twin.apiPods.map((k) => [k.ready, k.restarts])).toEqual([[true, 0]]);
+    expect(twin.endpoints.inRotation()).toEqual([twin.apiPods[0].name]);
     for (const probe of [main.startupProbe!, main.livenessProbe!, main.readinessProbe!]) {
-      await probeUntilSuccess(
-        'probe',
-        probe,
-        probeUrl(main, probe, { http: pod.http.port, metrics: pod.metrics.port }),
-        pod.log,
-        pod.alive,
-      );
+      await probeUntilSuccess('probe', probe, podProbeTarget(deployment, pod), pod.log, pod.alive);
     }
     const deep = await fetch(`http://${pod.http.host}:${pod.http.port}${SERVICE_PATHS.deep}`);
     expect(((await deep.json()) as { status: string }).status).toBe('up');

@@ -13,8 +13,9 @@ import { runPolicy } from '../tools/manifests/policy/engine';
 import { checkObjects } from '../tools/manifests/schema-check';
 import { find, type Obj, ofKind, podTemplates } from './helpers/objects';
 
+// A production environment decides about backups; these cases are about the cluster profile.
 const env = (profile: string, extra: object = {}): EnvironmentOverrides =>
-  ({ name: 'qa', cluster: { profile }, ...extra }) as EnvironmentOverrides;
+  ({ name: 'qa', cluster: { profile }, postgres: { backup: { enabled: false } }, ...extra }) as EnvironmentOverrides;
 const objectsFor = (overrides: EnvironmentOverrides) => synthObjects(resolveEnvironment(overrides)) as Obj[];
 
 const WITHOUT_METADATA_SERVER = ['k8s-app=kube-dns', 'k8s-app=node-local-dns', '169.254.20.10/32'];
@@ -306,7 +307,11 @@ describe('bad cluster input is refused at synth with field, value and fix', () =
     },
     {
       when: 'a cluster field is misspelt',
-      overrides: { name: 'qa', cluster: { profil: 'gke' } } as unknown as EnvironmentOverrides,
+      overrides: {
+        name: 'qa',
+        cluster: { profil: 'gke' },
+        postgres: { backup: { enabled: false } },
+      } as unknown as EnvironmentOverrides,
       problems: ['cluster.profil: unknown field (a typo?); allowed here: profile'],
     },
   ])('fails when $when', ({ overrides, problems }) => {

@@ -14,7 +14,8 @@ import {
   GeneratedSecret,
   type MonitoredPlatform,
   Monitoring,
-  PostgresCluster,
+  PatroniCluster,
+  PgBouncerPool,
   RedisCluster,
   podsOf,
 } from '../constructs';
@@ -121,9 +122,13 @@ describe('RedisCluster in a bare chart', () => {
   });
 });
 
-describe('PostgresCluster in a bare chart', () => {
+describe('PatroniCluster and PgBouncerPool in a bare chart', () => {
   const chart = Testing.chart();
-  const pg = new PostgresCluster(chart, 'db', { clients: [podsOf('shop')] });
+  const pg = new PatroniCluster(chart, 'db', { clients: [podsOf('pgbouncer'), podsOf('shop')] });
+  const pool = new PgBouncerPool(chart, 'pool', {
+    database: { ...pg, peers: pg.peers, primaryHost: pg.primaryHost },
+    clients: [podsOf('shop')],
+  });
   const objects = synth(chart);
 
   test('its objects pass strict validation and the policy checks', () => {
@@ -132,42 +137,47 @@ describe('PostgresCluster in a bare chart', () => {
   });
 
   test('stateful names and construct ids are pinned', () => {
-    expect([pg.primaryStatefulSet, pg.replicaStatefulSet, pg.configMapName, pg.credentialsSecret]).toEqual([
-      'postgres-primary',
-      'postgres-replica',
-      'postgres-config',
+    expect([pg.name, pg.configMapName, pg.credentialsSecret]).toEqual([
+      'postgres',
+      'postgres-files',
       'postgres-credentials',
     ]);
     const claims = objects
       .filter((o) => o.kind === 'StatefulSet')
       .map((s) => `${s.metadata.name}:${s.spec.serviceName}:${s.spec.volumeClaimTemplates[0].metadata.name}`);
-    expect(claims.sort()).toEqual([
-      'postgres-primary:postgres-primary-headless:data',
-      'postgres-replica:postgres-replica-headless:data',
-    ]);
+    expect(claims).toEqual(['postgres:postgres-headless:data']);
     expect(ids(pg)).toEqual([
       'config',
       'credentials',
+      'exporter-credentials',
+      'headless-service',
+      'members',
       'network-policy',
+      'patroni-metrics-service',
       'pdb',
-      'primary',
-      'primary-headless',
       'primary-service',
       'readonly-service',
-      'replica-headless',
-      'replicas',
+      'reconfigure-job',
+      'reconfigure-network-policy',
+      'reconfigure-service-account',
+      'role',
+      'role-binding',
       'service-account',
+      // The TLS certificate's generator (postgres.tls on by default, no secretName).
+      'tls',
     ]);
+    expect(ids(pool)).toEqual(['config', 'deployment', 'network-policy', 'pdb', 'service', 'service-account']);
   });
 
-  test('the endpoint it hands clients is the primary Service', () => {
+  test('the endpoint it hands clients is the primary Service; the pool points at it', () => {
     expect([pg.host, pg.port, pg.component]).toEqual(['postgres-primary.default.svc.cluster.local', 5432, 'postgres']);
+    expect(pool.files['pgbouncer.ini']).toContain('host=postgres-primary.default.svc.cluster.local port=5432');
   });
 
   test('fails when the memory request is malformed', () => {
     expect(
       () =>
-        new PostgresCluster(Testing.chart(), 'db', {
+        new PatroniCluster(Testing.chart(), 'db', {
           clients: [podsOf('shop')],
           resources: { requests: { cpu: '1', memory: '1 GB' }, limits: { cpu: '1', memory: '2Gi' } },
         }),
@@ -179,7 +189,7 @@ describe('PostgresCluster in a bare chart', () => {
 
 describe('ApiService in a bare chart', () => {
   const chart = Testing.chart();
-  const postgres = new PostgresCluster(chart, 'db', { clients: [podsOf('api'), podsOf('api-maintenance')] });
+  const postgres = new PatroniCluster(chart, 'db', { clients: [podsOf('api'), podsOf('api-maintenance')] });
   const redis = new RedisCluster(chart, 'cache', { clients: [podsOf('api')] });
   const api = new ApiService(chart, 'api', { postgres, redis });
   new EdgeProxy(chart, 'edge', { upstream: api.headless });
@@ -248,7 +258,7 @@ describe('GeneratedSecret in a bare chart', () => {
   });
 });
 
-describe('Monitoring (Prometheus + Grafana) in a bare chart', () => {
+describe('Monitoring (Prometheus, Alertmanager, Grafana, kube-state-metrics) in a bare chart', () => {
   // GIVEN only what the rules and dashboards watch, written by hand (no environment)
   const monitored: MonitoredPlatform = {
     name: 'shop',
@@ -269,14 +279,16 @@ describe('Monitoring (Prometheus + Grafana) in a bare chart', () => {
     expect(problemsOf(objects)).toEqual([]);
   });
 
-  test('the Prometheus StatefulSet, its PVC template and construct ids are pinned', () => {
-    const sts = objects.find((o) => o.kind === 'StatefulSet')!;
-    expect([sts.metadata.name, sts.spec.serviceName, sts.spec.volumeClaimTemplates[0].metadata.name]).toEqual([
-      'prometheus',
-      'prometheus-headless',
-      'data',
+  test('the Prometheus and Alertmanager StatefulSets, their PVC templates and construct ids are pinned', () => {
+    const pinned = objects
+      .filter((o) => o.kind === 'StatefulSet')
+      .map((sts) => [sts.metadata.name, sts.spec.serviceName, sts.spec.volumeClaimTemplates[0].metadata.name])
+      .sort();
+    expect(pinned).toEqual([
+      ['alertmanager', 'alertmanager-headless', 'data'],
+      ['prometheus', 'prometheus-headless', 'data'],
     ]);
-    expect(ids(monitoring)).toEqual(['grafana', 'prometheus']);
+    expect(ids(monitoring)).toEqual(['alertmanager', 'grafana', 'kube-state-metrics', 'prometheus']);
     expect(monitoring.grafana.adminSecret.secretName).toBe('grafana-admin');
   });
 });

@@ -170,10 +170,51 @@ describe("prod's PostgreSQL disk from 100Gi to 200Gi", () => {
       write.mockRestore();
     }
     expect(code).toBe(EXIT_IMMUTABLE);
-    expect(out).toMatch(/^prod: \d+ changed, 0 added, 0 removed, \d+ immutable/);
+    // The WAL sizes follow the volume: a new reconfigure Job applies them (by reload) and replaces the old one.
+    expect(out).toMatch(/^prod: \d+ changed, 1 added, 1 removed, \d+ immutable/);
+    expect(out).toMatch(
+      /\n {2}\+ Job fastnext-prod\/postgres-reconfigure-[0-9a-f]{8}\n {2}- Job fastnext-prod\/postgres-reconfigure-/,
+    );
     const storage = 'spec.volumeClaimTemplates[name=data].spec.resources.requests.storage: "100Gi" → "200Gi"';
     expect(out.split('\n').filter((l) => l.includes(storage)).length).toBeGreaterThanOrEqual(1);
     expect(out).toContain('! immutable: kubectl apply will fail; Pulumi ignores it on StatefulSet/postgres');
     expect(out).toContain('! instead: grow the live claims: `pulumi up` patches them');
+  });
+});
+
+describe('a changed PostgreSQL parameter', () => {
+  const prod = (parameters: Record<string, string | number>) =>
+    synthObjects(loadEnvironment('prod', { postgres: { parameters } }));
+
+  test('says, per parameter, whether a reload applies it or it needs the restart-and-switchover path', () => {
+    const d = diffEnvironment(prod({}), prod({ work_mem: '8MB', max_locks_per_transaction: 128 }));
+    const files = d.changed.find((c) => c.object.kind === 'ConfigMap' && c.object.name === 'postgres-files');
+    expect(files?.notes?.map((n) => n.message)).toEqual([
+      'parameter max_locks_per_transaction: (default) → 128: context postmaster: needs a restart; the reconfigure Job restarts the replicas one at a time, switches over to one, then restarts the old leader (a write pause of a switchover)',
+      expect.stringMatching(
+        /^parameter work_mem: "\d+kB" → "8MB": context user: applied by a reload on every member, no restart$/,
+      ),
+    ]);
+    // Not immutable: a new reconfigure Job applies it, nothing is replaced.
+    expect(files?.immutable).toBeUndefined();
+    const results = [{ name: 'prod', diff: d }];
+    expect(formatDiff('text', results)).toMatch(
+      /\n {10}> parameter work_mem: "\d+kB" → "8MB": context user: applied by a reload/,
+    );
+    expect(formatDiff('markdown', results)).toContain('>         parameter max_locks_per_transaction: (default) → 128');
+    expect(JSON.parse(formatDiff('json', results)).environments[0].changed).toContainEqual(
+      expect.objectContaining({
+        notes: expect.arrayContaining([expect.objectContaining({ path: 'data["patroni.yml"]' })]),
+      }),
+    );
+  });
+
+  test('an unchanged configuration gets no notes, and other ConfigMaps none', () => {
+    const d = diffEnvironment(prod({ work_mem: '8MB' }), prod({ work_mem: '8MB' }));
+    expect(d.changed).toEqual([]);
+    const cm = (data: Record<string, string>) => object('ConfigMap', { data });
+    expect(
+      diffEnvironment([cm({ 'patroni.yml': 'a: 1' })], [cm({ 'patroni.yml': 'a: 2' })]).changed[0].notes,
+    ).toBeUndefined();
   });
 });

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { localBase } from '../tools/runtime/images/bases';
-import { baseArgs, BUDGETS, discoverImages, plannedImages } from '../tools/runtime/images/build';
+import { baseArgs, BUDGETS, discoverImages, imageMismatches, plannedImages } from '../tools/runtime/images/build';
 
 const ROOT = join(__dirname, '..');
 
@@ -50,6 +50,28 @@ test("tags the API image with the Deployment's image (api.image)", () => {
     tag: 'ghcr.io/fastnext/api:0.1.0',
     image: 'ghcr.io/fastnext/api',
   });
+});
+
+test('tags every image with the image its manifests run: postgres (Patroni) and pgbouncer too', () => {
+  expect(plannedImages().map((p) => [p.name, p.dockerfile, p.tag])).toEqual([
+    ['api', 'service/Dockerfile', 'ghcr.io/fastnext/api:0.1.0'],
+    ['pgbouncer', 'images/pgbouncer/Dockerfile', 'ghcr.io/fastnext/pgbouncer:1.18.0-1'],
+    ['postgres', 'images/postgres/Dockerfile', 'ghcr.io/fastnext/postgres:15-3.0.2-1-pgbackrest2.45'],
+  ]);
+});
+
+test('refuses a manifest image no Dockerfile builds, and a Dockerfile no manifest runs', () => {
+  const tags = new Map([
+    ['api', 'ghcr.io/fastnext/api:0.1.0'],
+    ['postgres-patroni', 'ghcr.io/fastnext/postgres-patroni:15'],
+  ]);
+  expect(imageMismatches(['api', 'postgres'], tags)).toEqual([
+    "the manifests run ghcr.io/fastnext/postgres-patroni:15, but no Dockerfile builds 'postgres-patroni': " +
+      'add images/postgres-patroni/Dockerfile or change the image',
+    "images/postgres/Dockerfile builds 'postgres', but no manifest runs ghcr.io/fastnext/postgres: " +
+      'name the folder after the image the manifests use',
+  ]);
+  expect(imageMismatches(['api'], new Map([['api', 'ghcr.io/fastnext/api:1']]))).toEqual([]);
 });
 
 test('the API budget forbids npm, the sources and the dev-only packages, not runtime ones', () => {

@@ -9,10 +9,10 @@ import { parse } from 'yaml';
 import { renderAlertRules, renderRecordingRules } from '../constructs/monitoring/alert-rules';
 import { dashboards, renderDashboard } from '../constructs/monitoring/dashboards';
 import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/monitoring/prometheus-config';
-import { DASHBOARD_CONFIGMAP_LIMIT_BYTES, DISCOVERY_RULE, Monitoring } from '../constructs/monitoring';
+import { DASHBOARD_CONFIGMAP_LIMIT_BYTES, DISCOVERY_RULE, KUBELET_RULES, Monitoring } from '../constructs/monitoring';
 import { RULE_COMPONENTS } from '../constructs/monitoring/alert-rules';
 import { loadEnvironment } from '../stacks/environments';
-import { synthObjects } from '../stacks/synth';
+import { buildPlatform, synthObjects } from '../stacks/synth';
 import { ENVS, type Obj, containersOf, find, generatorJob, objectsOf, ofKind, podTemplates } from './helpers/objects';
 
 describe.each(ENVS)('environment %s', (env) => {
@@ -42,9 +42,11 @@ describe.each(ENVS)('environment %s', (env) => {
     expect(names).toEqual(expect.arrayContaining([RULE_COMPONENTS.api, RULE_COMPONENTS.edge]));
   });
 
-  test('RBAC: no ClusterRole; Prometheus gets one Role with get/list/watch on pods, endpoints and services', () => {
-    expect(ofKind(objects, 'ClusterRole')).toEqual([]);
-    expect(ofKind(objects, 'ClusterRoleBinding')).toEqual([]);
+  test('RBAC: Prometheus gets one Role with get/list/watch on pods, endpoints and services; its one ClusterRole is the kubelet scrape’s', () => {
+    expect(ofKind(objects, 'ClusterRole').map((r) => r.rules)).toEqual([KUBELET_RULES]);
+    expect(ofKind(objects, 'ClusterRoleBinding').map((b) => b.subjects)).toEqual([
+      [{ kind: 'ServiceAccount', name: 'prometheus', namespace: config.namespace }],
+    ]);
     const role = find(objects, 'Role', 'prometheus-discovery');
     for (const rule of role.rules) {
       expect(rule.apiGroups).toEqual(['']);
@@ -100,8 +102,14 @@ describe.each(ENVS)('environment %s', (env) => {
   });
 
   test('the ConfigMaps hold exactly the rendered prometheus.yml, rules and dashboards', () => {
+    const { platform } = buildPlatform(config);
     expect(find(objects, 'ConfigMap', 'prometheus-config').data).toEqual({
-      [PROMETHEUS_FILES.config]: renderPrometheusConfig(config),
+      [PROMETHEUS_FILES.config]: renderPrometheusConfig({
+        ...config,
+        alertmanagers: platform.monitoring!.alertmanager.replicaAddresses,
+        kubeStateMetrics: { component: 'kube-state-metrics', portName: 'http-metrics' },
+        scrapeKubelets: config.monitoring.kubelet.enabled,
+      }),
       [PROMETHEUS_FILES.recordingRules]: renderRecordingRules(),
       [PROMETHEUS_FILES.alertRules]: renderAlertRules(config),
     });
@@ -175,11 +183,12 @@ describe.each(ENVS)('environment %s', (env) => {
   });
 });
 
-test('monitoring.enabled: false leaves Prometheus and Grafana out', () => {
+test('monitoring.enabled: false leaves Prometheus, Alertmanager, Grafana and kube-state-metrics out', () => {
   const objects = synthObjects(loadEnvironment('dev', { monitoring: { enabled: false } })) as Obj[];
   const names = objects.map((o) => o.metadata.labels?.['app.kubernetes.io/name']);
-  expect(names).not.toContain('prometheus');
-  expect(names).not.toContain('grafana');
+  for (const c of ['prometheus', 'alertmanager', 'grafana', 'kube-state-metrics', 'monitoring'])
+    expect(names).not.toContain(c);
+  expect(ofKind(objects, 'ClusterRole')).toEqual([]);
   expect(ofKind(objects, 'Role').map((r) => r.metadata.name)).not.toContain('prometheus-discovery');
 });
 

@@ -2,92 +2,25 @@
  * The shipped nginx.conf (from the edge ConfigMap of the synthesized objects)
  * on Debian's real nginx, in front of loopback backends.
  */
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as https from 'https';
-import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { SERVICE_LIMITS } from '../service/src/contract';
-import { type Endpoint, type RunningNginx, startNginx } from '../tools/runtime/nginx-runner';
+import { EDGE_PORTS } from '../constructs/edge/nginx-conf';
+import { type RunningNginx, startNginx } from '../tools/runtime/nginx-runner';
+import { type Backend, backend, rawRequest, request, selfSigned } from './helpers/edge-http';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { find, objectsOf } from './helpers/objects';
 
 const shippedConf = (env: string): string => find(objectsOf(env), 'ConfigMap', 'edge-nginx-conf').data['nginx.conf'];
 
-interface Backend {
-  host: string;
-  port: number;
-  id: string;
-  hits: number;
-  release(): void;
-  close(): Promise<void>;
-}
-
-/** A loopback HTTP backend: answers its id; `/hold` waits until released. */
-function backend(id: string): Promise<Backend> {
-  const held: http.ServerResponse[] = [];
-  const server = http.createServer((req, res) => {
-    b.hits++;
-    const reply = () => {
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ backend: id }));
-    };
-    if (req.url === '/hold') held.push(res);
-    else reply();
-  });
-  server.keepAliveTimeout = 65000;
-  const b: Backend = {
-    id,
-    host: '127.0.0.1',
-    port: 0,
-    hits: 0,
-    release: () => {
-      for (const res of held.splice(0)) res.end(JSON.stringify({ backend: id }));
-    },
-    close: () =>
-      new Promise((resolve) => {
-        b.release();
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () => {
-      b.port = (server.address() as { port: number }).port;
-      resolve(b);
-    }),
-  );
-}
-
 /** Stays under the 100 r/s per-client limit, as a well-behaved client does (1 request / 12 ms). */
 const pace = () => new Promise((r) => setTimeout(r, 12));
 /** Waits until the limiter's burst bucket is empty again (50 excess drain at 100 r/s in 0.5 s). */
 const drainBucket = () => new Promise((r) => setTimeout(r, 700));
-
-interface Reply {
-  status: number;
-  body: string;
-  headers: http.IncomingHttpHeaders;
-}
-
-function request(ep: Endpoint, urlPath: string, opts: { tls?: boolean; agent?: http.Agent } = {}): Promise<Reply> {
-  const mod = opts.tls ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = mod.request(
-      { host: ep.host, port: ep.port, path: urlPath, agent: opts.agent, rejectUnauthorized: false },
-      (res) => {
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 describe('edge nginx.conf on real nginx (dev: plain HTTP)', () => {
   let a: Backend;
@@ -213,30 +146,6 @@ describe('edge nginx.conf on real nginx (dev: plain HTTP)', () => {
   });
 });
 
-/** Sends raw bytes (requests node's client refuses to make) and parses the one response. */
-function rawRequest(ep: Endpoint, bytes: string | Buffer): Promise<{ status: number; headers: string; body: string }> {
-  return new Promise((resolve, reject) => {
-    // write, not end: nginx takes a half-closed client for one that went away (499).
-    const socket = net.connect(ep.port, ep.host, () => socket.write(bytes));
-    let data = '';
-    const complete = () => {
-      const [head, ...rest] = data.split('\r\n\r\n');
-      const length = /content-length: (\d+)/i.exec(head)?.[1];
-      return rest.length > 0 && length !== undefined && Buffer.byteLength(rest.join('\r\n\r\n')) >= +length;
-    };
-    socket.on('data', (d) => {
-      data += d;
-      // Done once the whole response is in: no waiting out nginx's lingering close.
-      if (complete()) socket.destroy();
-    });
-    socket.on('error', reject);
-    socket.on('close', () => {
-      const [head, ...rest] = data.split('\r\n\r\n');
-      resolve({ status: Number(head.split(' ')[1]), headers: head.toLowerCase(), body: rest.join('\r\n\r\n') });
-    });
-  });
-}
-
 describe("the edge's own errors: the API's one JSON shape (dev conf on real nginx)", () => {
   let a: Backend;
   let nginx: RunningNginx;
@@ -321,33 +230,11 @@ describe('edge nginx.conf on real nginx (prod: TLS)', () => {
 
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fastnext-tls-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=fastnext.example.com',
-        '-keyout',
-        path.join(tmp, 'key.pem'),
-        '-out',
-        path.join(tmp, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
     a = await backend('a');
     nginx = await startNginx({
       nginxConf: shippedConf('prod'),
       upstreams: [a],
-      tls: {
-        cert: fs.readFileSync(path.join(tmp, 'cert.pem'), 'utf8'),
-        key: fs.readFileSync(path.join(tmp, 'key.pem'), 'utf8'),
-      },
+      tls: selfSigned(tmp, 'fastnext.example.com'),
     });
   });
   afterAll(async () => {
@@ -356,6 +243,23 @@ describe('edge nginx.conf on real nginx (prod: TLS)', () => {
     await nginx?.stop();
     await a?.close();
     fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test("nginx -t accepts the shipped conf; only addresses, paths and HTTP/2's spelling for nginx 1.22 differ", () => {
+    const shipped = shippedConf('prod').split('\n');
+    const running = nginx.conf.split('\n');
+    const changed = shipped.filter((line) => !running.includes(line)).map((l) => l.trim());
+    // Rendered for the image's nginx 1.28 (`http2 on;`); the runner spells it as 1.22 takes it.
+    expect(changed).toContain('http2 on;');
+    expect(changed).toContain(`listen ${EDGE_PORTS.https} ssl default_server;`);
+    for (const line of changed) {
+      expect(line).toMatch(
+        /^(server \S+ resolve max_fails=3 fail_timeout=30s;|resolver \S+ valid=10s ipv6=off;|listen \d+( ssl)?( default_server)?;|http2 on;|pid \S+;|\w+_temp_path \S+;|ssl_certificate(_key)? \S+;)$/,
+      );
+    }
+    expect(running.map((l) => l.trim())).toContain(
+      `listen ${nginx.https!.host}:${nginx.https!.port} ssl http2 default_server;`,
+    );
   });
 
   test('plain HTTP redirects to HTTPS', async () => {

@@ -2,6 +2,7 @@
  * Fine-grained invariants of every environment's synthesized objects. They
  * hold for every tier, so a tier added later is held to the same bar.
  */
+import { RUNTIME_LABELS_ANNOTATION } from '../constructs/postgres/patroni-cluster';
 import { SERVICE_ENV, SERVICE_PATHS, SERVICE_PORTS } from '../service/src/contract';
 import { loadEnvironment } from '../stacks/environments';
 import { checkObjects } from '../tools/manifests/schema-check';
@@ -22,9 +23,13 @@ describe.each(ENVS)('%s', (env) => {
     });
   });
 
-  test('every namespaced object lives in the environment namespace', () => {
-    for (const o of objects.filter((x) => x.kind !== 'Namespace')) {
+  test('every namespaced object lives in the environment namespace; cluster-scoped ones name none', () => {
+    const clusterScoped = ['Namespace', 'ClusterRole', 'ClusterRoleBinding'];
+    for (const o of objects.filter((x) => !clusterScoped.includes(x.kind))) {
       expect([label(o), o.metadata.namespace]).toEqual([label(o), config.namespace]);
+    }
+    for (const o of objects.filter((x) => ['ClusterRole', 'ClusterRoleBinding'].includes(x.kind))) {
+      expect([label(o), o.metadata.namespace]).toEqual([label(o), undefined]);
     }
   });
 
@@ -95,7 +100,12 @@ describe.each(ENVS)('%s', (env) => {
 
   test('every Service selects the pods of some pod template, on ports they declare', () => {
     for (const svc of ofKind(objects, 'Service')) {
-      const matching = templates.filter((t) => t.owner.kind !== 'CronJob' && selects(svc.spec.selector, t.labels));
+      // Labels a controller sets on live pods (Patroni's role label) are on no template.
+      const runtime = (svc.metadata.annotations?.[RUNTIME_LABELS_ANNOTATION] ?? '').split(',');
+      const selector: Record<string, string> = Object.fromEntries(
+        Object.entries(svc.spec.selector as Record<string, string>).filter(([k]) => !runtime.includes(k)),
+      );
+      const matching = templates.filter((t) => t.owner.kind !== 'CronJob' && selects(selector, t.labels));
       expect([label(svc), matching.length > 0]).toEqual([label(svc), true]);
       for (const port of svc.spec.ports) {
         const target = port.targetPort ?? port.port;

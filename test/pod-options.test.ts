@@ -108,7 +108,8 @@ describe('the api pod block from an environment file', () => {
 describe.each([
   ['api', 'Deployment', 'api'],
   ['edge', 'Deployment', 'edge'],
-  ['postgres', 'StatefulSet', 'postgres-primary'],
+  ['postgres', 'StatefulSet', 'postgres'],
+  ['pgbouncer', 'Deployment', 'pgbouncer'],
   ['redis', 'StatefulSet', 'redis'],
   ['monitoring.prometheus', 'StatefulSet', 'prometheus'],
   ['monitoring.grafana', 'Deployment', 'grafana'],

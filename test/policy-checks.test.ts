@@ -364,6 +364,20 @@ const CASES: Case[] = [
       "HorizontalPodAutoscaler/web: scale target Deployment 'wbe' is not in the output",
     ],
   },
+  {
+    check: 'postgres-plaintext',
+    when: 'a production pg_hba admits plaintext and an exporter sets sslmode=disable',
+    options: { production: true },
+    mutate: (o) => {
+      pick(o, 'ConfigMap', 'settings').data['patroni.yml'] =
+        'pg_hba:\n  - hostssl app app 10.0.0.0/8 scram-sha-256\n  - host app app 10.0.0.0/8 scram-sha-256\n  - host all all 0.0.0.0/0 reject\n';
+      webC(o).env = [{ name: 'DATA_SOURCE_URI', value: '127.0.0.1:5432/postgres?sslmode=disable' }];
+    },
+    expected: [
+      "ConfigMap/settings: patroni.yml has pg_hba line 'host app app 10.0.0.0/8 scram-sha-256', which admits plaintext: use hostssl",
+      "Deployment/web: container 'web' sets sslmode=disable",
+    ],
+  },
 ];
 
 describe('policy checks', () => {
@@ -383,6 +397,12 @@ describe('policy checks', () => {
 });
 
 describe('policy check edge cases', () => {
+  it('postgres-plaintext stays quiet outside production', () => {
+    const objects = goodObjects();
+    webC(objects).env = [{ name: 'DATA_SOURCE_URI', value: 'x?sslmode=disable' }];
+    expect(findings('postgres-plaintext', objects, { production: false })).toEqual([]);
+  });
+
   it('hpa-min-replicas-prod stays quiet outside production', () => {
     const objects = goodObjects();
     pick(objects, 'HorizontalPodAutoscaler', 'web').spec.minReplicas = 1;

@@ -12,9 +12,8 @@ import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'fs';
 import { join } from 'path';
 import { parse, stringify } from 'yaml';
-import { renderAlertRules, renderRecordingRules } from '../constructs/monitoring/alert-rules';
-import { PROMETHEUS_FILES, renderPrometheusConfig } from '../constructs/monitoring/prometheus-config';
-import { DISCOVERY_RULE } from '../constructs/monitoring';
+import { PROMETHEUS_FILES } from '../constructs/monitoring/prometheus-config';
+import { DISCOVERY_RULE, KUBELET_RULES } from '../constructs/monitoring';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { FakeApiServer } from '../tools/runtime/metrics-check/fake-apiserver';
@@ -25,7 +24,7 @@ import {
   tempDir,
   waitFor,
 } from '../tools/runtime/metrics-check/servers';
-import { type Obj, podTemplates } from './helpers/objects';
+import { type Obj, find, podTemplates } from './helpers/objects';
 
 jest.setTimeout(90000);
 
@@ -81,15 +80,21 @@ beforeAll(async () => {
   api = new FakeApiServer(config.namespace, { pods: podsOf(), endpoints: [], services: [] });
   const apiUrl = await api.listen();
 
-  // GIVEN the shipped files, with only the API server address added to each kubernetes_sd_configs entry.
-  const shipped = parse(renderPrometheusConfig(config)) as { scrape_configs: Obj[] };
+  // GIVEN the shipped files (the ConfigMap's bytes), with only the API server address added to each
+  // kubernetes_sd_configs entry, and the kubelet job's ServiceAccount files pointed at stand-ins.
+  const files = find(objects, 'ConfigMap', 'prometheus-config').data as Record<string, string>;
+  const shipped = parse(files[PROMETHEUS_FILES.config]) as { scrape_configs: Obj[] };
+  const dir = tempDir('prom-discovery-');
   for (const job of shipped.scrape_configs) {
     for (const sd of job.kubernetes_sd_configs ?? []) sd.api_server = apiUrl;
+    if (job.authorization) job.authorization.credentials_file = join(dir, 'token');
+    if (job.tls_config) job.tls_config.ca_file = join(dir, 'ca.crt');
   }
-  const dir = tempDir('prom-discovery-');
+  writeFileSync(join(dir, 'token'), 'stand-in\n');
+  writeFileSync(join(dir, 'ca.crt'), '');
   writeFileSync(join(dir, PROMETHEUS_FILES.config), stringify(shipped));
-  writeFileSync(join(dir, PROMETHEUS_FILES.alertRules), renderAlertRules(config));
-  writeFileSync(join(dir, PROMETHEUS_FILES.recordingRules), renderRecordingRules());
+  writeFileSync(join(dir, PROMETHEUS_FILES.alertRules), files[PROMETHEUS_FILES.alertRules]);
+  writeFileSync(join(dir, PROMETHEUS_FILES.recordingRules), files[PROMETHEUS_FILES.recordingRules]);
   prometheus = await startPrometheus(join(dir, PROMETHEUS_FILES.config), SHIPPED_VERSION_PROMETHEUS);
 });
 
@@ -145,14 +150,32 @@ test('pods without annotations and completed Job pods are dropped', async () => 
   for (const p of expected) expect([p.metadata.name, dropped.has(p.metadata.name)]).toEqual([p.metadata.name, true]);
 });
 
-test('discovery asks only for what the Role grants: list/watch of pods, endpoints, services in its namespace', () => {
+test('kube-state-metrics is scraped in its own job, on its metrics port, without the pod labels of the generic job', async () => {
+  await waitFor('kube-state-metrics target', async () =>
+    (await targets()).activeTargets.some((x) => x.labels.job === 'kube-state-metrics'),
+  );
+  const ksm = (await targets()).activeTargets.filter((x) => x.labels.job === 'kube-state-metrics');
+  const port = find(objects, 'Deployment', 'kube-state-metrics').spec.template.spec.containers[0].ports[0]
+    .containerPort;
+  expect(ksm.map((x) => [x.scrapeUrl, Object.keys(x.labels).sort()])).toEqual([
+    [`http://127.0.0.1:${port}/metrics`, ['instance', 'job']],
+  ]);
+});
+
+test('discovery asks only for what RBAC grants: the Role (pods, endpoints, services in its namespace) and the kubelet ClusterRole (nodes)', () => {
   expect(api.requests.length).toBeGreaterThan(0);
   const asked = [
     ...new Set(api.requests.map((r) => `${r.method} ${r.namespace ?? '(cluster)'} ${r.resource} ${r.verb}`)),
   ];
-  const granted = DISCOVERY_RULE.resources.flatMap((res) =>
-    DISCOVERY_RULE.verbs.map((verb) => `GET ${config.namespace} ${res} ${verb}`),
-  );
+  const granted = [
+    ...DISCOVERY_RULE.resources.flatMap((res) =>
+      DISCOVERY_RULE.verbs.map((verb) => `GET ${config.namespace} ${res} ${verb}`),
+    ),
+    ...KUBELET_RULES.filter((r) => r.resources.includes('nodes')).flatMap((r) =>
+      r.verbs.map((verb) => `GET (cluster) nodes ${verb}`),
+    ),
+  ];
+  expect(asked).toEqual(expect.arrayContaining(['GET (cluster) nodes list']));
   expect(granted).toEqual(expect.arrayContaining(asked));
   // And the Role is not wider than discovery needs: every resource it names is listed and watched.
   for (const res of DISCOVERY_RULE.resources) {

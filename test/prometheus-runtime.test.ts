@@ -7,12 +7,8 @@
 import { writeFileSync } from 'fs';
 import { join } from 'path';
 import { parse, stringify } from 'yaml';
-import { renderAlertRules, renderRecordingRules } from '../constructs/monitoring/alert-rules';
-import {
-  PROMETHEUS_CONFIG_DIR,
-  PROMETHEUS_FILES,
-  renderPrometheusConfig,
-} from '../constructs/monitoring/prometheus-config';
+import { renderAlertRules } from '../constructs/monitoring/alert-rules';
+import { PROMETHEUS_CONFIG_DIR, PROMETHEUS_FILES } from '../constructs/monitoring/prometheus-config';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { FakeApiServer } from '../tools/runtime/metrics-check/fake-apiserver';
@@ -39,11 +35,19 @@ beforeAll(async () => {
   api = new FakeApiServer(config.namespace, { pods: [], endpoints: [], services: [] });
   const apiUrl = await api.listen();
   dir = tempDir('prom-runtime-');
-  const shipped = parse(renderPrometheusConfig(config)) as { scrape_configs: Obj[] };
-  for (const job of shipped.scrape_configs) for (const sd of job.kubernetes_sd_configs ?? []) sd.api_server = apiUrl;
+  // The ConfigMap's bytes; the API server address and the kubelet job's ServiceAccount files substituted.
+  const files = find(synthObjects(config) as Obj[], 'ConfigMap', 'prometheus-config').data as Record<string, string>;
+  const shipped = parse(files[PROMETHEUS_FILES.config]) as { scrape_configs: Obj[] };
+  for (const job of shipped.scrape_configs) {
+    for (const sd of job.kubernetes_sd_configs ?? []) sd.api_server = apiUrl;
+    if (job.authorization) job.authorization.credentials_file = join(dir, 'token');
+    if (job.tls_config) job.tls_config.ca_file = join(dir, 'ca.crt');
+  }
+  writeFileSync(join(dir, 'token'), 'stand-in\n');
+  writeFileSync(join(dir, 'ca.crt'), '');
   writeFileSync(join(dir, PROMETHEUS_FILES.config), stringify(shipped));
-  writeFileSync(join(dir, PROMETHEUS_FILES.alertRules), renderAlertRules(config));
-  writeFileSync(join(dir, PROMETHEUS_FILES.recordingRules), renderRecordingRules());
+  writeFileSync(join(dir, PROMETHEUS_FILES.alertRules), files[PROMETHEUS_FILES.alertRules]);
+  writeFileSync(join(dir, PROMETHEUS_FILES.recordingRules), files[PROMETHEUS_FILES.recordingRules]);
   const port = await freePort();
   // GIVEN the container's args with only its mount paths and listen address substituted.
   const args = (container.args as string[]).map((a) =>

@@ -181,6 +181,50 @@ describe('the await model', () => {
     expect(r.events.get('Deployment/web pods started')!.step).toBeGreaterThan(r.events.get('Job/gen ready')!.step);
   });
 
+  test('prod: the TLS generator Job waits for no Service its certificate names; every pod mounting the certificate waits for it', () => {
+    const all = synthObjects(loadEnvironment('prod'));
+    const env = all.filter((o) => o.kind !== 'Namespace');
+    const deps = deployDependencies(env);
+    const job = env.find(
+      (o) => o.kind === 'Job' && o.metadata.annotations?.['fastnext.io/creates-secrets'] === 'postgres-tls',
+    )!;
+    expect(job).toBeDefined();
+    const jobKey = objectKey(job);
+    const credentialsJob = env.find(
+      (o) => o.kind === 'Job' && o.metadata.annotations?.['fastnext.io/creates-secrets'] === 'postgres-credentials',
+    )!;
+    // TLS_DNS_NAMES names postgres-primary, -readonly, the members and pgbouncer: certificate names, not
+    // hosts it reaches. It waits for exactly what the password generator (which names no Service) waits for.
+    expect(job.spec).toMatchObject({
+      template: {
+        spec: {
+          containers: [
+            {
+              env: expect.arrayContaining([
+                expect.objectContaining({
+                  name: 'TLS_DNS_NAMES',
+                  value: expect.stringContaining('pgbouncer.fastnext-prod.svc'),
+                }),
+              ]),
+            },
+          ],
+        },
+      },
+    });
+    expect([...deps.get(jobKey)!].sort()).toEqual([...deps.get(objectKey(credentialsJob))!].sort());
+    const waiting = [...deps].filter(([, ds]) => ds.includes(jobKey)).map(([k]) => k.replace(/-[0-9a-f]{8}$/, ''));
+    expect(waiting.sort()).toEqual([
+      'CronJob/api-partition-maintenance',
+      'Deployment/api',
+      'Deployment/pgbouncer',
+      'Deployment/pgbouncer-readonly',
+      'StatefulSet/postgres',
+    ]);
+    expect(() => dependencyLayers(deps)).not.toThrow();
+    const r = simulateCreate(fromObjects(all, deps), options);
+    expect(r.blocked).toEqual([]);
+  });
+
   test('layers put every object after its dependencies, and a cycle is named', () => {
     const env = synthObjects(loadEnvironment('dev')).filter((o) => o.kind !== 'Namespace');
     const deps = deployDependencies(env);

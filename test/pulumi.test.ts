@@ -25,6 +25,7 @@ import {
   kubeRegistrations,
   LOAD_BALANCER_IP,
   patchesOf,
+  programError,
   type ProgramRun,
   runProgram,
   stackFileConfig,
@@ -117,7 +118,7 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
         o.kind === 'StatefulSet' &&
         ((o.spec as { volumeClaimTemplates?: unknown[] }).volumeClaimTemplates ?? []).length > 0,
     );
-    expect(dataSets.map((o) => o.metadata.name)).toEqual(expect.arrayContaining(['postgres-replica', 'redis']));
+    expect(dataSets.map((o) => o.metadata.name)).toEqual(expect.arrayContaining(['postgres', 'redis']));
     expect(timed.sort((a, b) => a.name.localeCompare(b.name))).toEqual(
       dataSets
         .map((o) => ({
@@ -148,13 +149,9 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
     // The path starts at the Namespace and ends at the last resource to be ready.
     expect(names.get(awaited().criticalPath[0].id)).toBe(`Namespace/fastnext-${env}`);
     expect(awaited().criticalPath.at(-1)!.step).toBe(awaited().steps);
-    // PostgreSQL's primary, then a replica from its base backup, is the longest chain.
+    // The generated credentials, then the pooler that reads them, are on the longest chain.
     expect(awaited().criticalPath.map((e) => names.get(e.id))).toEqual(
-      expect.arrayContaining([
-        'StatefulSet/postgres-primary',
-        'Service/postgres-primary',
-        'StatefulSet/postgres-replica',
-      ]),
+      expect.arrayContaining(['Deployment/pgbouncer']),
     );
   });
 
@@ -166,12 +163,7 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
       expect.arrayContaining(['Service/api', 'Service/postgres-primary', 'Service/grafana']),
     );
     expect(old.blocked.map((b) => b.id)).toEqual(
-      expect.arrayContaining([
-        'Deployment/api',
-        'Deployment/edge',
-        'StatefulSet/postgres-primary',
-        'StatefulSet/postgres-replica',
-      ]),
+      expect.arrayContaining(['Deployment/api', 'Deployment/edge', 'StatefulSet/postgres']),
     );
     // Each is a cycle: the controller waits for the Service, the Service for the controller's pods.
     const cycleOf = (id: string) => old.cycles.find((c) => c.some((k) => k.startsWith(`${id} `)));
@@ -209,9 +201,7 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
         })),
       );
     });
-    expect(expectedClaims.map((c) => c.claim)).toEqual(
-      expect.arrayContaining(['data-postgres-primary-0', 'data-redis-5']),
-    );
+    expect(expectedClaims.map((c) => c.claim)).toEqual(expect.arrayContaining(['data-postgres-0', 'data-redis-5']));
     expect(
       patches
         .map((p) => {
@@ -286,6 +276,57 @@ describe.each(environmentNames())('stack %s (config from Pulumi.%s.yaml)', (env)
     expect(run.outputs.postgresReadOnlyHost).not.toBe(run.outputs.postgresPrimaryHost);
     expect(run.outputs.redisSeedHosts).toHaveLength(config.redis.masters * (1 + config.redis.replicasPerMaster));
     expect(run.outputs.grafanaUrl).toBe(`http://grafana.fastnext-${env}.svc.cluster.local:3000`);
+  });
+});
+
+describe('operator mode from stack config (fastnext:monitoringMode, fastnext:prometheusNamespace)', () => {
+  let run: ProgramRun;
+  let expected: KubeObject[];
+  beforeAll(async () => {
+    run = await runProgram('prod', {
+      ...stackFileConfig('prod'),
+      'fastnext:monitoringMode': 'operator',
+      'fastnext:prometheusNamespace': 'monitoring',
+    });
+    expected = run.model.synthObjects(
+      run.model.loadEnvironment('prod', {
+        monitoring: { mode: 'operator', operator: { prometheusNamespace: 'monitoring' } },
+      }),
+    );
+  });
+
+  test('registers exactly the synthesized objects, the prometheus-operator kinds as custom resources', () => {
+    const registered = kubeRegistrations(run).map((r) => identity(r.type, r.inputs as KubeObject));
+    expect(registered.sort()).toEqual(expected.map((o) => identity(typeToken(o), o)).sort());
+    const custom = registered.filter((t) => t.startsWith('kubernetes:monitoring.coreos.com/'));
+    expect(custom.map((t) => t.split(' ')[0]).sort()).toEqual([
+      ...Array(6).fill('kubernetes:monitoring.coreos.com/v1:PodMonitor'),
+      'kubernetes:monitoring.coreos.com/v1:PrometheusRule',
+      'kubernetes:monitoring.coreos.com/v1alpha1:AlertmanagerConfig',
+    ]);
+    expect(
+      registered.filter((t) => /StatefulSet .*\/(prometheus|alertmanager)$|Deployment .*\/grafana$/.test(t)),
+    ).toEqual([]);
+  });
+
+  test('the custom resources wait for the Namespace only, and every resource becomes ready', () => {
+    const kube = kubeRegistrations(run);
+    const namespace = kube.find((r) => r.type === 'kubernetes:core/v1:Namespace')!;
+    for (const r of kube.filter((x) => x.type.startsWith('kubernetes:monitoring.coreos.com/'))) {
+      expect([r.name, r.dependencies]).toEqual([r.name, [namespace.urn]]);
+    }
+    const rollout = simulateCreate(fromRegistrations(run.registrations), AWAIT_OPTIONS);
+    expect(readable(rollout, nameOf(run))).toEqual([]);
+    expect(rollout.cycles).toEqual([]);
+  });
+
+  test('no Grafana or Prometheus URL: the stack runs none', () => {
+    expect([run.outputs.grafanaUrl, run.outputs.prometheusUrl]).toEqual([undefined, undefined]);
+  });
+
+  test('fails like the synth when the mode is unknown', async () => {
+    const e = await programError('prod', { ...stackFileConfig('prod'), 'fastnext:monitoringMode': 'kube-prometheus' });
+    expect(e.message).toContain('monitoring.mode: "kube-prometheus" must be one of "bundled", "operator"');
   });
 });
 

@@ -5,7 +5,7 @@
  * its calls and answers with the live sizes.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadEnvironment } from '../stacks/environments';
@@ -14,6 +14,8 @@ import { synthObjects } from '../stacks/synth';
 
 const ROOT = join(__dirname, '..');
 let dir: string;
+/** The StatefulSet's manifest file (its number follows the object order, which other tiers change). */
+let STATEFULSET_FILE: string;
 const resize = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
   spawnSync(process.execPath, ['tools/run.js', 'tools/manifests/resize.ts', ...args], {
     cwd: ROOT,
@@ -27,6 +29,7 @@ beforeAll(() => {
     synthObjects(loadEnvironment('prod', size ? { postgres: { storage: { size } } } : {}));
   writeEnvironments(join(dir, 'before'), new Map([['prod', prod()]]));
   writeEnvironments(join(dir, 'after'), new Map([['prod', prod('200Gi')]]));
+  STATEFULSET_FILE = readdirSync(join(dir, 'after', 'prod')).find((f) => /^\d+-statefulset-postgres\.yaml$/.test(f))!;
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -42,23 +45,20 @@ test("prints prod's 100Gi -> 200Gi PostgreSQL sequence, and only for what grew",
   const wait = (c: string) =>
     `kubectl ${ns} wait pvc/${c} '--for=jsonpath={.status.capacity.storage}=200Gi' --timeout=15m`;
   expect(commands).toEqual([
-    `kubectl ${ns} patch pvc data-postgres-primary-0 -p ${patch}`,
-    wait('data-postgres-primary-0'),
-    `kubectl ${ns} delete statefulset postgres-primary --cascade=orphan`,
-    `kubectl apply -f <dir>/058-statefulset-postgres-primary.yaml`,
-    `kubectl ${ns} rollout status statefulset/postgres-primary --timeout=30m`,
-    `kubectl ${ns} patch pvc data-postgres-replica-0 -p ${patch}`,
-    `kubectl ${ns} patch pvc data-postgres-replica-1 -p ${patch}`,
-    wait('data-postgres-replica-0'),
-    wait('data-postgres-replica-1'),
-    `kubectl ${ns} delete statefulset postgres-replica --cascade=orphan`,
-    `kubectl apply -f <dir>/059-statefulset-postgres-replica.yaml`,
-    `kubectl ${ns} rollout status statefulset/postgres-replica --timeout=30m`,
+    `kubectl ${ns} patch pvc data-postgres-0 -p ${patch}`,
+    `kubectl ${ns} patch pvc data-postgres-1 -p ${patch}`,
+    `kubectl ${ns} patch pvc data-postgres-2 -p ${patch}`,
+    wait('data-postgres-0'),
+    wait('data-postgres-1'),
+    wait('data-postgres-2'),
+    `kubectl ${ns} delete statefulset postgres --cascade=orphan`,
+    `kubectl apply -f <dir>/${STATEFULSET_FILE}`,
+    `kubectl ${ns} rollout status statefulset/postgres --timeout=30m`,
   ]);
 });
 
 test('--apply runs the steps through kubectl, skipping claims already grown and StatefulSets already current', () => {
-  // GIVEN a cluster where data-postgres-replica-1 already has 200Gi and every template but PostgreSQL's is current
+  // GIVEN a cluster where data-postgres-2 already has 200Gi and every template but PostgreSQL's is current
   const bin = join(dir, 'bin');
   const log = join(dir, 'kubectl.log');
   mkdirSync(bin, { recursive: true });
@@ -67,10 +67,11 @@ test('--apply runs the steps through kubectl, skipping claims already grown and 
     `#!/bin/sh
 echo "$*" >> '${log}'
 case "$*" in
-  *"get pvc data-postgres-replica-1"*) printf 200Gi ;;
+  *"get pvc data-postgres-2"*) printf 200Gi ;;
   *"get pvc"*) printf 100Gi ;;
-  *"get statefulset postgres-"*) printf 100Gi ;;
+  *"get statefulset postgres"*) printf 100Gi ;;
   *"get statefulset prometheus"*) printf 50Gi ;;
+  *"get statefulset alertmanager"*) printf 1Gi ;;
   *"get statefulset redis"*) printf 10Gi ;;
 esac
 `,
@@ -86,17 +87,14 @@ esac
   const changing = calls.filter((c) => !c.includes(' get '));
   const file = (f: string) => join(dir, 'after', 'prod', f);
   expect(changing.map((c) => c.replace(/ -p .*| --(for|timeout)=.*/, ''))).toEqual([
-    '-n fastnext-prod patch pvc data-postgres-primary-0',
-    '-n fastnext-prod wait pvc/data-postgres-primary-0',
-    '-n fastnext-prod delete statefulset postgres-primary --cascade=orphan',
-    `apply -f ${file('058-statefulset-postgres-primary.yaml')}`,
-    '-n fastnext-prod rollout status statefulset/postgres-primary',
-    '-n fastnext-prod patch pvc data-postgres-replica-0',
-    '-n fastnext-prod wait pvc/data-postgres-replica-0',
-    '-n fastnext-prod wait pvc/data-postgres-replica-1',
-    '-n fastnext-prod delete statefulset postgres-replica --cascade=orphan',
-    `apply -f ${file('059-statefulset-postgres-replica.yaml')}`,
-    '-n fastnext-prod rollout status statefulset/postgres-replica',
+    '-n fastnext-prod patch pvc data-postgres-0',
+    '-n fastnext-prod patch pvc data-postgres-1',
+    '-n fastnext-prod wait pvc/data-postgres-0',
+    '-n fastnext-prod wait pvc/data-postgres-1',
+    '-n fastnext-prod wait pvc/data-postgres-2',
+    '-n fastnext-prod delete statefulset postgres --cascade=orphan',
+    `apply -f ${file(STATEFULSET_FILE)}`,
+    '-n fastnext-prod rollout status statefulset/postgres',
   ]);
-  expect(r.stdout).toContain('skip: data-postgres-replica-1 already has 200Gi or more');
+  expect(r.stdout).toContain('skip: data-postgres-2 already has 200Gi or more');
 });

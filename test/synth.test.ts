@@ -88,8 +88,7 @@ describe('synth', () => {
     expect(main(['--out', out], shrunk)).toBe(1);
     expect(errors.join('\n')).toBe(
       `Environment 'prod': volumes cannot shrink, and a claim template is smaller than in ${out}/prod/:\n` +
-        "  - StatefulSet postgres-primary, claim template 'data': 100Gi -> 50Gi\n" +
-        "  - StatefulSet postgres-replica, claim template 'data': 100Gi -> 50Gi\n" +
+        "  - StatefulSet postgres, claim template 'data': 100Gi -> 50Gi\n" +
         '  Keep the <tier>.storage.size of stacks/prod.ts at the previous size or larger (moving to a smaller volume is a new volume plus a backup restore: docs/day-2.md).\n' +
         `synth: nothing written; ${out}/ keeps its previous content.`,
     );

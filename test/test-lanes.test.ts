@@ -10,9 +10,9 @@ const root = join(__dirname, '..');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { SERVER_TESTS } = require('../jest.unit.config.js') as { SERVER_TESTS: string[] };
 
-/** What a test that starts servers uses: the launchers, the twin, nginx, Prometheus or promtool. */
+/** What a test that starts servers uses: the launchers (any of their modules), the twin, nginx, Prometheus, Alertmanager or promtool. */
 const SERVER_MODULES =
-  /from '[./]*(tools\/runtime\/(launcher|twin\/twin|nginx-runner|metrics-check\/(servers|fake-apiserver))|helpers\/servers)'|'promtool'\)/;
+  /from '[./]*(tools\/runtime\/(launcher(\/[\w-]+)?|twin\/twin|nginx-runner|alertmanager|metrics-check\/(servers|fake-apiserver))|helpers\/servers)'|'promtool'\)/;
 
 function testFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {

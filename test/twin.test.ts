@@ -22,12 +22,13 @@ const deployment = objects.find(
   (o) => o.kind === 'Deployment' && o.metadata.name === 'api',
 ) as unknown as DeploymentLike;
 const container = deployment.spec.template.spec.containers[0];
+const ns = loadEnvironment('dev').namespace;
 const wiring: PodWiring = {
-  postgresPrimary: { host: '127.1.0.1', port: 2001 },
-  postgresReplicas: [
-    { host: '127.1.0.2', port: 2002 },
-    { host: '127.1.0.3', port: 2003 },
-  ],
+  services: {
+    [`pgbouncer.${ns}.svc.cluster.local:6432`]: { host: '127.1.0.1', port: 2001 },
+    [`pgbouncer-readonly.${ns}.svc.cluster.local:6432`]: { host: '127.1.0.2', port: 2002 },
+    [`postgres-primary.${ns}.svc.cluster.local:5432`]: { host: '127.1.0.3', port: 2003 },
+  },
   redisNodes: [0, 1, 2, 3, 4, 5].map((i) => ({ host: `127.2.0.${i}`, port: 3000 + i })),
   secretFiles: {
     [SERVICE_ENV.postgresPasswordFile]: '/tmp/x/pg',
@@ -58,8 +59,15 @@ describe('API pod env', () => {
         SERVICE_ENV.managementTokenFile,
       ].sort(),
     );
-    expect(env[SERVICE_ENV.postgresReadReplicas]).toBe('127.1.0.2:2002,127.1.0.3:2003');
+    // The serving container reaches PostgreSQL through the PgBouncer Services' stand-ins.
+    expect(env[SERVICE_ENV.postgresServer]).toBe('127.1.0.1:2001');
+    expect(env[SERVICE_ENV.postgresReadReplicas]).toBe('127.1.0.2:2002');
     expect(env[SERVICE_ENV.port]).toBe('1111');
+  });
+
+  test('the migrate init container bypasses the pooler: straight to the primary Service stand-in', () => {
+    const init = deployment.spec.template.spec.initContainers![0];
+    expect(podEnv(init, wiring, { http: 1111, metrics: 2222 })[SERVICE_ENV.postgresServer]).toBe('127.1.0.3:2003');
   });
 
   test('runs the image entry point from this checkout', () => {
@@ -80,10 +88,13 @@ describe('API pod env', () => {
     );
   });
 
-  test('fails when the Deployment lists a different number of read replicas', () => {
-    expect(() =>
-      podEnv(container, { ...wiring, postgresReplicas: [wiring.postgresPrimary] }, { http: 1, metrics: 2 }),
-    ).toThrow('POSTGRES_READ_REPLICAS lists 2 replicas but the twin runs 1');
+  test('fails when the Deployment names a database address the twin does not run', () => {
+    const services = { ...wiring.services };
+    delete services[`pgbouncer-readonly.${ns}.svc.cluster.local:6432`];
+    expect(() => podEnv(container, { ...wiring, services }, { http: 1, metrics: 2 })).toThrow(
+      `container 'api' env POSTGRES_READ_REPLICAS names pgbouncer-readonly.${ns}.svc.cluster.local:6432, which the twin does not run ` +
+        `(it runs pgbouncer.${ns}.svc.cluster.local:6432, postgres-primary.${ns}.svc.cluster.local:5432)`,
+    );
   });
 
   test('fails when the command is not the image entry point', () => {
@@ -170,8 +181,8 @@ describe('local:up / local:down', () => {
     const deep = (await (await fetch(state.url + SERVICE_PATHS.deep)).json()) as { status: string };
     // Every pod target of the shipped kubernetes-pods job (after its relabeling) is up within a scrape interval.
     const prometheus = /\| prometheus +\| monitoring +\| (\S+)/.exec(table.join('\n'))![1];
-    const upTargets = async () => {
-      const q = encodeURIComponent('up{job="kubernetes-pods"} == 1');
+    const upTargets = async (job = 'kubernetes-pods') => {
+      const q = encodeURIComponent(`up{job="${job}"} == 1`);
       const r = (await (await fetch(`${prometheus}/api/v1/query?query=${q}`)).json()) as {
         data: { result: { metric: { pod: string } }[] };
       };
@@ -179,16 +190,27 @@ describe('local:up / local:down', () => {
     };
     const expectedPods = [
       ...table.filter((l) => /^\| api-\d/.test(l)).map((l) => l.split('|')[1].trim()),
+      'alertmanager-0',
       'edge-0',
-      'postgres-primary-0',
-      'postgres-replica-0',
-      'postgres-replica-1',
+      'postgres-0',
+      'postgres-1',
+      'postgres-2',
+      'pgbouncer-0',
+      'pgbouncer-1',
+      'pgbouncer-readonly-0',
+      'pgbouncer-readonly-1',
       ...[0, 1, 2, 3, 4, 5].map((i) => `redis-${i}`),
     ].sort();
     let scraped: string[] = [];
     for (let i = 0; i < 60 && scraped.length < expectedPods.length; i++) {
       scraped = await upTargets();
       await new Promise((r) => setTimeout(r, 500));
+    }
+    // Patroni's REST /metrics through the annotated postgres-patroni Service (the endpoints job).
+    let scrapedEndpoints: string[] = [];
+    for (let i = 0; i < 60 && scrapedEndpoints.length < 3; i++) {
+      scrapedEndpoints = await upTargets('kubernetes-service-endpoints');
+      if (scrapedEndpoints.length < 3) await new Promise((r) => setTimeout(r, 500));
     }
     const children = descendants(up.pid!);
     const dirs = [
@@ -205,11 +227,15 @@ describe('local:up / local:down', () => {
     // THEN
     expect(state.pid).toBe(up.pid);
     expect(table.filter((l) => /^\| api-\d/.test(l))).toHaveLength(loadEnvironment('dev').api.autoscaling.minReplicas);
-    expect(table.filter((l) => /^\| postgres-(primary|replica)/.test(l))).toHaveLength(3);
+    expect(table.filter((l) => /^\| postgres-\d/.test(l))).toHaveLength(3);
+    expect(table.filter((l) => /^\| pgbouncer(-readonly)?-\d/.test(l))).toHaveLength(4);
     expect(table.filter((l) => /^\| redis-\d/.test(l))).toHaveLength(6);
     expect(deep.status).toBe('up');
     expect(scraped).toEqual(expectedPods);
-    expect(table.filter((l) => /^\| \w+-exporter/.test(l))).toHaveLength(10);
+    expect(scrapedEndpoints).toEqual(['postgres-0', 'postgres-1', 'postgres-2']);
+    expect(table.filter((l) => /^\| postgres-patroni\/postgres-\d/.test(l))).toHaveLength(3);
+    expect(table.filter((l) => /^\| [\w-]+-exporter/.test(l))).toHaveLength(14);
+    expect(table.filter((l) => /^\| (alertmanager-\d|alert sink) /.test(l))).toHaveLength(2);
     expect(children.some((c) => c.cmdline.startsWith('nginx') || c.cmdline.includes('/usr/sbin/nginx'))).toBe(true);
     expect(dirs.length).toBeGreaterThan(0);
     expect(downCode).toBe(0);
@@ -247,7 +273,9 @@ test('fails when an API pod cannot start, and leaves nothing running', async () 
   );
   // THEN every server the log reported is gone.
   const endpoints = addressesIn(log.join('\n'));
-  expect(endpoints.length).toBe(9);
+  // 3 PostgreSQL members, the primary and read-only Service stand-ins, 2 PgBouncer Services over
+  // 4 pods, 6 Redis nodes.
+  expect(endpoints.length).toBe(17);
   const still = await Promise.all(endpoints.map((e) => listening(e.host, e.port)));
   expect(still.filter(Boolean)).toEqual([]);
   expect(log[log.length - 1]).toMatch(/stopped: every process exited, every directory removed$/);

@@ -51,14 +51,29 @@ export const API_UID = 10001;
  */
 export const PRESTOP_SLEEP_SECONDS = 5;
 
-/** The database as the API sees it (a PostgresCluster is one). */
+/** The database as the API sees it (a PatroniCluster is one; so is a pooler with its database's names). */
 export interface ApiDatabase extends ServiceEndpoint {
-  /** One `host` per read replica pod, so the service can skip a lagging one. */
+  /** Read endpoints on `port` of `component`'s pods, each probed for lag (member hosts of a PatroniCluster). */
   readonly replicaHosts: readonly string[];
+  /**
+   * Read endpoints of their own (a read-only pooler), used instead of `replicaHosts`.
+   * @default - `replicaHosts` on this endpoint's pods
+   */
+  readonly readers?: readonly ServiceEndpoint[];
+  /**
+   * Where session-level work connects: migrations under an advisory lock, partition maintenance.
+   * A transaction-pooling pooler cannot hold a session, so it goes to the primary directly.
+   * @default - this endpoint
+   */
+  readonly session?: ServiceEndpoint;
   readonly database: string;
   readonly user: string;
-  /** Secret with key `password`. */
+  /** Secret with the role's password. */
   readonly credentialsSecret: string;
+  /** Its key (`postgres.credentials.keys.password`); mounted as the file `password` either way. @default 'password' */
+  readonly passwordKey?: string;
+  /** TLS: every connection verify-full against the CA in this Secret's `caKey`. @default - plaintext */
+  readonly tls?: { readonly secretName: string; readonly caKey: string };
 }
 
 /** The cache as the API sees it (a RedisCluster is one). */
@@ -116,6 +131,11 @@ export interface ApiServiceSettings {
   readonly partitionMaintenanceSchedule?: string;
   /** Secret holding `token` for management endpoints; generated in-cluster when absent. @default 'api-management-token' */
   readonly managementTokenSecret?: string;
+  /**
+   * Registers the service's fault-injection routes (FAULT_INJECTION=true), which let a holder of the
+   * management token block a pod's event loop: for the local twin's drills only. @default false
+   */
+  readonly faultInjection?: boolean;
 }
 
 /** Defaults of every API setting: production values. */
@@ -136,6 +156,7 @@ export const API_SERVICE_DEFAULTS: Required<ApiServiceSettings> = {
   cache: { enabled: true, defaultTtlSeconds: 300, warmOnStart: true, localTtlSeconds: 2, localMaxEntries: 10000 },
   partitionMaintenanceSchedule: '17 3 * * *',
   managementTokenSecret: 'api-management-token',
+  faultInjection: false,
 };
 
 export interface ApiServiceProps extends ApiServiceSettings, WorkloadProps, ScrapedProps {
@@ -200,13 +221,29 @@ export class ApiService extends Construct implements ServiceEndpoint {
     });
 
     // Each Secret the pod reads is mounted as one file; the env var names that file.
-    const secretFiles = [
-      { volume: 'postgres-credentials', secretName: database.credentialsSecret, key: 'password', dir: 'postgres' },
+    const secretFiles: { volume: string; secretName: string; key: string; path?: string; dir: string }[] = [
+      {
+        volume: 'postgres-credentials',
+        secretName: database.credentialsSecret,
+        key: database.passwordKey ?? 'password',
+        path: 'password',
+        dir: 'postgres',
+      },
       { volume: 'redis-password', secretName: cache.passwordSecret, key: 'password', dir: 'redis' },
       { volume: 'management-token', secretName: api.managementTokenSecret, key: 'token', dir: 'management' },
+      ...(database.tls
+        ? [
+            {
+              volume: 'postgres-tls',
+              secretName: database.tls.secretName,
+              key: database.tls.caKey,
+              dir: 'postgres-tls',
+            },
+          ]
+        : []),
     ];
     const [postgresPassword, redisPassword, managementToken] = secretFiles.map(
-      (f) => `${SECRET_MOUNT}/${f.dir}/${f.key}`,
+      (f) => `${SECRET_MOUNT}/${f.dir}/${f.path ?? f.key}`,
     );
     const env: kplus.k8s.EnvVar[] = [
       { name: SERVICE_ENV.port, value: String(SERVICE_PORTS.http) },
@@ -215,11 +252,20 @@ export class ApiService extends Construct implements ServiceEndpoint {
       { name: SERVICE_ENV.postgresServer, value: `${database.host}:${database.port}` },
       {
         name: SERVICE_ENV.postgresReadReplicas,
-        value: database.replicaHosts.map((h) => `${h}:${database.port}`).join(','),
+        value: (database.readers ?? database.replicaHosts.map((host) => ({ host, port: database.port })))
+          .map((r) => `${r.host}:${r.port}`)
+          .join(','),
       },
       { name: SERVICE_ENV.postgresDb, value: database.database },
       { name: SERVICE_ENV.postgresUser, value: database.user },
       { name: SERVICE_ENV.postgresPasswordFile, value: postgresPassword },
+      ...(database.tls
+        ? [
+            // The pooler and the primary present the PostgreSQL certificate: checked against the CA and the host name.
+            { name: SERVICE_ENV.postgresSslMode, value: 'verify-full' },
+            { name: SERVICE_ENV.postgresSslRootCert, value: `${SECRET_MOUNT}/postgres-tls/${database.tls.caKey}` },
+          ]
+        : []),
       { name: SERVICE_ENV.dbPoolSize, value: String(api.db.poolSize) },
       { name: SERVICE_ENV.dbMaxOverflow, value: String(api.db.maxOverflow) },
       { name: SERVICE_ENV.dbPoolTimeout, value: String(api.db.poolTimeoutSeconds) },
@@ -234,10 +280,12 @@ export class ApiService extends Construct implements ServiceEndpoint {
       { name: SERVICE_ENV.cacheLocalMaxEntries, value: String(api.cache.localMaxEntries) },
       { name: SERVICE_ENV.managementTokenFile, value: managementToken },
       { name: SERVICE_ENV.shutdownDrainSeconds, value: String(api.drainSeconds) },
+      // Only when asked for (never in production: the config refuses it), so no shipped pod carries it.
+      ...(api.faultInjection ? [{ name: SERVICE_ENV.faultInjection, value: 'true' }] : []),
     ];
     const secretVolumes: kplus.k8s.Volume[] = secretFiles.map((f) => ({
       name: f.volume,
-      secret: { secretName: f.secretName, items: [{ key: f.key, path: f.key }] },
+      secret: { secretName: f.secretName, items: [{ key: f.key, path: f.path ?? f.key }] },
     }));
     const secretMounts: kplus.k8s.VolumeMount[] = secretFiles.map((f) => ({
       name: f.volume,
@@ -281,12 +329,16 @@ export class ApiService extends Construct implements ServiceEndpoint {
     // Migrations finish before the new version's container starts, so no pod
     // takes traffic against an old schema; the advisory lock makes concurrent
     // init containers safe.
+    const session = database.session ?? database;
+    const sessionEnv = env.map((e) =>
+      e.name === SERVICE_ENV.postgresServer ? { ...e, value: `${session.host}:${session.port}` } : e,
+    );
     const migrate: kplus.k8s.Container = {
       name: 'migrate',
       image: api.image,
       imagePullPolicy: 'IfNotPresent',
       command: [...SERVICE_COMMANDS.migrate],
-      env,
+      env: sessionEnv,
       resources: resourcesOf(api.resources),
       securityContext: containerSecurityContext(),
       volumeMounts: [tmpMount, ...secretMounts],
@@ -359,6 +411,9 @@ export class ApiService extends Construct implements ServiceEndpoint {
       egress: [
         dnsEgress(props.dnsResolvers),
         { to: [podsOf(database.component)], ports: tcpPorts(database.port) },
+        ...(database.readers ?? []).map((r) => ({ to: [podsOf(r.component)], ports: tcpPorts(r.port) })),
+        // The migrate init container, straight to the primary when a pooler serves the rest.
+        ...(database.session ? [{ to: [podsOf(session.component)], ports: tcpPorts(session.port) }] : []),
         // The cluster bus port (+10000) too: cluster clients follow MOVED redirects by address.
         { to: [podsOf(cache.component)], ports: tcpPorts(cache.port, cache.port + 10000) },
       ],
@@ -400,7 +455,7 @@ export class ApiService extends Construct implements ServiceEndpoint {
     });
     networkPolicy(this, 'maintenance-network-policy', jc, {
       ingress: [],
-      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(database.component)], ports: tcpPorts(database.port) }],
+      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(session.component)], ports: tcpPorts(session.port) }],
     });
   }
 }

@@ -14,6 +14,7 @@ import { meta, namespaceOf, selectorLabels } from './labels';
 import { dnsEgress, networkPolicy, tcpPorts } from './network';
 import {
   containerSecurityContext,
+  emptyDir,
   externalSecretsAnnotations,
   podPlacement,
   podSecurityContext,
@@ -41,6 +42,92 @@ export interface GeneratedSecretProps extends Omit<WorkloadProps, 'pod'> {
   readonly length?: number;
   /** Placement of the generator Job's pod (its node selector, tolerations and priority class). @default - none */
   readonly pod?: Pick<PodOptions, 'nodeSelector' | 'tolerations' | 'priorityClassName'>;
+  /**
+   * Make a `kubernetes.io/tls` Secret instead (`tls.crt`, `tls.key`, `ca.crt`, the keys cert-manager
+   * writes): a self-signed CA, discarded once it has signed one server certificate for these names.
+   * Runs `tlsSecretGeneratorScript` in `image` (openssl and python3, as the PostgreSQL image has). `keys`
+   * must then be the three TLS keys. @default - random values
+   */
+  readonly tls?: GeneratedTlsProps;
+}
+
+/** A server certificate made in-cluster. */
+export interface GeneratedTlsProps {
+  /** DNS names of the certificate (the first is its common name). */
+  readonly dnsNames: readonly string[];
+  /** IP addresses of the certificate (e.g. 127.0.0.1 for a sidecar on loopback). @default [] */
+  readonly ipAddresses?: readonly string[];
+  /** Image with sh, openssl and python3. */
+  readonly image: string;
+  /** uid (and gid) the image runs as. */
+  readonly uid: number;
+  /** Validity of the CA and the certificate, in days. @default 3650 */
+  readonly days?: number;
+}
+
+/** Keys of a `kubernetes.io/tls` Secret as cert-manager writes them. */
+export const TLS_SECRET_KEYS = { cert: 'tls.crt', key: 'tls.key', ca: 'ca.crt' } as const;
+
+/**
+ * The TLS generator script: a P-256 CA and a server certificate signed by it (SANs from TLS_DNS_NAMES
+ * and TLS_IP_ADDRESSES, space-separated), POSTed as a `kubernetes.io/tls` Secret with tls.crt,
+ * tls.key and ca.crt. The CA's key never leaves the pod. Inputs (env) as secretGeneratorScript's, plus
+ * TLS_DAYS, and optionally TLS_CA_CERT_FILE + TLS_CA_KEY_FILE (sign with that CA instead of a new one). Exit 0 when created or already present (never overwritten: a POST does not replace).
+ */
+export function tlsSecretGeneratorScript(): string {
+  return `#!/bin/sh
+# Rendered by constructs/core/generated-secret.ts: create TLS Secret $SECRET_NAME once, never overwrite it.
+set -eu
+: "\${SECRET_NAME:?}" "\${NAMESPACE:?}" "\${TLS_DNS_NAMES:?}"
+DAYS="\${TLS_DAYS:-3650}"
+export SA_DIR="\${SA_DIR:-/var/run/secrets/kubernetes.io/serviceaccount}"
+export KUBE_API="\${KUBE_API:-https://kubernetes.default.svc}"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+san=""
+for n in $TLS_DNS_NAMES; do san="$san\${san:+,}DNS:$n"; done
+for a in \${TLS_IP_ADDRESSES:-}; do san="$san\${san:+,}IP:$a"; done
+cn=\${TLS_DNS_NAMES%% *}
+if [ -n "\${TLS_CA_CERT_FILE:-}" ]; then
+  # An existing CA signs instead (a test harness, or an organisation's internal CA).
+  cp "$TLS_CA_CERT_FILE" ca.crt
+  cp "\${TLS_CA_KEY_FILE:?TLS_CA_KEY_FILE must name the key of TLS_CA_CERT_FILE}" ca.key
+else
+  openssl req -x509 -new -noenc -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout ca.key -out ca.crt \\
+    -days "$DAYS" -subj "/CN=$SECRET_NAME CA" -addext 'basicConstraints=critical,CA:TRUE' \\
+    -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>/dev/null
+fi
+openssl req -new -noenc -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout tls.key -out tls.csr -subj "/CN=$cn" 2>/dev/null
+printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' "$san" >ext.cnf
+openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out tls.crt -days "$DAYS" -extfile ext.cnf 2>/dev/null
+rm -f ca.key
+python3 - <<'PY'
+import base64, json, os, ssl, sys, urllib.error, urllib.request
+name, ns, sa = os.environ['SECRET_NAME'], os.environ['NAMESPACE'], os.environ['SA_DIR']
+data = {k: base64.b64encode(open(f, 'rb').read()).decode() for k, f in
+        (('tls.crt', 'tls.crt'), ('tls.key', 'tls.key'), ('ca.crt', 'ca.crt'))}
+body = json.dumps({'apiVersion': 'v1', 'kind': 'Secret', 'type': 'kubernetes.io/tls',
+                   'metadata': {'name': name, 'namespace': ns,
+                                'labels': {'app.kubernetes.io/managed-by': 'fastnext-secret-generator'}},
+                   'data': data}).encode()
+ca = os.path.join(sa, 'ca.crt')
+ctx = ssl.create_default_context(cafile=ca) if os.path.exists(ca) else None
+req = urllib.request.Request(os.environ['KUBE_API'] + '/api/v1/namespaces/' + ns + '/secrets', data=body, method='POST',
+                             headers={'Authorization': 'Bearer ' + open(os.path.join(sa, 'token')).read().strip(),
+                                      'Content-Type': 'application/json'})
+try:
+    code = urllib.request.urlopen(req, context=ctx).status
+except urllib.error.HTTPError as e:
+    code = e.code
+if code == 201:
+    print('created TLS Secret ' + name)
+elif code == 409:
+    print('Secret ' + name + ' exists: left unchanged')
+else:
+    sys.exit('creating Secret ' + name + ' failed: HTTP ' + str(code))
+PY
+`;
 }
 
 /**
@@ -92,6 +179,11 @@ export class GeneratedSecret extends Construct {
         fail(`keys[${i}]`, key, `of Secret '${secretName}' must match [-._a-zA-Z0-9]+`);
     });
     checkInt('length', length, 16, 128);
+    if (props.tls) {
+      checkNotEmpty('tls.dnsNames', props.tls.dnsNames, `name at least one DNS name of Secret '${secretName}'`);
+      const want = Object.values(TLS_SECRET_KEYS);
+      if (keys.join(' ') !== want.join(' ')) fail('keys', keys, `of a TLS Secret must be ${want.join(', ')}`);
+    }
     this.secretName = secretName;
     this.keys = keys;
     const c = `${secretName}-generator`;
@@ -123,26 +215,42 @@ export class GeneratedSecret extends Construct {
           // Only this pod gets a token; the ServiceAccount itself does not mount one everywhere.
           automountServiceAccountToken: true,
           restartPolicy: 'OnFailure',
-          securityContext: podSecurityContext(CURL_UID, CURL_GID),
+          securityContext: props.tls ? podSecurityContext(props.tls.uid) : podSecurityContext(CURL_UID, CURL_GID),
           ...podPlacement(props.pod, props.imagePullSecrets),
           containers: [
             {
               name: 'generate',
-              image: SECRET_GENERATOR_IMAGE,
-              command: ['sh', '-c', secretGeneratorScript()],
+              image: props.tls?.image ?? SECRET_GENERATOR_IMAGE,
+              command: ['sh', '-c', props.tls ? tlsSecretGeneratorScript() : secretGeneratorScript()],
               env: [
                 { name: 'SECRET_NAME', value: secretName },
-                { name: 'SECRET_KEYS', value: keys.join(' ') },
-                { name: 'SECRET_LENGTH', value: String(length) },
+                ...(props.tls
+                  ? [
+                      { name: 'TLS_DNS_NAMES', value: props.tls.dnsNames.join(' ') },
+                      { name: 'TLS_IP_ADDRESSES', value: (props.tls.ipAddresses ?? []).join(' ') },
+                      { name: 'TLS_DAYS', value: String(props.tls.days ?? 3650) },
+                      // mktemp and openssl's scratch files: the root filesystem is read-only.
+                      { name: 'TMPDIR', value: '/tmp' },
+                    ]
+                  : [
+                      { name: 'SECRET_KEYS', value: keys.join(' ') },
+                      { name: 'SECRET_LENGTH', value: String(length) },
+                    ]),
                 { name: 'NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
               ],
               resources: {
                 requests: { cpu: k8s.Quantity.fromString('10m'), memory: k8s.Quantity.fromString('16Mi') },
-                limits: { cpu: k8s.Quantity.fromString('100m'), memory: k8s.Quantity.fromString('32Mi') },
+                limits: {
+                  cpu: k8s.Quantity.fromString('100m'),
+                  // python3 (the POST) needs more than curl.
+                  memory: k8s.Quantity.fromString(props.tls ? '64Mi' : '32Mi'),
+                },
               },
               securityContext: containerSecurityContext(),
+              ...(props.tls ? { volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }] } : {}),
             },
           ],
+          ...(props.tls ? { volumes: [emptyDir('tmp', '16Mi', 'Memory')] } : {}),
         },
       },
     };

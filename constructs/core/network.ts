@@ -60,7 +60,7 @@ export const DNS_RESOLVER_FORMAT =
   'must be a CIDR such as "169.254.20.10/32" or a pod label selector such as "k8s-app=kube-dns" (or "kube-system/k8s-app=kube-dns")';
 
 /** Whether `s` is an IPv4 or IPv6 CIDR (`169.254.20.10/32`, `fd00::a/128`). */
-function isCidr(s: string): boolean {
+export function isCidr(s: string): boolean {
   const [address, bits, ...rest] = s.split('/');
   const maxBits = isIPv4(address) ? 32 : isIPv6(address) ? 128 : -1;
   return rest.length === 0 && /^\d{1,3}$/.test(bits ?? '') && Number(bits) <= maxBits;

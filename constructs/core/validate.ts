@@ -50,6 +50,12 @@ export function checkImage(prop: string, image: string): void {
   if (problem) fail(prop, image, problem);
 }
 
+/** Whether version `v` (major, minor, patch) comes before `than`. */
+export function versionBefore(v: readonly number[], than: readonly number[]): boolean {
+  for (let i = 0; i < than.length; i++) if ((v[i] ?? 0) !== than[i]) return (v[i] ?? 0) < than[i];
+  return false;
+}
+
 /** A non-empty list (an empty peer list in a NetworkPolicy rule would admit every pod). */
 export function checkNotEmpty(prop: string, value: readonly unknown[], fix: string): void {
   if (value.length === 0) throw new Error(`'${prop}' is empty: ${fix}`);

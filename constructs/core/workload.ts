@@ -137,6 +137,13 @@ export function horizontalPodAutoscaler(
 }
 
 /**
+ * Annotation on a Job: `Kind/name` of objects (comma-separated) whose rollout it must follow,
+ * e.g. a Job that reconfigures a StatefulSet's members. The Pulumi program makes the Job depend
+ * on them (stacks/deploy-order.ts); with kubectl the Job itself waits for what it needs.
+ */
+export const RUNS_AFTER_ANNOTATION = 'fastnext.io/runs-after';
+
+/**
  * A Job's name for the spec it runs: `<base>-<8 hex of sha256(spec)>`. A Job's
  * pod template is immutable, so a changed spec must be a new Job (kubectl apply
  * and Pulumi then create it) rather than a refused update of the old one; the

@@ -1,7 +1,9 @@
 /**
  * The edge tier: nginx (unprivileged image, >= 1.27.3 for the `resolve`
  * upstream parameter) in front of the API's headless Service, with an
- * nginx-prometheus-exporter sidecar reading stub_status.
+ * nginx-prometheus-exporter sidecar reading stub_status and, with TLS, a
+ * cert-reload sidecar that reloads nginx when its certificate is renewed.
+ * Optionally attached to a Gateway (Gateway API HTTPRoute).
  */
 import { createHash } from 'crypto';
 import * as kplus from 'cdk8s-plus-28';
@@ -25,10 +27,9 @@ import {
   topologySpread,
   withPodOptions,
 } from '../core/pod';
-import { checkResources, type Resources, resourcesOf } from '../core/quantity';
+import { checkResources, resourcesOf } from '../core/quantity';
 import { checkImage, checkInt, checkName, fail, withDefaults } from '../core/validate';
 import {
-  type AutoscalingProps,
   checkAutoscaling,
   horizontalPodAutoscaler,
   podDisruptionBudget,
@@ -37,60 +38,46 @@ import {
   workloadName,
   type ScrapedProps,
 } from '../core/workload';
-import { EDGE_PATHS, EDGE_PORTS, type NginxSettings, renderNginxConf, SERVER_NAME } from './nginx-conf';
+import { CERT_RELOAD_KEY, CERT_RELOAD_PATH, certReloadProbes, renderCertReloadScript } from './cert-reload';
+import {
+  DEFAULT_CERT_RELOAD_CHECK_SECONDS,
+  EDGE_PROXY_DEFAULTS,
+  edgeProblems,
+  type EdgeProxySettings,
+  type EdgeTlsProps,
+  type GatewayRef,
+} from './edge-settings';
+import { httpRoute } from './gateway-route';
+import { EDGE_PATHS, EDGE_PORTS, type RealIpSettings, renderNginxConf, SERVER_NAME } from './nginx-conf';
+
+export {
+  EDGE_EXPOSE,
+  EDGE_PROXY_DEFAULTS,
+  type EdgeExpose,
+  type EdgeProxySettings,
+  type EdgeTlsProps,
+  type GatewayRef,
+} from './edge-settings';
 
 const k8s = kplus.k8s;
 
 /** uid/gid of the nginx user in nginxinc/nginx-unprivileged. */
 export const EDGE_UID = 101;
 
-/** The settings of the edge tier that have defaults (what an environment may override). */
-export interface EdgeProxySettings extends Partial<Omit<NginxSettings, 'tls'>> {
-  /** nginx image (>= 1.27.3 for the `resolve` upstream parameter), pinned. @default 'nginxinc/nginx-unprivileged:1.28.0-alpine' */
-  readonly image?: string;
-  /** nginx-prometheus-exporter image, pinned. @default 'nginx/nginx-prometheus-exporter:1.4.2' */
-  readonly exporterImage?: string;
-  /** The autoscaler. @default 2–10 pods at CPU 70 % / memory 80 %, scale-down after 300 s */
-  readonly autoscaling?: AutoscalingProps;
-  /** Requests and limits of nginx. @default 100m/64Mi requested, 500m/128Mi limit */
-  readonly resources?: Resources;
-  /** Requests and limits of the exporter. @default 10m/16Mi requested, 100m/32Mi limit */
-  readonly exporterResources?: Resources;
-  /** Service type in front of nginx. @default 'LoadBalancer' */
-  readonly serviceType?: 'LoadBalancer' | 'NodePort' | 'ClusterIP';
-  /** Annotations of the edge Service (load-balancer settings of the cluster). @default - none */
-  readonly serviceAnnotations?: Readonly<Record<string, string>>;
-}
-
-/** Defaults of every edge setting: production values. */
-export const EDGE_PROXY_DEFAULTS: Required<EdgeProxySettings> = {
-  image: 'nginxinc/nginx-unprivileged:1.28.0-alpine',
-  exporterImage: 'nginx/nginx-prometheus-exporter:1.4.2',
-  autoscaling: {
-    minReplicas: 2,
-    maxReplicas: 10,
-    cpuTargetPercent: 70,
-    memoryTargetPercent: 80,
-    scaleDownStabilizationSeconds: 300,
-  },
-  resources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
-  exporterResources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } },
-  serviceType: 'LoadBalancer',
-  serviceAnnotations: {},
-  hostnames: [],
-  rateLimit: { requestsPerSecond: 100, burst: 50 },
-  upstreamKeepalive: 32,
-  proxyTimeouts: { connectSeconds: 5, readSeconds: 60, sendSeconds: 60 },
-  resolver: 'kube-dns.kube-system.svc.cluster.local',
-};
-
 export interface EdgeProxyProps extends EdgeProxySettings, WorkloadProps, ScrapedProps {
   /** Name of the Deployment, Service, ConfigMap prefix and component label. @default 'edge' */
   readonly name?: string;
   /** What nginx balances over: the API's headless Service (one A record per ready pod). */
   readonly upstream: ServiceEndpoint;
-  /** TLS termination from a kubernetes.io/tls Secret (managed outside, e.g. by cert-manager). @default - plain HTTP */
-  readonly tls?: { readonly secretName: string };
+  /**
+   * TLS termination from a kubernetes.io/tls Secret (managed outside, e.g. by cert-manager),
+   * with HTTP/2; a sidecar reloads nginx when the Secret is renewed. @default - plain HTTP
+   */
+  readonly tls?: EdgeTlsProps;
+  /** The client's address from a trusted load balancer (X-Forwarded-For or PROXY protocol). @default - the peer address (off) */
+  readonly realIp?: RealIpSettings;
+  /** The Gateway the HTTPRoute attaches to; required with `expose: 'gateway'`. @default - none */
+  readonly gateway?: GatewayRef;
 }
 
 /** The edge tier. */
@@ -106,12 +93,22 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
   /** In-cluster DNS name of the edge Service. */
   readonly host: string;
   readonly configMapName: string;
+  /** The cert-reload script, exactly as shipped in the ConfigMap; undefined without TLS. */
+  readonly certReloadScript?: string;
 
   constructor(scope: Construct, id: string, props: EdgeProxyProps) {
     super(scope, id);
-    const { upstream, tls } = props;
-    const edge = withDefaults(EDGE_PROXY_DEFAULTS, props);
+    const { upstream, tls, realIp, gateway } = props;
+    const settings = withDefaults(EDGE_PROXY_DEFAULTS, props);
+    // Nested settings given in part keep the defaults of what they leave out.
+    const edge = {
+      ...settings,
+      rateLimit: { ...EDGE_PROXY_DEFAULTS.rateLimit, ...settings.rateLimit },
+      gzip: { ...EDGE_PROXY_DEFAULTS.gzip, ...settings.gzip },
+    };
     checkEdgeSettings(edge, tls);
+    const problem = edgeProblems({ ...edge, tls, realIp, gateway })[0];
+    if (problem) fail(problem.path, problem.value, problem.message);
     const name = workloadName(props.name, EdgeProxy.COMPONENT);
     const c = name;
     this.component = c;
@@ -119,15 +116,20 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
     this.host = serviceHost(this, name);
     this.configMapName = `${name}-nginx-conf`;
     this.nginxConf = renderNginxConf({
-      edge: { ...edge, tls },
+      edge: { ...edge, tls, realIp },
       apiHeadlessHost: upstream.host,
       apiPort: upstream.port,
     });
+    const certReloadInput = { checkSeconds: tls?.reloadCheckSeconds ?? DEFAULT_CERT_RELOAD_CHECK_SECONDS };
+    this.certReloadScript = tls ? renderCertReloadScript(certReloadInput) : undefined;
 
     serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
     new k8s.KubeConfigMap(this, 'nginx-conf', {
       metadata: meta(this, c, this.configMapName),
-      data: { 'nginx.conf': this.nginxConf },
+      data: {
+        'nginx.conf': this.nginxConf,
+        ...(this.certReloadScript ? { [CERT_RELOAD_KEY]: this.certReloadScript } : {}),
+      },
     });
 
     const statusProbe = (periodSeconds: number, failureThreshold: number) =>
@@ -181,6 +183,25 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
       },
       readinessProbe: httpProbe('/metrics', 'metrics', { periodSeconds: 10, timeoutSeconds: 2 }),
     };
+    // The nginx image's own shell runs the loop (no second image to pin); it signals nginx's
+    // master, which needs the pod's one process namespace and the same user (no capability).
+    const probes = certReloadProbes(certReloadInput);
+    const certReload: kplus.k8s.Container | undefined = tls && {
+      name: 'cert-reload',
+      image: edge.image,
+      imagePullPolicy: 'IfNotPresent',
+      command: ['sh', CERT_RELOAD_PATH],
+      resources: resourcesOf(edge.certReloadResources),
+      securityContext: containerSecurityContext(),
+      volumeMounts: [
+        { name: 'nginx-conf', mountPath: CERT_RELOAD_PATH, subPath: CERT_RELOAD_KEY, readOnly: true },
+        // nginx.pid (which process to signal) and the loop's heartbeat.
+        { name: 'scratch', mountPath: EDGE_PATHS.scratch },
+        { name: 'tls', mountPath: EDGE_PATHS.tls, readOnly: true },
+      ],
+      readinessProbe: { exec: { command: probes.readiness }, periodSeconds: 10, timeoutSeconds: 2 },
+      livenessProbe: { exec: { command: probes.liveness }, periodSeconds: 20, timeoutSeconds: 2, failureThreshold: 3 },
+    };
 
     new k8s.KubeDeployment(this, 'deployment', {
       // The TLS certificate comes from outside the platform (cert-manager or kubectl).
@@ -200,17 +221,22 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
               labels: meta(this, c, name).labels,
               annotations: {
                 ...scrapeAnnotations(EDGE_PORTS.metrics),
-                // A changed nginx.conf rolls the pods (subPath mounts never see ConfigMap updates).
-                'fastnext.io/nginx-conf-sha256': createHash('sha256').update(this.nginxConf).digest('hex'),
+                // A changed nginx.conf or script rolls the pods (subPath mounts never see ConfigMap updates).
+                'fastnext.io/nginx-conf-sha256': createHash('sha256')
+                  .update(this.nginxConf)
+                  .update(this.certReloadScript ?? '')
+                  .digest('hex'),
               },
             },
             spec: {
               serviceAccountName: name,
               automountServiceAccountToken: false,
+              // The cert-reload sidecar signals nginx's master: one process namespace for the pod.
+              ...(certReload ? { shareProcessNamespace: true } : {}),
               securityContext: podSecurityContext(EDGE_UID),
               terminationGracePeriodSeconds: 30,
               topologySpreadConstraints: topologySpread(c),
-              containers: [nginx, exporter],
+              containers: [nginx, exporter, ...(certReload ? [certReload] : [])],
               volumes: [
                 { name: 'nginx-conf', configMap: { name: this.configMapName } },
                 emptyDir('scratch', '256Mi'),
@@ -240,6 +266,14 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
         ...(edge.serviceType === 'ClusterIP' ? {} : { externalTrafficPolicy: 'Local' }),
       },
     });
+    if (edge.expose === 'gateway' && gateway) {
+      httpRoute(this, 'http-route', {
+        metadata: meta(this, c, name),
+        gateway,
+        hostnames: edge.hostnames,
+        service: { name, port: this.port },
+      });
+    }
 
     horizontalPodAutoscaler(this, 'hpa', c, { kind: 'Deployment', name }, edge.autoscaling);
     podDisruptionBudget(this, 'pdb', c, 1);
@@ -254,12 +288,13 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
   }
 }
 
-function checkEdgeSettings(edge: Required<EdgeProxySettings>, tls: { readonly secretName: string } | undefined): void {
+function checkEdgeSettings(edge: Required<EdgeProxySettings>, tls: EdgeTlsProps | undefined): void {
   checkImage('image', edge.image);
   checkImage('exporterImage', edge.exporterImage);
   checkAutoscaling('autoscaling', edge.autoscaling);
   checkResources('resources', edge.resources);
   checkResources('exporterResources', edge.exporterResources);
+  checkResources('certReloadResources', edge.certReloadResources);
   edge.hostnames.forEach((h, i) => {
     if (h.length > 253 || !SERVER_NAME.test(h)) {
       fail(

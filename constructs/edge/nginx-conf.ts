@@ -1,8 +1,14 @@
 /**
  * nginx.conf of the edge tier, rendered from the typed config. The same bytes
  * go into the edge ConfigMap and into the tests that run Debian's nginx.
+ *
+ * Rendered for the shipped image (nginx >= 1.27.3): `resolve` on the upstream
+ * server and `http2 on;`. Debian 12's nginx 1.22, which the tests run, takes
+ * neither; tools/runtime/nginx-runner.ts rewrites exactly those lines for it.
  */
 import { REQUEST_ID_HEADER, SERVICE_LIMITS } from '../../service/src/contract';
+import { indent, renderEdgeErrors } from './edge-errors';
+import { type RateLimit, renderLocations, renderRateLimits } from './rate-limit';
 
 /** Ports of the edge pods. */
 export const EDGE_PORTS = {
@@ -32,18 +38,46 @@ export const EDGE_PATHS = {
 /** Name of the nginx upstream that fronts the API pods. */
 export const EDGE_UPSTREAM = 'api';
 
+/** Where the client's address comes from behind a load balancer (ngx_http_realip_module). */
+export interface RealIpSettings {
+  /**
+   * CIDRs of the proxies in front of nginx (the load balancer's addresses or
+   * subnet). Only a request from one of them may name another client address;
+   * from anyone else the header is ignored.
+   */
+  readonly trustedProxies: readonly string[];
+  /**
+   * `X-Forwarded-For` (an L7 load balancer; the last address in it that is not a
+   * trusted proxy is the client) or `proxy_protocol` (an L4 load balancer sending
+   * the PROXY protocol header; every connection to the public ports must then
+   * carry it).
+   */
+  readonly header: 'X-Forwarded-For' | 'proxy_protocol';
+}
+
+/** Response compression. */
+export interface GzipSettings {
+  /** Compress JSON responses (for clients that send `Accept-Encoding: gzip`). */
+  readonly enabled: boolean;
+  /** Smallest body compressed, in bytes (by Content-Length): below it gzip costs more CPU than it saves bytes. */
+  readonly minLengthBytes: number;
+  /** gzip level, 1 (fastest) to 9 (smallest). */
+  readonly level: number;
+}
+
 /** What nginx.conf is rendered from (the edge tier's settings). */
 export interface NginxSettings {
   /** Host names nginx answers for (`server_name`; `*.example.com` wildcards allowed); empty = any. */
   readonly hostnames: readonly string[];
-  readonly rateLimit: {
-    /** Requests per second per client IP. */
-    readonly requestsPerSecond: number;
-    /** Requests queued above the rate before nginx answers 429. */
-    readonly burst: number;
-  };
+  /** The per-client limit, its allowlist and per-route limits. */
+  readonly rateLimit: RateLimit;
   /** TLS termination from a kubernetes.io/tls Secret; undefined = plain HTTP. */
   readonly tls?: { readonly secretName: string };
+  /** HTTP/2 on the TLS listener (ALPN h2; HTTP/1.1 clients are served as before). */
+  readonly http2: boolean;
+  readonly gzip: GzipSettings;
+  /** The client's address from a trusted load balancer; undefined = the connection's peer address. */
+  readonly realIp?: RealIpSettings;
   /** Idle keepalive connections per nginx worker to the API upstream. */
   readonly upstreamKeepalive: number;
   readonly proxyTimeouts: {
@@ -57,6 +91,9 @@ export interface NginxSettings {
 
 /** A `server_name`: a DNS name, or one with a leading `*.` wildcard label (nginx matches it against any subdomain). */
 export const SERVER_NAME = /^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Media types gzip compresses: the API's and the edge's own error bodies are JSON. */
+export const GZIP_TYPES = ['application/json', 'application/problem+json'] as const;
 
 export interface NginxConfInput {
   readonly edge: NginxSettings;
@@ -74,34 +111,39 @@ const SECURITY_HEADERS = [
   'add_header Permissions-Policy "interest-cohort=()" always;',
 ];
 
-/** Renders nginx.conf: least_conn upstream with keepalive, per-client rate limit (429), optional TLS, status port. */
+/**
+ * Renders nginx.conf: least_conn upstream with keepalive, per-client rate limits (429),
+ * optional TLS with HTTP/2, gzip for JSON, the client's address behind a trusted proxy,
+ * and the internal status port.
+ */
 export function renderNginxConf(input: NginxConfInput): string {
   const { edge, apiHeadlessHost, apiPort } = input;
-  const { rateLimit, proxyTimeouts } = edge;
+  const { proxyTimeouts, realIp } = edge;
   const serverName = edge.hostnames.length ? edge.hostnames.join(' ') : '_';
   const tls = edge.tls !== undefined;
+  // The load balancer's PROXY protocol header on every public connection.
+  const proxyProtocol = realIp?.header === 'proxy_protocol' ? ' proxy_protocol' : '';
+  const limits = renderRateLimits(edge.rateLimit);
 
-  const proxyLocation = [
-    'location / {',
-    `    limit_req zone=per_client burst=${rateLimit.burst} nodelay;`,
-    `    proxy_pass http://${EDGE_UPSTREAM};`,
-    '    # HTTP/1.1 with an empty Connection header keeps upstream connections alive.',
-    '    proxy_http_version 1.1;',
-    '    proxy_set_header Connection "";',
-    '    proxy_set_header Host $host;',
-    '    proxy_set_header X-Real-IP $remote_addr;',
-    '    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
-    '    proxy_set_header X-Forwarded-Proto $scheme;',
-    `    proxy_set_header ${REQUEST_ID_HEADER} $request_id;`,
-    `    proxy_connect_timeout ${proxyTimeouts.connectSeconds}s;`,
-    `    proxy_read_timeout ${proxyTimeouts.readSeconds}s;`,
-    `    proxy_send_timeout ${proxyTimeouts.sendSeconds}s;`,
-    '    # A pod that refuses or drops the connection is retried on another one (idempotent requests only).',
-    '    proxy_next_upstream error timeout http_502;',
-    '    proxy_next_upstream_tries 3;',
-    '    proxy_next_upstream_timeout 10s;',
-    '}',
+  const proxy = [
+    `proxy_pass http://${EDGE_UPSTREAM};`,
+    '# HTTP/1.1 with an empty Connection header keeps upstream connections alive.',
+    'proxy_http_version 1.1;',
+    'proxy_set_header Connection "";',
+    'proxy_set_header Host $host;',
+    'proxy_set_header X-Real-IP $remote_addr;',
+    'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+    'proxy_set_header X-Forwarded-Proto $scheme;',
+    `proxy_set_header ${REQUEST_ID_HEADER} $request_id;`,
+    `proxy_connect_timeout ${proxyTimeouts.connectSeconds}s;`,
+    `proxy_read_timeout ${proxyTimeouts.readSeconds}s;`,
+    `proxy_send_timeout ${proxyTimeouts.sendSeconds}s;`,
+    '# A pod that refuses or drops the connection is retried on another one (idempotent requests only).',
+    'proxy_next_upstream error timeout http_502;',
+    'proxy_next_upstream_tries 3;',
+    'proxy_next_upstream_timeout 10s;',
   ];
+  const locations = renderLocations(limits, proxy);
   const headers = tls
     ? [...SECURITY_HEADERS, 'add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;']
     : SECURITY_HEADERS;
@@ -111,7 +153,7 @@ export function renderNginxConf(input: NginxConfInput): string {
   if (tls) {
     servers.push([
       'server {',
-      `    listen ${EDGE_PORTS.http} default_server;`,
+      `    listen ${EDGE_PORTS.http}${proxyProtocol} default_server;`,
       `    server_name ${serverName};`,
       '    return 308 https://$host$request_uri;',
       ...indent(renderEdgeErrors(SECURITY_HEADERS)),
@@ -119,8 +161,10 @@ export function renderNginxConf(input: NginxConfInput): string {
     ]);
     servers.push([
       'server {',
-      `    listen ${EDGE_PORTS.https} ssl default_server;`,
+      `    listen ${EDGE_PORTS.https} ssl${proxyProtocol} default_server;`,
+      ...(edge.http2 ? ['    http2 on;'] : []),
       `    server_name ${serverName};`,
+      '    # Read again on every reload: the cert-reload sidecar reloads nginx when the Secret changes.',
       `    ssl_certificate ${EDGE_PATHS.tls}/tls.crt;`,
       `    ssl_certificate_key ${EDGE_PATHS.tls}/tls.key;`,
       '    ssl_protocols TLSv1.2 TLSv1.3;',
@@ -128,15 +172,15 @@ export function renderNginxConf(input: NginxConfInput): string {
       '    ssl_session_cache shared:TLS:10m;',
       '    ssl_session_timeout 1d;',
       '    ssl_session_tickets off;',
-      ...indent([...headers, ...proxyLocation, ...errorPages]),
+      ...indent([...headers, ...locations, ...errorPages]),
       '}',
     ]);
   } else {
     servers.push([
       'server {',
-      `    listen ${EDGE_PORTS.http} default_server;`,
+      `    listen ${EDGE_PORTS.http}${proxyProtocol} default_server;`,
       `    server_name ${serverName};`,
-      ...indent([...headers, ...proxyLocation, ...errorPages]),
+      ...indent([...headers, ...locations, ...errorPages]),
       '}',
     ]);
   }
@@ -159,7 +203,7 @@ export function renderNginxConf(input: NginxConfInput): string {
   ]);
 
   const lines = [
-    '# Rendered by constructs/config-files/nginx-conf.ts; do not edit by hand.',
+    '# Rendered by constructs/edge/nginx-conf.ts; do not edit by hand.',
     'worker_processes auto;',
     `pid ${EDGE_PATHS.scratch}/nginx.pid;`,
     'error_log /dev/stderr warn;',
@@ -173,7 +217,8 @@ export function renderNginxConf(input: NginxConfInput): string {
       `include ${EDGE_PATHS.mimeTypes};`,
       'default_type application/octet-stream;',
       'server_tokens off;',
-      'log_format json escape=json \'{"time":"$time_iso8601","remote_addr":"$remote_addr","request_id":"$request_id",\'',
+      // Behind a trusted proxy, remote_addr is the client; peer_addr is the proxy that connected.
+      `log_format json escape=json '{"time":"$time_iso8601","remote_addr":"$remote_addr",${realIp ? '"peer_addr":"$realip_remote_addr",' : ''}"request_id":"$request_id",'`,
       '    \'"method":"$request_method","uri":"$request_uri","status":$status,"bytes":$body_bytes_sent,\'',
       '    \'"request_time":$request_time,"upstream":"$upstream_addr","upstream_time":"$upstream_response_time"}\';',
       'access_log /dev/stdout json;',
@@ -192,10 +237,9 @@ export function renderNginxConf(input: NginxConfInput): string {
       `resolver ${edge.resolver} valid=10s ipv6=off;`,
       'resolver_timeout 5s;',
       '',
-      `# ${rateLimit.requestsPerSecond} requests/s per client IP, ${rateLimit.burst} more in a burst, then 429.`,
-      `limit_req_zone $binary_remote_addr zone=per_client:10m rate=${rateLimit.requestsPerSecond}r/s;`,
-      'limit_req_status 429;',
-      'limit_req_log_level warn;',
+      ...(realIp ? [...renderRealIp(realIp), ''] : []),
+      ...(edge.gzip.enabled ? [...renderGzip(edge.gzip), ''] : []),
+      ...limits.http,
       '',
       `upstream ${EDGE_UPSTREAM} {`,
       '    zone api_upstream 256k;',
@@ -214,106 +258,35 @@ export function renderNginxConf(input: NginxConfInput): string {
   return lines.map((l) => l.replace(/\s+$/, '')).join('\n');
 }
 
-/**
- * An error nginx answers itself, in the API's one error shape `{ error, message, field }`
- * (service/src/http/errors.ts), so a client parses every error the same way.
- */
-export interface EdgeError {
-  /** The statuses nginx raises that this page answers. */
-  readonly raised: readonly number[];
-  /** The status the client gets. */
-  readonly status: number;
-  readonly error: string;
-  readonly message: string;
-  /** The part of the request at fault (every 4xx names one). */
-  readonly field?: string;
-}
-
-/** nginx's own errors: malformed requests, limits, the rate limit and no API pod to proxy to. */
-export function edgeErrors(): EdgeError[] {
+/** set_real_ip_from / real_ip_header: the client's address, believed only from the trusted proxies. */
+function renderRealIp(r: RealIpSettings): string[] {
   return [
-    { raised: [400], status: 400, error: 'Bad Request', message: 'the request is not valid HTTP', field: 'request' },
-    // 494: a header line or all headers beyond large_client_header_buffers (nginx answers 400).
-    {
-      raised: [494],
-      status: 400,
-      error: 'Bad Request',
-      message: 'the request headers are too large',
-      field: 'headers',
-    },
-    {
-      raised: [405],
-      status: 405,
-      error: 'Method Not Allowed',
-      message: 'the edge does not accept this method',
-      field: 'method',
-    },
-    {
-      raised: [408],
-      status: 408,
-      error: 'Request Timeout',
-      message: 'the request was not received in time',
-      field: 'request',
-    },
-    {
-      raised: [413],
-      status: 413,
-      error: 'Payload Too Large',
-      message: `request body is larger than ${SERVICE_LIMITS.bodyBytes} bytes`,
-      field: 'body',
-    },
-    // Only the internal error locations themselves: every other path is proxied (API 404s pass through).
-    { raised: [404], status: 404, error: 'Not Found', message: 'no route matches this path', field: 'url' },
-    { raised: [414], status: 414, error: 'URI Too Long', message: 'the URL is too long', field: 'url' },
-    {
-      raised: [429],
-      status: 429,
-      error: 'Too Many Requests',
-      message: 'rate limit exceeded; retry after the time in Retry-After',
-      field: 'request',
-    },
-    {
-      raised: [500],
-      status: 500,
-      error: 'Internal Server Error',
-      message: 'internal error at the edge; see its log for request $request_id',
-    },
-    {
-      raised: [502, 503, 504],
-      status: 503,
-      error: 'Service Unavailable',
-      message: 'no API pod available; retry shortly',
-    },
+    r.header === 'proxy_protocol'
+      ? '# The load balancer sends the PROXY protocol header; its address is believed only from these proxies.'
+      : '# Behind a load balancer: the client address comes from X-Forwarded-For, believed only from these proxies.',
+    ...r.trustedProxies.map((c) => `set_real_ip_from ${c};`),
+    `real_ip_header ${r.header};`,
+    ...(r.header === 'proxy_protocol'
+      ? []
+      : [
+          '# The client is the last address in the header that is not a trusted proxy: what a client',
+          "# writes into the header itself comes before the proxy's entry and is never taken.",
+          'real_ip_recursive on;',
+        ]),
   ];
 }
 
-/** Where nginx's own error bodies live (internal: clients cannot request them). */
-const EDGE_ERROR_PREFIX = '/.edge-errors/';
-
-/**
- * `error_page` + an internal location per edge error; the location repeats the headers
- * (add_header is not inherited into a location that has its own). A URI, not a named
- * location: nginx cannot redirect a request whose URI it never parsed (414) to a named one.
- */
-function renderEdgeErrors(headers: readonly string[]): string[] {
-  return edgeErrors().flatMap((e) => {
-    const body = JSON.stringify({ error: e.error, message: e.message, ...(e.field ? { field: e.field } : {}) });
-    const uri = `${EDGE_ERROR_PREFIX}${e.raised.join('-')}`;
-    const rewrite = e.raised.length === 1 && e.raised[0] === e.status ? '' : `=${e.status} `;
-    return [
-      `error_page ${e.raised.join(' ')} ${rewrite}${uri};`,
-      `location = ${uri} {`,
-      '    internal;',
-      '    default_type application/json;',
-      ...indent([...headers]),
-      // The limiter refills at least one request a second (rate >= 1 r/s): after 1 s there is room.
-      ...(e.status === 429 ? ['    add_header Retry-After 1 always;'] : []),
-      `    return ${e.status} '${body}';`,
-      '}',
-    ];
-  });
-}
-
-function indent(lines: string[]): string[] {
-  return lines.map((l) => (l ? `    ${l}` : l));
+/** gzip for JSON above a size: responses pass through whole below it (no CPU spent). */
+function renderGzip(g: GzipSettings): string[] {
+  return [
+    `# JSON of ${g.minLengthBytes} bytes or more is gzipped (level ${g.level}) for clients that accept it; a strong`,
+    '# ETag becomes weak (W/"..."), which the API matches in If-None-Match, so 304s keep working.',
+    'gzip on;',
+    `gzip_types ${GZIP_TYPES.join(' ')};`,
+    `gzip_min_length ${g.minLengthBytes};`,
+    `gzip_comp_level ${g.level};`,
+    '# Also behind a proxy that adds Via (a cloud load balancer); Vary tells caches the body depends on Accept-Encoding.',
+    'gzip_proxied any;',
+    'gzip_vary on;',
+  ];
 }

@@ -9,30 +9,55 @@
  * - the API service: SERVICE_METRICS of service/src/contract.ts, plus prom-client's
  *   default `process_start_time_seconds`;
  * - postgres_exporter, redis_exporter, nginx-prometheus-exporter (stub_status);
+ * - Patroni's REST /metrics and pgbouncer_exporter (constructs/postgres/patroni-alerts.ts,
+ *   constructs/pgbouncer/pgbouncer-alerts.ts);
  * - `up`, which Prometheus writes for every target.
- * kube-state-metrics is not deployed: none of its metrics can be proven to exist
- * without a kube-apiserver, and it would need cluster-wide read access. So "at
- * max replicas" counts the API / edge pods Prometheus scrapes (`up`, one target
- * per pod) against the HPA bound from the config, and "restarting" watches the
- * process start time each container exports.
+ * These tier rules need no kube-state-metrics (optional, see health-alerts.ts): "at max
+ * replicas" counts the API / edge pods Prometheus scrapes (`up`, one target per pod)
+ * against the HPA bound from the config, and "restarting" watches the process start
+ * time each container exports.
+ *
+ * `shippedRuleGroups` is what ships: these rules in group `fastnext-alerts`, the groups of
+ * health-alerts.ts beside them, each alert with its `runbook_url`; in operator mode every
+ * expression is scoped to the namespace (promql.ts).
  */
 import { stringify } from 'yaml';
 import { SERVICE_METRICS } from '../../service/src/contract';
-import type { MonitoredPlatform } from './monitored';
+import { pgbouncerAlertRules } from '../pgbouncer/pgbouncer-alerts';
+import { patroniAlertRules } from '../postgres/patroni-alerts';
+import { backupAlertRules } from '../postgres/backup-alerts';
+import {
+  availabilityAlertRules,
+  type Inhibition,
+  kubernetesAlertRules,
+  monitoringAlertRules,
+  ruleInhibitions,
+  volumeAlertRules,
+  watchdogAlertRule,
+} from './health-alerts';
+import { type MonitoredPlatform, RUNBOOK_URL } from './monitored';
+import { withLabelMatcher } from './promql';
 
 /** app.kubernetes.io/name of the tiers the rules select on (Prometheus relabels it to `app`). */
-export const RULE_COMPONENTS = { api: 'api', edge: 'edge' } as const;
+export const RULE_COMPONENTS = { api: 'api', edge: 'edge', redis: 'redis' } as const;
 
 export interface RecordingRule {
   readonly record: string;
   readonly expr: string;
 }
 
+/**
+ * How an alert is routed (constructs/monitoring/alerting.ts): `page` to the paging receiver,
+ * `ticket` to the chat one, `none` only for the Watchdog (its own route, the dead man's switch).
+ */
+export type Severity = 'page' | 'ticket' | 'none';
+
+/** An alert rule as written; `shippedRuleGroups` adds the runbook link (and, in operator mode, the namespace). */
 export interface AlertRule {
   readonly alert: string;
   readonly expr: string;
   readonly for: string;
-  readonly labels: { readonly severity: 'page' | 'ticket' };
+  readonly labels: { readonly severity: Severity };
   readonly annotations: { readonly summary: string; readonly description: string };
 }
 
@@ -210,6 +235,7 @@ export function alertRules(config: MonitoredPlatform): AlertRule[] {
       ),
     );
   }
+  rules.push(...patroniAlertRules(1 + config.postgres.replicas), ...pgbouncerAlertRules());
   if (config.redis.replicasPerMaster > 0) {
     rules.push(
       rule(
@@ -227,12 +253,93 @@ export function alertRules(config: MonitoredPlatform): AlertRule[] {
 
 /** recording-rules.yml */
 export function renderRecordingRules(): string {
-  return `# Rendered by constructs/config-files/alert-rules.ts.\n${stringify({ groups: [{ name: 'fastnext-recording', rules: recordingRules() }] })}`;
+  return `# Rendered by constructs/config-files/alert-rules.ts.\n${stringify({ groups: [recordingRuleGroup()] })}`;
 }
 
 /** alert-rules.yml */
 export function renderAlertRules(config: MonitoredPlatform): string {
   return `# Rendered by constructs/config-files/alert-rules.ts for environment '${config.name}'.\n${stringify({
-    groups: [{ name: 'fastnext-alerts', rules: alertRules(config) }],
+    groups: shippedRuleGroups(config),
   })}`;
+}
+
+/** An alert rule as it ships: with its runbook link, and in operator mode the namespace label. */
+export interface ShippedAlertRule extends AlertRule {
+  readonly labels: AlertRule['labels'] & { readonly namespace?: string };
+  readonly annotations: AlertRule['annotations'] & { readonly runbook_url: string };
+}
+
+export interface RuleGroup<R> {
+  readonly name: string;
+  readonly rules: readonly R[];
+}
+
+/** Scoping for a Prometheus shared with other namespaces (operator mode). */
+export interface RuleScope {
+  /** Every selector matches `namespace=<this>`; alerts and recorded series carry it as a label. */
+  readonly namespace: string;
+}
+
+/** The anchor of an alert's runbook section: GitHub's slug of its `## <Alert>` heading. */
+export const runbookAnchor = (alert: string) => alert.toLowerCase();
+
+/** The recording rules' group, scoped when `scope` is given (each recorded series then carries the namespace). */
+export function recordingRuleGroup(scope?: RuleScope): RuleGroup<RecordingRule & { labels?: { namespace: string } }> {
+  return {
+    name: 'fastnext-recording',
+    rules: recordingRules().map((r) =>
+      scope
+        ? { ...r, expr: withLabelMatcher(r.expr, 'namespace', scope.namespace), labels: { namespace: scope.namespace } }
+        : r,
+    ),
+  };
+}
+
+/**
+ * Every alert group that ships for this platform: the tier rules (`fastnext-alerts`), the
+ * backups (`fastnext-backup`, when backups are on), a pod or
+ * node down (`fastnext-availability`), Kubernetes' view when kube-state-metrics runs or the
+ * kubelets are scraped (`fastnext-kubernetes`), the bundled stack's own health
+ * (`fastnext-monitoring`, bundled mode only) and the Watchdog (`fastnext-watchdog`).
+ */
+export function shippedRuleGroups(config: MonitoredPlatform, scope?: RuleScope): RuleGroup<ShippedAlertRule>[] {
+  const m = config.monitoring;
+  const operator = m.mode === 'operator';
+  const groups: RuleGroup<AlertRule>[] = [
+    { name: 'fastnext-alerts', rules: alertRules(config) },
+    // Its own group, so it merges apart from the tier rules (constructs/postgres/backup-alerts.ts); none when backups are off.
+    { name: 'fastnext-backup', rules: backupAlertRules(config.postgres.backup) },
+    { name: 'fastnext-availability', rules: availabilityAlertRules(config, RULE_COMPONENTS) },
+    {
+      name: 'fastnext-kubernetes',
+      rules: [
+        ...(m.kubeStateMetrics?.enabled ? kubernetesAlertRules() : []),
+        ...(m.kubelet?.enabled ? volumeAlertRules(config) : []),
+      ],
+    },
+    { name: 'fastnext-monitoring', rules: operator ? [] : monitoringAlertRules(m.alertmanager?.replicas ?? 1) },
+    { name: 'fastnext-watchdog', rules: [watchdogAlertRule()] },
+  ];
+  const runbook = m.runbookUrl ?? RUNBOOK_URL;
+  return groups
+    .filter((g) => g.rules.length > 0)
+    .map((g) => ({
+      name: g.name,
+      rules: g.rules.map((r): ShippedAlertRule => ({
+        ...r,
+        expr: scope ? withLabelMatcher(r.expr, 'namespace', scope.namespace) : r.expr,
+        labels: scope ? { ...r.labels, namespace: scope.namespace } : r.labels,
+        annotations: { ...r.annotations, runbook_url: `${runbook}#${runbookAnchor(r.alert)}` },
+      })),
+    }));
+}
+
+/** Every alert that ships, across groups. */
+export function shippedAlertRules(config: MonitoredPlatform, scope?: RuleScope): ShippedAlertRule[] {
+  return shippedRuleGroups(config, scope).flatMap((g) => g.rules);
+}
+
+/** The Alertmanager inhibit rules the shipped alerts call for (health-alerts.ts `ruleInhibitions`). */
+export function shippedInhibitions(config: MonitoredPlatform): Inhibition[] {
+  return ruleInhibitions(new Set(shippedAlertRules(config).map((r) => r.alert)));
 }

@@ -4,6 +4,7 @@
  * environment is one as it stands; a chart of your own writes just these fields.
  */
 import type { AutoscalingProps } from '../core/workload';
+import type { MonitoredBackup } from '../postgres/backup-alerts';
 
 /** Alert thresholds. */
 export interface AlertThresholds {
@@ -17,6 +18,12 @@ export interface AlertThresholds {
   readonly postgresConnectionsRatio: number;
   /** Share of edge responses answered 429. */
   readonly edge429Ratio: number;
+  /** Free share of a PVC below which a predicted fill-up (PersistentVolumeFillingUp) is reported. */
+  readonly volumeFreeRatio: number;
+  /** How far ahead PersistentVolumeFillingUp projects the fill rate, in hours. */
+  readonly volumeFullInHours: number;
+  /** Free share of a PVC below which PersistentVolumeAlmostFull pages. */
+  readonly volumeCriticalFreeRatio: number;
 }
 
 /** Defaults of the alert thresholds. */
@@ -27,7 +34,13 @@ export const ALERT_DEFAULTS: AlertThresholds = {
   replicationLagSeconds: 10,
   postgresConnectionsRatio: 0.8,
   edge429Ratio: 0.05,
+  volumeFreeRatio: 0.15,
+  volumeFullInHours: 96,
+  volumeCriticalFreeRatio: 0.03,
 };
+
+/** Where every alert's `runbook_url` points (a section per alert, anchored by its lowercased name). */
+export const RUNBOOK_URL = 'https://github.com/fastnext/fastnext-platform/blob/main/docs/runbooks.md';
 
 type Bounds = Pick<AutoscalingProps, 'minReplicas' | 'maxReplicas'>;
 
@@ -37,10 +50,23 @@ export interface MonitoredPlatform {
   readonly name: string;
   readonly api: { readonly autoscaling: Bounds };
   readonly edge: { readonly autoscaling: Bounds };
-  readonly postgres: { readonly replicas: number };
+  readonly postgres: { readonly replicas: number; readonly backup?: MonitoredBackup };
   readonly redis: { readonly masters: number; readonly replicasPerMaster: number };
   readonly monitoring: {
     readonly alerts: AlertThresholds;
     readonly prometheus: { readonly scrapeIntervalSeconds: number };
+    /** Which Prometheus evaluates the rules: our own, or an existing prometheus-operator stack's. @default 'bundled' */
+    readonly mode?: MonitoringMode;
+    /** The bundled Alertmanager's replicas (its cluster-size alert). @default 1 */
+    readonly alertmanager?: { readonly replicas: number };
+    /** Whether kube-state-metrics runs (its OOM and crash-loop alerts ship). @default false */
+    readonly kubeStateMetrics?: { readonly enabled: boolean };
+    /** Whether the kubelets are scraped for volume stats (the PVC alerts ship). @default false */
+    readonly kubelet?: { readonly enabled: boolean };
+    /** Base URL of the runbook each alert links to. @default RUNBOOK_URL */
+    readonly runbookUrl?: string;
   };
 }
+
+/** `bundled`: our own Prometheus, Alertmanager and Grafana; `operator`: custom resources for an existing kube-prometheus-stack. */
+export type MonitoringMode = 'bundled' | 'operator';

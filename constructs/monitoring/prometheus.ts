@@ -5,6 +5,7 @@
  * config or rules change, so a rule edit needs no restart.
  */
 import { createHash } from 'crypto';
+import { JsonPatch } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { meta, namespaceOf, selectorLabels } from '../core/labels';
@@ -31,7 +32,15 @@ import { checkImage, fail, withDefaults } from '../core/validate';
 import { serviceAccount, type WorkloadProps, workloadName } from '../core/workload';
 import { renderAlertRules, renderRecordingRules } from './alert-rules';
 import type { MonitoredPlatform } from './monitored';
-import { PROMETHEUS_CONFIG_DIR, PROMETHEUS_FILES, PROMETHEUS_PORT, renderPrometheusConfig } from './prometheus-config';
+import {
+  KUBELET_PORT,
+  type KubeStateMetricsTarget,
+  PROMETHEUS_CONFIG_DIR,
+  PROMETHEUS_FILES,
+  PROMETHEUS_PORT,
+  renderPrometheusConfig,
+} from './prometheus-config';
+import { configReloaderContainer } from './config-reloader';
 
 const k8s = kplus.k8s;
 
@@ -47,12 +56,17 @@ export const DISCOVERY_RULE = {
   resources: ['pods', 'endpoints', 'services'],
   verbs: ['get', 'list', 'watch'],
 };
+/**
+ * What the kubelet scrape needs, cluster-wide (nodes are not namespaced): discover nodes,
+ * and read a kubelet's /metrics (`nodes/metrics`; not `nodes/proxy`, which would also allow
+ * exec through the kubelet).
+ */
+export const KUBELET_RULES = [
+  { apiGroups: [''], resources: ['nodes'], verbs: ['list', 'watch'] },
+  { apiGroups: [''], resources: ['nodes/metrics'], verbs: ['get'] },
+];
 /** Ports the kube-apiserver answers on (443 via the kubernetes Service, 6443 on most control planes). */
 const API_SERVER_PORTS = [443, 6443];
-/** configmap-reload's own HTTP port (its default). */
-const RELOADER_PORT = 9533;
-/** The reload sidecar idles at a few MiB; these are not worth a config field. */
-const RELOADER_RESOURCES = { requests: { cpu: '5m', memory: '16Mi' }, limits: { cpu: '50m', memory: '32Mi' } };
 
 /** A pod port Prometheus scrapes, for its egress NetworkPolicy. */
 export type ScrapeTarget = PodPort;
@@ -92,6 +106,16 @@ export interface PrometheusProps extends PrometheusSettings, WorkloadProps {
   readonly scrapeTargets: readonly ScrapeTarget[];
   /** Pods allowed to query Prometheus. @default - the bundled Grafana's pods */
   readonly clients?: readonly kplus.k8s.NetworkPolicyPeer[];
+  /** The Alertmanager replicas alerts go to: each replica's `host:port` and their component. @default - none */
+  readonly alertmanagers?: { readonly addresses: readonly string[]; readonly component: string; readonly port: number };
+  /** A kube-state-metrics to scrape (its component and metrics port name). @default - none */
+  readonly kubeStateMetrics?: KubeStateMetricsTarget;
+  /**
+   * Scrape every node's kubelet for this namespace's volume stats (the PVC alerts). Needs a
+   * ClusterRole (list/watch nodes, get nodes/metrics) and egress to port 10250 of the nodes.
+   * @default false
+   */
+  readonly scrapeKubelets?: boolean;
 }
 
 export class Prometheus extends Construct implements ServiceEndpoint {
@@ -130,7 +154,13 @@ export class Prometheus extends Construct implements ServiceEndpoint {
     this.configMapName = `${name}-config`;
 
     this.files = {
-      [PROMETHEUS_FILES.config]: renderPrometheusConfig({ ...monitored, namespace: ns }),
+      [PROMETHEUS_FILES.config]: renderPrometheusConfig({
+        ...monitored,
+        namespace: ns,
+        alertmanagers: props.alertmanagers?.addresses,
+        kubeStateMetrics: props.kubeStateMetrics,
+        scrapeKubelets: props.scrapeKubelets,
+      }),
       [PROMETHEUS_FILES.recordingRules]: renderRecordingRules(),
       [PROMETHEUS_FILES.alertRules]: renderAlertRules(monitored),
     };
@@ -143,6 +173,21 @@ export class Prometheus extends Construct implements ServiceEndpoint {
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: `${name}-discovery` },
       subjects: [{ kind: 'ServiceAccount', name, namespace: ns }],
     });
+    if (props.scrapeKubelets) {
+      // Cluster-scoped: the name carries the namespace, so two environments in one cluster do not collide.
+      const clusterName = `${ns}-${name}-kubelet`;
+      const role = new k8s.KubeClusterRole(this, 'kubelet-cluster-role', {
+        metadata: clusterScoped(meta(this, c, clusterName)),
+        rules: KUBELET_RULES,
+      });
+      const binding = new k8s.KubeClusterRoleBinding(this, 'kubelet-cluster-role-binding', {
+        metadata: clusterScoped(meta(this, c, clusterName)),
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: clusterName },
+        subjects: [{ kind: 'ServiceAccount', name, namespace: ns }],
+      });
+      // The Chart gives every object its namespace; a cluster-scoped one has none.
+      for (const o of [role, binding]) o.addJsonPatch(JsonPatch.remove('/metadata/namespace'));
+    }
 
     const web = k8s.IntOrString.fromString('web');
     const prometheus: kplus.k8s.Container = {
@@ -169,31 +214,7 @@ export class Prometheus extends Construct implements ServiceEndpoint {
       readinessProbe: httpProbe('/-/ready', 'web', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 3 }),
       livenessProbe: httpProbe('/-/healthy', 'web', { periodSeconds: 15, failureThreshold: 4, timeoutSeconds: 3 }),
     };
-    const reloader: kplus.k8s.Container = {
-      name: 'config-reload',
-      image: p.reloaderImage,
-      imagePullPolicy: 'IfNotPresent',
-      args: [
-        `--volume-dir=${PROMETHEUS_CONFIG_DIR}`,
-        `--webhook-url=http://127.0.0.1:${PROMETHEUS_PORT}/-/reload`,
-        `--web.listen-address=:${RELOADER_PORT}`,
-      ],
-      // Not named 'metrics': its counters are not worth a scrape target (the NetworkPolicy keeps the port in-pod).
-      ports: [{ name: 'reloader', containerPort: RELOADER_PORT, protocol: 'TCP' }],
-      resources: resourcesOf(RELOADER_RESOURCES),
-      securityContext: containerSecurityContext(),
-      volumeMounts: [{ name: 'config', mountPath: PROMETHEUS_CONFIG_DIR, readOnly: true }],
-      readinessProbe: {
-        httpGet: { path: '/metrics', port: k8s.IntOrString.fromString('reloader') },
-        periodSeconds: 30,
-        timeoutSeconds: 3,
-      },
-      livenessProbe: {
-        tcpSocket: { port: k8s.IntOrString.fromString('reloader') },
-        periodSeconds: 30,
-        timeoutSeconds: 3,
-      },
-    };
+    const reloader = configReloaderContainer(p.reloaderImage, PROMETHEUS_CONFIG_DIR, PROMETHEUS_PORT);
 
     new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: meta(this, c, name, { annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets) }),
@@ -250,8 +271,11 @@ export class Prometheus extends Construct implements ServiceEndpoint {
       ingress: [{ from: [...(props.clients ?? [podsOf('grafana')])], ports: tcpPorts(PROMETHEUS_PORT) }],
       egress: [
         dnsEgress(props.dnsResolvers),
-        // The API server is outside any pod selector; allow its ports to any address.
-        { ports: tcpPorts(...API_SERVER_PORTS) },
+        // The API server (and the kubelets) are outside any pod selector; allow their ports to any address.
+        { ports: tcpPorts(...API_SERVER_PORTS, ...(props.scrapeKubelets ? [KUBELET_PORT] : [])) },
+        ...(props.alertmanagers
+          ? [{ to: [podsOf(props.alertmanagers.component)], ports: tcpPorts(props.alertmanagers.port) }]
+          : []),
         ...groupByComponent(scrapeTargets).map(([component, targetPorts]) => ({
           to: [podsOf(component)],
           ports: tcpPorts(...targetPorts),
@@ -265,4 +289,9 @@ function groupByComponent(targets: readonly ScrapeTarget[]): [string, number[]][
   const byComponent = new Map<string, Set<number>>();
   for (const t of targets) byComponent.set(t.component, (byComponent.get(t.component) ?? new Set()).add(t.port));
   return [...byComponent.entries()].map(([component, ports]) => [component, [...ports].sort((a, b) => a - b)]);
+}
+
+/** Metadata of a cluster-scoped object: no namespace (removed again from the JSON by a patch). */
+function clusterScoped(m: kplus.k8s.ObjectMeta): kplus.k8s.ObjectMeta {
+  return { ...m, namespace: undefined };
 }

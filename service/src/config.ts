@@ -23,6 +23,8 @@ export interface ServiceConfig {
     readonly database: string;
     readonly user: string;
     readonly password: string;
+    /** TLS with verify-full: the CA (PEM) the servers chain to; undefined: plaintext (sslmode=disable). */
+    readonly sslCa: string | undefined;
     /** Connections kept open per pool (SQLAlchemy's pool_size). */
     readonly poolSize: number;
     /** Extra connections allowed under load, closed when idle (max_overflow). */
@@ -45,6 +47,8 @@ export interface ServiceConfig {
   };
   readonly managementToken: string;
   readonly shutdownDrainSeconds: number;
+  /** Fault-injection routes on (drills only). */
+  readonly faultInjection: boolean;
 }
 
 export class EnvError extends Error {
@@ -131,6 +135,24 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   if (password === undefined) {
     throw new EnvError(`${E.postgresPassword} or ${E.postgresPasswordFile} is required (the database password)`);
   }
+  const sslMode = raw(env, E.postgresSslMode) ?? 'disable';
+  if (sslMode !== 'disable' && sslMode !== 'verify-full') {
+    throw new EnvError(`${E.postgresSslMode} (${JSON.stringify(sslMode)}) must be verify-full or disable`);
+  }
+  const sslRootCert = raw(env, E.postgresSslRootCert);
+  if (sslMode === 'verify-full' && sslRootCert === undefined) {
+    throw new EnvError(`${E.postgresSslRootCert} is required when ${E.postgresSslMode} is verify-full (the CA file)`);
+  }
+  let sslCa: string | undefined;
+  if (sslMode === 'verify-full' && sslRootCert) {
+    try {
+      sslCa = readFile(sslRootCert);
+    } catch (e) {
+      throw new EnvError(
+        `${E.postgresSslRootCert} (${JSON.stringify(sslRootCert)}) cannot be read: ${(e as Error).message}`,
+      );
+    }
+  }
   const managementToken = secret(env, E.managementToken, E.managementTokenFile, readFile);
   if (managementToken === undefined || managementToken.length < 16) {
     throw new EnvError(
@@ -153,6 +175,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       database: raw(env, E.postgresDb) ?? 'fastnext',
       user: raw(env, E.postgresUser) ?? 'fastnext',
       password,
+      sslCa,
       poolSize: int(env, E.dbPoolSize, 20, 1, 1000),
       maxOverflow: int(env, E.dbMaxOverflow, 40, 0, 1000),
       poolTimeoutSeconds: int(env, E.dbPoolTimeout, 30, 1, 3600),
@@ -172,5 +195,6 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
     },
     managementToken,
     shutdownDrainSeconds: int(env, E.shutdownDrainSeconds, DEFAULT_DRAIN_SECONDS, 0, 300),
+    faultInjection: bool(env, E.faultInjection, false),
   };
 }

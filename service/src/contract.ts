@@ -48,11 +48,17 @@ export const HEALTH_ROUTES = {
 /** The OpenAPI document of the API (unauthenticated), under API_PREFIX. */
 export const OPENAPI_ROUTE = '/openapi.json';
 
+/** Fault-injection routes (bearer token), registered only with FAULT_INJECTION=true. */
+export const FAULT_ROUTES = {
+  /** POST `{ "seconds": n }`: answers 202, then busy-loops the event loop for n seconds. */
+  blockEventLoop: '/scaling/faults/block-event-loop',
+} as const;
+
 /** HTTP paths the platform points probes and scrapers at. */
 export const SERVICE_PATHS = {
   /** Liveness: the process answers; never checks dependencies. */
   liveness: `${API_PREFIX}${HEALTH_ROUTES.liveness}`,
-  /** Readiness: primary reachable and not draining. */
+  /** Readiness: not draining and some data source (cache, replica, primary) serves reads. */
   readiness: `${API_PREFIX}${HEALTH_ROUTES.readiness}`,
   /** Startup: same handler as liveness, with a longer failure budget. */
   startup: `${API_PREFIX}${HEALTH_ROUTES.liveness}`,
@@ -78,6 +84,10 @@ export const SERVICE_ENV = {
   postgresPassword: 'POSTGRES_PASSWORD',
   /** File holding the password (mounted Secret); wins over POSTGRES_PASSWORD. */
   postgresPasswordFile: 'POSTGRES_PASSWORD_FILE',
+  /** `verify-full` (TLS, the server's certificate checked against POSTGRES_SSL_ROOT_CERT and its host name) or `disable`. */
+  postgresSslMode: 'POSTGRES_SSL_MODE',
+  /** File holding the CA (PEM) the servers' certificates chain to (a mounted Secret's ca.crt). */
+  postgresSslRootCert: 'POSTGRES_SSL_ROOT_CERT',
   dbPoolSize: 'DB_POOL_SIZE',
   dbMaxOverflow: 'DB_MAX_OVERFLOW',
   dbPoolTimeout: 'DB_POOL_TIMEOUT',
@@ -100,6 +110,11 @@ export const SERVICE_ENV = {
   managementTokenFile: 'MANAGEMENT_TOKEN_FILE',
   /** Seconds readiness reports failure before the server stops accepting (preStop drain). */
   shutdownDrainSeconds: 'SHUTDOWN_DRAIN_SECONDS',
+  /**
+   * `true` registers the fault-injection routes (the twin's drills block a pod's event loop with
+   * them). Never set by a production environment: the environment config refuses it.
+   */
+  faultInjection: 'FAULT_INJECTION',
 } as const;
 
 /** Subcommands of the service entry point (`serve` is the default). */
@@ -121,6 +136,13 @@ export const SERVICE_COMMANDS = {
   migrate: [...ENTRYPOINT, SERVICE_SUBCOMMANDS.migrate],
   maintainPartitions: [...ENTRYPOINT, SERVICE_SUBCOMMANDS.maintainPartitions],
 } as const;
+
+/**
+ * Statement timeout of the service's database sessions. node-postgres sends it as a startup
+ * parameter, which PgBouncer drops (transaction pooling keeps no session settings), so the
+ * platform also sets it as the application role's default on the server (post-bootstrap.sh).
+ */
+export const DB_STATEMENT_TIMEOUT_MS = 15_000;
 
 /** Metric names the service exports; rules and dashboards must use these. */
 export const SERVICE_METRICS = {

@@ -6,6 +6,7 @@
  * These are deliberately partial: the strict schema stage (tools/manifests/validate.ts)
  * has already rejected anything that is not the Kubernetes 1.28 API.
  */
+import { RUNTIME_LABELS_ANNOTATION } from '../../constructs/postgres/patroni-cluster';
 
 /** A Kubernetes object as plain JSON (synthesized, or read from YAML). */
 export interface KubeObject {
@@ -52,6 +53,8 @@ export type Resources = Record<string, string | number>;
 export interface Container {
   name: string;
   image?: string;
+  command?: string[];
+  args?: string[];
   ports?: { name?: string; containerPort: number; hostPort?: number; protocol?: string }[];
   resources?: { requests?: Resources; limits?: Resources };
   readinessProbe?: Probe;
@@ -173,6 +176,22 @@ export function selects(selector: LabelSelector | undefined, labels: Record<stri
 }
 
 /** Whether a Service-style selector (a plain map) selects `labels`; an empty map selects nothing. */
+/**
+ * Service annotation naming selector labels a controller sets on live pods (Patroni's role
+ * label): no pod template carries them, so matching a Service to templates leaves them out.
+ */
+export { RUNTIME_LABELS_ANNOTATION };
+
+/** A Service's selector as pod templates can match it (runtime-set labels left out). */
+export function templateSelector(service: {
+  metadata?: { annotations?: Record<string, string> };
+  spec?: unknown;
+}): Record<string, string> | undefined {
+  const selector = (service.spec as { selector?: Record<string, string> } | undefined)?.selector;
+  const runtime = new Set(annotationList(service, RUNTIME_LABELS_ANNOTATION));
+  return selector && Object.fromEntries(Object.entries(selector).filter(([k]) => !runtime.has(k)));
+}
+
 export function mapSelects(selector: Record<string, string> | undefined, labels: Record<string, string>): boolean {
   if (!selector || Object.keys(selector).length === 0) return false;
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
@@ -267,10 +286,16 @@ export function podReferences(w: Workload): PodReference[] {
   return refs;
 }
 
+/** Env vars holding a certificate's names, not hosts a pod reaches (serviceHostsOf). */
+export const CERTIFICATE_NAMES_ENV = /_DNS_NAMES$/;
+
 /**
  * In-cluster DNS names a pod template's env values point at, as Service names:
  * `<svc>.<ns>.svc[.cluster.local]` and a StatefulSet pod's `<pod>.<svc>.<ns>.svc...`.
  * These are the Services a pod reaches by name (a database host, cluster seeds).
+ * Env vars named `*_DNS_NAMES` are left out: they hold the names a certificate is issued for
+ * (the TLS generator Job's TLS_DNS_NAMES), which the pod never connects to. Counting them would
+ * make the generator wait for the Services whose pods wait for its certificate (a cycle).
  */
 export function serviceHostsOf(w: Workload, namespace: string): string[] {
   const pattern = new RegExp(
@@ -280,6 +305,7 @@ export function serviceHostsOf(w: Workload, namespace: string): string[] {
   const hosts = new Set<string>();
   for (const { container } of containersOf(w)) {
     for (const e of container.env ?? []) {
+      if (CERTIFICATE_NAMES_ENV.test(e.name)) continue;
       for (const m of (e.value ?? '').matchAll(pattern)) hosts.add(m[1]);
     }
   }

@@ -6,7 +6,12 @@
  * - unknown fields: the field maps of `@kubernetes/client-node` 0.20.0, which
  *   is generated from the release-1.28 OpenAPI document (kubernetes-models'
  *   schemas allow extra fields).
+ * Custom resources (CUSTOM_RESOURCES: the Gateway API's HTTPRoute) are checked
+ * the same two ways against their models package's own schema; the prometheus-operator
+ * kinds (operator mode) go through crd-check.ts the same way.
  */
+import { dirname } from 'node:path';
+import { crdModel, crdOpenFields, crdUnknownFields, isCustomResource } from './crd-check';
 
 /** One problem in one object. */
 export interface SchemaProblem {
@@ -125,6 +130,87 @@ function typedModel(apiVersion: string, kind: string): (new (data: object) => Va
   }
 }
 
+/** A JSON schema as the models packages ship them (the parts the unknown-field walk reads). */
+interface JsonSchema {
+  properties?: Record<string, JsonSchema>;
+  additionalProperties?: boolean | JsonSchema;
+  items?: JsonSchema;
+  'x-kubernetes-preserve-unknown-fields'?: boolean;
+}
+
+/**
+ * Custom resources the platform emits, by `apiVersion kind`: the models package that
+ * validates them and its module path. The Gateway API models (0.5.x: CommonJS) register
+ * each kind's schema with their own copy of @kubernetes-models/validate on first use;
+ * `registeredSchemas` keeps a copy of what they register, for the unknown-field walk.
+ */
+const CUSTOM_RESOURCES: Readonly<Record<string, { pkg: string; module: string }>> = {
+  'gateway.networking.k8s.io/v1 HTTPRoute': {
+    pkg: '@kubernetes-models/gateway-api',
+    module: '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute',
+  },
+};
+
+const registeredSchemas = new Map<string, JsonSchema>();
+const hookedRegistries = new Set<string>();
+
+/** Makes the validate module `pkg` uses keep a copy of every schema registered with it. */
+function captureSchemas(pkg: string): void {
+  if (hookedRegistries.has(pkg)) return;
+  hookedRegistries.add(pkg);
+  const validatePath = require.resolve('@kubernetes-models/validate', { paths: [dirname(require.resolve(pkg))] });
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const registry = require(validatePath) as { register: (id: string, schema: JsonSchema) => void };
+  const register = registry.register;
+  registry.register = (id, schema) => {
+    registeredSchemas.set(id, schema);
+    register(id, schema);
+  };
+}
+
+/** The model class of a custom resource, or undefined for a kind not in CUSTOM_RESOURCES. */
+function customModel(apiVersion: string, kind: string): (new (data: object) => Validatable) | undefined {
+  const entry = CUSTOM_RESOURCES[`${apiVersion} ${kind}`];
+  if (!entry) return undefined;
+  captureSchemas(entry.pkg);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require(entry.module) as Record<string, new (data: object) => Validatable>)[kind];
+}
+
+/** Reports every field of `value` that `schema` does not define (metadata goes to the core API's map). */
+function unknownSchemaFields(
+  value: unknown,
+  schema: JsonSchema,
+  path: string,
+  out: { path: string; message: string }[],
+) {
+  if (schema['x-kubernetes-preserve-unknown-fields']) return;
+  if (Array.isArray(value)) {
+    if (schema.items) value.forEach((item, i) => unknownSchemaFields(item, schema.items!, `${path}[${i}]`, out));
+    return;
+  }
+  if (!isObject(value)) return;
+  const additional = schema.additionalProperties;
+  if (!schema.properties) {
+    if (typeof additional === 'object') {
+      for (const [k, v] of Object.entries(value)) unknownSchemaFields(v, additional, `${path}.${k}`, out);
+    }
+    return;
+  }
+  for (const [key, child] of Object.entries(value)) {
+    const childPath = path ? `${path}.${key}` : key;
+    const childSchema = schema.properties[key];
+    if (path === '' && key === 'metadata') unknownFields(child, 'V1ObjectMeta', childPath, out);
+    else if (childSchema) unknownSchemaFields(child, childSchema, childPath, out);
+    else if (additional !== true) {
+      out.push({
+        path: childPath,
+        message: `unknown field '${key}' (not in the schema; allowed: ${Object.keys(schema.properties).join(', ')})`,
+      });
+    }
+  }
+}
+
 /** Validates one object; returns its problems (empty when valid). */
 export function checkObject(obj: ObjectLike): SchemaProblem[] {
   const object = describe(obj);
@@ -132,30 +218,58 @@ export function checkObject(obj: ObjectLike): SchemaProblem[] {
     return [{ object, path: '(root)', message: 'apiVersion and kind must be strings' }];
   }
   const name = modelName(obj.apiVersion, obj.kind);
-  const Typed = typedModel(obj.apiVersion, obj.kind);
-  if (!model(name) || !Typed) {
+  // prometheus-operator kinds (crd-check.ts), other custom resources (CUSTOM_RESOURCES), core kinds.
+  const crd = isCustomResource(obj.apiVersion);
+  const Custom = crd ? undefined : customModel(obj.apiVersion, obj.kind);
+  const Typed = crd ? crdModel(obj.apiVersion, obj.kind) : (Custom ?? typedModel(obj.apiVersion, obj.kind));
+  if (crd && !Typed) {
+    return [
+      { object, path: 'kind', message: `${obj.apiVersion} ${obj.kind} is not a kind of the prometheus-operator CRDs` },
+    ];
+  }
+  if (!Typed || (!crd && !Custom && !model(name))) {
     return [
       { object, path: 'kind', message: `${obj.apiVersion} ${obj.kind} is not a kind of the Kubernetes 1.28 API` },
     ];
   }
   const problems: SchemaProblem[] = [];
-  try {
-    new Typed(obj as object).validate();
-  } catch (err) {
-    const errors = (err as { errors?: { instancePath: string; message?: string; params?: Record<string, unknown> }[] })
-      .errors;
-    if (!errors) throw err;
-    for (const e of errors) {
-      const allowed = e.params && Array.isArray(e.params.allowedValues) ? `: ${e.params.allowedValues.join(', ')}` : '';
-      problems.push({
-        object,
-        path: jsonPointerToPath(e.instancePath) || '(root)',
-        message: `${e.message ?? 'invalid'}${allowed}`,
-      });
+  const validate = (target: object, rebase: (path: string) => string) => {
+    try {
+      new Typed(target).validate();
+    } catch (err) {
+      const errors = (
+        err as { errors?: { instancePath: string; message?: string; params?: Record<string, unknown> }[] }
+      ).errors;
+      if (!errors) throw err;
+      for (const e of errors) {
+        const allowed =
+          e.params && Array.isArray(e.params.allowedValues) ? `: ${e.params.allowedValues.join(', ')}` : '';
+        problems.push({
+          object,
+          path: rebase(jsonPointerToPath(e.instancePath)) || '(root)',
+          message: `${e.message ?? 'invalid'}${allowed}`,
+        });
+      }
     }
-  }
+  };
+  validate(obj as object, (p) => p);
   const unknown: { path: string; message: string }[] = [];
-  unknownFields(obj, name, '', unknown);
+  if (crd) {
+    // Fields a CRD leaves open (an AlertmanagerConfig's child routes) are validated as the type they hold.
+    for (const open of crdOpenFields(obj)) validate(open.asObject, open.rebase);
+    unknown.push(
+      ...crdUnknownFields(obj as { apiVersion: string; kind: string }, (meta, path, out) =>
+        unknownFields(meta, 'V1ObjectMeta', path, out),
+      ),
+    );
+  } else if (Custom) {
+    // Registered by the validate() above: the schema id is `<group>.<version>.<kind>`.
+    const schema = registeredSchemas.get(`${obj.apiVersion.replace('/', '.')}.${obj.kind}`);
+    if (!schema) throw new Error(`no schema was registered for ${obj.apiVersion} ${obj.kind}`);
+    unknownSchemaFields(obj, schema, '', unknown);
+  } else {
+    unknownFields(obj, name, '', unknown);
+  }
   for (const u of unknown) problems.push({ object, ...u });
   return problems;
 }

@@ -4,12 +4,18 @@
  * `server` line per loopback backend (same parameters, minus `resolve`, which
  * nginx < 1.27.3 lacks), listen ports become free loopback ports, the
  * resolver becomes 127.0.0.1, and the scratch / TLS paths become temp dirs.
+ * One directive is translated for the nginx that runs it: the conf is rendered
+ * for the shipped image (1.28), whose `http2 on;` nginx < 1.25.1 (Debian 12's
+ * 1.22) does not know; there it becomes the `http2` parameter of the same
+ * server's `listen ... ssl` line, which means the same thing.
  * Used by the tests and by the local twin.
  */
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { EDGE_PATHS, EDGE_PORTS } from '../../constructs/edge/nginx-conf';
+import { forNginx } from './nginx-dialect';
+import { writeSecretVolume } from './secret-volume';
 import {
   type Endpoint,
   freePort,
@@ -30,8 +36,13 @@ export interface NginxOptions {
   readonly nginxConf: string;
   /** Loopback backends that replace the API headless Service. */
   readonly upstreams: readonly Endpoint[];
-  /** PEM certificate and key, when the conf terminates TLS. */
+  /**
+   * PEM certificate and key, when the conf terminates TLS: written as the kubelet writes
+   * a Secret volume (files behind an atomically swapped `..data` symlink).
+   */
   readonly tls?: { readonly cert: string; readonly key: string };
+  /** Listen ports to reuse (a restarted edge container keeps its pod's). @default free ports */
+  readonly ports?: Readonly<Record<'http' | 'https' | 'status', number>>;
 }
 
 export interface RunningNginx {
@@ -41,8 +52,16 @@ export interface RunningNginx {
   /** The conf nginx actually runs (the shipped one after substitution). */
   readonly conf: string;
   readonly dir: string;
+  /** Where the TLS Secret volume is (what the conf's EDGE_PATHS.tls became). */
+  readonly tlsDir: string;
+  /** Where nginx's master writes its pid (what the conf's pid path became). */
+  readonly pidFile: string;
   /** nginx's error and access log (JSON lines). */
   readonly logPath: string;
+  readonly pid: number;
+  /** Resolves when the nginx master has exited. */
+  readonly exited: Promise<number | null>;
+  readonly ports: Readonly<Record<'http' | 'https' | 'status', number>>;
   /** Rewrites the upstream list and reloads nginx gracefully (HUP). */
   reload(upstreams: readonly Endpoint[]): Promise<void>;
   stop(): Promise<void>;
@@ -58,15 +77,42 @@ export function substitute(
   const m = UPSTREAM_SERVER.exec(conf);
   if (!m) throw new Error('nginx.conf has no "server <host>:<port> resolve ...;" upstream line to point at loopback');
   const [, indent, , , params] = m;
-  const servers = o.upstreams.map((u) => `${indent}server ${u.host}:${u.port} ${params};`).join('\n');
+  // No endpoint ready: what nginx sees when the headless Service resolves to nothing, no live
+  // upstream (502). nginx needs one server line, so a placeholder marked down stands in.
+  const servers = o.upstreams.length
+    ? o.upstreams.map((u) => `${indent}server ${u.host}:${u.port} ${params};`).join('\n')
+    : `${indent}server 127.0.0.1:9 down;`;
   let out = conf.replace(UPSTREAM_SERVER, servers);
   out = out.replace(/^(\s*)resolver \S+ /m, '$1resolver 127.0.0.1 ');
   out = out.replace(new RegExp(`listen ${EDGE_PORTS.http}\\b`), `listen 127.0.0.1:${o.ports.http}`);
   out = out.replace(new RegExp(`listen ${EDGE_PORTS.https}\\b`), `listen 127.0.0.1:${o.ports.https}`);
   out = out.replace(new RegExp(`listen ${EDGE_PORTS.status}\\b`), `listen 127.0.0.1:${o.ports.status}`);
-  out = out.split(EDGE_PATHS.scratch).join(path.join(o.dir, 'scratch'));
-  out = out.split(EDGE_PATHS.tls).join(path.join(o.dir, 'tls'));
-  return out;
+  return forNginx(substitutePaths(out, o.dir), nginxVersion());
+}
+
+/**
+ * The scratch and TLS paths of a shipped edge file (nginx.conf, the cert-reload script)
+ * moved under `dir`, where startNginx puts them.
+ */
+export function substitutePaths(text: string, dir: string): string {
+  return text
+    .split(EDGE_PATHS.scratch)
+    .join(path.join(dir, 'scratch'))
+    .split(EDGE_PATHS.tls)
+    .join(path.join(dir, 'tls'));
+}
+
+let version: readonly number[] | undefined;
+
+/** Version of the nginx the runner starts, e.g. [1, 22, 1]. */
+export function nginxVersion(): readonly number[] {
+  if (!version) {
+    const out = spawnSync(NGINX_BIN, ['-v'], { encoding: 'utf8' });
+    const m = /nginx\/(\d+)\.(\d+)\.(\d+)/.exec(`${out.stderr}${out.stdout}`);
+    if (!m) throw new Error(`cannot read the version of ${NGINX_BIN}: ${out.stderr || out.error?.message}`);
+    version = m.slice(1, 4).map(Number);
+  }
+  return version;
 }
 
 /** `nginx -t` on a conf file; returns the combined output, throws with it on failure. */
@@ -88,6 +134,30 @@ export function testConf(confPath: string, prefix: string): string {
   return output;
 }
 
+/**
+ * `testConf` without blocking the caller's event loop: the twin reloads nginx on every rotation
+ * change while its Service stand-ins and probes run on the same thread.
+ */
+export async function testConfAsync(confPath: string, prefix: string): Promise<string> {
+  const logPath = path.join(prefix, 'nginx-t.log');
+  const fd = fs.openSync(logPath, 'w');
+  let status: number | null;
+  try {
+    status = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn(NGINX_BIN, ['-t', '-p', prefix, '-c', confPath, '-e', 'stderr'], {
+        stdio: ['ignore', fd, fd],
+      });
+      child.once('error', reject);
+      child.once('exit', (code) => resolve(code));
+    });
+  } finally {
+    fs.closeSync(fd);
+  }
+  const output = fs.readFileSync(logPath, 'utf8');
+  if (status !== 0) throw new Error(`nginx -t failed:\n${output}`);
+  return output;
+}
+
 /** Starts nginx in the foreground with the substituted conf; resolves when it listens. */
 export async function startNginx(opts: NginxOptions): Promise<RunningNginx> {
   // Registered with the launcher: removed (and its processes killed) even if the caller never stops us.
@@ -96,13 +166,14 @@ export async function startNginx(opts: NginxOptions): Promise<RunningNginx> {
   fs.chmodSync(dir, 0o755);
   fs.mkdirSync(path.join(dir, 'scratch'), { mode: 0o777 });
   fs.chmodSync(path.join(dir, 'scratch'), 0o777);
-  if (opts.tls) {
-    fs.mkdirSync(path.join(dir, 'tls'));
-    fs.writeFileSync(path.join(dir, 'tls', 'tls.crt'), opts.tls.cert);
-    fs.writeFileSync(path.join(dir, 'tls', 'tls.key'), opts.tls.key, { mode: 0o600 });
-  }
+  const tlsDir = path.join(dir, 'tls');
+  if (opts.tls) writeSecretVolume(tlsDir, { 'tls.crt': opts.tls.cert, 'tls.key': opts.tls.key });
   const host = '127.0.0.1';
-  const ports = { http: await freePort(host), https: await freePort(host), status: await freePort(host) };
+  const ports = opts.ports ?? {
+    http: await freePort(host),
+    https: await freePort(host),
+    status: await freePort(host),
+  };
   const confPath = path.join(dir, 'nginx.conf');
   const write = (upstreams: readonly Endpoint[]) => {
     const conf = substitute(opts.nginxConf, { upstreams, ports, dir });
@@ -122,7 +193,7 @@ export async function startNginx(opts: NginxOptions): Promise<RunningNginx> {
   };
   const http = { host, port: ports.http };
   try {
-    await waitFor(`nginx listening on ${host}:${http.port}`, () => portOpen(http), 5000, proc.log, proc);
+    await waitFor(`nginx listening on ${host}:${http.port}`, () => portOpen(http), 15000, proc.log, proc);
   } catch (err) {
     await stop();
     throw err;
@@ -135,10 +206,15 @@ export async function startNginx(opts: NginxOptions): Promise<RunningNginx> {
       return conf;
     },
     dir,
+    tlsDir,
+    pidFile: path.join(dir, 'scratch', 'nginx.pid'),
     logPath,
+    pid: proc.pid,
+    exited: proc.exited,
+    ports,
     async reload(upstreams) {
       conf = write(upstreams);
-      testConf(confPath, dir);
+      await testConfAsync(confPath, dir);
       process.kill(proc.pid, 'SIGHUP');
       // Old workers finish their requests; new ones start within a few ms.
       await new Promise((r) => setTimeout(r, 300));

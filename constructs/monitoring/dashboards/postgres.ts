@@ -1,7 +1,9 @@
-/** PostgreSQL: replication, connections, buffer cache hit ratio, long-running transactions. */
+/** PostgreSQL: replication, connections, buffer cache hit ratio, long-running transactions; Patroni and PgBouncer. */
 import { SERVICE_METRICS } from '../../../service/src/contract';
 import type { MonitoredPlatform } from '../monitored';
 import { hitRatio } from '../alert-rules';
+import { patroniPanels, pgbouncerPanels } from '../../postgres/patroni-panels';
+import { backupPanels } from '../../postgres/backup-alerts';
 import { dashboard, type Dashboard } from './panels';
 
 export function postgresDashboard(config: MonitoredPlatform): Dashboard {
@@ -93,5 +95,8 @@ export function postgresDashboard(config: MonitoredPlatform): Dashboard {
       unit: 'bytes',
       targets: [{ expr: 'max by (datname) (pg_database_size_bytes)', legendFormat: '{{datname}}' }],
     },
+    ...patroniPanels(1 + config.postgres.replicas),
+    ...pgbouncerPanels(),
+    ...backupPanels(config.postgres.backup),
   ]);
 }

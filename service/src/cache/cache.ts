@@ -228,6 +228,14 @@ export class Cache {
     await r.publish(INVALIDATION_CHANNEL, JSON.stringify({ keys: fullKeys }));
   }
 
+  /** Epoch milliseconds of the last failed or timed-out cache operation (0: none yet). */
+  lastErrorAt = 0;
+
+  /** Redis can serve reads: the client is ready and no operation failed in the last `windowMs`. */
+  servingReads(windowMs = 5000): boolean {
+    return this.available && Date.now() - this.lastErrorAt > windowMs;
+  }
+
   /** True when commands can be sent now; false skips Redis entirely (no waiting on a dead cluster). */
   get available(): boolean {
     return this.redis !== undefined && this.redis.status === 'ready';
@@ -245,6 +253,7 @@ export class Cache {
       return await withTimeout(op(this.redis), this.timeoutMs, `cache ${what}`);
     } catch (err) {
       this.errors++;
+      this.lastErrorAt = Date.now();
       this.hooks.onError?.();
       this.log.warn({ op: what, err: (err as Error).message }, 'cache unavailable; using the database');
       return undefined;

@@ -9,6 +9,13 @@ import { isConnectionError } from '../db/database';
 /** Largest accepted request body; larger ones get 413 (the edge derives its limit from the same constant). */
 export const BODY_LIMIT_BYTES = SERVICE_LIMITS.bodyBytes;
 
+/** The 503 of a request that lost its database server (refused, reset, timed out). */
+export const DATABASE_UNAVAILABLE_MESSAGE = 'the database is unavailable; retry shortly';
+
+/** The 503 of a request that needs the primary while the primary counts as down (database.ts). */
+export const PRIMARY_UNAVAILABLE_MESSAGE =
+  'the primary database is unreachable; writes are refused until it is back; retry shortly';
+
 /** An error a route throws on purpose, with its status. */
 export class HttpError extends Error {
   constructor(
@@ -140,10 +147,15 @@ export function installErrorHandlers(app: FastifyInstance): void {
       return reply.code(400).send({ error: 'Bad Request', message, field });
     }
     // A lost database is the platform's problem, not a bug: 503 tells clients and nginx to retry.
+    // A primary that counts as down gets its own message (refused at once, or after its wait budget).
     const mapped =
       fromPostgres(error as { code?: string }) ??
       fromFastify(error, request.headers['content-type']) ??
-      (isConnectionError(error) ? new HttpError(503, 'the database is unavailable; retry shortly') : error);
+      ((error as { code?: string }).code === 'EPRIMARYDOWN'
+        ? new HttpError(503, PRIMARY_UNAVAILABLE_MESSAGE)
+        : isConnectionError(error)
+          ? new HttpError(503, DATABASE_UNAVAILABLE_MESSAGE)
+          : error);
     const status = mapped.statusCode ?? error.statusCode ?? 500;
     if (status >= 500) {
       request.log.error({ err: error }, 'request failed');

@@ -7,17 +7,35 @@ const error = { type: 'string' } as const;
 
 export const livenessResponse = row({ status: { type: 'string', enum: ['ok'] } });
 
-/** 200 `ready`; 503 `draining`, or `not ready` with the primary's error. */
+/** What a pod can serve now, from its background probes (readiness and deep health carry it). */
+export const servingState = row({
+  reads: { type: 'boolean' },
+  writes: {
+    type: 'boolean',
+    description:
+      'false while the primary counts as down (a definitive probe failure, or a request that waited 1.2 s on it while the probe failed too): writes get 503 at once',
+  },
+  sources: row({
+    primary: { type: 'boolean' },
+    replicas: { type: 'integer', description: 'replicas used for reads now' },
+    cache: { type: 'boolean' },
+  }),
+});
+
+/** 200 `ready`; 503 `draining`, or `not ready` (no data source for reads) with the reason. */
 export const readinessResponse = {
   type: 'object',
   required: ['status'],
   additionalProperties: false,
   properties: {
     status: { type: 'string', enum: ['ready', 'draining', 'not ready'] },
-    primary: { type: 'string', enum: ['down'] },
-    error,
+    reason: { type: 'string' },
+    ...servingState.properties,
   },
 } as const;
+
+/** 202 of the fault-injection route. */
+export const blockEventLoopResponse = row({ blocking_seconds: { type: 'number' } });
 
 const component = {
   type: 'object',
@@ -30,8 +48,19 @@ const component = {
 export const deepHealthResponse = row({
   status: { type: 'string', enum: ['up', 'degraded', 'down'] },
   draining: { type: 'boolean' },
+  serving: servingState,
   components: row({
-    primary: component,
+    primary: {
+      type: 'object',
+      required: ['status', 'latency_ms', 'checked_at'],
+      additionalProperties: false,
+      properties: {
+        status,
+        latency_ms: latency,
+        error,
+        checked_at: { type: 'string', description: "the primary probe's last run (every 0.5 s)" },
+      },
+    },
     replicas: {
       type: 'array',
       items: {

@@ -1,16 +1,17 @@
 /**
  * The service's integration tests run against the data tier's loopback launcher
- * (tools/runtime/launcher): a real PostgreSQL primary + replicas and a real six-node
- * Redis Cluster, started from the dev environment's shipped ConfigMaps.
+ * (tools/runtime/launcher): real Patroni-managed PostgreSQL members (leader + replicas, reached
+ * directly: the service's routing is what these tests prove, not the pooler's) and a real
+ * six-node Redis Cluster, started from the dev environment's shipped ConfigMaps.
  */
 import type { FastifyInstance } from 'fastify';
 import { Client } from 'pg';
 import { loadEnvironment } from '../../../stacks/environments';
 import { synthObjects } from '../../../stacks/synth';
 import {
-  startPostgres,
+  startPatroni,
   startRedisCluster,
-  type PostgresLaunch,
+  type PatroniLaunch,
   type RedisClusterLaunch,
 } from '../../../tools/runtime/launcher';
 import { buildApp } from '../../src/app';
@@ -20,7 +21,7 @@ import { migrate } from '../../src/migrations/migrate';
 export const TOKEN = 'integration-test-token-0123456789';
 
 export interface DataTier {
-  readonly pg: PostgresLaunch;
+  readonly pg: PatroniLaunch;
   readonly redis: RedisClusterLaunch | undefined;
   /** The service's environment for these servers (names from SERVICE_ENV). */
   env(overrides?: Record<string, string>): Record<string, string>;
@@ -36,7 +37,7 @@ const shippedObjects = () => (objects ??= synthObjects(loadEnvironment('dev')));
 
 export async function startDataTier(opts: { replicas?: number; redis?: boolean } = {}): Promise<DataTier> {
   const [pg, redis] = await Promise.all([
-    startPostgres(shippedObjects(), { replicas: opts.replicas ?? 2 }),
+    startPatroni(shippedObjects(), { members: 1 + (opts.replicas ?? 2) }),
     opts.redis === false ? Promise.resolve(undefined) : startRedisCluster(shippedObjects()),
   ]);
   const apps: FastifyInstance[] = [];

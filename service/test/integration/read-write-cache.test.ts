@@ -60,6 +60,26 @@ async function replicasReplayed(lsn: string): Promise<void> {
   }
 }
 
+/**
+ * Runs `fn` while the given replicas do not replay WAL. Patroni resumes a paused replay on
+ * every HA cycle of a PostgreSQL 14+ replica (it takes the pause for one caused by a
+ * parameter change), so the cluster goes into maintenance mode first, as an operator would.
+ */
+async function withReplayPaused(replicas: DataTier['pg']['replicas'], fn: () => Promise<void>): Promise<void> {
+  const ctl = async (...args: string[]) => {
+    const r = await tier.pg.patronictl(...args);
+    if (r.code !== 0) throw new Error(`patronictl ${args.join(' ')}: ${r.output}`);
+  };
+  await ctl('pause', '--wait');
+  try {
+    for (const r of replicas) await tier.pg.query(r, 'SELECT pg_wal_replay_pause()');
+    await fn();
+  } finally {
+    for (const r of replicas) await tier.pg.query(r, 'SELECT pg_wal_replay_resume()');
+    await ctl('resume', '--wait');
+  }
+}
+
 beforeAll(async () => {
   tier = await startDataTier();
   await tier.migrate();
@@ -97,8 +117,7 @@ describe('read/write split', () => {
 
   test('read-your-writes: with replay paused, the writer still reads its row; others do not yet', async () => {
     // GIVEN both replicas stop replaying WAL
-    for (const r of tier.pg.replicas) await tier.pg.query(r, 'SELECT pg_wal_replay_pause()');
-    try {
+    await withReplayPaused(tier.pg.replicas, async () => {
       // WHEN a user is created
       const { id, res } = await createUser();
       // (the position travels signed: `<lsn>.<expires>.<hmac>`)
@@ -115,28 +134,26 @@ describe('read/write split', () => {
       // ...and so is one carrying the header the write answered with.
       const byHeader = await get(`/users/${id}`, { [MIN_LSN_HEADER]: String(res.headers[LSN_HEADER]) });
       expect(byHeader.statusCode).toBe(200);
-    } finally {
-      for (const r of tier.pg.replicas) await tier.pg.query(r, 'SELECT pg_wal_replay_resume()');
-    }
+    });
   });
 
   test('a replica lagging beyond DB_REPLICA_MAX_LAG is skipped', async () => {
     const strict = await tier.app({ DB_REPLICA_MAX_LAG: '1' });
     await eventually('replicas probed', async () => strict.db.replicaStates.every((s) => s.healthy));
-    await tier.pg.query(tier.pg.replicas[0], 'SELECT pg_wal_replay_pause()');
     try {
-      await createUser(); // WAL the paused replica receives but does not replay
-      await eventually('replica-0 reported lagging', async () => strict.db.replicaStates[0].lagSeconds > 1);
-      const before = { ...strict.db.queryCounts };
-      for (let i = 0; i < 6; i++) {
-        expect((await strict.inject({ method: 'GET', url: '/api/v1/users/search?q=ada' })).statusCode).toBe(200);
-      }
-      expect(strict.db.queryCounts['replica-0']).toBe(before['replica-0']);
-      expect(strict.db.queryCounts['replica-1'] - before['replica-1']).toBe(6);
-      const metrics = await strict.metrics.registry.metrics();
-      expect(metrics).toMatch(/fastnext_db_replica_lag_seconds\{replica="replica-0"\} ([1-9]\d*|\d+\.\d+)/);
+      await withReplayPaused([tier.pg.replicas[0]], async () => {
+        await createUser(); // WAL the paused replica receives but does not replay
+        await eventually('replica-0 reported lagging', async () => strict.db.replicaStates[0].lagSeconds > 1);
+        const before = { ...strict.db.queryCounts };
+        for (let i = 0; i < 6; i++) {
+          expect((await strict.inject({ method: 'GET', url: '/api/v1/users/search?q=ada' })).statusCode).toBe(200);
+        }
+        expect(strict.db.queryCounts['replica-0']).toBe(before['replica-0']);
+        expect(strict.db.queryCounts['replica-1'] - before['replica-1']).toBe(6);
+        const metrics = await strict.metrics.registry.metrics();
+        expect(metrics).toMatch(/fastnext_db_replica_lag_seconds\{replica="replica-0"\} ([1-9]\d*|\d+\.\d+)/);
+      });
     } finally {
-      await tier.pg.query(tier.pg.replicas[0], 'SELECT pg_wal_replay_resume()');
       await strict.close();
     }
   });
@@ -448,14 +465,16 @@ describe('failures', () => {
   });
 
   test('reads continue with one replica stopped', async () => {
-    await tier.pg.stopReplica(0);
+    // Member 1 is replica-0 (the API's first read pool); Patroni stops its PostgreSQL.
+    await tier.pg.stopMember(1);
     try {
       for (const id of userIds) await app.cache.del([`user:${id}`]);
       for (const id of userIds) expect((await get(`/users/${id}`)).statusCode).toBe(200);
       await eventually('replica-0 marked down', async () => !app.db.replicaStates[0].healthy);
       expect((await app.inject({ method: 'GET', url: SERVICE_PATHS.deep })).json().status).toBe('degraded');
     } finally {
-      await tier.pg.startReplica(0);
+      await tier.pg.startMember(1);
+      await tier.pg.waitHealthy();
     }
   });
 
@@ -508,7 +527,43 @@ describe('failures', () => {
     await eventually('local tiers serving again', async () => localPods().every((p) => p.cache.localServing), 60_000);
   });
 
-  test('readiness fails while the primary is lost, and recovers', async () => {
+  test('a failed primary probe alone refuses no write: the write tries the primary, and its answer marks it healthy', async () => {
+    // GIVEN the probe's connection terminated by the server: the next probe fails (not a timeout,
+    // not a refusal), and the one after reconnects 0.5 s later
+    await app.db.probePrimary();
+    await tier.pg.query(
+      tier.pg.primary,
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'fastnext-api:probe'",
+    );
+    await eventually('a failed probe', async () => !app.db.primaryState.healthy, 5000);
+    expect(app.db.primaryState.down).toBe(false);
+    // WHEN a write comes while the last probe failed
+    const res = await send('POST', '/users', { email: 'probe-failed@x.test', username: 'probe_failed' });
+    // THEN it goes through, and the primary counts as healthy again
+    expect(res.statusCode).toBe(201);
+    expect(app.db.primaryState).toMatchObject({ healthy: true, down: false });
+  });
+
+  test('a probe answer that arrives while the process is starved of CPU counts as an answer', async () => {
+    // GIVEN a pod whose primary is the leader member itself: the primary Service's stand-in is a proxy
+    // in this process, which would not forward the answer while this process is busy
+    const leader = tier.pg.members[await tier.pg.leaderIndex()];
+    const direct = await tier.app({ POSTGRES_SERVER: `${leader.host}:${leader.port}`, CACHE_ENABLED: 'false' });
+    // ...and its probe connected (a connect needs several round trips; one query needs one)
+    await direct.db.probePrimary();
+    expect(direct.db.primaryState.healthy).toBe(true);
+    // WHEN the event loop is busy for longer than the probe's 600 ms timeout while its answer arrives
+    const probing = direct.db.probePrimary();
+    const until = Date.now() + 900;
+    while (Date.now() < until) {
+      // Busy, as a process the machine does not schedule.
+    }
+    await probing;
+    // THEN the answer already in the socket wins over the deadline that passed meanwhile
+    expect(direct.db.primaryState).toMatchObject({ healthy: true, down: false });
+  });
+
+  test('with the primary frozen, the pod stays ready, reads answer, writes fail fast with 503; all recover', async () => {
     // Freeze the primary's postmaster and every backend: it neither answers nor refuses (a partition).
     const [row] = await tier.pg.query<{ pid: string }>(
       tier.pg.primary,
@@ -517,19 +572,51 @@ describe('failures', () => {
     const pids = [row.pid, ...execFileSync('pgrep', ['-P', row.pid]).toString().trim().split('\n')];
     for (const pid of pids) process.kill(Number(pid), 'SIGSTOP');
     try {
-      const res = await app.inject({ method: 'GET', url: SERVICE_PATHS.readiness });
+      // The first write waits on the primary itself: refused once it has waited 1.2 s while the
+      // probe (every 0.5 s, 0.6 s timeout) finds no answer either; that marks the primary down.
+      const first = Date.now();
+      const early = await app.inject({
+        method: 'POST',
+        url: '/api/v1/users',
+        payload: { email: 'frozen-0@x.test', username: 'frozen-0' },
+      });
+      expect(early.statusCode).toBe(503);
+      expect(Date.now() - first).toBeGreaterThanOrEqual(1200);
+      expect(Date.now() - first).toBeLessThan(2000);
+      expect(app.db.primaryState).toMatchObject({ healthy: false, down: true });
+      // Later ones are refused before any I/O.
+      const started = Date.now();
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/v1/users',
+        payload: { email: 'frozen-1@x.test', username: 'frozen-1' },
+      });
+      expect(Date.now() - started).toBeLessThan(100);
       expect(res.statusCode).toBe(503);
       expect(res.json()).toEqual({
-        status: 'not ready',
-        primary: 'down',
-        error: 'primary query timed out after 1000 ms',
+        error: 'Service Unavailable',
+        message: 'the primary database is unreachable; writes are refused until it is back; retry shortly',
+      });
+      const ready = await app.inject({ method: 'GET', url: SERVICE_PATHS.readiness });
+      expect(ready.statusCode).toBe(200);
+      expect(ready.json()).toMatchObject({ status: 'ready', reads: true, writes: false });
+      expect((await get(`/users/search?q=user&limit=5`)).statusCode).toBe(200);
+      const deep = await app.inject({ method: 'GET', url: SERVICE_PATHS.deep });
+      expect(deep.statusCode).toBe(503);
+      expect(deep.json().components.primary).toMatchObject({
+        status: 'down',
+        error: 'primary probe timed out after 600 ms',
       });
     } finally {
       for (const pid of pids) process.kill(Number(pid), 'SIGCONT');
     }
-    await eventually(
-      'readiness back',
-      async () => (await app.inject({ method: 'GET', url: SERVICE_PATHS.readiness })).statusCode === 200,
-    );
+    await eventually('writes back', async () => {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/v1/users',
+        payload: { email: `back-${Date.now()}@x.test`, username: `back-${Date.now()}` },
+      });
+      return res.statusCode === 201;
+    });
   });
 });

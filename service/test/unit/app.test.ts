@@ -6,7 +6,8 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app';
 import { loadConfig } from '../../src/config';
-import { REQUEST_ID_HEADER, SERVICE_METRICS, SERVICE_PATHS } from '../../src/contract';
+import { API_PREFIX, FAULT_ROUTES, REQUEST_ID_HEADER, SERVICE_METRICS, SERVICE_PATHS } from '../../src/contract';
+import { PRIMARY_UNAVAILABLE_MESSAGE } from '../../src/http/errors';
 import { etagOf } from '../../src/http/http-cache';
 
 jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
@@ -16,8 +17,9 @@ const CLOSED = '127.0.0.1:1'; // nothing listens on port 1
 
 let app: FastifyInstance;
 
-const unitEnv = (logLevel: string) =>
+const unitEnv = (logLevel: string, extra: Record<string, string> = {}) =>
   loadConfig({
+    ...extra,
     POSTGRES_SERVER: CLOSED,
     POSTGRES_READ_REPLICAS: CLOSED,
     POSTGRES_PASSWORD: 'x',
@@ -158,11 +160,31 @@ describe('errors', () => {
   });
 });
 
+/** Resolves once the background probes have seen the (closed) primary and replica. */
+async function probed(): Promise<void> {
+  for (let i = 0; i < 100 && (app.db.primaryState.checkedAt === 0 || app.db.replicaStates[0].healthy); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 describe('database unreachable', () => {
   test('fails with a retryable 503 when neither replica nor primary answers', async () => {
+    await probed();
     const res = await app.inject({ method: 'GET', url: '/api/v1/users/1' });
     expect(res.statusCode).toBe(503);
-    expect(res.json()).toEqual({ error: 'Service Unavailable', message: 'the database is unavailable; retry shortly' });
+    expect(res.json()).toEqual({ error: 'Service Unavailable', message: PRIMARY_UNAVAILABLE_MESSAGE });
+  });
+
+  test('a write fails at once with 503 while the primary probe finds the primary unreachable', async () => {
+    await probed();
+    const started = Date.now();
+    const res = await post('/users', { email: 'a@b.co', username: 'alice' });
+    expect(Date.now() - started).toBeLessThan(200);
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toEqual({
+      error: 'Service Unavailable',
+      message: 'the primary database is unreachable; writes are refused until it is back; retry shortly',
+    });
   });
 });
 
@@ -204,10 +226,27 @@ describe('health without dependencies', () => {
     expect(res.json()).toEqual({ status: 'ok' });
   });
 
-  test('readiness fails when the primary is unreachable', async () => {
+  test('readiness fails when no data source can serve reads (primary, replicas and cache all unreachable)', async () => {
+    await probed();
     const res = await app.inject({ method: 'GET', url: SERVICE_PATHS.readiness });
     expect(res.statusCode).toBe(503);
-    expect(res.json()).toMatchObject({ status: 'not ready', primary: 'down' });
+    expect(res.json()).toEqual({
+      status: 'not ready',
+      reason: 'no data source for reads: the primary, every replica and the cache are unreachable',
+      reads: false,
+      writes: false,
+      sources: { primary: false, replicas: 0, cache: false },
+    });
+  });
+
+  test('deep health reports the primary down from its probe', async () => {
+    await probed();
+    const res = await app.inject({ method: 'GET', url: SERVICE_PATHS.deep });
+    expect(res.statusCode).toBe(503);
+    expect(res.json().components.primary).toMatchObject({
+      status: 'down',
+      error: expect.stringMatching(/ECONNREFUSED|connect/),
+    });
   });
 
   test('readiness fails while draining', async () => {
@@ -286,6 +325,37 @@ describe('request log', () => {
       expect(requestLines[1].reqId).not.toBe('edge-req-1');
     } finally {
       await logged.close();
+    }
+  });
+});
+
+describe('fault injection', () => {
+  const blockUrl = API_PREFIX + FAULT_ROUTES.blockEventLoop;
+
+  test('the block route does not exist unless FAULT_INJECTION is true', async () => {
+    const res = await app.inject({ method: 'POST', url: blockUrl, payload: { seconds: 0 } });
+    expect(res.statusCode).toBe(404);
+  });
+
+  test('with FAULT_INJECTION=true it needs the token, then blocks the event loop for the seconds asked', async () => {
+    const faulty = await buildApp(unitEnv('silent', { FAULT_INJECTION: 'true' }));
+    try {
+      const denied = await faulty.inject({ method: 'POST', url: blockUrl, payload: { seconds: 0 } });
+      expect(denied.statusCode).toBe(401);
+      const res = await faulty.inject({
+        method: 'POST',
+        url: blockUrl,
+        payload: { seconds: 0.3 },
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      expect(res.statusCode).toBe(202);
+      expect(res.json()).toEqual({ blocking_seconds: 0.3 });
+      // A timer due in 50 ms fires only once the busy loop has returned.
+      const started = Date.now();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    } finally {
+      await faulty.close();
     }
   });
 });

@@ -116,6 +116,36 @@ describe('loadConfig', () => {
     );
   });
 
+  test('TLS: plaintext by default; verify-full reads the CA from POSTGRES_SSL_ROOT_CERT', () => {
+    expect(loadConfig(BASE).postgres.sslCa).toBeUndefined();
+    const c = loadConfig(
+      { ...BASE, POSTGRES_SSL_MODE: 'verify-full', POSTGRES_SSL_ROOT_CERT: '/secrets/postgres-tls/ca.crt' },
+      (p) => `PEM of ${p}`,
+    );
+    expect(c.postgres.sslCa).toBe('PEM of /secrets/postgres-tls/ca.crt');
+    expect(
+      loadConfig({ ...BASE, POSTGRES_SSL_MODE: 'disable', POSTGRES_SSL_ROOT_CERT: '/x' }).postgres.sslCa,
+    ).toBeUndefined();
+  });
+
+  test('fails when POSTGRES_SSL_MODE is neither verify-full nor disable, naming the value and the choices', () => {
+    expect(() => loadConfig({ ...BASE, POSTGRES_SSL_MODE: 'require' })).toThrow(
+      new EnvError('POSTGRES_SSL_MODE ("require") must be verify-full or disable'),
+    );
+  });
+
+  test('fails when verify-full has no CA file, or the CA file cannot be read', () => {
+    expect(() => loadConfig({ ...BASE, POSTGRES_SSL_MODE: 'verify-full' })).toThrow(
+      new EnvError('POSTGRES_SSL_ROOT_CERT is required when POSTGRES_SSL_MODE is verify-full (the CA file)'),
+    );
+    const read = () => {
+      throw new Error('ENOENT');
+    };
+    expect(() =>
+      loadConfig({ ...BASE, POSTGRES_SSL_MODE: 'verify-full', POSTGRES_SSL_ROOT_CERT: '/nope/ca.crt' }, read),
+    ).toThrow('POSTGRES_SSL_ROOT_CERT ("/nope/ca.crt") cannot be read: ENOENT');
+  });
+
   test('fails when LOG_LEVEL is unknown', () => {
     expect(() => loadConfig({ ...BASE, LOG_LEVEL: 'loud' })).toThrow(
       'LOG_LEVEL ("loud") must be one of fatal, error, warn, info, debug, trace, silent',

@@ -9,13 +9,21 @@ import { buildApp } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { REQUEST_ID_HEADER, SERVICE_LIMITS } from '../../src/contract';
 import { issuePosition, LSN_COOKIE, MIN_LSN_HEADER, minLsnOf } from '../../src/http/consistency';
-import { locationOf } from '../../src/http/errors';
+import { DATABASE_UNAVAILABLE_MESSAGE, locationOf, PRIMARY_UNAVAILABLE_MESSAGE } from '../../src/http/errors';
 
 jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
 
 const TOKEN = 'unit-test-token-0123456789';
 const CLOSED = '127.0.0.1:1';
-const DB_DOWN = { error: 'Service Unavailable', message: 'the database is unavailable; retry shortly' };
+/** Reached the database: refused by the closed port itself, or at once once the primary counts as down. */
+const DB_DOWN = {
+  error: 'Service Unavailable',
+  message: expect.stringMatching(
+    new RegExp(
+      `^(${[DATABASE_UNAVAILABLE_MESSAGE, PRIMARY_UNAVAILABLE_MESSAGE].map((m) => m.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})$`,
+    ),
+  ),
+};
 
 let app: FastifyInstance;
 

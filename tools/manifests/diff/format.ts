@@ -33,7 +33,8 @@ const show = (v: unknown) => preview(v, MAX_VALUE, 'undefined');
 
 const multiline = (v: unknown): v is string => typeof v === 'string' && v.includes('\n');
 
-type Mark = '+' | '-' | '~' | ' ' | '!';
+/** `!` flags an immutable change, `>` says how a change is applied (a PostgreSQL parameter: reload or restart). */
+type Mark = '+' | '-' | '~' | ' ' | '!' | '>';
 /** One output line: a change mark and its text (text mode puts the indent first, Markdown's `diff` block the mark). */
 type Line = [Mark, string];
 
@@ -65,12 +66,15 @@ export function changeLines(c: Change): Line[] {
 /** One environment's diff: changed objects with their paths, then added, then removed objects. */
 function bodyLines(diff: EnvironmentDiff): { depth: number; line: Line }[] {
   const lines: { depth: number; line: Line }[] = [];
-  for (const { object, changes, immutable } of diff.changed) {
+  for (const { object, changes, immutable, notes } of diff.changed) {
     lines.push({ depth: 0, line: ['~', describe(object)] });
     for (const c of changes) {
       lines.push(...changeLines(c).map((line) => ({ depth: 1, line })));
       for (const f of immutable?.filter((x) => x.path === c.path) ?? []) {
         lines.push({ depth: 2, line: ['!', f.message] }, { depth: 2, line: ['!', `instead: ${f.instead}`] });
+      }
+      for (const n of notes?.filter((x) => x.path === c.path) ?? []) {
+        lines.push({ depth: 2, line: ['>', n.message] });
       }
     }
   }

@@ -9,6 +9,7 @@
 import type { KubeObject } from '../../../stacks/synth';
 import { keyOf, type ObjectRef, objectRef } from '../policy/engine';
 import { type ImmutableFinding, immutableFindings } from './immutable';
+import { type ApplyNote, applyNotes } from './postgres-parameters';
 
 export type ChangeKind = 'changed' | 'added' | 'removed' | 'reordered';
 
@@ -27,6 +28,8 @@ export interface ObjectChange {
   changes: Change[];
   /** Changes Kubernetes refuses in place (tools/manifests/diff/immutable.ts); absent when none. */
   immutable?: ImmutableFinding[];
+  /** How a change is applied where that is not obvious (a PostgreSQL parameter: reload or restart); absent when none. */
+  notes?: ApplyNote[];
 }
 
 export interface EnvironmentDiff {
@@ -169,7 +172,13 @@ export function diffEnvironment(base: readonly KubeObject[], head: readonly Kube
     const changes = diffObject(old, o);
     if (!changes.length) continue;
     const immutable = immutableFindings(o.kind, o.metadata.name, changes);
-    result.changed.push({ object: objectRef(o), changes, ...(immutable.length ? { immutable } : {}) });
+    const notes = applyNotes(old, o);
+    result.changed.push({
+      object: objectRef(o),
+      changes,
+      ...(immutable.length ? { immutable } : {}),
+      ...(notes.length ? { notes } : {}),
+    });
   }
   return result;
 }

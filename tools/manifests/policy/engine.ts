@@ -5,6 +5,7 @@
  */
 import { AVAILABILITY_CHECKS } from './checks/availability';
 import { CONTAINER_CHECKS } from './checks/containers';
+import { DATABASE_TLS_CHECKS } from './checks/database-tls';
 import { NETWORK_CHECKS } from './checks/network';
 import { REFERENCE_CHECKS } from './checks/references';
 import { SECURITY_CHECKS } from './checks/security';
@@ -25,6 +26,7 @@ export const CHECKS: readonly Check[] = [
   ...AVAILABILITY_CHECKS,
   ...NETWORK_CHECKS,
   ...REFERENCE_CHECKS,
+  ...DATABASE_TLS_CHECKS,
 ];
 
 /** Reported when an opt-out annotation names no known check or gives no reason; it cannot itself be skipped. */

@@ -31,6 +31,7 @@
  * critical path's length counts the waits of a fresh `pulumi up`.
  */
 import {
+  templateSelector,
   annotationList,
   mapSelects,
   podReferences,
@@ -206,7 +207,7 @@ class Rollout {
       // A cluster IP forwards to ready endpoints only: a client of it needs a ready backend.
       // A headless name lists peers; whether the pod needs them is stated in `runtimeNeeds`.
       if (spec.clusterIP === 'None') continue;
-      for (const c of this.controllersSelected((l) => mapSelects(spec.selector, l))) {
+      for (const c of this.controllersSelected((l) => mapSelects(templateSelector(service.object), l))) {
         if (c.id !== r.id) needs.push(eventKey(c.id, 'pods ready'));
       }
     }
@@ -239,7 +240,7 @@ class Rollout {
         const spec = specOf<ServiceSpec>(o);
         if (spec.clusterIP === 'None' || spec.type === 'ExternalName') return [];
         if (spec.type === 'LoadBalancer' && this.options.loadBalancerController === false) return 'never';
-        const backends = this.controllersSelected((l) => mapSelects(spec.selector, l)).filter(
+        const backends = this.controllersSelected((l) => mapSelects(templateSelector(o), l)).filter(
           (c) => c.object.kind !== 'Job',
         );
         if (backends.length === 0) return 'never';

@@ -16,6 +16,7 @@
  * The API does not need Redis to be ready: it connects to the cluster in the
  * background and serves from PostgreSQL until then (service/src/plugins/redis.ts).
  */
+import { PatroniCluster } from '../../../constructs/postgres/patroni-cluster';
 import { RedisCluster } from '../../../constructs/redis/redis-cluster';
 import { objectKey } from '../../../stacks/deploy-order';
 import type { KubeObject } from '../../../stacks/synth';
@@ -34,6 +35,11 @@ export const PLATFORM_RUNTIME_NEEDS: readonly RuntimeNeed[] = [
     pods: component(RedisCluster.COMPONENT),
     needs: { pods: component(RedisCluster.CREATE_COMPONENT), state: 'complete' },
     why: "Redis readiness requires 'cluster_state:ok', which only the cluster-create Job establishes",
+  },
+  {
+    pods: component(`${PatroniCluster.COMPONENT}-reconfigure`),
+    needs: { pods: component(PatroniCluster.COMPONENT), state: 'ready' },
+    why: 'the reconfigure Job waits for a leader and every member streaming before it changes anything',
   },
 ];
 

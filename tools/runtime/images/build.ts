@@ -66,6 +66,13 @@ export const BUDGETS: Readonly<Record<string, ImageBudget>> = {
       ...devOnlyPackages.map((d) => `/app/node_modules/${d}/`),
     ],
   },
+  /**
+   * postgres on the local base: 521 MB Debian minbase + postgresql-15 (the official
+   * postgres:15-bookworm is ~420 MB) + 140 MB Patroni and its Python. Measured 661 MB.
+   */
+  postgres: { maxMb: 700, maxAddedMb: 160 },
+  /** pgbouncer: Debian minbase + pgbouncer 1.18 and what it depends on (postgresql-common's perl). Measured 218 MB. */
+  pgbouncer: { maxMb: 250, maxAddedMb: 100 },
 };
 const DEFAULT_BUDGET: ImageBudget = { maxMb: 600, maxAddedMb: 300 };
 
@@ -132,6 +139,32 @@ export function manifestTags(env = 'dev'): Map<string, string> {
   };
   visit(synthObjects(loadEnvironment(env)));
   return tags;
+}
+
+/**
+ * Every ghcr.io/fastnext/<name> image the manifests run must be built from a Dockerfile of
+ * that name (service/Dockerfile is `api`, images/<name>/Dockerfile the others), and every
+ * Dockerfile must build an image the manifests run: otherwise CI would build and test one
+ * image while the cluster pulls another.
+ */
+export function imageMismatches(sources: readonly string[], tags: ReadonlyMap<string, string>): string[] {
+  const problems: string[] = [];
+  for (const [name, tag] of tags) {
+    if (!sources.includes(name)) {
+      problems.push(
+        `the manifests run ${tag}, but no Dockerfile builds '${name}': add images/${name}/Dockerfile or change the image`,
+      );
+    }
+  }
+  for (const name of sources) {
+    if (!tags.has(name)) {
+      problems.push(
+        `${name === 'api' ? 'service/Dockerfile' : `images/${name}/Dockerfile`} builds '${name}', but no manifest runs ` +
+          `ghcr.io/fastnext/${name}: name the folder after the image the manifests use`,
+      );
+    }
+  }
+  return problems;
 }
 
 export async function registryReachable(): Promise<boolean> {
@@ -274,9 +307,14 @@ export function renderReport(r: BuildReport): string {
 /** What image:build would build: name, Dockerfile and context (relative), tag and repository. */
 export function plannedImages(): { name: string; dockerfile: string; context: string; tag: string; image: string }[] {
   const tags = manifestTags();
-  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-  return discoverImages().map((s) => {
-    const tag = tags.get(s.name) ?? `ghcr.io/fastnext/${s.name}:${version}`;
+  const sources = discoverImages();
+  const problems = imageMismatches(
+    sources.map((s) => s.name),
+    tags,
+  );
+  if (problems.length) throw new Error(problems.join('\n'));
+  return sources.map((s) => {
+    const tag = tags.get(s.name)!;
     return {
       name: s.name,
       dockerfile: relative(ROOT, s.dockerfile),
@@ -294,7 +332,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (argv.includes('--list-json')) {
-    console.log(JSON.stringify(plannedImages()));
+    // `version`: the tag without its repository, for the workflow's docker/metadata-action.
+    console.log(JSON.stringify(plannedImages().map((p) => ({ ...p, version: p.tag.slice(p.image.length + 1) }))));
     return 0;
   }
   const i = argv.indexOf('--only');

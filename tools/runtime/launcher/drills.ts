@@ -2,7 +2,7 @@
  * Drills shared by the real-server tests and tools/runtime/launcher/measure.ts, so the
  * numbers in the issue note come from the code the tests prove.
  */
-import type { PostgresLaunch } from './postgres';
+import type { PatroniLaunch as PostgresLaunch } from './patroni';
 import type { RedisClusterLaunch } from './redis';
 import { waitFor } from './processes';
 

@@ -8,7 +8,7 @@
 import { loadEnvironment } from '../../../stacks/environments';
 import { synthObjects } from '../../../stacks/synth';
 import { killMasterAndTimeFailover, rejoinAfterFailover, replicaApplyLagMs } from './drills';
-import { startPostgres } from './postgres';
+import { startPatroni } from './patroni';
 import { startRedisCluster } from './redis';
 import { median } from '../../k8s/values';
 
@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   const pgUp: number[] = [];
   const lags: number[][] = [];
   for (let i = 0; i < Math.min(runs, 3); i++) {
-    const pg = await startPostgres(objects, { replicas: config.postgres.replicas });
+    const pg = await startPatroni(objects, { members: 1 + config.postgres.replicas });
     try {
       pgUp.push(pg.bringUpMs);
       for (let j = 0; j < runs; j++) lags.push(await replicaApplyLagMs(pg, 10000));
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     }
   }
   console.log(
-    `PostgreSQL primary + ${config.postgres.replicas} replicas bring-up (initdb, init script, base backups, streaming): ${summary(pgUp)}`,
+    `Patroni leader + ${config.postgres.replicas} replicas bring-up (etcd, initdb, post_bootstrap, base backups, streaming): ${summary(pgUp)}`,
   );
   console.log(
     `replica apply lag after COMMIT of a 10,000-row insert (slowest replica): ${summary(lags.map((l) => Math.max(...l)))}`,

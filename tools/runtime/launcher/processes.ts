@@ -254,10 +254,16 @@ export function loopbackAddresses(count: number): string[] {
 export function runToEnd(
   cmd: string,
   args: readonly string[],
-  opts: { env: Record<string, string>; cwd?: string },
+  opts: { env: Record<string, string>; cwd?: string; uid?: number; gid?: number },
 ): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      env: opts.env,
+      cwd: opts.cwd,
+      uid: opts.uid,
+      gid: opts.gid,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));

@@ -100,7 +100,16 @@ export async function startNginx(): Promise<number> {
 
 /** What a Debian exporter scrapes: a PostgreSQL or Redis endpoint with credentials, or nginx's stub_status port. */
 export type ExporterTarget =
-  | { kind: 'postgres'; host: string; port: number; user: string; password: string }
+  | {
+      kind: 'postgres';
+      host: string;
+      port: number;
+      user: string;
+      password: string;
+      queriesFile?: string;
+      /** The CA to verify the server with (sslmode=verify-full, as the shipped sidecar); omitted: plaintext. */
+      caFile?: string;
+    }
   | { kind: 'redis'; host: string; port: number; password: string }
   | { kind: 'nginx'; port: number };
 
@@ -118,8 +127,13 @@ export async function startExporter(target: ExporterTarget, set: ExporterSet = '
   const listen = `${HOST}:${port}`;
   const bin = (name: string) => join(EXPORTERS[set], `prometheus-${name}-exporter`);
   if (target.kind === 'postgres') {
-    const dsn = `postgresql://${target.user}:${encodeURIComponent(target.password)}@${target.host}:${target.port}/postgres?sslmode=disable`;
-    start(`postgres-exporter-${set}-${target.port}`, bin('postgres'), [`--web.listen-address=${listen}`], {
+    const ssl = target.caFile
+      ? `sslmode=verify-full&sslrootcert=${encodeURIComponent(target.caFile)}`
+      : 'sslmode=disable';
+    const dsn = `postgresql://${target.user}:${encodeURIComponent(target.password)}@${target.host}:${target.port}/postgres?${ssl}`;
+    // The shipped extra queries (pgBackRest's backups), as the pod's PG_EXPORTER_EXTEND_QUERY_PATH names them.
+    const extra = target.queriesFile ? [`--extend.query-path=${target.queriesFile}`] : [];
+    start(`postgres-exporter-${set}-${target.port}`, bin('postgres'), [`--web.listen-address=${listen}`, ...extra], {
       env: { DATA_SOURCE_NAME: dsn },
     });
   } else if (target.kind === 'redis') {
@@ -220,6 +234,39 @@ export interface ScrapeAnnotations {
   path?: string;
 }
 
+/** The discovery labels of `prometheus.io/*` annotations on a pod or a Service (value and presence). */
+function annotationLabels(on: 'pod' | 'service', annotations: ScrapeAnnotations): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(annotations)) {
+    if (v === undefined) continue;
+    labels[`__meta_kubernetes_${on}_annotation_prometheus_io_${k}`] = v;
+    labels[`__meta_kubernetes_${on}_annotationpresent_prometheus_io_${k}`] = 'true';
+  }
+  return labels;
+}
+
+/**
+ * The target group kubernetes_sd (role endpoints) produces for one endpoint of an annotated
+ * Service: the Service's name and `prometheus.io/*` annotations, and the labels of the pod
+ * behind it. Stands in for endpoints discovery wherever no API server runs.
+ */
+export function serviceTargetGroup(p: {
+  namespace: string;
+  service: string;
+  pod: string;
+  app: string;
+  annotations: ScrapeAnnotations;
+  targets?: string[];
+}): { targets: string[]; labels: Record<string, string> } {
+  const labels: Record<string, string> = {
+    __meta_kubernetes_namespace: p.namespace,
+    __meta_kubernetes_service_name: p.service,
+    __meta_kubernetes_pod_name: p.pod,
+    __meta_kubernetes_pod_label_app_kubernetes_io_name: p.app,
+  };
+  return { targets: p.targets ?? ['127.0.0.1'], labels: { ...labels, ...annotationLabels('service', p.annotations) } };
+}
+
 /**
  * The target group kubernetes_sd (role pod) produces for one pod: its discovery labels and
  * one target per container port. Stands in for pod discovery wherever no API server runs.
@@ -238,10 +285,5 @@ export function podTargetGroup(p: {
     __meta_kubernetes_pod_label_app_kubernetes_io_name: p.app,
     __meta_kubernetes_pod_phase: p.phase ?? 'Running',
   };
-  for (const [k, v] of Object.entries(p.annotations)) {
-    if (v === undefined) continue;
-    labels[`__meta_kubernetes_pod_annotation_prometheus_io_${k}`] = v;
-    labels[`__meta_kubernetes_pod_annotationpresent_prometheus_io_${k}`] = 'true';
-  }
-  return { targets: p.targets ?? ['127.0.0.1'], labels };
+  return { targets: p.targets ?? ['127.0.0.1'], labels: { ...labels, ...annotationLabels('pod', p.annotations) } };
 }

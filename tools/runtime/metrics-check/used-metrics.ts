@@ -2,7 +2,7 @@
  * Which metric names the shipped rules and dashboards use, and which of them
  * nothing produces. Recording rules count as producers of their own names.
  */
-import { alertRules, recordingRules } from '../../../constructs/monitoring/alert-rules';
+import { recordingRules, shippedAlertRules } from '../../../constructs/monitoring/alert-rules';
 import { dashboardExpressions, dashboards } from '../../../constructs/monitoring/dashboards';
 import type { EnvironmentConfig } from '../../../stacks/config';
 import { metricNamesOf } from './promql-names';
@@ -17,7 +17,7 @@ export interface Use {
 export function shippedExpressions(config: EnvironmentConfig): { where: string; expr: string }[] {
   return [
     ...recordingRules().map((r) => ({ where: `record ${r.record}`, expr: r.expr })),
-    ...alertRules(config).map((r) => ({ where: `alert ${r.alert}`, expr: r.expr })),
+    ...shippedAlertRules(config).map((r) => ({ where: `alert ${r.alert}`, expr: r.expr })),
     ...Object.values(dashboards(config)).flatMap((d) =>
       dashboardExpressions(d).map((e) => ({ where: `dashboard ${d.uid} / ${e.panel}`, expr: e.expr })),
     ),

@@ -7,8 +7,9 @@
  * preStop, SIGTERM, SIGKILL at terminationGracePeriodSeconds.
  */
 import { join } from 'node:path';
-import { SERVICE_COMMANDS, SERVICE_ENV, SERVICE_PATHS } from '../../../service/src/contract';
+import { SERVICE_COMMANDS, SERVICE_ENV, SERVICE_PATHS, SERVICE_PORTS } from '../../../service/src/contract';
 import { type Endpoint, type Proc, freePort, runToEnd, spawnServer, stopGroup, waitFor } from '../launcher/processes';
+import type { ProbeSpec, ProbeTarget } from './kubelet';
 
 const ROOT = join(__dirname, '..', '..', '..');
 const SERVICE_ENTRY = 'service/src/server.ts';
@@ -18,13 +19,8 @@ interface EnvVar {
   readonly value?: string;
   readonly valueFrom?: unknown;
 }
-export interface Probe {
-  readonly httpGet?: { readonly path: string; readonly port: number | string };
-  readonly periodSeconds?: number;
-  readonly timeoutSeconds?: number;
-  readonly failureThreshold?: number;
-  readonly initialDelaySeconds?: number;
-}
+/** A core/v1 Probe as the twin's kubelet runs it. */
+export type Probe = ProbeSpec;
 export interface SecurityContext {
   readonly runAsUser?: number;
   readonly runAsGroup?: number;
@@ -56,6 +52,7 @@ export interface Volume {
   readonly name: string;
   readonly emptyDir?: { readonly medium?: string; readonly sizeLimit?: string };
   readonly secret?: { readonly secretName: string };
+  readonly configMap?: { readonly name: string };
 }
 /** The pod template of the synthesized api Deployment: what the twin and the container test run. */
 export interface PodSpecLike {
@@ -73,8 +70,11 @@ export interface DeploymentLike {
 
 /** Where the twin's dependencies live and which secret files to mount. */
 export interface PodWiring {
-  readonly postgresPrimary: Endpoint;
-  readonly postgresReplicas: readonly Endpoint[];
+  /**
+   * The Service stand-ins by the `host:port` the manifests name (the PgBouncer pools for the
+   * serving container, the primary Service for the migrate init container and the CronJob).
+   */
+  readonly services: Readonly<Record<string, Endpoint>>;
   readonly redisNodes: readonly Endpoint[];
   /** Secret file paths by env var name (the `*_FILE` variables). */
   readonly secretFiles: Readonly<Record<string, string>>;
@@ -100,13 +100,31 @@ export function podEnv(
   mountedSecrets = false,
 ): Record<string, string> {
   const E = SERVICE_ENV;
+  const standIns = (name: string, value: string) =>
+    hostPorts(
+      value
+        .split(',')
+        .filter(Boolean)
+        .map((addr) => {
+          const ep = wiring.services[addr];
+          if (!ep) {
+            throw new Error(
+              `container '${container.name}' env ${name} names ${addr}, which the twin does not run ` +
+                `(it runs ${Object.keys(wiring.services).join(', ')})`,
+            );
+          }
+          return ep;
+        }),
+    );
   const addresses: Record<string, string> = {
     [E.port]: String(ports.http),
     [E.metricsPort]: String(ports.metrics),
-    [E.postgresServer]: hostPorts([wiring.postgresPrimary]),
-    [E.postgresReadReplicas]: hostPorts(wiring.postgresReplicas),
     [E.redisClusterNodes]: hostPorts(wiring.redisNodes),
   };
+  for (const name of [E.postgresServer, E.postgresReadReplicas]) {
+    const v = (container.env ?? []).find((x) => x.name === name)?.value;
+    if (v !== undefined) addresses[name] = standIns(name, v);
+  }
   const env: Record<string, string> = {};
   for (const v of container.env ?? []) {
     if (v.value === undefined) {
@@ -124,13 +142,6 @@ export function podEnv(
     } else env[v.name] = v.value;
   }
   for (const name of [E.port, E.metricsPort]) env[name] = addresses[name];
-  const replicas = (container.env ?? []).find((v) => v.name === E.postgresReadReplicas)?.value ?? '';
-  const shipped = replicas.split(',').filter(Boolean).length;
-  if (shipped !== wiring.postgresReplicas.length) {
-    throw new Error(
-      `${E.postgresReadReplicas} lists ${shipped} replicas but the twin runs ${wiring.postgresReplicas.length}`,
-    );
-  }
   return { ...env, ...wiring.overrides };
 }
 
@@ -174,15 +185,43 @@ export interface ApiPod {
   readonly http: Endpoint;
   readonly metrics: Endpoint;
   readonly pid: number;
-  /** Milliseconds from spawning the init containers to readiness 200. */
+  /** Milliseconds from spawning the init containers to readiness 200 (0 when not waited for). */
   readonly startMs: number;
   readonly env: Readonly<Record<string, string>>;
+  /** Resolves with the exit code when the process has exited. */
+  readonly exited: Promise<number | null>;
+  /** The process (group) of the container. */
+  readonly proc: Proc;
   log(): string;
   alive(): boolean;
   /** SIGKILL (a crashed container). */
   kill(): Promise<void>;
-  /** preStop, then SIGTERM, then SIGKILL once terminationGracePeriodSeconds have passed. Resolves on exit. */
-  terminate(): Promise<{ exitCode: number | null; ms: number }>;
+  /**
+   * preStop, then SIGTERM, then SIGKILL once `graceSeconds` (default terminationGracePeriodSeconds)
+   * have passed since the start. Resolves on exit.
+   */
+  terminate(graceSeconds?: number): Promise<{ exitCode: number | null; ms: number }>;
+}
+
+/** The api container of the Deployment (named 'api', else the first). */
+export const apiContainer = (deployment: DeploymentLike): Container =>
+  deployment.spec.template.spec.containers.find((c) => c.name === 'api') ?? deployment.spec.template.spec.containers[0];
+
+/** Where the kubelet's probes reach a pod: its named container ports on loopback. */
+export function podProbeTarget(deployment: DeploymentLike, pod: ApiPod): ProbeTarget {
+  const byPort = new Map<number, Endpoint>([
+    [SERVICE_PORTS.http, pod.http],
+    [SERVICE_PORTS.metrics, pod.metrics],
+  ]);
+  const declared = apiContainer(deployment).ports ?? [];
+  return {
+    port(p) {
+      const number = typeof p === 'number' ? p : declared.find((d) => d.name === p)?.containerPort;
+      const ep = number === undefined ? undefined : byPort.get(number);
+      if (!ep) throw new Error(`${pod.name}: probe port ${JSON.stringify(p)} is not a port of the api container`);
+      return ep;
+    },
+  };
 }
 
 /** Starts one pod: init containers to completion, then the main container, then waits for readiness. */
@@ -192,10 +231,37 @@ export async function startApiPod(
   name: string,
   timeoutMs = 60000,
 ): Promise<ApiPod> {
-  const spec = deployment.spec.template.spec;
-  const main = spec.containers.find((c) => c.name === 'api') ?? spec.containers[0];
   const t0 = Date.now();
-  const ports = { http: await freePort('0.0.0.0'), metrics: await freePort('0.0.0.0') };
+  const pod = await launchApiPod(deployment, wiring, name);
+  try {
+    await waitFor(
+      `${name} readiness on ${pod.http.host}:${pod.http.port}`,
+      async () => (await httpStatus(pod.http, SERVICE_PATHS.readiness)) === 200,
+      timeoutMs,
+      pod.log,
+      pod.proc,
+    );
+  } catch (e) {
+    await pod.kill();
+    throw e;
+  }
+  return { ...pod, startMs: Date.now() - t0 };
+}
+
+/**
+ * Runs one pod's init containers to completion, then spawns its main container, and returns at
+ * once (the kubelet's probes decide when it is ready). `ports` keeps a restarted container on its
+ * pod's ports, as a container restart keeps the pod's IP.
+ */
+export async function launchApiPod(
+  deployment: DeploymentLike,
+  wiring: PodWiring,
+  name: string,
+  fixedPorts?: { http: number; metrics: number },
+): Promise<ApiPod> {
+  const spec = deployment.spec.template.spec;
+  const main = apiContainer(deployment);
+  const ports = fixedPorts ?? { http: await freePort('0.0.0.0'), metrics: await freePort('0.0.0.0') };
   for (const init of spec.initContainers ?? []) {
     const [cmd, ...args] = localCommand(init);
     const r = await runToEnd(cmd, args, {
@@ -219,32 +285,27 @@ export async function startApiPod(
     pid: proc.pid,
     startMs: 0,
     env,
+    exited: proc.exited,
+    proc,
     log: proc.log,
     alive: () => proc.child.exitCode === null && proc.child.signalCode === null,
     kill: () => stopGroup(proc, 'SIGKILL', 0),
-    async terminate() {
+    async terminate(graceSeconds = spec.terminationGracePeriodSeconds ?? 30) {
       const started = Date.now();
-      const grace = (spec.terminationGracePeriodSeconds ?? 30) * 1000;
+      const grace = graceSeconds * 1000;
+      const killer = setTimeout(() => void stopGroup(proc, 'SIGKILL', 0), grace);
       const preStop = main.lifecycle?.preStop?.exec?.command;
       // The kubelet runs preStop inside the grace period; here the same command runs on the host.
-      if (preStop?.length) await runToEnd(preStop[0], preStop.slice(1), { env: baseEnv(), cwd: ROOT });
+      // The grace period covers preStop too: a hook still running at its end is cut short by SIGKILL.
+      if (preStop?.length && grace > 0) {
+        await Promise.race([runToEnd(preStop[0], preStop.slice(1), { env: baseEnv(), cwd: ROOT }), proc.exited]);
+      }
       await stopGroup(proc, 'SIGTERM', Math.max(0, grace - (Date.now() - started)));
+      clearTimeout(killer);
       return { exitCode: proc.child.exitCode, ms: Date.now() - started };
     },
   };
-  try {
-    await waitFor(
-      `${name} readiness on ${http.host}:${http.port}`,
-      async () => (await httpStatus(http, SERVICE_PATHS.readiness)) === 200,
-      timeoutMs,
-      proc.log,
-      proc,
-    );
-  } catch (e) {
-    await pod.kill();
-    throw e;
-  }
-  return { ...pod, startMs: Date.now() - t0 };
+  return pod;
 }
 
 /**

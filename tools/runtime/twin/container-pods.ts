@@ -6,7 +6,7 @@
  *   capabilities.drop ALL / add       --cap-drop=all / --cap-add
  *   allowPrivilegeEscalation: false   --security-opt=no-new-privileges
  *   seccompProfile RuntimeDefault     podman's default profile
- *   emptyDir (sizeLimit)              --tmpfs <mountPath>:size=...,mode=1777
+ *   emptyDir (sizeLimit)              --tmpfs <mountPath>:size=...,mode=1777,U (writable by the pod's user)
  *   secret volume                     a host directory, read-only (files 0644, group fsGroup)
  *   resources.limits                  --memory / --cpus
  *   command / args                    --entrypoint / arguments
@@ -19,11 +19,12 @@
 import { execFileSync } from 'node:child_process';
 import { chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { SERVICE_ENV, SERVICE_PATHS } from '../../../service/src/contract';
+import { SERVICE_PATHS } from '../../../service/src/contract';
 import { freePort, makeTempDir, removeDir, runToEnd, spawnServer, waitFor } from '../launcher/processes';
 import { PODMAN_RUN_FLAGS, podman, podmanArgv } from '../images/podman';
-import type { ApiPod, Container, DeploymentLike, PodSpecLike, PodWiring, Probe } from './api-pods';
-import { podEnv } from './api-pods';
+import type { ApiPod, Container, DeploymentLike, PodSpecLike, PodWiring } from './api-pods';
+import { apiContainer, podEnv, podProbeTarget } from './api-pods';
+import { type ProbeSpec, type ProbeTarget, probeAttempt, timingsOf } from './kubelet';
 
 /** Containers this process started and has not removed yet (removed at exit). */
 const live = new Set<string>();
@@ -64,10 +65,45 @@ export interface ContainerRun {
   readonly env: Readonly<Record<string, string>>;
   /** Host directory of each secret volume, by volume name. */
   readonly secretDirs: Readonly<Record<string, string>>;
+  /**
+   * Host directory of each configMap volume (mounted read-only) and of each volume claim
+   * (a StatefulSet's claim template, mounted read-write), by volume name.
+   */
+  readonly dirs?: Readonly<Record<string, string>>;
   /** Cluster DNS names and their addresses. */
   readonly hosts: readonly (readonly [string, string])[];
   /** --rm (false keeps the stopped container for `podman diff`). */
   readonly remove: boolean;
+}
+
+/**
+ * A container's env as the kubelet resolves it: literal values, `fieldRef`s from `fields`
+ * (e.g. `metadata.name`, `status.podIP`), `secretKeyRef`s from `secrets` (Secret name ->
+ * key -> value), then `$(VAR)` references to variables defined earlier in the list (`$$` is a `$`).
+ * Throws on a source it does not have.
+ */
+export function resolveEnv(
+  c: Container,
+  fields: Readonly<Record<string, string>>,
+  secrets: Readonly<Record<string, Readonly<Record<string, string>>>>,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of c.env ?? []) {
+    const from = v.valueFrom as
+      { fieldRef?: { fieldPath: string }; secretKeyRef?: { name: string; key: string } } | undefined;
+    let value: string | undefined;
+    if (from?.fieldRef) value = fields[from.fieldRef.fieldPath];
+    else if (from?.secretKeyRef) value = secrets[from.secretKeyRef.name]?.[from.secretKeyRef.key];
+    else if (!from)
+      value = (v.value ?? '').replace(/\$(\$|\(([A-Za-z_][A-Za-z0-9_]*)\))/g, (ref, esc: string, name?: string) =>
+        esc === '$' ? '$' : (out[name!] ?? ref),
+      );
+    if (value === undefined) {
+      throw new Error(`container '${c.name}' env ${v.name}: no value for ${JSON.stringify(v.valueFrom)}`);
+    }
+    out[v.name] = value;
+  }
+  return out;
 }
 
 /** `podman run` arguments for container `c` of pod `spec`; throws on a field it cannot honour. */
@@ -97,13 +133,23 @@ export function podmanRunArgs(spec: PodSpecLike, c: Container, run: ContainerRun
     const v = volumes.get(m.name);
     if (v?.emptyDir) {
       const size = v.emptyDir.sizeLimit ? `,size=${quantityBytes(v.emptyDir.sizeLimit)}` : '';
-      args.push('--tmpfs', `${m.mountPath}:rw${size},mode=1777`);
+      // The kubelet makes an emptyDir a fresh directory anyone may write (0777, group fsGroup),
+      // whatever the image holds at that path; podman would copy the image directory's owner
+      // and mode onto the tmpfs (root, 2775 for /var/run/postgresql), so it is chowned to the
+      // container's user (U).
+      args.push('--tmpfs', `${m.mountPath}:rw${size},mode=1777${uid !== undefined ? ',U' : ''}`);
     } else if (v?.secret) {
       const dir = run.secretDirs[m.name];
       if (!dir) throw new Error(`${where}: no directory for secret volume '${m.name}'`);
       args.push('--volume', `${dir}:${m.mountPath}:ro`);
+    } else if (v?.configMap || (!v && run.dirs?.[m.name])) {
+      const dir = run.dirs?.[m.name];
+      if (!dir) throw new Error(`${where}: no directory for configMap volume '${m.name}'`);
+      args.push('--volume', `${dir}:${m.mountPath}:${v?.configMap || m.readOnly ? 'ro' : 'rw'}`);
     } else {
-      throw new Error(`${where}: volume '${m.name}' is neither an emptyDir nor a secret; not supported here`);
+      throw new Error(
+        `${where}: volume '${m.name}' is not an emptyDir, secret, configMap or volume claim; not supported here`,
+      );
     }
   }
   const limits = c.resources?.limits ?? {};
@@ -152,61 +198,34 @@ function hostEntries(file: string): [string, string][] {
     .filter((p): p is [string, string] => p.length === 2 && !!p[0] && !!p[1]);
 }
 
-async function httpGetStatus(url: string, timeoutMs: number): Promise<number> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
-  await res.arrayBuffer();
-  return res.status;
-}
-
 /**
- * Runs `probe` the kubelet's way until it succeeds once: every periodSeconds, each try
- * within timeoutSeconds; fails after failureThreshold consecutive failures (after
- * initialDelaySeconds). Resolves with the milliseconds it took.
+ * Runs `probe` the kubelet's way until it succeeds once (tools/runtime/twin/kubelet.ts
+ * `probeAttempt`): every periodSeconds, each try within timeoutSeconds; fails after
+ * failureThreshold consecutive failures (after initialDelaySeconds). Resolves with the
+ * milliseconds it took. For a pod no kubelet manages (this file's `startContainerPod`, the
+ * container test); the twin's pods are probed by their KubeletPod.
  */
 export async function probeUntilSuccess(
   what: string,
-  probe: Probe,
-  url: string,
+  probe: ProbeSpec,
+  target: ProbeTarget,
   detail: () => string,
   alive: () => boolean,
 ): Promise<number> {
   const t0 = Date.now();
-  const period = (probe.periodSeconds ?? 10) * 1000;
-  const threshold = probe.failureThreshold ?? 3;
-  await new Promise((r) => setTimeout(r, (probe.initialDelaySeconds ?? 0) * 1000));
+  const t = timingsOf(probe);
+  const attempt = probeAttempt(probe, target);
+  await new Promise((r) => setTimeout(r, t.initialDelaySeconds * 1000));
   let last = '';
-  for (let failures = 0; failures < threshold; failures++) {
+  for (let failures = 0; failures < t.failureThreshold; failures++) {
     if (!alive()) throw new Error(`${what}: the container exited\n${detail()}`);
     const tryAt = Date.now();
-    try {
-      const status = await httpGetStatus(url, (probe.timeoutSeconds ?? 1) * 1000);
-      if (status >= 200 && status < 400) return Date.now() - t0;
-      last = `HTTP ${status}`;
-    } catch (e) {
-      last = (e as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, Math.max(0, period - (Date.now() - tryAt))));
+    const r = await attempt(t.timeoutSeconds * 1000);
+    if (r.ok) return Date.now() - t0;
+    last = r.detail;
+    await new Promise((res) => setTimeout(res, Math.max(0, t.periodSeconds * 1000 - (Date.now() - tryAt))));
   }
-  throw new Error(`${what} failed ${threshold} times (last: ${last}) on ${url}\n${detail()}`);
-}
-
-/** The host URL of an httpGet probe of `c` (the probe's named or numbered port -> the substituted one). */
-export function probeUrl(c: Container, probe: Probe, ports: { http: number; metrics: number }): string {
-  if (!probe.httpGet) throw new Error(`container '${c.name}': only httpGet probes are run here`);
-  const p = probe.httpGet.port;
-  const containerPort = typeof p === 'number' ? p : c.ports?.find((x) => x.name === p)?.containerPort;
-  const shipped = Object.fromEntries((c.env ?? []).map((v) => [v.name, v.value]));
-  const port =
-    String(containerPort) === shipped[SERVICE_ENV.port]
-      ? ports.http
-      : String(containerPort) === shipped[SERVICE_ENV.metricsPort]
-        ? ports.metrics
-        : undefined;
-  if (port === undefined)
-    throw new Error(
-      `container '${c.name}': probe port ${p} is neither ${SERVICE_ENV.port} nor ${SERVICE_ENV.metricsPort}`,
-    );
-  return `http://127.0.0.1:${port}${probe.httpGet.path}`;
+  throw new Error(`${what} failed ${t.failureThreshold} times (last: ${last})\n${detail()}`);
 }
 
 export interface ContainerPod extends ApiPod {
@@ -220,21 +239,23 @@ export interface ContainerPod extends ApiPod {
 }
 
 /**
- * Starts one pod from the image: init containers to completion, then the main
- * container; resolves once the startup probe and then readiness have passed.
+ * Runs one pod from the image: init containers to completion, then the main container,
+ * and returns at once (the kubelet's probes decide when it is ready). `ports` keeps a
+ * restarted container on its pod's ports, as a container restart keeps the pod's IP.
+ * The container and its secret directories are removed once it exits, unless `keep`.
  */
-export async function startContainerPod(
+export async function launchContainerPod(
   deployment: DeploymentLike,
   wiring: PodWiring,
   name: string,
-  opts: { image?: string; keep?: boolean; timeoutMs?: number } = {},
+  opts: { image?: string; keep?: boolean; ports?: { http: number; metrics: number } } = {},
 ): Promise<ContainerPod> {
   const spec = deployment.spec.template.spec;
-  const main = spec.containers.find((c) => c.name === 'api') ?? spec.containers[0];
+  const main = apiContainer(deployment);
   const image = opts.image ?? main.image;
   if (!image) throw new Error(`container '${main.name}' has no image`);
   const t0 = Date.now();
-  const ports = { http: await freePort('0.0.0.0'), metrics: await freePort('0.0.0.0') };
+  const ports = opts.ports ?? { http: await freePort('0.0.0.0'), metrics: await freePort('0.0.0.0') };
   const hosts = hostEntries(wiring.hostsFile);
   const volumesDir = makeTempDir(`fastnext-pod-${name}-`);
   const unique = `fastnext-${process.pid}-${name}-${Date.now().toString(36)}`;
@@ -279,7 +300,9 @@ export async function startContainerPod(
     live.delete(container);
     removeDir(volumesDir);
   };
-  const pod: ContainerPod = {
+  // A container that exits on its own (a crash, a liveness kill) leaves nothing behind either.
+  if (!opts.keep) void proc.exited.then(remove);
+  return {
     name,
     container,
     http: { host: '127.0.0.1', port: ports.http },
@@ -288,6 +311,8 @@ export async function startContainerPod(
     startMs: 0,
     initMs,
     env,
+    exited: proc.exited,
+    proc,
     log: proc.log,
     alive,
     async kill() {
@@ -295,16 +320,19 @@ export async function startContainerPod(
       await proc.exited;
       if (!opts.keep) await remove();
     },
-    async terminate() {
+    async terminate(graceSeconds = spec.terminationGracePeriodSeconds ?? 30) {
       const started = Date.now();
-      const grace = (spec.terminationGracePeriodSeconds ?? 30) * 1000;
+      const grace = graceSeconds * 1000;
+      const killer = setTimeout(() => void signal('KILL'), grace);
       const preStop = main.lifecycle?.preStop?.exec?.command;
-      // The kubelet runs preStop in the container, inside the grace period.
-      if (preStop?.length) await podman(['exec', container, ...preStop]).catch(() => undefined);
+      // The kubelet runs preStop in the container, inside the grace period: a hook still
+      // running at its end is cut short by SIGKILL.
+      if (preStop?.length && grace > 0) {
+        await Promise.race([podman(['exec', container, ...preStop]).catch(() => undefined), proc.exited]);
+      }
       await signal('TERM');
-      const timer = setTimeout(() => void signal('KILL'), Math.max(0, grace - (Date.now() - started)));
       const exitCode = await proc.exited;
-      clearTimeout(timer);
+      clearTimeout(killer);
       const ms = Date.now() - started;
       if (!opts.keep) await remove();
       return { exitCode, ms };
@@ -316,30 +344,39 @@ export async function startContainerPod(
     },
     remove,
   };
+}
+
+/**
+ * Starts one pod from the image outside the twin's kubelet: `launchContainerPod`, then
+ * the startup probe and readiness as the kubelet runs them; resolves once both passed.
+ */
+export async function startContainerPod(
+  deployment: DeploymentLike,
+  wiring: PodWiring,
+  name: string,
+  opts: { image?: string; keep?: boolean; timeoutMs?: number } = {},
+): Promise<ContainerPod> {
+  const t0 = Date.now();
+  const pod = await launchContainerPod(deployment, wiring, name, opts);
+  const main = apiContainer(deployment);
+  const target = podProbeTarget(deployment, pod);
   try {
-    const detail = () => proc.log();
     if (main.startupProbe)
-      await probeUntilSuccess(
-        `${name} startup probe`,
-        main.startupProbe,
-        probeUrl(main, main.startupProbe, ports),
-        detail,
-        alive,
-      );
+      await probeUntilSuccess(`${name} startup probe`, main.startupProbe, target, pod.log, pod.alive);
+    const readiness = probeAttempt(
+      main.readinessProbe ?? { httpGet: { path: SERVICE_PATHS.readiness, port: 'http' } },
+      target,
+    );
     await waitFor(
       `${name} readiness`,
-      async () =>
-        (await httpGetStatus(
-          probeUrl(main, main.readinessProbe ?? { httpGet: { path: SERVICE_PATHS.readiness, port: 'http' } }, ports),
-          2000,
-        )) === 200,
+      async () => (await readiness(2000)).ok,
       opts.timeoutMs ?? 60000,
-      detail,
-      proc,
+      pod.log,
+      pod.proc,
     );
   } catch (e) {
-    await signal('KILL');
-    await remove();
+    await pod.kill();
+    await pod.remove();
     throw e;
   }
   return { ...pod, startMs: Date.now() - t0 };

@@ -55,6 +55,8 @@ export interface TrafficResult {
 export interface RunningTraffic {
   /** Milliseconds since the loop started. */
   now(): number;
+  /** The outcomes so far (a live view while the loop runs). */
+  outcomes(): readonly Outcome[];
   /** Stops issuing requests; resolves when the in-flight ones are done. */
   stop(): Promise<TrafficResult>;
   readonly done: Promise<TrafficResult>;
@@ -132,6 +134,7 @@ export function startTraffic(opts: TrafficOptions): RunningTraffic {
   return {
     now,
     done,
+    outcomes: () => outcomes,
     stop: () => {
       stopped = true;
       return done;

@@ -1,14 +1,14 @@
 /** Health probes (open) and replication status (bearer token). */
 import type { FastifyPluginAsyncJsonSchemaToTs } from '@fastify/type-provider-json-schema-to-ts';
+import type { FastifyInstance } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
-import { HEALTH_ROUTES } from '../../contract';
+import { FAULT_ROUTES, HEALTH_ROUTES } from '../../contract';
 import { formatLsn } from '../../db/routing';
 import { requireToken } from '../../http/auth';
 import { withErrors } from '../../schemas/common';
-import { deepHealthResponse, livenessResponse, readinessResponse } from '../../schemas/health';
+import { blockEventLoopResponse, deepHealthResponse, livenessResponse, readinessResponse } from '../../schemas/health';
 import { MANAGEMENT, replicationRow, replicationStatusResponse } from '../../schemas/management';
 
-const READINESS_TIMEOUT_MS = 1000;
 const DEEP_TIMEOUT_MS = 2000;
 
 async function timed<T>(
@@ -26,28 +26,57 @@ async function timed<T>(
 
 const tags = ['health'];
 
+/** What this pod can serve now, from the probes' last results. */
+export function servingState(app: FastifyInstance): {
+  reads: boolean;
+  writes: boolean;
+  sources: { primary: boolean; replicas: number; cache: boolean };
+} {
+  const { healthy: primary, down } = app.db.primaryState;
+  const replicas = app.db.replicaStates.filter((r) => r.healthy).length;
+  const cache = app.config.cache.enabled && app.cache.servingReads();
+  // Writes are tried unless the primary counts as down (a failed probe alone refuses none: database.ts).
+  return { reads: primary || replicas > 0 || cache, writes: !down, sources: { primary, replicas, cache } };
+}
+
 const scaling: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
   /** The process answers; dependencies are not checked (a DB outage must not restart every pod). */
   app.get(HEALTH_ROUTES.liveness, { schema: { tags, response: withErrors({ 200: livenessResponse }) } }, async () => ({
     status: 'ok' as const,
   }));
 
-  /** Ready = not draining and the primary answers. Redis and replicas are optional (we degrade). */
+  /**
+   * Ready = not draining and this pod can answer reads: the cache, a replica or the primary serves
+   * them. A primary outage alone keeps every pod in rotation (reads work, writes get a fast 503):
+   * failing readiness on a dependency every pod shares would take them all out at once and turn a
+   * write outage into a total one (docs/health.md). Reads the probes' last results, never the
+   * network, so only a wedged process or a pod with no data source fails it.
+   */
   const readiness = { tags, response: withErrors({ 200: readinessResponse, 503: readinessResponse }) };
   app.get(HEALTH_ROUTES.readiness, { schema: readiness }, async (_request, reply) => {
     if (app.draining) return reply.code(503).send({ status: 'draining' });
-    try {
-      await app.db.onPrimary('SELECT 1', [], READINESS_TIMEOUT_MS);
-      return { status: 'ready' as const };
-    } catch (err) {
-      return reply.code(503).send({ status: 'not ready', primary: 'down', error: (err as Error).message });
+    const serving = servingState(app);
+    if (!serving.reads) {
+      return reply.code(503).send({
+        status: 'not ready',
+        reason: 'no data source for reads: the primary, every replica and the cache are unreachable',
+        ...serving,
+      });
     }
+    return { status: 'ready' as const, ...serving };
   });
 
   const deep = { tags, response: withErrors({ 200: deepHealthResponse, 503: deepHealthResponse }) };
   app.get(HEALTH_ROUTES.deep, { schema: deep }, async (_request, reply) => {
-    const [primary, replicas, redis] = await Promise.all([
-      timed(() => app.db.onPool(app.db.primary, 'SELECT 1', DEEP_TIMEOUT_MS)),
+    const p = app.db.primaryState;
+    // The primary's state is the probe's (at most one probe interval old): a query here would
+    // hang on a frozen primary and hold a pool connection while it does.
+    const primary = {
+      status: p.healthy ? ('up' as const) : ('down' as const),
+      latency_ms: p.latencyMs,
+      error: p.error,
+    };
+    const [replicas, redis] = await Promise.all([
       Promise.all(
         app.db.replicas.map(async (r, i) => ({
           name: r.name,
@@ -66,7 +95,7 @@ const scaling: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
         : Promise.resolve({ status: 'disabled' as const, latency_ms: 0 }),
     ]);
     const components = {
-      primary: { status: primary.status, latency_ms: primary.latency_ms, error: primary.error },
+      primary: { ...primary, checked_at: new Date(p.checkedAt).toISOString() },
       replicas: replicas.map(({ detail: _d, ...r }) => r),
       redis: { status: redis.status, latency_ms: redis.latency_ms, error: 'error' in redis ? redis.error : undefined },
     };
@@ -77,8 +106,39 @@ const scaling: FastifyPluginAsyncJsonSchemaToTs = async (app) => {
         : replicas.some((r) => r.status === 'down') || redis.status === 'down'
           ? 'degraded'
           : 'up';
-    return reply.code(status === 'down' ? 503 : 200).send({ status, draining: app.draining, components });
+    return reply
+      .code(status === 'down' ? 503 : 200)
+      .send({ status, draining: app.draining, serving: servingState(app), components });
   });
+
+  if (app.config.faultInjection) {
+    app.log.warn(`${FAULT_ROUTES.blockEventLoop} is enabled (FAULT_INJECTION=true): drills only`);
+    const block = {
+      ...MANAGEMENT,
+      body: {
+        type: 'object',
+        required: ['seconds'],
+        additionalProperties: false,
+        properties: { seconds: { type: 'number', minimum: 0, maximum: 3600 } },
+      },
+      response: withErrors({ 202: blockEventLoopResponse }),
+    } as const;
+    app.post(
+      FAULT_ROUTES.blockEventLoop,
+      { schema: block, preHandler: requireToken(app.config.managementToken) },
+      async (request, reply) => {
+        const { seconds } = request.body;
+        // After the answer is written: the caller learns the block began, then nothing answers.
+        setTimeout(() => {
+          const until = Date.now() + seconds * 1000;
+          while (Date.now() < until) {
+            // Busy: no timer, socket or probe is served until this returns.
+          }
+        }, 20);
+        return reply.code(202).send({ blocking_seconds: seconds });
+      },
+    );
+  }
 
   const replication = { ...MANAGEMENT, response: withErrors({ 200: replicationStatusResponse }) };
   // onRequest: the token is checked before the input.

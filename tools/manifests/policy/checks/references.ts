@@ -12,6 +12,7 @@ import {
   mapSelects,
   podReferences,
   specOf,
+  templateSelector,
 } from '../../../k8s/objects';
 import {
   CREATES_SECRETS_ANNOTATION,
@@ -30,8 +31,14 @@ interface ServiceSpec {
 
 const sameNs = (a: KubeObject, b: KubeObject) => a.metadata.namespace === b.metadata.namespace;
 
+/**
+ * Workloads whose pod template the Service's selector matches. Selector keys the Service
+ * declares as set at run time (RUNTIME_LABELS_ANNOTATION, e.g. Patroni's role label) are
+ * left out: no template can carry them, the controller adds them to live pods.
+ */
 function selectedBy(ctx: PolicyContext, svc: KubeObject): Workload[] {
-  return ctx.workloads.filter((w) => sameNs(w.object, svc) && mapSelects(specOf<ServiceSpec>(svc).selector, w.labels));
+  const selector = templateSelector(svc);
+  return ctx.workloads.filter((w) => sameNs(w.object, svc) && mapSelects(selector, w.labels));
 }
 
 export const serviceSelectorMatches: Check = {

@@ -1,0 +1,42 @@
+/**
+ * The configmap-reload sidecar Prometheus and Alertmanager share: it watches the mounted
+ * config volume and POSTs the server's `/-/reload` when the ConfigMap or Secret changes.
+ */
+import * as kplus from 'cdk8s-plus-28';
+import { containerSecurityContext } from '../core/pod';
+import { resourcesOf } from '../core/quantity';
+
+const k8s = kplus.k8s;
+/** configmap-reload's own HTTP port (its default). */
+const RELOADER_PORT = 9533;
+/** The reload sidecar idles at a few MiB; these are not worth a config field. */
+const RELOADER_RESOURCES = { requests: { cpu: '5m', memory: '16Mi' }, limits: { cpu: '50m', memory: '32Mi' } };
+
+/** The `config-reload` container for a server on `serverPort` whose config volume `config` is at `configDir`. */
+export function configReloaderContainer(image: string, configDir: string, serverPort: number): kplus.k8s.Container {
+  return {
+    name: 'config-reload',
+    image,
+    imagePullPolicy: 'IfNotPresent',
+    args: [
+      `--volume-dir=${configDir}`,
+      `--webhook-url=http://127.0.0.1:${serverPort}/-/reload`,
+      `--web.listen-address=:${RELOADER_PORT}`,
+    ],
+    // Not named 'metrics': its counters are not worth a scrape target (the NetworkPolicy keeps the port in-pod).
+    ports: [{ name: 'reloader', containerPort: RELOADER_PORT, protocol: 'TCP' }],
+    resources: resourcesOf(RELOADER_RESOURCES),
+    securityContext: containerSecurityContext(),
+    volumeMounts: [{ name: 'config', mountPath: configDir, readOnly: true }],
+    readinessProbe: {
+      httpGet: { path: '/metrics', port: k8s.IntOrString.fromString('reloader') },
+      periodSeconds: 30,
+      timeoutSeconds: 3,
+    },
+    livenessProbe: {
+      tcpSocket: { port: k8s.IntOrString.fromString('reloader') },
+      periodSeconds: 30,
+      timeoutSeconds: 3,
+    },
+  };
+}

@@ -1,0 +1,162 @@
+/**
+ * Where the PostgreSQL credentials come from: the generated Secrets with fixed key names (the
+ * default), or any Secret (External Secrets, Sealed Secrets, SOPS, a manual `kubectl create`) with
+ * its own key names, optionally never generated so an external controller is never raced.
+ *
+ * One predicate (`credentialsProblems`) serves the environment schema (stacks/config.ts) and the
+ * construct, so a rule is written once.
+ */
+import { DNS1123_LABEL } from '../core/validate';
+
+/** Key of each PostgreSQL credential in its Secret. */
+export interface PostgresCredentialKeys {
+  /** The application role's password. @default 'password' */
+  readonly password?: string;
+  /** The replication role's password (also the rewind role's). @default 'replication-password' */
+  readonly replicationPassword?: string;
+  /** The superuser's (`postgres`) password. @default 'superuser-password' */
+  readonly superuserPassword?: string;
+  /** The metrics exporter role's password, in `exporterSecretName`. @default 'password' */
+  readonly exporterPassword?: string;
+}
+
+/** `postgres.credentials`: the Secrets and key names every workload reads the passwords from. */
+export interface PostgresCredentialsSettings {
+  /** Secret holding the app, replication and superuser passwords. @default - `credentialsSecret` ('postgres-credentials') */
+  readonly secretName?: string;
+  /**
+   * Secret holding the exporter's password. @default - with `generate: false` the same Secret as
+   * `secretName` (one external Secret with every key), else `exporterCredentialsSecret`
+   * ('postgres-exporter-credentials')
+   */
+  readonly exporterSecretName?: string;
+  /** Key names in those Secrets. @default - password, replication-password, superuser-password; exporter: password */
+  readonly keys?: PostgresCredentialKeys;
+  /**
+   * Generate the Secrets in-cluster when absent (a Job POSTs them once). `false`: no generator Job,
+   * ServiceAccount, Role, RoleBinding or NetworkPolicy is emitted; the Secrets come from elsewhere
+   * and the pods wait for them. Requires `secretName`. @default true
+   */
+  readonly generate?: boolean;
+}
+
+/** Default key names: today's Secret layout (the generated `postgres-credentials`). */
+export const DEFAULT_CREDENTIAL_KEYS: Required<PostgresCredentialKeys> = {
+  password: 'password',
+  replicationPassword: 'replication-password',
+  superuserPassword: 'superuser-password',
+  exporterPassword: 'password',
+};
+
+/** What the workloads read: both Secret names, every key, whether the platform generates them. */
+export interface ResolvedPostgresCredentials {
+  readonly secretName: string;
+  readonly exporterSecretName: string;
+  readonly keys: Required<PostgresCredentialKeys>;
+  readonly generate: boolean;
+}
+
+/** A Secret data key: letters, digits, '-', '_' and '.' (Kubernetes' rule), at most 253 characters. */
+const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
+
+const KEY_WHAT: Record<keyof PostgresCredentialKeys, string> = {
+  password: "the application role's password",
+  replicationPassword: "the replication role's password",
+  superuserPassword: "the superuser's password",
+  exporterPassword: "the exporter role's password",
+};
+
+/** Resolve `postgres.credentials` against the Secret names it defaults to. */
+export function resolveCredentials(
+  c: PostgresCredentialsSettings | undefined,
+  credentialsSecret: string,
+  exporterCredentialsSecret: string,
+): ResolvedPostgresCredentials {
+  const generate = c?.generate !== false;
+  const secretName = c?.secretName ?? credentialsSecret;
+  return {
+    secretName,
+    exporterSecretName: c?.exporterSecretName ?? (generate ? exporterCredentialsSecret : secretName),
+    keys: { ...DEFAULT_CREDENTIAL_KEYS, ...definedOnly(c?.keys ?? {}) },
+    generate,
+  };
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** One problem: the path below `credentials` and what is wrong, with the fix. */
+export interface CredentialsProblem {
+  readonly path: readonly string[];
+  readonly message: string;
+}
+
+/** Why `postgres.credentials` cannot work (empty when it can). */
+export function credentialsProblems(
+  c: PostgresCredentialsSettings | undefined,
+  credentialsSecret: string,
+  exporterCredentialsSecret: string,
+): CredentialsProblem[] {
+  const problems: CredentialsProblem[] = [];
+  if (c?.generate === false && c.secretName === undefined) {
+    problems.push({
+      path: ['generate'],
+      message:
+        'leaves PostgreSQL without credentials: name the Secret your controller writes (ExternalSecret target, ' +
+        'SealedSecret, SOPS) in postgres.credentials.secretName, or let it be generated (generate: true)',
+    });
+  }
+  for (const field of ['secretName', 'exporterSecretName'] as const) {
+    const v = c?.[field];
+    if (v !== undefined && (v.length > 63 || !DNS1123_LABEL.test(v))) {
+      problems.push({
+        path: [field],
+        message: "must be a Secret name (DNS-1123 label): lowercase letters, digits and '-', at most 63 characters",
+      });
+    }
+  }
+  for (const [field, key] of Object.entries(c?.keys ?? {}) as [keyof PostgresCredentialKeys, string | undefined][]) {
+    if (key === undefined) continue;
+    if (key === '') {
+      problems.push({
+        path: ['keys', field],
+        message:
+          `names an empty key: write the key your Secret holds ${KEY_WHAT[field]} under, ` +
+          `or remove it for the default '${DEFAULT_CREDENTIAL_KEYS[field]}'`,
+      });
+    } else if (key.length > 253 || !SECRET_KEY.test(key)) {
+      problems.push({
+        path: ['keys', field],
+        message: "is not a Secret key: letters, digits, '-', '_' and '.' only (e.g. 'db-password')",
+      });
+    }
+  }
+  if (problems.length) return problems;
+  const r = resolveCredentials(c, credentialsSecret, exporterCredentialsSecret);
+  if (r.generate && r.exporterSecretName === r.secretName) {
+    problems.push({
+      path: ['exporterSecretName'],
+      message:
+        "must differ from the credentials' secretName while the platform generates them (each Secret is generated " +
+        'with its own keys): name another Secret, or set generate: false when one external Secret holds every key',
+    });
+  }
+  // Two credentials read from one key of one Secret would share a password.
+  const where = (Object.keys(r.keys) as (keyof PostgresCredentialKeys)[]).map((field) => ({
+    field,
+    at: `${field === 'exporterPassword' ? r.exporterSecretName : r.secretName}/${r.keys[field]}`,
+  }));
+  for (const [i, a] of where.entries()) {
+    const b = where.slice(0, i).find((w) => w.at === a.at);
+    if (b) {
+      problems.push({
+        path: ['keys', a.field],
+        message:
+          `is also the key of ${b.field} in Secret '${a.at.split('/')[0]}': each credential needs its own key ` +
+          '(a shared password would give one role the rights of the other)',
+      });
+    }
+  }
+  return problems;
+}

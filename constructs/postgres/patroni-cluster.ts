@@ -1,0 +1,990 @@
+/**
+ * PostgreSQL 15 that survives losing its primary: one StatefulSet of `1 + replicas`
+ * members, each running Patroni, which elects the leader through its Kubernetes DCS
+ * (ConfigMaps `<name>-leader` / `<name>-config` in the namespace), labels the leader's pod
+ * `<roleLabel>=master` (the primary Service selects it), promotes a synchronous replica when
+ * the leader is lost, and rejoins a failed leader with pg_rewind.
+ *
+ * Keeps what the hand-made StatefulSets had: credentials generated once in-cluster, the
+ * postgres_exporter sidecar, PDB, spread, a NetworkPolicy and Pod Security "restricted".
+ * The ServiceAccount gets only a namespaced Role: ConfigMaps (the leader lock) and pods
+ * (the role label). The image is images/postgres (postgres:15-bookworm + Debian's patroni).
+ *
+ * Server parameters live in Patroni's dynamic configuration: a changed one is applied by the
+ * reconfigure Job (patroni-reconfigure.ts), by a reload where PostgreSQL allows it, else by a
+ * rolling restart of the replicas and a switchover; the pod template does not change with them.
+ */
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { GeneratedSecret, TLS_SECRET_KEYS } from '../core/generated-secret';
+import { meta, namespaceOf, selectorLabels, serviceHost } from '../core/labels';
+import {
+  dnsEgress,
+  networkPolicy,
+  podsOf,
+  PROMETHEUS_COMPONENT,
+  scrapeAnnotations,
+  type ServiceEndpoint,
+  tcpPorts,
+} from '../core/network';
+import {
+  containerSecurityContext,
+  emptyDir,
+  externalSecretsAnnotations,
+  podSecurityContext,
+  topologySpread,
+  withPodOptions,
+} from '../core/pod';
+import { checkResources, parseQuantity, type Resources, resourcesOf } from '../core/quantity';
+import { checkStorage, dataVolumeClaim, type StorageProps } from '../core/storage';
+import { checkImage, checkInt, checkName, checkNotEmpty, fail, withDefaults } from '../core/validate';
+import { podDisruptionBudget, type ScrapedProps, type WorkloadProps, workloadName } from '../core/workload';
+import { BackupJobs } from './backup-jobs';
+import {
+  BACKUP_DEFAULTS,
+  BACKUP_SECRET_KEYS,
+  backupEnabled,
+  backupProblems,
+  type BackupProps,
+  recoveryTargetTime,
+  restoreProblems,
+  type RestoreProps,
+} from './backup-settings';
+import {
+  backupScript,
+  exporterQueries,
+  GCS_KEY_DIR,
+  GCS_KEY_FILE,
+  PGBACKREST_ENV,
+  PGBACKREST_FILES,
+  renderPgBackRestConf,
+  type ResolvedRepository,
+  restoreScript,
+} from './pgbackrest-files';
+import {
+  allowedCidrsProblem,
+  PATRONI_FILES,
+  PATRONI_ROLES,
+  patroniConfigFiles,
+  patroniHba,
+  postBootstrapScript,
+  tlsReloadProbes,
+  tlsReloadScript,
+  checkPatroniTimings,
+  patroniDynamicConfig,
+  postgresTuning,
+  SYNCHRONOUS_COMMIT,
+  type PatroniFilesInput,
+  type SynchronousCommit,
+} from './patroni-files';
+import { reconfigureJob, reconfigureScript } from './patroni-reconfigure';
+import { livenessScript } from './patroni-liveness';
+import {
+  credentialsProblems,
+  resolveCredentials,
+  type PostgresCredentialsSettings,
+  type ResolvedPostgresCredentials,
+} from './credentials-settings';
+import { checkServerParameters } from './pg-settings';
+
+const k8s = kplus.k8s;
+
+export const POSTGRES_PORT = 5432;
+export const PATRONI_API_PORT = 8008;
+export const POSTGRES_EXPORTER_PORT = 9187;
+/** uid/gid of the `postgres` user in the official image (and in images/postgres). */
+export const POSTGRES_UID = 999;
+/** Label Patroni sets to `master` / `replica` on each member's pod. */
+export const POSTGRES_ROLE_LABEL = 'fastnext.io/postgres-role';
+/** Label Patroni sets to the cluster name; part of the label selector it lists members by. */
+export const PATRONI_SCOPE_LABEL = 'fastnext.io/patroni-cluster';
+/** Service annotation: selector labels a controller sets on live pods (the policy checks skip them on templates). */
+export const RUNTIME_LABELS_ANNOTATION = 'fastnext.io/runtime-labels';
+/** Keys of the credentials Secret. */
+export const POSTGRES_SECRET_KEYS = {
+  password: 'password',
+  replication: 'replication-password',
+  superuser: 'superuser-password',
+} as const;
+export const SUPERUSER = 'postgres';
+export const REPLICATION_USER = 'replicator';
+export const REWIND_USER = 'rewinder';
+/** The metrics exporter's role: pg_monitor, no superuser (post-bootstrap.sh creates it). */
+export const EXPORTER_USER = 'postgres_exporter';
+/** Key of the exporter's Secret (its own Secret: one generated before the role existed lacks the key). */
+export const EXPORTER_SECRET_KEY = 'password';
+/** Default pod networks allowed by pg_hba.conf: the RFC 1918 ranges every CNI allocates from. */
+export const DEFAULT_POD_CIDRS: readonly string[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'];
+
+const CONFIG_DIR = '/etc/patroni';
+/** Where the TLS Secret is mounted in every member (and in clients that verify against its CA). */
+export const POSTGRES_TLS_DIR = '/etc/postgres-tls';
+const EXPORTER_CONFIG_DIR = '/etc/postgres-exporter';
+const DATA_MOUNT = '/var/lib/postgresql/data';
+const SOCKET_DIR = '/var/run/postgresql';
+
+/** Patroni's failover timings (Patroni's rule: loopWait + 2 x retryTimeout <= ttl). */
+export interface PatroniTimings {
+  /** Leader key TTL: a lost leader is replaced within about ttl + loopWait seconds. */
+  readonly ttlSeconds: number;
+  /** Seconds between Patroni's HA loops. */
+  readonly loopWaitSeconds: number;
+  /** Seconds Patroni retries the DCS and PostgreSQL before demoting. */
+  readonly retryTimeoutSeconds: number;
+  /** A replica further behind than this is never promoted. */
+  readonly maximumLagOnFailoverBytes: number;
+}
+
+/** The settings of the PostgreSQL tier that have defaults (what an environment may override). */
+export interface PostgresClusterSettings {
+  /** Image with PostgreSQL 15, Patroni and pgBackRest (images/postgres), pinned. @default 'ghcr.io/fastnext/postgres:15-3.0.2-1-pgbackrest2.45' */
+  readonly image?: string;
+  /** postgres_exporter image, pinned. @default 'quay.io/prometheuscommunity/postgres-exporter:v0.15.0' */
+  readonly exporterImage?: string;
+  /** Members besides the leader, 0–5. @default 2 */
+  readonly replicas?: number;
+  /** Replicas that confirm every commit (Patroni's synchronous_mode); 0 = asynchronous. @default 0 */
+  readonly synchronousReplicas?: number;
+  /** @default 'on' */
+  readonly synchronousCommit?: SynchronousCommit;
+  /** @default 200 */
+  readonly maxConnections?: number;
+  /**
+   * PostgreSQL server parameters of every member, over the tuning derived from resources and
+   * storage (e.g. `{ log_min_duration_statement: 250 }`). A change is applied by a reload, or by a
+   * rolling restart with a switchover for `postmaster` parameters (docs/postgres-runbook.md).
+   * @default {}
+   */
+  readonly parameters?: Readonly<Record<string, string | number>>;
+  /** @default 'fastnext' */
+  readonly database?: string;
+  /** Application role. @default 'fastnext' */
+  readonly user?: string;
+  /** Secret with `password`, `replication-password`, `superuser-password`; generated in-cluster when absent. @default 'postgres-credentials' */
+  readonly credentialsSecret?: string;
+  /** Secret with the exporter role's `password`; generated in-cluster when absent. @default 'postgres-exporter-credentials' */
+  readonly exporterCredentialsSecret?: string;
+  /**
+   * Credentials from any Secret: its name, its key names, and whether the platform generates it
+   * (`generate: false`: never, so an external controller is never raced). @default {} (the two Secrets above, generated)
+   */
+  readonly credentials?: PostgresCredentialsSettings;
+  /** Each member's volume. @default 20Gi of the cluster's default class */
+  readonly storage?: StorageProps;
+  /** Requests and limits of Patroni + PostgreSQL (memory settings follow the request, >= 128Mi). @default 500m/1Gi requested, 2/2Gi limit */
+  readonly resources?: Resources;
+  /** Requests and limits of the exporter. @default 10m/32Mi requested, 100m/64Mi limit */
+  readonly exporterResources?: Resources;
+  /** Failover timings. @default ttl 12 s, loop_wait 2 s, retry_timeout 5 s, 1 MiB maximum lag on failover */
+  readonly patroni?: PatroniTimings;
+  /**
+   * Networks pg_hba.conf admits the members, poolers and jobs from: the cluster's pod CIDRs, IPv4 or
+   * IPv6 (e.g. `['100.64.0.0/10', 'fd00:10::/56']`). The NetworkPolicy narrows further.
+   * @default ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'] (the RFC 1918 ranges)
+   */
+  readonly allowedCidrs?: readonly string[];
+  /** TLS on every TCP connection (pg_hba `hostssl`, replication, clients with verify-full). @default { enabled: true } (generated) */
+  readonly tls?: PostgresTlsSettings;
+}
+
+/** Where the server certificate comes from. */
+export interface PostgresTlsSettings {
+  /** @default true */
+  readonly enabled?: boolean;
+  /**
+   * A Secret with cert-manager's keys (`tls.crt`, `tls.key`, `ca.crt`), e.g. a Certificate's
+   * `secretName`. @default - `<name>-tls`, generated in-cluster once (a self-signed CA)
+   */
+  readonly secretName?: string;
+  /** Generate the Secret in-cluster when absent. @default - true without `secretName`, false with it */
+  readonly generate?: boolean;
+}
+
+/** What a client needs to verify the servers (verify-full): the Secret holding the CA, and its key. */
+export interface PostgresTls {
+  readonly secretName: string;
+  readonly caKey: string;
+  /** Whether the Secret is generated in-cluster. */
+  readonly generated: boolean;
+}
+
+/** Defaults of every PostgreSQL setting: 3 members, asynchronous, production values. */
+export const POSTGRES_CLUSTER_DEFAULTS: Required<PostgresClusterSettings> = {
+  image: 'ghcr.io/fastnext/postgres:15-3.0.2-1-pgbackrest2.45',
+  exporterImage: 'quay.io/prometheuscommunity/postgres-exporter:v0.15.0',
+  replicas: 2,
+  synchronousReplicas: 0,
+  synchronousCommit: 'on',
+  maxConnections: 200,
+  parameters: {},
+  database: 'fastnext',
+  user: 'fastnext',
+  credentialsSecret: 'postgres-credentials',
+  exporterCredentialsSecret: 'postgres-exporter-credentials',
+  credentials: {},
+  storage: { size: '20Gi' },
+  resources: { requests: { cpu: '500m', memory: '1Gi' }, limits: { cpu: '2', memory: '2Gi' } },
+  exporterResources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
+  // Measured on loopback: first write 12-14 s after SIGKILL of the leader (bench/results.md).
+  patroni: { ttlSeconds: 12, loopWaitSeconds: 2, retryTimeoutSeconds: 5, maximumLagOnFailoverBytes: 1048576 },
+  allowedCidrs: DEFAULT_POD_CIDRS,
+  tls: { enabled: true },
+};
+
+export interface PatroniClusterProps extends PostgresClusterSettings, WorkloadProps, ScrapedProps {
+  /** Pods that may connect to PostgreSQL (the poolers, session-level jobs). */
+  readonly clients: readonly kplus.k8s.NetworkPolicyPeer[];
+  /** The application role's default statement_timeout (its clients' setting does not pass PgBouncer). @default 15000 */
+  readonly statementTimeoutMs?: number;
+  /** More names of the generated certificate: the poolers' Services, which present it too. @default [] */
+  readonly tlsDnsNames?: readonly string[];
+  /** StatefulSet name, Patroni's scope and the component label. Renaming it replaces the data. @default 'postgres' */
+  readonly name?: string;
+  /** WAL archiving and scheduled backups with pgBackRest. @default - none */
+  readonly backup?: BackupProps;
+  /**
+   * Build the cluster from the repository (Patroni's bootstrap method) rather than initdb: only
+   * when Patroni bootstraps (new volumes, no cluster in the DCS), never over existing data. @default - initdb
+   */
+  readonly restore?: RestoreProps;
+}
+
+/** What the cluster's backups resolved to (undefined fields: off). */
+export interface ClusterBackup {
+  readonly repository: ResolvedRepository;
+  readonly stanza: string;
+  readonly archiveTimeoutSeconds: number;
+  readonly schedule: { readonly full: string; readonly differential: string };
+  readonly retentionFull: number;
+  readonly encrypted: boolean;
+  /** The backup CronJobs. */
+  readonly jobs: BackupJobs;
+}
+
+export class PatroniCluster extends Construct implements ServiceEndpoint {
+  static readonly COMPONENT = 'postgres';
+  readonly component: string;
+  readonly name: string;
+  /** The endpoint session-level clients use: the primary Service (same as primaryHost). */
+  readonly host: string;
+  /** The primary Service: selects the pod Patroni labels leader. Session-level work connects here. */
+  readonly primaryHost: string;
+  /** The read-only Service over the replicas (the leader when there are none). */
+  readonly readOnlyHost: string;
+  /** Per-member DNS names (headless Service); any may be leader, clients check pg_is_in_recovery(). */
+  readonly memberHosts: readonly string[];
+  /** The same names as read endpoints (ApiDatabase): a client reads from those in recovery. */
+  readonly replicaHosts: readonly string[];
+  readonly port = POSTGRES_PORT;
+  readonly patroniApiPort = PATRONI_API_PORT;
+  readonly exporterPort = POSTGRES_EXPORTER_PORT;
+  readonly database: string;
+  readonly user: string;
+  /** Secret with the app, replication and superuser passwords (`credentials.secretName`). */
+  readonly credentialsSecret: string;
+  /** Every credential's Secret and key (what each secretKeyRef names). */
+  readonly credentials: ResolvedPostgresCredentials;
+  readonly members: number;
+  /** Connections Patroni, the exporter and superuser_reserved_connections hold on each member. */
+  readonly reservedConnections: number;
+  readonly maxConnections: number;
+  readonly configMapName: string;
+  /** Pods clients connect to (for their egress NetworkPolicies). */
+  readonly peers: kplus.k8s.NetworkPolicyPeer[];
+  /** Rendered files of the ConfigMap (what the launcher runs). */
+  readonly files: Record<string, string>;
+  /** The reconfigure Job's name: `<name>-reconfigure-<hash of the desired dynamic configuration and script>`. */
+  readonly reconfigureJobName: string;
+  /** pgBackRest backups; undefined when off. */
+  readonly backup?: ClusterBackup;
+  /** TLS: the Secret clients verify the servers with; undefined when off. */
+  readonly tls?: PostgresTls;
+
+  constructor(scope: Construct, id: string, props: PatroniClusterProps) {
+    super(scope, id);
+    const p = withDefaults(POSTGRES_CLUSTER_DEFAULTS, props);
+    checkPostgresSettings(p);
+    // An ingress rule with an empty 'from' would admit every pod in the cluster.
+    checkNotEmpty('clients', props.clients, 'name the pods allowed to connect to PostgreSQL (e.g. the pooler)');
+    const name = workloadName(props.name, PatroniCluster.COMPONENT);
+    const c = name;
+    const namespace = namespaceOf(this);
+    checkBackup(props.backup, props.restore);
+    const b = props.backup;
+    const backupOn = backupEnabled(b);
+    const repository: ResolvedRepository | undefined =
+      backupOn && b?.repository
+        ? {
+            ...b.repository,
+            path:
+              b.repository.path ?? (b.repository.type === 'posix' ? '/var/lib/pgbackrest' : `/pgbackrest/${namespace}`),
+            gcsKeyFile: b.repository.type === 'gcs' && b.credentialsSecret ? GCS_KEY_FILE : undefined,
+          }
+        : undefined;
+    const encrypted = Boolean(b?.encryption?.enabled ?? b?.encryption?.keySecret);
+    const archiveTimeoutSeconds = b?.archiveTimeoutSeconds ?? BACKUP_DEFAULTS.archiveTimeoutSeconds;
+    this.component = c;
+    this.name = name;
+    this.database = p.database;
+    this.user = p.user;
+    this.credentials = resolveCredentials(p.credentials, p.credentialsSecret, p.exporterCredentialsSecret);
+    this.credentialsSecret = this.credentials.secretName;
+    this.members = 1 + p.replicas;
+    this.maxConnections = p.maxConnections;
+    // Patroni (1), the exporter (1), pg_rewind / basebackup during a rejoin (1), and 3 superuser_reserved_connections.
+    this.reservedConnections = 6;
+    this.primaryHost = serviceHost(this, `${name}-primary`);
+    this.host = this.primaryHost;
+    this.readOnlyHost = p.replicas > 0 ? serviceHost(this, `${name}-readonly`) : this.primaryHost;
+    this.memberHosts = Array.from({ length: this.members }, (_, i) =>
+      serviceHost(this, `${name}-${i}.${name}-headless`),
+    );
+    this.replicaHosts = this.memberHosts;
+    this.configMapName = `${name}-files`;
+    this.peers = [podsOf(c)];
+    const tlsOn = p.tls.enabled !== false;
+    if (tlsOn) {
+      this.tls = {
+        secretName: p.tls.secretName ?? `${name}-tls`,
+        caKey: TLS_SECRET_KEYS.ca,
+        generated: p.tls.generate ?? p.tls.secretName === undefined,
+      };
+    }
+    const tlsFile = (key: string) => `${POSTGRES_TLS_DIR}/${key}`;
+    const ttl = p.patroni.ttlSeconds;
+    const loopWait = p.patroni.loopWaitSeconds;
+    const retryTimeout = p.patroni.retryTimeoutSeconds;
+    const sync = p.synchronousReplicas;
+    const maxConnections = p.maxConnections;
+
+    const memberLabels = { ...selectorLabels(c), [PATRONI_SCOPE_LABEL]: name };
+    const filesInput: PatroniFilesInput = {
+      scope: name,
+      namespace,
+      podLabels: selectorLabels(c),
+      scopeLabel: PATRONI_SCOPE_LABEL,
+      roleLabel: POSTGRES_ROLE_LABEL,
+      port: POSTGRES_PORT,
+      restApiPort: PATRONI_API_PORT,
+      dataDir: `${DATA_MOUNT}/pgdata`,
+      socketDir: SOCKET_DIR,
+      configDir: CONFIG_DIR,
+      pgpassFile: '/tmp/pgpass',
+      ttlSeconds: ttl,
+      loopWaitSeconds: loopWait,
+      retryTimeoutSeconds: retryTimeout,
+      maximumLagOnFailoverBytes: p.patroni.maximumLagOnFailoverBytes,
+      synchronousReplicas: sync,
+      synchronousCommit: p.synchronousCommit,
+      maxConnections,
+      tuning: {
+        ...postgresTuning({
+          memoryBytes: parseQuantity(p.resources.requests.memory),
+          storageBytes: parseQuantity(p.storage.size),
+          maxConnections,
+        }),
+        ...p.parameters,
+      },
+      hba: patroniHba({
+        database: this.database,
+        user: this.user,
+        superuser: SUPERUSER,
+        replicationUser: REPLICATION_USER,
+        rewindUser: REWIND_USER,
+        allowedCidrs: p.allowedCidrs,
+        ssl: tlsOn,
+      }),
+      tls: tlsOn
+        ? {
+            certFile: tlsFile(TLS_SECRET_KEYS.cert),
+            keyFile: tlsFile(TLS_SECRET_KEYS.key),
+            caFile: tlsFile(TLS_SECRET_KEYS.ca),
+          }
+        : undefined,
+      superuser: SUPERUSER,
+      replicationUser: REPLICATION_USER,
+      rewindUser: REWIND_USER,
+      backup: repository
+        ? {
+            archiveTimeoutSeconds,
+            restore: props.restore
+              ? {
+                  targetTime: props.restore.fromBackup.targetTime
+                    ? recoveryTargetTime(props.restore.fromBackup.targetTime)
+                    : undefined,
+                }
+              : undefined,
+          }
+        : undefined,
+    };
+    const script = reconfigureScript();
+    this.files = {
+      ...patroniConfigFiles(
+        filesInput,
+        postBootstrapScript({
+          statementTimeoutMs: props.statementTimeoutMs ?? 15000,
+          exporterUser: EXPORTER_USER,
+          backup: repository !== undefined,
+        }),
+      ),
+      [PATRONI_FILES.reconfigure]: script,
+      [PATRONI_FILES.liveness]: livenessScript(),
+      ...(tlsOn ? { [PATRONI_FILES.tlsReload]: tlsReloadScript() } : {}),
+    };
+    if (repository) {
+      Object.assign(this.files, {
+        [PGBACKREST_FILES.conf]: renderPgBackRestConf({
+          repository,
+          retentionFull: b?.retention?.full ?? BACKUP_DEFAULTS.retention.full,
+          encrypted,
+          stanza: name,
+          dataDir: `${DATA_MOUNT}/pgdata`,
+          port: POSTGRES_PORT,
+          socketDir: SOCKET_DIR,
+          superuser: SUPERUSER,
+          lockPath: '/tmp/pgbackrest',
+        }),
+        [PGBACKREST_FILES.backup]: backupScript(),
+        [PGBACKREST_FILES.exporterQueries]: exporterQueries(),
+        ...(props.restore
+          ? {
+              [PGBACKREST_FILES.restore]: restoreScript(
+                props.restore.fromBackup.targetTime
+                  ? recoveryTargetTime(props.restore.fromBackup.targetTime)
+                  : undefined,
+              ),
+            }
+          : {}),
+      });
+    }
+
+    const creds = this.credentials;
+    // generate: false: no generator objects at all, so an external controller is never raced.
+    if (creds.generate) {
+      new GeneratedSecret(this, 'credentials', {
+        dnsResolvers: props.dnsResolvers,
+        secretName: creds.secretName,
+        keys: [creds.keys.password, creds.keys.replicationPassword, creds.keys.superuserPassword],
+        pod: props.pod,
+        imagePullSecrets: props.imagePullSecrets,
+      });
+    }
+    if (this.tls?.generated) {
+      new GeneratedSecret(this, 'tls', {
+        dnsResolvers: props.dnsResolvers,
+        secretName: this.tls.secretName,
+        keys: Object.values(TLS_SECRET_KEYS),
+        tls: {
+          // Every name a client reaches a member by, the poolers' Services, and loopback (the exporters).
+          dnsNames: [
+            this.primaryHost,
+            serviceHost(this, `${name}-readonly`),
+            ...this.memberHosts,
+            ...(props.tlsDnsNames ?? []),
+            'localhost',
+          ],
+          ipAddresses: ['127.0.0.1'],
+          image: p.image,
+          uid: POSTGRES_UID,
+        },
+        pod: props.pod,
+        imagePullSecrets: props.imagePullSecrets,
+      });
+    }
+    if (creds.generate) {
+      new GeneratedSecret(this, 'exporter-credentials', {
+        dnsResolvers: props.dnsResolvers,
+        secretName: creds.exporterSecretName,
+        keys: [creds.keys.exporterPassword],
+        pod: props.pod,
+        imagePullSecrets: props.imagePullSecrets,
+      });
+    }
+    new k8s.KubeConfigMap(this, 'config', { metadata: meta(this, c, this.configMapName), data: this.files });
+
+    // Patroni's Kubernetes DCS: the leader lock and cluster config live in ConfigMaps, the role in a pod label.
+    new k8s.KubeServiceAccount(this, 'service-account', {
+      metadata: meta(this, c, c, { annotations: props.pod?.serviceAccountAnnotations }),
+      automountServiceAccountToken: false,
+    });
+    new k8s.KubeRole(this, 'role', {
+      metadata: meta(this, c, c),
+      rules: [
+        {
+          apiGroups: [''],
+          resources: ['configmaps'],
+          verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
+        },
+        { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'update', 'patch'] },
+      ],
+    });
+    new k8s.KubeRoleBinding(this, 'role-binding', {
+      metadata: meta(this, c, c),
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: c },
+      subjects: [{ kind: 'ServiceAccount', name: c, namespace }],
+    });
+
+    const port = { name: 'postgres', port: POSTGRES_PORT, targetPort: k8s.IntOrString.fromString('postgres') };
+    const service = (sid: string, svcName: string, selector: Record<string, string>, headless = false) =>
+      new k8s.KubeService(this, sid, {
+        metadata: meta(this, c, svcName, {
+          ...(selector[POSTGRES_ROLE_LABEL]
+            ? { annotations: { [RUNTIME_LABELS_ANNOTATION]: POSTGRES_ROLE_LABEL } }
+            : {}),
+        }),
+        spec: {
+          ...(headless
+            ? // The StatefulSet's governing Service: per-member DNS names even before readiness.
+              { clusterIp: 'None', publishNotReadyAddresses: true }
+            : { type: 'ClusterIP' }),
+          selector,
+          ports: [port],
+        },
+      });
+    service('primary-service', `${name}-primary`, { ...memberLabels, [POSTGRES_ROLE_LABEL]: PATRONI_ROLES.leader });
+    service('readonly-service', `${name}-readonly`, { ...memberLabels, [POSTGRES_ROLE_LABEL]: PATRONI_ROLES.replica });
+    service('headless-service', `${name}-headless`, memberLabels, true);
+    // Patroni's /metrics on the REST port: the pods' scrape annotations already name the exporter,
+    // so Prometheus finds this port through the Service (its endpoints job).
+    new k8s.KubeService(this, 'patroni-metrics-service', {
+      metadata: meta(this, c, `${name}-patroni`, { annotations: scrapeAnnotations(PATRONI_API_PORT) }),
+      spec: {
+        clusterIp: 'None',
+        publishNotReadyAddresses: true,
+        selector: memberLabels,
+        ports: [{ name: 'patroni', port: PATRONI_API_PORT, targetPort: k8s.IntOrString.fromString('patroni') }],
+      },
+    });
+
+    // secretKeyRef (never optional): until the Secret and key exist the kubelet holds the container
+    // in CreateContainerConfigError and retries, so a pod started before an external Secret waits.
+    const secretEnv = (envName: string, key: string): kplus.k8s.EnvVar => ({
+      name: envName,
+      valueFrom: { secretKeyRef: { name: creds.secretName, key } },
+    });
+    const exporterPassword = (envName: string): kplus.k8s.EnvVar => ({
+      name: envName,
+      valueFrom: { secretKeyRef: { name: creds.exporterSecretName, key: creds.keys.exporterPassword } },
+    });
+    const field = (envName: string, fieldPath: string): kplus.k8s.EnvVar => ({
+      name: envName,
+      valueFrom: { fieldRef: { fieldPath } },
+    });
+    const patroniProbe = (path: string, t: Partial<kplus.k8s.Probe>): kplus.k8s.Probe => ({
+      httpGet: { path, port: k8s.IntOrString.fromString('patroni') },
+      timeoutSeconds: 5,
+      ...t,
+    });
+    // pgBackRest: its config and stanza for every command (archiver, Patroni, kubectl exec), credentials from Secrets.
+    const backupSecretEnv = (envName: string, secret: string, key: string): kplus.k8s.EnvVar => ({
+      name: envName,
+      valueFrom: { secretKeyRef: { name: secret, key } },
+    });
+    const backupCreds = b?.credentialsSecret;
+    const backupEnv: kplus.k8s.EnvVar[] = repository
+      ? [
+          { name: PGBACKREST_ENV.config, value: `${CONFIG_DIR}/${PGBACKREST_FILES.conf}` },
+          { name: PGBACKREST_ENV.stanza, value: name },
+          ...(repository.type === 's3' && backupCreds
+            ? [
+                backupSecretEnv(PGBACKREST_ENV.s3Key, backupCreds, BACKUP_SECRET_KEYS.s3.key),
+                backupSecretEnv(PGBACKREST_ENV.s3KeySecret, backupCreds, BACKUP_SECRET_KEYS.s3.secret),
+              ]
+            : []),
+          ...(repository.type === 'azure' && backupCreds
+            ? [
+                backupSecretEnv(PGBACKREST_ENV.azureAccount, backupCreds, BACKUP_SECRET_KEYS.azure.account),
+                backupSecretEnv(PGBACKREST_ENV.azureKey, backupCreds, BACKUP_SECRET_KEYS.azure.key),
+              ]
+            : []),
+          ...(encrypted && b?.encryption?.keySecret
+            ? [
+                backupSecretEnv(
+                  PGBACKREST_ENV.cipherPass,
+                  b.encryption.keySecret,
+                  BACKUP_SECRET_KEYS.encryption.passphrase,
+                ),
+              ]
+            : []),
+        ]
+      : [];
+    const repositoryClaim = `${name}-backup-repository`;
+    const backupVolumes: kplus.k8s.Volume[] = [];
+    const backupMounts: kplus.k8s.VolumeMount[] = [];
+    if (repository?.type === 'posix') {
+      backupVolumes.push({ name: 'backup-repository', persistentVolumeClaim: { claimName: repositoryClaim } });
+      backupMounts.push({ name: 'backup-repository', mountPath: repository.path });
+    }
+    if (repository?.gcsKeyFile && backupCreds) {
+      backupVolumes.push({
+        name: 'backup-credentials',
+        secret: {
+          secretName: backupCreds,
+          items: [{ key: BACKUP_SECRET_KEYS.gcs.serviceAccount, path: BACKUP_SECRET_KEYS.gcs.serviceAccount }],
+          defaultMode: 0o400,
+        },
+      });
+      backupMounts.push({ name: 'backup-credentials', mountPath: GCS_KEY_DIR, readOnly: true });
+    }
+    const externalSecrets = [
+      // generate: false: the credentials come from outside (External Secrets, Sealed Secrets, SOPS...).
+      ...(creds.generate ? [] : [creds.secretName, creds.exporterSecretName]),
+      ...(backupCreds && repository ? [backupCreds] : []),
+      ...(encrypted && b?.encryption?.keySecret ? [b.encryption.keySecret] : []),
+    ];
+    const tlsMount = { name: 'tls', mountPath: POSTGRES_TLS_DIR, readOnly: true };
+    // A renewed certificate is picked up by a reload (tls-reload.sh), not a restart.
+    const tlsReloadInterval = 30;
+    const tlsProbes = tlsReloadProbes(`${SOCKET_DIR}/tls-reload.alive`, tlsReloadInterval);
+    const tlsReload: kplus.k8s.Container[] = tlsOn
+      ? [
+          {
+            name: 'tls-reload',
+            image: p.image,
+            command: ['sh', `${CONFIG_DIR}/${PATRONI_FILES.tlsReload}`],
+            env: [
+              { name: 'TLS_DIR', value: POSTGRES_TLS_DIR },
+              { name: 'PGHOST', value: SOCKET_DIR },
+              { name: 'PGPORT', value: String(POSTGRES_PORT) },
+              { name: 'PGUSER', value: SUPERUSER },
+              { name: 'TLS_RELOAD_INTERVAL_SECONDS', value: String(tlsReloadInterval) },
+              { name: 'TLS_RELOAD_HEARTBEAT', value: `${SOCKET_DIR}/tls-reload.alive` },
+            ],
+            resources: resourcesOf({
+              requests: { cpu: '5m', memory: '8Mi' },
+              limits: { cpu: '50m', memory: '32Mi' },
+            }),
+            securityContext: containerSecurityContext(),
+            // The loop's heartbeat: ready once it turns, live while it keeps turning.
+            readinessProbe: { exec: { command: tlsProbes.readiness }, periodSeconds: 10, timeoutSeconds: 2 },
+            livenessProbe: {
+              exec: { command: tlsProbes.liveness },
+              periodSeconds: 30,
+              timeoutSeconds: 2,
+              failureThreshold: 3,
+            },
+            volumeMounts: [
+              tlsMount,
+              { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+              { name: 'run', mountPath: SOCKET_DIR },
+            ],
+          },
+        ]
+      : [];
+    const exporter: kplus.k8s.Container = {
+      name: 'exporter',
+      image: p.exporterImage,
+      ports: [{ name: 'metrics', containerPort: POSTGRES_EXPORTER_PORT }],
+      env: [
+        {
+          name: 'DATA_SOURCE_URI',
+          // Loopback: the certificate names 127.0.0.1, so the exporter verifies it like any client.
+          value: tlsOn
+            ? `127.0.0.1:${POSTGRES_PORT}/postgres?sslmode=verify-full&sslrootcert=${tlsFile(TLS_SECRET_KEYS.ca)}`
+            : `127.0.0.1:${POSTGRES_PORT}/postgres?sslmode=disable`,
+        },
+        // Its own role with pg_monitor (post-bootstrap.sh), over loopback: never the superuser.
+        { name: 'DATA_SOURCE_USER', value: EXPORTER_USER },
+        exporterPassword('DATA_SOURCE_PASS'),
+        ...(repository
+          ? [
+              {
+                name: 'PG_EXPORTER_EXTEND_QUERY_PATH',
+                value: `${EXPORTER_CONFIG_DIR}/${PGBACKREST_FILES.exporterQueries}`,
+              },
+            ]
+          : []),
+      ],
+      ...(repository || tlsOn
+        ? {
+            volumeMounts: [
+              ...(repository ? [{ name: 'exporter-config', mountPath: EXPORTER_CONFIG_DIR, readOnly: true }] : []),
+              ...(tlsOn ? [tlsMount] : []),
+            ],
+          }
+        : {}),
+      resources: resourcesOf(p.exporterResources),
+      securityContext: containerSecurityContext(),
+      readinessProbe: { httpGet: { path: '/', port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 10 },
+      livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 20 },
+    };
+
+    new k8s.KubeStatefulSet(this, 'members', {
+      metadata: meta(this, c, name, {
+        annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets, externalSecrets),
+      }),
+      spec: {
+        replicas: this.members,
+        serviceName: `${name}-headless`,
+        // Patroni orders the members itself (initialize key, leader race): no need to wait pod by pod.
+        podManagementPolicy: 'Parallel',
+        updateStrategy: { type: 'RollingUpdate' },
+        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+        selector: { matchLabels: memberLabels },
+        template: withPodOptions(
+          {
+            metadata: {
+              labels: { ...meta(this, c, name).labels, ...memberLabels },
+              annotations: scrapeAnnotations(POSTGRES_EXPORTER_PORT),
+            },
+            spec: {
+              serviceAccountName: c,
+              // Patroni talks to the API server (its DCS): the one pod of the topology that needs a token.
+              automountServiceAccountToken: true,
+              securityContext: podSecurityContext(POSTGRES_UID),
+              // Patroni's fast shutdown hands leadership over first; a checkpoint on a busy leader can take longer.
+              terminationGracePeriodSeconds: 120,
+              topologySpreadConstraints: topologySpread(c),
+              containers: [
+                {
+                  name: 'patroni',
+                  image: p.image,
+                  command: ['patroni', `${CONFIG_DIR}/${PATRONI_FILES.patroni}`],
+                  ports: [
+                    { name: 'postgres', containerPort: POSTGRES_PORT },
+                    { name: 'patroni', containerPort: PATRONI_API_PORT },
+                  ],
+                  env: [
+                    field('PATRONI_NAME', 'metadata.name'),
+                    field('PATRONI_KUBERNETES_POD_IP', 'status.podIP'),
+                    {
+                      name: 'PATRONI_POSTGRESQL_CONNECT_ADDRESS',
+                      value: `$(PATRONI_KUBERNETES_POD_IP):${POSTGRES_PORT}`,
+                    },
+                    {
+                      name: 'PATRONI_RESTAPI_CONNECT_ADDRESS',
+                      value: `$(PATRONI_KUBERNETES_POD_IP):${PATRONI_API_PORT}`,
+                    },
+                    secretEnv('PATRONI_SUPERUSER_PASSWORD', creds.keys.superuserPassword),
+                    secretEnv('PATRONI_REPLICATION_PASSWORD', creds.keys.replicationPassword),
+                    // The rewind role shares the replication password: a new Secret key would be missing
+                    // from Secrets generated before it (they are never regenerated).
+                    secretEnv('PATRONI_REWIND_PASSWORD', creds.keys.replicationPassword),
+                    // Inputs of post-bootstrap.sh.
+                    { name: 'POSTGRES_USER', value: this.user },
+                    { name: 'POSTGRES_DB', value: this.database },
+                    secretEnv('POSTGRES_PASSWORD', creds.keys.password),
+                    exporterPassword('POSTGRES_EXPORTER_PASSWORD'),
+                    { name: 'TMPDIR', value: '/tmp' },
+                    ...backupEnv,
+                  ],
+                  resources: resourcesOf(p.resources),
+                  securityContext: containerSecurityContext(),
+                  // initdb, or a base backup of a large database, before the first answer.
+                  startupProbe: patroniProbe('/liveness', { periodSeconds: 10, failureThreshold: 360 }),
+                  // Ready = PostgreSQL running under Patroni; the Services' role selectors do the rest.
+                  readinessProbe: patroniProbe('/readiness', { periodSeconds: 2, failureThreshold: 2 }),
+                  // Patroni's own heartbeat (its HA loop ran within ttl), not PostgreSQL's; and a replica
+                  // left on an older timeline than the leader's (diverged) fails it: the restart rewinds it.
+                  livenessProbe: {
+                    exec: {
+                      command: [
+                        'python3',
+                        `${CONFIG_DIR}/${PATRONI_FILES.liveness}`,
+                        `http://127.0.0.1:${PATRONI_API_PORT}`,
+                      ],
+                    },
+                    timeoutSeconds: 10,
+                    periodSeconds: 10,
+                    failureThreshold: 6,
+                  },
+                  volumeMounts: [
+                    { name: 'data', mountPath: DATA_MOUNT },
+                    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                    { name: 'run', mountPath: SOCKET_DIR },
+                    { name: 'tmp', mountPath: '/tmp' },
+                    { name: 'shm', mountPath: '/dev/shm' },
+                    ...backupMounts,
+                    ...(tlsOn ? [tlsMount] : []),
+                  ],
+                },
+                exporter,
+                ...tlsReload,
+              ],
+              volumes: [
+                { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
+                ...(repository
+                  ? [
+                      {
+                        name: 'exporter-config',
+                        configMap: {
+                          name: this.configMapName,
+                          items: [{ key: PGBACKREST_FILES.exporterQueries, path: PGBACKREST_FILES.exporterQueries }],
+                          defaultMode: 0o444,
+                        },
+                      },
+                    ]
+                  : []),
+                ...backupVolumes,
+                ...(this.tls
+                  ? [
+                      {
+                        name: 'tls',
+                        // Owned by root, group fsGroup: PostgreSQL accepts a root-owned key up to 0640.
+                        secret: { secretName: this.tls.secretName, defaultMode: 0o440 },
+                      },
+                    ]
+                  : []),
+                emptyDir('run', '16Mi'),
+                emptyDir('tmp', '256Mi'),
+                emptyDir('shm', '256Mi', 'Memory'),
+              ],
+            },
+          },
+          'patroni',
+          props.pod,
+          props.imagePullSecrets,
+        ),
+        volumeClaimTemplates: [dataVolumeClaim(c, p.storage)],
+      },
+    });
+
+    const reconfigure = reconfigureJob(this, {
+      component: c,
+      statefulSet: name,
+      image: p.image,
+      uid: POSTGRES_UID,
+      configMap: this.configMapName,
+      configDir: CONFIG_DIR,
+      memberUrls: this.memberHosts.map((h) => `http://${h}:${PATRONI_API_PORT}`),
+      restApiPort: PATRONI_API_PORT,
+      desired: patroniDynamicConfig(filesInput),
+      script,
+      pod: props.pod,
+      imagePullSecrets: props.imagePullSecrets,
+      dnsResolvers: props.dnsResolvers,
+    });
+    this.reconfigureJobName = reconfigure.name;
+
+    podDisruptionBudget(this, 'pdb', c, 1);
+    networkPolicy(this, 'network-policy', c, {
+      ingress: [
+        { from: [...props.clients], ports: tcpPorts(POSTGRES_PORT) },
+        // Members: streaming replication, pg_rewind, and Patroni asking the others' REST API before promoting.
+        { from: [podsOf(c)], ports: tcpPorts(POSTGRES_PORT, PATRONI_API_PORT) },
+        // The reconfigure Job: Patroni's REST API only (PATCH /config, restart, switchover).
+        { from: [podsOf(reconfigure.component)], ports: tcpPorts(PATRONI_API_PORT) },
+        {
+          from: [...(props.scrapers ?? [podsOf(PROMETHEUS_COMPONENT)])],
+          ports: tcpPorts(POSTGRES_EXPORTER_PORT, PATRONI_API_PORT),
+        },
+      ],
+      egress: [
+        dnsEgress(props.dnsResolvers),
+        { to: [podsOf(c)], ports: tcpPorts(POSTGRES_PORT, PATRONI_API_PORT) },
+        // The Kubernetes API (Patroni's DCS): its address is the cluster's, so only the port is fixed.
+        // 443 is also how pgBackRest reaches a cloud repository; a custom endpoint's port is added.
+        { ports: tcpPorts(443, 6443, ...repositoryPorts(repository)) },
+      ],
+    });
+
+    if (repository && b) {
+      if (repository.type === 'posix' && b.repository?.volume) {
+        const volume = b.repository.volume;
+        new k8s.KubePersistentVolumeClaim(this, 'backup-repository', {
+          metadata: meta(this, c, repositoryClaim),
+          spec: {
+            // Every member mounts it: whichever leads archives into it.
+            accessModes: ['ReadWriteMany'],
+            ...(volume.storageClass ? { storageClassName: volume.storageClass } : {}),
+            resources: { requests: { storage: k8s.Quantity.fromString(volume.size) } },
+          },
+        });
+      }
+      const schedule = { ...BACKUP_DEFAULTS.schedule, ...b.schedule };
+      const jobs = new BackupJobs(this, 'backup', {
+        cluster: name,
+        members: this.members,
+        primaryService: `${name}-primary`,
+        configDir: CONFIG_DIR,
+        image: b.jobImage ?? BACKUP_DEFAULTS.jobImage,
+        schedule,
+        pod: props.pod,
+        imagePullSecrets: props.imagePullSecrets,
+        dnsResolvers: props.dnsResolvers,
+      });
+      this.backup = {
+        repository,
+        stanza: name,
+        archiveTimeoutSeconds,
+        schedule,
+        retentionFull: b.retention?.full ?? BACKUP_DEFAULTS.retention.full,
+        encrypted,
+        jobs,
+      };
+    }
+  }
+}
+
+/** Ports other than 443 a repository endpoint listens on. */
+function repositoryPorts(r: ResolvedRepository | undefined): number[] {
+  const port = r?.endpoint?.split(':')[1];
+  return port && Number(port) !== 443 ? [Number(port)] : [];
+}
+
+/** Throws the first problem of the backup and restore props, named under `backup.` / `restore.`. */
+function checkBackup(backup: BackupProps | undefined, restore: RestoreProps | undefined): void {
+  const valueAt = (root: unknown, path: readonly string[]) =>
+    path.reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), root);
+  const problems = [
+    ...backupProblems(backup).map((p) => ({ ...p, root: 'backup', value: valueAt(backup, p.path) })),
+    ...restoreProblems(restore, backup).map((p) => ({ ...p, root: 'restore', value: valueAt(restore, p.path) })),
+  ];
+  if (problems.length) fail([problems[0].root, ...problems[0].path].join('.'), problems[0].value, problems[0].message);
+}
+
+function checkPostgresSettings(p: Required<PostgresClusterSettings>): void {
+  checkImage('image', p.image);
+  checkImage('exporterImage', p.exporterImage);
+  checkInt('replicas', p.replicas, 0, 5);
+  checkInt('synchronousReplicas', p.synchronousReplicas, 0, 5);
+  if (p.synchronousReplicas > p.replicas) {
+    fail(
+      'synchronousReplicas',
+      p.synchronousReplicas,
+      `must be <= 'replicas' (${p.replicas}): a commit cannot wait for replicas that do not exist`,
+    );
+  }
+  if (!SYNCHRONOUS_COMMIT.includes(p.synchronousCommit)) {
+    fail('synchronousCommit', p.synchronousCommit, `must be one of ${SYNCHRONOUS_COMMIT.join(', ')}`);
+  }
+  checkInt('maxConnections', p.maxConnections, 20, 10000);
+  checkServerParameters('parameters', p.parameters);
+  checkName('database', p.database);
+  checkName('user', p.user);
+  checkName('credentialsSecret', p.credentialsSecret);
+  checkName('exporterCredentialsSecret', p.exporterCredentialsSecret);
+  const tls = p.tls;
+  if (tls.enabled !== false) {
+    if (tls.secretName !== undefined) checkName('tls.secretName', tls.secretName);
+    if (tls.generate === false && tls.secretName === undefined) {
+      fail(
+        'tls.generate',
+        false,
+        "leaves TLS without a certificate source: name the Secret holding tls.crt, tls.key and ca.crt in 'tls.secretName' " +
+          "(e.g. a cert-manager Certificate's secretName), let it be generated (generate: true), or turn TLS off (enabled: false)",
+      );
+    }
+  }
+  if (p.credentials.exporterSecretName === undefined && p.exporterCredentialsSecret === p.credentialsSecret) {
+    fail(
+      'exporterCredentialsSecret',
+      p.exporterCredentialsSecret,
+      "must differ from 'credentialsSecret': each Secret is generated with its own keys",
+    );
+  }
+  const valueAt = (path: readonly string[]) =>
+    path.reduce<unknown>(
+      (o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined),
+      p.credentials,
+    );
+  const [credentials] = credentialsProblems(p.credentials, p.credentialsSecret, p.exporterCredentialsSecret);
+  if (credentials) fail(['credentials', ...credentials.path].join('.'), valueAt(credentials.path), credentials.message);
+  checkStorage('storage', p.storage);
+  checkResources('resources', p.resources);
+  checkResources('exporterResources', p.exporterResources);
+  checkPatroniTimings(p.patroni);
+  const cidrs = allowedCidrsProblem(p.allowedCidrs);
+  if (cidrs && cidrs.index < 0) fail('allowedCidrs', [], cidrs.message);
+  if (cidrs) fail(`allowedCidrs[${cidrs.index}]`, p.allowedCidrs[cidrs.index], cidrs.message);
+}
