@@ -43,6 +43,13 @@ const PROBE_TIMEOUT_MS = 2000;
 const PRIMARY_PROBE_TIMEOUT_MS = 600;
 const PRIMARY_PROBE_INTERVAL_MS = 500;
 /**
+ * A new probe connection (TCP, TLS, SCRAM) may take this long. The handshake costs the client and
+ * the server real CPU: on a pod held to half a core it can take longer than PRIMARY_PROBE_TIMEOUT_MS,
+ * and a probe that threw it away at every deadline would never connect (deep health "down" for
+ * good). A tick that passes its deadline still fails; the handshake goes on into the next ticks.
+ */
+const PRIMARY_PROBE_CONNECT_MS = 5000;
+/**
  * How long the primary may stay silent while requests wait on it before it counts as down: once
  * a request has waited this long, nothing (no request, no probe) has had an answer from it for this
  * long, and the probe's last attempt failed too, that request, every other one waiting on the
@@ -116,6 +123,10 @@ export class Database {
   };
   /** The probe's own connection: a probe never waits for (or leaks) a pool slot. */
   private probeClient: Client | undefined;
+  /** The probe connection's handshake, while it lasts (it may outlive the tick that started it). */
+  private probeConnect: { client: Client; done: Promise<unknown>; since: number } | undefined;
+  /** The probe in flight: a second caller (the timer, a health check) shares it rather than queueing its own query behind it. */
+  private probeInFlight: Promise<void> | undefined;
   /** The requests waiting on the primary; failed together once it counts as down. */
   private readonly waiting = new Set<Waiting>();
   /** Epoch milliseconds of the primary's last answer to anyone (the probe, a request); 0: none yet. */
@@ -181,9 +192,17 @@ export class Database {
    * `SELECT 1` on the probe connection within PRIMARY_PROBE_TIMEOUT_MS. A failure marks the primary
    * unhealthy (readiness, deep health) and drops the probe connection (a frozen server would hold it
    * for ever); it marks the primary down only when definitive, or when the primary has been silent
-   * while a request waited its budget on it (see PRIMARY_WAIT_BUDGET_MS).
+   * while a request waited its budget on it (see PRIMARY_WAIT_BUDGET_MS). One probe runs at a time:
+   * a call while one is in flight gets that one's outcome.
    */
-  async probePrimary(): Promise<void> {
+  probePrimary(): Promise<void> {
+    this.probeInFlight ??= this.probePrimaryOnce().finally(() => {
+      this.probeInFlight = undefined;
+    });
+    return this.probeInFlight;
+  }
+
+  private async probePrimaryOnce(): Promise<void> {
     const started = Date.now();
     try {
       await this.primaryProbeAttempt();
@@ -243,30 +262,55 @@ export class Database {
     }
   }
 
-  /** One `SELECT 1` on the probe connection (made when missing) within PRIMARY_PROBE_TIMEOUT_MS. */
+  /**
+   * One `SELECT 1` on the probe connection within PRIMARY_PROBE_TIMEOUT_MS. A missing connection is
+   * made first; its handshake may take up to PRIMARY_PROBE_CONNECT_MS over several ticks.
+   */
   private async primaryProbeAttempt(): Promise<void> {
+    if (!this.probeClient && !this.probeConnect) {
+      // No timer of the client's own: the deadlines here decide (withTimeout, judged after pending I/O).
+      const client = new Client({
+        ...connectionOptions(this.cfg, this.cfg.primary, 'probe'),
+        connectionTimeoutMillis: 0,
+      });
+      client.on('error', () => undefined);
+      // Settles as { error } rather than rejecting: a handshake no tick awaits must not reject unhandled.
+      const done = client.connect().then(
+        () => ({}),
+        (error: unknown) => ({ error }),
+      );
+      this.probeConnect = { client, done, since: Date.now() };
+    }
+    // Set when this tick's deadline has passed: a handshake finishing later hands its connection to
+    // the next tick without querying (a query left over from an expired tick would queue before
+    // the next tick's own and make it late too).
+    let expired = false;
     try {
       await withTimeout(
         (async () => {
-          if (!this.probeClient) {
-            // No timer of the client's own: the probe's deadline decides (withTimeout below, judged
-            // after pending I/O), and a connect it gave up on is destroyed there.
-            const c = new Client({
-              ...connectionOptions(this.cfg, this.cfg.primary, 'probe'),
-              connectionTimeoutMillis: 0,
-            });
-            c.on('error', () => undefined);
-            this.probeClient = c;
-            await c.connect();
+          const pending = this.probeConnect;
+          if (pending) {
+            const { error } = (await pending.done) as { error?: unknown };
+            if (this.probeConnect === pending) this.probeConnect = undefined;
+            if (error) {
+              destroySocket(pending.client);
+              throw error;
+            }
+            this.probeClient = pending.client;
+            if (expired) return;
           }
-          await this.probeClient.query('SELECT 1');
+          await this.probeClient!.query('SELECT 1');
         })(),
         PRIMARY_PROBE_TIMEOUT_MS,
         'primary probe',
       );
     } catch (err) {
-      // A frozen server would hold this connection for ever: drop it, the next attempt makes another.
-      const c = this.probeClient;
+      expired = true;
+      const pending = this.probeConnect;
+      if (pending && Date.now() - pending.since < PRIMARY_PROBE_CONNECT_MS) throw err; // still shaking hands
+      // A frozen server would hold this connection (or handshake) for ever: drop it, the next attempt makes another.
+      this.probeConnect = undefined;
+      const c = this.probeClient ?? pending?.client;
       this.probeClient = undefined;
       if (c) destroySocket(c);
       throw err;
@@ -461,6 +505,8 @@ export class Database {
     this.timer = undefined;
     this.primaryTimer = undefined;
     await this.probeClient?.end().catch(() => undefined);
+    if (this.probeConnect) destroySocket(this.probeConnect.client);
+    this.probeConnect = undefined;
     await Promise.all(this.pools.map((p) => p.pool.end().catch(() => undefined)));
   }
 }

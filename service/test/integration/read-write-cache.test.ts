@@ -6,6 +6,8 @@
  */
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { parseInfo } from '../../src/cache/cache';
 import { keySlot } from '../../src/cache/key-slot';
 import { SERVICE_PATHS } from '../../src/contract';
@@ -563,6 +565,30 @@ describe('failures', () => {
     expect(direct.db.primaryState).toMatchObject({ healthy: true, down: false });
   });
 
+  test('a probe connection whose handshake outlasts the probe deadline still connects (a pod held to half a core)', async () => {
+    // GIVEN a pod whose primary answers through a link that holds every answer 300 ms: the
+    // connection's handshake takes three answers (startup, SCRAM, SCRAM), over 600 ms; a query, one
+    const leader = tier.pg.members[await tier.pg.leaderIndex()];
+    const link = await slowLink(leader, 300);
+    try {
+      const slow = await tier.app({ POSTGRES_SERVER: `127.0.0.1:${link.port}`, CACHE_ENABLED: 'false' });
+      // THEN the first probe ticks fail by their deadline, but the handshake goes on across them,
+      // and the probe sees the primary healthy once it is done, and stays so (one query per tick)
+      await eventually(
+        'a probe tick past its deadline',
+        async () => /timed out/.test(slow.db.primaryState.error ?? ''),
+        5000,
+      );
+      await eventually('the primary healthy through the slow link', async () => slow.db.primaryState.healthy, 5000);
+      const made = link.connections();
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(slow.db.primaryState).toMatchObject({ healthy: true, down: false });
+      expect(link.connections()).toBe(made);
+    } finally {
+      await link.close();
+    }
+  });
+
   test('with the primary frozen, the pod stays ready, reads answer, writes fail fast with 503; all recover', async () => {
     // Freeze the primary's postmaster and every backend: it neither answers nor refuses (a partition).
     const [row] = await tier.pg.query<{ pid: string }>(
@@ -620,3 +646,40 @@ describe('failures', () => {
     });
   });
 });
+
+/**
+ * A TCP link to `to` that holds every chunk the server sends for `delayMs` (in order): a slow or
+ * CPU-starved path, where a connection's handshake takes several such delays and a query one.
+ */
+async function slowLink(
+  to: { host: string; port: number },
+  delayMs: number,
+): Promise<{ port: number; connections(): number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+  const server = createServer((client) => {
+    accepted++;
+    const upstream = connect(to.port, to.host);
+    sockets.add(client).add(upstream);
+    const done = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', done).on('close', done);
+    upstream.on('error', done).on('close', done);
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => {
+      setTimeout(() => client.writable && client.write(chunk), delayMs);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as AddressInfo).port,
+    connections: () => accepted,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
