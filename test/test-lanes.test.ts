@@ -3,6 +3,7 @@
  * the tests that start real servers: a new server test that is not listed
  * would slow the lane down, and a listed pure test would never run in it.
  */
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
@@ -28,4 +29,24 @@ test('every test file that starts servers is out of the fast lane, and only thos
   const startsServers = files.filter((f) => SERVER_MODULES.test(readFileSync(join(root, f), 'utf8')));
   expect(startsServers.filter((f) => !listed(f))).toEqual([]);
   expect(files.filter(listed).filter((f) => !startsServers.includes(f))).toEqual([]);
+});
+
+test('the server lane (jest.server.config.js, one file at a time) runs exactly the listed files: the two lanes are the whole suite', () => {
+  const list = (config: string) =>
+    execFileSync(join(root, 'node_modules', '.bin', 'jest'), ['-c', config, '--listTests'], {
+      cwd: root,
+      encoding: 'utf8',
+    })
+      .split('\n')
+      .filter(Boolean)
+      .map((f) => relative(root, f))
+      .sort();
+  const server = list('jest.server.config.js');
+  const unit = list('jest.unit.config.js');
+  const all = list('jest.config.js');
+  expect(server.length).toBeGreaterThan(0);
+  expect(server.filter((f) => unit.includes(f))).toEqual([]);
+  expect([...server, ...unit].sort()).toEqual(all);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  expect((require('../jest.server.config.js') as { maxWorkers: number }).maxWorkers).toBe(1);
 });
