@@ -39,8 +39,10 @@ export function patroniAlertRules(members: number): AlertRule[] {
     ),
     alertRule(
       'PatroniFailover',
-      // The leader moved: a failover (or a switchover someone ran). Every member reports its role.
-      'sum by (scope) (changes(patroni_master[10m])) > 0',
+      // The leader moved: a failover (or a switchover someone ran): more than one member led within
+      // 10 minutes. Not `changes(patroni_master)`: the first leader of a new cluster reports 0 while it
+      // bootstraps, then 1, which is no failover; and one member counts once, whatever its pod IP.
+      'count by (scope) (max by (scope, pod) (max_over_time(patroni_master[10m])) == 1) > 1',
       '0m',
       'ticket',
       'The PostgreSQL leader changed',
@@ -48,11 +50,14 @@ export function patroniAlertRules(members: number): AlertRule[] {
     ),
     alertRule(
       'PatroniTimelineChanged',
-      'max by (scope) (changes(patroni_postgres_timeline[10m])) > 0',
+      // How far the cluster's newest timeline moved past the oldest one seen in 10 minutes. A member
+      // whose PostgreSQL is not running reports timeline 0 (a restart: N, 0, N; a bootstrap: 0, 1):
+      // those zeros are left out, or every restart would count as two promotions.
+      'max by (scope) (max_over_time(patroni_postgres_timeline[10m])) - min by (scope) (min_over_time((patroni_postgres_timeline > 0)[10m:])) > 0',
       '0m',
       'ticket',
       'A PostgreSQL promotion started a new timeline',
-      '{{ $labels.scope }} changed timeline {{ $value }} times in 10 minutes; a former leader must rejoin with pg_rewind (docs/postgres-runbook.md#rejoin).',
+      '{{ $labels.scope }} moved {{ $value }} timeline(s) ahead in 10 minutes; a former leader must rejoin with pg_rewind (docs/postgres-runbook.md#rejoin).',
     ),
     alertRule(
       'PatroniMemberNotRunning',
