@@ -157,8 +157,10 @@ test('full backup, writes, differential backup, more writes, a mistaken DROP TAB
   expect(full.output).toContain('backup command end: completed successfully');
   expect(full.code).toBe(0);
   await insertBatch(2);
-  // T1 lies after batch 2's commit and before batch 3's (the server's clock, with a margin either side).
-  await sleep(300);
+  // T1 lies after batch 2's commit and before batch 3's (the server's clock, with a margin either side),
+  // and in a later second than the full backup's end: pgBackRest compares backup end and target in
+  // whole seconds (same second: "[075] unable to find backup set with stop time less than" the target).
+  await sleep(1100);
   targetBeforeBatch3 = await serverNow();
   await sleep(300);
   await insertBatch(3);
@@ -167,7 +169,7 @@ test('full backup, writes, differential backup, more writes, a mistaken DROP TAB
   timings.diffBackupMs = Date.now() - t;
   expect(diff.code).toBe(0);
   await insertBatch(4);
-  await sleep(300);
+  await sleep(1100); // A later second than the differential backup's end, as for T1.
   targetBeforeDrop = await serverNow();
   await sleep(300);
   await pg.query(pg.primary, 'DROP TABLE items');
