@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import fp from 'fastify-plugin';
 import type { DestinationStream } from 'pino';
 import type { ServiceConfig } from './config';
@@ -111,7 +111,8 @@ export async function buildApp(
       options.logger === false
         ? false
         : { level: config.logLevel, ...(options.logStream ? { stream: options.logStream } : {}) },
-    disableRequestLogging: true,
+    // No per-request log lines (the edge writes the access log); the top-level option is deprecated (FSTDEP023).
+    logController: new LogController({ disableRequestLogging: true }),
     // The edge's request id when it is well-formed; a new one otherwise (it is logged and put in 5xx messages).
     requestIdHeader: false,
     genReqId: (req) => {

@@ -359,3 +359,15 @@ describe('fault injection', () => {
     }
   });
 });
+
+test('building the app emits no process warning (no deprecated Fastify option at every pod start)', async () => {
+  const emitWarning = jest.spyOn(process, 'emitWarning');
+  try {
+    const other = await buildApp(unitEnv('silent'));
+    await other.ready();
+    await other.close();
+    expect(emitWarning.mock.calls.map((c) => String(c[0]))).toEqual([]);
+  } finally {
+    emitWarning.mockRestore();
+  }
+});
