@@ -3,7 +3,7 @@
  * jest.unit.config.js), one file at a time. Each of them brings up whole tiers (Patroni
  * members, six Redis nodes, the twin with its kubelets, containers) and many drill under
  * load with timing bounds; two side by side on a 2-core machine starve each other and
- * fail on time, not on behaviour. `tools/test.sh` runs the fast lane first (in parallel),
+ * fail on time, not on behaviour. `tools/test.sh` runs the fast lane first (two workers),
  * then this lane.
  */
 const base = require('./jest.config');
