@@ -5,7 +5,7 @@
  * through the leader, the leader's WAL position), proven to exist by
  * test/metrics-existence.test.ts and test/backup.test.ts. Runbook: docs/backup-restore.md.
  */
-import type { PanelSpec } from '../monitoring/dashboards/panels';
+import { type PanelSpec, timeseries } from '../monitoring/dashboards/panels';
 import type { AlertRule } from '../monitoring/alert-rules';
 import { alertRule } from './patroni-alerts';
 import { BACKUP_DEFAULTS, backupEnabled, type BackupProps, scheduleIntervalSeconds } from './backup-settings';
@@ -80,25 +80,18 @@ export function backupAlertRules(backup: MonitoredBackup | undefined): AlertRule
 export function backupPanels(backup: MonitoredBackup | undefined): PanelSpec[] {
   if (!backup || !backupEnabled(backup)) return [];
   return [
-    {
-      title: 'Backups: age of the newest full and differential backup',
-      unit: 's',
-      description: 'From pgbackrest info on the leader (refreshed every 2 minutes).',
-      targets: [
-        { expr: `time() - max(${M.lastCompletion}{type="full"})`, legendFormat: 'full' },
-        { expr: `time() - max(${M.lastCompletion}{type="diff"})`, legendFormat: 'differential' },
-      ],
-    },
-    {
-      title: 'WAL archiving: seconds since the last archived segment, failures per minute',
-      unit: 'short',
-      targets: [
-        {
-          expr: `max by (pod) (pg_stat_archiver_last_archive_age and on (pod) ${M.walPosition})`,
-          legendFormat: '{{pod}} age (s)',
-        },
-        { expr: 'sum by (pod) (rate(pg_stat_archiver_failed_count[5m])) * 60', legendFormat: '{{pod}} failed/min' },
-      ],
-    },
+    timeseries(
+      'Backups: age of the newest full and differential backup',
+      's',
+      {
+        full: `time() - max(${M.lastCompletion}{type="full"})`,
+        differential: `time() - max(${M.lastCompletion}{type="diff"})`,
+      },
+      { description: 'From pgbackrest info on the leader (refreshed every 2 minutes).' },
+    ),
+    timeseries('WAL archiving: seconds since the last archived segment, failures per minute', 'short', {
+      '{{pod}} age (s)': `max by (pod) (pg_stat_archiver_last_archive_age and on (pod) ${M.walPosition})`,
+      '{{pod}} failed/min': 'sum by (pod) (rate(pg_stat_archiver_failed_count[5m])) * 60',
+    }),
   ];
 }

@@ -45,6 +45,36 @@ export interface PanelSpec {
 
 const ds = { type: 'prometheus' as const, uid: DATASOURCE_UID };
 
+/** Panel options besides its title, unit and queries. */
+export type PanelOptions = Omit<PanelSpec, 'title' | 'unit' | 'targets' | 'type'>;
+
+/**
+ * A time-series panel: `targets` maps each legend to its PromQL expression, in the
+ * order the queries get their refIds (A, B, ...).
+ */
+export function timeseries(
+  title: string,
+  unit: string,
+  targets: Record<string, string>,
+  options: PanelOptions = {},
+): PanelSpec {
+  return { title, unit, targets: targetsOf(targets), ...options };
+}
+
+/** A stat panel (last value), with the same arguments as `timeseries`. */
+export function stat(
+  title: string,
+  unit: string,
+  targets: Record<string, string>,
+  options: PanelOptions = {},
+): PanelSpec {
+  return { title, unit, type: 'stat', targets: targetsOf(targets), ...options };
+}
+
+function targetsOf(targets: Record<string, string>): Target[] {
+  return Object.entries(targets).map(([legendFormat, expr]) => ({ expr, legendFormat }));
+}
+
 /** Lays panels out left to right, 8 rows high, wrapping at 24 columns. */
 export function dashboard(uid: string, title: string, specs: PanelSpec[]): Dashboard {
   let x = 0;
