@@ -6,39 +6,7 @@
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { SERVICE_COMMANDS, SERVICE_ENV, SERVICE_PATHS, SERVICE_PORTS } from '../../service/src/contract';
-import { GeneratedSecret } from '../core/generated-secret';
-import { meta, selectorLabels, serviceHost } from '../core/labels';
-import {
-  dnsEgress,
-  networkPolicy,
-  podsOf,
-  PROMETHEUS_COMPONENT,
-  scrapeAnnotations,
-  type ServiceEndpoint,
-  tcpPorts,
-} from '../core/network';
-import {
-  containerSecurityContext,
-  emptyDir,
-  externalSecretsAnnotations,
-  httpProbe,
-  podPlacement,
-  podSecurityContext,
-  topologySpread,
-  withPodOptions,
-} from '../core/pod';
-import { checkResources, type Resources, resourcesOf } from '../core/quantity';
-import { checkImage, checkInt, checkName, fail, withDefaults } from '../core/validate';
-import {
-  type AutoscalingProps,
-  checkAutoscaling,
-  horizontalPodAutoscaler,
-  podDisruptionBudget,
-  serviceAccount,
-  type WorkloadProps,
-  workloadName,
-  type ScrapedProps,
-} from '../core/workload';
+import * as core from '../core';
 
 const k8s = kplus.k8s;
 
@@ -52,20 +20,20 @@ export const API_UID = 10001;
 export const PRESTOP_SLEEP_SECONDS = 5;
 
 /** The database as the API sees it (a PatroniCluster is one; so is a pooler with its database's names). */
-export interface ApiDatabase extends ServiceEndpoint {
+export interface ApiDatabase extends core.ServiceEndpoint {
   /** Read endpoints on `port` of `component`'s pods, each probed for lag (member hosts of a PatroniCluster). */
   readonly replicaHosts: readonly string[];
   /**
    * Read endpoints of their own (a read-only pooler), used instead of `replicaHosts`.
    * @default - `replicaHosts` on this endpoint's pods
    */
-  readonly readers?: readonly ServiceEndpoint[];
+  readonly readers?: readonly core.ServiceEndpoint[];
   /**
    * Where session-level work connects: migrations under an advisory lock, partition maintenance.
    * A transaction-pooling pooler cannot hold a session, so it goes to the primary directly.
    * @default - this endpoint
    */
-  readonly session?: ServiceEndpoint;
+  readonly session?: core.ServiceEndpoint;
   readonly database: string;
   readonly user: string;
   /** Secret with the role's password. */
@@ -77,7 +45,7 @@ export interface ApiDatabase extends ServiceEndpoint {
 }
 
 /** The cache as the API sees it (a RedisCluster is one). */
-export interface ApiCache extends ServiceEndpoint {
+export interface ApiCache extends core.ServiceEndpoint {
   /** Every node's DNS name; the client needs one, all make start-up robust. */
   readonly seedHosts: readonly string[];
   /** Secret with key `password`. */
@@ -114,9 +82,9 @@ export interface ApiServiceSettings {
   /** Container image, with a tag or digest (never `latest`). @default 'ghcr.io/fastnext/api:0.1.0' */
   readonly image?: string;
   /** The autoscaler. @default 3–20 pods at CPU 70 % / memory 80 %, scale-down after 300 s */
-  readonly autoscaling?: AutoscalingProps;
+  readonly autoscaling?: core.AutoscalingProps;
   /** Requests and limits of the service container. @default 250m/256Mi requested, 1/512Mi limit */
-  readonly resources?: Resources;
+  readonly resources?: core.Resources;
   /** Seconds the pod keeps serving after SIGTERM while readiness fails (preStop drain), 0–300. @default 10 */
   readonly drainSeconds?: number;
   /** Pod grace period; must exceed drainSeconds + the preStop sleep. @default 30 */
@@ -159,7 +127,7 @@ export const API_SERVICE_DEFAULTS: Required<ApiServiceSettings> = {
   faultInjection: false,
 };
 
-export interface ApiServiceProps extends ApiServiceSettings, WorkloadProps, ScrapedProps {
+export interface ApiServiceProps extends ApiServiceSettings, core.WorkloadProps, core.ScrapedProps {
   /** Name of the Deployment, Services, HPA and component label. @default 'api' */
   readonly name?: string;
   /** The database the service connects to (e.g. a PostgresCluster). */
@@ -173,7 +141,7 @@ export interface ApiServiceProps extends ApiServiceSettings, WorkloadProps, Scra
 const SECRET_MOUNT = '/var/run/secrets/fastnext';
 
 /** The API tier. Its readonly fields are what the edge and monitoring tiers wire to. */
-export class ApiService extends Construct implements ServiceEndpoint {
+export class ApiService extends Construct implements core.ServiceEndpoint {
   /** Default component name (label `app.kubernetes.io/name`). */
   static readonly COMPONENT = 'api';
   /** Default component of the partition-maintenance CronJob's pods (a database client, not an API pod). */
@@ -190,29 +158,29 @@ export class ApiService extends Construct implements ServiceEndpoint {
   readonly metricsPort = SERVICE_PORTS.metrics;
   readonly deploymentName: string;
   /** The headless Service as an endpoint: what a proxy balancing over the pods connects to. */
-  readonly headless: ServiceEndpoint;
+  readonly headless: core.ServiceEndpoint;
   /** The resolved settings (defaults filled in). */
   readonly settings: Required<ApiServiceSettings>;
 
   constructor(scope: Construct, id: string, props: ApiServiceProps) {
     super(scope, id);
     const { postgres: database, redis: cache } = props;
-    const api = withDefaults(API_SERVICE_DEFAULTS, props);
+    const api = core.withDefaults(API_SERVICE_DEFAULTS, props);
     checkApiSettings(api);
-    const name = workloadName(props.name, ApiService.COMPONENT);
+    const name = core.workloadName(props.name, ApiService.COMPONENT);
     const c = name;
     this.component = c;
     this.maintenanceComponent = `${name}-maintenance`;
     this.settings = api;
     this.deploymentName = name;
-    this.host = serviceHost(this, name);
-    this.headlessHost = serviceHost(this, `${name}-headless`);
+    this.host = core.serviceHost(this, name);
+    this.headlessHost = core.serviceHost(this, `${name}-headless`);
     this.headless = { host: this.headlessHost, port: this.port, component: c };
-    const placement = podPlacement(props.pod, props.imagePullSecrets);
+    const placement = core.podPlacement(props.pod, props.imagePullSecrets);
 
-    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
+    core.serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
     // The bearer token of the management endpoints: generated once in-cluster unless supplied.
-    new GeneratedSecret(this, 'management-token', {
+    new core.GeneratedSecret(this, 'management-token', {
       dnsResolvers: props.dnsResolvers,
       secretName: api.managementTokenSecret,
       keys: ['token'],
@@ -304,21 +272,21 @@ export class ApiService extends Construct implements ServiceEndpoint {
         { name: 'metrics', containerPort: SERVICE_PORTS.metrics, protocol: 'TCP' },
       ],
       env,
-      resources: resourcesOf(api.resources),
-      securityContext: containerSecurityContext(),
+      resources: core.resourcesOf(api.resources),
+      securityContext: core.containerSecurityContext(),
       volumeMounts: [tmpMount, ...secretMounts],
       // Startup gives migrations' aftermath and cache warm-up up to 60 s before liveness applies.
-      startupProbe: httpProbe(SERVICE_PATHS.startup, 'http', {
+      startupProbe: core.httpProbe(SERVICE_PATHS.startup, 'http', {
         periodSeconds: 2,
         failureThreshold: 30,
         timeoutSeconds: 2,
       }),
-      livenessProbe: httpProbe(SERVICE_PATHS.liveness, 'http', {
+      livenessProbe: core.httpProbe(SERVICE_PATHS.liveness, 'http', {
         periodSeconds: 10,
         failureThreshold: 3,
         timeoutSeconds: 2,
       }),
-      readinessProbe: httpProbe(SERVICE_PATHS.readiness, 'http', {
+      readinessProbe: core.httpProbe(SERVICE_PATHS.readiness, 'http', {
         periodSeconds: 5,
         failureThreshold: 2,
         timeoutSeconds: 2,
@@ -339,36 +307,38 @@ export class ApiService extends Construct implements ServiceEndpoint {
       imagePullPolicy: 'IfNotPresent',
       command: [...SERVICE_COMMANDS.migrate],
       env: sessionEnv,
-      resources: resourcesOf(api.resources),
-      securityContext: containerSecurityContext(),
+      resources: core.resourcesOf(api.resources),
+      securityContext: core.containerSecurityContext(),
       volumeMounts: [tmpMount, ...secretMounts],
     };
     const podSpec: kplus.k8s.PodSpec = {
       serviceAccountName: name,
       automountServiceAccountToken: false,
-      securityContext: podSecurityContext(API_UID),
+      securityContext: core.podSecurityContext(API_UID),
       terminationGracePeriodSeconds: api.terminationGracePeriodSeconds,
-      topologySpreadConstraints: topologySpread(c),
+      topologySpreadConstraints: core.topologySpread(c),
       initContainers: [migrate],
       containers: [container],
-      volumes: [emptyDir('tmp'), ...secretVolumes],
+      volumes: [core.emptyDir('tmp'), ...secretVolumes],
     };
 
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: meta(this, c, name, { annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets) }),
+      metadata: core.meta(this, c, name, {
+        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets),
+      }),
       spec: {
         // No `replicas`: the HPA owns the count; a fixed value would reset it on every apply.
         revisionHistoryLimit: 5,
-        selector: { matchLabels: selectorLabels(c) },
+        selector: { matchLabels: core.selectorLabels(c) },
         strategy: {
           type: 'RollingUpdate',
           rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: k8s.IntOrString.fromString('25%') },
         },
-        template: withPodOptions(
+        template: core.withPodOptions(
           {
             metadata: {
-              labels: meta(this, c, name).labels,
-              annotations: scrapeAnnotations(SERVICE_PORTS.metrics, SERVICE_PATHS.metrics),
+              labels: core.meta(this, c, name).labels,
+              annotations: core.scrapeAnnotations(SERVICE_PORTS.metrics, SERVICE_PATHS.metrics),
             },
             spec: podSpec,
           },
@@ -380,42 +350,45 @@ export class ApiService extends Construct implements ServiceEndpoint {
     });
 
     new k8s.KubeService(this, 'service', {
-      metadata: meta(this, c, name),
+      metadata: core.meta(this, c, name),
       spec: {
         type: 'ClusterIP',
-        selector: selectorLabels(c),
+        selector: core.selectorLabels(c),
         ports: [
           { name: 'http', port: SERVICE_PORTS.http, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' },
         ],
       },
     });
     new k8s.KubeService(this, 'headless', {
-      metadata: meta(this, c, `${name}-headless`),
+      metadata: core.meta(this, c, `${name}-headless`),
       spec: {
         clusterIp: 'None',
-        selector: selectorLabels(c),
+        selector: core.selectorLabels(c),
         ports: [
           { name: 'http', port: SERVICE_PORTS.http, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' },
         ],
       },
     });
 
-    horizontalPodAutoscaler(this, 'hpa', c, { kind: 'Deployment', name }, api.autoscaling);
-    podDisruptionBudget(this, 'pdb', c, api.pdbMaxUnavailable);
+    core.horizontalPodAutoscaler(this, 'hpa', c, { kind: 'Deployment', name }, api.autoscaling);
+    core.podDisruptionBudget(this, 'pdb', c, api.pdbMaxUnavailable);
 
-    networkPolicy(this, 'network-policy', c, {
+    core.networkPolicy(this, 'network-policy', c, {
       ingress: [
-        { from: [...(props.clients ?? [podsOf('edge')])], ports: tcpPorts(SERVICE_PORTS.http) },
-        { from: [...(props.scrapers ?? [podsOf(PROMETHEUS_COMPONENT)])], ports: tcpPorts(SERVICE_PORTS.metrics) },
+        { from: [...(props.clients ?? [core.podsOf('edge')])], ports: core.tcpPorts(SERVICE_PORTS.http) },
+        {
+          from: [...(props.scrapers ?? [core.podsOf(core.PROMETHEUS_COMPONENT)])],
+          ports: core.tcpPorts(SERVICE_PORTS.metrics),
+        },
       ],
       egress: [
-        dnsEgress(props.dnsResolvers),
-        { to: [podsOf(database.component)], ports: tcpPorts(database.port) },
-        ...(database.readers ?? []).map((r) => ({ to: [podsOf(r.component)], ports: tcpPorts(r.port) })),
+        core.dnsEgress(props.dnsResolvers),
+        { to: [core.podsOf(database.component)], ports: core.tcpPorts(database.port) },
+        ...(database.readers ?? []).map((r) => ({ to: [core.podsOf(r.component)], ports: core.tcpPorts(r.port) })),
         // The migrate init container, straight to the primary when a pooler serves the rest.
-        ...(database.session ? [{ to: [podsOf(session.component)], ports: tcpPorts(session.port) }] : []),
+        ...(database.session ? [{ to: [core.podsOf(session.component)], ports: core.tcpPorts(session.port) }] : []),
         // The cluster bus port (+10000) too: cluster clients follow MOVED redirects by address.
-        { to: [podsOf(cache.component)], ports: tcpPorts(cache.port, cache.port + 10000) },
+        { to: [core.podsOf(cache.component)], ports: core.tcpPorts(cache.port, cache.port + 10000) },
       ],
     });
 
@@ -424,7 +397,7 @@ export class ApiService extends Construct implements ServiceEndpoint {
     // Service, PDB and HPA never count them.
     const jc = this.maintenanceComponent;
     new k8s.KubeCronJob(this, 'partition-maintenance', {
-      metadata: meta(this, jc, `${name}-partition-maintenance`),
+      metadata: core.meta(this, jc, `${name}-partition-maintenance`),
       spec: {
         schedule: api.partitionMaintenanceSchedule,
         concurrencyPolicy: 'Forbid',
@@ -436,11 +409,11 @@ export class ApiService extends Construct implements ServiceEndpoint {
             activeDeadlineSeconds: 600,
             ttlSecondsAfterFinished: 86400,
             template: {
-              metadata: { labels: meta(this, jc, name).labels },
+              metadata: { labels: core.meta(this, jc, name).labels },
               spec: {
                 serviceAccountName: name,
                 automountServiceAccountToken: false,
-                securityContext: podSecurityContext(API_UID),
+                securityContext: core.podSecurityContext(API_UID),
                 restartPolicy: 'OnFailure',
                 ...placement,
                 containers: [
@@ -453,35 +426,38 @@ export class ApiService extends Construct implements ServiceEndpoint {
         },
       },
     });
-    networkPolicy(this, 'maintenance-network-policy', jc, {
+    core.networkPolicy(this, 'maintenance-network-policy', jc, {
       ingress: [],
-      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(session.component)], ports: tcpPorts(session.port) }],
+      egress: [
+        core.dnsEgress(props.dnsResolvers),
+        { to: [core.podsOf(session.component)], ports: core.tcpPorts(session.port) },
+      ],
     });
   }
 }
 
 function checkApiSettings(api: Required<ApiServiceSettings>): void {
-  checkImage('image', api.image);
-  checkAutoscaling('autoscaling', api.autoscaling);
-  checkResources('resources', api.resources);
-  checkInt('drainSeconds', api.drainSeconds, 0, 300);
-  checkInt('terminationGracePeriodSeconds', api.terminationGracePeriodSeconds, 1, 3600);
+  core.checkImage('image', api.image);
+  core.checkAutoscaling('autoscaling', api.autoscaling);
+  core.checkResources('resources', api.resources);
+  core.checkInt('drainSeconds', api.drainSeconds, 0, 300);
+  core.checkInt('terminationGracePeriodSeconds', api.terminationGracePeriodSeconds, 1, 3600);
   if (api.terminationGracePeriodSeconds <= api.drainSeconds + PRESTOP_SLEEP_SECONDS) {
-    fail(
+    core.fail(
       'terminationGracePeriodSeconds',
       api.terminationGracePeriodSeconds,
       `must be > 'drainSeconds' + ${PRESTOP_SLEEP_SECONDS} s of preStop (${api.drainSeconds + PRESTOP_SLEEP_SECONDS}) so in-flight requests finish before SIGKILL`,
     );
   }
-  checkInt('pdbMaxUnavailable', api.pdbMaxUnavailable, 1);
-  for (const [key, value] of Object.entries(api.db)) checkInt(`db.${key}`, value, key === 'maxOverflow' ? 0 : 1);
-  checkInt('cache.defaultTtlSeconds', api.cache.defaultTtlSeconds, 1);
-  checkInt('cache.localTtlSeconds', api.cache.localTtlSeconds, 0, 3600);
-  checkInt('cache.localMaxEntries', api.cache.localMaxEntries, 1);
+  core.checkInt('pdbMaxUnavailable', api.pdbMaxUnavailable, 1);
+  for (const [key, value] of Object.entries(api.db)) core.checkInt(`db.${key}`, value, key === 'maxOverflow' ? 0 : 1);
+  core.checkInt('cache.defaultTtlSeconds', api.cache.defaultTtlSeconds, 1);
+  core.checkInt('cache.localTtlSeconds', api.cache.localTtlSeconds, 0, 3600);
+  core.checkInt('cache.localMaxEntries', api.cache.localMaxEntries, 1);
   if (!CRON.test(api.partitionMaintenanceSchedule)) {
-    fail('partitionMaintenanceSchedule', api.partitionMaintenanceSchedule, 'must be a 5-field cron expression');
+    core.fail('partitionMaintenanceSchedule', api.partitionMaintenanceSchedule, 'must be a 5-field cron expression');
   }
-  checkName('managementTokenSecret', api.managementTokenSecret);
+  core.checkName('managementTokenSecret', api.managementTokenSecret);
 }
 
 /** A 5-field cron expression (minute hour day-of-month month day-of-week). */

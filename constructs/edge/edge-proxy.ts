@@ -8,36 +8,7 @@
 import { createHash } from 'crypto';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { meta, selectorLabels, serviceHost } from '../core/labels';
-import {
-  dnsEgress,
-  networkPolicy,
-  podsOf,
-  PROMETHEUS_COMPONENT,
-  scrapeAnnotations,
-  type ServiceEndpoint,
-  tcpPorts,
-} from '../core/network';
-import {
-  containerSecurityContext,
-  emptyDir,
-  externalSecretsAnnotations,
-  httpProbe,
-  podSecurityContext,
-  topologySpread,
-  withPodOptions,
-} from '../core/pod';
-import { checkResources, resourcesOf } from '../core/quantity';
-import { checkImage, checkInt, checkName, fail, withDefaults } from '../core/validate';
-import {
-  checkAutoscaling,
-  horizontalPodAutoscaler,
-  podDisruptionBudget,
-  serviceAccount,
-  type WorkloadProps,
-  workloadName,
-  type ScrapedProps,
-} from '../core/workload';
+import * as core from '../core';
 import { CERT_RELOAD_KEY, CERT_RELOAD_PATH, certReloadProbes, renderCertReloadScript } from './cert-reload';
 import {
   DEFAULT_CERT_RELOAD_CHECK_SECONDS,
@@ -64,11 +35,11 @@ const k8s = kplus.k8s;
 /** uid/gid of the nginx user in nginxinc/nginx-unprivileged. */
 export const EDGE_UID = 101;
 
-export interface EdgeProxyProps extends EdgeProxySettings, WorkloadProps, ScrapedProps {
+export interface EdgeProxyProps extends EdgeProxySettings, core.WorkloadProps, core.ScrapedProps {
   /** Name of the Deployment, Service, ConfigMap prefix and component label. @default 'edge' */
   readonly name?: string;
   /** What nginx balances over: the API's headless Service (one A record per ready pod). */
-  readonly upstream: ServiceEndpoint;
+  readonly upstream: core.ServiceEndpoint;
   /**
    * TLS termination from a kubernetes.io/tls Secret (managed outside, e.g. by cert-manager),
    * with HTTP/2; a sidecar reloads nginx when the Secret is renewed. @default - plain HTTP
@@ -81,7 +52,7 @@ export interface EdgeProxyProps extends EdgeProxySettings, WorkloadProps, Scrape
 }
 
 /** The edge tier. */
-export class EdgeProxy extends Construct implements ServiceEndpoint {
+export class EdgeProxy extends Construct implements core.ServiceEndpoint {
   /** Default component name. */
   static readonly COMPONENT = 'edge';
   readonly component: string;
@@ -99,7 +70,7 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
   constructor(scope: Construct, id: string, props: EdgeProxyProps) {
     super(scope, id);
     const { upstream, tls, realIp, gateway } = props;
-    const settings = withDefaults(EDGE_PROXY_DEFAULTS, props);
+    const settings = core.withDefaults(EDGE_PROXY_DEFAULTS, props);
     // Nested settings given in part keep the defaults of what they leave out.
     const edge = {
       ...settings,
@@ -108,12 +79,12 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
     };
     checkEdgeSettings(edge, tls);
     const problem = edgeProblems({ ...edge, tls, realIp, gateway })[0];
-    if (problem) fail(problem.path, problem.value, problem.message);
-    const name = workloadName(props.name, EdgeProxy.COMPONENT);
+    if (problem) core.fail(problem.path, problem.value, problem.message);
+    const name = core.workloadName(props.name, EdgeProxy.COMPONENT);
     const c = name;
     this.component = c;
     this.serviceName = name;
-    this.host = serviceHost(this, name);
+    this.host = core.serviceHost(this, name);
     this.configMapName = `${name}-nginx-conf`;
     this.nginxConf = renderNginxConf({
       edge: { ...edge, tls, realIp },
@@ -123,9 +94,9 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
     const certReloadInput = { checkSeconds: tls?.reloadCheckSeconds ?? DEFAULT_CERT_RELOAD_CHECK_SECONDS };
     this.certReloadScript = tls ? renderCertReloadScript(certReloadInput) : undefined;
 
-    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
+    core.serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
     new k8s.KubeConfigMap(this, 'nginx-conf', {
-      metadata: meta(this, c, this.configMapName),
+      metadata: core.meta(this, c, this.configMapName),
       data: {
         'nginx.conf': this.nginxConf,
         ...(this.certReloadScript ? { [CERT_RELOAD_KEY]: this.certReloadScript } : {}),
@@ -133,7 +104,7 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
     });
 
     const statusProbe = (periodSeconds: number, failureThreshold: number) =>
-      httpProbe('/healthz', 'status', { periodSeconds, failureThreshold, timeoutSeconds: 2 });
+      core.httpProbe('/healthz', 'status', { periodSeconds, failureThreshold, timeoutSeconds: 2 });
     const ports: kplus.k8s.ContainerPort[] = [
       { name: 'http', containerPort: EDGE_PORTS.http, protocol: 'TCP' },
       ...(tls ? [{ name: 'https', containerPort: EDGE_PORTS.https, protocol: 'TCP' }] : []),
@@ -146,8 +117,8 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
       // Skip the image's entrypoint scripts: they rewrite files under a read-only root fs.
       command: ['nginx', '-g', 'daemon off;', '-c', '/etc/nginx/nginx.conf'],
       ports,
-      resources: resourcesOf(edge.resources),
-      securityContext: containerSecurityContext(),
+      resources: core.resourcesOf(edge.resources),
+      securityContext: core.containerSecurityContext(),
       volumeMounts: [
         { name: 'nginx-conf', mountPath: '/etc/nginx/nginx.conf', subPath: 'nginx.conf', readOnly: true },
         { name: 'scratch', mountPath: EDGE_PATHS.scratch },
@@ -174,14 +145,14 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
         `--web.listen-address=:${EDGE_PORTS.metrics}`,
       ],
       ports: [{ name: 'metrics', containerPort: EDGE_PORTS.metrics, protocol: 'TCP' }],
-      resources: resourcesOf(edge.exporterResources),
-      securityContext: containerSecurityContext(),
+      resources: core.resourcesOf(edge.exporterResources),
+      securityContext: core.containerSecurityContext(),
       livenessProbe: {
         tcpSocket: { port: k8s.IntOrString.fromString('metrics') },
         periodSeconds: 20,
         timeoutSeconds: 2,
       },
-      readinessProbe: httpProbe('/metrics', 'metrics', { periodSeconds: 10, timeoutSeconds: 2 }),
+      readinessProbe: core.httpProbe('/metrics', 'metrics', { periodSeconds: 10, timeoutSeconds: 2 }),
     };
     // The nginx image's own shell runs the loop (no second image to pin); it signals nginx's
     // master, which needs the pod's one process namespace and the same user (no capability).
@@ -191,8 +162,8 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
       image: edge.image,
       imagePullPolicy: 'IfNotPresent',
       command: ['sh', CERT_RELOAD_PATH],
-      resources: resourcesOf(edge.certReloadResources),
-      securityContext: containerSecurityContext(),
+      resources: core.resourcesOf(edge.certReloadResources),
+      securityContext: core.containerSecurityContext(),
       volumeMounts: [
         { name: 'nginx-conf', mountPath: CERT_RELOAD_PATH, subPath: CERT_RELOAD_KEY, readOnly: true },
         // nginx.pid (which process to signal) and the loop's heartbeat.
@@ -205,22 +176,22 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
 
     new k8s.KubeDeployment(this, 'deployment', {
       // The TLS certificate comes from outside the platform (cert-manager or kubectl).
-      metadata: meta(this, c, name, {
-        annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets, tls ? [tls.secretName] : []),
+      metadata: core.meta(this, c, name, {
+        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets, tls ? [tls.secretName] : []),
       }),
       spec: {
         revisionHistoryLimit: 5,
-        selector: { matchLabels: selectorLabels(c) },
+        selector: { matchLabels: core.selectorLabels(c) },
         strategy: {
           type: 'RollingUpdate',
           rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: k8s.IntOrString.fromNumber(1) },
         },
-        template: withPodOptions(
+        template: core.withPodOptions(
           {
             metadata: {
-              labels: meta(this, c, name).labels,
+              labels: core.meta(this, c, name).labels,
               annotations: {
-                ...scrapeAnnotations(EDGE_PORTS.metrics),
+                ...core.scrapeAnnotations(EDGE_PORTS.metrics),
                 // A changed nginx.conf or script rolls the pods (subPath mounts never see ConfigMap updates).
                 'fastnext.io/nginx-conf-sha256': createHash('sha256')
                   .update(this.nginxConf)
@@ -233,13 +204,13 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
               automountServiceAccountToken: false,
               // The cert-reload sidecar signals nginx's master: one process namespace for the pod.
               ...(certReload ? { shareProcessNamespace: true } : {}),
-              securityContext: podSecurityContext(EDGE_UID),
+              securityContext: core.podSecurityContext(EDGE_UID),
               terminationGracePeriodSeconds: 30,
-              topologySpreadConstraints: topologySpread(c),
+              topologySpreadConstraints: core.topologySpread(c),
               containers: [nginx, exporter, ...(certReload ? [certReload] : [])],
               volumes: [
                 { name: 'nginx-conf', configMap: { name: this.configMapName } },
-                emptyDir('scratch', '256Mi'),
+                core.emptyDir('scratch', '256Mi'),
                 ...(tls ? [{ name: 'tls', secret: { secretName: tls.secretName } }] : []),
               ],
             },
@@ -257,10 +228,10 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
     ];
     new k8s.KubeService(this, 'service', {
       // Load-balancer annotations come from the cluster (a profile of the environment).
-      metadata: meta(this, c, name, { annotations: { ...edge.serviceAnnotations } }),
+      metadata: core.meta(this, c, name, { annotations: { ...edge.serviceAnnotations } }),
       spec: {
         type: edge.serviceType,
-        selector: selectorLabels(c),
+        selector: core.selectorLabels(c),
         ports: servicePorts,
         // Keep client IPs visible to the per-client rate limit behind a cloud load balancer.
         ...(edge.serviceType === 'ClusterIP' ? {} : { externalTrafficPolicy: 'Local' }),
@@ -268,45 +239,51 @@ export class EdgeProxy extends Construct implements ServiceEndpoint {
     });
     if (edge.expose === 'gateway' && gateway) {
       httpRoute(this, 'http-route', {
-        metadata: meta(this, c, name),
+        metadata: core.meta(this, c, name),
         gateway,
         hostnames: edge.hostnames,
         service: { name, port: this.port },
       });
     }
 
-    horizontalPodAutoscaler(this, 'hpa', c, { kind: 'Deployment', name }, edge.autoscaling);
-    podDisruptionBudget(this, 'pdb', c, 1);
-    networkPolicy(this, 'network-policy', c, {
+    core.horizontalPodAutoscaler(this, 'hpa', c, { kind: 'Deployment', name }, edge.autoscaling);
+    core.podDisruptionBudget(this, 'pdb', c, 1);
+    core.networkPolicy(this, 'network-policy', c, {
       ingress: [
         // Public traffic comes from anywhere (load balancer, node ports).
-        { ports: tcpPorts(EDGE_PORTS.http, ...(tls ? [EDGE_PORTS.https] : [])) },
-        { from: [...(props.scrapers ?? [podsOf(PROMETHEUS_COMPONENT)])], ports: tcpPorts(EDGE_PORTS.metrics) },
+        { ports: core.tcpPorts(EDGE_PORTS.http, ...(tls ? [EDGE_PORTS.https] : [])) },
+        {
+          from: [...(props.scrapers ?? [core.podsOf(core.PROMETHEUS_COMPONENT)])],
+          ports: core.tcpPorts(EDGE_PORTS.metrics),
+        },
       ],
-      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(upstream.component)], ports: tcpPorts(upstream.port) }],
+      egress: [
+        core.dnsEgress(props.dnsResolvers),
+        { to: [core.podsOf(upstream.component)], ports: core.tcpPorts(upstream.port) },
+      ],
     });
   }
 }
 
 function checkEdgeSettings(edge: Required<EdgeProxySettings>, tls: EdgeTlsProps | undefined): void {
-  checkImage('image', edge.image);
-  checkImage('exporterImage', edge.exporterImage);
-  checkAutoscaling('autoscaling', edge.autoscaling);
-  checkResources('resources', edge.resources);
-  checkResources('exporterResources', edge.exporterResources);
-  checkResources('certReloadResources', edge.certReloadResources);
+  core.checkImage('image', edge.image);
+  core.checkImage('exporterImage', edge.exporterImage);
+  core.checkAutoscaling('autoscaling', edge.autoscaling);
+  core.checkResources('resources', edge.resources);
+  core.checkResources('exporterResources', edge.exporterResources);
+  core.checkResources('certReloadResources', edge.certReloadResources);
   edge.hostnames.forEach((h, i) => {
     if (h.length > 253 || !SERVER_NAME.test(h)) {
-      fail(
+      core.fail(
         `hostnames[${i}]`,
         h,
         'must be a lowercase DNS name such as api.example.com, or a wildcard such as *.example.com',
       );
     }
   });
-  checkInt('rateLimit.requestsPerSecond', edge.rateLimit.requestsPerSecond, 1);
-  checkInt('rateLimit.burst', edge.rateLimit.burst, 0);
-  if (tls) checkName('tls.secretName', tls.secretName);
-  checkInt('upstreamKeepalive', edge.upstreamKeepalive, 1);
-  for (const [key, value] of Object.entries(edge.proxyTimeouts)) checkInt(`proxyTimeouts.${key}`, value, 1);
+  core.checkInt('rateLimit.requestsPerSecond', edge.rateLimit.requestsPerSecond, 1);
+  core.checkInt('rateLimit.burst', edge.rateLimit.burst, 0);
+  if (tls) core.checkName('tls.secretName', tls.secretName);
+  core.checkInt('upstreamKeepalive', edge.upstreamKeepalive, 1);
+  for (const [key, value] of Object.entries(edge.proxyTimeouts)) core.checkInt(`proxyTimeouts.${key}`, value, 1);
 }

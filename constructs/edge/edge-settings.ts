@@ -1,12 +1,4 @@
-/**
- * The edge tier's settings: what an environment may override, their production
- * defaults, and the checks both the construct and the environment schema run
- * (each problem names the setting, the value and the fix).
- */
-import type { Resources } from '../core/quantity';
-import { DNS1123_LABEL, DNS1123_SUBDOMAIN, versionBefore } from '../core/validate';
-import type { AutoscalingProps } from '../core/workload';
-import { isCidr } from '../core/network';
+import * as core from '../core';
 import type { NginxSettings, RealIpSettings } from './nginx-conf';
 import { CIDR_FORMAT, rateLimitProblems, type SettingProblem } from './rate-limit';
 
@@ -21,13 +13,13 @@ export interface EdgeProxySettings extends Partial<Omit<NginxSettings, 'tls' | '
   /** nginx-prometheus-exporter image, pinned. @default 'nginx/nginx-prometheus-exporter:1.4.2' */
   readonly exporterImage?: string;
   /** The autoscaler. @default 2–10 pods at CPU 70 % / memory 80 %, scale-down after 300 s */
-  readonly autoscaling?: AutoscalingProps;
+  readonly autoscaling?: core.AutoscalingProps;
   /** Requests and limits of nginx. @default 100m/64Mi requested, 500m/128Mi limit */
-  readonly resources?: Resources;
+  readonly resources?: core.Resources;
   /** Requests and limits of the exporter. @default 10m/16Mi requested, 100m/32Mi limit */
-  readonly exporterResources?: Resources;
+  readonly exporterResources?: core.Resources;
   /** Requests and limits of the cert-reload sidecar (with `tls` only). @default 5m/8Mi requested, 50m/16Mi limit */
-  readonly certReloadResources?: Resources;
+  readonly certReloadResources?: core.Resources;
   /** Service type in front of nginx. @default 'LoadBalancer' */
   readonly serviceType?: 'LoadBalancer' | 'NodePort' | 'ClusterIP';
   /** Annotations of the edge Service (load-balancer settings of the cluster). @default - none */
@@ -122,7 +114,7 @@ export function edgeProblems(e: EdgeCheckInput): SettingProblem[] {
   const repo = colon === -1 ? ref : ref.slice(0, colon);
   const version = colon === -1 ? null : /^(\d+)\.(\d+)\.(\d+)/.exec(ref.slice(colon + 1));
   if (version && /(^|\/)nginx[^/]*$/.test(repo)) {
-    if (versionBefore(version.slice(1, 4).map(Number), MIN_NGINX)) {
+    if (core.versionBefore(version.slice(1, 4).map(Number), MIN_NGINX)) {
       add(
         'image',
         e.image,
@@ -150,7 +142,7 @@ export function edgeProblems(e: EdgeCheckInput): SettingProblem[] {
       );
     }
     e.realIp.trustedProxies.forEach((c, i) => {
-      if (!isCidr(c)) add(`realIp.trustedProxies[${i}]`, c, CIDR_FORMAT);
+      if (!core.isCidr(c)) add(`realIp.trustedProxies[${i}]`, c, CIDR_FORMAT);
     });
     if (e.realIp.header !== 'X-Forwarded-For' && e.realIp.header !== 'proxy_protocol') {
       add('realIp.header', e.realIp.header, "must be 'X-Forwarded-For' or 'proxy_protocol'");
@@ -187,18 +179,18 @@ export function edgeProblems(e: EdgeCheckInput): SettingProblem[] {
       "is set but expose is 'service': set expose 'gateway' to attach the edge to it, or remove gateway",
     );
   }
-  if (e.gateway?.name && (e.gateway.name.length > 253 || !DNS1123_SUBDOMAIN.test(e.gateway.name))) {
+  if (e.gateway?.name && (e.gateway.name.length > 253 || !core.DNS1123_SUBDOMAIN.test(e.gateway.name))) {
     add('gateway.name', e.gateway.name, "must be a lowercase DNS name (the Gateway object's name)");
   }
   if (
     e.gateway?.namespace !== undefined &&
-    (e.gateway.namespace.length > 63 || !DNS1123_LABEL.test(e.gateway.namespace))
+    (e.gateway.namespace.length > 63 || !core.DNS1123_LABEL.test(e.gateway.namespace))
   ) {
     add('gateway.namespace', e.gateway.namespace, 'must be a DNS-1123 label (a namespace name)');
   }
   if (
     e.gateway?.sectionName !== undefined &&
-    (e.gateway.sectionName.length > 253 || !DNS1123_SUBDOMAIN.test(e.gateway.sectionName))
+    (e.gateway.sectionName.length > 253 || !core.DNS1123_SUBDOMAIN.test(e.gateway.sectionName))
   ) {
     add(
       'gateway.sectionName',

@@ -1,14 +1,4 @@
-/**
- * The edge's rate limits in nginx.conf: one per-client default, an allowlist of
- * client CIDRs nobody limits, and per-route limits that replace the default for
- * the requests they match (e.g. writes stricter than cached reads).
- *
- * nginx does not count a request whose zone key is empty, so every exemption is
- * a key that `map` or `geo` turns empty: an allowlisted client, a method a route
- * does not cover, a request a route already limits. No `if`, no regex: hash and
- * radix-tree lookups only, a few nanoseconds per request.
- */
-import { isCidr } from '../core/network';
+import * as core from '../core';
 import { indent } from './edge-errors';
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
@@ -62,7 +52,7 @@ export interface SettingProblem {
 export function rateLimitProblems(r: RateLimit): SettingProblem[] {
   const problems: SettingProblem[] = [];
   (r.allowlist ?? []).forEach((c, i) => {
-    if (!isCidr(c)) problems.push({ path: `allowlist[${i}]`, value: c, message: CIDR_FORMAT });
+    if (!core.isCidr(c)) problems.push({ path: `allowlist[${i}]`, value: c, message: CIDR_FORMAT });
   });
   const claimed = new Map<string, number>();
   (r.routes ?? []).forEach((route, i) => {

@@ -8,20 +8,7 @@
 import { createHash } from 'crypto';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { meta, namespaceOf, selectorLabels } from '../core/labels';
-import { dnsEgress, networkPolicy, podsOf, PROMETHEUS_COMPONENT, scrapeAnnotations, tcpPorts } from '../core/network';
-import {
-  containerSecurityContext,
-  externalSecretsAnnotations,
-  httpProbe,
-  podSecurityContext,
-  topologySpread,
-  withPodOptions,
-} from '../core/pod';
-import { checkResources, type Resources, resourcesOf } from '../core/quantity';
-import { checkStorage, dataVolumeClaim, type StorageProps } from '../core/storage';
-import { checkImage, checkInt, withDefaults } from '../core/validate';
-import { podDisruptionBudget, serviceAccount, type WorkloadProps, workloadName } from '../core/workload';
+import * as core from '../core';
 import { ALERTMANAGER_SECRETS_DIR, type AlertingProps, checkAlerting, receiverPorts, receiverSecret } from './alerting';
 import { renderAlertmanagerConfig } from './alertmanager-config';
 import { type Inhibition, WATCHDOG } from './health-alerts';
@@ -47,9 +34,9 @@ export interface AlertmanagerSettings {
   /** Replicas, clustered over the mesh port; 2 or more survive a node loss. @default 2 */
   readonly replicas?: number;
   /** Silences and the notification log. @default 1Gi of the cluster's default class */
-  readonly storage?: StorageProps;
+  readonly storage?: core.StorageProps;
   /** Requests and limits of Alertmanager. @default 20m/64Mi requested, 200m/128Mi limit */
-  readonly resources?: Resources;
+  readonly resources?: core.Resources;
 }
 
 /** Defaults of every Alertmanager setting. */
@@ -61,7 +48,7 @@ export const ALERTMANAGER_DEFAULTS: Required<AlertmanagerSettings> = {
   resources: { requests: { cpu: '20m', memory: '64Mi' }, limits: { cpu: '200m', memory: '128Mi' } },
 };
 
-export interface AlertmanagerProps extends AlertmanagerSettings, WorkloadProps {
+export interface AlertmanagerProps extends AlertmanagerSettings, core.WorkloadProps {
   /** Name of the StatefulSet, Services, config Secret prefix and component label; renaming replaces the volumes. @default 'alertmanager' */
   readonly name?: string;
   /** Receivers, routes and inhibit rules. */
@@ -88,16 +75,16 @@ export class Alertmanager extends Construct {
 
   constructor(scope: Construct, id: string, props: AlertmanagerProps) {
     super(scope, id);
-    const a = withDefaults(ALERTMANAGER_DEFAULTS, props);
-    checkImage('image', a.image);
-    checkImage('reloaderImage', a.reloaderImage);
-    checkInt('replicas', a.replicas, 1, 5);
-    checkStorage('storage', a.storage);
-    checkResources('resources', a.resources);
+    const a = core.withDefaults(ALERTMANAGER_DEFAULTS, props);
+    core.checkImage('image', a.image);
+    core.checkImage('reloaderImage', a.reloaderImage);
+    core.checkInt('replicas', a.replicas, 1, 5);
+    core.checkStorage('storage', a.storage);
+    core.checkResources('resources', a.resources);
     checkAlerting('alerting', props.alerting);
-    const name = workloadName(props.name, Alertmanager.COMPONENT);
+    const name = core.workloadName(props.name, Alertmanager.COMPONENT);
     const c = name;
-    const ns = namespaceOf(this);
+    const ns = core.namespaceOf(this);
     const headless = `${name}-headless`;
     this.component = c;
     this.serviceName = name;
@@ -109,7 +96,7 @@ export class Alertmanager extends Construct {
 
     this.config = renderAlertmanagerConfig(props.alerting, props.inhibitions ?? [], WATCHDOG);
     new k8s.KubeSecret(this, 'config', {
-      metadata: meta(this, c, this.configSecretName),
+      metadata: core.meta(this, c, this.configSecretName),
       type: 'Opaque',
       stringData: { [ALERTMANAGER_CONFIG_FILE]: this.config },
     });
@@ -121,7 +108,7 @@ export class Alertmanager extends Construct {
     }
     this.receiverSecrets = Object.fromEntries([...secrets].map(([n, keys]) => [n, [...keys].sort()]));
 
-    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
+    core.serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
 
     const web = k8s.IntOrString.fromString('web');
     const clustered = a.replicas > 1;
@@ -155,36 +142,36 @@ export class Alertmanager extends Construct {
             ]
           : []),
       ],
-      resources: resourcesOf(a.resources),
-      securityContext: containerSecurityContext(),
+      resources: core.resourcesOf(a.resources),
+      securityContext: core.containerSecurityContext(),
       volumeMounts: [
         { name: 'config', mountPath: ALERTMANAGER_CONFIG_DIR, readOnly: true },
         { name: 'receiver-secrets', mountPath: ALERTMANAGER_SECRETS_DIR, readOnly: true },
         { name: 'data', mountPath: '/alertmanager' },
       ],
-      readinessProbe: httpProbe('/-/ready', 'web', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 3 }),
-      livenessProbe: httpProbe('/-/healthy', 'web', { periodSeconds: 15, failureThreshold: 4, timeoutSeconds: 3 }),
+      readinessProbe: core.httpProbe('/-/ready', 'web', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 3 }),
+      livenessProbe: core.httpProbe('/-/healthy', 'web', { periodSeconds: 15, failureThreshold: 4, timeoutSeconds: 3 }),
     };
     const reloader = configReloaderContainer(a.reloaderImage, ALERTMANAGER_CONFIG_DIR, ALERTMANAGER_PORT);
 
     new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: meta(this, c, name, {
-        annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets, [...secrets.keys()]),
+      metadata: core.meta(this, c, name, {
+        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets, [...secrets.keys()]),
       }),
       spec: {
         replicas: a.replicas,
         serviceName: headless,
-        selector: { matchLabels: selectorLabels(c) },
+        selector: { matchLabels: core.selectorLabels(c) },
         // Peers find each other by DNS as they start: no need to start them one by one.
         podManagementPolicy: 'Parallel',
         updateStrategy: { type: 'RollingUpdate' },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
-        template: withPodOptions(
+        template: core.withPodOptions(
           {
             metadata: {
-              labels: meta(this, c, name).labels,
+              labels: core.meta(this, c, name).labels,
               annotations: {
-                ...scrapeAnnotations(ALERTMANAGER_PORT),
+                ...core.scrapeAnnotations(ALERTMANAGER_PORT),
                 // Recorded for humans and rollouts; the sidecar reloads without a restart.
                 'fastnext.io/alertmanager-config-sha256': createHash('sha256').update(this.config).digest('hex'),
               },
@@ -192,9 +179,9 @@ export class Alertmanager extends Construct {
             spec: {
               serviceAccountName: name,
               automountServiceAccountToken: false,
-              securityContext: podSecurityContext(ALERTMANAGER_UID),
+              securityContext: core.podSecurityContext(ALERTMANAGER_UID),
               terminationGracePeriodSeconds: 60,
-              topologySpreadConstraints: topologySpread(c),
+              topologySpreadConstraints: core.topologySpread(c),
               containers: [alertmanager, reloader],
               volumes: [
                 { name: 'config', secret: { secretName: this.configSecretName, defaultMode: 0o440 } },
@@ -220,20 +207,20 @@ export class Alertmanager extends Construct {
           props.pod,
           props.imagePullSecrets,
         ),
-        volumeClaimTemplates: [dataVolumeClaim(c, a.storage)],
+        volumeClaimTemplates: [core.dataVolumeClaim(c, a.storage)],
       },
     });
 
     const webPort = { name: 'web', port: ALERTMANAGER_PORT, targetPort: web, protocol: 'TCP' };
     new k8s.KubeService(this, 'service', {
-      metadata: meta(this, c, this.serviceName),
-      spec: { type: 'ClusterIP', selector: selectorLabels(c), ports: [webPort] },
+      metadata: core.meta(this, c, this.serviceName),
+      spec: { type: 'ClusterIP', selector: core.selectorLabels(c), ports: [webPort] },
     });
     new k8s.KubeService(this, 'headless', {
-      metadata: meta(this, c, headless),
+      metadata: core.meta(this, c, headless),
       spec: {
         clusterIp: 'None',
-        selector: selectorLabels(c),
+        selector: core.selectorLabels(c),
         // Peers must resolve each other before they are ready: the mesh forms first.
         publishNotReadyAddresses: true,
         ports: [
@@ -257,7 +244,7 @@ export class Alertmanager extends Construct {
         ],
       },
     });
-    podDisruptionBudget(this, 'pdb', c, 1);
+    core.podDisruptionBudget(this, 'pdb', c, 1);
 
     const mesh: kplus.k8s.NetworkPolicyPort[] = clustered
       ? [
@@ -266,16 +253,19 @@ export class Alertmanager extends Construct {
         ]
       : [];
     const receiverPortList = [...new Set(props.alerting.receivers.flatMap(receiverPorts))].sort((x, y) => x - y);
-    networkPolicy(this, 'network-policy', c, {
+    core.networkPolicy(this, 'network-policy', c, {
       ingress: [
-        { from: [...(props.clients ?? [podsOf(PROMETHEUS_COMPONENT)])], ports: tcpPorts(ALERTMANAGER_PORT) },
-        ...(clustered ? [{ from: [podsOf(c)], ports: mesh }] : []),
+        {
+          from: [...(props.clients ?? [core.podsOf(core.PROMETHEUS_COMPONENT)])],
+          ports: core.tcpPorts(ALERTMANAGER_PORT),
+        },
+        ...(clustered ? [{ from: [core.podsOf(c)], ports: mesh }] : []),
       ],
       egress: [
-        dnsEgress(props.dnsResolvers),
-        ...(clustered ? [{ to: [podsOf(c)], ports: mesh }] : []),
+        core.dnsEgress(props.dnsResolvers),
+        ...(clustered ? [{ to: [core.podsOf(c)], ports: mesh }] : []),
         // Receivers live outside the cluster (Slack, PagerDuty, SMTP, webhooks): their ports to any address.
-        { ports: tcpPorts(...receiverPortList) },
+        { ports: core.tcpPorts(...receiverPortList) },
       ],
     });
   }

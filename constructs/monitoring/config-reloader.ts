@@ -3,8 +3,7 @@
  * config volume and POSTs the server's `/-/reload` when the ConfigMap or Secret changes.
  */
 import * as kplus from 'cdk8s-plus-28';
-import { containerSecurityContext } from '../core/pod';
-import { resourcesOf } from '../core/quantity';
+import * as core from '../core';
 
 const k8s = kplus.k8s;
 /** configmap-reload's own HTTP port (its default). */
@@ -25,8 +24,8 @@ export function configReloaderContainer(image: string, configDir: string, server
     ],
     // Not named 'metrics': its counters are not worth a scrape target (the NetworkPolicy keeps the port in-pod).
     ports: [{ name: 'reloader', containerPort: RELOADER_PORT, protocol: 'TCP' }],
-    resources: resourcesOf(RELOADER_RESOURCES),
-    securityContext: containerSecurityContext(),
+    resources: core.resourcesOf(RELOADER_RESOURCES),
+    securityContext: core.containerSecurityContext(),
     volumeMounts: [{ name: 'config', mountPath: configDir, readOnly: true }],
     readinessProbe: {
       httpGet: { path: '/metrics', port: k8s.IntOrString.fromString('reloader') },

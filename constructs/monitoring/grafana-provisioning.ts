@@ -3,14 +3,14 @@
  * that loads the dashboards mounted from one ConfigMap each.
  */
 import { stringify } from 'yaml';
-import type { ServiceEndpoint } from '../core/network';
+import * as core from '../core';
 import { DATASOURCE_UID } from './dashboards/panels';
 
 /** Where the dashboard ConfigMaps are mounted (one projected volume, one `<name>.json` each). */
 export const GRAFANA_DASHBOARDS_DIR = '/etc/grafana/dashboards';
 
 /** provisioning/datasources/prometheus.yaml: the Prometheus at `prometheus` (host and port), scraping every `scrapeIntervalSeconds`. */
-export function renderGrafanaDatasources(prometheus: ServiceEndpoint, scrapeIntervalSeconds: number): string {
+export function renderGrafanaDatasources(prometheus: core.ServiceEndpoint, scrapeIntervalSeconds: number): string {
   return stringify({
     apiVersion: 1,
     datasources: [

@@ -7,21 +7,7 @@
 import { createHash } from 'crypto';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { GeneratedSecret } from '../core/generated-secret';
-import { meta, selectorLabels } from '../core/labels';
-import { dnsEgress, networkPolicy, podsOf, type ServiceEndpoint, tcpPorts } from '../core/network';
-import {
-  containerSecurityContext,
-  emptyDir,
-  externalSecretsAnnotations,
-  httpProbe,
-  podSecurityContext,
-  topologySpread,
-  withPodOptions,
-} from '../core/pod';
-import { checkResources, type Resources, resourcesOf } from '../core/quantity';
-import { checkImage, checkName, withDefaults } from '../core/validate';
-import { serviceAccount, type WorkloadProps, workloadName } from '../core/workload';
+import * as core from '../core';
 import { dashboards, renderDashboard } from './dashboards';
 import {
   GRAFANA_DASHBOARDS_DIR,
@@ -48,7 +34,7 @@ export interface GrafanaSettings {
   /** Grafana image, pinned. @default 'grafana/grafana:11.3.0' */
   readonly image?: string;
   /** Requests and limits of Grafana. @default 100m/128Mi requested, 500m/256Mi limit */
-  readonly resources?: Resources;
+  readonly resources?: core.Resources;
   /** Secret with `admin-user` / `admin-password`; generated in-cluster when absent. @default 'grafana-admin' */
   readonly adminSecret?: string;
 }
@@ -60,11 +46,11 @@ export const GRAFANA_DEFAULTS: Required<GrafanaSettings> = {
   adminSecret: 'grafana-admin',
 };
 
-export interface GrafanaProps extends GrafanaSettings, WorkloadProps {
+export interface GrafanaProps extends GrafanaSettings, core.WorkloadProps {
   /** Name of the Deployment, Service, ConfigMap prefix and component label. @default 'grafana' */
   readonly name?: string;
   /** The Prometheus Grafana queries. */
-  readonly prometheus: ServiceEndpoint;
+  readonly prometheus: core.ServiceEndpoint;
   /** What the dashboards show (tier bounds, thresholds, scrape interval). */
   readonly monitored: MonitoredPlatform;
 }
@@ -76,18 +62,18 @@ export class Grafana extends Construct {
   readonly serviceName: string;
   readonly port = GRAFANA_PORT;
   /** The admin user and password Secret, generated in-cluster. */
-  readonly adminSecret: GeneratedSecret;
+  readonly adminSecret: core.GeneratedSecret;
   /** Dashboard ConfigMap names by dashboard short name. */
   readonly dashboardConfigMaps: Readonly<Record<string, string>>;
 
   constructor(scope: Construct, id: string, props: GrafanaProps) {
     super(scope, id);
     const { prometheus, monitored } = props;
-    const g = withDefaults(GRAFANA_DEFAULTS, props);
-    checkImage('image', g.image);
-    checkResources('resources', g.resources);
-    checkName('adminSecret', g.adminSecret);
-    const name = workloadName(props.name, Grafana.COMPONENT);
+    const g = core.withDefaults(GRAFANA_DEFAULTS, props);
+    core.checkImage('image', g.image);
+    core.checkResources('resources', g.resources);
+    core.checkName('adminSecret', g.adminSecret);
+    const name = core.workloadName(props.name, Grafana.COMPONENT);
     const c = name;
     this.component = c;
     this.serviceName = name;
@@ -100,7 +86,7 @@ export class Grafana extends Construct {
       'dashboards-provider.yaml': renderGrafanaDashboardProvider(),
     };
     new k8s.KubeConfigMap(this, 'provisioning', {
-      metadata: meta(this, c, `${name}-provisioning`),
+      metadata: core.meta(this, c, `${name}-provisioning`),
       data: provisioning,
     });
 
@@ -116,7 +102,7 @@ export class Grafana extends Construct {
         );
       }
       new k8s.KubeConfigMap(this, `dashboard-${short}`, {
-        metadata: meta(this, c, cmName, { labels: { 'fastnext.io/grafana-dashboard': short } }),
+        metadata: core.meta(this, c, cmName, { labels: { 'fastnext.io/grafana-dashboard': short } }),
         data: { [`${short}.json`]: json },
       });
       maps[short] = cmName;
@@ -125,7 +111,7 @@ export class Grafana extends Construct {
     this.dashboardConfigMaps = maps;
 
     // Created once by a Job when absent, never regenerated (constructs/core/generated-secret.ts).
-    this.adminSecret = new GeneratedSecret(this, 'admin-secret', {
+    this.adminSecret = new core.GeneratedSecret(this, 'admin-secret', {
       dnsResolvers: props.dnsResolvers,
       secretName: g.adminSecret,
       keys: [GRAFANA_ADMIN_KEYS.user, GRAFANA_ADMIN_KEYS.password],
@@ -157,8 +143,8 @@ export class Grafana extends Construct {
       imagePullPolicy: 'IfNotPresent',
       ports: [{ name: 'http', containerPort: GRAFANA_PORT, protocol: 'TCP' }],
       env: Object.entries(env).map(([n, value]) => ({ name: n, value })),
-      resources: resourcesOf(g.resources),
-      securityContext: containerSecurityContext(),
+      resources: core.resourcesOf(g.resources),
+      securityContext: core.containerSecurityContext(),
       volumeMounts: [
         { name: 'provisioning', mountPath: '/etc/grafana/provisioning', readOnly: true },
         { name: 'dashboards', mountPath: GRAFANA_DASHBOARDS_DIR, readOnly: true },
@@ -168,32 +154,42 @@ export class Grafana extends Construct {
         { name: 'logs', mountPath: '/var/log/grafana' },
         { name: 'tmp', mountPath: '/tmp' },
       ],
-      startupProbe: httpProbe('/api/health', 'http', { periodSeconds: 5, failureThreshold: 30, timeoutSeconds: 3 }),
-      readinessProbe: httpProbe('/api/health', 'http', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 3 }),
+      startupProbe: core.httpProbe('/api/health', 'http', {
+        periodSeconds: 5,
+        failureThreshold: 30,
+        timeoutSeconds: 3,
+      }),
+      readinessProbe: core.httpProbe('/api/health', 'http', {
+        periodSeconds: 10,
+        failureThreshold: 3,
+        timeoutSeconds: 3,
+      }),
       livenessProbe: { tcpSocket: { port: http }, periodSeconds: 20, failureThreshold: 3, timeoutSeconds: 3 },
     };
 
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: meta(this, c, name, { annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets) }),
+      metadata: core.meta(this, c, name, {
+        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets),
+      }),
       spec: {
         // One replica: sessions and the sqlite db are per pod; dashboards come back from ConfigMaps on restart.
         replicas: 1,
         revisionHistoryLimit: 5,
-        selector: { matchLabels: selectorLabels(c) },
+        selector: { matchLabels: core.selectorLabels(c) },
         // Recreate: two pods would be harmless, but one is all the quota this tier asks for.
         strategy: { type: 'Recreate' },
-        template: withPodOptions(
+        template: core.withPodOptions(
           {
             metadata: {
-              labels: meta(this, c, name).labels,
+              labels: core.meta(this, c, name).labels,
               // Grafana reads provisioning only at start: a changed datasource or dashboard rolls the pod.
               annotations: { 'fastnext.io/grafana-config-sha256': hash.digest('hex') },
             },
             spec: {
               serviceAccountName: name,
               automountServiceAccountToken: false,
-              securityContext: podSecurityContext(GRAFANA_UID),
-              topologySpreadConstraints: topologySpread(c),
+              securityContext: core.podSecurityContext(GRAFANA_UID),
+              topologySpreadConstraints: core.topologySpread(c),
               containers: [grafana],
               volumes: [
                 {
@@ -214,9 +210,9 @@ export class Grafana extends Construct {
                   name: 'admin',
                   secret: { secretName: this.adminSecret.secretName, defaultMode: 0o440 },
                 },
-                emptyDir('data', '1Gi'),
-                emptyDir('logs', '64Mi'),
-                emptyDir('tmp', '64Mi'),
+                core.emptyDir('data', '1Gi'),
+                core.emptyDir('logs', '64Mi'),
+                core.emptyDir('tmp', '64Mi'),
               ],
             },
           },
@@ -226,21 +222,24 @@ export class Grafana extends Construct {
         ),
       },
     });
-    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
+    core.serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
 
     new k8s.KubeService(this, 'service', {
-      metadata: meta(this, c, this.serviceName),
+      metadata: core.meta(this, c, this.serviceName),
       spec: {
         type: 'ClusterIP',
-        selector: selectorLabels(c),
+        selector: core.selectorLabels(c),
         ports: [{ name: 'http', port: GRAFANA_PORT, targetPort: http, protocol: 'TCP' }],
       },
     });
 
-    networkPolicy(this, 'network-policy', c, {
+    core.networkPolicy(this, 'network-policy', c, {
       // Users reach Grafana through kubectl port-forward or an ingress; its login guards the port.
-      ingress: [{ ports: tcpPorts(GRAFANA_PORT) }],
-      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(prometheus.component)], ports: tcpPorts(prometheus.port) }],
+      ingress: [{ ports: core.tcpPorts(GRAFANA_PORT) }],
+      egress: [
+        core.dnsEgress(props.dnsResolvers),
+        { to: [core.podsOf(prometheus.component)], ports: core.tcpPorts(prometheus.port) },
+      ],
     });
   }
 }

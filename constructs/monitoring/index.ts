@@ -11,9 +11,7 @@
  * dashboards as custom resources for an existing kube-prometheus-stack.
  */
 import { Construct } from 'constructs';
-import { podsOf } from '../core/network';
-import type { PodOptions } from '../core/pod';
-import type { WorkloadProps } from '../core/workload';
+import * as core from '../core';
 import { shippedInhibitions } from './alert-rules';
 import { ALERTING_DEFAULTS, type AlertingProps } from './alerting';
 import { Alertmanager, type AlertmanagerSettings, ALERTMANAGER_DEFAULTS } from './alertmanager';
@@ -42,21 +40,21 @@ export type { AlertingProps, ReceiverProps, RouteProps, InhibitRuleProps } from 
 export { ALERT_DEFAULTS, RUNBOOK_URL } from './monitored';
 export type { AlertThresholds, MonitoredPlatform, MonitoringMode } from './monitored';
 
-export interface MonitoringProps extends Omit<WorkloadProps, 'pod'> {
+export interface MonitoringProps extends Omit<core.WorkloadProps, 'pod'> {
   /** What the rules and dashboards watch. */
   readonly monitored: MonitoredPlatform;
   /** Every component's metrics port, for Prometheus' egress NetworkPolicy. */
   readonly scrapeTargets: readonly ScrapeTarget[];
   /** Prometheus' settings and pod block. @default - PROMETHEUS_DEFAULTS, no pod block */
-  readonly prometheus?: PrometheusSettings & { readonly pod?: PodOptions };
+  readonly prometheus?: PrometheusSettings & { readonly pod?: core.PodOptions };
   /** Grafana's settings and pod block. @default - GRAFANA_DEFAULTS, no pod block */
-  readonly grafana?: GrafanaSettings & { readonly pod?: PodOptions };
+  readonly grafana?: GrafanaSettings & { readonly pod?: core.PodOptions };
   /** Alertmanager's settings and pod block. @default - ALERTMANAGER_DEFAULTS, no pod block */
-  readonly alertmanager?: AlertmanagerSettings & { readonly pod?: PodOptions };
+  readonly alertmanager?: AlertmanagerSettings & { readonly pod?: core.PodOptions };
   /** Receivers, routes and inhibit rules. @default ALERTING_DEFAULTS */
   readonly alerting?: AlertingProps;
   /** kube-state-metrics (OOM-kill and crash-loop alerts); `enabled: false` leaves it out. @default - deployed with its defaults */
-  readonly kubeStateMetrics?: KubeStateMetricsSettings & { readonly enabled?: boolean; readonly pod?: PodOptions };
+  readonly kubeStateMetrics?: KubeStateMetricsSettings & { readonly enabled?: boolean; readonly pod?: core.PodOptions };
   /** Scrape the kubelets for volume stats (PVC alerts); needs a ClusterRole (Prometheus KUBELET_RULES). @default true */
   readonly scrapeKubelets?: boolean;
 }
@@ -90,7 +88,7 @@ export class Monitoring extends Construct {
     };
     this.monitored = monitored;
     // Prometheus is built last (it needs their addresses); its pods are the ones they admit.
-    const prometheusPods = [podsOf(Prometheus.COMPONENT)];
+    const prometheusPods = [core.podsOf(Prometheus.COMPONENT)];
     if (ksmEnabled) {
       const ksm = props.kubeStateMetrics ?? {};
       this.kubeStateMetrics = new KubeStateMetrics(this, 'kube-state-metrics', {

@@ -11,19 +11,7 @@
  */
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { meta, namespaceOf, selectorLabels } from '../core/labels';
-import { dnsEgress, networkPolicy, podsOf, PROMETHEUS_COMPONENT, tcpPorts } from '../core/network';
-import {
-  containerSecurityContext,
-  externalSecretsAnnotations,
-  httpProbe,
-  podSecurityContext,
-  topologySpread,
-  withPodOptions,
-} from '../core/pod';
-import { checkResources, type Resources, resourcesOf } from '../core/quantity';
-import { checkImage, withDefaults } from '../core/validate';
-import { serviceAccount, type WorkloadProps, workloadName } from '../core/workload';
+import * as core from '../core';
 import { KUBE_STATE_METRICS } from './health-alerts';
 
 const k8s = kplus.k8s;
@@ -44,7 +32,7 @@ export interface KubeStateMetricsSettings {
   /** Image, pinned. @default 'registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.13.0' */
   readonly image?: string;
   /** Requests and limits. @default 10m/32Mi requested, 100m/128Mi limit */
-  readonly resources?: Resources;
+  readonly resources?: core.Resources;
 }
 
 export const KUBE_STATE_METRICS_DEFAULTS: Required<KubeStateMetricsSettings> = {
@@ -52,7 +40,7 @@ export const KUBE_STATE_METRICS_DEFAULTS: Required<KubeStateMetricsSettings> = {
   resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '128Mi' } },
 };
 
-export interface KubeStateMetricsProps extends KubeStateMetricsSettings, WorkloadProps {
+export interface KubeStateMetricsProps extends KubeStateMetricsSettings, core.WorkloadProps {
   /** Name of the Deployment, Service and component label. @default 'kube-state-metrics' */
   readonly name?: string;
   /** Pods allowed to scrape it. @default - the bundled Prometheus' pods */
@@ -66,18 +54,18 @@ export class KubeStateMetrics extends Construct {
 
   constructor(scope: Construct, id: string, props: KubeStateMetricsProps = {}) {
     super(scope, id);
-    const s = withDefaults(KUBE_STATE_METRICS_DEFAULTS, props);
-    checkImage('image', s.image);
-    checkResources('resources', s.resources);
-    const name = workloadName(props.name, KubeStateMetrics.COMPONENT);
+    const s = core.withDefaults(KUBE_STATE_METRICS_DEFAULTS, props);
+    core.checkImage('image', s.image);
+    core.checkResources('resources', s.resources);
+    const name = core.workloadName(props.name, KubeStateMetrics.COMPONENT);
     const c = name;
-    const ns = namespaceOf(this);
+    const ns = core.namespaceOf(this);
     this.component = c;
 
-    const sa = serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
-    new k8s.KubeRole(this, 'role', { metadata: meta(this, c, name), rules: [KUBE_STATE_METRICS_RULE] });
+    const sa = core.serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
+    new k8s.KubeRole(this, 'role', { metadata: core.meta(this, c, name), rules: [KUBE_STATE_METRICS_RULE] });
     new k8s.KubeRoleBinding(this, 'role-binding', {
-      metadata: meta(this, c, name),
+      metadata: core.meta(this, c, name),
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
       subjects: [{ kind: 'ServiceAccount', name: sa.name, namespace: ns }],
     });
@@ -97,31 +85,37 @@ export class KubeStateMetrics extends Construct {
         { name: KUBE_STATE_METRICS_PORT_NAME, containerPort: KUBE_STATE_METRICS_PORT, protocol: 'TCP' },
         { name: 'telemetry', containerPort: KUBE_STATE_METRICS_TELEMETRY_PORT, protocol: 'TCP' },
       ],
-      resources: resourcesOf(s.resources),
-      securityContext: containerSecurityContext(),
-      readinessProbe: httpProbe('/readyz', 'telemetry', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 5 }),
-      livenessProbe: httpProbe('/livez', KUBE_STATE_METRICS_PORT_NAME, {
+      resources: core.resourcesOf(s.resources),
+      securityContext: core.containerSecurityContext(),
+      readinessProbe: core.httpProbe('/readyz', 'telemetry', {
+        periodSeconds: 10,
+        failureThreshold: 3,
+        timeoutSeconds: 5,
+      }),
+      livenessProbe: core.httpProbe('/livez', KUBE_STATE_METRICS_PORT_NAME, {
         periodSeconds: 15,
         failureThreshold: 4,
         timeoutSeconds: 5,
       }),
     };
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: meta(this, c, name, { annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets) }),
+      metadata: core.meta(this, c, name, {
+        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets),
+      }),
       spec: {
         // One replica: its series are rebuilt from the API on restart; two would double every series.
         replicas: 1,
         revisionHistoryLimit: 5,
-        selector: { matchLabels: selectorLabels(c) },
-        template: withPodOptions(
+        selector: { matchLabels: core.selectorLabels(c) },
+        template: core.withPodOptions(
           {
-            metadata: { labels: meta(this, c, name).labels },
+            metadata: { labels: core.meta(this, c, name).labels },
             spec: {
               serviceAccountName: sa.name,
               // It reads the API: this pod mounts its ServiceAccount token.
               automountServiceAccountToken: true,
-              securityContext: podSecurityContext(KUBE_STATE_METRICS_UID),
-              topologySpreadConstraints: topologySpread(c),
+              securityContext: core.podSecurityContext(KUBE_STATE_METRICS_UID),
+              topologySpreadConstraints: core.topologySpread(c),
               containers: [container],
             },
           },
@@ -132,11 +126,14 @@ export class KubeStateMetrics extends Construct {
       },
     });
     // No Service: Prometheus finds the pod through discovery (its own job), nothing else connects to it.
-    networkPolicy(this, 'network-policy', c, {
+    core.networkPolicy(this, 'network-policy', c, {
       ingress: [
-        { from: [...(props.scrapers ?? [podsOf(PROMETHEUS_COMPONENT)])], ports: tcpPorts(KUBE_STATE_METRICS_PORT) },
+        {
+          from: [...(props.scrapers ?? [core.podsOf(core.PROMETHEUS_COMPONENT)])],
+          ports: core.tcpPorts(KUBE_STATE_METRICS_PORT),
+        },
       ],
-      egress: [dnsEgress(props.dnsResolvers), { ports: tcpPorts(...API_SERVER_PORTS) }],
+      egress: [core.dnsEgress(props.dnsResolvers), { ports: core.tcpPorts(...API_SERVER_PORTS) }],
     });
   }
 }

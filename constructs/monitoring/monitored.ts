@@ -1,9 +1,4 @@
-/**
- * What the rules and dashboards say about the tiers they watch: bounds and
- * thresholds. The shape follows the platform's settings, so a resolved
- * environment is one as it stands; a chart of your own writes just these fields.
- */
-import type { AutoscalingProps } from '../core/workload';
+import * as core from '../core';
 import type { MonitoredBackup } from '../postgres/backup-alerts';
 
 /** Alert thresholds. */
@@ -42,7 +37,7 @@ export const ALERT_DEFAULTS: AlertThresholds = {
 /** Where every alert's `runbook_url` points (a section per alert, anchored by its lowercased name). */
 export const RUNBOOK_URL = 'https://github.com/fastnext/fastnext-platform/blob/main/docs/runbooks.md';
 
-type Bounds = Pick<AutoscalingProps, 'minReplicas' | 'maxReplicas'>;
+type Bounds = Pick<core.AutoscalingProps, 'minReplicas' | 'maxReplicas'>;
 
 /** The watched platform: each tier's bounds, the thresholds, the scrape interval and the environment name. */
 export interface MonitoredPlatform {

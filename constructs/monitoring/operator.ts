@@ -13,8 +13,7 @@ import { createHash } from 'crypto';
 import { ApiObject } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { meta, namespaceOf, selectorLabels } from '../core/labels';
-import { fail } from '../core/validate';
+import * as core from '../core';
 import { recordingRuleGroup, shippedInhibitions, shippedRuleGroups } from './alert-rules';
 import { type AlertingProps, ALERTING_DEFAULTS, checkAlerting } from './alerting';
 import { alertmanagerConfigSpec } from './alertmanager-config';
@@ -59,12 +58,12 @@ export class OperatorMonitoring extends Construct {
 
   constructor(scope: Construct, id: string, props: OperatorMonitoringProps) {
     super(scope, id);
-    const ns = namespaceOf(this);
+    const ns = core.namespaceOf(this);
     const alerting = props.alerting ?? ALERTING_DEFAULTS;
     checkAlerting('alerting', alerting);
     const resourceLabels = { ...(props.resourceLabels ?? OPERATOR_RESOURCE_LABELS) };
     for (const [k, v] of Object.entries(resourceLabels)) {
-      if (!LABEL_VALUE.test(v)) fail(`resourceLabels.${k}`, v, 'must be a label value');
+      if (!LABEL_VALUE.test(v)) core.fail(`resourceLabels.${k}`, v, 'must be a label value');
     }
     const monitored: MonitoredPlatform = {
       ...props.monitored,
@@ -72,7 +71,7 @@ export class OperatorMonitoring extends Construct {
     };
     const c = 'monitoring';
     const objectMeta = (name: string, labels: Record<string, string> = {}) =>
-      meta(this, c, name, { labels: { ...resourceLabels, ...labels } });
+      core.meta(this, c, name, { labels: { ...resourceLabels, ...labels } });
     const interval = `${monitored.monitoring.prometheus.scrapeIntervalSeconds}s`;
 
     for (const t of props.scrapeTargets) {
@@ -81,7 +80,7 @@ export class OperatorMonitoring extends Construct {
         kind: 'PodMonitor',
         metadata: objectMeta(t.component),
         spec: {
-          selector: { matchLabels: selectorLabels(t.component) },
+          selector: { matchLabels: core.selectorLabels(t.component) },
           namespaceSelector: { matchNames: [ns] },
           podMetricsEndpoints: (t.portNames ?? ['metrics']).map((port) => ({
             port,
@@ -115,7 +114,7 @@ export class OperatorMonitoring extends Construct {
     for (const [short, d] of Object.entries(dashboards(monitored))) {
       const name = `grafana-dashboard-${short}`;
       new kplus.k8s.KubeConfigMap(this, `dashboard-${short}`, {
-        metadata: meta(this, c, name, {
+        metadata: core.meta(this, c, name, {
           labels: { ...GRAFANA_DASHBOARD_LABEL, 'fastnext.io/grafana-dashboard': short },
         }),
         data: { [`${short}.json`]: renderDashboard(scopedDashboard(d, ns)) },

@@ -8,28 +8,7 @@ import { createHash } from 'crypto';
 import { JsonPatch } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { meta, namespaceOf, selectorLabels } from '../core/labels';
-import {
-  dnsEgress,
-  networkPolicy,
-  type PodPort,
-  podsOf,
-  PROMETHEUS_COMPONENT,
-  type ServiceEndpoint,
-  tcpPorts,
-} from '../core/network';
-import {
-  containerSecurityContext,
-  externalSecretsAnnotations,
-  httpProbe,
-  podSecurityContext,
-  topologySpread,
-  withPodOptions,
-} from '../core/pod';
-import { checkResources, type Resources, resourcesOf } from '../core/quantity';
-import { checkStorage, dataVolumeClaim, type StorageProps } from '../core/storage';
-import { checkImage, fail, withDefaults } from '../core/validate';
-import { serviceAccount, type WorkloadProps, workloadName } from '../core/workload';
+import * as core from '../core';
 import { renderAlertRules, renderRecordingRules } from './alert-rules';
 import type { MonitoredPlatform } from './monitored';
 import {
@@ -69,7 +48,7 @@ export const KUBELET_RULES = [
 const API_SERVER_PORTS = [443, 6443];
 
 /** A pod port Prometheus scrapes, for its egress NetworkPolicy. */
-export type ScrapeTarget = PodPort;
+export type ScrapeTarget = core.PodPort;
 
 /** A Prometheus retention such as `15d`. */
 export const RETENTION = /^\d+[hdwy]$/;
@@ -83,9 +62,9 @@ export interface PrometheusSettings {
   /** How long samples are kept (`15d`). @default '15d' */
   readonly retention?: string;
   /** The TSDB volume. @default 50Gi of the cluster's default class */
-  readonly storage?: StorageProps;
+  readonly storage?: core.StorageProps;
   /** Requests and limits of Prometheus. @default 250m/1Gi requested, 1/2Gi limit */
-  readonly resources?: Resources;
+  readonly resources?: core.Resources;
 }
 
 /** Defaults of every Prometheus setting. */
@@ -97,7 +76,7 @@ export const PROMETHEUS_DEFAULTS: Required<PrometheusSettings> = {
   resources: { requests: { cpu: '250m', memory: '1Gi' }, limits: { cpu: '1', memory: '2Gi' } },
 };
 
-export interface PrometheusProps extends PrometheusSettings, WorkloadProps {
+export interface PrometheusProps extends PrometheusSettings, core.WorkloadProps {
   /** Name of the StatefulSet, Services and component label; renaming it replaces the volume. @default 'prometheus' */
   readonly name?: string;
   /** What the rules watch (tier bounds, thresholds, scrape interval, environment label). */
@@ -118,9 +97,9 @@ export interface PrometheusProps extends PrometheusSettings, WorkloadProps {
   readonly scrapeKubelets?: boolean;
 }
 
-export class Prometheus extends Construct implements ServiceEndpoint {
+export class Prometheus extends Construct implements core.ServiceEndpoint {
   /** Default component name. */
-  static readonly COMPONENT = PROMETHEUS_COMPONENT;
+  static readonly COMPONENT = core.PROMETHEUS_COMPONENT;
   readonly component: string;
   /** In-namespace Service name of the query API. */
   readonly serviceName: string;
@@ -134,20 +113,20 @@ export class Prometheus extends Construct implements ServiceEndpoint {
   constructor(scope: Construct, id: string, props: PrometheusProps) {
     super(scope, id);
     const { monitored, scrapeTargets } = props;
-    const p = withDefaults(PROMETHEUS_DEFAULTS, props);
-    checkImage('image', p.image);
-    checkImage('reloaderImage', p.reloaderImage);
-    if (!RETENTION.test(p.retention)) fail('retention', p.retention, "must be a duration such as '15d'");
-    checkStorage('storage', p.storage);
-    checkResources('resources', p.resources);
+    const p = core.withDefaults(PROMETHEUS_DEFAULTS, props);
+    core.checkImage('image', p.image);
+    core.checkImage('reloaderImage', p.reloaderImage);
+    if (!RETENTION.test(p.retention)) core.fail('retention', p.retention, "must be a duration such as '15d'");
+    core.checkStorage('storage', p.storage);
+    core.checkResources('resources', p.resources);
     for (const t of scrapeTargets) {
       if (!Number.isInteger(t.port) || t.port < 1 || t.port > 65535) {
         throw new Error(`'scrapeTargets' port of '${t.component}' (${t.port}) must be an integer in 1..65535`);
       }
     }
-    const name = workloadName(props.name, Prometheus.COMPONENT);
+    const name = core.workloadName(props.name, Prometheus.COMPONENT);
     const c = name;
-    const ns = namespaceOf(this);
+    const ns = core.namespaceOf(this);
     this.component = c;
     this.serviceName = name;
     this.host = `${name}.${ns}.svc`;
@@ -164,12 +143,15 @@ export class Prometheus extends Construct implements ServiceEndpoint {
       [PROMETHEUS_FILES.recordingRules]: renderRecordingRules(),
       [PROMETHEUS_FILES.alertRules]: renderAlertRules(monitored),
     };
-    new k8s.KubeConfigMap(this, 'config', { metadata: meta(this, c, this.configMapName), data: { ...this.files } });
+    new k8s.KubeConfigMap(this, 'config', {
+      metadata: core.meta(this, c, this.configMapName),
+      data: { ...this.files },
+    });
 
-    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
-    new k8s.KubeRole(this, 'role', { metadata: meta(this, c, `${name}-discovery`), rules: [DISCOVERY_RULE] });
+    core.serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
+    new k8s.KubeRole(this, 'role', { metadata: core.meta(this, c, `${name}-discovery`), rules: [DISCOVERY_RULE] });
     new k8s.KubeRoleBinding(this, 'role-binding', {
-      metadata: meta(this, c, `${name}-discovery`),
+      metadata: core.meta(this, c, `${name}-discovery`),
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: `${name}-discovery` },
       subjects: [{ kind: 'ServiceAccount', name, namespace: ns }],
     });
@@ -177,11 +159,11 @@ export class Prometheus extends Construct implements ServiceEndpoint {
       // Cluster-scoped: the name carries the namespace, so two environments in one cluster do not collide.
       const clusterName = `${ns}-${name}-kubelet`;
       const role = new k8s.KubeClusterRole(this, 'kubelet-cluster-role', {
-        metadata: clusterScoped(meta(this, c, clusterName)),
+        metadata: clusterScoped(core.meta(this, c, clusterName)),
         rules: KUBELET_RULES,
       });
       const binding = new k8s.KubeClusterRoleBinding(this, 'kubelet-cluster-role-binding', {
-        metadata: clusterScoped(meta(this, c, clusterName)),
+        metadata: clusterScoped(core.meta(this, c, clusterName)),
         roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: clusterName },
         subjects: [{ kind: 'ServiceAccount', name, namespace: ns }],
       });
@@ -203,32 +185,34 @@ export class Prometheus extends Construct implements ServiceEndpoint {
         '--web.enable-lifecycle',
       ],
       ports: [{ name: 'web', containerPort: PROMETHEUS_PORT, protocol: 'TCP' }],
-      resources: resourcesOf(p.resources),
-      securityContext: containerSecurityContext(),
+      resources: core.resourcesOf(p.resources),
+      securityContext: core.containerSecurityContext(),
       volumeMounts: [
         { name: 'config', mountPath: PROMETHEUS_CONFIG_DIR, readOnly: true },
         { name: 'data', mountPath: '/prometheus' },
       ],
       // WAL replay after a restart can take minutes on a full volume: startup allows 10.
-      startupProbe: httpProbe('/-/ready', 'web', { periodSeconds: 10, failureThreshold: 60, timeoutSeconds: 3 }),
-      readinessProbe: httpProbe('/-/ready', 'web', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 3 }),
-      livenessProbe: httpProbe('/-/healthy', 'web', { periodSeconds: 15, failureThreshold: 4, timeoutSeconds: 3 }),
+      startupProbe: core.httpProbe('/-/ready', 'web', { periodSeconds: 10, failureThreshold: 60, timeoutSeconds: 3 }),
+      readinessProbe: core.httpProbe('/-/ready', 'web', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 3 }),
+      livenessProbe: core.httpProbe('/-/healthy', 'web', { periodSeconds: 15, failureThreshold: 4, timeoutSeconds: 3 }),
     };
     const reloader = configReloaderContainer(p.reloaderImage, PROMETHEUS_CONFIG_DIR, PROMETHEUS_PORT);
 
     new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: meta(this, c, name, { annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets) }),
+      metadata: core.meta(this, c, name, {
+        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets),
+      }),
       spec: {
         replicas: 1,
         serviceName: `${name}-headless`,
-        selector: { matchLabels: selectorLabels(c) },
+        selector: { matchLabels: core.selectorLabels(c) },
         podManagementPolicy: 'OrderedReady',
         updateStrategy: { type: 'RollingUpdate' },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
-        template: withPodOptions(
+        template: core.withPodOptions(
           {
             metadata: {
-              labels: meta(this, c, name).labels,
+              labels: core.meta(this, c, name).labels,
               annotations: {
                 // Recorded for humans and rollouts; the sidecar reloads without a restart.
                 'fastnext.io/prometheus-config-sha256': createHash('sha256')
@@ -240,9 +224,9 @@ export class Prometheus extends Construct implements ServiceEndpoint {
               serviceAccountName: name,
               // Discovery reads the API: this pod alone mounts its ServiceAccount token.
               automountServiceAccountToken: true,
-              securityContext: podSecurityContext(PROMETHEUS_UID),
+              securityContext: core.podSecurityContext(PROMETHEUS_UID),
               terminationGracePeriodSeconds: 300,
-              topologySpreadConstraints: topologySpread(c),
+              topologySpreadConstraints: core.topologySpread(c),
               containers: [prometheus, reloader],
               // Prometheus writes only to /prometheus (the PVC): no emptyDir is needed.
               volumes: [{ name: 'config', configMap: { name: this.configMapName } }],
@@ -252,33 +236,33 @@ export class Prometheus extends Construct implements ServiceEndpoint {
           props.pod,
           props.imagePullSecrets,
         ),
-        volumeClaimTemplates: [dataVolumeClaim(c, p.storage)],
+        volumeClaimTemplates: [core.dataVolumeClaim(c, p.storage)],
       },
     });
 
     const ports = [{ name: 'web', port: PROMETHEUS_PORT, targetPort: web, protocol: 'TCP' }];
     new k8s.KubeService(this, 'service', {
-      metadata: meta(this, c, this.serviceName),
-      spec: { type: 'ClusterIP', selector: selectorLabels(c), ports },
+      metadata: core.meta(this, c, this.serviceName),
+      spec: { type: 'ClusterIP', selector: core.selectorLabels(c), ports },
     });
     new k8s.KubeService(this, 'headless', {
-      metadata: meta(this, c, `${name}-headless`),
-      spec: { clusterIp: 'None', selector: selectorLabels(c), ports },
+      metadata: core.meta(this, c, `${name}-headless`),
+      spec: { clusterIp: 'None', selector: core.selectorLabels(c), ports },
     });
 
     // One replica: a PDB would block every node drain, so there is none (Prometheus restarts in place).
-    networkPolicy(this, 'network-policy', c, {
-      ingress: [{ from: [...(props.clients ?? [podsOf('grafana')])], ports: tcpPorts(PROMETHEUS_PORT) }],
+    core.networkPolicy(this, 'network-policy', c, {
+      ingress: [{ from: [...(props.clients ?? [core.podsOf('grafana')])], ports: core.tcpPorts(PROMETHEUS_PORT) }],
       egress: [
-        dnsEgress(props.dnsResolvers),
+        core.dnsEgress(props.dnsResolvers),
         // The API server (and the kubelets) are outside any pod selector; allow their ports to any address.
-        { ports: tcpPorts(...API_SERVER_PORTS, ...(props.scrapeKubelets ? [KUBELET_PORT] : [])) },
+        { ports: core.tcpPorts(...API_SERVER_PORTS, ...(props.scrapeKubelets ? [KUBELET_PORT] : [])) },
         ...(props.alertmanagers
-          ? [{ to: [podsOf(props.alertmanagers.component)], ports: tcpPorts(props.alertmanagers.port) }]
+          ? [{ to: [core.podsOf(props.alertmanagers.component)], ports: core.tcpPorts(props.alertmanagers.port) }]
           : []),
         ...groupByComponent(scrapeTargets).map(([component, targetPorts]) => ({
-          to: [podsOf(component)],
-          ports: tcpPorts(...targetPorts),
+          to: [core.podsOf(component)],
+          ports: core.tcpPorts(...targetPorts),
         })),
       ],
     });

@@ -8,33 +8,7 @@
 import { createHash } from 'node:crypto';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { meta, selectorLabels, serviceHost } from '../core/labels';
-import {
-  dnsEgress,
-  networkPolicy,
-  podsOf,
-  PROMETHEUS_COMPONENT,
-  scrapeAnnotations,
-  type ServiceEndpoint,
-  tcpPorts,
-} from '../core/network';
-import {
-  containerSecurityContext,
-  emptyDir,
-  externalSecretsAnnotations,
-  podSecurityContext,
-  topologySpread,
-  withPodOptions,
-} from '../core/pod';
-import { checkResources, type Resources, resourcesOf } from '../core/quantity';
-import { checkImage, checkInt, checkNotEmpty, fail, withDefaults } from '../core/validate';
-import {
-  podDisruptionBudget,
-  serviceAccount,
-  type ScrapedProps,
-  type WorkloadProps,
-  workloadName,
-} from '../core/workload';
+import * as core from '../core';
 import {
   PGBOUNCER_FILES,
   PGBOUNCER_RUN_DIR,
@@ -87,9 +61,9 @@ export interface PgBouncerPoolSettings {
   /** Extra server connections per pod under a backlog. @default 5 */
   readonly reservePoolSize?: number;
   /** @default 100m/64Mi requested, 1/128Mi limit */
-  readonly resources?: Resources;
+  readonly resources?: core.Resources;
   /** @default 10m/32Mi requested, 100m/64Mi limit */
-  readonly exporterResources?: Resources;
+  readonly exporterResources?: core.Resources;
 }
 
 export const PGBOUNCER_POOL_DEFAULTS: Required<PgBouncerPoolSettings> = {
@@ -103,7 +77,7 @@ export const PGBOUNCER_POOL_DEFAULTS: Required<PgBouncerPoolSettings> = {
   exporterResources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
 };
 
-export interface PgBouncerPoolProps extends PgBouncerPoolSettings, WorkloadProps, ScrapedProps {
+export interface PgBouncerPoolProps extends PgBouncerPoolSettings, core.WorkloadProps, core.ScrapedProps {
   readonly database: PooledDatabase;
   /** Pods allowed to connect (the API). */
   readonly clients: readonly kplus.k8s.NetworkPolicyPeer[];
@@ -117,7 +91,7 @@ export interface PgBouncerPoolProps extends PgBouncerPoolSettings, WorkloadProps
   readonly name?: string;
 }
 
-export class PgBouncerPool extends Construct implements ServiceEndpoint {
+export class PgBouncerPool extends Construct implements core.ServiceEndpoint {
   static readonly COMPONENT = 'pgbouncer';
   readonly component: string;
   /** The Service clients connect to. */
@@ -135,18 +109,18 @@ export class PgBouncerPool extends Construct implements ServiceEndpoint {
 
   constructor(scope: Construct, id: string, props: PgBouncerPoolProps) {
     super(scope, id);
-    const p = withDefaults(PGBOUNCER_POOL_DEFAULTS, props);
-    checkImage('image', p.image);
-    checkImage('exporterImage', p.exporterImage);
+    const p = core.withDefaults(PGBOUNCER_POOL_DEFAULTS, props);
+    core.checkImage('image', p.image);
+    core.checkImage('exporterImage', p.exporterImage);
     if (!(Number.isInteger(p.replicas) && p.replicas >= 2)) {
-      fail('replicas', p.replicas, 'must be an integer >= 2: with one pod, its eviction cuts every client off');
+      core.fail('replicas', p.replicas, 'must be an integer >= 2: with one pod, its eviction cuts every client off');
     }
-    checkInt('maxClientConnections', p.maxClientConnections, 1);
-    checkInt('poolSize', p.poolSize, 1);
-    checkInt('reservePoolSize', p.reservePoolSize, 0);
-    checkResources('resources', p.resources);
-    checkResources('exporterResources', p.exporterResources);
-    checkNotEmpty('clients', props.clients, 'name the pods allowed to connect to PgBouncer (e.g. the API)');
+    core.checkInt('maxClientConnections', p.maxClientConnections, 1);
+    core.checkInt('poolSize', p.poolSize, 1);
+    core.checkInt('reservePoolSize', p.reservePoolSize, 0);
+    core.checkResources('resources', p.resources);
+    core.checkResources('exporterResources', p.exporterResources);
+    core.checkNotEmpty('clients', props.clients, 'name the pods allowed to connect to PgBouncer (e.g. the API)');
     const input = {
       database: props.database.database,
       user: props.database.user,
@@ -162,29 +136,29 @@ export class PgBouncerPool extends Construct implements ServiceEndpoint {
       tls: props.database.tls !== undefined,
     };
     if (input.serverLoginRetrySeconds > 5) {
-      fail(
+      core.fail(
         'serverLoginRetrySeconds',
         input.serverLoginRetrySeconds,
         'must be <= 5: every query stalls that long after a failover',
       );
     }
-    const c = workloadName(props.name, PgBouncerPool.COMPONENT);
+    const c = core.workloadName(props.name, PgBouncerPool.COMPONENT);
     this.component = c;
     this.configMapName = `${c}-config`;
-    this.host = serviceHost(this, c);
+    this.host = core.serviceHost(this, c);
     this.replicas = p.replicas;
     this.clientCapacityOnePodDown = (p.replicas - 1) * input.maxClientConnections;
     this.serverConnections = p.replicas * serverConnectionsPerPod(input);
-    this.peers = [podsOf(c)];
+    this.peers = [core.podsOf(c)];
     this.files = pgbouncerConfigFiles(input);
 
-    new k8s.KubeConfigMap(this, 'config', { metadata: meta(this, c, this.configMapName), data: this.files });
-    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
+    new k8s.KubeConfigMap(this, 'config', { metadata: core.meta(this, c, this.configMapName), data: this.files });
+    core.serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
     new k8s.KubeService(this, 'service', {
-      metadata: meta(this, c, c),
+      metadata: core.meta(this, c, c),
       spec: {
         type: 'ClusterIP',
-        selector: selectorLabels(c),
+        selector: core.selectorLabels(c),
         ports: [{ name: 'pgbouncer', port: PGBOUNCER_PORT, targetPort: k8s.IntOrString.fromString('pgbouncer') }],
       },
     });
@@ -198,20 +172,22 @@ export class PgBouncerPool extends Construct implements ServiceEndpoint {
     const tls = props.database.tls;
     const tlsMount = { name: 'tls', mountPath: PGBOUNCER_TLS_DIR, readOnly: true };
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: meta(this, c, c, { annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets) }),
+      metadata: core.meta(this, c, c, {
+        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets),
+      }),
       spec: {
         replicas: p.replicas,
-        selector: { matchLabels: selectorLabels(c) },
+        selector: { matchLabels: core.selectorLabels(c) },
         strategy: {
           type: 'RollingUpdate',
           rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: k8s.IntOrString.fromNumber(1) },
         },
-        template: withPodOptions(
+        template: core.withPodOptions(
           {
             metadata: {
-              labels: meta(this, c, c).labels,
+              labels: core.meta(this, c, c).labels,
               annotations: {
-                ...scrapeAnnotations(PGBOUNCER_EXPORTER_PORT),
+                ...core.scrapeAnnotations(PGBOUNCER_EXPORTER_PORT),
                 // A changed pgbouncer.ini rolls the pods (PgBouncer reads it at start).
                 'fastnext.io/config-hash': hashOf(JSON.stringify(this.files)),
               },
@@ -219,9 +195,9 @@ export class PgBouncerPool extends Construct implements ServiceEndpoint {
             spec: {
               serviceAccountName: c,
               automountServiceAccountToken: false,
-              securityContext: podSecurityContext(PGBOUNCER_UID),
+              securityContext: core.podSecurityContext(PGBOUNCER_UID),
               terminationGracePeriodSeconds: 40,
-              topologySpreadConstraints: topologySpread(c),
+              topologySpreadConstraints: core.topologySpread(c),
               containers: [
                 {
                   name: 'pgbouncer',
@@ -246,8 +222,8 @@ export class PgBouncerPool extends Construct implements ServiceEndpoint {
                         ]
                       : []),
                   ],
-                  resources: resourcesOf(p.resources),
-                  securityContext: containerSecurityContext(),
+                  resources: core.resourcesOf(p.resources),
+                  securityContext: core.containerSecurityContext(),
                   readinessProbe: tcp('pgbouncer', { periodSeconds: 2, failureThreshold: 2 }),
                   // The process itself: a PgBouncer that cannot reach PostgreSQL must not be restarted for it.
                   livenessProbe: {
@@ -274,8 +250,8 @@ export class PgBouncerPool extends Construct implements ServiceEndpoint {
                   ports: [{ name: 'metrics', containerPort: PGBOUNCER_EXPORTER_PORT }],
                   // The stats user's password, made per pod by the PgBouncer entry point.
                   env: [{ name: 'PGPASSFILE', value: `${PGBOUNCER_RUN_DIR}/stats.pgpass` }],
-                  resources: resourcesOf(p.exporterResources),
-                  securityContext: containerSecurityContext(),
+                  resources: core.resourcesOf(p.exporterResources),
+                  securityContext: core.containerSecurityContext(),
                   readinessProbe: {
                     httpGet: { path: '/metrics', port: k8s.IntOrString.fromString('metrics') },
                     periodSeconds: 15,
@@ -286,7 +262,7 @@ export class PgBouncerPool extends Construct implements ServiceEndpoint {
               ],
               volumes: [
                 { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
-                emptyDir('run', '1Mi', 'Memory'),
+                core.emptyDir('run', '1Mi', 'Memory'),
                 ...(tls ? [{ name: 'tls', secret: { secretName: tls.secretName, defaultMode: 0o440 } }] : []),
               ],
             },
@@ -298,13 +274,19 @@ export class PgBouncerPool extends Construct implements ServiceEndpoint {
       },
     });
 
-    podDisruptionBudget(this, 'pdb', c, 1);
-    networkPolicy(this, 'network-policy', c, {
+    core.podDisruptionBudget(this, 'pdb', c, 1);
+    core.networkPolicy(this, 'network-policy', c, {
       ingress: [
-        { from: [...props.clients], ports: tcpPorts(PGBOUNCER_PORT) },
-        { from: [...(props.scrapers ?? [podsOf(PROMETHEUS_COMPONENT)])], ports: tcpPorts(PGBOUNCER_EXPORTER_PORT) },
+        { from: [...props.clients], ports: core.tcpPorts(PGBOUNCER_PORT) },
+        {
+          from: [...(props.scrapers ?? [core.podsOf(core.PROMETHEUS_COMPONENT)])],
+          ports: core.tcpPorts(PGBOUNCER_EXPORTER_PORT),
+        },
       ],
-      egress: [dnsEgress(props.dnsResolvers), { to: [...props.database.peers], ports: tcpPorts(props.database.port) }],
+      egress: [
+        core.dnsEgress(props.dnsResolvers),
+        { to: [...props.database.peers], ports: core.tcpPorts(props.database.port) },
+      ],
     });
   }
 }

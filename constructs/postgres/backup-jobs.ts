@@ -12,10 +12,7 @@
  */
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { meta, selectorLabels } from '../core/labels';
-import { dnsEgress, networkPolicy, tcpPorts } from '../core/network';
-import { containerSecurityContext, emptyDir, podPlacement, podSecurityContext, type PodOptions } from '../core/pod';
-import { resourcesOf } from '../core/quantity';
+import * as core from '../core';
 import { PGBACKREST_FILES } from './pgbackrest-files';
 
 const k8s = kplus.k8s;
@@ -33,7 +30,7 @@ export interface BackupJobsProps {
   readonly configDir: string;
   readonly image: string;
   readonly schedule: { readonly full: string; readonly differential: string };
-  readonly pod?: PodOptions;
+  readonly pod?: core.PodOptions;
   readonly imagePullSecrets?: readonly string[];
   readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
 }
@@ -50,12 +47,12 @@ export class BackupJobs extends Construct {
     this.component = c;
     this.cronJobs = { full: `${c}-full`, diff: `${c}-diff` };
     new k8s.KubeServiceAccount(this, 'service-account', {
-      metadata: meta(this, c, c, { annotations: props.pod?.serviceAccountAnnotations }),
+      metadata: core.meta(this, c, c, { annotations: props.pod?.serviceAccountAnnotations }),
       automountServiceAccountToken: false,
     });
     const members = Array.from({ length: props.members }, (_, i) => `${props.cluster}-${i}`);
     new k8s.KubeRole(this, 'role', {
-      metadata: meta(this, c, c),
+      metadata: core.meta(this, c, c),
       rules: [
         { apiGroups: [''], resources: ['services'], resourceNames: [props.primaryService], verbs: ['get'] },
         // kubectl lists the Service's pods by its selector, then reads the chosen one.
@@ -65,15 +62,15 @@ export class BackupJobs extends Construct {
       ],
     });
     new k8s.KubeRoleBinding(this, 'role-binding', {
-      metadata: meta(this, c, c),
+      metadata: core.meta(this, c, c),
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: c },
-      subjects: [{ kind: 'ServiceAccount', name: c, namespace: meta(this, c, c).namespace }],
+      subjects: [{ kind: 'ServiceAccount', name: c, namespace: core.meta(this, c, c).namespace }],
     });
 
-    const placement = podPlacement(props.pod, props.imagePullSecrets);
+    const placement = core.podPlacement(props.pod, props.imagePullSecrets);
     const cronJob = (type: 'full' | 'diff', schedule: string) =>
       new k8s.KubeCronJob(this, `${type}-cron-job`, {
-        metadata: meta(this, c, this.cronJobs[type]),
+        metadata: core.meta(this, c, this.cronJobs[type]),
         spec: {
           schedule,
           concurrencyPolicy: 'Forbid',
@@ -88,12 +85,12 @@ export class BackupJobs extends Construct {
               activeDeadlineSeconds: 6 * 3600,
               ttlSecondsAfterFinished: 7 * 86400,
               template: {
-                metadata: { labels: { ...meta(this, c, c).labels, ...selectorLabels(c) } },
+                metadata: { labels: { ...core.meta(this, c, c).labels, ...core.selectorLabels(c) } },
                 spec: {
                   serviceAccountName: c,
                   // kubectl talks to the API server with this token.
                   automountServiceAccountToken: true,
-                  securityContext: podSecurityContext(BACKUP_JOB_UID),
+                  securityContext: core.podSecurityContext(BACKUP_JOB_UID),
                   restartPolicy: 'Never',
                   ...placement,
                   containers: [
@@ -113,15 +110,15 @@ export class BackupJobs extends Construct {
                       ],
                       // kubectl's discovery cache.
                       env: [{ name: 'HOME', value: '/tmp' }],
-                      resources: resourcesOf({
+                      resources: core.resourcesOf({
                         requests: { cpu: '10m', memory: '32Mi' },
                         limits: { cpu: '200m', memory: '128Mi' },
                       }),
-                      securityContext: containerSecurityContext(),
+                      securityContext: core.containerSecurityContext(),
                       volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
                     },
                   ],
-                  volumes: [emptyDir('tmp', '32Mi')],
+                  volumes: [core.emptyDir('tmp', '32Mi')],
                 },
               },
             },
@@ -130,10 +127,10 @@ export class BackupJobs extends Construct {
       });
     cronJob('full', props.schedule.full);
     cronJob('diff', props.schedule.differential);
-    networkPolicy(this, 'network-policy', c, {
+    core.networkPolicy(this, 'network-policy', c, {
       ingress: [],
       // Only the API server (exec goes through it): its address is the cluster's, so only the port is fixed.
-      egress: [dnsEgress(props.dnsResolvers), { ports: tcpPorts(443, 6443) }],
+      egress: [core.dnsEgress(props.dnsResolvers), { ports: core.tcpPorts(443, 6443) }],
     });
   }
 }

@@ -1,14 +1,4 @@
-/**
- * The backup settings of the PostgreSQL tier (pgBackRest): where the repository is, when
- * full and differential backups run, how many full backups are kept, how much WAL may be
- * lost (archive_timeout), encryption, and a restore from the repository. One list of
- * problems (`backupProblems`) serves the construct (it throws the first) and the
- * environment schema (stacks/config.ts reports them all), so each rule is written once.
- */
-import { cronMaxIntervalSeconds, cronProblem } from '../core/cron';
-import { quantityProblem } from '../core/quantity';
-import type { StorageProps } from '../core/storage';
-import { DNS1123_LABEL, imageProblem } from '../core/validate';
+import * as core from '../core';
 
 export const REPOSITORY_TYPES = ['s3', 'gcs', 'azure', 'posix'] as const;
 export type RepositoryType = (typeof REPOSITORY_TYPES)[number];
@@ -32,7 +22,7 @@ export interface BackupRepository {
    * posix: the ReadWriteMany volume the cluster claims for the repository (`<name>-backup-repository`;
    * its class must offer ReadWriteMany: NFS, Filestore, EFS): every member mounts it, whichever leads archives into it.
    */
-  readonly volume?: StorageProps;
+  readonly volume?: core.StorageProps;
 }
 
 /** Repository encryption: pgBackRest's `repo1-cipher-type=aes-256-cbc`, passphrase from a Secret. */
@@ -153,9 +143,9 @@ export function backupProblems(b: BackupProps | undefined): BackupProblem[] {
           "is required for a posix repository: e.g. { size: '200Gi', storageClass: 'nfs' } (a ReadWriteMany class every member mounts)",
         );
       } else {
-        const sizeIssue = quantityProblem(r.volume.size);
+        const sizeIssue = core.quantityProblem(r.volume.size);
         if (sizeIssue) add(['repository', 'volume', 'size'], sizeIssue);
-        if (r.volume.storageClass !== undefined && !DNS1123_LABEL.test(r.volume.storageClass))
+        if (r.volume.storageClass !== undefined && !core.DNS1123_LABEL.test(r.volume.storageClass))
           add(['repository', 'volume', 'storageClass'], 'must be a StorageClass name (DNS-1123 label)');
       }
     }
@@ -189,11 +179,11 @@ export function backupProblems(b: BackupProps | undefined): BackupProblem[] {
     if (r.type === 'posix' && b.credentialsSecret)
       add(['credentialsSecret'], 'has no use with a posix repository; remove it');
   }
-  if (b.credentialsSecret !== undefined && !DNS1123_LABEL.test(b.credentialsSecret))
+  if (b.credentialsSecret !== undefined && !core.DNS1123_LABEL.test(b.credentialsSecret))
     add(['credentialsSecret'], 'must be a Secret name (DNS-1123 label)');
   const schedule = { ...BACKUP_DEFAULTS.schedule, ...b.schedule };
   for (const key of ['full', 'differential'] as const) {
-    const problem = cronProblem(schedule[key]);
+    const problem = core.cronProblem(schedule[key]);
     if (problem)
       add(['schedule', key], `is not a 5-field cron schedule (${problem}); e.g. '0 1 * * 0' for Sundays at 01:00`);
   }
@@ -217,10 +207,10 @@ export function backupProblems(b: BackupProps | undefined): BackupProblem[] {
       ['encryption', 'keySecret'],
       `is required when encryption is enabled: name a Secret with key '${BACKUP_SECRET_KEYS.encryption.passphrase}'`,
     );
-  if (enc?.keySecret !== undefined && !DNS1123_LABEL.test(enc.keySecret))
+  if (enc?.keySecret !== undefined && !core.DNS1123_LABEL.test(enc.keySecret))
     add(['encryption', 'keySecret'], 'must be a Secret name (DNS-1123 label)');
   const image = b.jobImage ?? BACKUP_DEFAULTS.jobImage;
-  const imageIssue = imageProblem(image);
+  const imageIssue = core.imageProblem(image);
   if (imageIssue) add(['jobImage'], imageIssue);
   return out;
 }
@@ -253,7 +243,7 @@ export function recoveryTargetTime(iso: string): string {
 
 /** Seconds between runs of a schedule at worst (the alerts' "too old" is 1.5x this). */
 export function scheduleIntervalSeconds(cron: string): number {
-  const s = cronMaxIntervalSeconds(cron);
+  const s = core.cronMaxIntervalSeconds(cron);
   if (s === undefined) throw new Error(`schedule '${cron}' never runs`);
   return s;
 }

@@ -1,12 +1,4 @@
-/**
- * Where the PostgreSQL credentials come from: the generated Secrets with fixed key names (the
- * default), or any Secret (External Secrets, Sealed Secrets, SOPS, a manual `kubectl create`) with
- * its own key names, optionally never generated so an external controller is never raced.
- *
- * One predicate (`credentialsProblems`) serves the environment schema (stacks/config.ts) and the
- * construct, so a rule is written once.
- */
-import { DNS1123_LABEL } from '../core/validate';
+import * as core from '../core';
 
 /** Key of each PostgreSQL credential in its Secret. */
 export interface PostgresCredentialKeys {
@@ -109,7 +101,7 @@ export function credentialsProblems(
   }
   for (const field of ['secretName', 'exporterSecretName'] as const) {
     const v = c?.[field];
-    if (v !== undefined && (v.length > 63 || !DNS1123_LABEL.test(v))) {
+    if (v !== undefined && (v.length > 63 || !core.DNS1123_LABEL.test(v))) {
       problems.push({
         path: [field],
         message: "must be a Secret name (DNS-1123 label): lowercase letters, digits and '-', at most 63 characters",

@@ -16,29 +16,7 @@
  */
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { GeneratedSecret, TLS_SECRET_KEYS } from '../core/generated-secret';
-import { meta, namespaceOf, selectorLabels, serviceHost } from '../core/labels';
-import {
-  dnsEgress,
-  networkPolicy,
-  podsOf,
-  PROMETHEUS_COMPONENT,
-  scrapeAnnotations,
-  type ServiceEndpoint,
-  tcpPorts,
-} from '../core/network';
-import {
-  containerSecurityContext,
-  emptyDir,
-  externalSecretsAnnotations,
-  podSecurityContext,
-  topologySpread,
-  withPodOptions,
-} from '../core/pod';
-import { checkResources, parseQuantity, type Resources, resourcesOf } from '../core/quantity';
-import { checkStorage, dataVolumeClaim, type StorageProps } from '../core/storage';
-import { checkImage, checkInt, checkName, checkNotEmpty, fail, withDefaults } from '../core/validate';
-import { podDisruptionBudget, type ScrapedProps, type WorkloadProps, workloadName } from '../core/workload';
+import * as core from '../core';
 import { BackupJobs } from './backup-jobs';
 import {
   BACKUP_DEFAULTS,
@@ -170,11 +148,11 @@ export interface PostgresClusterSettings {
    */
   readonly credentials?: PostgresCredentialsSettings;
   /** Each member's volume. @default 20Gi of the cluster's default class */
-  readonly storage?: StorageProps;
+  readonly storage?: core.StorageProps;
   /** Requests and limits of Patroni + PostgreSQL (memory settings follow the request, >= 128Mi). @default 500m/1Gi requested, 2/2Gi limit */
-  readonly resources?: Resources;
+  readonly resources?: core.Resources;
   /** Requests and limits of the exporter. @default 10m/32Mi requested, 100m/64Mi limit */
-  readonly exporterResources?: Resources;
+  readonly exporterResources?: core.Resources;
   /** Failover timings. @default ttl 12 s, loop_wait 2 s, retry_timeout 5 s, 1 MiB maximum lag on failover */
   readonly patroni?: PatroniTimings;
   /**
@@ -231,7 +209,7 @@ export const POSTGRES_CLUSTER_DEFAULTS: Required<PostgresClusterSettings> = {
   tls: { enabled: true },
 };
 
-export interface PatroniClusterProps extends PostgresClusterSettings, WorkloadProps, ScrapedProps {
+export interface PatroniClusterProps extends PostgresClusterSettings, core.WorkloadProps, core.ScrapedProps {
   /** Pods that may connect to PostgreSQL (the poolers, session-level jobs). */
   readonly clients: readonly kplus.k8s.NetworkPolicyPeer[];
   /** The application role's default statement_timeout (its clients' setting does not pass PgBouncer). @default 15000 */
@@ -261,7 +239,7 @@ export interface ClusterBackup {
   readonly jobs: BackupJobs;
 }
 
-export class PatroniCluster extends Construct implements ServiceEndpoint {
+export class PatroniCluster extends Construct implements core.ServiceEndpoint {
   static readonly COMPONENT = 'postgres';
   readonly component: string;
   readonly name: string;
@@ -302,13 +280,13 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
 
   constructor(scope: Construct, id: string, props: PatroniClusterProps) {
     super(scope, id);
-    const p = withDefaults(POSTGRES_CLUSTER_DEFAULTS, props);
+    const p = core.withDefaults(POSTGRES_CLUSTER_DEFAULTS, props);
     checkPostgresSettings(p);
     // An ingress rule with an empty 'from' would admit every pod in the cluster.
-    checkNotEmpty('clients', props.clients, 'name the pods allowed to connect to PostgreSQL (e.g. the pooler)');
-    const name = workloadName(props.name, PatroniCluster.COMPONENT);
+    core.checkNotEmpty('clients', props.clients, 'name the pods allowed to connect to PostgreSQL (e.g. the pooler)');
+    const name = core.workloadName(props.name, PatroniCluster.COMPONENT);
     const c = name;
-    const namespace = namespaceOf(this);
+    const namespace = core.namespaceOf(this);
     checkBackup(props.backup, props.restore);
     const b = props.backup;
     const backupOn = backupEnabled(b);
@@ -333,20 +311,20 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
     this.maxConnections = p.maxConnections;
     // Patroni (1), the exporter (1), pg_rewind / basebackup during a rejoin (1), and 3 superuser_reserved_connections.
     this.reservedConnections = 6;
-    this.primaryHost = serviceHost(this, `${name}-primary`);
+    this.primaryHost = core.serviceHost(this, `${name}-primary`);
     this.host = this.primaryHost;
-    this.readOnlyHost = p.replicas > 0 ? serviceHost(this, `${name}-readonly`) : this.primaryHost;
+    this.readOnlyHost = p.replicas > 0 ? core.serviceHost(this, `${name}-readonly`) : this.primaryHost;
     this.memberHosts = Array.from({ length: this.members }, (_, i) =>
-      serviceHost(this, `${name}-${i}.${name}-headless`),
+      core.serviceHost(this, `${name}-${i}.${name}-headless`),
     );
     this.replicaHosts = this.memberHosts;
     this.configMapName = `${name}-files`;
-    this.peers = [podsOf(c)];
+    this.peers = [core.podsOf(c)];
     const tlsOn = p.tls.enabled !== false;
     if (tlsOn) {
       this.tls = {
         secretName: p.tls.secretName ?? `${name}-tls`,
-        caKey: TLS_SECRET_KEYS.ca,
+        caKey: core.TLS_SECRET_KEYS.ca,
         generated: p.tls.generate ?? p.tls.secretName === undefined,
       };
     }
@@ -357,11 +335,11 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
     const sync = p.synchronousReplicas;
     const maxConnections = p.maxConnections;
 
-    const memberLabels = { ...selectorLabels(c), [PATRONI_SCOPE_LABEL]: name };
+    const memberLabels = { ...core.selectorLabels(c), [PATRONI_SCOPE_LABEL]: name };
     const filesInput: PatroniFilesInput = {
       scope: name,
       namespace,
-      podLabels: selectorLabels(c),
+      podLabels: core.selectorLabels(c),
       scopeLabel: PATRONI_SCOPE_LABEL,
       roleLabel: POSTGRES_ROLE_LABEL,
       port: POSTGRES_PORT,
@@ -379,8 +357,8 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
       maxConnections,
       tuning: {
         ...postgresTuning({
-          memoryBytes: parseQuantity(p.resources.requests.memory),
-          storageBytes: parseQuantity(p.storage.size),
+          memoryBytes: core.parseQuantity(p.resources.requests.memory),
+          storageBytes: core.parseQuantity(p.storage.size),
           maxConnections,
         }),
         ...p.parameters,
@@ -396,9 +374,9 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
       }),
       tls: tlsOn
         ? {
-            certFile: tlsFile(TLS_SECRET_KEYS.cert),
-            keyFile: tlsFile(TLS_SECRET_KEYS.key),
-            caFile: tlsFile(TLS_SECRET_KEYS.ca),
+            certFile: tlsFile(core.TLS_SECRET_KEYS.cert),
+            keyFile: tlsFile(core.TLS_SECRET_KEYS.key),
+            caFile: tlsFile(core.TLS_SECRET_KEYS.ca),
           }
         : undefined,
       superuser: SUPERUSER,
@@ -461,7 +439,7 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
     const creds = this.credentials;
     // generate: false: no generator objects at all, so an external controller is never raced.
     if (creds.generate) {
-      new GeneratedSecret(this, 'credentials', {
+      new core.GeneratedSecret(this, 'credentials', {
         dnsResolvers: props.dnsResolvers,
         secretName: creds.secretName,
         keys: [creds.keys.password, creds.keys.replicationPassword, creds.keys.superuserPassword],
@@ -470,15 +448,15 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
       });
     }
     if (this.tls?.generated) {
-      new GeneratedSecret(this, 'tls', {
+      new core.GeneratedSecret(this, 'tls', {
         dnsResolvers: props.dnsResolvers,
         secretName: this.tls.secretName,
-        keys: Object.values(TLS_SECRET_KEYS),
+        keys: Object.values(core.TLS_SECRET_KEYS),
         tls: {
           // Every name a client reaches a member by, the poolers' Services, and loopback (the exporters).
           dnsNames: [
             this.primaryHost,
-            serviceHost(this, `${name}-readonly`),
+            core.serviceHost(this, `${name}-readonly`),
             ...this.memberHosts,
             ...(props.tlsDnsNames ?? []),
             'localhost',
@@ -492,7 +470,7 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
       });
     }
     if (creds.generate) {
-      new GeneratedSecret(this, 'exporter-credentials', {
+      new core.GeneratedSecret(this, 'exporter-credentials', {
         dnsResolvers: props.dnsResolvers,
         secretName: creds.exporterSecretName,
         keys: [creds.keys.exporterPassword],
@@ -500,15 +478,15 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
         imagePullSecrets: props.imagePullSecrets,
       });
     }
-    new k8s.KubeConfigMap(this, 'config', { metadata: meta(this, c, this.configMapName), data: this.files });
+    new k8s.KubeConfigMap(this, 'config', { metadata: core.meta(this, c, this.configMapName), data: this.files });
 
     // Patroni's Kubernetes DCS: the leader lock and cluster config live in ConfigMaps, the role in a pod label.
     new k8s.KubeServiceAccount(this, 'service-account', {
-      metadata: meta(this, c, c, { annotations: props.pod?.serviceAccountAnnotations }),
+      metadata: core.meta(this, c, c, { annotations: props.pod?.serviceAccountAnnotations }),
       automountServiceAccountToken: false,
     });
     new k8s.KubeRole(this, 'role', {
-      metadata: meta(this, c, c),
+      metadata: core.meta(this, c, c),
       rules: [
         {
           apiGroups: [''],
@@ -519,7 +497,7 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
       ],
     });
     new k8s.KubeRoleBinding(this, 'role-binding', {
-      metadata: meta(this, c, c),
+      metadata: core.meta(this, c, c),
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: c },
       subjects: [{ kind: 'ServiceAccount', name: c, namespace }],
     });
@@ -527,7 +505,7 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
     const port = { name: 'postgres', port: POSTGRES_PORT, targetPort: k8s.IntOrString.fromString('postgres') };
     const service = (sid: string, svcName: string, selector: Record<string, string>, headless = false) =>
       new k8s.KubeService(this, sid, {
-        metadata: meta(this, c, svcName, {
+        metadata: core.meta(this, c, svcName, {
           ...(selector[POSTGRES_ROLE_LABEL]
             ? { annotations: { [RUNTIME_LABELS_ANNOTATION]: POSTGRES_ROLE_LABEL } }
             : {}),
@@ -547,7 +525,7 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
     // Patroni's /metrics on the REST port: the pods' scrape annotations already name the exporter,
     // so Prometheus finds this port through the Service (its endpoints job).
     new k8s.KubeService(this, 'patroni-metrics-service', {
-      metadata: meta(this, c, `${name}-patroni`, { annotations: scrapeAnnotations(PATRONI_API_PORT) }),
+      metadata: core.meta(this, c, `${name}-patroni`, { annotations: core.scrapeAnnotations(PATRONI_API_PORT) }),
       spec: {
         clusterIp: 'None',
         publishNotReadyAddresses: true,
@@ -650,11 +628,11 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
               { name: 'TLS_RELOAD_INTERVAL_SECONDS', value: String(tlsReloadInterval) },
               { name: 'TLS_RELOAD_HEARTBEAT', value: `${SOCKET_DIR}/tls-reload.alive` },
             ],
-            resources: resourcesOf({
+            resources: core.resourcesOf({
               requests: { cpu: '5m', memory: '8Mi' },
               limits: { cpu: '50m', memory: '32Mi' },
             }),
-            securityContext: containerSecurityContext(),
+            securityContext: core.containerSecurityContext(),
             // The loop's heartbeat: ready once it turns, live while it keeps turning.
             readinessProbe: { exec: { command: tlsProbes.readiness }, periodSeconds: 10, timeoutSeconds: 2 },
             livenessProbe: {
@@ -680,7 +658,7 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
           name: 'DATA_SOURCE_URI',
           // Loopback: the certificate names 127.0.0.1, so the exporter verifies it like any client.
           value: tlsOn
-            ? `127.0.0.1:${POSTGRES_PORT}/postgres?sslmode=verify-full&sslrootcert=${tlsFile(TLS_SECRET_KEYS.ca)}`
+            ? `127.0.0.1:${POSTGRES_PORT}/postgres?sslmode=verify-full&sslrootcert=${tlsFile(core.TLS_SECRET_KEYS.ca)}`
             : `127.0.0.1:${POSTGRES_PORT}/postgres?sslmode=disable`,
         },
         // Its own role with pg_monitor (post-bootstrap.sh), over loopback: never the superuser.
@@ -703,15 +681,15 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
             ],
           }
         : {}),
-      resources: resourcesOf(p.exporterResources),
-      securityContext: containerSecurityContext(),
+      resources: core.resourcesOf(p.exporterResources),
+      securityContext: core.containerSecurityContext(),
       readinessProbe: { httpGet: { path: '/', port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 10 },
       livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 20 },
     };
 
     new k8s.KubeStatefulSet(this, 'members', {
-      metadata: meta(this, c, name, {
-        annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets, externalSecrets),
+      metadata: core.meta(this, c, name, {
+        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets, externalSecrets),
       }),
       spec: {
         replicas: this.members,
@@ -721,20 +699,20 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
         updateStrategy: { type: 'RollingUpdate' },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
         selector: { matchLabels: memberLabels },
-        template: withPodOptions(
+        template: core.withPodOptions(
           {
             metadata: {
-              labels: { ...meta(this, c, name).labels, ...memberLabels },
-              annotations: scrapeAnnotations(POSTGRES_EXPORTER_PORT),
+              labels: { ...core.meta(this, c, name).labels, ...memberLabels },
+              annotations: core.scrapeAnnotations(POSTGRES_EXPORTER_PORT),
             },
             spec: {
               serviceAccountName: c,
               // Patroni talks to the API server (its DCS): the one pod of the topology that needs a token.
               automountServiceAccountToken: true,
-              securityContext: podSecurityContext(POSTGRES_UID),
+              securityContext: core.podSecurityContext(POSTGRES_UID),
               // Patroni's fast shutdown hands leadership over first; a checkpoint on a busy leader can take longer.
               terminationGracePeriodSeconds: 120,
-              topologySpreadConstraints: topologySpread(c),
+              topologySpreadConstraints: core.topologySpread(c),
               containers: [
                 {
                   name: 'patroni',
@@ -768,8 +746,8 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
                     { name: 'TMPDIR', value: '/tmp' },
                     ...backupEnv,
                   ],
-                  resources: resourcesOf(p.resources),
-                  securityContext: containerSecurityContext(),
+                  resources: core.resourcesOf(p.resources),
+                  securityContext: core.containerSecurityContext(),
                   // initdb, or a base backup of a large database, before the first answer.
                   startupProbe: patroniProbe('/liveness', { periodSeconds: 10, failureThreshold: 360 }),
                   // Ready = PostgreSQL running under Patroni; the Services' role selectors do the rest.
@@ -825,9 +803,9 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
                       },
                     ]
                   : []),
-                emptyDir('run', '16Mi'),
-                emptyDir('tmp', '256Mi'),
-                emptyDir('shm', '256Mi', 'Memory'),
+                core.emptyDir('run', '16Mi'),
+                core.emptyDir('tmp', '256Mi'),
+                core.emptyDir('shm', '256Mi', 'Memory'),
               ],
             },
           },
@@ -835,7 +813,7 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
           props.pod,
           props.imagePullSecrets,
         ),
-        volumeClaimTemplates: [dataVolumeClaim(c, p.storage)],
+        volumeClaimTemplates: [core.dataVolumeClaim(c, p.storage)],
       },
     });
 
@@ -856,25 +834,25 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
     });
     this.reconfigureJobName = reconfigure.name;
 
-    podDisruptionBudget(this, 'pdb', c, 1);
-    networkPolicy(this, 'network-policy', c, {
+    core.podDisruptionBudget(this, 'pdb', c, 1);
+    core.networkPolicy(this, 'network-policy', c, {
       ingress: [
-        { from: [...props.clients], ports: tcpPorts(POSTGRES_PORT) },
+        { from: [...props.clients], ports: core.tcpPorts(POSTGRES_PORT) },
         // Members: streaming replication, pg_rewind, and Patroni asking the others' REST API before promoting.
-        { from: [podsOf(c)], ports: tcpPorts(POSTGRES_PORT, PATRONI_API_PORT) },
+        { from: [core.podsOf(c)], ports: core.tcpPorts(POSTGRES_PORT, PATRONI_API_PORT) },
         // The reconfigure Job: Patroni's REST API only (PATCH /config, restart, switchover).
-        { from: [podsOf(reconfigure.component)], ports: tcpPorts(PATRONI_API_PORT) },
+        { from: [core.podsOf(reconfigure.component)], ports: core.tcpPorts(PATRONI_API_PORT) },
         {
-          from: [...(props.scrapers ?? [podsOf(PROMETHEUS_COMPONENT)])],
-          ports: tcpPorts(POSTGRES_EXPORTER_PORT, PATRONI_API_PORT),
+          from: [...(props.scrapers ?? [core.podsOf(core.PROMETHEUS_COMPONENT)])],
+          ports: core.tcpPorts(POSTGRES_EXPORTER_PORT, PATRONI_API_PORT),
         },
       ],
       egress: [
-        dnsEgress(props.dnsResolvers),
-        { to: [podsOf(c)], ports: tcpPorts(POSTGRES_PORT, PATRONI_API_PORT) },
+        core.dnsEgress(props.dnsResolvers),
+        { to: [core.podsOf(c)], ports: core.tcpPorts(POSTGRES_PORT, PATRONI_API_PORT) },
         // The Kubernetes API (Patroni's DCS): its address is the cluster's, so only the port is fixed.
         // 443 is also how pgBackRest reaches a cloud repository; a custom endpoint's port is added.
-        { ports: tcpPorts(443, 6443, ...repositoryPorts(repository)) },
+        { ports: core.tcpPorts(443, 6443, ...repositoryPorts(repository)) },
       ],
     });
 
@@ -882,7 +860,7 @@ export class PatroniCluster extends Construct implements ServiceEndpoint {
       if (repository.type === 'posix' && b.repository?.volume) {
         const volume = b.repository.volume;
         new k8s.KubePersistentVolumeClaim(this, 'backup-repository', {
-          metadata: meta(this, c, repositoryClaim),
+          metadata: core.meta(this, c, repositoryClaim),
           spec: {
             // Every member mounts it: whichever leads archives into it.
             accessModes: ['ReadWriteMany'],
@@ -930,35 +908,36 @@ function checkBackup(backup: BackupProps | undefined, restore: RestoreProps | un
     ...backupProblems(backup).map((p) => ({ ...p, root: 'backup', value: valueAt(backup, p.path) })),
     ...restoreProblems(restore, backup).map((p) => ({ ...p, root: 'restore', value: valueAt(restore, p.path) })),
   ];
-  if (problems.length) fail([problems[0].root, ...problems[0].path].join('.'), problems[0].value, problems[0].message);
+  if (problems.length)
+    core.fail([problems[0].root, ...problems[0].path].join('.'), problems[0].value, problems[0].message);
 }
 
 function checkPostgresSettings(p: Required<PostgresClusterSettings>): void {
-  checkImage('image', p.image);
-  checkImage('exporterImage', p.exporterImage);
-  checkInt('replicas', p.replicas, 0, 5);
-  checkInt('synchronousReplicas', p.synchronousReplicas, 0, 5);
+  core.checkImage('image', p.image);
+  core.checkImage('exporterImage', p.exporterImage);
+  core.checkInt('replicas', p.replicas, 0, 5);
+  core.checkInt('synchronousReplicas', p.synchronousReplicas, 0, 5);
   if (p.synchronousReplicas > p.replicas) {
-    fail(
+    core.fail(
       'synchronousReplicas',
       p.synchronousReplicas,
       `must be <= 'replicas' (${p.replicas}): a commit cannot wait for replicas that do not exist`,
     );
   }
   if (!SYNCHRONOUS_COMMIT.includes(p.synchronousCommit)) {
-    fail('synchronousCommit', p.synchronousCommit, `must be one of ${SYNCHRONOUS_COMMIT.join(', ')}`);
+    core.fail('synchronousCommit', p.synchronousCommit, `must be one of ${SYNCHRONOUS_COMMIT.join(', ')}`);
   }
-  checkInt('maxConnections', p.maxConnections, 20, 10000);
+  core.checkInt('maxConnections', p.maxConnections, 20, 10000);
   checkServerParameters('parameters', p.parameters);
-  checkName('database', p.database);
-  checkName('user', p.user);
-  checkName('credentialsSecret', p.credentialsSecret);
-  checkName('exporterCredentialsSecret', p.exporterCredentialsSecret);
+  core.checkName('database', p.database);
+  core.checkName('user', p.user);
+  core.checkName('credentialsSecret', p.credentialsSecret);
+  core.checkName('exporterCredentialsSecret', p.exporterCredentialsSecret);
   const tls = p.tls;
   if (tls.enabled !== false) {
-    if (tls.secretName !== undefined) checkName('tls.secretName', tls.secretName);
+    if (tls.secretName !== undefined) core.checkName('tls.secretName', tls.secretName);
     if (tls.generate === false && tls.secretName === undefined) {
-      fail(
+      core.fail(
         'tls.generate',
         false,
         "leaves TLS without a certificate source: name the Secret holding tls.crt, tls.key and ca.crt in 'tls.secretName' " +
@@ -967,7 +946,7 @@ function checkPostgresSettings(p: Required<PostgresClusterSettings>): void {
     }
   }
   if (p.credentials.exporterSecretName === undefined && p.exporterCredentialsSecret === p.credentialsSecret) {
-    fail(
+    core.fail(
       'exporterCredentialsSecret',
       p.exporterCredentialsSecret,
       "must differ from 'credentialsSecret': each Secret is generated with its own keys",
@@ -979,12 +958,13 @@ function checkPostgresSettings(p: Required<PostgresClusterSettings>): void {
       p.credentials,
     );
   const [credentials] = credentialsProblems(p.credentials, p.credentialsSecret, p.exporterCredentialsSecret);
-  if (credentials) fail(['credentials', ...credentials.path].join('.'), valueAt(credentials.path), credentials.message);
-  checkStorage('storage', p.storage);
-  checkResources('resources', p.resources);
-  checkResources('exporterResources', p.exporterResources);
+  if (credentials)
+    core.fail(['credentials', ...credentials.path].join('.'), valueAt(credentials.path), credentials.message);
+  core.checkStorage('storage', p.storage);
+  core.checkResources('resources', p.resources);
+  core.checkResources('exporterResources', p.exporterResources);
   checkPatroniTimings(p.patroni);
   const cidrs = allowedCidrsProblem(p.allowedCidrs);
-  if (cidrs && cidrs.index < 0) fail('allowedCidrs', [], cidrs.message);
-  if (cidrs) fail(`allowedCidrs[${cidrs.index}]`, p.allowedCidrs[cidrs.index], cidrs.message);
+  if (cidrs && cidrs.index < 0) core.fail('allowedCidrs', [], cidrs.message);
+  if (cidrs) core.fail(`allowedCidrs[${cidrs.index}]`, p.allowedCidrs[cidrs.index], cidrs.message);
 }

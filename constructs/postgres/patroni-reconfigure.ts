@@ -17,10 +17,7 @@
  */
 import * as kplus from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
-import { meta, selectorLabels } from '../core/labels';
-import { dnsEgress, networkPolicy, podsOf, tcpPorts } from '../core/network';
-import { containerSecurityContext, emptyDir, podPlacement, podSecurityContext, type PodOptions } from '../core/pod';
-import { jobNameFor, RUNS_AFTER_ANNOTATION, serviceAccount } from '../core/workload';
+import * as core from '../core';
 import type { PatroniDynamicConfig } from './patroni-files';
 
 const k8s = kplus.k8s;
@@ -350,7 +347,7 @@ export interface ReconfigureJobProps {
   readonly desired: PatroniDynamicConfig;
   /** The script the Job runs (its bytes are in the ConfigMap): the Job's name changes with it. */
   readonly script: string;
-  readonly pod?: PodOptions;
+  readonly pod?: core.PodOptions;
   readonly imagePullSecrets?: readonly string[];
   readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
 }
@@ -358,23 +355,23 @@ export interface ReconfigureJobProps {
 /** The Job (`<component>-reconfigure-<hash>`), its ServiceAccount (no token) and NetworkPolicy; returns the Job's name. */
 export function reconfigureJob(scope: Construct, p: ReconfigureJobProps): { name: string; component: string } {
   const c = `${p.component}-reconfigure`;
-  serviceAccount(scope, 'reconfigure-service-account', c);
+  core.serviceAccount(scope, 'reconfigure-service-account', c);
   // Egress to the members' REST API only: no database port, no API server.
-  networkPolicy(scope, 'reconfigure-network-policy', c, {
+  core.networkPolicy(scope, 'reconfigure-network-policy', c, {
     ingress: [],
-    egress: [dnsEgress(p.dnsResolvers), { to: [podsOf(p.component)], ports: tcpPorts(p.restApiPort) }],
+    egress: [core.dnsEgress(p.dnsResolvers), { to: [core.podsOf(p.component)], ports: core.tcpPorts(p.restApiPort) }],
   });
   const spec: kplus.k8s.JobSpec = {
     // A failed attempt (members not healthy yet, a restart that did not come back) is retried from the start.
     backoffLimit: 6,
     template: {
-      metadata: { labels: { ...meta(scope, c, c).labels, ...selectorLabels(c) } },
+      metadata: { labels: { ...core.meta(scope, c, c).labels, ...core.selectorLabels(c) } },
       spec: {
         serviceAccountName: c,
         automountServiceAccountToken: false,
         restartPolicy: 'OnFailure',
-        securityContext: podSecurityContext(p.uid),
-        ...podPlacement(p.pod, p.imagePullSecrets),
+        securityContext: core.podSecurityContext(p.uid),
+        ...core.podPlacement(p.pod, p.imagePullSecrets),
         containers: [
           {
             name: 'reconfigure',
@@ -391,20 +388,25 @@ export function reconfigureJob(scope: Construct, p: ReconfigureJobProps): { name
               requests: { cpu: k8s.Quantity.fromString('10m'), memory: k8s.Quantity.fromString('32Mi') },
               limits: { cpu: k8s.Quantity.fromString('200m'), memory: k8s.Quantity.fromString('64Mi') },
             },
-            securityContext: containerSecurityContext(),
+            securityContext: core.containerSecurityContext(),
             volumeMounts: [
               { name: 'config', mountPath: p.configDir, readOnly: true },
               { name: 'tmp', mountPath: '/tmp' },
             ],
           },
         ],
-        volumes: [{ name: 'config', configMap: { name: p.configMap, defaultMode: 0o444 } }, emptyDir('tmp', '16Mi')],
+        volumes: [
+          { name: 'config', configMap: { name: p.configMap, defaultMode: 0o444 } },
+          core.emptyDir('tmp', '16Mi'),
+        ],
       },
     },
   };
-  const name = jobNameFor(c, spec, [p.desired, p.script]);
+  const name = core.jobNameFor(c, spec, [p.desired, p.script]);
   new k8s.KubeJob(scope, 'reconfigure-job', {
-    metadata: meta(scope, c, name, { annotations: { [RUNS_AFTER_ANNOTATION]: `StatefulSet/${p.statefulSet}` } }),
+    metadata: core.meta(scope, c, name, {
+      annotations: { [core.RUNS_AFTER_ANNOTATION]: `StatefulSet/${p.statefulSet}` },
+    }),
     spec,
   });
   return { name, component: c };

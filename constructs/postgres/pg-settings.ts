@@ -10,7 +10,7 @@
  * - `internal`: read-only, set when the cluster was created.
  */
 import settings from './pg15-settings.json';
-import { fail } from '../core/validate';
+import * as core from '../core';
 
 export type SettingContext =
   'internal' | 'postmaster' | 'sighup' | 'superuser-backend' | 'backend' | 'superuser' | 'user';
@@ -89,6 +89,6 @@ export function serverParameterProblem(name: string, value: unknown): string | u
 export function checkServerParameters(prop: string, parameters: Readonly<Record<string, string | number>>): void {
   for (const [name, value] of Object.entries(parameters)) {
     const problem = serverParameterProblem(name, value);
-    if (problem) fail(`${prop}.${name}`, value, problem);
+    if (problem) core.fail(`${prop}.${name}`, value, problem);
   }
 }

@@ -1,13 +1,4 @@
-/**
- * The Redis Cluster files that ship in the `redis-config` ConfigMap: redis.conf, the
- * node start script (re-resolves peers' hostnames in nodes.conf so a full restart on
- * new IPs re-forms the same cluster) and the idempotent cluster-create script.
- *
- * Pure functions of the environment config. The scripts are POSIX sh and read every
- * address, port, path and the password from environment variables, so the same bytes
- * run in the official `redis` image and on loopback (tools/runtime/launcher).
- */
-import { parseQuantity } from '../core/quantity';
+import * as core from '../core';
 
 /** Eviction policies a cache may use (`maxmemory-policy`). */
 export const MAXMEMORY_POLICIES = [
@@ -284,7 +275,7 @@ export function redisMemoryProblem(maxmemory: string, memoryLimit: string): stri
   if (!REDIS_SIZE.test(maxmemory) || parseRedisSize(maxmemory) <= 0) {
     return "must be a positive Redis size such as '256mb', '2gb' or '1GB' (k, kb, m, mb, g, gb; any case)";
   }
-  const limit = parseQuantity(memoryLimit);
+  const limit = core.parseQuantity(memoryLimit);
   const needed = parseRedisSize(maxmemory) * (1 + REDIS_FORK_COW_SHARE) + REDIS_REPLICATION_BUFFER_BYTES;
   if (!(needed > limit)) return undefined;
   const fitsMb = Math.floor((limit - REDIS_REPLICATION_BUFFER_BYTES) / (1 + REDIS_FORK_COW_SHARE) / 2 ** 20);

@@ -6,37 +6,7 @@
  */
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { GeneratedSecret } from '../core/generated-secret';
-import { meta, namespaceOf, selectorLabels, serviceHost } from '../core/labels';
-import {
-  dnsEgress,
-  networkPolicy,
-  podsOf,
-  PROMETHEUS_COMPONENT,
-  scrapeAnnotations,
-  type ServiceEndpoint,
-  tcpPorts,
-} from '../core/network';
-import {
-  containerSecurityContext,
-  emptyDir,
-  externalSecretsAnnotations,
-  podPlacement,
-  podSecurityContext,
-  topologySpread,
-  withPodOptions,
-} from '../core/pod';
-import { checkResources, type Resources, resourcesOf } from '../core/quantity';
-import { checkStorage, dataVolumeClaim, type StorageProps } from '../core/storage';
-import { checkImage, checkInt, checkName, checkNotEmpty, fail, withDefaults } from '../core/validate';
-import {
-  jobNameFor,
-  podDisruptionBudget,
-  serviceAccount,
-  type WorkloadProps,
-  workloadName,
-  type ScrapedProps,
-} from '../core/workload';
+import * as core from '../core';
 import {
   MAXMEMORY_POLICIES,
   REDIS_BUS_PORT_OFFSET,
@@ -65,11 +35,11 @@ export interface RedisClusterSettings extends Partial<RedisConfig> {
   /** Secret with `password`; generated in-cluster when absent. @default 'redis-password' */
   readonly passwordSecret?: string;
   /** Each node's volume (data and nodes.conf). @default 5Gi of the cluster's default class */
-  readonly storage?: StorageProps;
+  readonly storage?: core.StorageProps;
   /** Requests and limits of each node; maxmemory must fit under the memory limit. @default 250m/2560Mi requested, 1/3Gi limit */
-  readonly resources?: Resources;
+  readonly resources?: core.Resources;
   /** Requests and limits of the exporter (and the create Job). @default 10m/16Mi requested, 100m/32Mi limit */
-  readonly exporterResources?: Resources;
+  readonly exporterResources?: core.Resources;
 }
 
 /** Defaults of every Redis setting: 3 masters x (1 + 1 replica), 2gb each, production values. */
@@ -87,7 +57,7 @@ export const REDIS_CLUSTER_DEFAULTS: Required<RedisClusterSettings> = {
   exporterResources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } },
 };
 
-export interface RedisClusterProps extends RedisClusterSettings, WorkloadProps, ScrapedProps {
+export interface RedisClusterProps extends RedisClusterSettings, core.WorkloadProps, core.ScrapedProps {
   /**
    * Name of the StatefulSet and component label; prefixes the headless Service
    * (`<name>-headless`), the ConfigMap (`<name>-config`) and the create Job. Renaming
@@ -98,7 +68,7 @@ export interface RedisClusterProps extends RedisClusterSettings, WorkloadProps, 
   readonly clients: readonly kplus.k8s.NetworkPolicyPeer[];
 }
 
-export class RedisCluster extends Construct implements ServiceEndpoint {
+export class RedisCluster extends Construct implements core.ServiceEndpoint {
   /** Default component name. */
   static readonly COMPONENT = 'redis';
   /** Default component of the cluster-create Job's pods. */
@@ -122,42 +92,42 @@ export class RedisCluster extends Construct implements ServiceEndpoint {
 
   constructor(scope: Construct, id: string, props: RedisClusterProps) {
     super(scope, id);
-    const r = withDefaults(REDIS_CLUSTER_DEFAULTS, props);
+    const r = core.withDefaults(REDIS_CLUSTER_DEFAULTS, props);
     checkRedisSettings(r);
-    checkNotEmpty('clients', props.clients, "name the pods allowed to connect to Redis (e.g. [podsOf('api')])");
-    const name = workloadName(props.name, RedisCluster.COMPONENT);
+    core.checkNotEmpty('clients', props.clients, "name the pods allowed to connect to Redis (e.g. [podsOf('api')])");
+    const name = core.workloadName(props.name, RedisCluster.COMPONENT);
     const c = name;
     this.component = c;
     this.createComponent = `${name}-cluster-create`;
     this.statefulSetName = name;
     this.headlessServiceName = `${name}-headless`;
     this.configMapName = `${name}-config`;
-    this.host = serviceHost(this, this.headlessServiceName);
-    const ns = namespaceOf(this);
+    this.host = core.serviceHost(this, this.headlessServiceName);
+    const ns = core.namespaceOf(this);
     const nodes = redisNodeCount(r);
     this.passwordSecret = r.passwordSecret;
     this.seedHosts = Array.from({ length: nodes }, (_, i) =>
-      serviceHost(this, `${this.statefulSetName}-${i}.${this.headlessServiceName}`),
+      core.serviceHost(this, `${this.statefulSetName}-${i}.${this.headlessServiceName}`),
     );
     this.files = redisConfigFiles(r);
-    const placement = podPlacement(props.pod, props.imagePullSecrets);
+    const placement = core.podPlacement(props.pod, props.imagePullSecrets);
 
-    new GeneratedSecret(this, 'password', {
+    new core.GeneratedSecret(this, 'password', {
       dnsResolvers: props.dnsResolvers,
       secretName: r.passwordSecret,
       keys: ['password'],
       pod: props.pod,
       imagePullSecrets: props.imagePullSecrets,
     });
-    new k8s.KubeConfigMap(this, 'config', { metadata: meta(this, c, this.configMapName), data: this.files });
-    serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
+    new k8s.KubeConfigMap(this, 'config', { metadata: core.meta(this, c, this.configMapName), data: this.files });
+    core.serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
     new k8s.KubeService(this, 'headless', {
-      metadata: meta(this, c, this.headlessServiceName),
+      metadata: core.meta(this, c, this.headlessServiceName),
       spec: {
         clusterIp: 'None',
         // Nodes must find each other (and the create Job them) before the cluster, hence readiness, exists.
         publishNotReadyAddresses: true,
-        selector: selectorLabels(c),
+        selector: core.selectorLabels(c),
         ports: [
           { name: 'redis', port: REDIS_PORT, targetPort: k8s.IntOrString.fromString('redis') },
           { name: 'bus', port: REDIS_BUS_PORT, targetPort: k8s.IntOrString.fromString('bus') },
@@ -172,8 +142,8 @@ export class RedisCluster extends Construct implements ServiceEndpoint {
     const cliAuth: kplus.k8s.EnvVar = { ...password, name: 'REDISCLI_AUTH' };
     const cli = `redis-cli -h 127.0.0.1 -p ${REDIS_PORT} --no-auth-warning`;
     new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: meta(this, c, this.statefulSetName, {
-        annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets),
+      metadata: core.meta(this, c, this.statefulSetName, {
+        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets),
       }),
       spec: {
         replicas: nodes,
@@ -182,19 +152,19 @@ export class RedisCluster extends Construct implements ServiceEndpoint {
         podManagementPolicy: 'Parallel',
         updateStrategy: { type: 'RollingUpdate' },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
-        selector: { matchLabels: selectorLabels(c) },
-        template: withPodOptions(
+        selector: { matchLabels: core.selectorLabels(c) },
+        template: core.withPodOptions(
           {
             metadata: {
-              labels: { ...meta(this, c, c).labels },
-              annotations: scrapeAnnotations(REDIS_EXPORTER_PORT),
+              labels: { ...core.meta(this, c, c).labels },
+              annotations: core.scrapeAnnotations(REDIS_EXPORTER_PORT),
             },
             spec: {
               serviceAccountName: c,
               automountServiceAccountToken: false,
-              securityContext: podSecurityContext(REDIS_UID),
+              securityContext: core.podSecurityContext(REDIS_UID),
               terminationGracePeriodSeconds: 30,
-              topologySpreadConstraints: topologySpread(c),
+              topologySpreadConstraints: core.topologySpread(c),
               containers: [
                 {
                   name: 'redis',
@@ -219,8 +189,8 @@ export class RedisCluster extends Construct implements ServiceEndpoint {
                     password,
                     cliAuth,
                   ],
-                  resources: resourcesOf(r.resources),
-                  securityContext: containerSecurityContext(),
+                  resources: core.resourcesOf(r.resources),
+                  securityContext: core.containerSecurityContext(),
                   startupProbe: {
                     exec: { command: ['sh', '-c', `${cli} ping | grep -q PONG`] },
                     periodSeconds: 5,
@@ -255,15 +225,15 @@ export class RedisCluster extends Construct implements ServiceEndpoint {
                   image: r.exporterImage,
                   ports: [{ name: 'metrics', containerPort: REDIS_EXPORTER_PORT }],
                   env: [{ name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` }, password],
-                  resources: resourcesOf(r.exporterResources),
-                  securityContext: containerSecurityContext(),
+                  resources: core.resourcesOf(r.exporterResources),
+                  securityContext: core.containerSecurityContext(),
                   readinessProbe: { httpGet: { path: '/health', port: k8s.IntOrString.fromString('metrics') } },
                   livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 20 },
                 },
               ],
               volumes: [
                 { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
-                emptyDir('tmp', '16Mi', 'Memory'),
+                core.emptyDir('tmp', '16Mi', 'Memory'),
               ],
             },
           },
@@ -271,7 +241,7 @@ export class RedisCluster extends Construct implements ServiceEndpoint {
           props.pod,
           props.imagePullSecrets,
         ),
-        volumeClaimTemplates: [dataVolumeClaim(c, r.storage)],
+        volumeClaimTemplates: [core.dataVolumeClaim(c, r.storage)],
       },
     });
 
@@ -283,16 +253,16 @@ export class RedisCluster extends Construct implements ServiceEndpoint {
       { name: 'REDIS_WAIT_SECONDS', value: '600' },
       password,
     ];
-    serviceAccount(this, 'create-service-account', cc);
+    core.serviceAccount(this, 'create-service-account', cc);
     const jobSpec: kplus.k8s.JobSpec = {
       backoffLimit: 20,
       template: {
-        metadata: { labels: { ...meta(this, cc, cc).labels } },
+        metadata: { labels: { ...core.meta(this, cc, cc).labels } },
         spec: {
           serviceAccountName: cc,
           automountServiceAccountToken: false,
           restartPolicy: 'OnFailure',
-          securityContext: podSecurityContext(REDIS_UID),
+          securityContext: core.podSecurityContext(REDIS_UID),
           ...placement,
           containers: [
             {
@@ -300,8 +270,8 @@ export class RedisCluster extends Construct implements ServiceEndpoint {
               image: r.image,
               command: ['sh', `${CONFIG_DIR}/${REDIS_FILES.clusterCreate}`],
               env: jobEnv,
-              resources: resourcesOf(r.exporterResources),
-              securityContext: containerSecurityContext(),
+              resources: core.resourcesOf(r.exporterResources),
+              securityContext: core.containerSecurityContext(),
               volumeMounts: [{ name: 'config', mountPath: CONFIG_DIR, readOnly: true }],
             },
           ],
@@ -309,44 +279,50 @@ export class RedisCluster extends Construct implements ServiceEndpoint {
         },
       },
     };
-    this.createJobName = jobNameFor(cc, jobSpec, [this.files[REDIS_FILES.clusterCreate]]);
-    new k8s.KubeJob(this, 'create-job', { metadata: meta(this, cc, this.createJobName), spec: jobSpec });
-    networkPolicy(this, 'create-network-policy', cc, {
+    this.createJobName = core.jobNameFor(cc, jobSpec, [this.files[REDIS_FILES.clusterCreate]]);
+    new k8s.KubeJob(this, 'create-job', { metadata: core.meta(this, cc, this.createJobName), spec: jobSpec });
+    core.networkPolicy(this, 'create-network-policy', cc, {
       ingress: [],
-      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(c)], ports: tcpPorts(REDIS_PORT) }],
+      egress: [core.dnsEgress(props.dnsResolvers), { to: [core.podsOf(c)], ports: core.tcpPorts(REDIS_PORT) }],
     });
 
-    podDisruptionBudget(this, 'pdb', c, 1);
-    networkPolicy(this, 'network-policy', c, {
+    core.podDisruptionBudget(this, 'pdb', c, 1);
+    core.networkPolicy(this, 'network-policy', c, {
       ingress: [
-        { from: [podsOf(c)], ports: tcpPorts(REDIS_PORT, REDIS_BUS_PORT) },
-        { from: [...props.clients, podsOf(cc)], ports: tcpPorts(REDIS_PORT) },
-        { from: [...(props.scrapers ?? [podsOf(PROMETHEUS_COMPONENT)])], ports: tcpPorts(REDIS_EXPORTER_PORT) },
+        { from: [core.podsOf(c)], ports: core.tcpPorts(REDIS_PORT, REDIS_BUS_PORT) },
+        { from: [...props.clients, core.podsOf(cc)], ports: core.tcpPorts(REDIS_PORT) },
+        {
+          from: [...(props.scrapers ?? [core.podsOf(core.PROMETHEUS_COMPONENT)])],
+          ports: core.tcpPorts(REDIS_EXPORTER_PORT),
+        },
       ],
-      egress: [dnsEgress(props.dnsResolvers), { to: [podsOf(c)], ports: tcpPorts(REDIS_PORT, REDIS_BUS_PORT) }],
+      egress: [
+        core.dnsEgress(props.dnsResolvers),
+        { to: [core.podsOf(c)], ports: core.tcpPorts(REDIS_PORT, REDIS_BUS_PORT) },
+      ],
     });
   }
 }
 
 function checkRedisSettings(r: Required<RedisClusterSettings>): void {
-  checkImage('image', r.image);
-  checkImage('exporterImage', r.exporterImage);
+  core.checkImage('image', r.image);
+  core.checkImage('exporterImage', r.exporterImage);
   if (!(Number.isInteger(r.masters) && r.masters >= 3 && r.masters <= 50)) {
-    fail(
+    core.fail(
       'masters',
       r.masters,
       'must be an integer from 3 to 50: Redis Cluster needs a majority of masters to fail over',
     );
   }
-  checkInt('replicasPerMaster', r.replicasPerMaster, 0, 5);
+  core.checkInt('replicasPerMaster', r.replicasPerMaster, 0, 5);
   if (!MAXMEMORY_POLICIES.includes(r.maxmemoryPolicy)) {
-    fail('maxmemoryPolicy', r.maxmemoryPolicy, `must be one of ${MAXMEMORY_POLICIES.join(', ')}`);
+    core.fail('maxmemoryPolicy', r.maxmemoryPolicy, `must be one of ${MAXMEMORY_POLICIES.join(', ')}`);
   }
-  checkInt('nodeTimeoutMs', r.nodeTimeoutMs, 500, 60000);
-  checkName('passwordSecret', r.passwordSecret);
-  checkStorage('storage', r.storage);
-  checkResources('resources', r.resources);
-  checkResources('exporterResources', r.exporterResources);
+  core.checkInt('nodeTimeoutMs', r.nodeTimeoutMs, 500, 60000);
+  core.checkName('passwordSecret', r.passwordSecret);
+  core.checkStorage('storage', r.storage);
+  core.checkResources('resources', r.resources);
+  core.checkResources('exporterResources', r.exporterResources);
   const memory = redisMemoryProblem(r.maxmemory, r.resources.limits.memory);
-  if (memory) fail('maxmemory', r.maxmemory, memory);
+  if (memory) core.fail('maxmemory', r.maxmemory, memory);
 }

@@ -1,0 +1,14 @@
+/**
+ * The construct kit: the pod, network, storage, quantity and validation helpers every
+ * construct in this library is built from. Constructs import it whole
+ * (`import * as core from '../core'`), the way cdk8s code imports `kplus`.
+ */
+export * from './cron';
+export * from './generated-secret';
+export * from './labels';
+export * from './network';
+export * from './pod';
+export * from './quantity';
+export * from './storage';
+export * from './validate';
+export * from './workload';
