@@ -323,28 +323,19 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
     };
 
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: core.meta(this, c, name, {
-        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets),
-      }),
+      metadata: core.workloadMeta(this, c, name, props),
       spec: {
         // No `replicas`: the HPA owns the count; a fixed value would reset it on every apply.
         revisionHistoryLimit: 5,
         selector: { matchLabels: core.selectorLabels(c) },
-        strategy: {
-          type: 'RollingUpdate',
-          rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: k8s.IntOrString.fromString('25%') },
-        },
-        template: core.withPodOptions(
-          {
-            metadata: {
-              labels: core.meta(this, c, name).labels,
-              annotations: core.scrapeAnnotations(SERVICE_PORTS.metrics, SERVICE_PATHS.metrics),
-            },
-            spec: podSpec,
-          },
+        strategy: core.surgeRollout('25%'),
+        template: core.podTemplate(
+          this,
           c,
-          props.pod,
-          props.imagePullSecrets,
+          c,
+          props,
+          { annotations: core.scrapeAnnotations(SERVICE_PORTS.metrics, SERVICE_PATHS.metrics) },
+          podSpec,
         ),
       },
     });

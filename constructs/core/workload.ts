@@ -2,8 +2,8 @@
 import { createHash } from 'node:crypto';
 import * as kplus from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
-import { meta, selectorLabels } from './labels';
-import type { PodOptions } from './pod';
+import { meta, selectorLabels, standardLabels } from './labels';
+import { externalSecretsAnnotations, type PodOptions, withPodOptions } from './pod';
 import { checkInt, checkName, fail } from './validate';
 
 const k8s = kplus.k8s;
@@ -32,6 +32,48 @@ export function workloadName(name: string | undefined, fallback: string): string
   const resolved = name ?? fallback;
   checkName('name', resolved);
   return resolved;
+}
+
+/**
+ * Metadata of a workload object (Deployment, StatefulSet): common labels, and the
+ * Secrets its pods use that come from outside the output (`more`, then the pod block's).
+ */
+export function workloadMeta(
+  scope: Construct,
+  component: string,
+  name: string,
+  props: WorkloadProps,
+  more: readonly string[] = [],
+): kplus.k8s.ObjectMeta {
+  return meta(scope, component, name, {
+    annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets, more),
+  });
+}
+
+/**
+ * A workload's pod template: the common labels (plus `extra.labels`), `extra.annotations`,
+ * and the pod block of `props` merged in (`withPodOptions`; `mainContainer` gets the extra env and mounts).
+ */
+export function podTemplate(
+  scope: Construct,
+  component: string,
+  mainContainer: string,
+  props: WorkloadProps,
+  extra: { readonly annotations?: Record<string, string>; readonly labels?: Record<string, string> },
+  spec: kplus.k8s.PodSpec,
+): kplus.k8s.PodTemplateSpec {
+  const metadata = {
+    labels: { ...standardLabels(scope, component), ...extra.labels },
+    ...(extra.annotations ? { annotations: extra.annotations } : {}),
+  };
+  return withPodOptions({ metadata, spec }, mainContainer, props.pod, props.imagePullSecrets);
+}
+
+/** A Deployment rollout that never goes below the desired replicas: new pods first (`maxSurge`), then old ones go. */
+export function surgeRollout(maxSurge: number | string): kplus.k8s.DeploymentStrategy {
+  const surge =
+    typeof maxSurge === 'number' ? k8s.IntOrString.fromNumber(maxSurge) : k8s.IntOrString.fromString(maxSurge);
+  return { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: surge } };
 }
 
 /** Bounds and targets of a HorizontalPodAutoscaler. */

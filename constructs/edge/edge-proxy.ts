@@ -176,48 +176,41 @@ export class EdgeProxy extends Construct implements core.ServiceEndpoint {
 
     new k8s.KubeDeployment(this, 'deployment', {
       // The TLS certificate comes from outside the platform (cert-manager or kubectl).
-      metadata: core.meta(this, c, name, {
-        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets, tls ? [tls.secretName] : []),
-      }),
+      metadata: core.workloadMeta(this, c, name, props, tls ? [tls.secretName] : []),
       spec: {
         revisionHistoryLimit: 5,
         selector: { matchLabels: core.selectorLabels(c) },
-        strategy: {
-          type: 'RollingUpdate',
-          rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: k8s.IntOrString.fromNumber(1) },
-        },
-        template: core.withPodOptions(
+        strategy: core.surgeRollout(1),
+        template: core.podTemplate(
+          this,
+          c,
+          'nginx',
+          props,
           {
-            metadata: {
-              labels: core.meta(this, c, name).labels,
-              annotations: {
-                ...core.scrapeAnnotations(EDGE_PORTS.metrics),
-                // A changed nginx.conf or script rolls the pods (subPath mounts never see ConfigMap updates).
-                'fastnext.io/nginx-conf-sha256': createHash('sha256')
-                  .update(this.nginxConf)
-                  .update(this.certReloadScript ?? '')
-                  .digest('hex'),
-              },
-            },
-            spec: {
-              serviceAccountName: name,
-              automountServiceAccountToken: false,
-              // The cert-reload sidecar signals nginx's master: one process namespace for the pod.
-              ...(certReload ? { shareProcessNamespace: true } : {}),
-              securityContext: core.podSecurityContext(EDGE_UID),
-              terminationGracePeriodSeconds: 30,
-              topologySpreadConstraints: core.topologySpread(c),
-              containers: [nginx, exporter, ...(certReload ? [certReload] : [])],
-              volumes: [
-                { name: 'nginx-conf', configMap: { name: this.configMapName } },
-                core.emptyDir('scratch', '256Mi'),
-                ...(tls ? [{ name: 'tls', secret: { secretName: tls.secretName } }] : []),
-              ],
+            annotations: {
+              ...core.scrapeAnnotations(EDGE_PORTS.metrics),
+              // A changed nginx.conf or script rolls the pods (subPath mounts never see ConfigMap updates).
+              'fastnext.io/nginx-conf-sha256': createHash('sha256')
+                .update(this.nginxConf)
+                .update(this.certReloadScript ?? '')
+                .digest('hex'),
             },
           },
-          'nginx',
-          props.pod,
-          props.imagePullSecrets,
+          {
+            serviceAccountName: name,
+            automountServiceAccountToken: false,
+            // The cert-reload sidecar signals nginx's master: one process namespace for the pod.
+            ...(certReload ? { shareProcessNamespace: true } : {}),
+            securityContext: core.podSecurityContext(EDGE_UID),
+            terminationGracePeriodSeconds: 30,
+            topologySpreadConstraints: core.topologySpread(c),
+            containers: [nginx, exporter, ...(certReload ? [certReload] : [])],
+            volumes: [
+              { name: 'nginx-conf', configMap: { name: this.configMapName } },
+              core.emptyDir('scratch', '256Mi'),
+              ...(tls ? [{ name: 'tls', secret: { secretName: tls.secretName } }] : []),
+            ],
+          },
         ),
       },
     });

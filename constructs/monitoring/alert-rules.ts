@@ -37,6 +37,9 @@ import {
 } from './health-alerts';
 import { type MonitoredPlatform, RUNBOOK_URL } from './monitored';
 import { withLabelMatcher } from './promql';
+import { type AlertRule, alertRule } from './rule';
+
+export { type AlertRule, alertRule, type Severity } from './rule';
 
 /** app.kubernetes.io/name of the tiers the rules select on (Prometheus relabels it to `app`). */
 export const RULE_COMPONENTS = { api: 'api', edge: 'edge', redis: 'redis' } as const;
@@ -44,21 +47,6 @@ export const RULE_COMPONENTS = { api: 'api', edge: 'edge', redis: 'redis' } as c
 export interface RecordingRule {
   readonly record: string;
   readonly expr: string;
-}
-
-/**
- * How an alert is routed (constructs/monitoring/alerting.ts): `page` to the paging receiver,
- * `ticket` to the chat one, `none` only for the Watchdog (its own route, the dead man's switch).
- */
-export type Severity = 'page' | 'ticket' | 'none';
-
-/** An alert rule as written; `shippedRuleGroups` adds the runbook link (and, in operator mode, the namespace). */
-export interface AlertRule {
-  readonly alert: string;
-  readonly expr: string;
-  readonly for: string;
-  readonly labels: { readonly severity: Severity };
-  readonly annotations: { readonly summary: string; readonly description: string };
 }
 
 const M = SERVICE_METRICS;
@@ -115,14 +103,19 @@ const pct = (ratio: number) => `${+(ratio * 100).toFixed(2)} %`;
 /** Alert rules, thresholds from `config.monitoring.alerts`. */
 export function alertRules(config: MonitoredPlatform): AlertRule[] {
   const a = config.monitoring.alerts;
-  const rule = (
-    alert: string,
-    expr: string,
-    forDuration: string,
-    severity: 'page' | 'ticket',
-    summary: string,
-    description: string,
-  ): AlertRule => ({ alert, expr, for: forDuration, labels: { severity }, annotations: { summary, description } });
+  const rule = alertRule;
+  /** The tier has run at its HPA maximum for 15 minutes. */
+  const atMaxReplicas = (alert: string, tier: 'api' | 'edge', label: string, description: string) => {
+    const max = config[tier].autoscaling.maxReplicas;
+    return rule(
+      alert,
+      `count(up{app="${RULE_COMPONENTS[tier]}"}) >= ${max}`,
+      '15m',
+      'ticket',
+      `${label} at its HPA maximum (${max} pods)`,
+      description,
+    );
+  };
   const rules: AlertRule[] = [
     rule(
       'ApiErrorRatioHigh',
@@ -189,22 +182,13 @@ export function alertRules(config: MonitoredPlatform): AlertRule[] {
       '{{ $value | humanizePercentage }} of requests never reached the API: rate limiting (429) is the usual cause. ' +
         'stub_status has no status codes, so this is an upper bound of the 429 ratio.',
     ),
-    rule(
+    atMaxReplicas(
       'ApiAtMaxReplicas',
-      `count(up{app="${RULE_COMPONENTS.api}"}) >= ${config.api.autoscaling.maxReplicas}`,
-      '15m',
-      'ticket',
-      `API at its HPA maximum (${config.api.autoscaling.maxReplicas} pods)`,
+      'api',
+      'API',
       'The API has run at maxReplicas for 15 minutes: raise the bound or find the load.',
     ),
-    rule(
-      'EdgeAtMaxReplicas',
-      `count(up{app="${RULE_COMPONENTS.edge}"}) >= ${config.edge.autoscaling.maxReplicas}`,
-      '15m',
-      'ticket',
-      `Edge at its HPA maximum (${config.edge.autoscaling.maxReplicas} pods)`,
-      'nginx has run at maxReplicas for 15 minutes.',
-    ),
+    atMaxReplicas('EdgeAtMaxReplicas', 'edge', 'Edge', 'nginx has run at maxReplicas for 15 minutes.'),
     rule(
       'ContainerRestarting',
       'changes(process_start_time_seconds[30m]) >= 2 or changes(redis_start_time_seconds[30m]) >= 2',

@@ -155,9 +155,7 @@ export class Alertmanager extends Construct {
     const reloader = configReloaderContainer(a.reloaderImage, ALERTMANAGER_CONFIG_DIR, ALERTMANAGER_PORT);
 
     new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: core.meta(this, c, name, {
-        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets, [...secrets.keys()]),
-      }),
+      metadata: core.workloadMeta(this, c, name, props, [...secrets.keys()]),
       spec: {
         replicas: a.replicas,
         serviceName: headless,
@@ -166,46 +164,44 @@ export class Alertmanager extends Construct {
         podManagementPolicy: 'Parallel',
         updateStrategy: { type: 'RollingUpdate' },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
-        template: core.withPodOptions(
+        template: core.podTemplate(
+          this,
+          c,
+          'alertmanager',
+          props,
           {
-            metadata: {
-              labels: core.meta(this, c, name).labels,
-              annotations: {
-                ...core.scrapeAnnotations(ALERTMANAGER_PORT),
-                // Recorded for humans and rollouts; the sidecar reloads without a restart.
-                'fastnext.io/alertmanager-config-sha256': createHash('sha256').update(this.config).digest('hex'),
-              },
-            },
-            spec: {
-              serviceAccountName: name,
-              automountServiceAccountToken: false,
-              securityContext: core.podSecurityContext(ALERTMANAGER_UID),
-              terminationGracePeriodSeconds: 60,
-              topologySpreadConstraints: core.topologySpread(c),
-              containers: [alertmanager, reloader],
-              volumes: [
-                { name: 'config', secret: { secretName: this.configSecretName, defaultMode: 0o440 } },
-                {
-                  // Optional: a receiver whose Secret is not created yet fails its notifications
-                  // (AlertmanagerNotificationsFailing), it does not keep the pod from starting.
-                  name: 'receiver-secrets',
-                  projected: {
-                    defaultMode: 0o440,
-                    sources: [...secrets].map(([secretName, keys]) => ({
-                      secret: {
-                        name: secretName,
-                        optional: true,
-                        items: [...keys].sort().map((key) => ({ key, path: `${secretName}/${key}` })),
-                      },
-                    })),
-                  },
-                },
-              ],
+            annotations: {
+              ...core.scrapeAnnotations(ALERTMANAGER_PORT),
+              // Recorded for humans and rollouts; the sidecar reloads without a restart.
+              'fastnext.io/alertmanager-config-sha256': createHash('sha256').update(this.config).digest('hex'),
             },
           },
-          'alertmanager',
-          props.pod,
-          props.imagePullSecrets,
+          {
+            serviceAccountName: name,
+            automountServiceAccountToken: false,
+            securityContext: core.podSecurityContext(ALERTMANAGER_UID),
+            terminationGracePeriodSeconds: 60,
+            topologySpreadConstraints: core.topologySpread(c),
+            containers: [alertmanager, reloader],
+            volumes: [
+              { name: 'config', secret: { secretName: this.configSecretName, defaultMode: 0o440 } },
+              {
+                // Optional: a receiver whose Secret is not created yet fails its notifications
+                // (AlertmanagerNotificationsFailing), it does not keep the pod from starting.
+                name: 'receiver-secrets',
+                projected: {
+                  defaultMode: 0o440,
+                  sources: [...secrets].map(([secretName, keys]) => ({
+                    secret: {
+                      name: secretName,
+                      optional: true,
+                      items: [...keys].sort().map((key) => ({ key, path: `${secretName}/${key}` })),
+                    },
+                  })),
+                },
+              },
+            ],
+          },
         ),
         volumeClaimTemplates: [core.dataVolumeClaim(c, a.storage)],
       },

@@ -168,9 +168,7 @@ export class Grafana extends Construct {
     };
 
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: core.meta(this, c, name, {
-        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets),
-      }),
+      metadata: core.workloadMeta(this, c, name, props),
       spec: {
         // One replica: sessions and the sqlite db are per pod; dashboards come back from ConfigMaps on restart.
         replicas: 1,
@@ -178,47 +176,45 @@ export class Grafana extends Construct {
         selector: { matchLabels: core.selectorLabels(c) },
         // Recreate: two pods would be harmless, but one is all the quota this tier asks for.
         strategy: { type: 'Recreate' },
-        template: core.withPodOptions(
-          {
-            metadata: {
-              labels: core.meta(this, c, name).labels,
-              // Grafana reads provisioning only at start: a changed datasource or dashboard rolls the pod.
-              annotations: { 'fastnext.io/grafana-config-sha256': hash.digest('hex') },
-            },
-            spec: {
-              serviceAccountName: name,
-              automountServiceAccountToken: false,
-              securityContext: core.podSecurityContext(GRAFANA_UID),
-              topologySpreadConstraints: core.topologySpread(c),
-              containers: [grafana],
-              volumes: [
-                {
-                  name: 'provisioning',
-                  configMap: {
-                    name: `${name}-provisioning`,
-                    items: [
-                      { key: 'datasource-prometheus.yaml', path: 'datasources/prometheus.yaml' },
-                      { key: 'dashboards-provider.yaml', path: 'dashboards/fastnext.yaml' },
-                    ],
-                  },
-                },
-                {
-                  name: 'dashboards',
-                  projected: { sources: Object.values(maps).map((cm) => ({ configMap: { name: cm } })) },
-                },
-                {
-                  name: 'admin',
-                  secret: { secretName: this.adminSecret.secretName, defaultMode: 0o440 },
-                },
-                core.emptyDir('data', '1Gi'),
-                core.emptyDir('logs', '64Mi'),
-                core.emptyDir('tmp', '64Mi'),
-              ],
-            },
-          },
+        template: core.podTemplate(
+          this,
+          c,
           'grafana',
-          props.pod,
-          props.imagePullSecrets,
+          props,
+          {
+            // Grafana reads provisioning only at start: a changed datasource or dashboard rolls the pod.
+            annotations: { 'fastnext.io/grafana-config-sha256': hash.digest('hex') },
+          },
+          {
+            serviceAccountName: name,
+            automountServiceAccountToken: false,
+            securityContext: core.podSecurityContext(GRAFANA_UID),
+            topologySpreadConstraints: core.topologySpread(c),
+            containers: [grafana],
+            volumes: [
+              {
+                name: 'provisioning',
+                configMap: {
+                  name: `${name}-provisioning`,
+                  items: [
+                    { key: 'datasource-prometheus.yaml', path: 'datasources/prometheus.yaml' },
+                    { key: 'dashboards-provider.yaml', path: 'dashboards/fastnext.yaml' },
+                  ],
+                },
+              },
+              {
+                name: 'dashboards',
+                projected: { sources: Object.values(maps).map((cm) => ({ configMap: { name: cm } })) },
+              },
+              {
+                name: 'admin',
+                secret: { secretName: this.adminSecret.secretName, defaultMode: 0o440 },
+              },
+              core.emptyDir('data', '1Gi'),
+              core.emptyDir('logs', '64Mi'),
+              core.emptyDir('tmp', '64Mi'),
+            ],
+          },
         ),
       },
     });

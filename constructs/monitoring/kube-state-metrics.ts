@@ -99,29 +99,26 @@ export class KubeStateMetrics extends Construct {
       }),
     };
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: core.meta(this, c, name, {
-        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets),
-      }),
+      metadata: core.workloadMeta(this, c, name, props),
       spec: {
         // One replica: its series are rebuilt from the API on restart; two would double every series.
         replicas: 1,
         revisionHistoryLimit: 5,
         selector: { matchLabels: core.selectorLabels(c) },
-        template: core.withPodOptions(
-          {
-            metadata: { labels: core.meta(this, c, name).labels },
-            spec: {
-              serviceAccountName: sa.name,
-              // It reads the API: this pod mounts its ServiceAccount token.
-              automountServiceAccountToken: true,
-              securityContext: core.podSecurityContext(KUBE_STATE_METRICS_UID),
-              topologySpreadConstraints: core.topologySpread(c),
-              containers: [container],
-            },
-          },
+        template: core.podTemplate(
+          this,
+          c,
           'kube-state-metrics',
-          props.pod,
-          props.imagePullSecrets,
+          props,
+          {},
+          {
+            serviceAccountName: sa.name,
+            // It reads the API: this pod mounts its ServiceAccount token.
+            automountServiceAccountToken: true,
+            securityContext: core.podSecurityContext(KUBE_STATE_METRICS_UID),
+            topologySpreadConstraints: core.topologySpread(c),
+            containers: [container],
+          },
         ),
       },
     });

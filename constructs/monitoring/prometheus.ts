@@ -199,9 +199,7 @@ export class Prometheus extends Construct implements core.ServiceEndpoint {
     const reloader = configReloaderContainer(p.reloaderImage, PROMETHEUS_CONFIG_DIR, PROMETHEUS_PORT);
 
     new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: core.meta(this, c, name, {
-        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets),
-      }),
+      metadata: core.workloadMeta(this, c, name, props),
       spec: {
         replicas: 1,
         serviceName: `${name}-headless`,
@@ -209,32 +207,30 @@ export class Prometheus extends Construct implements core.ServiceEndpoint {
         podManagementPolicy: 'OrderedReady',
         updateStrategy: { type: 'RollingUpdate' },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
-        template: core.withPodOptions(
+        template: core.podTemplate(
+          this,
+          c,
+          'prometheus',
+          props,
           {
-            metadata: {
-              labels: core.meta(this, c, name).labels,
-              annotations: {
-                // Recorded for humans and rollouts; the sidecar reloads without a restart.
-                'fastnext.io/prometheus-config-sha256': createHash('sha256')
-                  .update(Object.values(this.files).join('\0'))
-                  .digest('hex'),
-              },
-            },
-            spec: {
-              serviceAccountName: name,
-              // Discovery reads the API: this pod alone mounts its ServiceAccount token.
-              automountServiceAccountToken: true,
-              securityContext: core.podSecurityContext(PROMETHEUS_UID),
-              terminationGracePeriodSeconds: 300,
-              topologySpreadConstraints: core.topologySpread(c),
-              containers: [prometheus, reloader],
-              // Prometheus writes only to /prometheus (the PVC): no emptyDir is needed.
-              volumes: [{ name: 'config', configMap: { name: this.configMapName } }],
+            annotations: {
+              // Recorded for humans and rollouts; the sidecar reloads without a restart.
+              'fastnext.io/prometheus-config-sha256': createHash('sha256')
+                .update(Object.values(this.files).join('\0'))
+                .digest('hex'),
             },
           },
-          'prometheus',
-          props.pod,
-          props.imagePullSecrets,
+          {
+            serviceAccountName: name,
+            // Discovery reads the API: this pod alone mounts its ServiceAccount token.
+            automountServiceAccountToken: true,
+            securityContext: core.podSecurityContext(PROMETHEUS_UID),
+            terminationGracePeriodSeconds: 300,
+            topologySpreadConstraints: core.topologySpread(c),
+            containers: [prometheus, reloader],
+            // Prometheus writes only to /prometheus (the PVC): no emptyDir is needed.
+            volumes: [{ name: 'config', configMap: { name: this.configMapName } }],
+          },
         ),
         volumeClaimTemplates: [core.dataVolumeClaim(c, p.storage)],
       },

@@ -3,8 +3,7 @@
  * shipped sidecar's version; proven by test/metrics-existence.test.ts). The admin database
  * `pgbouncer` is left out of every expression.
  */
-import type { AlertRule } from '../monitoring/alert-rules';
-import { alertRule } from '../postgres/patroni-alerts';
+import { type AlertRule, alertRule } from '../monitoring/rule';
 
 const POOLED = 'database!="pgbouncer"';
 

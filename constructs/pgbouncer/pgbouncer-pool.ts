@@ -172,104 +172,97 @@ export class PgBouncerPool extends Construct implements core.ServiceEndpoint {
     const tls = props.database.tls;
     const tlsMount = { name: 'tls', mountPath: PGBOUNCER_TLS_DIR, readOnly: true };
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: core.meta(this, c, c, {
-        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets),
-      }),
+      metadata: core.workloadMeta(this, c, c, props),
       spec: {
         replicas: p.replicas,
         selector: { matchLabels: core.selectorLabels(c) },
-        strategy: {
-          type: 'RollingUpdate',
-          rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: k8s.IntOrString.fromNumber(1) },
-        },
-        template: core.withPodOptions(
+        strategy: core.surgeRollout(1),
+        template: core.podTemplate(
+          this,
+          c,
+          'pgbouncer',
+          props,
           {
-            metadata: {
-              labels: core.meta(this, c, c).labels,
-              annotations: {
-                ...core.scrapeAnnotations(PGBOUNCER_EXPORTER_PORT),
-                // A changed pgbouncer.ini rolls the pods (PgBouncer reads it at start).
-                'fastnext.io/config-hash': hashOf(JSON.stringify(this.files)),
-              },
-            },
-            spec: {
-              serviceAccountName: c,
-              automountServiceAccountToken: false,
-              securityContext: core.podSecurityContext(PGBOUNCER_UID),
-              terminationGracePeriodSeconds: 40,
-              topologySpreadConstraints: core.topologySpread(c),
-              containers: [
-                {
-                  name: 'pgbouncer',
-                  image: p.image,
-                  command: ['sh', `${CONFIG_DIR}/${PGBOUNCER_FILES.start}`],
-                  ports: [{ name: 'pgbouncer', containerPort: PGBOUNCER_PORT }],
-                  env: [
-                    { name: 'PGBOUNCER_CONFIG_DIR', value: CONFIG_DIR },
-                    {
-                      name: 'PGBOUNCER_PASSWORD',
-                      valueFrom: {
-                        secretKeyRef: {
-                          name: props.database.credentialsSecret,
-                          key: props.database.passwordKey ?? 'password',
-                        },
-                      },
-                    },
-                    ...(tls
-                      ? [
-                          { name: 'PGBOUNCER_TLS_DIR', value: PGBOUNCER_TLS_DIR },
-                          { name: 'TLS_RELOAD_INTERVAL_SECONDS', value: '30' },
-                        ]
-                      : []),
-                  ],
-                  resources: core.resourcesOf(p.resources),
-                  securityContext: core.containerSecurityContext(),
-                  readinessProbe: tcp('pgbouncer', { periodSeconds: 2, failureThreshold: 2 }),
-                  // The process itself: a PgBouncer that cannot reach PostgreSQL must not be restarted for it.
-                  livenessProbe: {
-                    exec: { command: ['sh', '-c', 'kill -0 1'] },
-                    periodSeconds: 10,
-                    failureThreshold: 3,
-                  },
-                  // SIGINT = PgBouncer's safe shutdown: wait for in-flight transactions, then exit.
-                  lifecycle: { preStop: { exec: { command: ['sh', '-c', 'sleep 5; kill -INT 1'] } } },
-                  volumeMounts: [
-                    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
-                    runMount,
-                    ...(tls ? [tlsMount] : []),
-                  ],
-                },
-                {
-                  name: 'exporter',
-                  image: p.exporterImage,
-                  args: pgbouncerExporterArgs(
-                    { host: '127.0.0.1', port: PGBOUNCER_PORT },
-                    `:${PGBOUNCER_EXPORTER_PORT}`,
-                    tls ? `${PGBOUNCER_TLS_DIR}/ca.crt` : undefined,
-                  ),
-                  ports: [{ name: 'metrics', containerPort: PGBOUNCER_EXPORTER_PORT }],
-                  // The stats user's password, made per pod by the PgBouncer entry point.
-                  env: [{ name: 'PGPASSFILE', value: `${PGBOUNCER_RUN_DIR}/stats.pgpass` }],
-                  resources: core.resourcesOf(p.exporterResources),
-                  securityContext: core.containerSecurityContext(),
-                  readinessProbe: {
-                    httpGet: { path: '/metrics', port: k8s.IntOrString.fromString('metrics') },
-                    periodSeconds: 15,
-                  },
-                  livenessProbe: tcp('metrics', { periodSeconds: 20 }),
-                  volumeMounts: [{ ...runMount, readOnly: true }, ...(tls ? [tlsMount] : [])],
-                },
-              ],
-              volumes: [
-                { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
-                core.emptyDir('run', '1Mi', 'Memory'),
-                ...(tls ? [{ name: 'tls', secret: { secretName: tls.secretName, defaultMode: 0o440 } }] : []),
-              ],
+            annotations: {
+              ...core.scrapeAnnotations(PGBOUNCER_EXPORTER_PORT),
+              // A changed pgbouncer.ini rolls the pods (PgBouncer reads it at start).
+              'fastnext.io/config-hash': hashOf(JSON.stringify(this.files)),
             },
           },
-          'pgbouncer',
-          props.pod,
-          props.imagePullSecrets,
+          {
+            serviceAccountName: c,
+            automountServiceAccountToken: false,
+            securityContext: core.podSecurityContext(PGBOUNCER_UID),
+            terminationGracePeriodSeconds: 40,
+            topologySpreadConstraints: core.topologySpread(c),
+            containers: [
+              {
+                name: 'pgbouncer',
+                image: p.image,
+                command: ['sh', `${CONFIG_DIR}/${PGBOUNCER_FILES.start}`],
+                ports: [{ name: 'pgbouncer', containerPort: PGBOUNCER_PORT }],
+                env: [
+                  { name: 'PGBOUNCER_CONFIG_DIR', value: CONFIG_DIR },
+                  {
+                    name: 'PGBOUNCER_PASSWORD',
+                    valueFrom: {
+                      secretKeyRef: {
+                        name: props.database.credentialsSecret,
+                        key: props.database.passwordKey ?? 'password',
+                      },
+                    },
+                  },
+                  ...(tls
+                    ? [
+                        { name: 'PGBOUNCER_TLS_DIR', value: PGBOUNCER_TLS_DIR },
+                        { name: 'TLS_RELOAD_INTERVAL_SECONDS', value: '30' },
+                      ]
+                    : []),
+                ],
+                resources: core.resourcesOf(p.resources),
+                securityContext: core.containerSecurityContext(),
+                readinessProbe: tcp('pgbouncer', { periodSeconds: 2, failureThreshold: 2 }),
+                // The process itself: a PgBouncer that cannot reach PostgreSQL must not be restarted for it.
+                livenessProbe: {
+                  exec: { command: ['sh', '-c', 'kill -0 1'] },
+                  periodSeconds: 10,
+                  failureThreshold: 3,
+                },
+                // SIGINT = PgBouncer's safe shutdown: wait for in-flight transactions, then exit.
+                lifecycle: { preStop: { exec: { command: ['sh', '-c', 'sleep 5; kill -INT 1'] } } },
+                volumeMounts: [
+                  { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                  runMount,
+                  ...(tls ? [tlsMount] : []),
+                ],
+              },
+              {
+                name: 'exporter',
+                image: p.exporterImage,
+                args: pgbouncerExporterArgs(
+                  { host: '127.0.0.1', port: PGBOUNCER_PORT },
+                  `:${PGBOUNCER_EXPORTER_PORT}`,
+                  tls ? `${PGBOUNCER_TLS_DIR}/ca.crt` : undefined,
+                ),
+                ports: [{ name: 'metrics', containerPort: PGBOUNCER_EXPORTER_PORT }],
+                // The stats user's password, made per pod by the PgBouncer entry point.
+                env: [{ name: 'PGPASSFILE', value: `${PGBOUNCER_RUN_DIR}/stats.pgpass` }],
+                resources: core.resourcesOf(p.exporterResources),
+                securityContext: core.containerSecurityContext(),
+                readinessProbe: {
+                  httpGet: { path: '/metrics', port: k8s.IntOrString.fromString('metrics') },
+                  periodSeconds: 15,
+                },
+                livenessProbe: tcp('metrics', { periodSeconds: 20 }),
+                volumeMounts: [{ ...runMount, readOnly: true }, ...(tls ? [tlsMount] : [])],
+              },
+            ],
+            volumes: [
+              { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
+              core.emptyDir('run', '1Mi', 'Memory'),
+              ...(tls ? [{ name: 'tls', secret: { secretName: tls.secretName, defaultMode: 0o440 } }] : []),
+            ],
+          },
         ),
       },
     });

@@ -6,8 +6,7 @@
  * test/metrics-existence.test.ts and test/backup.test.ts. Runbook: docs/backup-restore.md.
  */
 import { type PanelSpec, timeseries } from '../monitoring/dashboards/panels';
-import type { AlertRule } from '../monitoring/alert-rules';
-import { alertRule } from './patroni-alerts';
+import { type AlertRule, alertRule } from '../monitoring/rule';
 import { BACKUP_DEFAULTS, backupEnabled, type BackupProps, scheduleIntervalSeconds } from './backup-settings';
 import { BACKUP_METRICS } from './pgbackrest-files';
 

@@ -5,24 +5,7 @@
  * measurement (PostgresReplicationLagHigh) and streaming is pg_stat_replication's
  * (PostgresReplicaMissing).
  */
-import type { AlertRule } from '../monitoring/alert-rules';
-
-type Rule = (
-  alert: string,
-  expr: string,
-  forDuration: string,
-  severity: 'page' | 'ticket',
-  summary: string,
-  description: string,
-) => AlertRule;
-
-export const alertRule: Rule = (alert, expr, forDuration, severity, summary, description) => ({
-  alert,
-  expr,
-  for: forDuration,
-  labels: { severity },
-  annotations: { summary, description },
-});
+import { type AlertRule, alertRule } from '../monitoring/rule';
 
 /** @param members the StatefulSet's members (1 + replicas). */
 export function patroniAlertRules(members: number): AlertRule[] {

@@ -699,119 +699,115 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
         updateStrategy: { type: 'RollingUpdate' },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
         selector: { matchLabels: memberLabels },
-        template: core.withPodOptions(
-          {
-            metadata: {
-              labels: { ...core.meta(this, c, name).labels, ...memberLabels },
-              annotations: core.scrapeAnnotations(POSTGRES_EXPORTER_PORT),
-            },
-            spec: {
-              serviceAccountName: c,
-              // Patroni talks to the API server (its DCS): the one pod of the topology that needs a token.
-              automountServiceAccountToken: true,
-              securityContext: core.podSecurityContext(POSTGRES_UID),
-              // Patroni's fast shutdown hands leadership over first; a checkpoint on a busy leader can take longer.
-              terminationGracePeriodSeconds: 120,
-              topologySpreadConstraints: core.topologySpread(c),
-              containers: [
-                {
-                  name: 'patroni',
-                  image: p.image,
-                  command: ['patroni', `${CONFIG_DIR}/${PATRONI_FILES.patroni}`],
-                  ports: [
-                    { name: 'postgres', containerPort: POSTGRES_PORT },
-                    { name: 'patroni', containerPort: PATRONI_API_PORT },
-                  ],
-                  env: [
-                    field('PATRONI_NAME', 'metadata.name'),
-                    field('PATRONI_KUBERNETES_POD_IP', 'status.podIP'),
-                    {
-                      name: 'PATRONI_POSTGRESQL_CONNECT_ADDRESS',
-                      value: `$(PATRONI_KUBERNETES_POD_IP):${POSTGRES_PORT}`,
-                    },
-                    {
-                      name: 'PATRONI_RESTAPI_CONNECT_ADDRESS',
-                      value: `$(PATRONI_KUBERNETES_POD_IP):${PATRONI_API_PORT}`,
-                    },
-                    secretEnv('PATRONI_SUPERUSER_PASSWORD', creds.keys.superuserPassword),
-                    secretEnv('PATRONI_REPLICATION_PASSWORD', creds.keys.replicationPassword),
-                    // The rewind role shares the replication password: a new Secret key would be missing
-                    // from Secrets generated before it (they are never regenerated).
-                    secretEnv('PATRONI_REWIND_PASSWORD', creds.keys.replicationPassword),
-                    // Inputs of post-bootstrap.sh.
-                    { name: 'POSTGRES_USER', value: this.user },
-                    { name: 'POSTGRES_DB', value: this.database },
-                    secretEnv('POSTGRES_PASSWORD', creds.keys.password),
-                    exporterPassword('POSTGRES_EXPORTER_PASSWORD'),
-                    { name: 'TMPDIR', value: '/tmp' },
-                    ...backupEnv,
-                  ],
-                  resources: core.resourcesOf(p.resources),
-                  securityContext: core.containerSecurityContext(),
-                  // initdb, or a base backup of a large database, before the first answer.
-                  startupProbe: patroniProbe('/liveness', { periodSeconds: 10, failureThreshold: 360 }),
-                  // Ready = PostgreSQL running under Patroni; the Services' role selectors do the rest.
-                  readinessProbe: patroniProbe('/readiness', { periodSeconds: 2, failureThreshold: 2 }),
-                  // Patroni's own heartbeat (its HA loop ran within ttl), not PostgreSQL's; and a replica
-                  // left on an older timeline than the leader's (diverged) fails it: the restart rewinds it.
-                  livenessProbe: {
-                    exec: {
-                      command: [
-                        'python3',
-                        `${CONFIG_DIR}/${PATRONI_FILES.liveness}`,
-                        `http://127.0.0.1:${PATRONI_API_PORT}`,
-                      ],
-                    },
-                    timeoutSeconds: 10,
-                    periodSeconds: 10,
-                    failureThreshold: 6,
-                  },
-                  volumeMounts: [
-                    { name: 'data', mountPath: DATA_MOUNT },
-                    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
-                    { name: 'run', mountPath: SOCKET_DIR },
-                    { name: 'tmp', mountPath: '/tmp' },
-                    { name: 'shm', mountPath: '/dev/shm' },
-                    ...backupMounts,
-                    ...(tlsOn ? [tlsMount] : []),
-                  ],
-                },
-                exporter,
-                ...tlsReload,
-              ],
-              volumes: [
-                { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
-                ...(repository
-                  ? [
-                      {
-                        name: 'exporter-config',
-                        configMap: {
-                          name: this.configMapName,
-                          items: [{ key: PGBACKREST_FILES.exporterQueries, path: PGBACKREST_FILES.exporterQueries }],
-                          defaultMode: 0o444,
-                        },
-                      },
-                    ]
-                  : []),
-                ...backupVolumes,
-                ...(this.tls
-                  ? [
-                      {
-                        name: 'tls',
-                        // Owned by root, group fsGroup: PostgreSQL accepts a root-owned key up to 0640.
-                        secret: { secretName: this.tls.secretName, defaultMode: 0o440 },
-                      },
-                    ]
-                  : []),
-                core.emptyDir('run', '16Mi'),
-                core.emptyDir('tmp', '256Mi'),
-                core.emptyDir('shm', '256Mi', 'Memory'),
-              ],
-            },
-          },
+        template: core.podTemplate(
+          this,
+          c,
           'patroni',
-          props.pod,
-          props.imagePullSecrets,
+          props,
+          { annotations: core.scrapeAnnotations(POSTGRES_EXPORTER_PORT), labels: { ...memberLabels } },
+          {
+            serviceAccountName: c,
+            // Patroni talks to the API server (its DCS): the one pod of the topology that needs a token.
+            automountServiceAccountToken: true,
+            securityContext: core.podSecurityContext(POSTGRES_UID),
+            // Patroni's fast shutdown hands leadership over first; a checkpoint on a busy leader can take longer.
+            terminationGracePeriodSeconds: 120,
+            topologySpreadConstraints: core.topologySpread(c),
+            containers: [
+              {
+                name: 'patroni',
+                image: p.image,
+                command: ['patroni', `${CONFIG_DIR}/${PATRONI_FILES.patroni}`],
+                ports: [
+                  { name: 'postgres', containerPort: POSTGRES_PORT },
+                  { name: 'patroni', containerPort: PATRONI_API_PORT },
+                ],
+                env: [
+                  field('PATRONI_NAME', 'metadata.name'),
+                  field('PATRONI_KUBERNETES_POD_IP', 'status.podIP'),
+                  {
+                    name: 'PATRONI_POSTGRESQL_CONNECT_ADDRESS',
+                    value: `$(PATRONI_KUBERNETES_POD_IP):${POSTGRES_PORT}`,
+                  },
+                  {
+                    name: 'PATRONI_RESTAPI_CONNECT_ADDRESS',
+                    value: `$(PATRONI_KUBERNETES_POD_IP):${PATRONI_API_PORT}`,
+                  },
+                  secretEnv('PATRONI_SUPERUSER_PASSWORD', creds.keys.superuserPassword),
+                  secretEnv('PATRONI_REPLICATION_PASSWORD', creds.keys.replicationPassword),
+                  // The rewind role shares the replication password: a new Secret key would be missing
+                  // from Secrets generated before it (they are never regenerated).
+                  secretEnv('PATRONI_REWIND_PASSWORD', creds.keys.replicationPassword),
+                  // Inputs of post-bootstrap.sh.
+                  { name: 'POSTGRES_USER', value: this.user },
+                  { name: 'POSTGRES_DB', value: this.database },
+                  secretEnv('POSTGRES_PASSWORD', creds.keys.password),
+                  exporterPassword('POSTGRES_EXPORTER_PASSWORD'),
+                  { name: 'TMPDIR', value: '/tmp' },
+                  ...backupEnv,
+                ],
+                resources: core.resourcesOf(p.resources),
+                securityContext: core.containerSecurityContext(),
+                // initdb, or a base backup of a large database, before the first answer.
+                startupProbe: patroniProbe('/liveness', { periodSeconds: 10, failureThreshold: 360 }),
+                // Ready = PostgreSQL running under Patroni; the Services' role selectors do the rest.
+                readinessProbe: patroniProbe('/readiness', { periodSeconds: 2, failureThreshold: 2 }),
+                // Patroni's own heartbeat (its HA loop ran within ttl), not PostgreSQL's; and a replica
+                // left on an older timeline than the leader's (diverged) fails it: the restart rewinds it.
+                livenessProbe: {
+                  exec: {
+                    command: [
+                      'python3',
+                      `${CONFIG_DIR}/${PATRONI_FILES.liveness}`,
+                      `http://127.0.0.1:${PATRONI_API_PORT}`,
+                    ],
+                  },
+                  timeoutSeconds: 10,
+                  periodSeconds: 10,
+                  failureThreshold: 6,
+                },
+                volumeMounts: [
+                  { name: 'data', mountPath: DATA_MOUNT },
+                  { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                  { name: 'run', mountPath: SOCKET_DIR },
+                  { name: 'tmp', mountPath: '/tmp' },
+                  { name: 'shm', mountPath: '/dev/shm' },
+                  ...backupMounts,
+                  ...(tlsOn ? [tlsMount] : []),
+                ],
+              },
+              exporter,
+              ...tlsReload,
+            ],
+            volumes: [
+              { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
+              ...(repository
+                ? [
+                    {
+                      name: 'exporter-config',
+                      configMap: {
+                        name: this.configMapName,
+                        items: [{ key: PGBACKREST_FILES.exporterQueries, path: PGBACKREST_FILES.exporterQueries }],
+                        defaultMode: 0o444,
+                      },
+                    },
+                  ]
+                : []),
+              ...backupVolumes,
+              ...(this.tls
+                ? [
+                    {
+                      name: 'tls',
+                      // Owned by root, group fsGroup: PostgreSQL accepts a root-owned key up to 0640.
+                      secret: { secretName: this.tls.secretName, defaultMode: 0o440 },
+                    },
+                  ]
+                : []),
+              core.emptyDir('run', '16Mi'),
+              core.emptyDir('tmp', '256Mi'),
+              core.emptyDir('shm', '256Mi', 'Memory'),
+            ],
+          },
         ),
         volumeClaimTemplates: [core.dataVolumeClaim(c, p.storage)],
       },

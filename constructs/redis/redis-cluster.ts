@@ -142,9 +142,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
     const cliAuth: kplus.k8s.EnvVar = { ...password, name: 'REDISCLI_AUTH' };
     const cli = `redis-cli -h 127.0.0.1 -p ${REDIS_PORT} --no-auth-warning`;
     new k8s.KubeStatefulSet(this, 'statefulset', {
-      metadata: core.meta(this, c, this.statefulSetName, {
-        annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets),
-      }),
+      metadata: core.workloadMeta(this, c, this.statefulSetName, props),
       spec: {
         replicas: nodes,
         serviceName: this.headlessServiceName,
@@ -153,93 +151,89 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
         updateStrategy: { type: 'RollingUpdate' },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
         selector: { matchLabels: core.selectorLabels(c) },
-        template: core.withPodOptions(
-          {
-            metadata: {
-              labels: { ...core.meta(this, c, c).labels },
-              annotations: core.scrapeAnnotations(REDIS_EXPORTER_PORT),
-            },
-            spec: {
-              serviceAccountName: c,
-              automountServiceAccountToken: false,
-              securityContext: core.podSecurityContext(REDIS_UID),
-              terminationGracePeriodSeconds: 30,
-              topologySpreadConstraints: core.topologySpread(c),
-              containers: [
-                {
-                  name: 'redis',
-                  image: r.image,
-                  command: ['sh', `${CONFIG_DIR}/${REDIS_FILES.start}`],
-                  ports: [
-                    { name: 'redis', containerPort: REDIS_PORT },
-                    { name: 'bus', containerPort: REDIS_BUS_PORT },
-                  ],
-                  env: [
-                    { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-                    { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
-                    {
-                      name: 'REDIS_HOSTNAME',
-                      value: `$(POD_NAME).${this.headlessServiceName}.${ns}.svc.cluster.local`,
-                    },
-                    { name: 'REDIS_ANNOUNCE_IP', value: '$(POD_IP)' },
-                    { name: 'REDIS_PORT', value: String(REDIS_PORT) },
-                    { name: 'REDIS_DATA_DIR', value: '/data' },
-                    { name: 'REDIS_CONFIG_DIR', value: CONFIG_DIR },
-                    { name: 'TMPDIR', value: '/tmp' },
-                    password,
-                    cliAuth,
-                  ],
-                  resources: core.resourcesOf(r.resources),
-                  securityContext: core.containerSecurityContext(),
-                  startupProbe: {
-                    exec: { command: ['sh', '-c', `${cli} ping | grep -q PONG`] },
-                    periodSeconds: 5,
-                    failureThreshold: 120, // loading a large AOF
-                  },
-                  // Ready = answers and the cluster it belongs to is ok (all slots served).
-                  readinessProbe: {
-                    exec: {
-                      command: [
-                        'sh',
-                        '-c',
-                        `${cli} ping | grep -q PONG && ${cli} cluster info | grep -q '^cluster_state:ok'`,
-                      ],
-                    },
-                    periodSeconds: 5,
-                    timeoutSeconds: 5,
-                  },
-                  livenessProbe: {
-                    exec: { command: ['sh', '-c', `${cli} ping | grep -Eq 'PONG|LOADING'`] },
-                    periodSeconds: 15,
-                    timeoutSeconds: 5,
-                    failureThreshold: 4,
-                  },
-                  volumeMounts: [
-                    { name: 'data', mountPath: '/data' },
-                    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
-                    { name: 'tmp', mountPath: '/tmp' },
-                  ],
-                },
-                {
-                  name: 'exporter',
-                  image: r.exporterImage,
-                  ports: [{ name: 'metrics', containerPort: REDIS_EXPORTER_PORT }],
-                  env: [{ name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` }, password],
-                  resources: core.resourcesOf(r.exporterResources),
-                  securityContext: core.containerSecurityContext(),
-                  readinessProbe: { httpGet: { path: '/health', port: k8s.IntOrString.fromString('metrics') } },
-                  livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 20 },
-                },
-              ],
-              volumes: [
-                { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
-                core.emptyDir('tmp', '16Mi', 'Memory'),
-              ],
-            },
-          },
+        template: core.podTemplate(
+          this,
+          c,
           'redis',
-          props.pod,
-          props.imagePullSecrets,
+          props,
+          { annotations: core.scrapeAnnotations(REDIS_EXPORTER_PORT) },
+          {
+            serviceAccountName: c,
+            automountServiceAccountToken: false,
+            securityContext: core.podSecurityContext(REDIS_UID),
+            terminationGracePeriodSeconds: 30,
+            topologySpreadConstraints: core.topologySpread(c),
+            containers: [
+              {
+                name: 'redis',
+                image: r.image,
+                command: ['sh', `${CONFIG_DIR}/${REDIS_FILES.start}`],
+                ports: [
+                  { name: 'redis', containerPort: REDIS_PORT },
+                  { name: 'bus', containerPort: REDIS_BUS_PORT },
+                ],
+                env: [
+                  { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                  { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+                  {
+                    name: 'REDIS_HOSTNAME',
+                    value: `$(POD_NAME).${this.headlessServiceName}.${ns}.svc.cluster.local`,
+                  },
+                  { name: 'REDIS_ANNOUNCE_IP', value: '$(POD_IP)' },
+                  { name: 'REDIS_PORT', value: String(REDIS_PORT) },
+                  { name: 'REDIS_DATA_DIR', value: '/data' },
+                  { name: 'REDIS_CONFIG_DIR', value: CONFIG_DIR },
+                  { name: 'TMPDIR', value: '/tmp' },
+                  password,
+                  cliAuth,
+                ],
+                resources: core.resourcesOf(r.resources),
+                securityContext: core.containerSecurityContext(),
+                startupProbe: {
+                  exec: { command: ['sh', '-c', `${cli} ping | grep -q PONG`] },
+                  periodSeconds: 5,
+                  failureThreshold: 120, // loading a large AOF
+                },
+                // Ready = answers and the cluster it belongs to is ok (all slots served).
+                readinessProbe: {
+                  exec: {
+                    command: [
+                      'sh',
+                      '-c',
+                      `${cli} ping | grep -q PONG && ${cli} cluster info | grep -q '^cluster_state:ok'`,
+                    ],
+                  },
+                  periodSeconds: 5,
+                  timeoutSeconds: 5,
+                },
+                livenessProbe: {
+                  exec: { command: ['sh', '-c', `${cli} ping | grep -Eq 'PONG|LOADING'`] },
+                  periodSeconds: 15,
+                  timeoutSeconds: 5,
+                  failureThreshold: 4,
+                },
+                volumeMounts: [
+                  { name: 'data', mountPath: '/data' },
+                  { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                  { name: 'tmp', mountPath: '/tmp' },
+                ],
+              },
+              {
+                name: 'exporter',
+                image: r.exporterImage,
+                ports: [{ name: 'metrics', containerPort: REDIS_EXPORTER_PORT }],
+                env: [{ name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` }, password],
+                resources: core.resourcesOf(r.exporterResources),
+                securityContext: core.containerSecurityContext(),
+                readinessProbe: { httpGet: { path: '/health', port: k8s.IntOrString.fromString('metrics') } },
+                livenessProbe: { tcpSocket: { port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 20 },
+              },
+            ],
+            volumes: [
+              { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
+              core.emptyDir('tmp', '16Mi', 'Memory'),
+            ],
+          },
         ),
         volumeClaimTemplates: [core.dataVolumeClaim(c, r.storage)],
       },
