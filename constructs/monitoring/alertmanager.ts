@@ -12,7 +12,7 @@ import * as core from '../core';
 import { ALERTMANAGER_SECRETS_DIR, type AlertingProps, checkAlerting, receiverPorts, receiverSecret } from './alerting';
 import { renderAlertmanagerConfig } from './alertmanager-config';
 import { type Inhibition, WATCHDOG } from './health-alerts';
-import { configReloaderContainer } from './config-reloader';
+import { CONFIG_RELOADER_IMAGE, configReloaderContainer, type ConfigReloaderSettings } from './config-reloader';
 
 const k8s = kplus.k8s;
 
@@ -26,11 +26,9 @@ export const ALERTMANAGER_CONFIG_DIR = '/etc/alertmanager/config';
 export const ALERTMANAGER_CONFIG_FILE = 'alertmanager.yml';
 
 /** The settings of Alertmanager that have defaults (what an environment may override). */
-export interface AlertmanagerSettings {
+export interface AlertmanagerSettings extends ConfigReloaderSettings {
   /** Alertmanager image, pinned. @default 'prom/alertmanager:v0.28.1' */
   readonly image?: string;
-  /** configmap-reload image, pinned. @default 'ghcr.io/jimmidyson/configmap-reload:v0.13.1' */
-  readonly reloaderImage?: string;
   /** Replicas, clustered over the mesh port; 2 or more survive a node loss. @default 2 */
   readonly replicas?: number;
   /** Silences and the notification log. @default 1Gi of the cluster's default class */
@@ -42,7 +40,7 @@ export interface AlertmanagerSettings {
 /** Defaults of every Alertmanager setting. */
 export const ALERTMANAGER_DEFAULTS: Required<AlertmanagerSettings> = {
   image: 'prom/alertmanager:v0.28.1',
-  reloaderImage: 'ghcr.io/jimmidyson/configmap-reload:v0.13.1',
+  reloaderImage: CONFIG_RELOADER_IMAGE,
   replicas: 2,
   storage: { size: '1Gi' },
   resources: { requests: { cpu: '20m', memory: '64Mi' }, limits: { cpu: '200m', memory: '128Mi' } },

@@ -6,6 +6,15 @@ import * as kplus from 'cdk8s-plus-28';
 import * as core from '../core';
 
 const k8s = kplus.k8s;
+
+/** The configmap-reload image every server with a reload sidecar defaults to. */
+export const CONFIG_RELOADER_IMAGE = 'ghcr.io/jimmidyson/configmap-reload:v0.13.1';
+
+/** Settings of a server that reloads its config through the sidecar. */
+export interface ConfigReloaderSettings {
+  /** configmap-reload image, pinned. @default 'ghcr.io/jimmidyson/configmap-reload:v0.13.1' (CONFIG_RELOADER_IMAGE) */
+  readonly reloaderImage?: string;
+}
 /** configmap-reload's own HTTP port (its default). */
 const RELOADER_PORT = 9533;
 /** The reload sidecar idles at a few MiB; these are not worth a config field. */

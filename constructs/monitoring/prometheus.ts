@@ -19,7 +19,7 @@ import {
   PROMETHEUS_PORT,
   renderPrometheusConfig,
 } from './prometheus-config';
-import { configReloaderContainer } from './config-reloader';
+import { CONFIG_RELOADER_IMAGE, configReloaderContainer, type ConfigReloaderSettings } from './config-reloader';
 
 const k8s = kplus.k8s;
 
@@ -54,11 +54,9 @@ export type ScrapeTarget = core.PodPort;
 export const RETENTION = /^\d+[hdwy]$/;
 
 /** The settings of Prometheus that have defaults (what an environment may override). */
-export interface PrometheusSettings {
+export interface PrometheusSettings extends ConfigReloaderSettings {
   /** Prometheus image, pinned. @default 'prom/prometheus:v2.53.3' */
   readonly image?: string;
-  /** configmap-reload image, pinned. @default 'ghcr.io/jimmidyson/configmap-reload:v0.13.1' */
-  readonly reloaderImage?: string;
   /** How long samples are kept (`15d`). @default '15d' */
   readonly retention?: string;
   /** The TSDB volume. @default 50Gi of the cluster's default class */
@@ -70,7 +68,7 @@ export interface PrometheusSettings {
 /** Defaults of every Prometheus setting. */
 export const PROMETHEUS_DEFAULTS: Required<PrometheusSettings> = {
   image: 'prom/prometheus:v2.53.3',
-  reloaderImage: 'ghcr.io/jimmidyson/configmap-reload:v0.13.1',
+  reloaderImage: CONFIG_RELOADER_IMAGE,
   retention: '15d',
   storage: { size: '50Gi' },
   resources: { requests: { cpu: '250m', memory: '1Gi' }, limits: { cpu: '1', memory: '2Gi' } },
