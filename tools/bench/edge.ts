@@ -21,6 +21,7 @@ import { nginxVersion, startNginx } from '../runtime/nginx-runner';
 import { cpuSeconds, cpuSnapshot } from './cpu';
 import { EDGE_SECTION, type EdgeCase, edgeTable, parseH2load, renderEdgeResults } from './edge-report';
 import { BODIES } from './json-server';
+import { intOption } from './report';
 
 const run = promisify(execFile);
 const ROOT = join(__dirname, '..', '..');
@@ -78,12 +79,7 @@ function selfSigned(dir: string): { cert: string; key: string } {
 }
 
 export async function main(argv: readonly string[] = []): Promise<number> {
-  const option = (name: string, fallback: number) => {
-    const i = argv.indexOf(name);
-    const v = i >= 0 ? Number(argv[i + 1]) : fallback;
-    if (!Number.isInteger(v) || v < 1) throw new Error(`${name} (${argv[i + 1]}) must be a positive integer`);
-    return v;
-  };
+  const option = (name: string, fallback: number) => intOption(argv, name, fallback);
   const requests = option('--requests', 20000);
   const rounds = option('--rounds', 5);
   if (requests / H2_CONNECTIONS >= MAX_PER_CONNECTION) {

@@ -22,7 +22,7 @@ import { type ApiPod, sumPodMetrics } from '../runtime/twin/api-pods';
 import { startTwin, type Twin } from '../runtime/twin/twin';
 import { fillSections } from '../manifests/readme';
 import { type ComponentRoots, cpuSeconds, cpuSnapshot } from './cpu';
-import { renderResults, RESULTS_SECTION, resultTables, type CaseResult } from './report';
+import { intOption, renderResults, RESULTS_SECTION, resultTables, type CaseResult } from './report';
 import { seededRandom, zipfSampler } from './zipf';
 
 const ROOT = join(__dirname, '..', '..');
@@ -228,12 +228,7 @@ async function seed(twin: Twin): Promise<string[]> {
 }
 
 export async function main(argv: readonly string[] = []): Promise<number> {
-  const option = (name: string, fallback: number) => {
-    const i = argv.indexOf(name);
-    const v = i >= 0 ? Number(argv[i + 1]) : fallback;
-    if (!Number.isInteger(v) || v < 1) throw new Error(`${name} (${argv[i + 1]}) must be a positive integer`);
-    return v;
-  };
+  const option = (name: string, fallback: number) => intOption(argv, name, fallback);
   const seconds = option('--seconds', 5);
   const rounds = option('--rounds', 3);
   const out = join(ROOT, 'bench', 'results.md');

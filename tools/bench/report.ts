@@ -232,3 +232,11 @@ export function resultTables(resultsMd: string): string {
   if (from < 0 || to < 0) throw new Error('results.md has no "## Results" ... "## Projection" section');
   return resultsMd.slice(from, to).replace(/^## /gm, '#### ').trim();
 }
+
+/** `--name N` from a benchmark's argv: a positive integer, else `fallback`. */
+export function intOption(argv: readonly string[], name: string, fallback: number): number {
+  const i = argv.indexOf(name);
+  const v = i >= 0 ? Number(argv[i + 1]) : fallback;
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} (${argv[i + 1]}) must be a positive integer`);
+  return v;
+}

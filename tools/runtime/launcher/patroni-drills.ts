@@ -266,6 +266,19 @@ export async function waitReplicasFollow(pg: PatroniLaunch, timeoutMs = 240000):
   }));
 }
 
+/**
+ * Creates the drills' write table (granted to the app role) if needed; returns its highest id,
+ * the base a new write loop numbers its rows from.
+ */
+async function drillWritesTable(pg: PatroniLaunch): Promise<number> {
+  await pg.query(
+    pg.primary,
+    'CREATE TABLE IF NOT EXISTS drill_writes (id bigint PRIMARY KEY, at timestamptz DEFAULT now())',
+  );
+  await pg.query(pg.primary, `GRANT ALL ON drill_writes TO ${pg.user}`);
+  return Number((await pg.query<{ m: string | null }>(pg.primary, 'SELECT max(id) AS m FROM drill_writes'))[0].m ?? 0);
+}
+
 /** `patronictl switchover` under a write loop; the longest gap between acknowledged writes. */
 export async function switchoverUnderWrites(
   pg: PatroniLaunch,
@@ -273,14 +286,7 @@ export async function switchoverUnderWrites(
 ): Promise<{ failedWrites: number; maxGapSeconds: number; from: string; to: string; output: string }> {
   const leader = await pg.leaderIndex();
   const appConfig = (ep: Endpoint) => pg.clientConfig(ep, 'app');
-  await pg.query(
-    pg.primary,
-    'CREATE TABLE IF NOT EXISTS drill_writes (id bigint PRIMARY KEY, at timestamptz DEFAULT now())',
-  );
-  await pg.query(pg.primary, `GRANT ALL ON drill_writes TO ${pg.user}`);
-  const base = Number(
-    (await pg.query<{ m: string | null }>(pg.primary, 'SELECT max(id) AS m FROM drill_writes'))[0].m ?? 0,
-  );
+  const base = await drillWritesTable(pg);
   const writes = new StatementLoop(appConfig, writeTarget, `INSERT INTO drill_writes (id) VALUES ($1 + ${base})`, true);
   await sleep(1500);
   const sw = await pg.patronictl('switchover', '--leader', pg.members[leader].name, '--force');
@@ -343,14 +349,7 @@ export async function reconfigureUnderWrites(
   writeTarget: () => Endpoint,
   source: FileSource,
 ): Promise<ReconfigureUnderWritesResult> {
-  await pg.query(
-    pg.primary,
-    'CREATE TABLE IF NOT EXISTS drill_writes (id bigint PRIMARY KEY, at timestamptz DEFAULT now())',
-  );
-  await pg.query(pg.primary, `GRANT ALL ON drill_writes TO ${pg.user}`);
-  const base = Number(
-    (await pg.query<{ m: string | null }>(pg.primary, 'SELECT max(id) AS m FROM drill_writes'))[0].m ?? 0,
-  );
+  const base = await drillWritesTable(pg);
   const writes = new StatementLoop(
     (ep) => pg.clientConfig(ep, 'app'),
     writeTarget,

@@ -24,23 +24,7 @@ import { PGBACKREST_ENV, PGBACKREST_FILES } from '../../../constructs/postgres/p
 import { tlsSecretGeneratorScript } from '../../../constructs/core/generated-secret';
 import { issueTwinTls, twinCa, type TwinCa, type TwinTls } from './tls';
 import { parsePgBackRestConf, twinPgBackRestConf } from './pgbackrest';
-import {
-  type Endpoint,
-  type Proc,
-  chownTree,
-  freePort,
-  killProcessesUsing,
-  loopbackAddresses,
-  makeDir,
-  makeTempDir,
-  osUser,
-  removeDir,
-  runToEnd,
-  spawnServer,
-  stopGroup,
-  waitFor,
-  writeFiles,
-} from './processes';
+import * as processes from './processes';
 import { httpGet, type ProxyEndpoint, ServiceProxy } from './service-proxy';
 import { type FileSource, envOf, filesFrom } from './sources';
 
@@ -76,10 +60,10 @@ export interface TwinBackup {
   readonly encrypted: boolean;
 }
 
-export interface PatroniMember extends Endpoint {
+export interface PatroniMember extends processes.Endpoint {
   /** Pod name the member plays (`postgres-0`...). */
   readonly name: string;
-  readonly rest: Endpoint;
+  readonly rest: processes.Endpoint;
   readonly dataDir: string;
 }
 
@@ -96,14 +80,14 @@ export interface PatroniLaunch {
   /** Where the shipped ConfigMap's files are (the pods' /etc/patroni). */
   readonly configDir: string;
   /** The stand-in for the primary Service: always routes new connections to the leader. */
-  readonly primary: Endpoint;
+  readonly primary: processes.Endpoint;
   /** The stand-in for the read-only Service: round robin over the running replicas. */
-  readonly readOnly: Endpoint;
+  readonly readOnly: processes.Endpoint;
   readonly primaryService: ServiceProxy<PatroniMember>;
   readonly members: readonly PatroniMember[];
   /** The members that were replicas when the cluster came up (the bootstrap leader is members[0]). */
   readonly replicas: readonly PatroniMember[];
-  readonly etcd: Endpoint;
+  readonly etcd: processes.Endpoint;
   readonly database: string;
   readonly user: string;
   readonly password: string;
@@ -134,9 +118,9 @@ export interface PatroniLaunch {
   socketDsn(i: number): string;
   /** Runs the shipped backup.sh on member i, as the backup CronJob's `kubectl exec` does. */
   runBackup(i: number, type: 'full' | 'diff' | 'incr'): Promise<{ code: number | null; output: string }>;
-  clientConfig(ep?: Endpoint, as?: 'app' | 'superuser'): ClientConfig;
-  connect(ep?: Endpoint, as?: 'app' | 'superuser'): Promise<Client>;
-  query<T = Record<string, unknown>>(ep: Endpoint, sql: string, params?: unknown[]): Promise<T[]>;
+  clientConfig(ep?: processes.Endpoint, as?: 'app' | 'superuser'): ClientConfig;
+  connect(ep?: processes.Endpoint, as?: 'app' | 'superuser'): Promise<Client>;
+  query<T = Record<string, unknown>>(ep: processes.Endpoint, sql: string, params?: unknown[]): Promise<T[]>;
   /** Index of the member holding the leader key (from the REST API), or -1. */
   leaderIndex(): Promise<number>;
   /** Members as `GET /cluster` reports them. */
@@ -273,12 +257,12 @@ export function twinPatroniConfig(shipped: string, m: TwinPatroniMember): string
 const REQUIRED = Object.values(PATRONI_FILES).filter((f) => f !== PATRONI_FILES.tlsReload);
 
 /** Starts a one-member etcd 3.4 (Debian's etcd-server) as the twin's DCS. */
-export async function startEtcd(root: string, host: string): Promise<{ ep: Endpoint; proc: Proc }> {
-  const client = await freePort(host);
-  const peer = await freePort(host);
-  const dir = makeDir(join(root, 'etcd'));
+export async function startEtcd(root: string, host: string): Promise<{ ep: processes.Endpoint; proc: processes.Proc }> {
+  const client = await processes.freePort(host);
+  const peer = await processes.freePort(host);
+  const dir = processes.makeDir(join(root, 'etcd'));
   const ep = { host, port: client };
-  const proc = spawnServer(
+  const proc = processes.spawnServer(
     'etcd',
     [
       '--name=etcd0',
@@ -292,7 +276,7 @@ export async function startEtcd(root: string, host: string): Promise<{ ep: Endpo
     ],
     { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir }, cwd: dir, logFile: join(dir, 'etcd.log') },
   );
-  await waitFor(
+  await processes.waitFor(
     `etcd ${host}:${client}`,
     async () => (await httpGet(ep, '/health')).status === 200,
     30000,
@@ -313,7 +297,7 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     postgresql: { authentication: Record<'superuser' | 'replication' | 'rewind', { username: string }> };
   };
   const superuser = shipped.postgresql.authentication.superuser.username;
-  const pgUser = osUser('postgres');
+  const pgUser = processes.osUser('postgres');
   const secret = () => randomBytes(18).toString('base64url');
   const password = secret();
   const replicationPassword = secret();
@@ -322,9 +306,9 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
   const exporterPassword = secret();
   const exporterUser = envOf(source, sts, 'DATA_SOURCE_USER') ?? 'postgres_exporter';
 
-  const root = makeTempDir('fastnext-patroni-', opts.parentDir);
+  const root = processes.makeTempDir('fastnext-patroni-', opts.parentDir);
   const configDir = join(root, 'config');
-  writeFiles(configDir, files);
+  processes.writeFiles(configDir, files);
   const shippedBackupConf = files[PGBACKREST_FILES.conf] as string | undefined;
   let backup: TwinBackup | undefined;
   if (shippedBackupConf) {
@@ -338,7 +322,7 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
       encrypted: conf.global['repo1-cipher-type'] !== undefined,
     };
   }
-  const [etcdHost, routerHost, ...hosts] = loopbackAddresses(2 + n);
+  const [etcdHost, routerHost, ...hosts] = processes.loopbackAddresses(2 + n);
   const members: PatroniMember[] = [];
   for (let i = 0; i < n; i++) {
     const host = hosts[i];
@@ -346,14 +330,14 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     members.push({
       name: `${sts}-${i}`,
       host,
-      port: await freePort(host),
-      rest: { host, port: await freePort(host) },
+      port: await processes.freePort(host),
+      rest: { host, port: await processes.freePort(host) },
       dataDir: join(dir, 'data', 'pgdata'),
     });
   }
-  if (backup) makeDir(backup.repositoryDir);
-  chownTree(root, pgUser.uid, pgUser.gid);
-  if (backup) chownTree(backup.repositoryDir, pgUser.uid, pgUser.gid);
+  if (backup) processes.makeDir(backup.repositoryDir);
+  processes.chownTree(root, pgUser.uid, pgUser.gid);
+  if (backup) processes.chownTree(backup.repositoryDir, pgUser.uid, pgUser.gid);
   const tlsOn =
     (parse(files[PATRONI_FILES.patroni]) as { postgresql: { parameters: Record<string, unknown> } }).postgresql
       .parameters.ssl === 'on';
@@ -372,7 +356,7 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
 
   const memberConfig = members.map((m, i) => {
     const dir = join(root, `member-${i}`);
-    for (const sub of ['', 'data', 'run', 'tmp']) makeDir(join(dir, sub), pgUser);
+    for (const sub of ['', 'data', 'run', 'tmp']) processes.makeDir(join(dir, sub), pgUser);
     const text = twinPatroniConfig(files[PATRONI_FILES.patroni], {
       name: m.name,
       host: m.host,
@@ -385,10 +369,10 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
       etcdHosts: `${etcd.ep.host}:${etcd.ep.port}`,
       tls,
     });
-    writeFiles(dir, { 'patroni.yml': text });
-    chownTree(join(dir, 'patroni.yml'), pgUser.uid, pgUser.gid);
+    processes.writeFiles(dir, { 'patroni.yml': text });
+    processes.chownTree(join(dir, 'patroni.yml'), pgUser.uid, pgUser.gid);
     if (backup && shippedBackupConf) {
-      writeFiles(dir, {
+      processes.writeFiles(dir, {
         [PGBACKREST_FILES.conf]: twinPgBackRestConf(shippedBackupConf, {
           dataDir: m.dataDir,
           port: m.port,
@@ -428,13 +412,13 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
         : {}),
     };
   };
-  const procs: (Proc | undefined)[] = members.map(() => undefined);
-  const reloaders: Proc[] = [];
+  const procs: (processes.Proc | undefined)[] = members.map(() => undefined);
+  const reloaders: processes.Proc[] = [];
   let runs = 0;
   let reconfigures = 0;
   const spawnMember = (i: number) => {
     const dir = join(root, `member-${i}`);
-    procs[i] = spawnServer('patroni', [join(dir, 'patroni.yml')], {
+    procs[i] = processes.spawnServer('patroni', [join(dir, 'patroni.yml')], {
       env: env(i),
       uid: pgUser.uid,
       gid: pgUser.gid,
@@ -443,7 +427,10 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     });
   };
 
-  const clientConfig = (ep: Endpoint = primaryService.endpoint, as: 'app' | 'superuser' = 'app'): ClientConfig => ({
+  const clientConfig = (
+    ep: processes.Endpoint = primaryService.endpoint,
+    as: 'app' | 'superuser' = 'app',
+  ): ClientConfig => ({
     host: ep.host,
     port: ep.port,
     database,
@@ -453,13 +440,13 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     // verify-full: the CA, and the address checked against the certificate's names (node's default).
     ...(tls ? { ssl: { ca: tls.ca, rejectUnauthorized: true } } : {}),
   });
-  const connect = async (ep?: Endpoint, as?: 'app' | 'superuser') => {
+  const connect = async (ep?: processes.Endpoint, as?: 'app' | 'superuser') => {
     const c = new Client(clientConfig(ep, as));
     c.on('error', () => undefined);
     await c.connect();
     return c;
   };
-  const query = async <T>(ep: Endpoint, sql: string, params: unknown[] = []): Promise<T[]> => {
+  const query = async <T>(ep: processes.Endpoint, sql: string, params: unknown[] = []): Promise<T[]> => {
     const c = await connect(ep, 'superuser');
     try {
       return (await c.query(sql, params)).rows as T[];
@@ -506,7 +493,7 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     return (await Promise.all(replicas.map((m) => receiving(m.name)))).filter(Boolean).length;
   };
   const waitHealthy = async (want = n - 1, t = timeoutMs) =>
-    waitFor(
+    processes.waitFor(
       `a Patroni leader and ${want} streaming replicas`,
       async () => (await leaderIndex()) >= 0 && (await streamingCount()) >= want && primaryService.current.length === 1,
       t,
@@ -515,24 +502,23 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     );
   let clusterCache: MemberState[] = [];
 
-  const t0 = Date.now();
   let primaryService!: ServiceProxy<PatroniMember>;
-  let readOnlyService: ServiceProxy<PatroniMember> | undefined;
+  let readOnlyService!: ServiceProxy<PatroniMember>;
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
     await Promise.all([primaryService?.stop(), readOnlyService?.stop()]);
-    await Promise.all(reloaders.map((p) => stopGroup(p, 'SIGKILL', 1000)));
-    await Promise.all(procs.map((p) => (p ? stopGroup(p, 'SIGTERM', 15000) : undefined)));
-    for (let i = 0; i < n; i++) killProcessesUsing(join(root, `member-${i}`));
-    await stopGroup(etcd.proc, 'SIGTERM', 5000);
-    removeDir(root);
+    await Promise.all(reloaders.map((p) => processes.stopGroup(p, 'SIGKILL', 1000)));
+    await Promise.all(procs.map((p) => (p ? processes.stopGroup(p, 'SIGTERM', 15000) : undefined)));
+    for (let i = 0; i < n; i++) processes.killProcessesUsing(join(root, `member-${i}`));
+    await processes.stopGroup(etcd.proc, 'SIGTERM', 5000);
+    processes.removeDir(root);
   };
-  try {
+  const bringUpMs = await processes.bringUp(async () => {
     // The first member bootstraps; the others clone from it (as OrderedReady pods would).
     spawnMember(0);
-    await waitFor(
+    await processes.waitFor(
       `${members[0].name} leader`,
       async () => (await httpGet(members[0].rest, '/primary')).status === 200,
       timeoutMs,
@@ -551,7 +537,7 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
       members.forEach((m, i) => {
         const dir = join(root, `member-${i}`);
         reloaders.push(
-          spawnServer('sh', [join(configDir, PATRONI_FILES.tlsReload)], {
+          processes.spawnServer('sh', [join(configDir, PATRONI_FILES.tlsReload)], {
             env: {
               PATH: process.env.PATH ?? '/usr/bin:/bin',
               TLS_DIR: tlsDir,
@@ -568,11 +554,7 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
         );
       });
     }
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  const bringUpMs = Date.now() - t0;
+  }, stop);
 
   return {
     dir: root,
@@ -607,19 +589,19 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     streaming: (i) => receiving(members[i].name),
     killMember: async (i) => {
       const p = procs[i];
-      killProcessesUsing(join(root, `member-${i}`));
-      if (p) await stopGroup(p, 'SIGKILL', 1000);
+      processes.killProcessesUsing(join(root, `member-${i}`));
+      if (p) await processes.stopGroup(p, 'SIGKILL', 1000);
       procs[i] = undefined;
     },
     stopMember: async (i) => {
       const p = procs[i];
-      if (p) await stopGroup(p, 'SIGTERM', 30000);
+      if (p) await processes.stopGroup(p, 'SIGTERM', 30000);
       procs[i] = undefined;
     },
     startMember: async (i) => {
       if (procs[i]) throw new Error(`member ${i} is running`);
       spawnMember(i);
-      await waitFor(
+      await processes.waitFor(
         `${members[i].name} REST API`,
         async () => (await httpGet(members[i].rest, '/patroni')).status > 0,
         timeoutMs,
@@ -630,15 +612,15 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     running: (i) => procs[i] !== undefined && procs[i]!.child.exitCode === null && procs[i]!.child.signalCode === null,
     waitHealthy,
     patronictl: (...args) =>
-      runToEnd('patronictl', ['-c', join(root, 'member-0', 'patroni.yml'), ...args], {
+      processes.runToEnd('patronictl', ['-c', join(root, 'member-0', 'patroni.yml'), ...args], {
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: root, LANG: 'C.UTF-8' },
       }),
     reconfigure: async (fileSource, waitSeconds = 120) => {
       const shipped = filesFrom(fileSource, opts.configMap ?? 'postgres-files', REQUIRED);
       const dir = join(root, `reconfigure-${reconfigures++}`);
-      writeFiles(dir, shipped);
+      processes.writeFiles(dir, shipped);
       const t0 = Date.now();
-      const run = await runToEnd('python3', [join(dir, PATRONI_FILES.reconfigure)], {
+      const run = await processes.runToEnd('python3', [join(dir, PATRONI_FILES.reconfigure)], {
         env: {
           PATH: process.env.PATH ?? '/usr/bin:/bin',
           HOME: dir,
@@ -655,9 +637,14 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     log: (i) => procs[i]?.log() ?? '',
     backup,
     pgbackrest: (i, ...args) =>
-      runToEnd('pgbackrest', args, { env: env(i), cwd: join(root, `member-${i}`), uid: pgUser.uid, gid: pgUser.gid }),
+      processes.runToEnd('pgbackrest', args, {
+        env: env(i),
+        cwd: join(root, `member-${i}`),
+        uid: pgUser.uid,
+        gid: pgUser.gid,
+      }),
     execShipped: (i, file, ...args) =>
-      runToEnd('sh', [join(configDir, file), ...args], {
+      processes.runToEnd('sh', [join(configDir, file), ...args], {
         env: env(i),
         cwd: join(root, `member-${i}`),
         uid: pgUser.uid,
@@ -666,7 +653,7 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     socketDsn: (i) =>
       `host=${join(root, `member-${i}`, 'run')} port=${members[i].port} user=${superuser} dbname=postgres`,
     runBackup: (i, type) =>
-      runToEnd('sh', [join(configDir, PGBACKREST_FILES.backup), type], {
+      processes.runToEnd('sh', [join(configDir, PGBACKREST_FILES.backup), type], {
         env: env(i),
         cwd: join(root, `member-${i}`),
         uid: pgUser.uid,

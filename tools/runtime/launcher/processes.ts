@@ -181,6 +181,18 @@ function groupAlive(pgid: number): boolean {
   }
 }
 
+/** Runs `start` and returns how long it took (ms); when it throws, `stop` cleans up what was started and the error goes on. */
+export async function bringUp(start: () => Promise<void>, stop: () => Promise<void>): Promise<number> {
+  const t0 = Date.now();
+  try {
+    await start();
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return Date.now() - t0;
+}
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A registered temp dir (removed by `removeDir` or at process exit). */

@@ -8,20 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REDIS_BUS_PORT_OFFSET, REDIS_FILES } from '../../../constructs/redis/files';
-import {
-  type Endpoint,
-  type Proc,
-  freePort,
-  loopbackAddresses,
-  makeDir,
-  makeTempDir,
-  removeDir,
-  runToEnd,
-  spawnServer,
-  stopGroup,
-  waitFor,
-  writeFiles,
-} from './processes';
+import * as processes from './processes';
 import { type FileSource, filesFrom } from './sources';
 
 export interface StartRedisOptions {
@@ -37,7 +24,7 @@ export interface StartRedisOptions {
   readonly parentDir?: string;
 }
 
-export interface RedisNode extends Endpoint {
+export interface RedisNode extends processes.Endpoint {
   /** Stable name, like the pod's DNS name. */
   readonly hostname: string;
   readonly dataDir: string;
@@ -100,21 +87,21 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   const count = masters * (1 + perMaster);
   const timeoutMs = opts.timeoutMs ?? 120000;
   const password = randomBytes(18).toString('base64url');
-  const root = makeTempDir('fastnext-redis-', opts.parentDir);
+  const root = processes.makeTempDir('fastnext-redis-', opts.parentDir);
   const configDir = join(root, 'config');
-  writeFiles(configDir, files);
+  processes.writeFiles(configDir, files);
   const hostsFile = join(root, 'hosts');
 
   const nodes: RedisNode[] = [];
   // Ports stay fixed across moves, as a container port does; only addresses change.
   const place = async () => {
-    const addrs = loopbackAddresses(count);
+    const addrs = processes.loopbackAddresses(count);
     for (let i = 0; i < count; i++) {
       const host = addrs[i];
-      const port = nodes[i]?.port ?? (await freePort(host, REDIS_BUS_PORT_OFFSET));
+      const port = nodes[i]?.port ?? (await processes.freePort(host, REDIS_BUS_PORT_OFFSET));
       const hostname = `redis-${i}.redis-headless`;
-      nodes[i] = { host, port, hostname, dataDir: makeDir(join(root, `node-${i}`, 'data')) };
-      makeDir(join(root, `node-${i}`, 'tmp'));
+      nodes[i] = { host, port, hostname, dataDir: processes.makeDir(join(root, `node-${i}`, 'data')) };
+      processes.makeDir(join(root, `node-${i}`, 'tmp'));
     }
     // What the headless Service's DNS would answer right now.
     writeFileSync(hostsFile, nodes.map((n) => `${n.hostname} ${n.host}\n`).join(''));
@@ -122,12 +109,16 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   await place();
 
   const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', REDIS_HOSTS_FILE: hostsFile };
-  const procs: (Proc | undefined)[] = nodes.map(() => undefined);
+  const procs: (processes.Proc | undefined)[] = nodes.map(() => undefined);
   const cli = async (i: number, ...args: string[]) => {
     const n = nodes[i];
-    const r = await runToEnd('redis-cli', ['-h', n.host, '-p', String(n.port), '--no-auth-warning', ...args], {
-      env: { ...baseEnv, REDISCLI_AUTH: password },
-    });
+    const r = await processes.runToEnd(
+      'redis-cli',
+      ['-h', n.host, '-p', String(n.port), '--no-auth-warning', ...args],
+      {
+        env: { ...baseEnv, REDISCLI_AUTH: password },
+      },
+    );
     if (r.code !== 0) throw new Error(`redis-cli ${args.join(' ')} on node ${i} exited ${r.code}: ${r.output}`);
     return r.output;
   };
@@ -136,9 +127,9 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     if (o.wipe) {
       if (procs[i]) throw new Error(`node ${i} is running: kill it before wiping its data`);
       rmSync(n.dataDir, { recursive: true, force: true });
-      makeDir(n.dataDir);
+      processes.makeDir(n.dataDir);
     }
-    const p = spawnServer('sh', [join(configDir, REDIS_FILES.start)], {
+    const p = processes.spawnServer('sh', [join(configDir, REDIS_FILES.start)], {
       env: {
         ...baseEnv,
         TMPDIR: join(root, `node-${i}`, 'tmp'),
@@ -154,7 +145,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
       logFile: join(root, `node-${i}`, 'redis.log'),
     });
     procs[i] = p;
-    await waitFor(
+    await processes.waitFor(
       `redis node ${i} at ${n.host}:${n.port}`,
       async () => (await cli(i, 'ping')).trim() === 'PONG',
       timeoutMs,
@@ -163,7 +154,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     );
   };
   const runCreate = () =>
-    runToEnd('sh', [join(configDir, REDIS_FILES.clusterCreate)], {
+    processes.runToEnd('sh', [join(configDir, REDIS_FILES.clusterCreate)], {
       env: {
         ...baseEnv,
         REDIS_PASSWORD: password,
@@ -175,7 +166,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   const stopNode = async (i: number, signal: NodeJS.Signals) => {
     const p = procs[i];
     procs[i] = undefined;
-    if (p) await stopGroup(p, signal, 10000);
+    if (p) await processes.stopGroup(p, signal, 10000);
   };
 
   const clusterNodes = async (i: number): Promise<ClusterNodeView[]> =>
@@ -213,7 +204,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   // Always a 40-hex id: anything else is retried briefly, then reported with the reply.
   const nodeId = async (i: number): Promise<string> => {
     let out = '';
-    await waitFor(
+    await processes.waitFor(
       `cluster myid of node ${i}`,
       async () => /^[0-9a-f]{40}$/.test((out = (await cli(i, 'cluster', 'myid')).trim())),
       10000,
@@ -227,19 +218,14 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     if (stopped) return;
     stopped = true;
     await Promise.all(nodes.map((_, i) => stopNode(i, 'SIGTERM')));
-    removeDir(root);
+    processes.removeDir(root);
   };
 
-  const t0 = Date.now();
-  try {
+  const bringUpMs = await processes.bringUp(async () => {
     await Promise.all(nodes.map((_, i) => startNode(i)));
     const r = await runCreate();
     if (r.code !== 0) throw new Error(`cluster-create.sh exited ${r.code}:\n${r.output}`);
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  const bringUpMs = Date.now() - t0;
+  }, stop);
 
   return {
     dir: root,
