@@ -8,8 +8,6 @@
  * - kube-state-metrics with a namespaced Role; the kubelet scrape's ClusterRole, and both off;
  * - bad input refused at synth with field, value and fix.
  */
-import { readFileSync } from 'fs';
-import { join } from 'path';
 import { parse } from 'yaml';
 import { runbookAnchor, shippedAlertRules, shippedInhibitions } from '../constructs/monitoring/alert-rules';
 import { ALERTMANAGER_SECRETS_DIR } from '../constructs/monitoring/alerting';
@@ -21,18 +19,10 @@ import { ConfigError, type EnvironmentConfig } from '../stacks/config';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { ENVS, type Obj, find, objectsOf, ofKind } from './helpers/objects';
+import { docAnchors } from './helpers/docs';
 
-const RUNBOOKS = readFileSync(join(__dirname, '..', 'docs', 'runbooks.md'), 'utf8');
-/** GitHub's anchors of the `## ` headings. */
-const anchors = new Set(
-  [...RUNBOOKS.matchAll(/^## (.+)$/gm)].map((m) =>
-    m[1]
-      .trim()
-      .toLowerCase()
-      .replace(/[^a-z0-9 -]/g, '')
-      .replace(/ /g, '-'),
-  ),
-);
+/** GitHub's anchors of the runbook's `## ` headings. */
+const anchors = docAnchors('runbooks.md', 2);
 
 function errorFor(env: string, extra: object): string {
   try {

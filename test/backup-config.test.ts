@@ -4,8 +4,6 @@
  * what pgBackRest cannot reach here is checked as rendered); the CronJobs, their RBAC and the
  * pod's env; cron schedules and the twin's substitutions.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Chart, Testing } from 'cdk8s';
 import { backupAlertRules } from '../constructs/postgres/backup-alerts';
 import { parse } from 'yaml';
@@ -19,6 +17,7 @@ import { synthObjects } from '../stacks/synth';
 import type { Obj } from './helpers/objects';
 import { parsePgBackRestConf, TWIN_PGBACKREST_CHANGES, twinPgBackRestConf } from '../tools/runtime/launcher/pgbackrest';
 import { twinPatroniConfig } from '../tools/runtime/launcher/patroni';
+import { docAnchors } from './helpers/docs';
 
 /** A bare non-production environment: its backup settings are only what a case gives. */
 const BARE = { bare: { name: 'bare', production: false } };
@@ -420,15 +419,7 @@ describe('cron schedules', () => {
 });
 
 test('every backup alert links a section of docs/backup-restore.md that exists', () => {
-  const doc = readFileSync(join(__dirname, '..', 'docs', 'backup-restore.md'), 'utf8');
-  const anchors = new Set(
-    [...doc.matchAll(/^#+ (.+)$/gm)].map((m) =>
-      m[1]
-        .toLowerCase()
-        .replace(/[^a-z0-9 -]/g, '')
-        .replace(/ /g, '-'),
-    ),
-  );
+  const anchors = docAnchors('backup-restore.md');
   const rules = backupAlertRules(loadEnvironment('prod').postgres.backup);
   expect(rules.map((r) => r.alert)).toEqual([
     'PostgresFullBackupTooOld',

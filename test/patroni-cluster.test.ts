@@ -2,8 +2,6 @@
  * The PatroniCluster and PgBouncerPool constructs in every environment, their prop errors,
  * the rendered patroni.yml / pgbouncer.ini, and the connection budget the config refuses.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Chart, Testing } from 'cdk8s';
 import { alertRules } from '../constructs/monitoring/alert-rules';
 import { parse } from 'yaml';
@@ -15,6 +13,7 @@ import { connectionBudget, connectionBudgetProblems } from '../stacks/connection
 import { loadEnvironment } from '../stacks/environments';
 import { ENVS, find, type Obj, objectsOf, ofKind, selects } from './helpers/objects';
 import { errorFor } from './helpers/config-errors';
+import { docAnchors } from './helpers/docs';
 
 const small: Resources = {
   requests: { cpu: '100m', memory: '256Mi' },
@@ -403,15 +402,7 @@ describe('construct props', () => {
 });
 
 test('every Patroni and PgBouncer alert links a section of docs/postgres-runbook.md that exists', () => {
-  const doc = readFileSync(join(__dirname, '..', 'docs', 'postgres-runbook.md'), 'utf8');
-  const anchors = new Set(
-    [...doc.matchAll(/^#+ (.+)$/gm)].map((m) =>
-      m[1]
-        .toLowerCase()
-        .replace(/[^a-z0-9 -]/g, '')
-        .replace(/ /g, '-'),
-    ),
-  );
+  const anchors = docAnchors('postgres-runbook.md');
   const tier = alertRules(loadEnvironment('prod')).filter((r) => /^(Patroni|PgBouncer)/.test(r.alert));
   const links = tier.map((r) => [
     r.alert,

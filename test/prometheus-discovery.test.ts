@@ -9,10 +9,6 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { writeFileSync } from 'fs';
-import { join } from 'path';
-import { parse, stringify } from 'yaml';
-import { PROMETHEUS_FILES } from '../constructs/monitoring/prometheus-config';
 import { DISCOVERY_RULE, KUBELET_RULES } from '../constructs/monitoring';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
@@ -25,6 +21,7 @@ import {
   waitFor,
 } from '../tools/runtime/metrics-check/servers';
 import { type Obj, find, podTemplates } from './helpers/objects';
+import { writeShippedPrometheusFiles } from './helpers/prometheus-files';
 
 jest.setTimeout(90000);
 
@@ -83,19 +80,8 @@ beforeAll(async () => {
   // GIVEN the shipped files (the ConfigMap's bytes), with only the API server address added to each
   // kubernetes_sd_configs entry, and the kubelet job's ServiceAccount files pointed at stand-ins.
   const files = find(objects, 'ConfigMap', 'prometheus-config').data as Record<string, string>;
-  const shipped = parse(files[PROMETHEUS_FILES.config]) as { scrape_configs: Obj[] };
   const dir = tempDir('prom-discovery-');
-  for (const job of shipped.scrape_configs) {
-    for (const sd of job.kubernetes_sd_configs ?? []) sd.api_server = apiUrl;
-    if (job.authorization) job.authorization.credentials_file = join(dir, 'token');
-    if (job.tls_config) job.tls_config.ca_file = join(dir, 'ca.crt');
-  }
-  writeFileSync(join(dir, 'token'), 'stand-in\n');
-  writeFileSync(join(dir, 'ca.crt'), '');
-  writeFileSync(join(dir, PROMETHEUS_FILES.config), stringify(shipped));
-  writeFileSync(join(dir, PROMETHEUS_FILES.alertRules), files[PROMETHEUS_FILES.alertRules]);
-  writeFileSync(join(dir, PROMETHEUS_FILES.recordingRules), files[PROMETHEUS_FILES.recordingRules]);
-  prometheus = await startPrometheus(join(dir, PROMETHEUS_FILES.config), SHIPPED_VERSION_PROMETHEUS);
+  prometheus = await startPrometheus(writeShippedPrometheusFiles(files, dir, apiUrl), SHIPPED_VERSION_PROMETHEUS);
 });
 
 afterAll(async () => {

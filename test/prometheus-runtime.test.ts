@@ -6,7 +6,6 @@
  */
 import { writeFileSync } from 'fs';
 import { join } from 'path';
-import { parse, stringify } from 'yaml';
 import { renderAlertRules } from '../constructs/monitoring/alert-rules';
 import { PROMETHEUS_CONFIG_DIR, PROMETHEUS_FILES } from '../constructs/monitoring/prometheus-config';
 import { loadEnvironment } from '../stacks/environments';
@@ -21,6 +20,7 @@ import {
   waitFor,
 } from '../tools/runtime/metrics-check/servers';
 import { type Obj, find } from './helpers/objects';
+import { writeShippedPrometheusFiles } from './helpers/prometheus-files';
 
 jest.setTimeout(60000);
 
@@ -37,17 +37,7 @@ beforeAll(async () => {
   dir = tempDir('prom-runtime-');
   // The ConfigMap's bytes; the API server address and the kubelet job's ServiceAccount files substituted.
   const files = find(synthObjects(config) as Obj[], 'ConfigMap', 'prometheus-config').data as Record<string, string>;
-  const shipped = parse(files[PROMETHEUS_FILES.config]) as { scrape_configs: Obj[] };
-  for (const job of shipped.scrape_configs) {
-    for (const sd of job.kubernetes_sd_configs ?? []) sd.api_server = apiUrl;
-    if (job.authorization) job.authorization.credentials_file = join(dir, 'token');
-    if (job.tls_config) job.tls_config.ca_file = join(dir, 'ca.crt');
-  }
-  writeFileSync(join(dir, 'token'), 'stand-in\n');
-  writeFileSync(join(dir, 'ca.crt'), '');
-  writeFileSync(join(dir, PROMETHEUS_FILES.config), stringify(shipped));
-  writeFileSync(join(dir, PROMETHEUS_FILES.alertRules), files[PROMETHEUS_FILES.alertRules]);
-  writeFileSync(join(dir, PROMETHEUS_FILES.recordingRules), files[PROMETHEUS_FILES.recordingRules]);
+  writeShippedPrometheusFiles(files, dir, apiUrl);
   const port = await freePort();
   // GIVEN the container's args with only its mount paths and listen address substituted.
   const args = (container.args as string[]).map((a) =>

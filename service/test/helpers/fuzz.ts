@@ -8,6 +8,7 @@
  * Used by the fuzz tests (small, in CI) and service/bench/fuzz.ts (the big run).
  */
 import fc from 'fast-check';
+import type { FastifyInstance } from 'fastify';
 import OPENAPI from '../../openapi.json';
 import { LSN_COOKIE, MIN_LSN_HEADER } from '../../src/http/consistency';
 
@@ -293,6 +294,19 @@ export function problemsOf(
 /** Health routes answer 503 with their own status body, by design (probes read it). */
 export const isHealthBody = (route: Route, body: unknown) =>
   route.path.includes('/scaling/health/') && typeof (body as { status?: unknown })?.status === 'string';
+
+/** `send` for fuzzRoutes: the request through Fastify's inject (no socket). */
+export function injectInto(app: FastifyInstance): (req: FuzzRequest) => Promise<FuzzResponse> {
+  return async (req) => {
+    const res = await app.inject({
+      method: req.method as 'GET',
+      url: req.url,
+      headers: req.headers,
+      payload: req.payload,
+    });
+    return { statusCode: res.statusCode, headers: res.headers, body: res.body };
+  };
+}
 
 /**
  * Runs generated requests for each route through `send` with fast-check (which shrinks a

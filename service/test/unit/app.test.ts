@@ -5,33 +5,17 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app';
-import { loadConfig } from '../../src/config';
 import { API_PREFIX, FAULT_ROUTES, REQUEST_ID_HEADER, SERVICE_METRICS, SERVICE_PATHS } from '../../src/contract';
 import { PRIMARY_UNAVAILABLE_MESSAGE } from '../../src/http/errors';
 import { etagOf } from '../../src/http/http-cache';
+import { offlineConfig, TOKEN } from '../helpers/offline';
 
 jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
 
-const TOKEN = 'unit-test-token-0123456789';
-const CLOSED = '127.0.0.1:1'; // nothing listens on port 1
-
 let app: FastifyInstance;
 
-const unitEnv = (logLevel: string, extra: Record<string, string> = {}) =>
-  loadConfig({
-    ...extra,
-    POSTGRES_SERVER: CLOSED,
-    POSTGRES_READ_REPLICAS: CLOSED,
-    POSTGRES_PASSWORD: 'x',
-    DB_POOL_TIMEOUT: '1',
-    REDIS_CLUSTER_NODES: CLOSED,
-    CACHE_WARM_ON_START: 'false',
-    MANAGEMENT_TOKEN: TOKEN,
-    LOG_LEVEL: logLevel,
-  });
-
 beforeAll(async () => {
-  app = await buildApp(unitEnv('silent'));
+  app = await buildApp(offlineConfig('silent'));
   // Extra routes to exercise the error handler and ETag logic without a database.
   app.get('/test/boom', async () => {
     throw new Error('password=hunter2 at /secret/path');
@@ -302,7 +286,7 @@ describe('metrics', () => {
 describe('request log', () => {
   test('writes one line per request, carrying the edge request id and the status', async () => {
     const lines: Record<string, unknown>[] = [];
-    const logged = await buildApp(unitEnv('info'), {
+    const logged = await buildApp(offlineConfig('info'), {
       logStream: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
     });
     try {
@@ -338,7 +322,7 @@ describe('fault injection', () => {
   });
 
   test('with FAULT_INJECTION=true it needs the token, then blocks the event loop for the seconds asked', async () => {
-    const faulty = await buildApp(unitEnv('silent', { FAULT_INJECTION: 'true' }));
+    const faulty = await buildApp(offlineConfig('silent', { FAULT_INJECTION: 'true' }));
     try {
       const denied = await faulty.inject({ method: 'POST', url: blockUrl, payload: { seconds: 0 } });
       expect(denied.statusCode).toBe(401);
@@ -363,7 +347,7 @@ describe('fault injection', () => {
 test('building the app emits no process warning (no deprecated Fastify option at every pod start)', async () => {
   const emitWarning = jest.spyOn(process, 'emitWarning');
   try {
-    const other = await buildApp(unitEnv('silent'));
+    const other = await buildApp(offlineConfig('silent'));
     await other.ready();
     await other.close();
     expect(emitWarning.mock.calls.map((c) => String(c[0]))).toEqual([]);

@@ -7,30 +7,16 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app';
-import { loadConfig } from '../../src/config';
 import { DATABASE_UNAVAILABLE_MESSAGE, PRIMARY_UNAVAILABLE_MESSAGE } from '../../src/http/errors';
-import { fuzzRoutes, isHealthBody, routeName, routesOf } from '../helpers/fuzz';
+import { offlineConfig, TOKEN } from '../helpers/offline';
+import { fuzzRoutes, injectInto, isHealthBody, routeName, routesOf } from '../helpers/fuzz';
 
 jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
-
-const TOKEN = 'unit-test-token-0123456789';
-const CLOSED = '127.0.0.1:1';
 
 let app: FastifyInstance;
 
 beforeAll(async () => {
-  app = await buildApp(
-    loadConfig({
-      POSTGRES_SERVER: CLOSED,
-      POSTGRES_READ_REPLICAS: CLOSED,
-      POSTGRES_PASSWORD: 'x',
-      DB_POOL_TIMEOUT: '1',
-      REDIS_CLUSTER_NODES: CLOSED,
-      CACHE_WARM_ON_START: 'false',
-      MANAGEMENT_TOKEN: TOKEN,
-      LOG_LEVEL: 'silent',
-    }),
-  );
+  app = await buildApp(offlineConfig());
   await app.ready();
 });
 
@@ -42,24 +28,13 @@ afterAll(async () => {
 const DB_DOWN = [DATABASE_UNAVAILABLE_MESSAGE, PRIMARY_UNAVAILABLE_MESSAGE];
 
 test('generated requests for every route: no 500, one error shape, no echo', async () => {
-  const counts = await fuzzRoutes(
-    async (req) => {
-      const res = await app.inject({
-        method: req.method as 'GET',
-        url: req.url,
-        headers: req.headers,
-        payload: req.payload,
-      });
-      return { statusCode: res.statusCode, headers: res.headers, body: res.body };
-    },
-    {
-      token: TOKEN,
-      numRuns: 60,
-      timeLimitMs: 5000,
-      allow5xx: (route, body, status) =>
-        status === 503 && (DB_DOWN.includes((body as { message?: string }).message ?? '') || isHealthBody(route, body)),
-    },
-  );
+  const counts = await fuzzRoutes(injectInto(app), {
+    token: TOKEN,
+    numRuns: 60,
+    timeLimitMs: 5000,
+    allow5xx: (route, body, status) =>
+      status === 503 && (DB_DOWN.includes((body as { message?: string }).message ?? '') || isHealthBody(route, body)),
+  });
   // Every route was exercised (the time bound may cut a slow one short, never to nothing).
   expect(Object.values(counts).every((n) => n >= 10)).toBe(true);
   expect(Object.keys(counts)).toEqual(routesOf().map(routeName));
