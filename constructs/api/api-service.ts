@@ -428,9 +428,8 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
 }
 
 function checkApiSettings(api: Required<ApiServiceSettings>): void {
-  core.checkImage('image', api.image);
+  core.checkCommonSettings(api);
   core.checkAutoscaling('autoscaling', api.autoscaling);
-  core.checkResources('resources', api.resources);
   core.checkInt('drainSeconds', api.drainSeconds, 0, 300);
   core.checkInt('terminationGracePeriodSeconds', api.terminationGracePeriodSeconds, 1, 3600);
   if (api.terminationGracePeriodSeconds <= api.drainSeconds + PRESTOP_SLEEP_SECONDS) {

@@ -9,6 +9,7 @@ export * from './labels';
 export * from './network';
 export * from './pod';
 export * from './quantity';
+export * from './settings';
 export * from './storage';
 export * from './validate';
 export * from './workload';

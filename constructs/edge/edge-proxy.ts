@@ -259,12 +259,8 @@ export class EdgeProxy extends Construct implements core.ServiceEndpoint {
 }
 
 function checkEdgeSettings(edge: Required<EdgeProxySettings>, tls: EdgeTlsProps | undefined): void {
-  core.checkImage('image', edge.image);
-  core.checkImage('exporterImage', edge.exporterImage);
+  core.checkCommonSettings(edge);
   core.checkAutoscaling('autoscaling', edge.autoscaling);
-  core.checkResources('resources', edge.resources);
-  core.checkResources('exporterResources', edge.exporterResources);
-  core.checkResources('certReloadResources', edge.certReloadResources);
   edge.hostnames.forEach((h, i) => {
     if (h.length > 253 || !SERVER_NAME.test(h)) {
       core.fail(

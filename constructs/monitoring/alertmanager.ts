@@ -74,11 +74,8 @@ export class Alertmanager extends Construct {
   constructor(scope: Construct, id: string, props: AlertmanagerProps) {
     super(scope, id);
     const a = core.withDefaults(ALERTMANAGER_DEFAULTS, props);
-    core.checkImage('image', a.image);
-    core.checkImage('reloaderImage', a.reloaderImage);
+    core.checkCommonSettings(a);
     core.checkInt('replicas', a.replicas, 1, 5);
-    core.checkStorage('storage', a.storage);
-    core.checkResources('resources', a.resources);
     checkAlerting('alerting', props.alerting);
     const name = core.workloadName(props.name, Alertmanager.COMPONENT);
     const c = name;

@@ -70,8 +70,7 @@ export class Grafana extends Construct {
     super(scope, id);
     const { prometheus, monitored } = props;
     const g = core.withDefaults(GRAFANA_DEFAULTS, props);
-    core.checkImage('image', g.image);
-    core.checkResources('resources', g.resources);
+    core.checkCommonSettings(g);
     core.checkName('adminSecret', g.adminSecret);
     const name = core.workloadName(props.name, Grafana.COMPONENT);
     const c = name;

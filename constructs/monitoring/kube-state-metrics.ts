@@ -55,8 +55,7 @@ export class KubeStateMetrics extends Construct {
   constructor(scope: Construct, id: string, props: KubeStateMetricsProps = {}) {
     super(scope, id);
     const s = core.withDefaults(KUBE_STATE_METRICS_DEFAULTS, props);
-    core.checkImage('image', s.image);
-    core.checkResources('resources', s.resources);
+    core.checkCommonSettings(s);
     const name = core.workloadName(props.name, KubeStateMetrics.COMPONENT);
     const c = name;
     const ns = core.namespaceOf(this);

@@ -112,11 +112,8 @@ export class Prometheus extends Construct implements core.ServiceEndpoint {
     super(scope, id);
     const { monitored, scrapeTargets } = props;
     const p = core.withDefaults(PROMETHEUS_DEFAULTS, props);
-    core.checkImage('image', p.image);
-    core.checkImage('reloaderImage', p.reloaderImage);
+    core.checkCommonSettings(p);
     if (!RETENTION.test(p.retention)) core.fail('retention', p.retention, "must be a duration such as '15d'");
-    core.checkStorage('storage', p.storage);
-    core.checkResources('resources', p.resources);
     for (const t of scrapeTargets) {
       if (!Number.isInteger(t.port) || t.port < 1 || t.port > 65535) {
         throw new Error(`'scrapeTargets' port of '${t.component}' (${t.port}) must be an integer in 1..65535`);

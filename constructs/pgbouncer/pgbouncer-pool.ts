@@ -110,16 +110,13 @@ export class PgBouncerPool extends Construct implements core.ServiceEndpoint {
   constructor(scope: Construct, id: string, props: PgBouncerPoolProps) {
     super(scope, id);
     const p = core.withDefaults(PGBOUNCER_POOL_DEFAULTS, props);
-    core.checkImage('image', p.image);
-    core.checkImage('exporterImage', p.exporterImage);
+    core.checkCommonSettings(p);
     if (!(Number.isInteger(p.replicas) && p.replicas >= 2)) {
       core.fail('replicas', p.replicas, 'must be an integer >= 2: with one pod, its eviction cuts every client off');
     }
     core.checkInt('maxClientConnections', p.maxClientConnections, 1);
     core.checkInt('poolSize', p.poolSize, 1);
     core.checkInt('reservePoolSize', p.reservePoolSize, 0);
-    core.checkResources('resources', p.resources);
-    core.checkResources('exporterResources', p.exporterResources);
     core.checkNotEmpty('clients', props.clients, 'name the pods allowed to connect to PgBouncer (e.g. the API)');
     const input = {
       database: props.database.database,

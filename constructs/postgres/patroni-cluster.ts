@@ -909,8 +909,7 @@ function checkBackup(backup: BackupProps | undefined, restore: RestoreProps | un
 }
 
 function checkPostgresSettings(p: Required<PostgresClusterSettings>): void {
-  core.checkImage('image', p.image);
-  core.checkImage('exporterImage', p.exporterImage);
+  core.checkCommonSettings(p);
   core.checkInt('replicas', p.replicas, 0, 5);
   core.checkInt('synchronousReplicas', p.synchronousReplicas, 0, 5);
   if (p.synchronousReplicas > p.replicas) {
@@ -956,9 +955,6 @@ function checkPostgresSettings(p: Required<PostgresClusterSettings>): void {
   const [credentials] = credentialsProblems(p.credentials, p.credentialsSecret, p.exporterCredentialsSecret);
   if (credentials)
     core.fail(['credentials', ...credentials.path].join('.'), valueAt(credentials.path), credentials.message);
-  core.checkStorage('storage', p.storage);
-  core.checkResources('resources', p.resources);
-  core.checkResources('exporterResources', p.exporterResources);
   checkPatroniTimings(p.patroni);
   const cidrs = allowedCidrsProblem(p.allowedCidrs);
   if (cidrs && cidrs.index < 0) core.fail('allowedCidrs', [], cidrs.message);

@@ -299,8 +299,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
 }
 
 function checkRedisSettings(r: Required<RedisClusterSettings>): void {
-  core.checkImage('image', r.image);
-  core.checkImage('exporterImage', r.exporterImage);
+  core.checkCommonSettings(r);
   if (!(Number.isInteger(r.masters) && r.masters >= 3 && r.masters <= 50)) {
     core.fail(
       'masters',
@@ -314,9 +313,6 @@ function checkRedisSettings(r: Required<RedisClusterSettings>): void {
   }
   core.checkInt('nodeTimeoutMs', r.nodeTimeoutMs, 500, 60000);
   core.checkName('passwordSecret', r.passwordSecret);
-  core.checkStorage('storage', r.storage);
-  core.checkResources('resources', r.resources);
-  core.checkResources('exporterResources', r.exporterResources);
   const memory = redisMemoryProblem(r.maxmemory, r.resources.limits.memory);
   if (memory) core.fail('maxmemory', r.maxmemory, memory);
 }
