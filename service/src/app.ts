@@ -111,7 +111,8 @@ export async function buildApp(
       options.logger === false
         ? false
         : { level: config.logLevel, ...(options.logStream ? { stream: options.logStream } : {}) },
-    // No per-request log lines (the edge writes the access log); the top-level option is deprecated (FSTDEP023).
+    // Fastify's own two lines per request are off: the app's onResponse hook writes one (the top-level
+    // option is deprecated, FSTDEP023).
     logController: new LogController({ disableRequestLogging: true }),
     // The edge's request id when it is well-formed; a new one otherwise (it is logged and put in 5xx messages).
     requestIdHeader: false,

@@ -29,8 +29,19 @@ function metricsServer(metrics: Metrics): Server {
   });
 }
 
+/**
+ * Where the serving process logs: stdout, written asynchronously. A synchronous write per line
+ * (pino's default) costs a syscall per request; here the lines logged while a write is in flight
+ * go out together in the next one, and nothing waits for a buffer to fill, so a quiet pod's
+ * lines are not held back. pino flushes what is left synchronously when the process exits.
+ */
+export function serviceLogStream(fd = 1): pino.DestinationStream & { flushSync(): void } {
+  return pino.destination({ dest: fd, sync: false });
+}
+
 async function serve(config: ServiceConfig): Promise<void> {
-  const app = await buildApp(config);
+  const logStream = serviceLogStream();
+  const app = await buildApp(config, { logStream });
   const metrics = metricsServer(app.metrics);
   try {
     await app.listen({ host: '0.0.0.0', port: config.port });
@@ -60,6 +71,7 @@ async function serve(config: ServiceConfig): Promise<void> {
     clearInterval(reaper);
     await new Promise((r) => metrics.close(r));
     app.log.info('stopped');
+    logStream.flushSync();
     process.exit(0);
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -346,10 +346,10 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     const format = async (text: string, file: string) =>
       prettier.format(text, { ...(await prettier.resolveConfig(file)), filepath: file });
     fs.mkdirSync(join(ROOT, 'bench'), { recursive: true });
-    // Sections written by hand from test/drills.test.ts runs (not from the bench) survive a new benchmark:
-    // the data-tier failover drills and the drills on the faithful twin.
+    // Sections written by hand (not from this bench) survive a new benchmark: the data-tier failover
+    // drills and the drills on the faithful twin (test/drills.test.ts runs), and the optimisations tried.
     const previous = fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '';
-    const kept = ['failover', 'drills']
+    const kept = ['optimisations', 'failover', 'drills']
       .map((m) => new RegExp(`<!-- ${m}:start -->[\\s\\S]*<!-- ${m}:end -->\\n?`).exec(previous)?.[0])
       .filter((x): x is string => !!x);
     const formatted = await format([md.trimEnd(), ...kept].join('\n\n'), out);
