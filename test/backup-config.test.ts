@@ -18,6 +18,7 @@ import type { Obj } from './helpers/objects';
 import { parsePgBackRestConf, TWIN_PGBACKREST_CHANGES, twinPgBackRestConf } from '../tools/runtime/launcher/pgbackrest';
 import { twinPatroniConfig } from '../tools/runtime/launcher/patroni';
 import { docAnchors } from './helpers/docs';
+import { MINIMAL_PATRONI_PROPS } from './helpers/patroni-props';
 
 /** A bare non-production environment: its backup settings are only what a case gives. */
 const BARE = { bare: { name: 'bare', production: false } };
@@ -107,16 +108,9 @@ describe('bad backup config is refused at synth, naming field, value and fix', (
 });
 
 const chart = () => new Chart(Testing.app(), 'test', { namespace: 'ns' });
-const small = { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' } };
-const pod = { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'pgbouncer' } } };
 const cluster = (b: BackupProps, extra: object = {}) =>
   new PatroniCluster(chart(), 'pg', {
-    image: 'pg:1',
-    exporterImage: 'exp:1',
-    storage: { size: '1Gi' },
-    resources: small,
-    exporterResources: small,
-    clients: [pod],
+    ...MINIMAL_PATRONI_PROPS,
     backup: b,
     ...extra,
   });

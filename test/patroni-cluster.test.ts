@@ -14,21 +14,15 @@ import { loadEnvironment } from '../stacks/environments';
 import { ENVS, find, type Obj, objectsOf, ofKind, selects } from './helpers/objects';
 import { errorFor } from './helpers/config-errors';
 import { docAnchors } from './helpers/docs';
+import { MINIMAL_PATRONI_PROPS } from './helpers/patroni-props';
 
 const small: Resources = {
   requests: { cpu: '100m', memory: '256Mi' },
   limits: { cpu: '1', memory: '512Mi' },
 };
 const chart = () => new Chart(Testing.app(), 'test', { namespace: 'ns' });
-const pod = { podSelector: { matchLabels: { 'app.kubernetes.io/name': 'pgbouncer' } } };
-const clusterProps = {
-  image: 'pg:1',
-  exporterImage: 'exp:1',
-  storage: { size: '1Gi' },
-  resources: small,
-  exporterResources: small,
-  clients: [pod],
-};
+const clusterProps = MINIMAL_PATRONI_PROPS;
+const pod = clusterProps.clients[0];
 const poolProps = {
   image: 'pgb:1',
   exporterImage: 'pgbexp:1',
