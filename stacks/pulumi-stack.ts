@@ -234,6 +234,19 @@ export class PlatformStack extends pulumi.ComponentResource {
         ? group.getCustomResource(gvk, o.metadata.namespace, o.metadata.name)
         : group.getCustomResource(gvk, o.metadata.name);
     };
+    // Dependencies are passed as the resources themselves (a promise of each, once per object), not as
+    // Outputs: for every Output in `dependsOn` the SDK walks the resource's whole object graph looking
+    // for unknowns, once per edge: about half the program's CPU. The registered dependencies are the same.
+    const created = new Map<string, Promise<pulumi.CustomResource>>();
+    const createdResource = (key: string) => {
+      let resource = created.get(key);
+      if (!resource) {
+        const output = resourceOf(key);
+        resource = new Promise((resolve) => output.apply((r) => void resolve(r)));
+        created.set(key, resource);
+      }
+      return resource;
+    };
     dependencyLayers(deps).forEach((layer, depth) => {
       const group = new k8s.yaml.ConfigGroup(
         `${name}-layer-${depth}`,
@@ -244,7 +257,7 @@ export class PlatformStack extends pulumi.ComponentResource {
               const key = objectKey(obj);
               childOpts.provider = provider;
               const controllerExtras = POD_CONTROLLER_KINDS.has(obj.kind) ? supplied : [];
-              childOpts.dependsOn = [namespace, ...controllerExtras, ...(deps.get(key) ?? []).map(resourceOf)];
+              childOpts.dependsOn = [namespace, ...controllerExtras, ...(deps.get(key) ?? []).map(createdResource)];
               const timeouts = customTimeoutsOf(obj);
               if (timeouts) childOpts.customTimeouts = timeouts;
               if (STATEFUL_KINDS.has(obj.kind)) Object.assign(childOpts, protection);
@@ -273,7 +286,7 @@ export class PlatformStack extends pulumi.ComponentResource {
             },
             spec: { resources: { requests: { storage: claim.storage } } },
           },
-          { parent: this, provider, dependsOn: [namespace, resourceOf(objectKey(o))], retainOnDelete: true },
+          { parent: this, provider, dependsOn: [namespace, createdResource(objectKey(o))], retainOnDelete: true },
         );
       }
     }

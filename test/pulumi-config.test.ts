@@ -212,3 +212,30 @@ describe('overrides from stack config', () => {
     expect(error.message).toContain('["protect","retainOnDelete","none"]');
   });
 });
+
+describe('runs back to back (the harness loads the SDK and the program modules once per file)', () => {
+  test('each run sees only its own registrations, also after a run that failed after registering', async () => {
+    // GIVEN a run that registers its component and then fails, then two stacks with different config
+    const failed = await programError('prod', { 'fastnext:postgresPassword': 'only-one' });
+    expect(failed.message).toContain('partly supplied');
+    const staging = await runProgram('staging', { 'fastnext:statefulProtection': 'none' });
+    const dev = await runProgram('dev');
+    // THEN each registers its own component once and exactly its synthesized objects, once each
+    for (const [run, env] of [
+      [staging, 'staging'],
+      [dev, 'dev'],
+    ] as const) {
+      const stacks = run.registrations.filter((r) => r.type === 'fastnext:platform:Stack');
+      expect(stacks.map((r) => r.inputs)).toEqual([{ environment: env }]);
+      const urns = run.registrations.map((r) => r.urn);
+      expect(new Set(urns).size).toBe(urns.length);
+      expect(urns.filter((u) => !u.startsWith(`urn:pulumi:${env}::fastnext::`))).toEqual([]);
+      const expected = run.model.synthObjects(run.model.loadEnvironment(env)).map((o) => identity(typeToken(o), o));
+      const registered = kubeRegistrations(run).map((r) => identity(r.type, r.inputs as KubeObject));
+      expect(registered.sort()).toEqual(expected.sort());
+    }
+    // and each its own stack config: staging unprotected here, dev retained on delete (Pulumi.dev.yaml)
+    expect(kubeRegistrations(staging).filter((r) => r.protect || r.retainOnDelete)).toEqual([]);
+    expect(kubeRegistrations(dev).filter((r) => r.retainOnDelete).length).toBeGreaterThan(0);
+  });
+});

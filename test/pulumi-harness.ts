@@ -1,12 +1,20 @@
 /**
  * Runs the Pulumi program (stacks/pulumi.ts) under Pulumi's runtime mocks: no
- * CLI, no cluster. Each run resets the module registry, sets the mocks with the
- * stack name, sets the stack config (by default the one in Pulumi.<stack>.yaml)
- * and imports the program, recording every RegisterResource request as the
- * engine would receive it (dependencies, protection, secrets).
+ * CLI, no cluster. Each run sets the mocks with the stack name, sets the stack
+ * config (by default the one in Pulumi.<stack>.yaml) and evaluates the program
+ * entry afresh, recording every RegisterResource request as the engine would
+ * receive it (dependencies, protection, secrets).
+ *
+ * The SDK and the modules the entry imports are loaded once per test file, not
+ * once per run (`jest.resetModules` and a re-import cost half a second a run).
+ * That is sound because the SDK keeps a run's state in its store, which
+ * `setMocks` resets (monitor, options, config, stack resource), each resource
+ * registers with the monitor of the run that created it, and a run waits for
+ * its own RPCs, failed or not, before the next one starts. pulumi-config.test.ts
+ * runs different configs back to back and checks each sees only its own.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type * as pulumiSdk from '@pulumi/pulumi';
 import type {
   RegisterResourceOutputsRequest,
@@ -62,7 +70,8 @@ export interface ProgramRun {
 
 export type StackConfig = Record<string, unknown>;
 
-const baselineExitListeners = process.listeners('exit');
+/** The Pulumi entry (`main` in Pulumi.yaml). */
+const PROGRAM = join(__dirname, '..', 'stacks', 'pulumi.ts');
 
 /** The `config:` block of Pulumi.<stack>.yaml, as the CLI would hand it to the program. */
 export function stackFileConfig(stack: string): StackConfig {
@@ -84,11 +93,6 @@ export async function runProgram(
   config: StackConfig = stackFileConfig(stack),
   secretKeys: string[] = [],
 ): Promise<ProgramRun> {
-  // Each fresh copy of the SDK adds process exit hooks; the previous run is over, so drop its hooks.
-  for (const listener of process.listeners('exit')) {
-    if (!baselineExitListeners.includes(listener)) process.removeListener('exit', listener);
-  }
-  jest.resetModules();
   const pulumi: typeof pulumiSdk = await import('@pulumi/pulumi');
   const registrations: Registration[] = [];
   const componentOutputs: unknown[] = [];
@@ -118,6 +122,7 @@ export async function runProgram(
   monitor.registerResource = (req, callback) =>
     registerResource(req, (err, response) => {
       if (response) {
+        const wire = req.getObject()?.toJavaScript();
         registrations.push({
           type: req.getType(),
           name: req.getName(),
@@ -131,8 +136,8 @@ export async function runProgram(
           additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
           customTimeouts: timeoutsOf(req),
           ignoreChanges: req.getIgnorechangesList(),
-          inputs: unwrapSecrets(req.getObject()?.toJavaScript() ?? {}) as Record<string, unknown>,
-          wire: req.getObject()?.toJavaScript(),
+          inputs: unwrapSecrets(wire ?? {}) as Record<string, unknown>,
+          wire,
         });
       }
       callback(err, response);
@@ -148,12 +153,20 @@ export async function runProgram(
   );
   pulumi.runtime.setAllConfig(asStrings, secretKeys);
 
-  const program = (await import('../stacks/pulumi')) as Record<string, pulumiSdk.Output<unknown>>;
+  const waitForRPCs = () => (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+  let program: Record<string, unknown>;
+  try {
+    program = evaluateProgram();
+  } catch (e) {
+    // What the program registered before it failed still lands in this run's monitor, not the next run's.
+    await waitForRPCs().catch(() => undefined);
+    throw e;
+  }
   const outputs: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(program)) {
     outputs[key] = pulumi.Output.isInstance(value) ? await promiseOf(value) : value;
   }
-  await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+  await waitForRPCs();
   const { loadEnvironment: load } = await import('../stacks/environments');
   const { synthObjects: synth, buildPlatform: build } = await import('../stacks/synth');
   return {
@@ -162,6 +175,24 @@ export async function runProgram(
     componentOutputs,
     model: { loadEnvironment: load, synthObjects: synth, buildPlatform: build },
   };
+}
+
+/**
+ * Evaluates the program entry afresh (the Pulumi CLI runs it once per process):
+ * its source, transpiled, with its imports from the module registry, loaded once.
+ */
+function evaluateProgram(): Record<string, unknown> {
+  const ts = jest.requireActual<typeof import('typescript')>('typescript');
+  const { outputText } = ts.transpileModule(readFileSync(PROGRAM, 'utf8'), {
+    fileName: PROGRAM,
+    compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
+  });
+  const module = { exports: {} as Record<string, unknown> };
+  const requireFromEntry = (id: string): unknown =>
+    jest.requireActual(id.startsWith('.') ? join(dirname(PROGRAM), id) : id);
+  const evaluate = new Function('exports', 'require', 'module', '__filename', '__dirname', outputText);
+  evaluate(module.exports, requireFromEntry, module, PROGRAM, dirname(PROGRAM));
+  return module.exports;
 }
 
 /** The error a program run fails with. */
