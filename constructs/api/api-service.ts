@@ -3,12 +3,10 @@
  * ClusterIP + headless Services, HPA, PDB, ServiceAccount, NetworkPolicy,
  * the migration init container and the partition-maintenance CronJob.
  */
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { SERVICE_COMMANDS, SERVICE_ENV, SERVICE_PATHS, SERVICE_PORTS } from '../../service/src/contract';
 import * as core from '../core';
-
-const k8s = kplus.k8s;
 
 /** Numeric uid/gid of the service image's non-root user (see service/Dockerfile). */
 export const API_UID = 10001;
@@ -135,7 +133,7 @@ export interface ApiServiceProps extends ApiServiceSettings, core.WorkloadProps,
   /** The cache the service connects to (e.g. a RedisCluster). */
   readonly redis: ApiCache;
   /** Pods allowed to call the API port. @default - the edge tier's pods (`podsOf('edge')`) */
-  readonly clients?: readonly kplus.k8s.NetworkPolicyPeer[];
+  readonly clients?: readonly k8s.NetworkPolicyPeer[];
 }
 
 const SECRET_MOUNT = '/var/run/secrets/fastnext';
@@ -213,7 +211,7 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
     const [postgresPassword, redisPassword, managementToken] = secretFiles.map(
       (f) => `${SECRET_MOUNT}/${f.dir}/${f.path ?? f.key}`,
     );
-    const env: kplus.k8s.EnvVar[] = [
+    const env: k8s.EnvVar[] = [
       { name: SERVICE_ENV.port, value: String(SERVICE_PORTS.http) },
       { name: SERVICE_ENV.metricsPort, value: String(SERVICE_PORTS.metrics) },
       { name: SERVICE_ENV.logLevel, value: 'info' },
@@ -251,18 +249,18 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
       // Only when asked for (never in production: the config refuses it), so no shipped pod carries it.
       ...(api.faultInjection ? [{ name: SERVICE_ENV.faultInjection, value: 'true' }] : []),
     ];
-    const secretVolumes: kplus.k8s.Volume[] = secretFiles.map((f) => ({
+    const secretVolumes: k8s.Volume[] = secretFiles.map((f) => ({
       name: f.volume,
       secret: { secretName: f.secretName, items: [{ key: f.key, path: f.path ?? f.key }] },
     }));
-    const secretMounts: kplus.k8s.VolumeMount[] = secretFiles.map((f) => ({
+    const secretMounts: k8s.VolumeMount[] = secretFiles.map((f) => ({
       name: f.volume,
       mountPath: `${SECRET_MOUNT}/${f.dir}`,
       readOnly: true,
     }));
-    const tmpMount: kplus.k8s.VolumeMount = { name: 'tmp', mountPath: '/tmp' };
+    const tmpMount: k8s.VolumeMount = { name: 'tmp', mountPath: '/tmp' };
 
-    const container: kplus.k8s.Container = {
+    const container: k8s.Container = {
       name: c,
       image: api.image,
       imagePullPolicy: 'IfNotPresent',
@@ -301,7 +299,7 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
     const sessionEnv = env.map((e) =>
       e.name === SERVICE_ENV.postgresServer ? { ...e, value: `${session.host}:${session.port}` } : e,
     );
-    const migrate: kplus.k8s.Container = {
+    const migrate: k8s.Container = {
       name: 'migrate',
       image: api.image,
       imagePullPolicy: 'IfNotPresent',
@@ -311,7 +309,7 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
       securityContext: core.containerSecurityContext(),
       volumeMounts: [tmpMount, ...secretMounts],
     };
-    const podSpec: kplus.k8s.PodSpec = {
+    const podSpec: k8s.PodSpec = {
       serviceAccountName: name,
       automountServiceAccountToken: false,
       securityContext: core.podSecurityContext(API_UID),

@@ -8,7 +8,7 @@
  * Least privilege: the Job's ServiceAccount may only `create` Secrets in its own
  * namespace (the API cannot scope `create` to a name) and reads nothing.
  */
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { meta, namespaceOf, selectorLabels } from './labels';
 import { dnsEgress, networkPolicy, tcpPorts } from './network';
@@ -22,8 +22,6 @@ import {
 } from './pod';
 import { checkInt, checkName, checkNotEmpty, fail } from './validate';
 import { jobNameFor, type WorkloadProps } from './workload';
-
-const k8s = kplus.k8s;
 
 /** The image running the generator: busybox sh + curl, non-root (uid 100). */
 export const SECRET_GENERATOR_IMAGE = 'curlimages/curl:8.11.1';
@@ -206,7 +204,7 @@ export class GeneratedSecret extends Construct {
       egress: [dnsEgress(props.dnsResolvers), { ports: tcpPorts(443, 6443) }],
     });
     const labels = { ...m().labels!, ...selectorLabels(c) };
-    const spec: kplus.k8s.JobSpec = {
+    const spec: k8s.JobSpec = {
       backoffLimit: 10,
       template: {
         metadata: { labels },

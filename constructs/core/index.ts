@@ -1,7 +1,7 @@
 /**
  * The construct kit: the pod, network, storage, quantity and validation helpers every
  * construct in this library is built from. Constructs import it whole
- * (`import * as core from '../core'`), the way cdk8s code imports `kplus`.
+ * (`import * as core from '../core'`), the way cdk8s code imports its libraries whole.
  */
 export * from './cron';
 export * from './generated-secret';

@@ -3,7 +3,7 @@
  * cdk8s `Chart`, so a construct placed in anyone's chart follows that chart.
  */
 import { Chart } from 'cdk8s';
-import type * as kplus from 'cdk8s-plus-28';
+import type { k8s } from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
 
 /** Value of `app.kubernetes.io/instance` on every object. */
@@ -50,7 +50,7 @@ export function meta(
   component: string,
   name: string,
   extra: { annotations?: Record<string, string>; labels?: Record<string, string> } = {},
-): kplus.k8s.ObjectMeta {
+): k8s.ObjectMeta {
   return {
     name,
     namespace: namespaceOf(scope),

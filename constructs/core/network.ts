@@ -3,11 +3,9 @@
  * NetworkPolicy pieces (peers, ports, DNS egress) that open exactly those flows.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
 import { meta, selectorLabels } from './labels';
-
-const k8s = kplus.k8s;
 
 /** A port of a component's pods (what a NetworkPolicy opens, what Prometheus scrapes). */
 export interface PodPort {
@@ -26,7 +24,7 @@ export interface ServiceEndpoint extends PodPort {
 export const PROMETHEUS_COMPONENT = 'prometheus';
 
 /** NetworkPolicy peer: pods of a component in the same namespace. */
-export function podsOf(component: string): kplus.k8s.NetworkPolicyPeer {
+export function podsOf(component: string): k8s.NetworkPolicyPeer {
   return { podSelector: { matchLabels: selectorLabels(component) } };
 }
 
@@ -67,7 +65,7 @@ export function isCidr(s: string): boolean {
 }
 
 /** The NetworkPolicy peer of one resolver, or undefined when it is neither a CIDR nor a label selector. */
-export function dnsResolverPeer(resolver: DnsResolver): kplus.k8s.NetworkPolicyPeer | undefined {
+export function dnsResolverPeer(resolver: DnsResolver): k8s.NetworkPolicyPeer | undefined {
   if (isCidr(resolver)) return { ipBlock: { cidr: resolver } };
   const slash = resolver.indexOf('/');
   // `<namespace>/` before the selector: a name without dots. A label key's prefix has dots (app.kubernetes.io/name).
@@ -88,7 +86,7 @@ export function dnsResolverPeer(resolver: DnsResolver): kplus.k8s.NetworkPolicyP
 }
 
 /** The peers of a resolver list; throws naming the first entry that is neither a CIDR nor a label selector. */
-export function dnsResolverPeers(resolvers: readonly DnsResolver[]): kplus.k8s.NetworkPolicyPeer[] {
+export function dnsResolverPeers(resolvers: readonly DnsResolver[]): k8s.NetworkPolicyPeer[] {
   return resolvers.map((r, i) => {
     const peer = dnsResolverPeer(r);
     if (!peer) throw new Error(`'dnsResolvers[${i}]' (${JSON.stringify(r)}) ${DNS_RESOLVER_FORMAT}`);
@@ -97,13 +95,12 @@ export function dnsResolverPeers(resolvers: readonly DnsResolver[]): kplus.k8s.N
 }
 
 /** The peers of DEFAULT_DNS_RESOLVERS: what a construct allows DNS to when its props name none. */
-export const DEFAULT_DNS_RESOLVER_PEERS: readonly kplus.k8s.NetworkPolicyPeer[] =
-  dnsResolverPeers(DEFAULT_DNS_RESOLVERS);
+export const DEFAULT_DNS_RESOLVER_PEERS: readonly k8s.NetworkPolicyPeer[] = dnsResolverPeers(DEFAULT_DNS_RESOLVERS);
 
 /** Egress rule allowing DNS (UDP and TCP 53) to the given resolvers. */
 export function dnsEgress(
-  resolvers: readonly kplus.k8s.NetworkPolicyPeer[] = DEFAULT_DNS_RESOLVER_PEERS,
-): kplus.k8s.NetworkPolicyEgressRule {
+  resolvers: readonly k8s.NetworkPolicyPeer[] = DEFAULT_DNS_RESOLVER_PEERS,
+): k8s.NetworkPolicyEgressRule {
   if (resolvers.length === 0) {
     throw new Error("'dnsResolvers' ([]) must name at least one resolver: with none, every DNS lookup is denied");
   }
@@ -117,7 +114,7 @@ export function dnsEgress(
 }
 
 /** TCP NetworkPolicy ports. */
-export function tcpPorts(...ports: number[]): kplus.k8s.NetworkPolicyPort[] {
+export function tcpPorts(...ports: number[]): k8s.NetworkPolicyPort[] {
   return ports.map((port) => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(port) }));
 }
 
@@ -134,8 +131,8 @@ export function networkPolicy(
   scope: Construct,
   id: string,
   component: string,
-  rules: { ingress: kplus.k8s.NetworkPolicyIngressRule[]; egress: kplus.k8s.NetworkPolicyEgressRule[] },
-): kplus.k8s.KubeNetworkPolicy {
+  rules: { ingress: k8s.NetworkPolicyIngressRule[]; egress: k8s.NetworkPolicyEgressRule[] },
+): k8s.KubeNetworkPolicy {
   return new k8s.KubeNetworkPolicy(scope, id, {
     metadata: meta(scope, component, component),
     spec: {

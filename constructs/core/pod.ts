@@ -3,17 +3,15 @@
  * nodes and zones, probes, scratch volumes, and the user's pod block
  * (`PodOptions`: placement and extensions) merged in without touching ours.
  */
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { selectorLabels } from './labels';
 import { DNS1123_SUBDOMAIN, fail } from './validate';
-
-const k8s = kplus.k8s;
 
 /**
  * Container security context of the Pod Security "restricted" profile, plus a
  * read-only root filesystem (writable paths are emptyDir mounts).
  */
-export function containerSecurityContext(): kplus.k8s.SecurityContext {
+export function containerSecurityContext(): k8s.SecurityContext {
   return {
     allowPrivilegeEscalation: false,
     privileged: false,
@@ -25,7 +23,7 @@ export function containerSecurityContext(): kplus.k8s.SecurityContext {
 }
 
 /** Pod security context: a numeric non-root user (so the kubelet can verify runAsNonRoot) and fsGroup for volumes. */
-export function podSecurityContext(uid: number, gid: number = uid): kplus.k8s.PodSecurityContext {
+export function podSecurityContext(uid: number, gid: number = uid): k8s.PodSecurityContext {
   if (uid === 0) throw new Error("podSecurityContext: 'uid' (0) must be a non-root user id");
   return {
     runAsNonRoot: true,
@@ -41,7 +39,7 @@ export function podSecurityContext(uid: number, gid: number = uid): kplus.k8s.Po
  * Spread a component's pods over nodes (hard-ish: ScheduleAnyway keeps small
  * clusters schedulable) and zones.
  */
-export function topologySpread(component: string): kplus.k8s.TopologySpreadConstraint[] {
+export function topologySpread(component: string): k8s.TopologySpreadConstraint[] {
   const labelSelector = { matchLabels: selectorLabels(component) };
   return [
     { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector },
@@ -54,12 +52,12 @@ export function httpProbe(
   path: string,
   port: string,
   timing: { readonly periodSeconds: number; readonly failureThreshold?: number; readonly timeoutSeconds: number },
-): kplus.k8s.Probe {
+): k8s.Probe {
   return { httpGet: { path, port: k8s.IntOrString.fromString(port) }, ...timing };
 }
 
 /** An emptyDir volume (optionally memory-backed) for a writable path under a read-only root fs. */
-export function emptyDir(name: string, sizeLimit = '64Mi', medium?: 'Memory'): kplus.k8s.Volume {
+export function emptyDir(name: string, sizeLimit = '64Mi', medium?: 'Memory'): k8s.Volume {
   return { name, emptyDir: { sizeLimit: k8s.Quantity.fromString(sizeLimit), ...(medium ? { medium } : {}) } };
 }
 
@@ -71,9 +69,9 @@ export interface PodOptions {
   /** Node labels the pods must match. @default - any node */
   readonly nodeSelector?: Readonly<Record<string, string>>;
   /** Taints the pods tolerate. @default - none */
-  readonly tolerations?: readonly kplus.k8s.Toleration[];
+  readonly tolerations?: readonly k8s.Toleration[];
   /** Node and pod (anti-)affinity of the main workload's pods (Jobs do not get it). @default - none */
-  readonly affinity?: kplus.k8s.Affinity;
+  readonly affinity?: k8s.Affinity;
   /** PriorityClass of the pods. @default - the cluster's default priority */
   readonly priorityClassName?: string;
   /** Extra annotations of the main workload's pod template; keys the construct sets are refused. @default - none */
@@ -81,11 +79,11 @@ export interface PodOptions {
   /** Extra labels of the main workload's pod template; keys the construct sets are refused. @default - none */
   readonly labels?: Readonly<Record<string, string>>;
   /** Extra environment variables of the main container; names the construct sets are refused. @default - none */
-  readonly extraEnv?: readonly kplus.k8s.EnvVar[];
+  readonly extraEnv?: readonly k8s.EnvVar[];
   /** Extra volumes of the main workload's pods (the Pod Security "restricted" volume types only). @default - none */
-  readonly extraVolumes?: readonly kplus.k8s.Volume[];
+  readonly extraVolumes?: readonly k8s.Volume[];
   /** Extra mounts of the main container, each naming a volume of the pod. @default - none */
-  readonly extraVolumeMounts?: readonly kplus.k8s.VolumeMount[];
+  readonly extraVolumeMounts?: readonly k8s.VolumeMount[];
   /** Annotations of the tier's ServiceAccount (e.g. a cloud IAM role). @default - none */
   readonly serviceAccountAnnotations?: Readonly<Record<string, string>>;
 }
@@ -136,10 +134,7 @@ export function externalSecretsAnnotations(
 }
 
 /** Placement every pod of a tier gets (Jobs included): node selector, tolerations, priority, pull secrets. */
-export function podPlacement(
-  pod: PodOptions = {},
-  imagePullSecrets: readonly string[] = [],
-): Partial<kplus.k8s.PodSpec> {
+export function podPlacement(pod: PodOptions = {}, imagePullSecrets: readonly string[] = []): Partial<k8s.PodSpec> {
   if (pod.priorityClassName !== undefined && !DNS1123_SUBDOMAIN.test(pod.priorityClassName)) {
     fail('pod.priorityClassName', pod.priorityClassName, 'must be a DNS-1123 subdomain (a PriorityClass name)');
   }
@@ -173,11 +168,11 @@ function addKeys(
  * Pod Security "restricted" refuses is an error naming the prop.
  */
 export function withPodOptions(
-  template: kplus.k8s.PodTemplateSpec,
+  template: k8s.PodTemplateSpec,
   mainContainer: string,
   pod: PodOptions = {},
   imagePullSecrets: readonly string[] = [],
-): kplus.k8s.PodTemplateSpec {
+): k8s.PodTemplateSpec {
   const spec = template.spec!;
   const extraVolumes = pod.extraVolumes ?? [];
   extraVolumes.forEach((v, i) => {

@@ -1,5 +1,5 @@
 /** Kubernetes resource quantities and the requests/limits every container carries. */
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { fail } from './validate';
 
 /** A Kubernetes resource quantity, non-negative (e.g. `250m`, `1`, `512Mi`, `10Gi`). */
@@ -69,8 +69,8 @@ function valueAt(r: Resources, path: string): string {
 }
 
 /** Requests and limits as the Kubernetes API takes them. */
-export function resourcesOf(r: Resources): kplus.k8s.ResourceRequirements {
-  const q = (v: string) => kplus.k8s.Quantity.fromString(v);
+export function resourcesOf(r: Resources): k8s.ResourceRequirements {
+  const q = (v: string) => k8s.Quantity.fromString(v);
   return {
     requests: { cpu: q(r.requests.cpu), memory: q(r.requests.memory) },
     limits: { cpu: q(r.limits.cpu), memory: q(r.limits.memory) },

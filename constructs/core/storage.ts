@@ -1,5 +1,5 @@
 /** Persistent storage of the stateful tiers. */
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { selectorLabels } from './labels';
 import { quantityProblem } from './quantity';
 import { checkName, fail } from './validate';
@@ -24,13 +24,13 @@ export function checkStorage(prop: string, storage: StorageProps): void {
  * asked for, and the StorageClass asked for (none: the cluster's default class).
  * The name `data` is part of every PVC's name: renaming it replaces the data.
  */
-export function dataVolumeClaim(component: string, storage: StorageProps): kplus.k8s.KubePersistentVolumeClaimProps {
+export function dataVolumeClaim(component: string, storage: StorageProps): k8s.KubePersistentVolumeClaimProps {
   return {
     metadata: { name: 'data', labels: selectorLabels(component) },
     spec: {
       accessModes: ['ReadWriteOnce'],
       ...(storage.storageClass ? { storageClassName: storage.storageClass } : {}),
-      resources: { requests: { storage: kplus.k8s.Quantity.fromString(storage.size) } },
+      resources: { requests: { storage: k8s.Quantity.fromString(storage.size) } },
     },
   };
 }

@@ -1,12 +1,10 @@
 /** The objects around every workload: ServiceAccount, PodDisruptionBudget, autoscaler. */
 import { createHash } from 'node:crypto';
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
 import { meta, selectorLabels, standardLabels } from './labels';
 import { externalSecretsAnnotations, type PodOptions, withPodOptions } from './pod';
 import { checkInt, checkName, fail } from './validate';
-
-const k8s = kplus.k8s;
 
 /** What every workload construct takes besides its own settings. */
 export interface WorkloadProps {
@@ -18,13 +16,13 @@ export interface WorkloadProps {
    * Where the pods may send DNS queries (UDP and TCP 53).
    * @default DEFAULT_DNS_RESOLVER_PEERS: kube-dns and node-local-dns pods, 169.254.20.10/32, 169.254.169.254/32
    */
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+  readonly dnsResolvers?: readonly k8s.NetworkPolicyPeer[];
 }
 
 /** A workload that serves metrics: who may scrape them. */
 export interface ScrapedProps {
   /** Pods allowed to scrape the metrics port. @default - the bundled Prometheus' pods (`podsOf('prometheus')`) */
-  readonly scrapers?: readonly kplus.k8s.NetworkPolicyPeer[];
+  readonly scrapers?: readonly k8s.NetworkPolicyPeer[];
 }
 
 /** The tier's name (the `name` prop, else the construct's default): a DNS-1123 label, also its component label. */
@@ -44,7 +42,7 @@ export function workloadMeta(
   name: string,
   props: WorkloadProps,
   more: readonly string[] = [],
-): kplus.k8s.ObjectMeta {
+): k8s.ObjectMeta {
   return meta(scope, component, name, {
     annotations: externalSecretsAnnotations(props.pod, props.imagePullSecrets, more),
   });
@@ -60,8 +58,8 @@ export function podTemplate(
   mainContainer: string,
   props: WorkloadProps,
   extra: { readonly annotations?: Record<string, string>; readonly labels?: Record<string, string> },
-  spec: kplus.k8s.PodSpec,
-): kplus.k8s.PodTemplateSpec {
+  spec: k8s.PodSpec,
+): k8s.PodTemplateSpec {
   const metadata = {
     labels: { ...standardLabels(scope, component), ...extra.labels },
     ...(extra.annotations ? { annotations: extra.annotations } : {}),
@@ -70,7 +68,7 @@ export function podTemplate(
 }
 
 /** A Deployment rollout that never goes below the desired replicas: new pods first (`maxSurge`), then old ones go. */
-export function surgeRollout(maxSurge: number | string): kplus.k8s.DeploymentStrategy {
+export function surgeRollout(maxSurge: number | string): k8s.DeploymentStrategy {
   const surge =
     typeof maxSurge === 'number' ? k8s.IntOrString.fromNumber(maxSurge) : k8s.IntOrString.fromString(maxSurge);
   return { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: surge } };
@@ -108,7 +106,7 @@ export function podDisruptionBudget(
   id: string,
   component: string,
   maxUnavailable = 1,
-): kplus.k8s.KubePodDisruptionBudget {
+): k8s.KubePodDisruptionBudget {
   if (maxUnavailable < 1) {
     throw new Error(`'maxUnavailable' (${maxUnavailable}) must be >= 1 so a node drain can evict a pod`);
   }
@@ -127,7 +125,7 @@ export function serviceAccount(
   id: string,
   component: string,
   annotations?: Readonly<Record<string, string>>,
-): kplus.k8s.KubeServiceAccount {
+): k8s.KubeServiceAccount {
   return new k8s.KubeServiceAccount(scope, id, {
     metadata: meta(scope, component, component, { annotations: { ...annotations } }),
     automountServiceAccountToken: false,
@@ -141,7 +139,7 @@ export function horizontalPodAutoscaler(
   component: string,
   target: { kind: 'Deployment' | 'StatefulSet'; name: string },
   a: AutoscalingProps,
-): kplus.k8s.KubeHorizontalPodAutoscalerV2 {
+): k8s.KubeHorizontalPodAutoscalerV2 {
   return new k8s.KubeHorizontalPodAutoscalerV2(scope, id, {
     metadata: meta(scope, component, component),
     spec: {
@@ -193,7 +191,7 @@ export const RUNS_AFTER_ANNOTATION = 'fastnext.io/runs-after';
  * Job runs from outside its spec (a script in a ConfigMap), so a changed script
  * runs again too.
  */
-export function jobNameFor(base: string, spec: kplus.k8s.JobSpec, inputs: readonly unknown[] = []): string {
+export function jobNameFor(base: string, spec: k8s.JobSpec, inputs: readonly unknown[] = []): string {
   const hash = createHash('sha256')
     .update(JSON.stringify([spec, ...inputs]))
     .digest('hex')

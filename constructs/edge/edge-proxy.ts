@@ -6,7 +6,7 @@
  * Optionally attached to a Gateway (Gateway API HTTPRoute).
  */
 import { createHash } from 'crypto';
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import * as core from '../core';
 import { CERT_RELOAD_KEY, CERT_RELOAD_PATH, certReloadProbes, renderCertReloadScript } from './cert-reload';
@@ -29,8 +29,6 @@ export {
   type EdgeTlsProps,
   type GatewayRef,
 } from './edge-settings';
-
-const k8s = kplus.k8s;
 
 /** uid/gid of the nginx user in nginxinc/nginx-unprivileged. */
 export const EDGE_UID = 101;
@@ -105,12 +103,12 @@ export class EdgeProxy extends Construct implements core.ServiceEndpoint {
 
     const statusProbe = (periodSeconds: number, failureThreshold: number) =>
       core.httpProbe('/healthz', 'status', { periodSeconds, failureThreshold, timeoutSeconds: 2 });
-    const ports: kplus.k8s.ContainerPort[] = [
+    const ports: k8s.ContainerPort[] = [
       { name: 'http', containerPort: EDGE_PORTS.http, protocol: 'TCP' },
       ...(tls ? [{ name: 'https', containerPort: EDGE_PORTS.https, protocol: 'TCP' }] : []),
       { name: 'status', containerPort: EDGE_PORTS.status, protocol: 'TCP' },
     ];
-    const nginx: kplus.k8s.Container = {
+    const nginx: k8s.Container = {
       name: 'nginx',
       image: edge.image,
       imagePullPolicy: 'IfNotPresent',
@@ -136,7 +134,7 @@ export class EdgeProxy extends Construct implements core.ServiceEndpoint {
       // Let the load balancer stop sending new connections before nginx shuts down gracefully.
       lifecycle: { preStop: { exec: { command: ['sh', '-c', 'sleep 5 && nginx -s quit'] } } },
     };
-    const exporter: kplus.k8s.Container = {
+    const exporter: k8s.Container = {
       name: 'exporter',
       image: edge.exporterImage,
       imagePullPolicy: 'IfNotPresent',
@@ -157,7 +155,7 @@ export class EdgeProxy extends Construct implements core.ServiceEndpoint {
     // The nginx image's own shell runs the loop (no second image to pin); it signals nginx's
     // master, which needs the pod's one process namespace and the same user (no capability).
     const probes = certReloadProbes(certReloadInput);
-    const certReload: kplus.k8s.Container | undefined = tls && {
+    const certReload: k8s.Container | undefined = tls && {
       name: 'cert-reload',
       image: edge.image,
       imagePullPolicy: 'IfNotPresent',
@@ -215,7 +213,7 @@ export class EdgeProxy extends Construct implements core.ServiceEndpoint {
       },
     });
 
-    const servicePorts: kplus.k8s.ServicePort[] = [
+    const servicePorts: k8s.ServicePort[] = [
       { name: 'http', port: 80, targetPort: k8s.IntOrString.fromString('http'), protocol: 'TCP' },
       ...(tls ? [{ name: 'https', port: 443, targetPort: k8s.IntOrString.fromString('https'), protocol: 'TCP' }] : []),
     ];

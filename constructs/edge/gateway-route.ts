@@ -7,14 +7,14 @@
  */
 import type { IHTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute';
 import { ApiObject } from 'cdk8s';
-import type * as kplus from 'cdk8s-plus-28';
+import type { k8s } from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
 import type { GatewayRef } from './edge-settings';
 
 export const HTTP_ROUTE_API_VERSION = 'gateway.networking.k8s.io/v1';
 
 export interface HttpRouteInput {
-  readonly metadata: kplus.k8s.ObjectMeta;
+  readonly metadata: k8s.ObjectMeta;
   readonly gateway: GatewayRef;
   /** Host names the route matches; empty = every host name of the Gateway's listener. */
   readonly hostnames: readonly string[];
@@ -53,5 +53,5 @@ export function httpRouteObject(input: HttpRouteInput): IHTTPRoute {
 /** Adds the HTTPRoute to `scope`. */
 export function httpRoute(scope: Construct, id: string, input: HttpRouteInput): ApiObject {
   const { apiVersion, kind, metadata, spec } = httpRouteObject(input);
-  return new ApiObject(scope, id, { apiVersion, kind, metadata: metadata as kplus.k8s.ObjectMeta, spec });
+  return new ApiObject(scope, id, { apiVersion, kind, metadata: metadata as k8s.ObjectMeta, spec });
 }

@@ -6,15 +6,13 @@
  * Prometheus sends every alert to every replica (its `alerting:` block names each pod).
  */
 import { createHash } from 'crypto';
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import * as core from '../core';
 import { ALERTMANAGER_SECRETS_DIR, type AlertingProps, checkAlerting, receiverPorts, receiverSecret } from './alerting';
 import { renderAlertmanagerConfig } from './alertmanager-config';
 import { type Inhibition, WATCHDOG } from './health-alerts';
 import { CONFIG_RELOADER_IMAGE, configReloaderContainer, type ConfigReloaderSettings } from './config-reloader';
-
-const k8s = kplus.k8s;
 
 /** uid/gid `nobody`, which the prom/alertmanager image runs as. */
 export const ALERTMANAGER_UID = 65534;
@@ -54,7 +52,7 @@ export interface AlertmanagerProps extends AlertmanagerSettings, core.WorkloadPr
   /** Inhibitions the shipped alert rules declare (alert-rules.ts `shippedInhibitions`). @default - none */
   readonly inhibitions?: readonly Inhibition[];
   /** Pods that send alerts and scrape /metrics. @default - the bundled Prometheus' pods */
-  readonly clients?: readonly kplus.k8s.NetworkPolicyPeer[];
+  readonly clients?: readonly k8s.NetworkPolicyPeer[];
 }
 
 export class Alertmanager extends Construct {
@@ -107,7 +105,7 @@ export class Alertmanager extends Construct {
 
     const web = k8s.IntOrString.fromString('web');
     const clustered = a.replicas > 1;
-    const alertmanager: kplus.k8s.Container = {
+    const alertmanager: k8s.Container = {
       name: 'alertmanager',
       image: a.image,
       imagePullPolicy: 'IfNotPresent',
@@ -237,7 +235,7 @@ export class Alertmanager extends Construct {
     });
     core.podDisruptionBudget(this, 'pdb', c, 1);
 
-    const mesh: kplus.k8s.NetworkPolicyPort[] = clustered
+    const mesh: k8s.NetworkPolicyPort[] = clustered
       ? [
           { protocol: 'TCP', port: k8s.IntOrString.fromNumber(ALERTMANAGER_MESH_PORT) },
           { protocol: 'UDP', port: k8s.IntOrString.fromNumber(ALERTMANAGER_MESH_PORT) },

@@ -2,10 +2,8 @@
  * The configmap-reload sidecar Prometheus and Alertmanager share: it watches the mounted
  * config volume and POSTs the server's `/-/reload` when the ConfigMap or Secret changes.
  */
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import * as core from '../core';
-
-const k8s = kplus.k8s;
 
 /** The configmap-reload image every server with a reload sidecar defaults to. */
 export const CONFIG_RELOADER_IMAGE = 'ghcr.io/jimmidyson/configmap-reload:v0.13.1';
@@ -21,7 +19,7 @@ const RELOADER_PORT = 9533;
 const RELOADER_RESOURCES = { requests: { cpu: '5m', memory: '16Mi' }, limits: { cpu: '50m', memory: '32Mi' } };
 
 /** The `config-reload` container for a server on `serverPort` whose config volume `config` is at `configDir`. */
-export function configReloaderContainer(image: string, configDir: string, serverPort: number): kplus.k8s.Container {
+export function configReloaderContainer(image: string, configDir: string, serverPort: number): k8s.Container {
   return {
     name: 'config-reload',
     image,

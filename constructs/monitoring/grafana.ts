@@ -5,7 +5,7 @@
  * one projected volume. The admin password comes from a Secret generated in-cluster.
  */
 import { createHash } from 'crypto';
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import * as core from '../core';
 import { dashboards, renderDashboard } from './dashboards';
@@ -15,8 +15,6 @@ import {
   renderGrafanaDatasources,
 } from './grafana-provisioning';
 import type { MonitoredPlatform } from './monitored';
-
-const k8s = kplus.k8s;
 
 /** uid/gid of the grafana user in grafana/grafana. */
 export const GRAFANA_UID = 472;
@@ -136,7 +134,7 @@ export class Grafana extends Construct {
       GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES: 'false',
       GF_LOG_MODE: 'console',
     };
-    const grafana: kplus.k8s.Container = {
+    const grafana: k8s.Container = {
       name: 'grafana',
       image: g.image,
       imagePullPolicy: 'IfNotPresent',

@@ -9,12 +9,10 @@
  * of their own (prometheus-config.ts) that keeps the `pod`/`namespace` labels of the
  * objects kube-state-metrics describes, instead of overwriting them with its own.
  */
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import * as core from '../core';
 import { KUBE_STATE_METRICS } from './health-alerts';
-
-const k8s = kplus.k8s;
 
 /** uid/gid `nobody` of the distroless kube-state-metrics image. */
 export const KUBE_STATE_METRICS_UID = 65534;
@@ -44,7 +42,7 @@ export interface KubeStateMetricsProps extends KubeStateMetricsSettings, core.Wo
   /** Name of the Deployment, Service and component label. @default 'kube-state-metrics' */
   readonly name?: string;
   /** Pods allowed to scrape it. @default - the bundled Prometheus' pods */
-  readonly scrapers?: readonly kplus.k8s.NetworkPolicyPeer[];
+  readonly scrapers?: readonly k8s.NetworkPolicyPeer[];
 }
 
 export class KubeStateMetrics extends Construct {
@@ -69,7 +67,7 @@ export class KubeStateMetrics extends Construct {
       subjects: [{ kind: 'ServiceAccount', name: sa.name, namespace: ns }],
     });
 
-    const container: kplus.k8s.Container = {
+    const container: k8s.Container = {
       name: 'kube-state-metrics',
       image: s.image,
       imagePullPolicy: 'IfNotPresent',

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'crypto';
 import { ApiObject } from 'cdk8s';
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import * as core from '../core';
 import { recordingRuleGroup, shippedInhibitions, shippedRuleGroups } from './alert-rules';
@@ -113,7 +113,7 @@ export class OperatorMonitoring extends Construct {
     const maps: Record<string, string> = {};
     for (const [short, d] of Object.entries(dashboards(monitored))) {
       const name = `grafana-dashboard-${short}`;
-      new kplus.k8s.KubeConfigMap(this, `dashboard-${short}`, {
+      new k8s.KubeConfigMap(this, `dashboard-${short}`, {
         metadata: core.meta(this, c, name, {
           labels: { ...GRAFANA_DASHBOARD_LABEL, 'fastnext.io/grafana-dashboard': short },
         }),

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'crypto';
 import { JsonPatch } from 'cdk8s';
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import * as core from '../core';
 import { renderAlertRules, renderRecordingRules } from './alert-rules';
@@ -20,8 +20,6 @@ import {
   renderPrometheusConfig,
 } from './prometheus-config';
 import { CONFIG_RELOADER_IMAGE, configReloaderContainer, type ConfigReloaderSettings } from './config-reloader';
-
-const k8s = kplus.k8s;
 
 /** uid/gid `nobody`, which the prom/prometheus image runs as. */
 export const PROMETHEUS_UID = 65534;
@@ -82,7 +80,7 @@ export interface PrometheusProps extends PrometheusSettings, core.WorkloadProps 
   /** Components and metrics ports Prometheus may connect to. */
   readonly scrapeTargets: readonly ScrapeTarget[];
   /** Pods allowed to query Prometheus. @default - the bundled Grafana's pods */
-  readonly clients?: readonly kplus.k8s.NetworkPolicyPeer[];
+  readonly clients?: readonly k8s.NetworkPolicyPeer[];
   /** The Alertmanager replicas alerts go to: each replica's `host:port` and their component. @default - none */
   readonly alertmanagers?: { readonly addresses: readonly string[]; readonly component: string; readonly port: number };
   /** A kube-state-metrics to scrape (its component and metrics port name). @default - none */
@@ -167,7 +165,7 @@ export class Prometheus extends Construct implements core.ServiceEndpoint {
     }
 
     const web = k8s.IntOrString.fromString('web');
-    const prometheus: kplus.k8s.Container = {
+    const prometheus: k8s.Container = {
       name: 'prometheus',
       image: p.image,
       imagePullPolicy: 'IfNotPresent',
@@ -267,6 +265,6 @@ function groupByComponent(targets: readonly ScrapeTarget[]): [string, number[]][
 }
 
 /** Metadata of a cluster-scoped object: no namespace (removed again from the JSON by a patch). */
-function clusterScoped(m: kplus.k8s.ObjectMeta): kplus.k8s.ObjectMeta {
+function clusterScoped(m: k8s.ObjectMeta): k8s.ObjectMeta {
   return { ...m, namespace: undefined };
 }

@@ -6,7 +6,7 @@
  * re-points to the new leader, and `server_login_retry` is low enough to notice at once.
  */
 import { createHash } from 'node:crypto';
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import * as core from '../core';
 import {
@@ -17,8 +17,6 @@ import {
   pgbouncerExporterArgs,
   serverConnectionsPerPod,
 } from './pgbouncer-files';
-
-const k8s = kplus.k8s;
 
 export const PGBOUNCER_PORT = 6432;
 export const PGBOUNCER_EXPORTER_PORT = 9127;
@@ -38,7 +36,7 @@ export interface PooledDatabase {
   /** Its key (`postgres.credentials.keys.password`). @default 'password' */
   readonly passwordKey?: string;
   /** Pods of the database, for the egress rule. */
-  readonly peers: readonly kplus.k8s.NetworkPolicyPeer[];
+  readonly peers: readonly k8s.NetworkPolicyPeer[];
   /**
    * TLS: the Secret with the database's certificate (tls.crt, tls.key, ca.crt), which PgBouncer also
    * presents to its clients (its Service is among the certificate's names). @default - plaintext
@@ -80,7 +78,7 @@ export const PGBOUNCER_POOL_DEFAULTS: Required<PgBouncerPoolSettings> = {
 export interface PgBouncerPoolProps extends PgBouncerPoolSettings, core.WorkloadProps, core.ScrapedProps {
   readonly database: PooledDatabase;
   /** Pods allowed to connect (the API). */
-  readonly clients: readonly kplus.k8s.NetworkPolicyPeer[];
+  readonly clients: readonly k8s.NetworkPolicyPeer[];
   /** @default 3 */
   readonly reservePoolTimeoutSeconds?: number;
   /** @default 30 */
@@ -103,7 +101,7 @@ export class PgBouncerPool extends Construct implements core.ServiceEndpoint {
   readonly clientCapacityOnePodDown: number;
   /** Server connections all pods together may open to the primary. */
   readonly serverConnections: number;
-  readonly peers: kplus.k8s.NetworkPolicyPeer[];
+  readonly peers: k8s.NetworkPolicyPeer[];
   readonly files: Record<string, string>;
   readonly configMapName: string;
 
@@ -160,7 +158,7 @@ export class PgBouncerPool extends Construct implements core.ServiceEndpoint {
       },
     });
 
-    const tcp = (p: string, t: Partial<kplus.k8s.Probe>): kplus.k8s.Probe => ({
+    const tcp = (p: string, t: Partial<k8s.Probe>): k8s.Probe => ({
       tcpSocket: { port: k8s.IntOrString.fromString(p) },
       timeoutSeconds: 3,
       ...t,

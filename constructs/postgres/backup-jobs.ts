@@ -10,12 +10,10 @@
  * Least privilege: the Role reads the primary Service, lists pods (kubectl resolves the
  * Service to a pod) and may exec only into the members' own pod names.
  */
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import * as core from '../core';
 import { PGBACKREST_FILES } from './pgbackrest-files';
-
-const k8s = kplus.k8s;
 
 /** uid of the backup Jobs' pods (kubectl needs no user of its own: `nobody`). */
 export const BACKUP_JOB_UID = 65534;
@@ -32,7 +30,7 @@ export interface BackupJobsProps {
   readonly schedule: { readonly full: string; readonly differential: string };
   readonly pod?: core.PodOptions;
   readonly imagePullSecrets?: readonly string[];
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+  readonly dnsResolvers?: readonly k8s.NetworkPolicyPeer[];
 }
 
 export class BackupJobs extends Construct {

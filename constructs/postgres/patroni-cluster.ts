@@ -14,7 +14,7 @@
  * reconfigure Job (patroni-reconfigure.ts), by a reload where PostgreSQL allows it, else by a
  * rolling restart of the replicas and a switchover; the pod template does not change with them.
  */
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import * as core from '../core';
 import { BackupJobs } from './backup-jobs';
@@ -64,8 +64,6 @@ import {
   type ResolvedPostgresCredentials,
 } from './credentials-settings';
 import { checkServerParameters } from './pg-settings';
-
-const k8s = kplus.k8s;
 
 export const POSTGRES_PORT = 5432;
 export const PATRONI_API_PORT = 8008;
@@ -211,7 +209,7 @@ export const POSTGRES_CLUSTER_DEFAULTS: Required<PostgresClusterSettings> = {
 
 export interface PatroniClusterProps extends PostgresClusterSettings, core.WorkloadProps, core.ScrapedProps {
   /** Pods that may connect to PostgreSQL (the poolers, session-level jobs). */
-  readonly clients: readonly kplus.k8s.NetworkPolicyPeer[];
+  readonly clients: readonly k8s.NetworkPolicyPeer[];
   /** The application role's default statement_timeout (its clients' setting does not pass PgBouncer). @default 15000 */
   readonly statementTimeoutMs?: number;
   /** More names of the generated certificate: the poolers' Services, which present it too. @default [] */
@@ -268,7 +266,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
   readonly maxConnections: number;
   readonly configMapName: string;
   /** Pods clients connect to (for their egress NetworkPolicies). */
-  readonly peers: kplus.k8s.NetworkPolicyPeer[];
+  readonly peers: k8s.NetworkPolicyPeer[];
   /** Rendered files of the ConfigMap (what the launcher runs). */
   readonly files: Record<string, string>;
   /** The reconfigure Job's name: `<name>-reconfigure-<hash of the desired dynamic configuration and script>`. */
@@ -536,30 +534,30 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
 
     // secretKeyRef (never optional): until the Secret and key exist the kubelet holds the container
     // in CreateContainerConfigError and retries, so a pod started before an external Secret waits.
-    const secretEnv = (envName: string, key: string): kplus.k8s.EnvVar => ({
+    const secretEnv = (envName: string, key: string): k8s.EnvVar => ({
       name: envName,
       valueFrom: { secretKeyRef: { name: creds.secretName, key } },
     });
-    const exporterPassword = (envName: string): kplus.k8s.EnvVar => ({
+    const exporterPassword = (envName: string): k8s.EnvVar => ({
       name: envName,
       valueFrom: { secretKeyRef: { name: creds.exporterSecretName, key: creds.keys.exporterPassword } },
     });
-    const field = (envName: string, fieldPath: string): kplus.k8s.EnvVar => ({
+    const field = (envName: string, fieldPath: string): k8s.EnvVar => ({
       name: envName,
       valueFrom: { fieldRef: { fieldPath } },
     });
-    const patroniProbe = (path: string, t: Partial<kplus.k8s.Probe>): kplus.k8s.Probe => ({
+    const patroniProbe = (path: string, t: Partial<k8s.Probe>): k8s.Probe => ({
       httpGet: { path, port: k8s.IntOrString.fromString('patroni') },
       timeoutSeconds: 5,
       ...t,
     });
     // pgBackRest: its config and stanza for every command (archiver, Patroni, kubectl exec), credentials from Secrets.
-    const backupSecretEnv = (envName: string, secret: string, key: string): kplus.k8s.EnvVar => ({
+    const backupSecretEnv = (envName: string, secret: string, key: string): k8s.EnvVar => ({
       name: envName,
       valueFrom: { secretKeyRef: { name: secret, key } },
     });
     const backupCreds = b?.credentialsSecret;
-    const backupEnv: kplus.k8s.EnvVar[] = repository
+    const backupEnv: k8s.EnvVar[] = repository
       ? [
           { name: PGBACKREST_ENV.config, value: `${CONFIG_DIR}/${PGBACKREST_FILES.conf}` },
           { name: PGBACKREST_ENV.stanza, value: name },
@@ -587,8 +585,8 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
         ]
       : [];
     const repositoryClaim = `${name}-backup-repository`;
-    const backupVolumes: kplus.k8s.Volume[] = [];
-    const backupMounts: kplus.k8s.VolumeMount[] = [];
+    const backupVolumes: k8s.Volume[] = [];
+    const backupMounts: k8s.VolumeMount[] = [];
     if (repository?.type === 'posix') {
       backupVolumes.push({ name: 'backup-repository', persistentVolumeClaim: { claimName: repositoryClaim } });
       backupMounts.push({ name: 'backup-repository', mountPath: repository.path });
@@ -614,7 +612,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
     // A renewed certificate is picked up by a reload (tls-reload.sh), not a restart.
     const tlsReloadInterval = 30;
     const tlsProbes = tlsReloadProbes(`${SOCKET_DIR}/tls-reload.alive`, tlsReloadInterval);
-    const tlsReload: kplus.k8s.Container[] = tlsOn
+    const tlsReload: k8s.Container[] = tlsOn
       ? [
           {
             name: 'tls-reload',
@@ -649,7 +647,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
           },
         ]
       : [];
-    const exporter: kplus.k8s.Container = {
+    const exporter: k8s.Container = {
       name: 'exporter',
       image: p.exporterImage,
       ports: [{ name: 'metrics', containerPort: POSTGRES_EXPORTER_PORT }],

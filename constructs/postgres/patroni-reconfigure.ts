@@ -15,12 +15,10 @@
  * script, so a change is a new Job (kubectl apply and Pulumi create it) and an unchanged one is
  * left alone; the script is idempotent, so a re-run does nothing.
  */
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
 import * as core from '../core';
 import type { PatroniDynamicConfig } from './patroni-files';
-
-const k8s = kplus.k8s;
 
 /**
  * The script (Python 3 and PyYAML, both in the image because Patroni needs them). Inputs:
@@ -349,7 +347,7 @@ export interface ReconfigureJobProps {
   readonly script: string;
   readonly pod?: core.PodOptions;
   readonly imagePullSecrets?: readonly string[];
-  readonly dnsResolvers?: readonly kplus.k8s.NetworkPolicyPeer[];
+  readonly dnsResolvers?: readonly k8s.NetworkPolicyPeer[];
 }
 
 /** The Job (`<component>-reconfigure-<hash>`), its ServiceAccount (no token) and NetworkPolicy; returns the Job's name. */
@@ -361,7 +359,7 @@ export function reconfigureJob(scope: Construct, p: ReconfigureJobProps): { name
     ingress: [],
     egress: [core.dnsEgress(p.dnsResolvers), { to: [core.podsOf(p.component)], ports: core.tcpPorts(p.restApiPort) }],
   });
-  const spec: kplus.k8s.JobSpec = {
+  const spec: k8s.JobSpec = {
     // A failed attempt (members not healthy yet, a restart that did not come back) is retried from the start.
     backoffLimit: 6,
     template: {

@@ -4,7 +4,7 @@
  * survives pods coming back on new IPs, an idempotent cluster-create Job, a
  * redis_exporter sidecar, a generated password, PDB, spread and a NetworkPolicy.
  */
-import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import * as core from '../core';
 import {
@@ -17,8 +17,6 @@ import {
   redisMemoryProblem,
   redisNodeCount,
 } from './files';
-
-const k8s = kplus.k8s;
 
 /** uid/gid of the `redis` user in the official image. */
 export const REDIS_UID = 999;
@@ -65,7 +63,7 @@ export interface RedisClusterProps extends RedisClusterSettings, core.WorkloadPr
    */
   readonly name?: string;
   /** Pods that may connect to 6379 (e.g. `[podsOf('api')]`). */
-  readonly clients: readonly kplus.k8s.NetworkPolicyPeer[];
+  readonly clients: readonly k8s.NetworkPolicyPeer[];
 }
 
 export class RedisCluster extends Construct implements core.ServiceEndpoint {
@@ -135,11 +133,11 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
       },
     });
 
-    const password: kplus.k8s.EnvVar = {
+    const password: k8s.EnvVar = {
       name: 'REDIS_PASSWORD',
       valueFrom: { secretKeyRef: { name: r.passwordSecret, key: 'password' } },
     };
-    const cliAuth: kplus.k8s.EnvVar = { ...password, name: 'REDISCLI_AUTH' };
+    const cliAuth: k8s.EnvVar = { ...password, name: 'REDISCLI_AUTH' };
     const cli = `redis-cli -h 127.0.0.1 -p ${REDIS_PORT} --no-auth-warning`;
     new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: core.workloadMeta(this, c, this.statefulSetName, props),
@@ -241,14 +239,14 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
 
     // The create Job: a Job's pod template is immutable, so its name carries a hash of what it runs.
     const cc = this.createComponent;
-    const jobEnv: kplus.k8s.EnvVar[] = [
+    const jobEnv: k8s.EnvVar[] = [
       { name: 'REDIS_NODES', value: this.seedHosts.map((h) => `${h}:${REDIS_PORT}`).join(' ') },
       { name: 'REDIS_REPLICAS_PER_MASTER', value: String(r.replicasPerMaster) },
       { name: 'REDIS_WAIT_SECONDS', value: '600' },
       password,
     ];
     core.serviceAccount(this, 'create-service-account', cc);
-    const jobSpec: kplus.k8s.JobSpec = {
+    const jobSpec: k8s.JobSpec = {
       backoffLimit: 20,
       template: {
         metadata: { labels: { ...core.meta(this, cc, cc).labels } },
