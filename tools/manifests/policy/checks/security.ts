@@ -41,33 +41,45 @@ export const runAsNonRoot = containerCheck(
   },
 );
 
-export const noPrivilegeEscalation = containerCheck(
+/** The booleans of a container's securityContext that Pod Security "restricted" sets. */
+type SecurityFlag = 'allowPrivilegeEscalation' | 'privileged' | 'readOnlyRootFilesystem';
+
+/** Builds a check that `flag` of every container's securityContext is `safe`; `problem` says what the container does instead. */
+function flagCheck(
+  info: Omit<Check, 'run'>,
+  flag: SecurityFlag,
+  safe: (value: boolean | undefined) => boolean,
+  problem: string,
+): Check {
+  return containerCheck(info, (c, _pod, name) =>
+    safe(c.securityContext?.[flag])
+      ? undefined
+      : { field: `securityContext.${flag}`, message: `container '${name}' ${problem}` },
+  );
+}
+
+export const noPrivilegeEscalation = flagCheck(
   {
     id: 'no-privilege-escalation',
     severity: 'error',
     explanation: 'Containers set allowPrivilegeEscalation: false, so setuid binaries cannot gain privileges.',
     fix: 'Set securityContext.allowPrivilegeEscalation: false (containerSecurityContext() in constructs/core/pod.ts).',
   },
-  (c, _pod, name) =>
-    c.securityContext?.allowPrivilegeEscalation === false
-      ? undefined
-      : {
-          field: 'securityContext.allowPrivilegeEscalation',
-          message: `container '${name}' does not set allowPrivilegeEscalation: false`,
-        },
+  'allowPrivilegeEscalation',
+  (v) => v === false,
+  'does not set allowPrivilegeEscalation: false',
 );
 
-export const notPrivileged = containerCheck(
+export const notPrivileged = flagCheck(
   {
     id: 'not-privileged',
     severity: 'error',
     explanation: 'No container is privileged: a privileged container owns its node.',
     fix: 'Remove securityContext.privileged (or set it to false).',
   },
-  (c, _pod, name) =>
-    c.securityContext?.privileged === true
-      ? { field: 'securityContext.privileged', message: `container '${name}' is privileged` }
-      : undefined,
+  'privileged',
+  (v) => v !== true,
+  'is privileged',
 );
 
 export const dropAllCapabilities = containerCheck(
@@ -114,7 +126,7 @@ export const seccompRuntimeDefault = containerCheck(
   },
 );
 
-export const readOnlyRootFs = containerCheck(
+export const readOnlyRootFs = flagCheck(
   {
     id: 'read-only-root-fs',
     severity: 'error',
@@ -122,13 +134,9 @@ export const readOnlyRootFs = containerCheck(
       'Containers mount their root filesystem read-only; writable paths are explicit emptyDir or PVC mounts.',
     fix: 'Set securityContext.readOnlyRootFilesystem: true and mount an emptyDir where the process must write.',
   },
-  (c, _pod, name) =>
-    c.securityContext?.readOnlyRootFilesystem === true
-      ? undefined
-      : {
-          field: 'securityContext.readOnlyRootFilesystem',
-          message: `container '${name}' has a writable root filesystem`,
-        },
+  'readOnlyRootFilesystem',
+  (v) => v === true,
+  'has a writable root filesystem',
 );
 
 function podCheck(info: Omit<Check, 'run'>, rule: (w: Workload) => Omit<Violation, 'object'>[]): Check {
