@@ -76,13 +76,9 @@ export interface ApiCacheSettings {
 }
 
 /** The settings of the API tier that have defaults (what an environment may override). */
-export interface ApiServiceSettings {
-  /** Container image, with a tag or digest (never `latest`). @default 'ghcr.io/fastnext/api:0.1.0' */
-  readonly image?: string;
+export interface ApiServiceSettings extends core.ContainerSettings {
   /** The autoscaler. @default 3–20 pods at CPU 70 % / memory 80 %, scale-down after 300 s */
   readonly autoscaling?: core.AutoscalingProps;
-  /** Requests and limits of the service container. @default 250m/256Mi requested, 1/512Mi limit */
-  readonly resources?: core.Resources;
   /** Seconds the pod keeps serving after SIGTERM while readiness fails (preStop drain), 0–300. @default 10 */
   readonly drainSeconds?: number;
   /** Pod grace period; must exceed drainSeconds + the preStop sleep. @default 30 */
@@ -322,10 +318,8 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
 
     new k8s.KubeDeployment(this, 'deployment', {
       metadata: core.workloadMeta(this, c, name, props),
-      spec: {
+      spec: core.deploymentSpec(c, {
         // No `replicas`: the HPA owns the count; a fixed value would reset it on every apply.
-        revisionHistoryLimit: 5,
-        selector: { matchLabels: core.selectorLabels(c) },
         strategy: core.surgeRollout('25%'),
         template: core.podTemplate(
           this,
@@ -335,7 +329,7 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
           { annotations: core.scrapeAnnotations(SERVICE_PORTS.metrics, SERVICE_PATHS.metrics) },
           podSpec,
         ),
-      },
+      }),
     });
 
     new k8s.KubeService(this, 'service', {

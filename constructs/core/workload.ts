@@ -74,6 +74,39 @@ export function surgeRollout(maxSurge: number | string): k8s.DeploymentStrategy 
   return { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: k8s.IntOrString.fromNumber(0), maxSurge: surge } };
 }
 
+/**
+ * A Deployment's spec: the pods of `component`, five old ReplicaSets kept for `kubectl rollout undo`.
+ * Leave `replicas` out when an autoscaler owns the count (a fixed value would reset it on every apply).
+ */
+export function deploymentSpec(
+  component: string,
+  spec: Pick<k8s.DeploymentSpec, 'replicas' | 'strategy' | 'template'>,
+): k8s.DeploymentSpec {
+  return { revisionHistoryLimit: 5, selector: { matchLabels: selectorLabels(component) }, ...spec };
+}
+
+/**
+ * A StatefulSet's spec: the pods of `component` behind the headless Service `serviceName`, updated
+ * one pod at a time, their volumes kept when the set is deleted or scaled in (data is never
+ * dropped by an apply). `podManagementPolicy`: `Parallel` when the peers order themselves;
+ * `selector`: narrower than the component's selector labels where the pods carry more.
+ */
+export function statefulSetSpec(
+  component: string,
+  spec: Pick<
+    k8s.StatefulSetSpec,
+    'replicas' | 'serviceName' | 'podManagementPolicy' | 'template' | 'volumeClaimTemplates'
+  > &
+    Partial<Pick<k8s.StatefulSetSpec, 'selector'>>,
+): k8s.StatefulSetSpec {
+  return {
+    selector: { matchLabels: selectorLabels(component) },
+    updateStrategy: { type: 'RollingUpdate' },
+    persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
+    ...spec,
+  };
+}
+
 /** Bounds and targets of a HorizontalPodAutoscaler. */
 export interface AutoscalingProps {
   /** Lower bound of the autoscaler. */

@@ -175,9 +175,7 @@ export class EdgeProxy extends Construct implements core.ServiceEndpoint {
     new k8s.KubeDeployment(this, 'deployment', {
       // The TLS certificate comes from outside the platform (cert-manager or kubectl).
       metadata: core.workloadMeta(this, c, name, props, tls ? [tls.secretName] : []),
-      spec: {
-        revisionHistoryLimit: 5,
-        selector: { matchLabels: core.selectorLabels(c) },
+      spec: core.deploymentSpec(c, {
         strategy: core.surgeRollout(1),
         template: core.podTemplate(
           this,
@@ -210,7 +208,7 @@ export class EdgeProxy extends Construct implements core.ServiceEndpoint {
             ],
           },
         ),
-      },
+      }),
     });
 
     const servicePorts: k8s.ServicePort[] = [

@@ -7,17 +7,10 @@ export const EDGE_EXPOSE = ['service', 'gateway'] as const;
 export type EdgeExpose = (typeof EDGE_EXPOSE)[number];
 
 /** The settings of the edge tier that have defaults (what an environment may override). */
-export interface EdgeProxySettings extends Partial<Omit<NginxSettings, 'tls' | 'realIp'>> {
-  /** nginx image (>= 1.27.3: `resolve` upstream parameter, `http2 on;`), pinned. @default 'nginxinc/nginx-unprivileged:1.28.0-alpine' */
-  readonly image?: string;
-  /** nginx-prometheus-exporter image, pinned. @default 'nginx/nginx-prometheus-exporter:1.4.2' */
-  readonly exporterImage?: string;
+export interface EdgeProxySettings
+  extends Partial<Omit<NginxSettings, 'tls' | 'realIp'>>, core.ContainerSettings, core.ExporterSettings {
   /** The autoscaler. @default 2–10 pods at CPU 70 % / memory 80 %, scale-down after 300 s */
   readonly autoscaling?: core.AutoscalingProps;
-  /** Requests and limits of nginx. @default 100m/64Mi requested, 500m/128Mi limit */
-  readonly resources?: core.Resources;
-  /** Requests and limits of the exporter. @default 10m/16Mi requested, 100m/32Mi limit */
-  readonly exporterResources?: core.Resources;
   /** Requests and limits of the cert-reload sidecar (with `tls` only). @default 5m/8Mi requested, 50m/16Mi limit */
   readonly certReloadResources?: core.Resources;
   /** Service type in front of nginx. @default 'LoadBalancer' */
@@ -34,6 +27,7 @@ export interface EdgeProxySettings extends Partial<Omit<NginxSettings, 'tls' | '
 
 /** Defaults of every edge setting: production values. */
 export const EDGE_PROXY_DEFAULTS: Required<EdgeProxySettings> = {
+  // nginx >= 1.27.3: the `resolve` upstream parameter and `http2 on;`.
   image: 'nginxinc/nginx-unprivileged:1.28.0-alpine',
   exporterImage: 'nginx/nginx-prometheus-exporter:1.4.2',
   autoscaling: {

@@ -24,15 +24,9 @@ export const ALERTMANAGER_CONFIG_DIR = '/etc/alertmanager/config';
 export const ALERTMANAGER_CONFIG_FILE = 'alertmanager.yml';
 
 /** The settings of Alertmanager that have defaults (what an environment may override). */
-export interface AlertmanagerSettings extends ConfigReloaderSettings {
-  /** Alertmanager image, pinned. @default 'prom/alertmanager:v0.28.1' */
-  readonly image?: string;
+export interface AlertmanagerSettings extends ConfigReloaderSettings, core.ContainerSettings, core.VolumeSettings {
   /** Replicas, clustered over the mesh port; 2 or more survive a node loss. @default 2 */
   readonly replicas?: number;
-  /** Silences and the notification log. @default 1Gi of the cluster's default class */
-  readonly storage?: core.StorageProps;
-  /** Requests and limits of Alertmanager. @default 20m/64Mi requested, 200m/128Mi limit */
-  readonly resources?: core.Resources;
 }
 
 /** Defaults of every Alertmanager setting. */
@@ -40,6 +34,7 @@ export const ALERTMANAGER_DEFAULTS: Required<AlertmanagerSettings> = {
   image: 'prom/alertmanager:v0.28.1',
   reloaderImage: CONFIG_RELOADER_IMAGE,
   replicas: 2,
+  // Silences and the notification log.
   storage: { size: '1Gi' },
   resources: { requests: { cpu: '20m', memory: '64Mi' }, limits: { cpu: '200m', memory: '128Mi' } },
 };
@@ -149,14 +144,11 @@ export class Alertmanager extends Construct {
 
     new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: core.workloadMeta(this, c, name, props, [...secrets.keys()]),
-      spec: {
+      spec: core.statefulSetSpec(c, {
         replicas: a.replicas,
         serviceName: headless,
-        selector: { matchLabels: core.selectorLabels(c) },
         // Peers find each other by DNS as they start: no need to start them one by one.
         podManagementPolicy: 'Parallel',
-        updateStrategy: { type: 'RollingUpdate' },
-        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
         template: core.podTemplate(
           this,
           c,
@@ -197,7 +189,7 @@ export class Alertmanager extends Construct {
           },
         ),
         volumeClaimTemplates: [core.dataVolumeClaim(c, a.storage)],
-      },
+      }),
     });
 
     const webPort = { name: 'web', port: ALERTMANAGER_PORT, targetPort: web, protocol: 'TCP' };

@@ -28,11 +28,7 @@ export const GRAFANA_ADMIN_KEYS = { user: 'admin-user', password: 'admin-passwor
 export const DASHBOARD_CONFIGMAP_LIMIT_BYTES = 256 * 1024;
 
 /** The settings of Grafana that have defaults (what an environment may override). */
-export interface GrafanaSettings {
-  /** Grafana image, pinned. @default 'grafana/grafana:11.3.0' */
-  readonly image?: string;
-  /** Requests and limits of Grafana. @default 100m/128Mi requested, 500m/256Mi limit */
-  readonly resources?: core.Resources;
+export interface GrafanaSettings extends core.ContainerSettings {
   /** Secret with `admin-user` / `admin-password`; generated in-cluster when absent. @default 'grafana-admin' */
   readonly adminSecret?: string;
 }
@@ -166,11 +162,9 @@ export class Grafana extends Construct {
 
     new k8s.KubeDeployment(this, 'deployment', {
       metadata: core.workloadMeta(this, c, name, props),
-      spec: {
+      spec: core.deploymentSpec(c, {
         // One replica: sessions and the sqlite db are per pod; dashboards come back from ConfigMaps on restart.
         replicas: 1,
-        revisionHistoryLimit: 5,
-        selector: { matchLabels: core.selectorLabels(c) },
         // Recreate: two pods would be harmless, but one is all the quota this tier asks for.
         strategy: { type: 'Recreate' },
         template: core.podTemplate(
@@ -213,7 +207,7 @@ export class Grafana extends Construct {
             ],
           },
         ),
-      },
+      }),
     });
     core.serviceAccount(this, 'service-account', c, props.pod?.serviceAccountAnnotations);
 

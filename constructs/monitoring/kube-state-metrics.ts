@@ -26,12 +26,7 @@ const API_SERVER_PORTS = [443, 6443];
 /** What it watches: pods, in its namespace. */
 export const KUBE_STATE_METRICS_RULE = { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] };
 
-export interface KubeStateMetricsSettings {
-  /** Image, pinned. @default 'registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.13.0' */
-  readonly image?: string;
-  /** Requests and limits. @default 10m/32Mi requested, 100m/128Mi limit */
-  readonly resources?: core.Resources;
-}
+export type KubeStateMetricsSettings = core.ContainerSettings;
 
 export const KUBE_STATE_METRICS_DEFAULTS: Required<KubeStateMetricsSettings> = {
   image: 'registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.13.0',
@@ -97,11 +92,9 @@ export class KubeStateMetrics extends Construct {
     };
     new k8s.KubeDeployment(this, 'deployment', {
       metadata: core.workloadMeta(this, c, name, props),
-      spec: {
+      spec: core.deploymentSpec(c, {
         // One replica: its series are rebuilt from the API on restart; two would double every series.
         replicas: 1,
-        revisionHistoryLimit: 5,
-        selector: { matchLabels: core.selectorLabels(c) },
         template: core.podTemplate(
           this,
           c,
@@ -117,7 +110,7 @@ export class KubeStateMetrics extends Construct {
             containers: [container],
           },
         ),
-      },
+      }),
     });
     // No Service: Prometheus finds the pod through discovery (its own job), nothing else connects to it.
     core.networkPolicy(this, 'network-policy', c, {

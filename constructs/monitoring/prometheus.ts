@@ -52,15 +52,9 @@ export type ScrapeTarget = core.PodPort;
 export const RETENTION = /^\d+[hdwy]$/;
 
 /** The settings of Prometheus that have defaults (what an environment may override). */
-export interface PrometheusSettings extends ConfigReloaderSettings {
-  /** Prometheus image, pinned. @default 'prom/prometheus:v2.53.3' */
-  readonly image?: string;
+export interface PrometheusSettings extends ConfigReloaderSettings, core.ContainerSettings, core.VolumeSettings {
   /** How long samples are kept (`15d`). @default '15d' */
   readonly retention?: string;
-  /** The TSDB volume. @default 50Gi of the cluster's default class */
-  readonly storage?: core.StorageProps;
-  /** Requests and limits of Prometheus. @default 250m/1Gi requested, 1/2Gi limit */
-  readonly resources?: core.Resources;
 }
 
 /** Defaults of every Prometheus setting. */
@@ -68,6 +62,7 @@ export const PROMETHEUS_DEFAULTS: Required<PrometheusSettings> = {
   image: 'prom/prometheus:v2.53.3',
   reloaderImage: CONFIG_RELOADER_IMAGE,
   retention: '15d',
+  // The TSDB.
   storage: { size: '50Gi' },
   resources: { requests: { cpu: '250m', memory: '1Gi' }, limits: { cpu: '1', memory: '2Gi' } },
 };
@@ -193,13 +188,10 @@ export class Prometheus extends Construct implements core.ServiceEndpoint {
 
     new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: core.workloadMeta(this, c, name, props),
-      spec: {
+      spec: core.statefulSetSpec(c, {
         replicas: 1,
         serviceName: `${name}-headless`,
-        selector: { matchLabels: core.selectorLabels(c) },
         podManagementPolicy: 'OrderedReady',
-        updateStrategy: { type: 'RollingUpdate' },
-        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
         template: core.podTemplate(
           this,
           c,
@@ -226,7 +218,7 @@ export class Prometheus extends Construct implements core.ServiceEndpoint {
           },
         ),
         volumeClaimTemplates: [core.dataVolumeClaim(c, p.storage)],
-      },
+      }),
     });
 
     const ports = [{ name: 'web', port: PROMETHEUS_PORT, targetPort: web, protocol: 'TCP' }];

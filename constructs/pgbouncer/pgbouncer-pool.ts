@@ -45,11 +45,7 @@ export interface PooledDatabase {
 }
 
 /** The settings of a PgBouncer pool that have defaults (what an environment may override). */
-export interface PgBouncerPoolSettings {
-  /** Image with Debian's pgbouncer 1.18 (images/pgbouncer), pinned. @default 'ghcr.io/fastnext/pgbouncer:1.18.0-1' */
-  readonly image?: string;
-  /** prometheus-community pgbouncer_exporter (0.10.x: the version the metrics are proven against). @default 'quay.io/prometheuscommunity/pgbouncer-exporter:v0.10.2' */
-  readonly exporterImage?: string;
+export interface PgBouncerPoolSettings extends core.ContainerSettings, core.ExporterSettings {
   /** Pods (>= 2: one may be evicted while the other serves). @default 2 */
   readonly replicas?: number;
   /** Client connections each pod accepts. @default 1500 */
@@ -58,14 +54,12 @@ export interface PgBouncerPoolSettings {
   readonly poolSize?: number;
   /** Extra server connections per pod under a backlog. @default 5 */
   readonly reservePoolSize?: number;
-  /** @default 100m/64Mi requested, 1/128Mi limit */
-  readonly resources?: core.Resources;
-  /** @default 10m/32Mi requested, 100m/64Mi limit */
-  readonly exporterResources?: core.Resources;
 }
 
 export const PGBOUNCER_POOL_DEFAULTS: Required<PgBouncerPoolSettings> = {
+  // Debian's pgbouncer 1.18 (images/pgbouncer).
   image: 'ghcr.io/fastnext/pgbouncer:1.18.0-1',
+  // prometheus-community pgbouncer_exporter 0.10.x: the version the metrics are proven against.
   exporterImage: 'quay.io/prometheuscommunity/pgbouncer-exporter:v0.10.2',
   replicas: 2,
   maxClientConnections: 1500,

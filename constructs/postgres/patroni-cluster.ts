@@ -112,11 +112,7 @@ export interface PatroniTimings {
 }
 
 /** The settings of the PostgreSQL tier that have defaults (what an environment may override). */
-export interface PostgresClusterSettings {
-  /** Image with PostgreSQL 15, Patroni and pgBackRest (images/postgres), pinned. @default 'ghcr.io/fastnext/postgres:15-3.0.2-1-pgbackrest2.45' */
-  readonly image?: string;
-  /** postgres_exporter image, pinned. @default 'quay.io/prometheuscommunity/postgres-exporter:v0.15.0' */
-  readonly exporterImage?: string;
+export interface PostgresClusterSettings extends core.ContainerSettings, core.ExporterSettings, core.VolumeSettings {
   /** Members besides the leader, 0–5. @default 2 */
   readonly replicas?: number;
   /** Replicas that confirm every commit (Patroni's synchronous_mode); 0 = asynchronous. @default 0 */
@@ -145,12 +141,6 @@ export interface PostgresClusterSettings {
    * (`generate: false`: never, so an external controller is never raced). @default {} (the two Secrets above, generated)
    */
   readonly credentials?: PostgresCredentialsSettings;
-  /** Each member's volume. @default 20Gi of the cluster's default class */
-  readonly storage?: core.StorageProps;
-  /** Requests and limits of Patroni + PostgreSQL (memory settings follow the request, >= 128Mi). @default 500m/1Gi requested, 2/2Gi limit */
-  readonly resources?: core.Resources;
-  /** Requests and limits of the exporter. @default 10m/32Mi requested, 100m/64Mi limit */
-  readonly exporterResources?: core.Resources;
   /** Failover timings. @default ttl 12 s, loop_wait 2 s, retry_timeout 5 s, 1 MiB maximum lag on failover */
   readonly patroni?: PatroniTimings;
   /**
@@ -186,6 +176,7 @@ export interface PostgresTls {
 
 /** Defaults of every PostgreSQL setting: 3 members, asynchronous, production values. */
 export const POSTGRES_CLUSTER_DEFAULTS: Required<PostgresClusterSettings> = {
+  // PostgreSQL 15, Patroni and pgBackRest (images/postgres).
   image: 'ghcr.io/fastnext/postgres:15-3.0.2-1-pgbackrest2.45',
   exporterImage: 'quay.io/prometheuscommunity/postgres-exporter:v0.15.0',
   replicas: 2,
@@ -689,13 +680,11 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       metadata: core.meta(this, c, name, {
         annotations: core.externalSecretsAnnotations(props.pod, props.imagePullSecrets, externalSecrets),
       }),
-      spec: {
+      spec: core.statefulSetSpec(c, {
         replicas: this.members,
         serviceName: `${name}-headless`,
         // Patroni orders the members itself (initialize key, leader race): no need to wait pod by pod.
         podManagementPolicy: 'Parallel',
-        updateStrategy: { type: 'RollingUpdate' },
-        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
         selector: { matchLabels: memberLabels },
         template: core.podTemplate(
           this,
@@ -808,7 +797,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
           },
         ),
         volumeClaimTemplates: [core.dataVolumeClaim(c, p.storage)],
-      },
+      }),
     });
 
     const reconfigure = reconfigureJob(this, {

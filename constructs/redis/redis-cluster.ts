@@ -25,23 +25,18 @@ export const REDIS_BUS_PORT = REDIS_PORT + REDIS_BUS_PORT_OFFSET;
 const CONFIG_DIR = '/etc/redis';
 
 /** The settings of the Redis tier that have defaults (what an environment may override). */
-export interface RedisClusterSettings extends Partial<RedisConfig> {
-  /** Redis image (7.x), pinned. @default 'redis:7.0.15-bookworm' */
-  readonly image?: string;
-  /** redis_exporter image, pinned. @default 'oliver006/redis_exporter:v1.62.0' */
-  readonly exporterImage?: string;
+export interface RedisClusterSettings
+  extends Partial<RedisConfig>, core.ContainerSettings, core.ExporterSettings, core.VolumeSettings {
   /** Secret with `password`; generated in-cluster when absent. @default 'redis-password' */
   readonly passwordSecret?: string;
-  /** Each node's volume (data and nodes.conf). @default 5Gi of the cluster's default class */
-  readonly storage?: core.StorageProps;
-  /** Requests and limits of each node; maxmemory must fit under the memory limit. @default 250m/2560Mi requested, 1/3Gi limit */
-  readonly resources?: core.Resources;
-  /** Requests and limits of the exporter (and the create Job). @default 10m/16Mi requested, 100m/32Mi limit */
-  readonly exporterResources?: core.Resources;
 }
 
-/** Defaults of every Redis setting: 3 masters x (1 + 1 replica), 2gb each, production values. */
+/**
+ * Defaults of every Redis setting: 3 masters x (1 + 1 replica), 2gb each, production values.
+ * `maxmemory` must fit under the memory limit of `resources`; `exporterResources` also size the create Job.
+ */
 export const REDIS_CLUSTER_DEFAULTS: Required<RedisClusterSettings> = {
+  // Redis 7.x.
   image: 'redis:7.0.15-bookworm',
   exporterImage: 'oliver006/redis_exporter:v1.62.0',
   masters: 3,
@@ -50,6 +45,7 @@ export const REDIS_CLUSTER_DEFAULTS: Required<RedisClusterSettings> = {
   maxmemoryPolicy: 'allkeys-lru',
   nodeTimeoutMs: 5000,
   passwordSecret: 'redis-password',
+  // Each node's data and nodes.conf.
   storage: { size: '5Gi' },
   resources: { requests: { cpu: '250m', memory: '2560Mi' }, limits: { cpu: '1', memory: '3Gi' } },
   exporterResources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } },
@@ -141,14 +137,11 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
     const cli = `redis-cli -h 127.0.0.1 -p ${REDIS_PORT} --no-auth-warning`;
     new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: core.workloadMeta(this, c, this.statefulSetName, props),
-      spec: {
+      spec: core.statefulSetSpec(c, {
         replicas: nodes,
         serviceName: this.headlessServiceName,
         // All nodes at once: the cluster needs every node up before it can form.
         podManagementPolicy: 'Parallel',
-        updateStrategy: { type: 'RollingUpdate' },
-        persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },
-        selector: { matchLabels: core.selectorLabels(c) },
         template: core.podTemplate(
           this,
           c,
@@ -234,7 +227,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
           },
         ),
         volumeClaimTemplates: [core.dataVolumeClaim(c, r.storage)],
-      },
+      }),
     });
 
     // The create Job: a Job's pod template is immutable, so its name carries a hash of what it runs.
