@@ -2,8 +2,8 @@
  * `cookie` 2.x (a dependency of fastify's light-my-request, which powers
  * app.inject) ships only as an ES module, which Jest's CommonJS runtime on
  * Node 20 cannot require. This loads the same file transpiled to CommonJS, so
- * inject runs the real cookie code. Use in a test file that injects:
- *   jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
+ * inject runs the real cookie code. jest.config.js maps `cookie` here for every test
+ * (moduleNameMapper).
  */
 import { transformSync } from 'esbuild';
 import { readFileSync } from 'node:fs';

@@ -6,7 +6,6 @@
 import type { FastifyInstance } from 'fastify';
 import { type DataTier, startDataTier } from '../helpers/servers';
 
-jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
 jest.setTimeout(120_000);
 
 let tier: DataTier;

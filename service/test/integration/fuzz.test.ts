@@ -9,8 +9,6 @@ import type { FastifyInstance } from 'fastify';
 import { fuzzRoutes, injectInto, isHealthBody, routeName, routesOf } from '../helpers/fuzz';
 import { type DataTier, startDataTier, TOKEN } from '../helpers/servers';
 
-jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
-
 let tier: DataTier;
 let app: FastifyInstance;
 

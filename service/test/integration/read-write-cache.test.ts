@@ -14,7 +14,6 @@ import { SERVICE_PATHS } from '../../src/contract';
 import { LSN_COOKIE, LSN_HEADER, MIN_LSN_HEADER, positionOf } from '../../src/http/consistency';
 import { type DataTier, eventually, startDataTier, TOKEN } from '../helpers/servers';
 
-jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
 jest.setTimeout(120_000);
 
 let tier: DataTier;

@@ -10,8 +10,6 @@ import { PRIMARY_UNAVAILABLE_MESSAGE } from '../../src/http/errors';
 import { etagOf } from '../../src/http/http-cache';
 import { offlineConfig, TOKEN } from '../helpers/offline';
 
-jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
-
 let app: FastifyInstance;
 
 beforeAll(async () => {

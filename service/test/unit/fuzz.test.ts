@@ -11,8 +11,6 @@ import { DATABASE_UNAVAILABLE_MESSAGE, PRIMARY_UNAVAILABLE_MESSAGE } from '../..
 import { offlineConfig, TOKEN } from '../helpers/offline';
 import { fuzzRoutes, injectInto, isHealthBody, routeName, routesOf } from '../helpers/fuzz';
 
-jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
-
 let app: FastifyInstance;
 
 beforeAll(async () => {

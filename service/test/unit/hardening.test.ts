@@ -11,8 +11,6 @@ import { REQUEST_ID_HEADER, SERVICE_LIMITS } from '../../src/contract';
 import { issuePosition, LSN_COOKIE, MIN_LSN_HEADER, minLsnOf } from '../../src/http/consistency';
 import { DATABASE_UNAVAILABLE_MESSAGE, locationOf, PRIMARY_UNAVAILABLE_MESSAGE } from '../../src/http/errors';
 
-jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
-
 const TOKEN = 'unit-test-token-0123456789';
 const CLOSED = '127.0.0.1:1';
 /** Reached the database: refused by the closed port itself, or at once once the primary counts as down. */

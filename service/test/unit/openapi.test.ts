@@ -9,8 +9,6 @@ import { buildApp } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { SERVICE_PATHS } from '../../src/contract';
 
-jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
-
 type Response = { content?: { 'application/json'?: { schema?: unknown } } };
 type Document = { openapi: string; paths: Record<string, Record<string, { responses: Record<string, Response> }>> };
 
