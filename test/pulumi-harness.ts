@@ -13,6 +13,7 @@
  * its own RPCs, failed or not, before the next one starts. pulumi-config.test.ts
  * runs different configs back to back and checks each sees only its own.
  */
+import { transformSync } from 'esbuild';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type * as pulumiSdk from '@pulumi/pulumi';
@@ -93,6 +94,20 @@ export async function runProgram(
   config: StackConfig = stackFileConfig(stack),
   secretKeys: string[] = [],
 ): Promise<ProgramRun> {
+  // The SDK stamps each promise it makes with `new Error().stack` (runtime/debuggable.js, for its
+  // leak report): thousands a run. Under Jest each stack is source-mapped as it is made, which
+  // cost about a tenth of a run's CPU; V8's own format (generated line numbers) costs next to nothing.
+  const jestFormat = Error.prepareStackTrace;
+  Error.prepareStackTrace = (error: Error, frames: NodeJS.CallSite[]) =>
+    [String(error), ...frames.map((f) => `    at ${f.toString()}`)].join('\n');
+  try {
+    return await runUnderMocks(stack, config, secretKeys);
+  } finally {
+    Error.prepareStackTrace = jestFormat;
+  }
+}
+
+async function runUnderMocks(stack: string, config: StackConfig, secretKeys: string[]): Promise<ProgramRun> {
   const pulumi: typeof pulumiSdk = await import('@pulumi/pulumi');
   const registrations: Registration[] = [];
   const componentOutputs: unknown[] = [];
@@ -177,20 +192,24 @@ export async function runProgram(
   };
 }
 
+/** The entry, transpiled once per test file (esbuild, as tools/run.js and Jest's transform do). */
+let programSource: string | undefined;
+
 /**
  * Evaluates the program entry afresh (the Pulumi CLI runs it once per process):
  * its source, transpiled, with its imports from the module registry, loaded once.
  */
 function evaluateProgram(): Record<string, unknown> {
-  const ts = jest.requireActual<typeof import('typescript')>('typescript');
-  const { outputText } = ts.transpileModule(readFileSync(PROGRAM, 'utf8'), {
-    fileName: PROGRAM,
-    compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-  });
+  programSource ??= transformSync(readFileSync(PROGRAM, 'utf8'), {
+    loader: 'ts',
+    format: 'cjs',
+    target: 'node20',
+    sourcefile: PROGRAM,
+  }).code;
   const module = { exports: {} as Record<string, unknown> };
   const requireFromEntry = (id: string): unknown =>
     jest.requireActual(id.startsWith('.') ? join(dirname(PROGRAM), id) : id);
-  const evaluate = new Function('exports', 'require', 'module', '__filename', '__dirname', outputText);
+  const evaluate = new Function('exports', 'require', 'module', '__filename', '__dirname', programSource);
   evaluate(module.exports, requireFromEntry, module, PROGRAM, dirname(PROGRAM));
   return module.exports;
 }

@@ -62,13 +62,8 @@ export function timeseries(
 }
 
 /** A stat panel (last value), with the same arguments as `timeseries`. */
-export function stat(
-  title: string,
-  unit: string,
-  targets: Record<string, string>,
-  options: PanelOptions = {},
-): PanelSpec {
-  return { title, unit, type: 'stat', targets: targetsOf(targets), ...options };
+export function stat(...args: Parameters<typeof timeseries>): PanelSpec {
+  return { ...timeseries(...args), type: 'stat' };
 }
 
 function targetsOf(targets: Record<string, string>): Target[] {
