@@ -56,6 +56,7 @@ import {
   type SynchronousCommit,
 } from './patroni-files';
 import { reconfigureJob, reconfigureScript } from './patroni-reconfigure';
+import { migrationUserOf, rolesJob, rolesScript } from './roles-job';
 import { livenessScript } from './patroni-liveness';
 import {
   credentialsProblems,
@@ -255,7 +256,19 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
   readonly patroniApiPort = PATRONI_API_PORT;
   readonly exporterPort = POSTGRES_EXPORTER_PORT;
   readonly database: string;
+  /** The runtime role (the API through PgBouncer): rows only, no DDL. */
   readonly user: string;
+  /**
+   * The migration role: owns the schema, runs DDL (migrations, partition maintenance), straight to the
+   * primary. `runsAfter` is the roles Job (`Job/<name>`) that creates it on a running cluster: run the
+   * migrations after it.
+   */
+  readonly migration: {
+    readonly user: string;
+    readonly credentialsSecret: string;
+    readonly passwordKey: string;
+    readonly runsAfter: string;
+  };
   /** Secret with the app, replication and superuser passwords (`credentials.secretName`). */
   readonly credentialsSecret: string;
   /** Every credential's Secret and key (what each secretKeyRef names). */
@@ -303,6 +316,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
     this.name = name;
     this.database = p.database;
     this.user = p.user;
+    const migrationUser = migrationUserOf(p.user);
     this.credentials = resolveCredentials(p.credentials, p.credentialsSecret, p.exporterCredentialsSecret);
     this.credentialsSecret = this.credentials.secretName;
     this.members = 1 + p.replicas;
@@ -364,6 +378,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       hba: patroniHba({
         database: this.database,
         user: this.user,
+        migrationUser,
         superuser: SUPERUSER,
         replicationUser: REPLICATION_USER,
         rewindUser: REWIND_USER,
@@ -394,15 +409,13 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
         : undefined,
     };
     const script = reconfigureScript();
+    const roles = rolesScript({ statementTimeoutMs: props.statementTimeoutMs ?? 15000, exporterUser: EXPORTER_USER });
     this.files = {
       ...patroniConfigFiles(
         filesInput,
-        postBootstrapScript({
-          statementTimeoutMs: props.statementTimeoutMs ?? 15000,
-          exporterUser: EXPORTER_USER,
-          backup: repository !== undefined,
-        }),
+        postBootstrapScript({ exporterUser: EXPORTER_USER, backup: repository !== undefined }),
       ),
+      [PATRONI_FILES.roles]: roles,
       [PATRONI_FILES.reconfigure]: script,
       [PATRONI_FILES.liveness]: livenessScript(),
       ...(tlsOn ? { [PATRONI_FILES.tlsReload]: tlsReloadScript() } : {}),
@@ -475,6 +488,14 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
         pod: props.pod,
         imagePullSecrets: props.imagePullSecrets,
       });
+      // Its own Secret, like the exporter's: a credentials Secret generated before the role lacks the key.
+      new core.GeneratedSecret(this, 'migration-credentials', {
+        dnsResolvers: props.dnsResolvers,
+        secretName: creds.migrationSecretName,
+        keys: [creds.keys.migrationPassword],
+        pod: props.pod,
+        imagePullSecrets: props.imagePullSecrets,
+      });
     }
     new k8s.KubeConfigMap(this, 'config', { metadata: core.meta(this, c, this.configMapName), data: this.files });
 
@@ -542,6 +563,18 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       name: envName,
       valueFrom: { secretKeyRef: { name: creds.exporterSecretName, key: creds.keys.exporterPassword } },
     });
+    // The inputs of roles.sh, in post-bootstrap's env (the members) and the roles Job's alike.
+    const rolesEnv: k8s.EnvVar[] = [
+      { name: 'POSTGRES_USER', value: this.user },
+      { name: 'POSTGRES_DB', value: this.database },
+      secretEnv('POSTGRES_PASSWORD', creds.keys.password),
+      { name: 'POSTGRES_MIGRATION_USER', value: migrationUser },
+      {
+        name: 'POSTGRES_MIGRATION_PASSWORD',
+        valueFrom: { secretKeyRef: { name: creds.migrationSecretName, key: creds.keys.migrationPassword } },
+      },
+      exporterPassword('POSTGRES_EXPORTER_PASSWORD'),
+    ];
     const field = (envName: string, fieldPath: string): k8s.EnvVar => ({
       name: envName,
       valueFrom: { fieldRef: { fieldPath } },
@@ -604,7 +637,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
     }
     const externalSecrets = [
       // generate: false: the credentials come from outside (External Secrets, Sealed Secrets, SOPS...).
-      ...(creds.generate ? [] : [creds.secretName, creds.exporterSecretName]),
+      ...(creds.generate ? [] : [creds.secretName, creds.exporterSecretName, creds.migrationSecretName]),
       ...(backupCreds && repository ? [backupCreds] : []),
       ...(encrypted && b?.encryption?.keySecret ? [b.encryption.keySecret] : []),
     ];
@@ -737,10 +770,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
                   // from Secrets generated before it (they are never regenerated).
                   secretEnv('PATRONI_REWIND_PASSWORD', creds.keys.replicationPassword),
                   // Inputs of post-bootstrap.sh.
-                  { name: 'POSTGRES_USER', value: this.user },
-                  { name: 'POSTGRES_DB', value: this.database },
-                  secretEnv('POSTGRES_PASSWORD', creds.keys.password),
-                  exporterPassword('POSTGRES_EXPORTER_PASSWORD'),
+                  ...rolesEnv,
                   { name: 'TMPDIR', value: '/tmp' },
                   ...backupEnv,
                 ],
@@ -827,6 +857,32 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       dnsResolvers: props.dnsResolvers,
     });
     this.reconfigureJobName = reconfigure.name;
+    // A cluster initialised before a role existed gets it here (post_bootstrap ran long ago).
+    const rolesRun = rolesJob(this, {
+      component: c,
+      statefulSet: name,
+      image: p.image,
+      uid: POSTGRES_UID,
+      configMap: this.configMapName,
+      configDir: CONFIG_DIR,
+      scriptFile: PATRONI_FILES.roles,
+      script: roles,
+      primaryHost: this.primaryHost,
+      port: POSTGRES_PORT,
+      superuser: SUPERUSER,
+      env: rolesEnv,
+      superuserPassword: { secretKeyRef: { name: creds.secretName, key: creds.keys.superuserPassword } },
+      tls: this.tls,
+      pod: props.pod,
+      imagePullSecrets: props.imagePullSecrets,
+      dnsResolvers: props.dnsResolvers,
+    });
+    this.migration = {
+      user: migrationUser,
+      credentialsSecret: creds.migrationSecretName,
+      passwordKey: creds.keys.migrationPassword,
+      runsAfter: `Job/${rolesRun.name}`,
+    };
 
     core.podDisruptionBudget(this, 'pdb', c, 1);
     core.networkPolicy(this, 'network-policy', c, {
@@ -836,6 +892,8 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
         { from: [core.podsOf(c)], ports: core.tcpPorts(POSTGRES_PORT, PATRONI_API_PORT) },
         // The reconfigure Job: Patroni's REST API only (PATCH /config, restart, switchover).
         { from: [core.podsOf(reconfigure.component)], ports: core.tcpPorts(PATRONI_API_PORT) },
+        // The roles Job: the database port (the primary's).
+        { from: [core.podsOf(rolesRun.component)], ports: core.tcpPorts(POSTGRES_PORT) },
         {
           from: [...(props.scrapers ?? [core.podsOf(core.PROMETHEUS_COMPONENT)])],
           ports: core.tcpPorts(POSTGRES_EXPORTER_PORT, PATRONI_API_PORT),
