@@ -142,7 +142,8 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   if ((migrationUser === undefined) !== (migrationPassword === undefined)) {
     throw new EnvError(
       migrationUser === undefined
-        ? `${E.postgresMigrationUser} is required with ${E.postgresMigrationPasswordFile} (the migration role's name)`
+        ? `${E.postgresMigrationUser} is required with ${E.postgresMigrationPassword} or ${E.postgresMigrationPasswordFile} ` +
+            "(the migration role's name)"
         : `${E.postgresMigrationPassword} or ${E.postgresMigrationPasswordFile} is required with ${E.postgresMigrationUser} ` +
             `(${JSON.stringify(migrationUser)}): the migration role's password`,
     );
