@@ -57,6 +57,14 @@ const generatorObjects = (objects: readonly KubeObject[]) =>
     .map((o) => `${o.kind}/${o.metadata.name.replace(/-[0-9a-f]{8}$/, '')}`)
     .sort();
 
+/** The keys the generator Job of Secret `secret` writes (its SECRET_KEYS). */
+const generatedKeys = (objects: readonly KubeObject[], secret: string) =>
+  (
+    objects.find((o) => o.kind === 'Job' && o.metadata.name.startsWith(`${secret}-generator-`))!.spec as {
+      template: { spec: { containers: { env: { name: string; value?: string }[] }[] } };
+    }
+  ).template.spec.containers[0].env.find((e) => e.name === 'SECRET_KEYS')?.value;
+
 describe('postgres.credentials: the default', () => {
   test("keeps today's Secrets and keys; the migration role's password is generated in a Secret of its own", () => {
     expect(resolveCredentials(undefined, 'postgres-credentials', 'postgres-exporter-credentials')).toEqual({
@@ -82,12 +90,7 @@ describe('postgres.credentials: the default', () => {
         ),
       ),
     );
-    const keysOf = (secret: string) =>
-      (
-        objects.find((o) => o.kind === 'Job' && o.metadata.name.startsWith(`${secret}-generator-`))!.spec as {
-          template: { spec: { containers: { env: { name: string; value?: string }[] }[] } };
-        }
-      ).template.spec.containers[0].env.find((e) => e.name === 'SECRET_KEYS')?.value;
+    const keysOf = (secret: string) => generatedKeys(objects, secret);
     expect(keysOf('postgres-credentials')).toBe('password replication-password superuser-password');
     expect(keysOf('postgres-migration-credentials')).toBe('migration-password');
   });
@@ -205,12 +208,7 @@ describe('postgres.credentials: mapped keys, still generated', () => {
         },
       }),
     );
-    const env = (name: string) =>
-      (
-        objects.find((o) => o.kind === 'Job' && o.metadata.name.startsWith(`${name}-generator-`))!.spec as {
-          template: { spec: { containers: { env: { name: string; value?: string }[] }[] } };
-        }
-      ).template.spec.containers[0].env.find((e) => e.name === 'SECRET_KEYS')?.value;
+    const env = (name: string) => generatedKeys(objects, name);
     expect(env('pg-auth')).toBe('app replication-password superuser-password');
     expect(env('pg-monitoring')).toBe('password');
     expect(refsTo(objects, ['pg-auth', 'pg-monitoring'])).toContain(

@@ -480,19 +480,17 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
         imagePullSecrets: props.imagePullSecrets,
       });
     }
-    if (creds.generate) {
-      new core.GeneratedSecret(this, 'exporter-credentials', {
+    // The exporter's and the migration role's passwords each in a Secret of its own: a credentials
+    // Secret generated before the role existed lacks the key, and is never regenerated.
+    const ownSecrets = [
+      { id: 'exporter-credentials', secretName: creds.exporterSecretName, key: creds.keys.exporterPassword },
+      { id: 'migration-credentials', secretName: creds.migrationSecretName, key: creds.keys.migrationPassword },
+    ];
+    for (const own of creds.generate ? ownSecrets : []) {
+      new core.GeneratedSecret(this, own.id, {
         dnsResolvers: props.dnsResolvers,
-        secretName: creds.exporterSecretName,
-        keys: [creds.keys.exporterPassword],
-        pod: props.pod,
-        imagePullSecrets: props.imagePullSecrets,
-      });
-      // Its own Secret, like the exporter's: a credentials Secret generated before the role lacks the key.
-      new core.GeneratedSecret(this, 'migration-credentials', {
-        dnsResolvers: props.dnsResolvers,
-        secretName: creds.migrationSecretName,
-        keys: [creds.keys.migrationPassword],
+        secretName: own.secretName,
+        keys: [own.key],
         pod: props.pod,
         imagePullSecrets: props.imagePullSecrets,
       });
@@ -841,30 +839,29 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       },
     });
 
-    const reconfigure = reconfigureJob(this, {
+    // The Jobs that work on the running members, with scripts from the ConfigMap.
+    const memberJobs = {
       component: c,
       statefulSet: name,
       image: p.image,
       uid: POSTGRES_UID,
       configMap: this.configMapName,
       configDir: CONFIG_DIR,
+      pod: props.pod,
+      imagePullSecrets: props.imagePullSecrets,
+      dnsResolvers: props.dnsResolvers,
+    };
+    const reconfigure = reconfigureJob(this, {
+      ...memberJobs,
       memberUrls: this.memberHosts.map((h) => `http://${h}:${PATRONI_API_PORT}`),
       restApiPort: PATRONI_API_PORT,
       desired: patroniDynamicConfig(filesInput),
       script,
-      pod: props.pod,
-      imagePullSecrets: props.imagePullSecrets,
-      dnsResolvers: props.dnsResolvers,
     });
     this.reconfigureJobName = reconfigure.name;
     // A cluster initialised before a role existed gets it here (post_bootstrap ran long ago).
     const rolesRun = rolesJob(this, {
-      component: c,
-      statefulSet: name,
-      image: p.image,
-      uid: POSTGRES_UID,
-      configMap: this.configMapName,
-      configDir: CONFIG_DIR,
+      ...memberJobs,
       scriptFile: PATRONI_FILES.roles,
       script: roles,
       primaryHost: this.primaryHost,
@@ -873,9 +870,6 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       env: rolesEnv,
       superuserPassword: { secretKeyRef: { name: creds.secretName, key: creds.keys.superuserPassword } },
       tls: this.tls,
-      pod: props.pod,
-      imagePullSecrets: props.imagePullSecrets,
-      dnsResolvers: props.dnsResolvers,
     });
     this.migration = {
       user: migrationUser,

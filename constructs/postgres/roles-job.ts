@@ -20,9 +20,9 @@
  * The Job, like the reconfigure Job (patroni-reconfigure.ts), is named by a hash of its spec and of
  * the script, so a change is a new Job and an unchanged one is left alone; the script is idempotent.
  */
-import { k8s } from 'cdk8s-plus-28';
+import type { k8s } from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
-import * as core from '../core';
+import { memberJob, type MemberJobCluster } from './member-job';
 
 /** What the roles script sets beyond the roles' names and passwords (which come from the environment). */
 export interface RolesInput {
@@ -112,15 +112,7 @@ SQL
 }
 
 /** What the roles Job needs from its cluster. */
-export interface RolesJobProps {
-  /** Component label of the cluster's members (the Job is `<component>-roles-<hash>`). */
-  readonly component: string;
-  /** The StatefulSet it runs after (the members admit its connection once they run the shipped pg_hba). */
-  readonly statefulSet: string;
-  readonly image: string;
-  readonly uid: number;
-  readonly configMap: string;
-  readonly configDir: string;
+export interface RolesJobProps extends MemberJobCluster {
   /** The script's file name in the ConfigMap. */
   readonly scriptFile: string;
   /** The script the Job runs (its bytes are in the ConfigMap): the Job's name changes with it. */
@@ -135,87 +127,46 @@ export interface RolesJobProps {
   readonly superuserPassword: k8s.EnvVarSource;
   /** TLS: verify-full against the CA in this Secret's `caKey`. @default - plaintext */
   readonly tls?: { readonly secretName: string; readonly caKey: string };
-  readonly pod?: core.PodOptions;
-  readonly imagePullSecrets?: readonly string[];
-  readonly dnsResolvers?: readonly k8s.NetworkPolicyPeer[];
 }
 
 /** The roles Job (`<component>-roles-<hash>`), its ServiceAccount (no token) and NetworkPolicy. */
 export function rolesJob(scope: Construct, p: RolesJobProps): { name: string; component: string } {
-  const c = `${p.component}-roles`;
   const tlsDir = '/etc/postgres-tls';
-  core.serviceAccount(scope, 'roles-service-account', c);
   // Egress to the database port of the members only: no API server, no REST API.
-  core.networkPolicy(scope, 'roles-network-policy', c, {
-    ingress: [],
-    egress: [core.dnsEgress(p.dnsResolvers), { to: [core.podsOf(p.component)], ports: core.tcpPorts(p.port) }],
-  });
-  const spec: k8s.JobSpec = {
-    // The primary not there yet (a new cluster, a failover): retried from the start.
-    backoffLimit: 6,
-    // No ttlSecondsAfterFinished (as the reconfigure Job): a finished Job deleted by its TTL would be
-    // created again by the next apply and Pulumi would see it gone; the hash in the name keeps them few.
-    template: {
-      metadata: { labels: { ...core.meta(scope, c, c).labels, ...core.selectorLabels(c) } },
-      spec: {
-        serviceAccountName: c,
-        automountServiceAccountToken: false,
-        restartPolicy: 'OnFailure',
-        securityContext: core.podSecurityContext(p.uid),
-        ...core.podPlacement(p.pod, p.imagePullSecrets),
-        containers: [
-          {
-            name: 'roles',
-            image: p.image,
-            command: ['sh', `${p.configDir}/${p.scriptFile}`, 'dbname=postgres'],
-            env: [
-              { name: 'PGHOST', value: p.primaryHost },
-              { name: 'PGPORT', value: String(p.port) },
-              { name: 'PGUSER', value: p.superuser },
-              { name: 'PGPASSWORD', valueFrom: p.superuserPassword },
-              { name: 'PGCONNECT_TIMEOUT', value: '10' },
-              // The primary Service's name is in the certificate: verify-full, as every client.
-              ...(p.tls
-                ? [
-                    { name: 'PGSSLMODE', value: 'verify-full' },
-                    { name: 'PGSSLROOTCERT', value: `${tlsDir}/${p.tls.caKey}` },
-                  ]
-                : [{ name: 'PGSSLMODE', value: 'disable' }]),
-              ...p.env,
-            ],
-            resources: {
-              requests: { cpu: k8s.Quantity.fromString('10m'), memory: k8s.Quantity.fromString('32Mi') },
-              limits: { cpu: k8s.Quantity.fromString('200m'), memory: k8s.Quantity.fromString('64Mi') },
-            },
-            securityContext: core.containerSecurityContext(),
-            volumeMounts: [
-              { name: 'config', mountPath: p.configDir, readOnly: true },
-              { name: 'tmp', mountPath: '/tmp' },
-              ...(p.tls ? [{ name: 'tls', mountPath: tlsDir, readOnly: true }] : []),
-            ],
-          },
-        ],
-        volumes: [
-          { name: 'config', configMap: { name: p.configMap, defaultMode: 0o444 } },
-          core.emptyDir('tmp', '16Mi'),
-          ...(p.tls
-            ? [
-                {
-                  name: 'tls',
-                  secret: { secretName: p.tls.secretName, items: [{ key: p.tls.caKey, path: p.tls.caKey }] },
-                },
-              ]
-            : []),
-        ],
-      },
+  return memberJob(scope, {
+    ...p,
+    suffix: 'roles',
+    ports: [p.port],
+    container: {
+      name: 'roles',
+      command: ['sh', `${p.configDir}/${p.scriptFile}`, 'dbname=postgres'],
+      env: [
+        { name: 'PGHOST', value: p.primaryHost },
+        { name: 'PGPORT', value: String(p.port) },
+        { name: 'PGUSER', value: p.superuser },
+        { name: 'PGPASSWORD', valueFrom: p.superuserPassword },
+        { name: 'PGCONNECT_TIMEOUT', value: '10' },
+        // The primary Service's name is in the certificate: verify-full, as every client.
+        ...(p.tls
+          ? [
+              { name: 'PGSSLMODE', value: 'verify-full' },
+              { name: 'PGSSLROOTCERT', value: `${tlsDir}/${p.tls.caKey}` },
+            ]
+          : [{ name: 'PGSSLMODE', value: 'disable' }]),
+        ...p.env,
+      ],
     },
-  };
-  const name = core.jobNameFor(c, spec, [p.script]);
-  new k8s.KubeJob(scope, 'roles-job', {
-    metadata: core.meta(scope, c, name, {
-      annotations: { [core.RUNS_AFTER_ANNOTATION]: `StatefulSet/${p.statefulSet}` },
-    }),
-    spec,
+    volumes: p.tls
+      ? [
+          {
+            volume: {
+              name: 'tls',
+              secret: { secretName: p.tls.secretName, items: [{ key: p.tls.caKey, path: p.tls.caKey }] },
+            },
+            mountPath: tlsDir,
+          },
+        ]
+      : [],
+    inputs: [p.script],
   });
-  return { name, component: c };
 }
