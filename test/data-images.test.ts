@@ -76,6 +76,7 @@ const SECRETS = {
     'replication-password': 'repl-password-0123456789',
   },
   'postgres-exporter-credentials': { password: 'exporter-password-0123456789' },
+  'postgres-migration-credentials': { 'migration-password': 'migration-password-0123456789' },
 };
 const env = Object.fromEntries((patroni.env ?? []).map((v) => [v.name, v.value]));
 const APP_USER = env.POSTGRES_USER!;
