@@ -22,6 +22,7 @@ const SERVER_TESTS = [
   'test/nginx.test.ts',
   'test/patroni.test.ts',
   'test/patroni-reconfigure.test.ts',
+  'test/postgres-roles.test.ts',
   'test/postgres-security.test.ts',
   'test/prometheus-discovery.test.ts',
   'test/prometheus-runtime.test.ts',

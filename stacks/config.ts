@@ -338,12 +338,14 @@ export const environmentSchema = z
           .object({
             secretName: z.string().optional(),
             exporterSecretName: z.string().optional(),
+            migrationSecretName: z.string().optional(),
             keys: z
               .object({
                 password: z.string().optional(),
                 replicationPassword: z.string().optional(),
                 superuserPassword: z.string().optional(),
                 exporterPassword: z.string().optional(),
+                migrationPassword: z.string().optional(),
               })
               .strict()
               .optional(),

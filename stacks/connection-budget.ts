@@ -8,9 +8,10 @@ import type { EnvironmentConfig } from './config';
 
 /** Connections Patroni (1), the exporter (1), a rejoin's pg_rewind/basebackup (1) and
  * `superuser_reserved_connections` (3) hold on each member. Streaming replication uses
- * WAL senders, which PostgreSQL 15 counts apart from max_connections. */
+ * WAL senders, which PostgreSQL 15 counts apart from max_connections. The roles Job's one
+ * session (the superuser, once per deploy that changes it) is one of those 3 reserved. */
 export const RESERVED_CONNECTIONS_PER_MEMBER = 6;
-/** The partition-maintenance CronJob: one direct session (concurrencyPolicy Forbid). */
+/** The partition-maintenance CronJob: one direct session as the migration role (concurrencyPolicy Forbid). */
 export const CRONJOB_CONNECTIONS = 1;
 
 type BudgetInput = Pick<EnvironmentConfig, 'name' | 'api' | 'postgres' | 'pgbouncer'>;
@@ -26,7 +27,10 @@ export interface ConnectionBudget {
   readonly poolerCapacityOnePodDown: number;
   /** Server connections of one pool (all its pods). */
   readonly poolerServerConnections: number;
-  /** Migrations: one direct session per API pod starting at once (init containers), at most the HPA maximum. */
+  /**
+   * Migrations: one direct session per API pod starting at once (init containers, as the migration
+   * role), at most the HPA maximum.
+   */
   readonly migrationConnections: number;
   readonly leaderTotal: number;
   /** Worst case on one replica: the whole read-only pool lands on it. */

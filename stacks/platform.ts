@@ -143,6 +143,8 @@ export class Platform extends Chart {
         passwordKey: this.postgres.credentials.keys.password,
         tls: this.postgres.tls,
         session: this.postgres,
+        // Migrations and partition maintenance run DDL as the role that owns the schema.
+        migration: this.postgres.migration,
       },
       redis: this.redis,
       clients: [podsOf(EdgeProxy.COMPONENT)],

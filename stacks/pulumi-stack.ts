@@ -120,6 +120,7 @@ export function suppliedSecretSpecs(platform: Platform, secrets: SuppliedSecrets
             ? [creds.keys.password, creds.keys.replicationPassword, creds.keys.superuserPassword]
             : []),
           ...(name === creds.exporterSecretName ? [creds.keys.exporterPassword] : []),
+          ...(name === creds.migrationSecretName ? [creds.keys.migrationPassword] : []),
         ];
   for (const [name, spec] of specs) {
     const required = generated.find((g) => g.secretName === name)?.keys ?? externalKeys(name);

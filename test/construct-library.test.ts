@@ -152,6 +152,8 @@ describe('PatroniCluster and PgBouncerPool in a bare chart', () => {
       'exporter-credentials',
       'headless-service',
       'members',
+      // The migration role's password, its own generated Secret.
+      'migration-credentials',
       'network-policy',
       'patroni-metrics-service',
       'pdb',
@@ -162,6 +164,10 @@ describe('PatroniCluster and PgBouncerPool in a bare chart', () => {
       'reconfigure-service-account',
       'role',
       'role-binding',
+      // The roles Job: the roles, ownership and grants on a running cluster.
+      'roles-job',
+      'roles-network-policy',
+      'roles-service-account',
       'service-account',
       // The TLS certificate's generator (postgres.tls on by default, no secretName).
       'tls',

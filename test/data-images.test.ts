@@ -76,6 +76,7 @@ const SECRETS = {
     'replication-password': 'repl-password-0123456789',
   },
   'postgres-exporter-credentials': { password: 'exporter-password-0123456789' },
+  'postgres-migration-credentials': { 'migration-password': 'migration-password-0123456789' },
 };
 const env = Object.fromEntries((patroni.env ?? []).map((v) => [v.name, v.value]));
 const APP_USER = env.POSTGRES_USER!;
@@ -281,7 +282,18 @@ describe('the postgres image under the StatefulSet pod spec', () => {
   });
 
   test('the post-bootstrap script made the application role: a write on the leader is read on the replica', async () => {
-    await query(members[0].pg, 'CREATE TABLE image_check (id int primary key, note text)');
+    // The migration role makes the table (it owns the schema); the application role writes rows to it.
+    const migrator = client(
+      members[0].pg,
+      env.POSTGRES_MIGRATION_USER!,
+      SECRETS['postgres-migration-credentials']['migration-password'],
+    );
+    await migrator.connect();
+    try {
+      await migrator.query('CREATE TABLE image_check (id int primary key, note text)');
+    } finally {
+      await migrator.end();
+    }
     await query(members[0].pg, "INSERT INTO image_check VALUES (1, 'from the leader')");
     await waitFor(
       'the row on the replica',

@@ -349,12 +349,21 @@ describe('construct props', () => {
       'hostssl postgres rewinder fd00:10::/56 scram-sha-256',
       'hostssl fastnext fastnext 100.64.0.0/10 scram-sha-256',
       'hostssl fastnext fastnext fd00:10::/56 scram-sha-256',
+      // The migration role, to the application's database only, like the runtime role.
+      'hostssl fastnext fastnext_migrator 100.64.0.0/10 scram-sha-256',
+      'hostssl fastnext fastnext_migrator fd00:10::/56 scram-sha-256',
+      // The superuser (the roles Job) to its own and the application's database only.
+      'hostssl postgres,fastnext postgres 100.64.0.0/10 scram-sha-256',
+      'hostssl postgres,fastnext postgres fd00:10::/56 scram-sha-256',
     ]);
     expect(custom.some((l) => l.includes('10.0.0.0/8'))).toBe(false);
     expect((hbaOf({}) as string[]).filter((l) => l.startsWith('hostssl fastnext'))).toEqual([
       'hostssl fastnext fastnext 10.0.0.0/8 scram-sha-256',
       'hostssl fastnext fastnext 172.16.0.0/12 scram-sha-256',
       'hostssl fastnext fastnext 192.168.0.0/16 scram-sha-256',
+      'hostssl fastnext fastnext_migrator 10.0.0.0/8 scram-sha-256',
+      'hostssl fastnext fastnext_migrator 172.16.0.0/12 scram-sha-256',
+      'hostssl fastnext fastnext_migrator 192.168.0.0/16 scram-sha-256',
     ]);
   });
 

@@ -25,6 +25,7 @@ const EXTERNAL = {
     replicationPassword: 'replication',
     superuserPassword: 'postgres-password',
     exporterPassword: 'monitoring-password',
+    migrationPassword: 'migrator-password',
   },
   generate: false,
 };
@@ -52,36 +53,46 @@ function refsTo(objects: readonly KubeObject[], secrets: readonly string[]): str
 
 const generatorObjects = (objects: readonly KubeObject[]) =>
   objects
-    .filter((o) => /^postgres(-exporter)?-credentials-generator/.test(o.metadata.name))
+    .filter((o) => /^postgres(-exporter|-migration)?-credentials-generator/.test(o.metadata.name))
     .map((o) => `${o.kind}/${o.metadata.name.replace(/-[0-9a-f]{8}$/, '')}`)
     .sort();
 
+/** The keys the generator Job of Secret `secret` writes (its SECRET_KEYS). */
+const generatedKeys = (objects: readonly KubeObject[], secret: string) =>
+  (
+    objects.find((o) => o.kind === 'Job' && o.metadata.name.startsWith(`${secret}-generator-`))!.spec as {
+      template: { spec: { containers: { env: { name: string; value?: string }[] }[] } };
+    }
+  ).template.spec.containers[0].env.find((e) => e.name === 'SECRET_KEYS')?.value;
+
 describe('postgres.credentials: the default', () => {
-  test("keeps today's Secrets and keys (the shipped manifests are unchanged: snapshot.test)", () => {
+  test("keeps today's Secrets and keys; the migration role's password is generated in a Secret of its own", () => {
     expect(resolveCredentials(undefined, 'postgres-credentials', 'postgres-exporter-credentials')).toEqual({
       secretName: 'postgres-credentials',
       exporterSecretName: 'postgres-exporter-credentials',
+      // Its own Secret: a postgres-credentials generated before the role existed lacks the key, and a
+      // generated Secret is never regenerated.
+      migrationSecretName: 'postgres-migration-credentials',
       keys: {
         password: 'password',
         replicationPassword: 'replication-password',
         superuserPassword: 'superuser-password',
         exporterPassword: 'password',
+        migrationPassword: 'migration-password',
       },
       generate: true,
     });
     const objects = synthObjects(loadEnvironment('prod'));
-    expect(generatorObjects(objects)).toEqual([
-      'Job/postgres-credentials-generator',
-      'Job/postgres-exporter-credentials-generator',
-      'NetworkPolicy/postgres-credentials-generator',
-      'NetworkPolicy/postgres-exporter-credentials-generator',
-      'Role/postgres-credentials-generator',
-      'Role/postgres-exporter-credentials-generator',
-      'RoleBinding/postgres-credentials-generator',
-      'RoleBinding/postgres-exporter-credentials-generator',
-      'ServiceAccount/postgres-credentials-generator',
-      'ServiceAccount/postgres-exporter-credentials-generator',
-    ]);
+    expect(generatorObjects(objects)).toEqual(
+      ['Job', 'NetworkPolicy', 'Role', 'RoleBinding', 'ServiceAccount'].flatMap((kind) =>
+        ['postgres-credentials', 'postgres-exporter-credentials', 'postgres-migration-credentials'].map(
+          (secret) => `${kind}/${secret}-generator`,
+        ),
+      ),
+    );
+    const keysOf = (secret: string) => generatedKeys(objects, secret);
+    expect(keysOf('postgres-credentials')).toBe('password replication-password superuser-password');
+    expect(keysOf('postgres-migration-credentials')).toBe('migration-password');
   });
 });
 
@@ -91,18 +102,28 @@ describe('postgres.credentials: one external Secret with its own key names, gene
   test('every reference to a PostgreSQL credential names the mapped Secret and key', () => {
     expect(refsTo(objects, ['db-credentials'])).toEqual([
       'CronJob/api-partition-maintenance volume db-credentials/app-password as password',
+      'CronJob/api-partition-maintenance volume db-credentials/migrator-password as password',
       'Deployment/api volume db-credentials/app-password as password',
+      'Deployment/api volume db-credentials/migrator-password as password',
       'Deployment/pgbouncer PGBOUNCER_PASSWORD=db-credentials/app-password',
       'Deployment/pgbouncer-readonly PGBOUNCER_PASSWORD=db-credentials/app-password',
+      // The roles Job: the superuser logs in, and sets the others' passwords from the same keys.
+      'Job/postgres-roles PGPASSWORD=db-credentials/postgres-password',
+      'Job/postgres-roles POSTGRES_EXPORTER_PASSWORD=db-credentials/monitoring-password',
+      'Job/postgres-roles POSTGRES_MIGRATION_PASSWORD=db-credentials/migrator-password',
+      'Job/postgres-roles POSTGRES_PASSWORD=db-credentials/app-password',
       'StatefulSet/postgres DATA_SOURCE_PASS=db-credentials/monitoring-password',
       'StatefulSet/postgres PATRONI_REPLICATION_PASSWORD=db-credentials/replication',
       'StatefulSet/postgres PATRONI_REWIND_PASSWORD=db-credentials/replication',
       'StatefulSet/postgres PATRONI_SUPERUSER_PASSWORD=db-credentials/postgres-password',
       'StatefulSet/postgres POSTGRES_EXPORTER_PASSWORD=db-credentials/monitoring-password',
+      'StatefulSet/postgres POSTGRES_MIGRATION_PASSWORD=db-credentials/migrator-password',
       'StatefulSet/postgres POSTGRES_PASSWORD=db-credentials/app-password',
     ]);
     // Nothing reads the default Secrets any more.
-    expect(refsTo(objects, ['postgres-credentials', 'postgres-exporter-credentials'])).toEqual([]);
+    expect(
+      refsTo(objects, ['postgres-credentials', 'postgres-exporter-credentials', 'postgres-migration-credentials']),
+    ).toEqual([]);
   });
 
   test('no generator Job, ServiceAccount, Role, RoleBinding or NetworkPolicy: nothing can race the controller', () => {
@@ -144,7 +165,11 @@ describe('postgres.credentials: one external Secret with its own key names, gene
 
   test('Pulumi: a partly supplied external Secret is refused (no generator would fill the rest)', () => {
     const { platform } = buildPlatform(
-      loadEnvironment('prod', { postgres: { credentials: { ...EXTERNAL, exporterSecretName: 'db-monitoring' } } }),
+      loadEnvironment('prod', {
+        postgres: {
+          credentials: { ...EXTERNAL, exporterSecretName: 'db-monitoring', migrationSecretName: 'db-migration' },
+        },
+      }),
     );
     const supply = (secrets: Record<string, string>) => () =>
       suppliedSecretSpecs(platform, secrets as unknown as Parameters<typeof suppliedSecretSpecs>[1]);
@@ -183,12 +208,7 @@ describe('postgres.credentials: mapped keys, still generated', () => {
         },
       }),
     );
-    const env = (name: string) =>
-      (
-        objects.find((o) => o.kind === 'Job' && o.metadata.name.startsWith(`${name}-generator-`))!.spec as {
-          template: { spec: { containers: { env: { name: string; value?: string }[] }[] } };
-        }
-      ).template.spec.containers[0].env.find((e) => e.name === 'SECRET_KEYS')?.value;
+    const env = (name: string) => generatedKeys(objects, name);
     expect(env('pg-auth')).toBe('app replication-password superuser-password');
     expect(env('pg-monitoring')).toBe('password');
     expect(refsTo(objects, ['pg-auth', 'pg-monitoring'])).toContain(
@@ -259,6 +279,52 @@ describe('postgres.credentials: bad input is refused with field, value and fix',
       "'credentials.keys.superuserPassword' (password) is also the key of password in Secret 'x'",
     );
     expect(cluster(EXTERNAL)).not.toThrow();
+  });
+
+  test("the migration role's key: empty, shared with another credential, or its Secret shared while generated (schema)", () => {
+    expect(errorFor({ postgres: { credentials: { keys: { migrationPassword: '' } } } })).toBe(
+      "Invalid config for environment 'prod':\n" +
+        '  - postgres.credentials.keys.migrationPassword: "" names an empty key: write the key your Secret holds the migration role\'s password under, ' +
+        "or remove it for the default 'migration-password'",
+    );
+    expect(
+      errorFor({
+        postgres: { credentials: { ...EXTERNAL, keys: { ...EXTERNAL.keys, migrationPassword: 'app-password' } } },
+      }),
+    ).toBe(
+      "Invalid config for environment 'prod':\n" +
+        '  - postgres.credentials.keys.migrationPassword: "app-password" is also the key of password in Secret \'db-credentials\': ' +
+        'each credential needs its own key (a shared password would give one role the rights of the other)',
+    );
+    expect(errorFor({ postgres: { credentials: { migrationSecretName: 'postgres-exporter-credentials' } } })).toBe(
+      "Invalid config for environment 'prod':\n" +
+        '  - postgres.credentials.migrationSecretName: "postgres-exporter-credentials" must differ from the credentials\' ' +
+        'secretName and exporterSecretName while the platform generates them (each Secret is generated with its own keys): ' +
+        'name another Secret, or set generate: false when one external Secret holds every key',
+    );
+    expect(errorFor({ postgres: { credentials: { migrationSecretName: 'Migrator' } } })).toContain(
+      'postgres.credentials.migrationSecretName: "Migrator" must be a Secret name (DNS-1123 label)',
+    );
+  });
+
+  test('the constructor refuses a bad migration key with field, value and fix', () => {
+    const cluster = (credentials: object) => () =>
+      new PatroniCluster(new Chart(Testing.app(), 'c', { namespace: 'ns' }), 'pg', {
+        clients: [{ podSelector: { matchLabels: { app: 'x' } } }],
+        credentials,
+      });
+    expect(cluster({ keys: { migrationPassword: '' } })).toThrow(
+      "'credentials.keys.migrationPassword' () names an empty key: write the key your Secret holds the migration role's password under, or remove it for the default 'migration-password'",
+    );
+    expect(
+      cluster({
+        secretName: 'x',
+        generate: false,
+        keys: { exporterPassword: 'exporter', migrationPassword: 'superuser-password' },
+      }),
+    ).toThrow(
+      "'credentials.keys.migrationPassword' (superuser-password) is also the key of superuserPassword in Secret 'x'",
+    );
   });
 
   test('the predicate: no problem for the default or a full mapping', () => {

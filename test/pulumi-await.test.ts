@@ -218,12 +218,33 @@ describe('the await model', () => {
       'Deployment/api',
       'Deployment/pgbouncer',
       'Deployment/pgbouncer-readonly',
+      'Job/postgres-roles',
       'StatefulSet/postgres',
     ]);
     expect(() => dependencyLayers(deps)).not.toThrow();
     const r = simulateCreate(fromObjects(all, deps), options);
     expect(r.blocked).toEqual([]);
   });
+
+  test.each(['dev', 'prod'])(
+    '%s: the roles Job runs once the members and the primary Service are ready; the API and its CronJob after it',
+    (env) => {
+      const all = synthObjects(loadEnvironment(env));
+      const deps = deployDependencies(all);
+      const roles = all.find((o) => o.kind === 'Job' && /^postgres-roles-[0-9a-f]{8}$/.test(o.metadata.name))!;
+      const rolesKey = objectKey(roles);
+      expect(deps.get(rolesKey)).toEqual(expect.arrayContaining(['StatefulSet/postgres', 'Service/postgres-primary']));
+      // Pulumi's dependsOn: the migrate init container and the partition CronJob need the migration role.
+      expect(deps.get('Deployment/api')).toContain(rolesKey);
+      expect(deps.get('CronJob/api-partition-maintenance')).toContain(rolesKey);
+      const r = simulateCreate(fromObjects(all, deps), options);
+      expect(r.blocked).toEqual([]);
+      const step = (e: string) => r.events.get(e)!.step;
+      expect(step(`${rolesKey} created`)).toBeGreaterThan(step('StatefulSet/postgres ready'));
+      expect(step('Deployment/api pods started')).toBeGreaterThan(step(`${rolesKey} ready`));
+      expect(step('CronJob/api-partition-maintenance created')).toBeGreaterThan(step(`${rolesKey} ready`));
+    },
+  );
 
   test('layers put every object after its dependencies, and a cycle is named', () => {
     const env = synthObjects(loadEnvironment('dev')).filter((o) => o.kind !== 'Namespace');

@@ -32,6 +32,7 @@ const wiring: PodWiring = {
   redisNodes: [0, 1, 2, 3, 4, 5].map((i) => ({ host: `127.2.0.${i}`, port: 3000 + i })),
   secretFiles: {
     [SERVICE_ENV.postgresPasswordFile]: '/tmp/x/pg',
+    [SERVICE_ENV.postgresMigrationPasswordFile]: '/tmp/x/pg-migration',
     [SERVICE_ENV.redisPasswordFile]: '/tmp/x/redis',
     [SERVICE_ENV.managementTokenFile]: '/tmp/x/token',
   },
@@ -67,7 +68,11 @@ describe('API pod env', () => {
 
   test('the migrate init container bypasses the pooler: straight to the primary Service stand-in', () => {
     const init = deployment.spec.template.spec.initContainers![0];
-    expect(podEnv(init, wiring, { http: 1111, metrics: 2222 })[SERVICE_ENV.postgresServer]).toBe('127.1.0.3:2003');
+    const env = podEnv(init, wiring, { http: 1111, metrics: 2222 });
+    expect(env[SERVICE_ENV.postgresServer]).toBe('127.1.0.3:2003');
+    // It logs in as the migration role, with that role's password file.
+    expect(env[SERVICE_ENV.postgresMigrationUser]).toBe('fastnext_migrator');
+    expect(env[SERVICE_ENV.postgresMigrationPasswordFile]).toBe('/tmp/x/pg-migration');
   });
 
   test('runs the image entry point from this checkout', () => {

@@ -40,6 +40,22 @@ export interface ApiDatabase extends core.ServiceEndpoint {
   readonly passwordKey?: string;
   /** TLS: every connection verify-full against the CA in this Secret's `caKey`. @default - plaintext */
   readonly tls?: { readonly secretName: string; readonly caKey: string };
+  /**
+   * The role migrations and partition maintenance log in as (it owns the schema; the runtime `user`
+   * may not run DDL). Only the migrate init container and the CronJob mount its password.
+   * @default - they run as `user`
+   */
+  readonly migration?: ApiMigrationRole;
+}
+
+/** The database role that runs DDL (a PatroniCluster's `migration`). */
+export interface ApiMigrationRole {
+  readonly user: string;
+  /** Secret with its password, under `passwordKey` (mounted as the file `password`). */
+  readonly credentialsSecret: string;
+  readonly passwordKey: string;
+  /** `Kind/name` of what creates the role (a Job): the Deployment and the CronJob are deployed after it. @default - none */
+  readonly runsAfter?: string;
 }
 
 /** The cache as the API sees it (a RedisCluster is one). */
@@ -292,9 +308,28 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
     // takes traffic against an old schema; the advisory lock makes concurrent
     // init containers safe.
     const session = database.session ?? database;
-    const sessionEnv = env.map((e) =>
-      e.name === SERVICE_ENV.postgresServer ? { ...e, value: `${session.host}:${session.port}` } : e,
-    );
+    // The migration role's password: a volume of the pod, mounted only where migrations run.
+    const role = database.migration;
+    const migrationVolume: k8s.Volume[] = role
+      ? [
+          {
+            name: 'postgres-migration-credentials',
+            secret: { secretName: role.credentialsSecret, items: [{ key: role.passwordKey, path: 'password' }] },
+          },
+        ]
+      : [];
+    const migrationDir = `${SECRET_MOUNT}/postgres-migration`;
+    const sessionEnv = [
+      ...env.map((e) =>
+        e.name === SERVICE_ENV.postgresServer ? { ...e, value: `${session.host}:${session.port}` } : e,
+      ),
+      ...(role
+        ? [
+            { name: SERVICE_ENV.postgresMigrationUser, value: role.user },
+            { name: SERVICE_ENV.postgresMigrationPasswordFile, value: `${migrationDir}/password` },
+          ]
+        : []),
+    ];
     const migrate: k8s.Container = {
       name: 'migrate',
       image: api.image,
@@ -303,8 +338,16 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
       env: sessionEnv,
       resources: core.resourcesOf(api.resources),
       securityContext: core.containerSecurityContext(),
-      volumeMounts: [tmpMount, ...secretMounts],
+      volumeMounts: [
+        tmpMount,
+        ...secretMounts,
+        ...migrationVolume.map((v) => ({ name: v.name, mountPath: migrationDir, readOnly: true })),
+      ],
     };
+    // Pulumi creates them after the role exists (stacks/deploy-order.ts); with kubectl the migrate
+    // step cannot log in until then and is retried by the kubelet.
+    const runsAfter: Record<string, string> = role?.runsAfter ? { [core.RUNS_AFTER_ANNOTATION]: role.runsAfter } : {};
+    const deploymentMeta = core.workloadMeta(this, c, name, props);
     const podSpec: k8s.PodSpec = {
       serviceAccountName: name,
       automountServiceAccountToken: false,
@@ -313,11 +356,13 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
       topologySpreadConstraints: core.topologySpread(c),
       initContainers: [migrate],
       containers: [container],
-      volumes: [core.emptyDir('tmp'), ...secretVolumes],
+      volumes: [core.emptyDir('tmp'), ...secretVolumes, ...migrationVolume],
     };
 
     new k8s.KubeDeployment(this, 'deployment', {
-      metadata: core.workloadMeta(this, c, name, props),
+      metadata: role?.runsAfter
+        ? { ...deploymentMeta, annotations: { ...deploymentMeta.annotations, ...runsAfter } }
+        : deploymentMeta,
       spec: core.deploymentSpec(c, {
         // No `replicas`: the HPA owns the count; a fixed value would reset it on every apply.
         strategy: core.surgeRollout('25%'),
@@ -380,7 +425,7 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
     // Service, PDB and HPA never count them.
     const jc = this.maintenanceComponent;
     new k8s.KubeCronJob(this, 'partition-maintenance', {
-      metadata: core.meta(this, jc, `${name}-partition-maintenance`),
+      metadata: core.meta(this, jc, `${name}-partition-maintenance`, { annotations: runsAfter }),
       spec: {
         schedule: api.partitionMaintenanceSchedule,
         concurrencyPolicy: 'Forbid',

@@ -210,9 +210,10 @@ export function horizontalPodAutoscaler(
 }
 
 /**
- * Annotation on a Job: `Kind/name` of objects (comma-separated) whose rollout it must follow,
- * e.g. a Job that reconfigures a StatefulSet's members. The Pulumi program makes the Job depend
- * on them (stacks/deploy-order.ts); with kubectl the Job itself waits for what it needs.
+ * Annotation on a pod controller: `Kind/name` of objects (comma-separated) whose rollout it must
+ * follow, e.g. a Job that reconfigures a StatefulSet's members, or the API Deployment whose migrate
+ * init container needs the role the roles Job creates. The Pulumi program makes it depend on them
+ * (stacks/deploy-order.ts); with kubectl it waits (retries) for what it needs itself.
  */
 export const RUNS_AFTER_ANNOTATION = 'fastnext.io/runs-after';
 

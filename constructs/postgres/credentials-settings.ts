@@ -10,6 +10,8 @@ export interface PostgresCredentialKeys {
   readonly superuserPassword?: string;
   /** The metrics exporter role's password, in `exporterSecretName`. @default 'password' */
   readonly exporterPassword?: string;
+  /** The migration role's password (it owns the schema and runs DDL), in `migrationSecretName`. @default 'migration-password' */
+  readonly migrationPassword?: string;
 }
 
 /** `postgres.credentials`: the Secrets and key names every workload reads the passwords from. */
@@ -22,7 +24,13 @@ export interface PostgresCredentialsSettings {
    * ('postgres-exporter-credentials')
    */
   readonly exporterSecretName?: string;
-  /** Key names in those Secrets. @default - password, replication-password, superuser-password; exporter: password */
+  /**
+   * Secret holding the migration role's password. @default - with `generate: false` the same Secret as
+   * `secretName`, else 'postgres-migration-credentials' (its own Secret, like the exporter's: a
+   * credentials Secret generated before the role existed lacks the key, and is never regenerated)
+   */
+  readonly migrationSecretName?: string;
+  /** Key names in those Secrets. @default - password, replication-password, superuser-password; exporter: password; migration: migration-password */
   readonly keys?: PostgresCredentialKeys;
   /**
    * Generate the Secrets in-cluster when absent (a Job POSTs them once). `false`: no generator Job,
@@ -38,12 +46,17 @@ export const DEFAULT_CREDENTIAL_KEYS: Required<PostgresCredentialKeys> = {
   replicationPassword: 'replication-password',
   superuserPassword: 'superuser-password',
   exporterPassword: 'password',
+  migrationPassword: 'migration-password',
 };
+
+/** The migration role's Secret when the platform generates it. */
+export const DEFAULT_MIGRATION_SECRET = 'postgres-migration-credentials';
 
 /** What the workloads read: both Secret names, every key, whether the platform generates them. */
 export interface ResolvedPostgresCredentials {
   readonly secretName: string;
   readonly exporterSecretName: string;
+  readonly migrationSecretName: string;
   readonly keys: Required<PostgresCredentialKeys>;
   readonly generate: boolean;
 }
@@ -56,7 +69,15 @@ const KEY_WHAT: Record<keyof PostgresCredentialKeys, string> = {
   replicationPassword: "the replication role's password",
   superuserPassword: "the superuser's password",
   exporterPassword: "the exporter role's password",
+  migrationPassword: "the migration role's password",
 };
+
+/** The Secret each credential is read from. */
+export function secretOf(r: ResolvedPostgresCredentials, field: keyof PostgresCredentialKeys): string {
+  if (field === 'exporterPassword') return r.exporterSecretName;
+  if (field === 'migrationPassword') return r.migrationSecretName;
+  return r.secretName;
+}
 
 /** Resolve `postgres.credentials` against the Secret names it defaults to. */
 export function resolveCredentials(
@@ -69,6 +90,7 @@ export function resolveCredentials(
   return {
     secretName,
     exporterSecretName: c?.exporterSecretName ?? (generate ? exporterCredentialsSecret : secretName),
+    migrationSecretName: c?.migrationSecretName ?? (generate ? DEFAULT_MIGRATION_SECRET : secretName),
     keys: { ...DEFAULT_CREDENTIAL_KEYS, ...definedOnly(c?.keys ?? {}) },
     generate,
   };
@@ -99,7 +121,7 @@ export function credentialsProblems(
         'SealedSecret, SOPS) in postgres.credentials.secretName, or let it be generated (generate: true)',
     });
   }
-  for (const field of ['secretName', 'exporterSecretName'] as const) {
+  for (const field of ['secretName', 'exporterSecretName', 'migrationSecretName'] as const) {
     const v = c?.[field];
     if (v !== undefined && (v.length > 63 || !core.DNS1123_LABEL.test(v))) {
       problems.push({
@@ -126,18 +148,22 @@ export function credentialsProblems(
   }
   if (problems.length) return problems;
   const r = resolveCredentials(c, credentialsSecret, exporterCredentialsSecret);
-  if (r.generate && r.exporterSecretName === r.secretName) {
-    problems.push({
-      path: ['exporterSecretName'],
-      message:
-        "must differ from the credentials' secretName while the platform generates them (each Secret is generated " +
-        'with its own keys): name another Secret, or set generate: false when one external Secret holds every key',
-    });
+  for (const field of ['exporterSecretName', 'migrationSecretName'] as const) {
+    const others = [r.secretName, ...(field === 'migrationSecretName' ? [r.exporterSecretName] : [])];
+    if (r.generate && others.includes(r[field])) {
+      problems.push({
+        path: [field],
+        message:
+          `must differ from the credentials' ${others.length > 1 ? 'secretName and exporterSecretName' : 'secretName'} ` +
+          'while the platform generates them (each Secret is generated ' +
+          'with its own keys): name another Secret, or set generate: false when one external Secret holds every key',
+      });
+    }
   }
   // Two credentials read from one key of one Secret would share a password.
   const where = (Object.keys(r.keys) as (keyof PostgresCredentialKeys)[]).map((field) => ({
     field,
-    at: `${field === 'exporterPassword' ? r.exporterSecretName : r.secretName}/${r.keys[field]}`,
+    at: `${secretOf(r, field)}/${r.keys[field]}`,
   }));
   for (const [i, a] of where.entries()) {
     const b = where.slice(0, i).find((w) => w.at === a.at);

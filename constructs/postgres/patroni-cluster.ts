@@ -56,6 +56,7 @@ import {
   type SynchronousCommit,
 } from './patroni-files';
 import { reconfigureJob, reconfigureScript } from './patroni-reconfigure';
+import { migrationUserOf, rolesJob, rolesScript } from './roles-job';
 import { livenessScript } from './patroni-liveness';
 import {
   credentialsProblems,
@@ -246,7 +247,19 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
   readonly patroniApiPort = PATRONI_API_PORT;
   readonly exporterPort = POSTGRES_EXPORTER_PORT;
   readonly database: string;
+  /** The runtime role (the API through PgBouncer): rows only, no DDL. */
   readonly user: string;
+  /**
+   * The migration role: owns the schema, runs DDL (migrations, partition maintenance), straight to the
+   * primary. `runsAfter` is the roles Job (`Job/<name>`) that creates it on a running cluster: run the
+   * migrations after it.
+   */
+  readonly migration: {
+    readonly user: string;
+    readonly credentialsSecret: string;
+    readonly passwordKey: string;
+    readonly runsAfter: string;
+  };
   /** Secret with the app, replication and superuser passwords (`credentials.secretName`). */
   readonly credentialsSecret: string;
   /** Every credential's Secret and key (what each secretKeyRef names). */
@@ -294,6 +307,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
     this.name = name;
     this.database = p.database;
     this.user = p.user;
+    const migrationUser = migrationUserOf(p.user);
     this.credentials = resolveCredentials(p.credentials, p.credentialsSecret, p.exporterCredentialsSecret);
     this.credentialsSecret = this.credentials.secretName;
     this.members = 1 + p.replicas;
@@ -355,6 +369,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       hba: patroniHba({
         database: this.database,
         user: this.user,
+        migrationUser,
         superuser: SUPERUSER,
         replicationUser: REPLICATION_USER,
         rewindUser: REWIND_USER,
@@ -385,15 +400,13 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
         : undefined,
     };
     const script = reconfigureScript();
+    const roles = rolesScript({ statementTimeoutMs: props.statementTimeoutMs ?? 15000, exporterUser: EXPORTER_USER });
     this.files = {
       ...patroniConfigFiles(
         filesInput,
-        postBootstrapScript({
-          statementTimeoutMs: props.statementTimeoutMs ?? 15000,
-          exporterUser: EXPORTER_USER,
-          backup: repository !== undefined,
-        }),
+        postBootstrapScript({ exporterUser: EXPORTER_USER, backup: repository !== undefined }),
       ),
+      [PATRONI_FILES.roles]: roles,
       [PATRONI_FILES.reconfigure]: script,
       [PATRONI_FILES.liveness]: livenessScript(),
       ...(tlsOn ? { [PATRONI_FILES.tlsReload]: tlsReloadScript() } : {}),
@@ -458,11 +471,17 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
         imagePullSecrets: props.imagePullSecrets,
       });
     }
-    if (creds.generate) {
-      new core.GeneratedSecret(this, 'exporter-credentials', {
+    // The exporter's and the migration role's passwords each in a Secret of its own: a credentials
+    // Secret generated before the role existed lacks the key, and is never regenerated.
+    const ownSecrets = [
+      { id: 'exporter-credentials', secretName: creds.exporterSecretName, key: creds.keys.exporterPassword },
+      { id: 'migration-credentials', secretName: creds.migrationSecretName, key: creds.keys.migrationPassword },
+    ];
+    for (const own of creds.generate ? ownSecrets : []) {
+      new core.GeneratedSecret(this, own.id, {
         dnsResolvers: props.dnsResolvers,
-        secretName: creds.exporterSecretName,
-        keys: [creds.keys.exporterPassword],
+        secretName: own.secretName,
+        keys: [own.key],
         pod: props.pod,
         imagePullSecrets: props.imagePullSecrets,
       });
@@ -533,6 +552,18 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       name: envName,
       valueFrom: { secretKeyRef: { name: creds.exporterSecretName, key: creds.keys.exporterPassword } },
     });
+    // The inputs of roles.sh, in post-bootstrap's env (the members) and the roles Job's alike.
+    const rolesEnv: k8s.EnvVar[] = [
+      { name: 'POSTGRES_USER', value: this.user },
+      { name: 'POSTGRES_DB', value: this.database },
+      secretEnv('POSTGRES_PASSWORD', creds.keys.password),
+      { name: 'POSTGRES_MIGRATION_USER', value: migrationUser },
+      {
+        name: 'POSTGRES_MIGRATION_PASSWORD',
+        valueFrom: { secretKeyRef: { name: creds.migrationSecretName, key: creds.keys.migrationPassword } },
+      },
+      exporterPassword('POSTGRES_EXPORTER_PASSWORD'),
+    ];
     const field = (envName: string, fieldPath: string): k8s.EnvVar => ({
       name: envName,
       valueFrom: { fieldRef: { fieldPath } },
@@ -595,7 +626,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
     }
     const externalSecrets = [
       // generate: false: the credentials come from outside (External Secrets, Sealed Secrets, SOPS...).
-      ...(creds.generate ? [] : [creds.secretName, creds.exporterSecretName]),
+      ...(creds.generate ? [] : [creds.secretName, creds.exporterSecretName, creds.migrationSecretName]),
       ...(backupCreds && repository ? [backupCreds] : []),
       ...(encrypted && b?.encryption?.keySecret ? [b.encryption.keySecret] : []),
     ];
@@ -726,10 +757,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
                   // from Secrets generated before it (they are never regenerated).
                   secretEnv('PATRONI_REWIND_PASSWORD', creds.keys.replicationPassword),
                   // Inputs of post-bootstrap.sh.
-                  { name: 'POSTGRES_USER', value: this.user },
-                  { name: 'POSTGRES_DB', value: this.database },
-                  secretEnv('POSTGRES_PASSWORD', creds.keys.password),
-                  exporterPassword('POSTGRES_EXPORTER_PASSWORD'),
+                  ...rolesEnv,
                   { name: 'TMPDIR', value: '/tmp' },
                   ...backupEnv,
                 ],
@@ -800,22 +828,44 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       }),
     });
 
-    const reconfigure = reconfigureJob(this, {
+    // The Jobs that work on the running members, with scripts from the ConfigMap.
+    const memberJobs = {
       component: c,
       statefulSet: name,
       image: p.image,
       uid: POSTGRES_UID,
       configMap: this.configMapName,
       configDir: CONFIG_DIR,
+      pod: props.pod,
+      imagePullSecrets: props.imagePullSecrets,
+      dnsResolvers: props.dnsResolvers,
+    };
+    const reconfigure = reconfigureJob(this, {
+      ...memberJobs,
       memberUrls: this.memberHosts.map((h) => `http://${h}:${PATRONI_API_PORT}`),
       restApiPort: PATRONI_API_PORT,
       desired: patroniDynamicConfig(filesInput),
       script,
-      pod: props.pod,
-      imagePullSecrets: props.imagePullSecrets,
-      dnsResolvers: props.dnsResolvers,
     });
     this.reconfigureJobName = reconfigure.name;
+    // A cluster initialised before a role existed gets it here (post_bootstrap ran long ago).
+    const rolesRun = rolesJob(this, {
+      ...memberJobs,
+      scriptFile: PATRONI_FILES.roles,
+      script: roles,
+      primaryHost: this.primaryHost,
+      port: POSTGRES_PORT,
+      superuser: SUPERUSER,
+      env: rolesEnv,
+      superuserPassword: { secretKeyRef: { name: creds.secretName, key: creds.keys.superuserPassword } },
+      tls: this.tls,
+    });
+    this.migration = {
+      user: migrationUser,
+      credentialsSecret: creds.migrationSecretName,
+      passwordKey: creds.keys.migrationPassword,
+      runsAfter: `Job/${rolesRun.name}`,
+    };
 
     core.podDisruptionBudget(this, 'pdb', c, 1);
     core.networkPolicy(this, 'network-policy', c, {
@@ -825,6 +875,8 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
         { from: [core.podsOf(c)], ports: core.tcpPorts(POSTGRES_PORT, PATRONI_API_PORT) },
         // The reconfigure Job: Patroni's REST API only (PATCH /config, restart, switchover).
         { from: [core.podsOf(reconfigure.component)], ports: core.tcpPorts(PATRONI_API_PORT) },
+        // The roles Job: the database port (the primary's).
+        { from: [core.podsOf(rolesRun.component)], ports: core.tcpPorts(POSTGRES_PORT) },
         {
           from: [...(props.scrapers ?? [core.podsOf(core.PROMETHEUS_COMPONENT)])],
           ports: core.tcpPorts(POSTGRES_EXPORTER_PORT, PATRONI_API_PORT),

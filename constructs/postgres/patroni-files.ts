@@ -22,6 +22,8 @@ import { BACKUP_STATUS_SQL, PGBACKREST_COMMANDS, PGBACKREST_FILES } from './pgba
 export const PATRONI_FILES = {
   patroni: 'patroni.yml',
   postBootstrap: 'post-bootstrap.sh',
+  /** The roles, ownership and grants (roles-job.ts): post-bootstrap.sh and the roles Job run it. */
+  roles: 'roles.sh',
   /** The reconfigure Job's script (patroni-reconfigure.ts). */
   reconfigure: 'reconfigure.py',
   /** The Patroni container's liveness check (patroni-liveness.ts). */
@@ -386,6 +388,8 @@ export function postgresTuning(t: TuningInput): Record<string, string | number> 
 export interface HbaInput {
   readonly database: string;
   readonly user: string;
+  /** The migration role (DDL): admitted to the application's database like `user`. */
+  readonly migrationUser: string;
   readonly superuser: string;
   readonly replicationUser: string;
   readonly rewindUser: string;
@@ -462,9 +466,10 @@ export function allowedCidrsProblem(cidrs: readonly string[]): { index: number; 
 }
 
 /**
- * scram-sha-256 everywhere; the superuser only over the socket (peer: Patroni and the
- * post-bootstrap script) or loopback (the exporter sidecar); replication and pg_rewind only
- * for their roles; the application role only to its database. Everything else is rejected.
+ * scram-sha-256 everywhere; the superuser over the socket (peer: Patroni and the post-bootstrap
+ * script), loopback, or the network to its own and the application's database only (the roles Job);
+ * replication and pg_rewind only for their roles; the application's runtime and migration roles only
+ * to its database. Everything else is rejected.
  */
 export function patroniHba(h: HbaInput): string[] {
   const problem = allowedCidrsProblem(h.allowedCidrs);
@@ -483,6 +488,9 @@ export function patroniHba(h: HbaInput): string[] {
     // pg_rewind reads the new leader's files through these functions (Patroni grants them).
     ...h.allowedCidrs.map((c) => `${host} postgres ${h.rewindUser} ${c} scram-sha-256`),
     ...h.allowedCidrs.map((c) => `${host} ${h.database} ${h.user} ${c} scram-sha-256`),
+    ...h.allowedCidrs.map((c) => `${host} ${h.database} ${h.migrationUser} ${c} scram-sha-256`),
+    // The roles Job (roles-job.ts): the superuser's password is in the credentials Secret only.
+    ...h.allowedCidrs.map((c) => `${host} postgres,${h.database} ${h.superuser} ${c} scram-sha-256`),
     'host all all 0.0.0.0/0 reject',
     'host all all ::/0 reject',
   ];
@@ -494,22 +502,20 @@ export function patroniConfigFiles(i: PatroniFilesInput, postBootstrapScript: st
   return { [PATRONI_FILES.patroni]: renderPatroniYml(i), [PATRONI_FILES.postBootstrap]: postBootstrapScript };
 }
 
-/** What post-bootstrap.sh creates besides what Patroni does. */
+/** What post-bootstrap.sh does besides the roles (roles.sh). */
 export interface PostBootstrapInput {
-  /** The application role's default statement_timeout (PgBouncer drops the clients'). */
-  readonly statementTimeoutMs: number;
-  /** The metrics exporter's role: LOGIN, pg_monitor, nothing else (password from POSTGRES_EXPORTER_PASSWORD). */
+  /** The metrics exporter's role (granted the backup-status function). */
   readonly exporterUser: string;
   /** pgBackRest is on: create the stanza and the backup-status function the exporter reads. @default false */
   readonly backup?: boolean;
 }
 
 /**
- * post_bootstrap: the application role (password from POSTGRES_PASSWORD) and database,
- * the exporter's role (pg_monitor only, from POSTGRES_EXPORTER_PASSWORD), pg_stat_statements,
- * and the grants the API's health endpoints need. Patroni runs it once, on the member that
- * initialises the cluster, with a superuser connection string as `$1`; it has already
- * created the superuser, replication and rewind roles. Safe to run again.
+ * post_bootstrap: the roles, the database, ownership and grants (roles.sh, next to it in the
+ * ConfigMap: the same script the roles Job runs on a running cluster), then pgBackRest's stanza and
+ * the exporter's backup-status function. Patroni runs it once, on the member that initialises the
+ * cluster, with a superuser connection string as `$1`; it has already created the superuser,
+ * replication and rewind roles. Safe to run again.
  */
 export function postBootstrapScript(i: PostBootstrapInput): string {
   const backupPart = i.backup
@@ -525,29 +531,6 @@ SQL
 # Rendered by constructs/postgres/patroni-files.ts: run by Patroni after initdb (post_bootstrap).
 set -eu
 : "\${1:?Patroni passes a superuser connection string}"
-: "\${POSTGRES_USER:?}" "\${POSTGRES_DB:?}" "\${POSTGRES_PASSWORD:?}" "\${POSTGRES_EXPORTER_PASSWORD:?}"
-# client_min_messages: a re-run's "already exists, skipping" notices are not news.
-PGOPTIONS='-c client_min_messages=warning -c synchronous_commit=local' \\
-psql -X -q -v ON_ERROR_STOP=1 -d "$1" \\
-  -v app_user="$POSTGRES_USER" -v app_db="$POSTGRES_DB" -v app_password="$POSTGRES_PASSWORD" \\
-  -v exporter_user='${i.exporterUser}' -v exporter_password="$POSTGRES_EXPORTER_PASSWORD" <<'SQL'
-SELECT format('CREATE ROLE %I LOGIN', :'app_user')
- WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'app_user') \\gexec
-ALTER ROLE :"app_user" WITH LOGIN PASSWORD :'app_password';
--- PgBouncer drops the statement_timeout clients send at connect: the role's default applies instead.
-ALTER ROLE :"app_user" SET statement_timeout = '${i.statementTimeoutMs}ms';
--- The metrics exporter: pg_monitor (statistics and settings, read-only), never superuser.
-SELECT format('CREATE ROLE %I LOGIN', :'exporter_user')
- WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'exporter_user') \\gexec
-ALTER ROLE :"exporter_user" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT 5 PASSWORD :'exporter_password';
-GRANT pg_monitor TO :"exporter_user";
-SELECT format('CREATE DATABASE %I OWNER %I', :'app_db', :'app_user')
- WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'app_db') \\gexec
-\\connect :"app_db"
-CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
--- The application reads its own query statistics and replica lag (health endpoints).
-GRANT pg_read_all_stats TO :"app_user";
-ALTER SCHEMA public OWNER TO :"app_user";
-SQL
+sh "$(dirname "$0")/${PATRONI_FILES.roles}" "$1"
 ${backupPart}`;
 }

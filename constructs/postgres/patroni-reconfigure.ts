@@ -15,9 +15,8 @@
  * script, so a change is a new Job (kubectl apply and Pulumi create it) and an unchanged one is
  * left alone; the script is idempotent, so a re-run does nothing.
  */
-import { k8s } from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
-import * as core from '../core';
+import { memberJob, type MemberJobCluster } from './member-job';
 import type { PatroniDynamicConfig } from './patroni-files';
 
 /**
@@ -329,15 +328,7 @@ if __name__ == "__main__":
 }
 
 /** What the reconfigure Job needs from its cluster. */
-export interface ReconfigureJobProps {
-  /** Component label of the cluster's members (its Job is `<component>-reconfigure`). */
-  readonly component: string;
-  /** The StatefulSet whose members it reconfigures (Pulumi starts the Job after its rollout). */
-  readonly statefulSet: string;
-  readonly image: string;
-  readonly uid: number;
-  readonly configMap: string;
-  readonly configDir: string;
+export interface ReconfigureJobProps extends MemberJobCluster {
   /** Patroni REST URLs of the members (per-pod DNS names). */
   readonly memberUrls: readonly string[];
   readonly restApiPort: number;
@@ -345,67 +336,26 @@ export interface ReconfigureJobProps {
   readonly desired: PatroniDynamicConfig;
   /** The script the Job runs (its bytes are in the ConfigMap): the Job's name changes with it. */
   readonly script: string;
-  readonly pod?: core.PodOptions;
-  readonly imagePullSecrets?: readonly string[];
-  readonly dnsResolvers?: readonly k8s.NetworkPolicyPeer[];
 }
 
 /** The Job (`<component>-reconfigure-<hash>`), its ServiceAccount (no token) and NetworkPolicy; returns the Job's name. */
 export function reconfigureJob(scope: Construct, p: ReconfigureJobProps): { name: string; component: string } {
-  const c = `${p.component}-reconfigure`;
-  core.serviceAccount(scope, 'reconfigure-service-account', c);
   // Egress to the members' REST API only: no database port, no API server.
-  core.networkPolicy(scope, 'reconfigure-network-policy', c, {
-    ingress: [],
-    egress: [core.dnsEgress(p.dnsResolvers), { to: [core.podsOf(p.component)], ports: core.tcpPorts(p.restApiPort) }],
-  });
-  const spec: k8s.JobSpec = {
-    // A failed attempt (members not healthy yet, a restart that did not come back) is retried from the start.
-    backoffLimit: 6,
-    template: {
-      metadata: { labels: { ...core.meta(scope, c, c).labels, ...core.selectorLabels(c) } },
-      spec: {
-        serviceAccountName: c,
-        automountServiceAccountToken: false,
-        restartPolicy: 'OnFailure',
-        securityContext: core.podSecurityContext(p.uid),
-        ...core.podPlacement(p.pod, p.imagePullSecrets),
-        containers: [
-          {
-            name: 'reconfigure',
-            image: p.image,
-            command: ['python3', `${p.configDir}/reconfigure.py`],
-            env: [
-              { name: 'PATRONI_CONFIG', value: `${p.configDir}/patroni.yml` },
-              { name: 'PATRONI_MEMBERS', value: p.memberUrls.join(' ') },
-              // A replica's restart includes its shutdown checkpoint and crash-free start; a base backup is not involved.
-              { name: 'RECONFIGURE_WAIT_SECONDS', value: '900' },
-              { name: 'PYTHONDONTWRITEBYTECODE', value: '1' },
-            ],
-            resources: {
-              requests: { cpu: k8s.Quantity.fromString('10m'), memory: k8s.Quantity.fromString('32Mi') },
-              limits: { cpu: k8s.Quantity.fromString('200m'), memory: k8s.Quantity.fromString('64Mi') },
-            },
-            securityContext: core.containerSecurityContext(),
-            volumeMounts: [
-              { name: 'config', mountPath: p.configDir, readOnly: true },
-              { name: 'tmp', mountPath: '/tmp' },
-            ],
-          },
-        ],
-        volumes: [
-          { name: 'config', configMap: { name: p.configMap, defaultMode: 0o444 } },
-          core.emptyDir('tmp', '16Mi'),
-        ],
-      },
+  return memberJob(scope, {
+    ...p,
+    suffix: 'reconfigure',
+    ports: [p.restApiPort],
+    container: {
+      name: 'reconfigure',
+      command: ['python3', `${p.configDir}/reconfigure.py`],
+      env: [
+        { name: 'PATRONI_CONFIG', value: `${p.configDir}/patroni.yml` },
+        { name: 'PATRONI_MEMBERS', value: p.memberUrls.join(' ') },
+        // A replica's restart includes its shutdown checkpoint and crash-free start; a base backup is not involved.
+        { name: 'RECONFIGURE_WAIT_SECONDS', value: '900' },
+        { name: 'PYTHONDONTWRITEBYTECODE', value: '1' },
+      ],
     },
-  };
-  const name = core.jobNameFor(c, spec, [p.desired, p.script]);
-  new k8s.KubeJob(scope, 'reconfigure-job', {
-    metadata: core.meta(scope, c, name, {
-      annotations: { [core.RUNS_AFTER_ANNOTATION]: `StatefulSet/${p.statefulSet}` },
-    }),
-    spec,
+    inputs: [p.desired, p.script],
   });
-  return { name, component: c };
 }

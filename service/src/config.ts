@@ -23,6 +23,8 @@ export interface ServiceConfig {
     readonly database: string;
     readonly user: string;
     readonly password: string;
+    /** The migration role (DDL), only where migrations run; undefined: they run as `user`. */
+    readonly migration: { readonly user: string; readonly password: string } | undefined;
     /** TLS with verify-full: the CA (PEM) the servers chain to; undefined: plaintext (sslmode=disable). */
     readonly sslCa: string | undefined;
     /** Connections kept open per pool (SQLAlchemy's pool_size). */
@@ -135,6 +137,17 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   if (password === undefined) {
     throw new EnvError(`${E.postgresPassword} or ${E.postgresPasswordFile} is required (the database password)`);
   }
+  const migrationUser = raw(env, E.postgresMigrationUser);
+  const migrationPassword = secret(env, E.postgresMigrationPassword, E.postgresMigrationPasswordFile, readFile);
+  if ((migrationUser === undefined) !== (migrationPassword === undefined)) {
+    throw new EnvError(
+      migrationUser === undefined
+        ? `${E.postgresMigrationUser} is required with ${E.postgresMigrationPassword} or ${E.postgresMigrationPasswordFile} ` +
+            "(the migration role's name)"
+        : `${E.postgresMigrationPassword} or ${E.postgresMigrationPasswordFile} is required with ${E.postgresMigrationUser} ` +
+            `(${JSON.stringify(migrationUser)}): the migration role's password`,
+    );
+  }
   const sslMode = raw(env, E.postgresSslMode) ?? 'disable';
   if (sslMode !== 'disable' && sslMode !== 'verify-full') {
     throw new EnvError(`${E.postgresSslMode} (${JSON.stringify(sslMode)}) must be verify-full or disable`);
@@ -175,6 +188,10 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       database: raw(env, E.postgresDb) ?? 'fastnext',
       user: raw(env, E.postgresUser) ?? 'fastnext',
       password,
+      migration:
+        migrationUser !== undefined && migrationPassword !== undefined
+          ? { user: migrationUser, password: migrationPassword }
+          : undefined,
       sslCa,
       poolSize: int(env, E.dbPoolSize, 20, 1, 1000),
       maxOverflow: int(env, E.dbMaxOverflow, 40, 0, 1000),

@@ -84,6 +84,15 @@ export const SERVICE_ENV = {
   postgresPassword: 'POSTGRES_PASSWORD',
   /** File holding the password (mounted Secret); wins over POSTGRES_PASSWORD. */
   postgresPasswordFile: 'POSTGRES_PASSWORD_FILE',
+  /**
+   * The migration role (it owns the schema and runs DDL), set only where migrations run (the migrate
+   * init container, the partition-maintenance CronJob): `migrate` and `maintain-partitions` log in as
+   * it; unset, they use POSTGRES_USER.
+   */
+  postgresMigrationUser: 'POSTGRES_MIGRATION_USER',
+  postgresMigrationPassword: 'POSTGRES_MIGRATION_PASSWORD',
+  /** File holding the migration role's password (mounted Secret); wins over POSTGRES_MIGRATION_PASSWORD. */
+  postgresMigrationPasswordFile: 'POSTGRES_MIGRATION_PASSWORD_FILE',
   /** `verify-full` (TLS, the server's certificate checked against POSTGRES_SSL_ROOT_CERT and its host name) or `disable`. */
   postgresSslMode: 'POSTGRES_SSL_MODE',
   /** File holding the CA (PEM) the servers' certificates chain to (a mounted Secret's ca.crt). */

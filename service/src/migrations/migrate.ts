@@ -62,9 +62,13 @@ export async function maintainPartitions(client: ClientBase, now = new Date()): 
   return withLock(client, () => ensurePartitions(client, monthStart(now), MONTHS_AHEAD + 1));
 }
 
-/** A single connection to the primary for the one-shot commands. */
+/**
+ * A single connection to the primary for the one-shot commands, as the migration role when one is
+ * configured (it owns the schema; the runtime role may not run DDL), else as the runtime role.
+ */
 export async function connectPrimary(cfg: ServiceConfig['postgres']): Promise<Client> {
-  const client = new Client(connectionOptions(cfg, cfg.primary, 'migrate'));
+  const as = cfg.migration ? { ...cfg, ...cfg.migration } : cfg;
+  const client = new Client(connectionOptions(as, cfg.primary, 'migrate'));
   await client.connect();
   return client;
 }

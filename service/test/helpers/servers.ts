@@ -27,7 +27,7 @@ export interface DataTier {
   env(overrides?: Record<string, string>): Record<string, string>;
   /** A migrated app (buildApp + ready), closed by `stop()`. */
   app(overrides?: Record<string, string>): Promise<FastifyInstance>;
-  /** Runs the migrations as the application role. */
+  /** Runs the migrations as the migration role (it owns the schema; the application role may not run DDL). */
   migrate(database?: string): Promise<void>;
   stop(): Promise<void>;
 }
@@ -48,6 +48,10 @@ export async function startDataTier(opts: { replicas?: number; redis?: boolean }
     POSTGRES_DB: pg.database,
     POSTGRES_USER: pg.user,
     POSTGRES_PASSWORD: pg.password,
+    // As the migrate init container has them: `migrate` and `maintain-partitions` log in as the
+    // migration role; a serving app does not use them.
+    POSTGRES_MIGRATION_USER: pg.migration.user,
+    POSTGRES_MIGRATION_PASSWORD: pg.migration.password,
     DB_POOL_TIMEOUT: '5',
     REDIS_CLUSTER_NODES: redis ? redis.nodes.map(addr).join(',') : '',
     REDIS_PASSWORD: redis?.password ?? '',
@@ -58,7 +62,7 @@ export async function startDataTier(opts: { replicas?: number; redis?: boolean }
     ...overrides,
   });
   const runMigrations = async (database = pg.database) => {
-    const client = new Client({ ...pg.clientConfig(), database });
+    const client = new Client({ ...pg.clientConfig(undefined, 'migration'), database });
     await client.connect();
     try {
       await migrate(client);

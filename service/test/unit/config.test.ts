@@ -58,6 +58,31 @@ describe('loadConfig', () => {
     expect(c.postgres.password).toBe('from /secrets/pg');
   });
 
+  test('the migration role: only where POSTGRES_MIGRATION_USER is set, its password from its own file', () => {
+    expect(loadConfig(BASE).postgres.migration).toBeUndefined();
+    const c = loadConfig(
+      { ...BASE, POSTGRES_MIGRATION_USER: 'fastnext_migrator', POSTGRES_MIGRATION_PASSWORD_FILE: '/secrets/migration' },
+      (p) => `from ${p}\n`,
+    );
+    expect(c.postgres.migration).toEqual({ user: 'fastnext_migrator', password: 'from /secrets/migration' });
+    // The runtime role stays what the serving process uses.
+    expect([c.postgres.user, c.postgres.password]).toEqual(['fastnext', 'pw']);
+  });
+
+  test('fails when the migration role has a name and no password, or a password and no name', () => {
+    expect(() => loadConfig({ ...BASE, POSTGRES_MIGRATION_USER: 'fastnext_migrator' })).toThrow(
+      new EnvError(
+        'POSTGRES_MIGRATION_PASSWORD or POSTGRES_MIGRATION_PASSWORD_FILE is required with POSTGRES_MIGRATION_USER ' +
+          '("fastnext_migrator"): the migration role\'s password',
+      ),
+    );
+    expect(() => loadConfig({ ...BASE, POSTGRES_MIGRATION_PASSWORD: 'x' })).toThrow(
+      new EnvError(
+        "POSTGRES_MIGRATION_USER is required with POSTGRES_MIGRATION_PASSWORD or POSTGRES_MIGRATION_PASSWORD_FILE (the migration role's name)",
+      ),
+    );
+  });
+
   test('parses IPv6 addresses in brackets', () => {
     expect(parseHostPort('[::1]:6380', 'X', 6379)).toEqual({ host: '::1', port: 6380 });
   });

@@ -76,7 +76,8 @@ export async function rejoinAfterFailover(
  * after COMMIT returned it had replayed the commit's WAL (polled every 5 ms).
  */
 export async function replicaApplyLagMs(pg: PostgresLaunch, rows = 10000): Promise<number[]> {
-  const c = await pg.connect();
+  // The migration role: it may create the table (the application role runs no DDL).
+  const c = await pg.connect(undefined, 'migration');
   try {
     await c.query('CREATE TABLE IF NOT EXISTS lag_probe (id bigint, payload text)');
     await c.query('INSERT INTO lag_probe SELECT g, md5(g::text) FROM generate_series(1, $1) g', [rows]);

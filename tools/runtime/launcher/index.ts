@@ -15,7 +15,8 @@
  * const pg = await startPatroni(objects, { members: 3 });
  * //   pg.primary / pg.readOnly  the Service stand-ins (ServiceProxy: leader / replicas)
  * //   pg.members[i] {name, host, port, rest}         pg.database, pg.user, pg.password
- * //   pg.clientConfig(ep?, 'app' | 'superuser')  pg.connect(ep?)  pg.query(ep, sql, params)
+ * //   pg.clientConfig(ep?, 'app' | 'migration' | 'superuser')  pg.connect(ep?, as?)  pg.query(ep, sql, params)
+ * //   pg.migration {user, password}  pg.rolesJob(objects?)  (the roles Job's command and env, as shipped)
  * //   pg.cluster()  pg.leaderIndex()  pg.killMember(i)  pg.stopMember(i)  pg.startMember(i)
  * //   pg.waitHealthy()  pg.patronictl('switchover', ...)  pg.reconfigure(objects)  pg.bringUpMs
  * const pool = await startPgBouncer(objects, { server: pg.primary, password: pg.password });

@@ -16,7 +16,7 @@
  * Service by one over the members answering `GET /replica`.
  */
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Client, type ClientConfig } from 'pg';
 import { parse, stringify } from 'yaml';
 import { PATRONI_FILES, PGBACKREST_METHOD } from '../../../constructs/postgres/patroni-files';
@@ -27,6 +27,13 @@ import { parsePgBackRestConf, twinPgBackRestConf } from './pgbackrest';
 import * as processes from './processes';
 import { httpGet, type ProxyEndpoint, ServiceProxy } from './service-proxy';
 import { type FileSource, envOf, filesFrom } from './sources';
+import type { KubeObject } from '../../k8s/objects';
+
+/** The parts of a Job's container the twin runs. */
+interface JobContainer {
+  readonly command: readonly string[];
+  readonly env: readonly { readonly name: string; readonly value?: string }[];
+}
 
 export interface StartPatroniOptions {
   /** Members (1 leader + replicas). @default 3 */
@@ -94,6 +101,8 @@ export interface PatroniLaunch {
   readonly superuser: { readonly user: string; readonly password: string };
   /** The exporter's role (the StatefulSet's DATA_SOURCE_USER) and its password, as its Secret would hold it. */
   readonly exporter: { readonly user: string; readonly password: string };
+  /** The migration role (the StatefulSet's POSTGRES_MIGRATION_USER: it owns the schema) and its password. */
+  readonly migration: { readonly user: string; readonly password: string };
   readonly replicationPassword: string;
   readonly bringUpMs: number;
   /** The patroni.yml each member runs (after the twin's substitutions). */
@@ -118,8 +127,14 @@ export interface PatroniLaunch {
   socketDsn(i: number): string;
   /** Runs the shipped backup.sh on member i, as the backup CronJob's `kubectl exec` does. */
   runBackup(i: number, type: 'full' | 'diff' | 'incr'): Promise<{ code: number | null; output: string }>;
-  clientConfig(ep?: processes.Endpoint, as?: 'app' | 'superuser'): ClientConfig;
-  connect(ep?: processes.Endpoint, as?: 'app' | 'superuser'): Promise<Client>;
+  clientConfig(ep?: processes.Endpoint, as?: LoginRole): ClientConfig;
+  connect(ep?: processes.Endpoint, as?: LoginRole): Promise<Client>;
+  /**
+   * Runs the roles Job of `source` (default: the objects the cluster was started from) against the
+   * primary as the Job does: its command on the shipped roles.sh, its env with the Secrets' values,
+   * the primary Service's stand-in for PGHOST/PGPORT and the twin's CA for PGSSLROOTCERT.
+   */
+  rolesJob(source?: FileSource): Promise<{ code: number | null; output: string }>;
   query<T = Record<string, unknown>>(ep: processes.Endpoint, sql: string, params?: unknown[]): Promise<T[]>;
   /** Index of the member holding the leader key (from the REST API), or -1. */
   leaderIndex(): Promise<number>;
@@ -148,6 +163,9 @@ export interface PatroniLaunch {
   log(i: number): string;
   stop(): Promise<void>;
 }
+
+/** Who a client logs in as: the runtime role, the migration role or the superuser. */
+export type LoginRole = 'app' | 'migration' | 'superuser';
 
 /** What one run of the reconfigure script did (its exit code, log, and the summary line it prints last). */
 export interface ReconfigureRun {
@@ -305,6 +323,8 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
   const rewindPassword = secret();
   const exporterPassword = secret();
   const exporterUser = envOf(source, sts, 'DATA_SOURCE_USER') ?? 'postgres_exporter';
+  const migrationPassword = secret();
+  const migrationUser = envOf(source, sts, 'POSTGRES_MIGRATION_USER') ?? `${user}_migrator`;
 
   const root = processes.makeTempDir('fastnext-patroni-', opts.parentDir);
   const configDir = join(root, 'config');
@@ -399,6 +419,8 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
       POSTGRES_DB: database,
       POSTGRES_PASSWORD: password,
       POSTGRES_EXPORTER_PASSWORD: exporterPassword,
+      POSTGRES_MIGRATION_USER: migrationUser,
+      POSTGRES_MIGRATION_PASSWORD: migrationPassword,
       REPLICATION_PASSWORD: replicationPassword,
       POSTGRES_SUPERUSER_PASSWORD: superPassword,
       PG_SOCKET_DIR: join(dir, 'run'),
@@ -416,6 +438,7 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
   const reloaders: processes.Proc[] = [];
   let runs = 0;
   let reconfigures = 0;
+  let rolesRuns = 0;
   const spawnMember = (i: number) => {
     const dir = join(root, `member-${i}`);
     procs[i] = processes.spawnServer('patroni', [join(dir, 'patroni.yml')], {
@@ -427,20 +450,21 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     });
   };
 
-  const clientConfig = (
-    ep: processes.Endpoint = primaryService.endpoint,
-    as: 'app' | 'superuser' = 'app',
-  ): ClientConfig => ({
+  const logins: Record<LoginRole, { user: string; password: string }> = {
+    app: { user, password },
+    migration: { user: migrationUser, password: migrationPassword },
+    superuser: { user: superuser, password: superPassword },
+  };
+  const clientConfig = (ep: processes.Endpoint = primaryService.endpoint, as: LoginRole = 'app'): ClientConfig => ({
     host: ep.host,
     port: ep.port,
     database,
-    user: as === 'app' ? user : superuser,
-    password: as === 'app' ? password : superPassword,
+    ...logins[as],
     connectionTimeoutMillis: 5000,
     // verify-full: the CA, and the address checked against the certificate's names (node's default).
     ...(tls ? { ssl: { ca: tls.ca, rejectUnauthorized: true } } : {}),
   });
-  const connect = async (ep?: processes.Endpoint, as?: 'app' | 'superuser') => {
+  const connect = async (ep?: processes.Endpoint, as?: LoginRole) => {
     const c = new Client(clientConfig(ep, as));
     c.on('error', () => undefined);
     await c.connect();
@@ -570,6 +594,7 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     password,
     superuser: { user: superuser, password: superPassword },
     exporter: { user: exporterUser, password: exporterPassword },
+    migration: logins.migration,
     replicationPassword,
     bringUpMs,
     memberConfig,
@@ -643,6 +668,44 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
         uid: pgUser.uid,
         gid: pgUser.gid,
       }),
+    rolesJob: async (fileSource = source) => {
+      if (!Array.isArray(fileSource))
+        throw new Error('rolesJob needs the synthesized objects (the Job and its ConfigMap)');
+      const job = (fileSource as readonly KubeObject[]).find(
+        (o) => o.kind === 'Job' && o.metadata.name.startsWith(`${sts}-roles-`),
+      );
+      if (!job) throw new Error(`no Job ${sts}-roles-<hash> among the objects given`);
+      const container = (job.spec as { template: { spec: { containers: JobContainer[] } } }).template.spec
+        .containers[0];
+      const dir = join(root, `roles-${rolesRuns++}`);
+      processes.writeFiles(dir, filesFrom(fileSource, opts.configMap ?? 'postgres-files', REQUIRED));
+      processes.chownTree(dir, pgUser.uid, pgUser.gid);
+      // The Secrets' values by the env var the Job reads them into; addresses and files are the twin's.
+      const fromSecrets: Record<string, string> = {
+        PGPASSWORD: superPassword,
+        POSTGRES_PASSWORD: password,
+        POSTGRES_MIGRATION_PASSWORD: migrationPassword,
+        POSTGRES_EXPORTER_PASSWORD: exporterPassword,
+      };
+      const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, LANG: 'C.UTF-8' };
+      for (const e of container.env) {
+        const value = e.value ?? fromSecrets[e.name];
+        if (value === undefined) throw new Error(`the roles Job's env ${e.name} has no twin value`);
+        env[e.name] = value;
+      }
+      Object.assign(env, {
+        PGHOST: primaryService.endpoint.host,
+        PGPORT: String(primaryService.endpoint.port),
+        ...(env.PGSSLROOTCERT ? { PGSSLROOTCERT: tls?.caFile ?? '' } : {}),
+      });
+      const [shell, script, ...args] = container.command;
+      return processes.runToEnd(shell, [join(dir, basename(script)), ...args], {
+        env,
+        cwd: dir,
+        uid: pgUser.uid,
+        gid: pgUser.gid,
+      });
+    },
     execShipped: (i, file, ...args) =>
       processes.runToEnd('sh', [join(configDir, file), ...args], {
         env: env(i),
