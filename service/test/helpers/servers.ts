@@ -50,7 +50,7 @@ export async function startDataTier(opts: { replicas?: number; redis?: boolean }
     POSTGRES_PASSWORD: pg.password,
     DB_POOL_TIMEOUT: '5',
     REDIS_CLUSTER_NODES: redis ? redis.nodes.map(addr).join(',') : '',
-    REDIS_PASSWORD: redis?.password ?? '',
+    REDIS_PASSWORD: redis?.passwords.app ?? '',
     CACHE_ENABLED: redis ? 'true' : 'false',
     CACHE_WARM_ON_START: 'false',
     MANAGEMENT_TOKEN: TOKEN,

@@ -257,7 +257,7 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
       redisNodes: redis.nodes,
       secretFiles: {
         [SERVICE_ENV.postgresPasswordFile]: secret('postgres-password', postgres.password),
-        [SERVICE_ENV.redisPasswordFile]: secret('redis-password', redis.password),
+        [SERVICE_ENV.redisPasswordFile]: secret('redis-password', redis.passwords.app),
         [SERVICE_ENV.managementTokenFile]: secret('management-token', managementToken),
       },
       hostsFile: join(secretsDir, 'hosts'),
