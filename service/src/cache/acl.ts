@@ -6,7 +6,7 @@
  * starts sending must be added here, with why, or the ACL refuses it (NOPERM) and the cache
  * degrades to the database.
  */
-import { INVALIDATION_CHANNEL, KEY_PREFIX } from './cache';
+import { INVALIDATION_CHANNEL, KEY_PREFIX, TAG_ADD } from './cache';
 
 /** One allowed command, in ACL syntax (`name` or `container|subcommand`, lowercase). */
 export interface AclCommand {
@@ -15,6 +15,13 @@ export interface AclCommand {
   readonly why: string;
   /** Sent only in a state the tests may not reach (a slot being migrated); undefined: sent in normal work. */
   readonly onlyWhen?: string;
+  /** Run by a Lua script on the server (ACLs apply inside scripts), not sent by the client. */
+  readonly inScript?: true;
+}
+
+/** The commands a Lua script runs (`redis.call('NAME'`), lowercase, in order of first use. */
+export function scriptCommands(lua: string): string[] {
+  return [...new Set([...lua.matchAll(/redis\.(?:p?call)\('([A-Za-z]+)'/g)].map((m) => m[1].toLowerCase()))];
 }
 
 export interface RedisAclUser {
@@ -34,6 +41,11 @@ export const REDIS_APP_ACL: RedisAclUser = {
     { command: 'info', why: "ioredis' ready check on every node connection; GET /cache/stats" },
     { command: 'cluster|info', why: "ioredis Cluster's ready check" },
     { command: 'cluster|slots', why: 'ioredis Cluster: the slot map, at connect and after MOVED' },
+    {
+      command: 'readonly',
+      why: "ioredis Cluster on a connection to a replica (reads still go to masters: scaleReads 'master')",
+      onlyWhen: "a replica's connection opens: the cluster ready check picks a node at random",
+    },
     { command: 'client|setname', why: 'the invalidation subscriber names its connection' },
     {
       command: 'asking',
@@ -42,11 +54,13 @@ export const REDIS_APP_ACL: RedisAclUser = {
     },
     { command: 'get', why: 'Cache.get' },
     { command: 'set', why: 'Cache.set (SET key value EX ttl)' },
-    { command: 'evalsha', why: 'the tag-add script (ioredis defineCommand)' },
-    { command: 'eval', why: 'the tag-add script when the node does not know it yet (NOSCRIPT)' },
-    { command: 'sadd', why: 'inside the tag-add script' },
-    { command: 'ttl', why: 'inside the tag-add script' },
-    { command: 'expire', why: 'inside the tag-add script' },
+    { command: 'eval', why: 'the tag-add script, first on each connection (ioredis defineCommand)' },
+    { command: 'evalsha', why: 'the tag-add script, after the first time on a connection' },
+    ...scriptCommands(TAG_ADD).map((command) => ({
+      command,
+      why: 'inside the tag-add script',
+      inScript: true as const,
+    })),
     { command: 'smembers', why: 'Cache.invalidateTags reads a tag' },
     { command: 'unlink', why: 'Cache.invalidateTags and Cache.del' },
     { command: 'publish', why: 'invalidation announcements and subscription pings' },
