@@ -118,8 +118,8 @@ export function redisStartScript(appCommands: readonly string[]): string {
   return `#!/bin/sh
 # Rendered by constructs/redis/files.ts: Redis Cluster node entry point.
 set -eu
-: "\${REDIS_USERS_DIR:?REDIS_USERS_DIR must name the directory of the users' password files (the Secret)}"
-: "\${REDIS_HOSTNAME:?REDIS_HOSTNAME must be this node's stable DNS name}"
+: "\${REDIS_USERS_DIR:?REDIS_USERS_DIR must name the directory of the password files of the users (the Secret)}"
+: "\${REDIS_HOSTNAME:?REDIS_HOSTNAME must be the stable DNS name of this node}"
 REDIS_PORT="\${REDIS_PORT:-${REDIS_PORT}}"
 REDIS_DATA_DIR="\${REDIS_DATA_DIR:-/data}"
 REDIS_CONFIG_DIR="\${REDIS_CONFIG_DIR:-/etc/redis}"
@@ -191,7 +191,7 @@ export function clusterCreateScript(r: RedisConfig): string {
 # Rendered by constructs/redis/files.ts: idempotent Redis Cluster creation and check.
 set -eu
 : "\${REDIS_NODES:?REDIS_NODES must list every node as host:port}"
-: "\${REDIS_ADMIN_PASSWORD:?REDIS_ADMIN_PASSWORD must hold the ${REDIS_USERS.admin} user's password}"
+: "\${REDIS_ADMIN_PASSWORD:?REDIS_ADMIN_PASSWORD must hold the password of the ${REDIS_USERS.admin} user}"
 REPLICAS="\${REDIS_REPLICAS_PER_MASTER:-${r.replicasPerMaster}}"
 WAIT="\${REDIS_WAIT_SECONDS:-600}"
 export REDISCLI_AUTH="$REDIS_ADMIN_PASSWORD"
