@@ -17,7 +17,14 @@ import {
   redisMemoryProblem,
   redisNodeCount,
 } from './files';
-import { APP_COMMANDS, appCommandsProblem, REDIS_USER_ROLES, REDIS_USERS, redisPasswordKey } from './acl';
+import {
+  APP_COMMANDS,
+  appCommandsProblem,
+  REDIS_USER_ROLES,
+  REDIS_USERS,
+  type RedisUserRole,
+  redisPasswordKey,
+} from './acl';
 
 /** uid/gid of the `redis` user in the official image. */
 export const REDIS_UID = 999;
@@ -146,7 +153,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
       },
     });
 
-    const passwordOf = (name: string, role: keyof typeof REDIS_USERS): k8s.EnvVar => ({
+    const passwordOf = (name: string, role: RedisUserRole): k8s.EnvVar => ({
       name,
       valueFrom: { secretKeyRef: { name: r.passwordSecret, key: redisPasswordKey(role) } },
     });
