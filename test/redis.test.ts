@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from 'ioredis';
@@ -166,6 +166,31 @@ describe('ACL users', () => {
     expect(await redis.cli(replica, 'info', 'replication')).toContain('master_link_status:up');
     // The replication user can do nothing else.
     expect(await redis.cliAs('replication', replica, 'get', 'fastnext:x')).toContain('NOPERM');
+  });
+
+  test('a second Secret key <user>-password-<suffix> is a second valid password after a restart (the rotation layout)', async () => {
+    // GIVEN a replica, and a second key for app in the mounted Secret
+    const ids = await redis.nodeIds();
+    const replica = ids.indexOf((await clusterNodes(0)).find((x) => x.flags === 'slave')!.id);
+    const second = 'second-app-password-0123456789';
+    const file = join(redis.usersDir, 'app-password-next');
+    writeFileSync(file, second, { mode: 0o600 });
+    try {
+      // WHEN the node restarts (a rolled pod)
+      await redis.killNode(replica);
+      await redis.startNode(replica);
+      // THEN both passwords authenticate app on it, the first one still does elsewhere, and nothing else changed
+      const ping = (i: number, pass: string) => redis.cliAs('app', i, '--pass', pass, 'ping');
+      expect([await ping(replica, second), await ping(replica, redis.passwords.app)].map((o) => o.trim())).toEqual([
+        'PONG',
+        'PONG',
+      ]);
+      expect(await ping((replica + 1) % 6, second)).toContain('WRONGPASS');
+      expect(await redis.cliAs('app', replica, '--pass', second, 'flushall')).toContain('NOPERM');
+      await waitFor('cluster healthy after the restart', allHealthy, 60000);
+    } finally {
+      rmSync(file);
+    }
   });
 
   test('no password is written in clear: the ACL include holds SHA-256 hashes (masterauth aside)', async () => {
