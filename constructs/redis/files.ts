@@ -20,7 +20,10 @@ export interface RedisConfig {
   readonly maxmemory: string;
   readonly maxmemoryPolicy: (typeof MAXMEMORY_POLICIES)[number];
   readonly nodeTimeoutMs: number;
-  /** Commands the `app` ACL user may run (ACL syntax); must include every command the API service sends. */
+  /**
+   * Commands the `app` ACL user may run (ACL syntax: `get`, `cluster|info`); must include every
+   * command the API service sends. @default - exactly those (APP_COMMANDS, from service/src/cache/acl.ts)
+   */
   readonly appCommands: readonly string[];
 }
 

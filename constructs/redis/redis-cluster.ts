@@ -2,7 +2,8 @@
  * Redis Cluster: one StatefulSet of masters x (1 + replicasPerMaster) nodes started
  * in parallel, nodes.conf and data on a PVC, hostnames announced so the cluster
  * survives pods coming back on new IPs, an idempotent cluster-create Job, a
- * redis_exporter sidecar, a generated password, PDB, spread and a NetworkPolicy.
+ * redis_exporter sidecar, ACL users with generated passwords (acl.ts: `default` off), PDB,
+ * spread and a NetworkPolicy.
  */
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
