@@ -55,6 +55,7 @@ import { allowedCidrsProblem, SYNCHRONOUS_COMMIT } from '../constructs/postgres/
 import { credentialsProblems } from '../constructs/postgres/credentials-settings';
 import { serverParameterProblem } from '../constructs/postgres/pg-settings';
 import { MAXMEMORY_POLICIES, REDIS_SIZE, redisMemoryProblem } from '../constructs/redis/files';
+import { appCommandsProblem } from '../constructs/redis/acl';
 import { REDIS_CLUSTER_DEFAULTS } from '../constructs/redis/redis-cluster';
 import { preview } from '../tools/k8s/values';
 import { connectionBudgetProblems } from './connection-budget';
@@ -490,7 +491,9 @@ export const environmentSchema = z
         }),
         maxmemoryPolicy: z.enum(MAXMEMORY_POLICIES),
         nodeTimeoutMs: z.number().int().min(500).max(60000),
-        /** Secret with `password`; generated in-cluster when absent. */
+        /** Commands of the `app` ACL user; must include every command the API service sends (default: exactly those). */
+        appCommands: z.array(z.string()).readonly(),
+        /** Secret with one `<user>-password` key per ACL user; generated in-cluster when absent. */
         passwordSecret: dnsLabel,
         storage,
         resources,
@@ -499,6 +502,8 @@ export const environmentSchema = z
       })
       .strict()
       .superRefine((r, ctx) => {
+        const acl = appCommandsProblem(r.appCommands);
+        if (acl) ctx.addIssue({ code: 'custom', path: ['appCommands'], message: acl });
         if (!REDIS_SIZE.test(r.maxmemory) || quantityProblem(r.resources.limits.memory)) return;
         const problem = redisMemoryProblem(r.maxmemory, r.resources.limits.memory);
         if (problem) ctx.addIssue({ code: 'custom', path: ['maxmemory'], message: problem });

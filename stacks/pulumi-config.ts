@@ -36,7 +36,10 @@ export const CONFIG_KEYS = {
   postgresPassword: 'Secret: PostgreSQL application user password',
   postgresReplicationPassword: 'Secret: PostgreSQL replication user password',
   postgresSuperuserPassword: 'Secret: PostgreSQL superuser password',
-  redisPassword: 'Secret: Redis password',
+  redisAppPassword: 'Secret: Redis `app` ACL user password (the API service)',
+  redisExporterPassword: 'Secret: Redis `exporter` ACL user password (redis_exporter, probes)',
+  redisAdminPassword: 'Secret: Redis `admin` ACL user password (the cluster Jobs)',
+  redisReplicationPassword: 'Secret: Redis `replication` ACL user password (replicas to masters)',
   grafanaAdminPassword: 'Secret: Grafana admin password',
   managementToken: 'Secret: token of the API management endpoints',
 } as const;
@@ -46,7 +49,10 @@ export const SECRET_CONFIG_KEYS = [
   'postgresPassword',
   'postgresReplicationPassword',
   'postgresSuperuserPassword',
-  'redisPassword',
+  'redisAppPassword',
+  'redisExporterPassword',
+  'redisAdminPassword',
+  'redisReplicationPassword',
   'grafanaAdminPassword',
   'managementToken',
 ] as const satisfies readonly (keyof typeof CONFIG_KEYS)[];

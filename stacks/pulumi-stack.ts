@@ -18,6 +18,7 @@ import { standardLabels } from '../constructs/core/labels';
 import { GeneratedSecret } from '../constructs/core/generated-secret';
 import { GRAFANA_ADMIN_KEYS } from '../constructs/monitoring';
 import { resolveCredentials } from '../constructs/postgres/credentials-settings';
+import { type RedisUserRole, redisPasswordKey } from '../constructs/redis/acl';
 import type { Platform } from './platform';
 import type { EnvironmentConfig } from './config';
 import type { SecretConfigKey, StatefulProtection, SuppliedSecrets } from './pulumi-config';
@@ -67,11 +68,19 @@ export function secretTargets(config: EnvironmentConfig): Record<SecretConfigKey
     config.postgres.exporterCredentialsSecret,
   );
   const postgres = (key: string) => ({ secretName: creds.secretName, key, component: 'postgres' });
+  const redis = (role: RedisUserRole) => ({
+    secretName: config.redis.passwordSecret,
+    key: redisPasswordKey(role),
+    component: 'redis',
+  });
   return {
     postgresPassword: postgres(creds.keys.password),
     postgresReplicationPassword: postgres(creds.keys.replicationPassword),
     postgresSuperuserPassword: postgres(creds.keys.superuserPassword),
-    redisPassword: { secretName: config.redis.passwordSecret, key: 'password', component: 'redis' },
+    redisAppPassword: redis('app'),
+    redisExporterPassword: redis('exporter'),
+    redisAdminPassword: redis('admin'),
+    redisReplicationPassword: redis('replication'),
     grafanaAdminPassword: {
       secretName: config.monitoring.grafana.adminSecret,
       key: GRAFANA_ADMIN_KEYS.password,

@@ -56,7 +56,7 @@ describe('RedisCluster in a bare chart', () => {
       'redis',
       'redis-headless',
       'redis-config',
-      'redis-password',
+      'redis-users',
     ]);
     const sts = objects.find((o) => o.kind === 'StatefulSet')!;
     expect([sts.metadata.name, sts.spec.serviceName, sts.spec.volumeClaimTemplates[0].metadata.name]).toEqual([

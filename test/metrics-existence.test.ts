@@ -143,7 +143,7 @@ beforeAll(async () => {
           app: 'redis',
           pod: `redis-${i}`,
           host: local,
-          port: await startExporter({ kind: 'redis', host: n.host, port: n.port, password: cache.password }),
+          port: await startExporter({ kind: 'redis', host: n.host, port: n.port, ...cache.auth('exporter') }),
         })),
       )),
       { app: 'edge', pod: 'edge-0', host: local, port: await startExporter({ kind: 'nginx', port: nginx }) },
@@ -157,7 +157,7 @@ beforeAll(async () => {
         user: patroni.user,
         password: patroni.password,
       },
-      redis: { nodes: cache.nodes, password: cache.password },
+      redis: { nodes: cache.nodes, ...cache.auth('app') },
     });
     namesInExposition(await (await fetch(serviceMetrics)).text()).forEach((n) => serviceScraped.add(n));
     for (const t of targets) {
@@ -169,7 +169,7 @@ beforeAll(async () => {
     const ports13 = await Promise.all([
       ...patroni.members.map((ep) => startExporter(pgTarget(ep), 'debian13')),
       ...cache.nodes.map((n) =>
-        startExporter({ kind: 'redis', host: n.host, port: n.port, password: cache.password }, 'debian13'),
+        startExporter({ kind: 'redis', host: n.host, port: n.port, ...cache.auth('exporter') }, 'debian13'),
       ),
       startExporter({ kind: 'nginx', port: nginx }, 'debian13'),
     ]);

@@ -24,7 +24,10 @@ describe('secrets from stack config', () => {
     'fastnext:postgresPassword': 'pg-app-s3cret-value',
     'fastnext:postgresReplicationPassword': 'pg-repl-s3cret-value',
     'fastnext:postgresSuperuserPassword': 'pg-super-s3cret-value',
-    'fastnext:redisPassword': 'redis-s3cret-value',
+    'fastnext:redisAppPassword': 'redis-app-s3cret-value',
+    'fastnext:redisExporterPassword': 'redis-exporter-s3cret-value',
+    'fastnext:redisAdminPassword': 'redis-admin-s3cret-value',
+    'fastnext:redisReplicationPassword': 'redis-replication-s3cret-value',
     'fastnext:grafanaAdminPassword': 'grafana-s3cret-value',
     'fastnext:managementToken': 'mgmt-s3cret-token',
   };
@@ -57,7 +60,12 @@ describe('secrets from stack config', () => {
         'replication-password': values['fastnext:postgresReplicationPassword'],
         'superuser-password': values['fastnext:postgresSuperuserPassword'],
       },
-      [`${config.namespace}/${config.redis.passwordSecret}`]: { password: values['fastnext:redisPassword'] },
+      [`${config.namespace}/${config.redis.passwordSecret}`]: {
+        'app-password': values['fastnext:redisAppPassword'],
+        'exporter-password': values['fastnext:redisExporterPassword'],
+        'admin-password': values['fastnext:redisAdminPassword'],
+        'replication-password': values['fastnext:redisReplicationPassword'],
+      },
       [`${config.namespace}/${config.monitoring.grafana.adminSecret}`]: {
         'admin-user': 'admin',
         'admin-password': values['fastnext:grafanaAdminPassword'],
@@ -151,7 +159,8 @@ describe('overrides from stack config', () => {
     expect(error.message).toBe(
       "Unknown Pulumi config key(s) 'fastnext:apiMinReplica' (a typo?); known keys: environment, apiImageTag, " +
         'apiMinReplicas, apiMaxReplicas, hostnames, storageClass, monitoringMode, prometheusNamespace, kubeconfig, kubeContext, statefulProtection, ' +
-        'postgresPassword, postgresReplicationPassword, postgresSuperuserPassword, redisPassword, ' +
+        'postgresPassword, postgresReplicationPassword, postgresSuperuserPassword, redisAppPassword, ' +
+        'redisExporterPassword, redisAdminPassword, redisReplicationPassword, ' +
         'grafanaAdminPassword, managementToken ' +
         '(see docs/pulumi.md)',
     );

@@ -4,16 +4,19 @@
  * restart on new addresses.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from 'ioredis';
 import { parseRedisSize } from '../constructs/redis/files';
+import type { RedisUserRole } from '../constructs/redis/acl';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { startRedisCluster, type RedisClusterLaunch } from '../tools/runtime/launcher';
 import { killMasterAndTimeFailover, rejoinAfterFailover } from '../tools/runtime/launcher/drills';
-import { waitFor } from '../tools/runtime/launcher/processes';
+import { runToEnd, waitFor } from '../tools/runtime/launcher/processes';
+import { startExporter, stopAll } from '../tools/runtime/metrics-check/servers';
 
 jest.setTimeout(180000);
 
@@ -24,6 +27,7 @@ beforeAll(async () => {
   redis = await startRedisCluster(synthObjects(config));
 });
 afterAll(async () => {
+  stopAll();
   await redis?.stop();
 });
 
@@ -32,10 +36,10 @@ const clusterInfo = (i: number) => redis.clusterInfo(i);
 
 const allHealthy = () => redis.healthy();
 
-function client(): Cluster {
+function client(role: RedisUserRole = 'admin'): Cluster {
   return new Cluster(
     redis.nodes.map((n) => ({ host: n.host, port: n.port })),
-    { natMap: redis.natMap(), redisOptions: { password: redis.password }, enableOfflineQueue: true },
+    { natMap: redis.natMap(), redisOptions: redis.auth(role), enableOfflineQueue: true },
   );
 }
 
@@ -61,10 +65,143 @@ test('the shipped redis.conf is in force (maxmemory, policy, appendonly, node ti
   expect(await get('maxmemory-policy')).toBe(config.redis.maxmemoryPolicy);
   expect(await get('appendonly')).toBe('yes');
   expect(await get('cluster-node-timeout')).toBe(String(config.redis.nodeTimeoutMs));
-  // requirepass from the start script's include: a wrong password gets no PONG.
-  const denied = await redis.cli(1, '--user', 'default', '--pass', 'wrong', 'ping');
+  // The ACL users from the start script's include: a wrong password gets no PONG.
+  const denied = await redis.cliAs('app', 1, '--pass', 'wrong', 'ping');
   expect(denied).toContain('WRONGPASS');
   expect(denied).toContain('NOAUTH Authentication required');
+});
+
+describe('ACL users', () => {
+  /** ACL LOG entries of every node (as admin), newest first. */
+  const aclLog = async () => (await Promise.all(redis.nodes.map((_, i) => redis.cli(i, 'acl', 'log')))).join('').trim();
+  beforeEach(async () => {
+    for (let i = 0; i < redis.nodes.length; i++) await redis.cli(i, 'acl', 'log', 'reset');
+  });
+
+  test('default cannot authenticate, with or without a password', async () => {
+    expect(await redis.cliAs('app', 0, '--user', 'default', '--pass', redis.passwords.admin, 'ping')).toContain(
+      'WRONGPASS invalid username-password pair or user is disabled',
+    );
+    // No AUTH at all: the connection stays unauthenticated (default is off, not nopass).
+    const r = await runToEnd('redis-cli', ['-h', redis.nodes[0].host, '-p', String(redis.nodes[0].port), 'ping'], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    });
+    expect(r.output).toContain('NOAUTH Authentication required');
+  });
+
+  test.each([
+    ['flushall'],
+    ['config', 'get', 'maxmemory'],
+    ['keys', '*'],
+    ['keys', 'fastnext:*'],
+    ['acl', 'list'],
+    ['cluster', 'reset'],
+  ])('app cannot run %s', async (...cmd) => {
+    const name = ['flushall', 'keys'].includes(cmd[0]) ? cmd[0] : `${cmd[0]}|${cmd[1]}`;
+    expect(await redis.cliAs('app', 0, ...cmd)).toContain(
+      `NOPERM this user has no permissions to run the '${name}' command`,
+    );
+  });
+
+  test('app cannot run DEBUG (refused by the server first, and by the ACL)', async () => {
+    expect(await redis.cliAs('app', 0, 'debug', 'sleep', '0')).toContain('ERR DEBUG command not allowed');
+    expect(await redis.cli(0, 'acl', 'dryrun', 'app', 'debug', 'sleep', '0')).toContain(
+      "This user has no permissions to run the 'debug' command",
+    );
+  });
+
+  test('app reads and writes below fastnext: only, and publishes only on the invalidation channel', async () => {
+    const c = client('app');
+    try {
+      await c.set('fastnext:acl-test', 'v');
+      expect(await c.get('fastnext:acl-test')).toBe('v');
+      await expect(c.set('other:acl-test', 'v')).rejects.toThrow(/NOPERM.*keys/);
+      await expect(c.get('spread:1')).rejects.toThrow(/NOPERM.*keys/);
+      await expect(c.publish('other-channel', 'x')).rejects.toThrow(/NOPERM.*channel/);
+      await c.publish('fastnext:invalidations', '{}');
+    } finally {
+      c.disconnect();
+    }
+  });
+
+  test('exporter reads server state but no key, and cannot write', async () => {
+    expect(await redis.cliAs('exporter', 0, 'cluster', 'info')).toContain('cluster_state:ok');
+    expect(await redis.cliAs('exporter', 0, 'config', 'get', 'maxmemory')).toContain(String(128 * 1024 * 1024));
+    expect(await redis.cliAs('exporter', 0, 'info', 'memory')).toContain('used_memory:');
+    for (const cmd of [
+      ['set', 'fastnext:x', '1'],
+      ['get', 'fastnext:x'],
+      ['config', 'set', 'maxmemory', '1'],
+      ['flushall'],
+    ]) {
+      expect(await redis.cliAs('exporter', 0, ...cmd)).toContain('NOPERM');
+    }
+  });
+
+  // Debian 12's 1.45 and Debian 13's 1.69 bracket the shipped image's 1.62.
+  test.each(['debian12', 'debian13'] as const)(
+    'the %s redis_exporter scrapes as exporter with no ACL denial',
+    async (set) => {
+      const n = redis.nodes[0];
+      const port = await startExporter({ kind: 'redis', host: n.host, port: n.port, ...redis.auth('exporter') }, set);
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      expect([metric('redis_up'), metric('redis_cluster_state'), metric('redis_config_maxmemory')]).toEqual([
+        1,
+        1,
+        128 * 1024 * 1024,
+      ]);
+      expect(await aclLog()).toBe('');
+    },
+  );
+
+  test('replicas authenticate to their masters as the replication user', async () => {
+    const nodes = await clusterNodes(0);
+    const ids = await redis.nodeIds();
+    const replica = ids.indexOf(nodes.find((x) => x.flags === 'slave')!.id);
+    expect((await redis.cli(replica, 'config', 'get', 'masteruser')).trim().split('\n')).toEqual([
+      'masteruser',
+      'replication',
+    ]);
+    expect(await redis.cli(replica, 'info', 'replication')).toContain('master_link_status:up');
+    // The replication user can do nothing else.
+    expect(await redis.cliAs('replication', replica, 'get', 'fastnext:x')).toContain('NOPERM');
+  });
+
+  test('a second Secret key <user>-password-<suffix> is a second valid password after a restart (the rotation layout)', async () => {
+    // GIVEN a replica, and a second key for app in the mounted Secret
+    const ids = await redis.nodeIds();
+    const replica = ids.indexOf((await clusterNodes(0)).find((x) => x.flags === 'slave')!.id);
+    const second = 'second-app-password-0123456789';
+    const file = join(redis.usersDir, 'app-password-next');
+    writeFileSync(file, second, { mode: 0o600 });
+    try {
+      // WHEN the node restarts (a rolled pod)
+      await redis.killNode(replica);
+      await redis.startNode(replica);
+      // THEN both passwords authenticate app on it, the first one still does elsewhere, and nothing else changed
+      const ping = (i: number, pass: string) => redis.cliAs('app', i, '--pass', pass, 'ping');
+      expect([await ping(replica, second), await ping(replica, redis.passwords.app)].map((o) => o.trim())).toEqual([
+        'PONG',
+        'PONG',
+      ]);
+      expect(await ping((replica + 1) % 6, second)).toContain('WRONGPASS');
+      expect(await redis.cliAs('app', replica, '--pass', second, 'flushall')).toContain('NOPERM');
+      await waitFor('cluster healthy after the restart', allHealthy, 60000);
+    } finally {
+      rmSync(file);
+    }
+  });
+
+  test('no password is written in clear: the ACL include holds SHA-256 hashes (masterauth aside)', async () => {
+    const include = readFileSync(join(redis.dir, 'node-0', 'tmp', 'redis-auth.conf'), 'utf8');
+    for (const role of ['app', 'exporter', 'admin'] as const) {
+      expect(include).not.toContain(redis.passwords[role]);
+      expect(include).toContain(`#${createHash('sha256').update(redis.passwords[role]).digest('hex')}`);
+    }
+    expect(include).toMatch(/^user default off /m);
+    expect(include).toContain(`masterauth "${redis.passwords.replication}"`);
+  });
 });
 
 test('keys spread over all three masters', async () => {

@@ -2,6 +2,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { APP_COMMANDS } from '../constructs/redis/acl';
 import { main } from '../stacks/cdk8s-app';
 import { ENVIRONMENTS } from '../stacks/environments';
 import { readManifestDir } from '../stacks/manifests';
@@ -73,6 +74,23 @@ describe('synth', () => {
     );
     expect(listTree(out)).toEqual(before);
     expect(fs.readdirSync(out).filter((f) => f.startsWith('.'))).toEqual([]);
+  });
+
+  test('fails when redis.appCommands refuses a command the API service sends, and leaves dist/ intact', () => {
+    // GIVEN a previous good synth
+    expect(main(['--out', out])).toBe(0);
+    const before = listTree(out);
+    // WHEN prod narrows the app ACL user to GET and SET
+    const narrowed = { ...ENVIRONMENTS, prod: { ...ENVIRONMENTS.prod, redis: { appCommands: ['get', 'set'] } } };
+    // THEN synth refuses, naming the field, the value, every command the service needs and the fix
+    expect(main(['--out', out], narrowed)).toBe(1);
+    const missing = APP_COMMANDS.filter((c) => c !== 'get' && c !== 'set');
+    expect(errors.join('\n')).toBe(
+      `Invalid config for environment 'prod':\n  - redis.appCommands: ["get","set"] refuses ${missing.join(', ')}, ` +
+        "which the API service sends (service/src/cache/acl.ts): add them, or leave appCommands unset for exactly the service's list\n" +
+        `synth: nothing written; ${out}/ keeps its previous content.`,
+    );
+    expect(listTree(out)).toEqual(before);
   });
 
   test('fails when a volume would shrink below the previous synth, and leaves dist/ intact', () => {

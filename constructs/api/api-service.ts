@@ -62,8 +62,11 @@ export interface ApiMigrationRole {
 export interface ApiCache extends core.ServiceEndpoint {
   /** Every node's DNS name; the client needs one, all make start-up robust. */
   readonly seedHosts: readonly string[];
-  /** Secret with key `password`. */
+  /** Secret holding the application user's password under `appPasswordKey`. */
   readonly passwordSecret: string;
+  /** The ACL user the service authenticates as. */
+  readonly appUsername: string;
+  readonly appPasswordKey: string;
 }
 
 /** The service's connection pool to PostgreSQL. */
@@ -207,7 +210,13 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
         path: 'password',
         dir: 'postgres',
       },
-      { volume: 'redis-password', secretName: cache.passwordSecret, key: 'password', dir: 'redis' },
+      {
+        volume: 'redis-password',
+        secretName: cache.passwordSecret,
+        key: cache.appPasswordKey,
+        path: 'password',
+        dir: 'redis',
+      },
       { volume: 'management-token', secretName: api.managementTokenSecret, key: 'token', dir: 'management' },
       ...(database.tls
         ? [
@@ -250,6 +259,7 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
       { name: SERVICE_ENV.dbPoolRecycle, value: String(api.db.poolRecycleSeconds) },
       { name: SERVICE_ENV.dbReplicaMaxLag, value: String(api.db.replicaMaxLagSeconds) },
       { name: SERVICE_ENV.redisClusterNodes, value: cache.seedHosts.map((h) => `${h}:${cache.port}`).join(',') },
+      { name: SERVICE_ENV.redisUsername, value: cache.appUsername },
       { name: SERVICE_ENV.redisPasswordFile, value: redisPassword },
       { name: SERVICE_ENV.cacheEnabled, value: String(api.cache.enabled) },
       { name: SERVICE_ENV.cacheDefaultTtl, value: String(api.cache.defaultTtlSeconds) },

@@ -1,4 +1,5 @@
 import * as core from '../core';
+import { REDIS_USER_ROLES, REDIS_USERS, redisAclRules, redisPasswordKey } from './acl';
 
 /** Eviction policies a cache may use (`maxmemory-policy`). */
 export const MAXMEMORY_POLICIES = [
@@ -19,6 +20,11 @@ export interface RedisConfig {
   readonly maxmemory: string;
   readonly maxmemoryPolicy: (typeof MAXMEMORY_POLICIES)[number];
   readonly nodeTimeoutMs: number;
+  /**
+   * Commands the `app` ACL user may run (ACL syntax: `get`, `cluster|info`); must include every
+   * command the API service sends. @default - exactly those (APP_COMMANDS, from service/src/cache/acl.ts)
+   */
+  readonly appCommands: readonly string[];
 }
 
 export const REDIS_FILES = {
@@ -37,12 +43,13 @@ export function redisNodeCount(r: Pick<RedisConfig, 'masters' | 'replicasPerMast
   return r.masters * (1 + r.replicasPerMaster);
 }
 
-/** redis.conf. The password, port, bind address, announce address and data dir come from the start script. */
+/** redis.conf. The ACL users, port, bind address, announce address and data dir come from the start script. */
 export function renderRedisConf(r: RedisConfig): string {
   return `# Rendered by constructs/config-files/redis.ts. Do not edit: change stacks/<env>.ts.
 port ${REDIS_PORT}
 bind * -::*
-# Authentication is required (requirepass from the Secret), so protected mode adds nothing.
+# Every client authenticates as an ACL user (the start script's include; \`default\` is off),
+# so protected mode adds nothing.
 protected-mode no
 tcp-keepalive 60
 timeout 0
@@ -102,15 +109,20 @@ resolve() {
  * stores in nodes.conf (`ip:port@bus,hostname`). Before starting, each peer's recorded IP
  * is replaced by what its hostname resolves to now, so after a full restart where every
  * pod got a new IP the nodes still find each other and keep their ids and slots.
- * Inputs: REDIS_PASSWORD, REDIS_HOSTNAME; optional REDIS_PORT, REDIS_DATA_DIR,
+ * The ACL users (constructs/redis/acl.ts) are written to an include on tmpfs, each with the
+ * SHA-256 of every password file `<user>-password[-<suffix>]` in REDIS_USERS_DIR (the mounted
+ * Secret); replicas authenticate to their master as `replication`.
+ * Inputs: REDIS_USERS_DIR, REDIS_HOSTNAME; optional REDIS_PORT, REDIS_DATA_DIR,
  * REDIS_BIND, REDIS_ANNOUNCE_IP, REDIS_CONFIG_DIR, REDIS_HOSTS_FILE.
  */
-export function redisStartScript(): string {
+export function redisStartScript(appCommands: readonly string[]): string {
+  const rules = redisAclRules(appCommands);
+  const hashVar = (role: string) => `\${${role}_hashes}`;
   return `#!/bin/sh
-# Rendered by constructs/config-files/redis.ts: Redis Cluster node entry point.
+# Rendered by constructs/redis/files.ts: Redis Cluster node entry point.
 set -eu
-: "\${REDIS_PASSWORD:?REDIS_PASSWORD must hold the cluster password}"
-: "\${REDIS_HOSTNAME:?REDIS_HOSTNAME must be this node's stable DNS name}"
+: "\${REDIS_USERS_DIR:?REDIS_USERS_DIR must name the directory of the password files of the users (the Secret)}"
+: "\${REDIS_HOSTNAME:?REDIS_HOSTNAME must be the stable DNS name of this node}"
 REDIS_PORT="\${REDIS_PORT:-${REDIS_PORT}}"
 REDIS_DATA_DIR="\${REDIS_DATA_DIR:-/data}"
 REDIS_CONFIG_DIR="\${REDIS_CONFIG_DIR:-/etc/redis}"
@@ -138,9 +150,29 @@ if [ -s "$nodes" ]; then
   set +f
   mv "$nodes.new" "$nodes"
 fi
-# The password goes through an include on tmpfs, not argv (visible in ps) nor the ConfigMap.
+# The ACL users go through an include on tmpfs, not argv (visible in ps) nor the ConfigMap;
+# passwords as SHA-256 only, except masterauth (the replica sends it).
 umask 077
-printf 'requirepass "%s"\\nmasterauth "%s"\\n' "$REDIS_PASSWORD" "$REDIS_PASSWORD" > "$TMPDIR/redis-auth.conf"
+# hashes USER: " #<sha256>" for each password file USER-password[-suffix] (several during a rotation).
+hashes() {
+  out=""
+  for f in "$REDIS_USERS_DIR/$1-password" "$REDIS_USERS_DIR/$1-password-"*; do
+    [ -f "$f" ] || continue
+    pw=$(cat "$f")
+    [ -n "$pw" ] || continue
+    out="$out #$(printf '%s' "$pw" | sha256sum | cut -d ' ' -f 1)"
+  done
+  [ -n "$out" ] || { log "no password for Redis user $1: $REDIS_USERS_DIR/$1-password is missing or empty"; return 1; }
+  printf '%s' "$out"
+}
+${REDIS_USER_ROLES.map((role) => `${role}_hashes=$(hashes ${REDIS_USERS[role]})`).join('\n')}
+replication_password=$(cat "$REDIS_USERS_DIR/${redisPasswordKey('replication')}")
+{
+  echo 'user default off resetpass resetkeys resetchannels -@all'
+${REDIS_USER_ROLES.map((role) => `  echo "user ${REDIS_USERS[role]} on${hashVar(role)} ${rules[role]}"`).join('\n')}
+  echo 'masteruser ${REDIS_USERS.replication}'
+  printf 'masterauth "%s"\\n' "$replication_password"
+} > "$TMPDIR/redis-auth.conf"
 set -- "$REDIS_CONFIG_DIR/${REDIS_FILES.conf}" --include "$TMPDIR/redis-auth.conf" \\
   --port "$REDIS_PORT" --dir "$REDIS_DATA_DIR" --cluster-announce-hostname "$REDIS_HOSTNAME"
 if [ -n "\${REDIS_BIND:-}" ]; then set -- "$@" --bind "$REDIS_BIND"; fi
@@ -154,20 +186,21 @@ exec redis-server "$@"
  * REDIS_REPLICAS_PER_MASTER replicas only when no node has slots yet; then waits until
  * all ${CLUSTER_SLOTS} slots are served, cluster_state is ok and every master has its
  * replicas. Exit 0 on an existing healthy cluster, so it is safe on every apply.
- * Inputs: REDIS_NODES (space-separated host:port), REDIS_PASSWORD, REDIS_REPLICAS_PER_MASTER.
+ * Runs as the `admin` ACL user (REDIS_USERS.admin).
+ * Inputs: REDIS_NODES (space-separated host:port), REDIS_ADMIN_PASSWORD, REDIS_REPLICAS_PER_MASTER.
  */
 export function clusterCreateScript(r: RedisConfig): string {
   return `#!/bin/sh
-# Rendered by constructs/config-files/redis.ts: idempotent Redis Cluster creation and check.
+# Rendered by constructs/redis/files.ts: idempotent Redis Cluster creation and check.
 set -eu
 : "\${REDIS_NODES:?REDIS_NODES must list every node as host:port}"
-: "\${REDIS_PASSWORD:?}"
+: "\${REDIS_ADMIN_PASSWORD:?REDIS_ADMIN_PASSWORD must hold the password of the ${REDIS_USERS.admin} user}"
 REPLICAS="\${REDIS_REPLICAS_PER_MASTER:-${r.replicasPerMaster}}"
 WAIT="\${REDIS_WAIT_SECONDS:-600}"
-export REDISCLI_AUTH="$REDIS_PASSWORD"
+export REDISCLI_AUTH="$REDIS_ADMIN_PASSWORD"
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 ${RESOLVE}
-cli() { hp=$1; shift; redis-cli -h "\${hp%:*}" -p "\${hp##*:}" --no-auth-warning "$@"; }
+cli() { hp=$1; shift; redis-cli -h "\${hp%:*}" -p "\${hp##*:}" --user ${REDIS_USERS.admin} --no-auth-warning "$@"; }
 info_field() { cli "$1" cluster info | tr -d '\\r' | awk -F: -v k="$2" '$1 == k { print $2 }'; }
 
 # 1. Wait for every node to resolve and answer; from here on use addresses (CLUSTER MEET needs IPs).
@@ -195,7 +228,7 @@ done
 if [ "$assigned" -eq 0 ]; then
   log "no slots assigned on any node: creating the cluster ($count nodes, $REPLICAS replica(s) per master)"
   # shellcheck disable=SC2086
-  redis-cli --no-auth-warning --cluster create $addrs --cluster-replicas "$REPLICAS" --cluster-yes
+  redis-cli --user ${REDIS_USERS.admin} --no-auth-warning --cluster create $addrs --cluster-replicas "$REPLICAS" --cluster-yes
 else
   log "cluster exists ($assigned slot assignments seen): not creating"
   # A node that lost its volume comes back with a new id, knowing only itself: join it as a
@@ -208,7 +241,7 @@ else
   for hp in $addrs; do
     if [ -n "$seed" ] && [ "$(info_field "$hp" cluster_known_nodes)" = 1 ]; then
       log "node $hp knows no other node (empty nodes.conf): adding it as a replica"
-      redis-cli --no-auth-warning --cluster add-node "$hp" "$seed" --cluster-slave
+      redis-cli --user ${REDIS_USERS.admin} --no-auth-warning --cluster add-node "$hp" "$seed" --cluster-slave
       added=$((added + 1))
     fi
   done
@@ -291,7 +324,7 @@ export function redisMemoryProblem(maxmemory: string, memoryLimit: string): stri
 export function redisConfigFiles(r: RedisConfig): Record<string, string> {
   return {
     [REDIS_FILES.conf]: renderRedisConf(r),
-    [REDIS_FILES.start]: redisStartScript(),
+    [REDIS_FILES.start]: redisStartScript(r.appCommands),
     [REDIS_FILES.clusterCreate]: clusterCreateScript(r),
   };
 }

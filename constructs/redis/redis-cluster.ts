@@ -2,7 +2,8 @@
  * Redis Cluster: one StatefulSet of masters x (1 + replicasPerMaster) nodes started
  * in parallel, nodes.conf and data on a PVC, hostnames announced so the cluster
  * survives pods coming back on new IPs, an idempotent cluster-create Job, a
- * redis_exporter sidecar, a generated password, PDB, spread and a NetworkPolicy.
+ * redis_exporter sidecar, ACL users with generated passwords (acl.ts: `default` off), PDB,
+ * spread and a NetworkPolicy.
  */
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
@@ -17,17 +18,32 @@ import {
   redisMemoryProblem,
   redisNodeCount,
 } from './files';
+import {
+  APP_COMMANDS,
+  appCommandsProblem,
+  REDIS_USER_ROLES,
+  REDIS_USERS,
+  type RedisUserRole,
+  redisPasswordKey,
+} from './acl';
 
 /** uid/gid of the `redis` user in the official image. */
 export const REDIS_UID = 999;
 export const REDIS_EXPORTER_PORT = 9121;
 export const REDIS_BUS_PORT = REDIS_PORT + REDIS_BUS_PORT_OFFSET;
 const CONFIG_DIR = '/etc/redis';
+/** The users' Secret, mounted whole: the start script reads every `<user>-password*` file. */
+const USERS_DIR = '/etc/redis-users';
 
 /** The settings of the Redis tier that have defaults (what an environment may override). */
 export interface RedisClusterSettings
   extends Partial<RedisConfig>, core.ContainerSettings, core.ExporterSettings, core.VolumeSettings {
-  /** Secret with `password`; generated in-cluster when absent. @default 'redis-password' */
+  /**
+   * Secret with one key per ACL user (`app-password`, `exporter-password`, `admin-password`,
+   * `replication-password`); generated in-cluster when absent. The default is a new name: the
+   * single-password Secret of before (`redis-password`) is no longer read (docs/redis-acl.md).
+   * @default 'redis-users'
+   */
   readonly passwordSecret?: string;
 }
 
@@ -44,7 +60,8 @@ export const REDIS_CLUSTER_DEFAULTS: Required<RedisClusterSettings> = {
   maxmemory: '2gb',
   maxmemoryPolicy: 'allkeys-lru',
   nodeTimeoutMs: 5000,
-  passwordSecret: 'redis-password',
+  appCommands: APP_COMMANDS,
+  passwordSecret: 'redis-users',
   // Each node's data and nodes.conf.
   storage: { size: '5Gi' },
   resources: { requests: { cpu: '250m', memory: '2560Mi' }, limits: { cpu: '1', memory: '3Gi' } },
@@ -75,8 +92,12 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
   /** Every node's stable DNS name (clients need any one; all make start-up robust). */
   readonly seedHosts: readonly string[];
   readonly port = REDIS_PORT;
-  /** Secret with key `password`. */
+  /** Secret with one key per ACL user (`redisPasswordKey(role)`). */
   readonly passwordSecret: string;
+  /** The ACL user the application authenticates as. */
+  readonly appUsername = REDIS_USERS.app;
+  /** Key of the application user's password in `passwordSecret`. */
+  readonly appPasswordKey = redisPasswordKey('app');
   readonly statefulSetName: string;
   readonly headlessServiceName: string;
   readonly configMapName: string;
@@ -109,7 +130,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
     new core.GeneratedSecret(this, 'password', {
       dnsResolvers: props.dnsResolvers,
       secretName: r.passwordSecret,
-      keys: ['password'],
+      keys: REDIS_USER_ROLES.map(redisPasswordKey),
       pod: props.pod,
       imagePullSecrets: props.imagePullSecrets,
     });
@@ -129,12 +150,12 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
       },
     });
 
-    const password: k8s.EnvVar = {
-      name: 'REDIS_PASSWORD',
-      valueFrom: { secretKeyRef: { name: r.passwordSecret, key: 'password' } },
-    };
-    const cliAuth: k8s.EnvVar = { ...password, name: 'REDISCLI_AUTH' };
-    const cli = `redis-cli -h 127.0.0.1 -p ${REDIS_PORT} --no-auth-warning`;
+    const passwordOf = (name: string, role: RedisUserRole): k8s.EnvVar => ({
+      name,
+      valueFrom: { secretKeyRef: { name: r.passwordSecret, key: redisPasswordKey(role) } },
+    });
+    // The probes run as the read-only exporter user.
+    const cli = `redis-cli -h 127.0.0.1 -p ${REDIS_PORT} --user ${REDIS_USERS.exporter} --no-auth-warning`;
     new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: core.workloadMeta(this, c, this.statefulSetName, props),
       spec: core.statefulSetSpec(c, {
@@ -175,8 +196,8 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
                   { name: 'REDIS_DATA_DIR', value: '/data' },
                   { name: 'REDIS_CONFIG_DIR', value: CONFIG_DIR },
                   { name: 'TMPDIR', value: '/tmp' },
-                  password,
-                  cliAuth,
+                  { name: 'REDIS_USERS_DIR', value: USERS_DIR },
+                  passwordOf('REDISCLI_AUTH', 'exporter'),
                 ],
                 resources: core.resourcesOf(r.resources),
                 securityContext: core.containerSecurityContext(),
@@ -206,6 +227,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
                 volumeMounts: [
                   { name: 'data', mountPath: '/data' },
                   { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                  { name: 'users', mountPath: USERS_DIR, readOnly: true },
                   { name: 'tmp', mountPath: '/tmp' },
                 ],
               },
@@ -213,7 +235,11 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
                 name: 'exporter',
                 image: r.exporterImage,
                 ports: [{ name: 'metrics', containerPort: REDIS_EXPORTER_PORT }],
-                env: [{ name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` }, password],
+                env: [
+                  { name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` },
+                  { name: 'REDIS_USER', value: REDIS_USERS.exporter },
+                  passwordOf('REDIS_PASSWORD', 'exporter'),
+                ],
                 resources: core.resourcesOf(r.exporterResources),
                 securityContext: core.containerSecurityContext(),
                 readinessProbe: { httpGet: { path: '/health', port: k8s.IntOrString.fromString('metrics') } },
@@ -222,6 +248,8 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
             ],
             volumes: [
               { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
+              // Group-readable: the files belong to root and the pod's fsGroup (the redis group).
+              { name: 'users', secret: { secretName: r.passwordSecret, defaultMode: 0o440 } },
               core.emptyDir('tmp', '16Mi', 'Memory'),
             ],
           },
@@ -236,7 +264,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
       { name: 'REDIS_NODES', value: this.seedHosts.map((h) => `${h}:${REDIS_PORT}`).join(' ') },
       { name: 'REDIS_REPLICAS_PER_MASTER', value: String(r.replicasPerMaster) },
       { name: 'REDIS_WAIT_SECONDS', value: '600' },
-      password,
+      passwordOf('REDIS_ADMIN_PASSWORD', 'admin'),
     ];
     core.serviceAccount(this, 'create-service-account', cc);
     const jobSpec: k8s.JobSpec = {
@@ -304,6 +332,8 @@ function checkRedisSettings(r: Required<RedisClusterSettings>): void {
   }
   core.checkInt('nodeTimeoutMs', r.nodeTimeoutMs, 500, 60000);
   core.checkName('passwordSecret', r.passwordSecret);
+  const acl = appCommandsProblem(r.appCommands);
+  if (acl) core.fail('appCommands', r.appCommands, acl);
   const memory = redisMemoryProblem(r.maxmemory, r.resources.limits.memory);
   if (memory) core.fail('maxmemory', r.maxmemory, memory);
 }

@@ -6,7 +6,7 @@
  * with a message naming the variable, the value and the fix.
  */
 import { readFileSync } from 'node:fs';
-import { DEFAULT_DRAIN_SECONDS, SERVICE_ENV, SERVICE_PORTS } from './contract';
+import { DEFAULT_DRAIN_SECONDS, REDIS_APP_ACL, SERVICE_ENV, SERVICE_PORTS } from './contract';
 
 export interface HostPort {
   readonly host: string;
@@ -37,6 +37,8 @@ export interface ServiceConfig {
   };
   readonly redis: {
     readonly nodes: readonly HostPort[];
+    /** ACL user (REDIS_USERNAME, default `app`). */
+    readonly username: string;
     readonly password: string | undefined;
   };
   readonly cache: {
@@ -201,6 +203,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
     },
     redis: {
       nodes: redisNodes,
+      username: raw(env, E.redisUsername) ?? REDIS_APP_ACL.user,
       password: secret(env, E.redisPassword, E.redisPasswordFile, readFile),
     },
     cache: {

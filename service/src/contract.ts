@@ -6,6 +6,9 @@
  * Deployment sets is always one the service reads.
  */
 
+/** The service's Redis ACL user (commands, keys, channels): the platform renders its ACL from it. */
+export { REDIS_APP_ACL, type RedisAclUser, type AclCommand } from './cache/acl';
+
 /** TCP ports the service listens on inside its container. */
 export const SERVICE_PORTS = {
   /** Public HTTP API (and health endpoints). */
@@ -105,6 +108,8 @@ export const SERVICE_ENV = {
   dbReplicaMaxLag: 'DB_REPLICA_MAX_LAG',
   /** Comma-separated `host:port` seed list of the Redis Cluster. */
   redisClusterNodes: 'REDIS_CLUSTER_NODES',
+  /** The Redis ACL user the service authenticates as (default: REDIS_APP_ACL.user, `app`). */
+  redisUsername: 'REDIS_USERNAME',
   redisPassword: 'REDIS_PASSWORD',
   redisPasswordFile: 'REDIS_PASSWORD_FILE',
   cacheEnabled: 'CACHE_ENABLED',

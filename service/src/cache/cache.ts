@@ -69,7 +69,7 @@ export interface CacheSettings {
 }
 
 // Adds a member to a tag set and makes the set outlive its longest member (one slot: the tag key).
-const TAG_ADD = `redis.call('SADD', KEYS[1], ARGV[1])
+export const TAG_ADD = `redis.call('SADD', KEYS[1], ARGV[1])
 local ttl = redis.call('TTL', KEYS[1])
 if ttl < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return 1`;

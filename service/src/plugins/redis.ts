@@ -41,7 +41,11 @@ export const redisPlugin = fp<{ natMap?: NatMap }>(
         slotsRefreshTimeout: 1000,
         clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
         redisOptions: {
+          // The `app` ACL user (service/src/cache/acl.ts lists what it may send).
+          username: cfg.username,
           password: cfg.password,
+          // No CLIENT SETINFO on connect: Redis 7.0 does not know it, and it is not in the ACL.
+          disableClientInfo: true,
           connectTimeout: 1000,
           commandTimeout: 250,
           maxRetriesPerRequest: 1,

@@ -54,7 +54,7 @@ export async function startDataTier(opts: { replicas?: number; redis?: boolean }
     POSTGRES_MIGRATION_PASSWORD: pg.migration.password,
     DB_POOL_TIMEOUT: '5',
     REDIS_CLUSTER_NODES: redis ? redis.nodes.map(addr).join(',') : '',
-    REDIS_PASSWORD: redis?.password ?? '',
+    REDIS_PASSWORD: redis?.passwords.app ?? '',
     CACHE_ENABLED: redis ? 'true' : 'false',
     CACHE_WARM_ON_START: 'false',
     MANAGEMENT_TOKEN: TOKEN,

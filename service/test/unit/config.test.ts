@@ -25,6 +25,8 @@ describe('loadConfig', () => {
       { host: 'redis-0', port: 6379 },
       { host: 'redis-1', port: 6379 },
     ]);
+    // The ACL user the platform renders for the service (constructs/redis/acl.ts).
+    expect(c.redis.username).toBe('app');
     expect(c.cache).toEqual({
       enabled: true,
       defaultTtlSeconds: 300,
@@ -33,6 +35,10 @@ describe('loadConfig', () => {
       localMaxEntries: 10000,
     });
     expect(c.shutdownDrainSeconds).toBe(10);
+  });
+
+  test('REDIS_USERNAME names another ACL user', () => {
+    expect(loadConfig({ ...BASE, REDIS_USERNAME: 'sessions' }).redis.username).toBe('sessions');
   });
 
   test('reads replicas, pool sizes and booleans', () => {

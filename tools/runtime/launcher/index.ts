@@ -22,9 +22,9 @@
  * const pool = await startPgBouncer(objects, { server: pg.primary, password: pg.password });
  * //   pool.service (Service stand-in)  pool.pods[i]  pool.killPod(i)  pool.startPod(i)
  * const redis = await startRedisCluster(objects);      // 3 masters x 1 replica, cluster ok
- * //   redis.nodes[i] {host, port, hostname}          redis.password
- * //   new Cluster(redis.nodes, { natMap: redis.natMap(), redisOptions: { password: redis.password } })
- * //   redis.cli(i, ...args)  redis.runCreate()  redis.killNode(i)  redis.startNode(i)
+ * //   redis.nodes[i] {host, port, hostname}          redis.passwords.{app,exporter,admin,replication}
+ * //   new Cluster(redis.nodes, { natMap: redis.natMap(), redisOptions: redis.auth('app') })
+ * //   redis.cli(i, ...args) (as admin)  redis.cliAs('app', i, ...args)  redis.runCreate()  redis.killNode(i)  redis.startNode(i)
  * //   redis.restartAll({ newAddresses: true })       redis.bringUpMs
  * //   redis.clusterNodes(i)  redis.clusterInfo(i)  redis.healthy()  redis.nodeIds()
  * afterAll(() => Promise.all([pool.stop(), pg.stop(), redis.stop()]));

@@ -3,10 +3,12 @@
  * redis-start.sh, cluster-create.sh): one node per loopback address, stable
  * hostnames `redis-<i>.redis-headless` resolved through a hosts file (our stand-in
  * for the headless Service's DNS), then the cluster-create script as the Job runs it.
+ * Each ACL user gets its own random password, in a directory laid out as the mounted Secret.
  */
 import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { REDIS_USER_ROLES, REDIS_USERS, type RedisUserRole, redisPasswordKey } from '../../../constructs/redis/acl';
 import { REDIS_BUS_PORT_OFFSET, REDIS_FILES } from '../../../constructs/redis/files';
 import * as processes from './processes';
 import { type FileSource, filesFrom } from './sources';
@@ -47,7 +49,12 @@ export interface RedisClusterLaunch {
   readonly dir: string;
   /** Current address of every node (changes after `restartAll(newAddresses)`). */
   readonly nodes: RedisNode[];
-  readonly password: string;
+  /** Each ACL user's password (the Secret's `<user>-password` keys). */
+  readonly passwords: Readonly<Record<RedisUserRole, string>>;
+  /** ioredis `username` + `password` of an ACL user (e.g. `redisOptions: redis.auth('app')`). */
+  auth(role: RedisUserRole): { username: string; password: string };
+  /** The directory standing in for the mounted users' Secret (one file per key). */
+  readonly usersDir: string;
   /** Milliseconds from spawning the nodes to the create script reporting the cluster ok. */
   readonly bringUpMs: number;
   /**
@@ -56,8 +63,10 @@ export interface RedisClusterLaunch {
    * again after `restartAll({ newAddresses: true })`.
    */
   natMap(): Record<string, { host: string; port: number }>;
-  /** Runs redis-cli against node i; resolves stdout (throws on a non-zero exit). */
+  /** Runs redis-cli as `admin` against node i; resolves stdout (throws on a non-zero exit). */
   cli(i: number, ...args: string[]): Promise<string>;
+  /** Runs redis-cli as another ACL user; resolves stdout and stderr (error replies included). */
+  cliAs(role: RedisUserRole, i: number, ...args: string[]): Promise<string>;
   /** Runs the shipped cluster-create script again; resolves its exit code and output. */
   runCreate(): Promise<{ code: number | null; output: string }>;
   /** SIGKILLs node i (a crashed pod). */
@@ -86,10 +95,17 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   const perMaster = opts.replicasPerMaster ?? 1;
   const count = masters * (1 + perMaster);
   const timeoutMs = opts.timeoutMs ?? 120000;
-  const password = randomBytes(18).toString('base64url');
+  const passwords = Object.fromEntries(
+    REDIS_USER_ROLES.map((role) => [role, randomBytes(18).toString('base64url')]),
+  ) as Record<RedisUserRole, string>;
   const root = processes.makeTempDir('fastnext-redis-', opts.parentDir);
   const configDir = join(root, 'config');
   processes.writeFiles(configDir, files);
+  const usersDir = processes.makeDir(join(root, 'users'));
+  for (const role of REDIS_USER_ROLES) {
+    writeFileSync(join(usersDir, redisPasswordKey(role)), passwords[role], { mode: 0o600 });
+  }
+  const auth = (role: RedisUserRole) => ({ username: REDIS_USERS[role], password: passwords[role] });
   const hostsFile = join(root, 'hosts');
 
   const nodes: RedisNode[] = [];
@@ -110,15 +126,16 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
 
   const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', REDIS_HOSTS_FILE: hostsFile };
   const procs: (processes.Proc | undefined)[] = nodes.map(() => undefined);
-  const cli = async (i: number, ...args: string[]) => {
+  const runCli = (role: RedisUserRole, i: number, args: string[]) => {
     const n = nodes[i];
-    const r = await processes.runToEnd(
+    return processes.runToEnd(
       'redis-cli',
-      ['-h', n.host, '-p', String(n.port), '--no-auth-warning', ...args],
-      {
-        env: { ...baseEnv, REDISCLI_AUTH: password },
-      },
+      ['-h', n.host, '-p', String(n.port), '--user', REDIS_USERS[role], '--no-auth-warning', ...args],
+      { env: { ...baseEnv, REDISCLI_AUTH: passwords[role] } },
     );
+  };
+  const cli = async (i: number, ...args: string[]) => {
+    const r = await runCli('admin', i, args);
     if (r.code !== 0) throw new Error(`redis-cli ${args.join(' ')} on node ${i} exited ${r.code}: ${r.output}`);
     return r.output;
   };
@@ -133,7 +150,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
       env: {
         ...baseEnv,
         TMPDIR: join(root, `node-${i}`, 'tmp'),
-        REDIS_PASSWORD: password,
+        REDIS_USERS_DIR: usersDir,
         REDIS_HOSTNAME: n.hostname,
         REDIS_PORT: String(n.port),
         REDIS_DATA_DIR: n.dataDir,
@@ -157,7 +174,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     processes.runToEnd('sh', [join(configDir, REDIS_FILES.clusterCreate)], {
       env: {
         ...baseEnv,
-        REDIS_PASSWORD: password,
+        REDIS_ADMIN_PASSWORD: passwords.admin,
         REDIS_NODES: nodes.map((n) => `${n.hostname}:${n.port}`).join(' '),
         REDIS_REPLICAS_PER_MASTER: String(perMaster),
         REDIS_WAIT_SECONDS: String(Math.ceil(timeoutMs / 1000)),
@@ -230,10 +247,13 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   return {
     dir: root,
     nodes,
-    password,
+    passwords,
+    auth,
+    usersDir,
     bringUpMs,
     natMap: () => Object.fromEntries(nodes.map((n) => [`${n.hostname}:${n.port}`, { host: n.host, port: n.port }])),
     cli,
+    cliAs: async (role, i, ...args) => (await runCli(role, i, args)).output,
     runCreate,
     killNode: (i) => stopNode(i, 'SIGKILL'),
     startNode,

@@ -110,7 +110,7 @@ export type ExporterTarget =
       /** The CA to verify the server with (sslmode=verify-full, as the shipped sidecar); omitted: plaintext. */
       caFile?: string;
     }
-  | { kind: 'redis'; host: string; port: number; password: string }
+  | { kind: 'redis'; host: string; port: number; username: string; password: string }
   | { kind: 'nginx'; port: number };
 
 /** Exporter binaries: Debian 12's (postgres 0.11.1, redis 1.45.0, nginx 0.11.0) and Debian 13's
@@ -141,7 +141,7 @@ export async function startExporter(target: ExporterTarget, set: ExporterSet = '
       `redis-exporter-${set}-${target.port}`,
       bin('redis'),
       [`--redis.addr=redis://${target.host}:${target.port}`, `--web.listen-address=${listen}`],
-      { env: { REDIS_PASSWORD: target.password } },
+      { env: { REDIS_USER: target.username, REDIS_PASSWORD: target.password } },
     );
   } else {
     start(`nginx-exporter-${set}`, bin('nginx'), [
@@ -199,7 +199,7 @@ export function namesInExposition(text: string): Set<string> {
  */
 export async function startService(opts: {
   postgres: { primary: Endpoint; replicas: readonly Endpoint[]; database: string; user: string; password: string };
-  redis: { nodes: readonly Endpoint[]; password: string };
+  redis: { nodes: readonly Endpoint[]; username: string; password: string };
 }): Promise<string> {
   const [port, metricsPort] = [await freePort(), await freePort()];
   const root = join(__dirname, '..', '..', '..');
@@ -215,6 +215,7 @@ export async function startService(opts: {
       POSTGRES_USER: opts.postgres.user,
       POSTGRES_PASSWORD: opts.postgres.password,
       REDIS_CLUSTER_NODES: opts.redis.nodes.map(hostPort).join(','),
+      REDIS_USERNAME: opts.redis.username,
       REDIS_PASSWORD: opts.redis.password,
       CACHE_WARM_ON_START: 'false',
       MANAGEMENT_TOKEN: 'metrics-check-management-token',

@@ -205,7 +205,7 @@ export function dataTierPods(
           port: () => redis.nodes[i],
           exec: (command) => ({
             command: localExecCommand(command, redis.nodes[i]),
-            env: { REDISCLI_AUTH: redis.password },
+            env: { REDISCLI_AUTH: redis.passwords.exporter },
           }),
         },
         stop: () => redis.killNode(i),

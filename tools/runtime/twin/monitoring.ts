@@ -141,7 +141,7 @@ export async function startMonitoring(t: {
           pod: `redis-${i}`,
           app: 'redis',
           workload: 'redis',
-          port: await startExporter({ kind: 'redis', host: n.host, port: n.port, password: t.redis.password }),
+          port: await startExporter({ kind: 'redis', host: n.host, port: n.port, ...t.redis.auth('exporter') }),
         })),
       )),
       {

@@ -259,7 +259,7 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
         [SERVICE_ENV.postgresPasswordFile]: secret('postgres-password', postgres.password),
         // The migrate init container and the CronJob log in as the migration role (it owns the schema).
         [SERVICE_ENV.postgresMigrationPasswordFile]: secret('postgres-migration-password', postgres.migration.password),
-        [SERVICE_ENV.redisPasswordFile]: secret('redis-password', redis.password),
+        [SERVICE_ENV.redisPasswordFile]: secret('redis-password', redis.passwords.app),
         [SERVICE_ENV.managementTokenFile]: secret('management-token', managementToken),
       },
       hostsFile: join(secretsDir, 'hosts'),
