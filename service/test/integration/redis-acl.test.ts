@@ -15,7 +15,6 @@ import { SERVICE_PATHS } from '../../src/contract';
 import { ownerTag } from '../../src/domain/projects';
 import { type DataTier, eventually, startDataTier, TOKEN } from '../helpers/servers';
 
-jest.mock('cookie', () => jest.requireActual('../helpers/cookie-cjs'));
 jest.setTimeout(120_000);
 
 const sent = new Set<string>();
