@@ -36,13 +36,28 @@ async function statuses(n: number, send: () => Promise<{ status: number }>): Pro
   return out;
 }
 
-/** The access-log lines (JSON) of requests to `uri`. */
-function accessLog(nginx: RunningNginx, uri: string): { remote_addr: string; peer_addr?: string; status: number }[] {
-  return fs
-    .readFileSync(nginx.logPath, 'utf8')
-    .split('\n')
-    .filter((l) => l.startsWith('{') && l.includes(`"uri":"${uri}"`))
-    .map((l) => JSON.parse(l));
+/** Access-log lines (JSON). */
+type LogLine = { remote_addr: string; peer_addr?: string; status: number };
+
+/**
+ * The access-log lines of requests to `uri`, once at least `count` are there.
+ * nginx writes a line in its log phase, after the response is sent: a client can
+ * read the log before the line of the request it just finished is written.
+ */
+async function accessLog(nginx: RunningNginx, uri: string, count = 1): Promise<LogLine[]> {
+  const read = (): LogLine[] =>
+    fs
+      .readFileSync(nginx.logPath, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{') && l.includes(`"uri":"${uri}"`))
+      .map((l) => JSON.parse(l));
+  const deadline = Date.now() + 5000;
+  let lines = read();
+  while (lines.length < count && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    lines = read();
+  }
+  return lines;
 }
 
 /** A rate limit small enough to see: 1 request/s, 2 more in a burst: 3 pass at once, then 429. */
@@ -93,7 +108,7 @@ describe('the real client IP behind a trusted load balancer (edge.realIp, X-Forw
       headers: { 'x-forwarded-for': '203.0.113.3' },
     });
     expect(be.lastHeaders['x-real-ip']).toBe('203.0.113.3');
-    expect(accessLog(nginx, '/api/v1/who')).toEqual([
+    expect(await accessLog(nginx, '/api/v1/who')).toEqual([
       expect.objectContaining({ remote_addr: '203.0.113.3', peer_addr: LB, status: 200 }),
     ]);
   });
@@ -105,7 +120,7 @@ describe('the real client IP behind a trusted load balancer (edge.realIp, X-Forw
     const r = await viaLb('203.0.113.4, 203.0.113.5', '/api/v1/spoof-behind-lb')();
     // THEN nginx takes client 5's address: its own, full bucket
     expect(r.status).toBe(200);
-    expect(accessLog(nginx, '/api/v1/spoof-behind-lb')[0].remote_addr).toBe('203.0.113.5');
+    expect((await accessLog(nginx, '/api/v1/spoof-behind-lb'))[0].remote_addr).toBe('203.0.113.5');
   });
 
   test('behind a chain of trusted proxies (a CDN in front of the load balancer), the client is the last address not in it', async () => {
@@ -120,7 +135,9 @@ describe('the real client IP behind a trusted load balancer (edge.realIp, X-Forw
       localAddress: LB,
       headers: { 'x-forwarded-for': '203.0.113.6, 192.0.2.10' },
     });
-    expect(accessLog(chain, '/api/v1/chain')[0]).toEqual(expect.objectContaining({ remote_addr: '203.0.113.6' }));
+    expect((await accessLog(chain, '/api/v1/chain'))[0]).toEqual(
+      expect.objectContaining({ remote_addr: '203.0.113.6' }),
+    );
   });
 
   test('fails when an untrusted address sends X-Forwarded-For: the header is ignored', async () => {
@@ -134,7 +151,9 @@ describe('the real client IP behind a trusted load balancer (edge.realIp, X-Forw
       });
     // WHEN it names a new address in every request THEN all of them share its own bucket
     expect(await statuses(5, direct)).toEqual(TINY_PATTERN);
-    expect(new Set(accessLog(nginx, '/api/v1/spoof').map((l) => l.remote_addr))).toEqual(new Set(['127.0.0.2']));
+    expect(new Set((await accessLog(nginx, '/api/v1/spoof', 5)).map((l) => l.remote_addr))).toEqual(
+      new Set(['127.0.0.2']),
+    );
   });
 });
 
@@ -168,12 +187,14 @@ describe('the real client IP from the PROXY protocol (edge.realIp.header: proxy_
   test('the address in the PROXY header from the trusted load balancer is the client', async () => {
     expect(await statuses(5, () => proxied('203.0.113.20', '/api/v1/pp'))).toEqual(TINY_PATTERN);
     expect((await proxied('203.0.113.21', '/api/v1/pp2')).status).toBe(200);
-    expect(accessLog(nginx, '/api/v1/pp2')[0]).toEqual(expect.objectContaining({ remote_addr: '203.0.113.21' }));
+    expect((await accessLog(nginx, '/api/v1/pp2'))[0]).toEqual(
+      expect.objectContaining({ remote_addr: '203.0.113.21' }),
+    );
   });
 
   test('fails when an untrusted address sends a PROXY header: its own address counts', async () => {
     expect((await proxied('203.0.113.22', '/api/v1/pp-untrusted', '127.0.0.2')).status).toBe(200);
-    expect(accessLog(nginx, '/api/v1/pp-untrusted')[0].remote_addr).toBe('127.0.0.2');
+    expect((await accessLog(nginx, '/api/v1/pp-untrusted'))[0].remote_addr).toBe('127.0.0.2');
   });
 });
 
