@@ -111,6 +111,24 @@ const CASES: Case[] = [
     expected: ["Deployment/web: container 'web' runs as UID 0"],
   },
   {
+    check: 'run-as-non-root',
+    when: 'the pod runs as UID 0 and the container does not say otherwise',
+    mutate: (o) => {
+      web(o).securityContext.runAsUser = 0;
+      delete webC(o).securityContext.runAsUser;
+    },
+    expected: ["Deployment/web: container 'web' runs as UID 0"],
+  },
+  {
+    check: 'seccomp-runtime-default',
+    when: 'the pod is Unconfined and the container sets no profile',
+    mutate: (o) => {
+      web(o).securityContext.seccompProfile = { type: 'Unconfined' };
+      delete webC(o).securityContext.seccompProfile;
+    },
+    expected: ["Deployment/web: container 'web' seccomp profile is Unconfined"],
+  },
+  {
     check: 'no-privilege-escalation',
     when: 'allowPrivilegeEscalation is not false',
     mutate: (o) => delete webC(o).securityContext.allowPrivilegeEscalation,
@@ -397,6 +415,16 @@ describe('policy checks', () => {
 });
 
 describe('policy check edge cases', () => {
+  it("run-as-non-root and seccomp-runtime-default: the container's own setting wins over the pod's", () => {
+    const objects = goodObjects();
+    web(objects).securityContext.runAsUser = 0;
+    webC(objects).securityContext.runAsUser = 10001;
+    web(objects).securityContext.seccompProfile = { type: 'Unconfined' };
+    webC(objects).securityContext.seccompProfile = { type: 'RuntimeDefault' };
+    expect(findings('run-as-non-root', objects)).toEqual([]);
+    expect(findings('seccomp-runtime-default', objects)).toEqual([]);
+  });
+
   it('postgres-plaintext stays quiet outside production', () => {
     const objects = goodObjects();
     webC(objects).env = [{ name: 'DATA_SOURCE_URI', value: 'x?sslmode=disable' }];

@@ -13,56 +13,10 @@ import {
   mapSelects,
   specOf,
 } from '../../../k8s/objects';
-import type { Check, PolicyContext, Violation } from '../types';
+import type { Check, PolicyContext } from '../types';
+import { type ContainerFinding, containerCheck } from './define';
 
 const RESOURCE_FIELDS = ['requests.cpu', 'requests.memory', 'limits.cpu', 'limits.memory'] as const;
-
-export const containerResources: Check = {
-  id: 'container-resources',
-  severity: 'error',
-  explanation:
-    'Every container sets CPU and memory requests and limits, so the scheduler can place it and a leak cannot starve its node.',
-  fix: 'Set resources.requests and resources.limits for cpu and memory (requests <= limits) in the tier config.',
-  run: (ctx) =>
-    ctx.eachContainer(({ container, path }) => {
-      const r = container.resources ?? {};
-      const missing = RESOURCE_FIELDS.filter((f) => {
-        const [group, kind] = f.split('.') as ['requests' | 'limits', string];
-        return r[group]?.[kind] === undefined;
-      });
-      const out: Omit<Violation, 'object'>[] = [];
-      if (missing.length) {
-        out.push({ path: `${path}.resources`, message: `container '${container.name}' has no ${missing.join(', ')}` });
-      }
-      for (const kind of ['cpu', 'memory']) {
-        const req = r.requests?.[kind];
-        const lim = r.limits?.[kind];
-        if (req !== undefined && lim !== undefined && parseQuantity(String(req)) > parseQuantity(String(lim))) {
-          out.push({
-            path: `${path}.resources.requests.${kind}`,
-            message: `container '${container.name}' requests ${kind} ${req} above its limit ${lim}`,
-          });
-        }
-      }
-      return out;
-    }),
-};
-
-export const imagePinned: Check = {
-  id: 'image-pinned',
-  severity: 'error',
-  explanation: "Every image carries a version tag or digest, never 'latest', so a rollout runs what was reviewed.",
-  fix: 'Pin the image to a version tag or a sha256 digest (e.g. repo/name:1.2.3).',
-  run: (ctx) =>
-    ctx.eachContainer(({ container, path }) => {
-      const result = imageRef.safeParse(container.image ?? '');
-      if (result.success) return [];
-      const problem = result.error.issues[0].message;
-      return [
-        { path: `${path}.image`, message: `container '${container.name}' image '${container.image ?? ''}' ${problem}` },
-      ];
-    }),
-};
 
 interface ServiceSpec {
   selector?: Record<string, string>;
@@ -91,62 +45,99 @@ export function servedContainers(ctx: PolicyContext, w: Workload): Map<Container
   return served;
 }
 
-export const readinessProbe: Check = {
-  id: 'readiness-probe',
-  severity: 'error',
-  explanation: 'A container behind a Service has a readiness probe, so it gets traffic only once it can answer.',
-  fix: "Add a readinessProbe to the container (for the API service, the contract's readiness path).",
-  run: (ctx) =>
-    ctx.eachContainer(({ container, path, init }, w) => {
-      const svc = init || container.readinessProbe ? undefined : servedContainers(ctx, w).get(container);
-      if (!svc) return [];
-      const message = `container '${container.name}' receives traffic from Service '${svc.metadata.name}' but has no readinessProbe`;
-      return [{ path, message }];
-    }),
-};
-
 /** The probe's handler (what it calls), without timings. */
 function handlerOf(p: Probe): string {
   const { httpGet, tcpSocket, grpc, exec } = p;
   return JSON.stringify({ httpGet, tcpSocket, grpc, exec });
 }
 
-export const livenessNotReadiness: Check = {
-  id: 'liveness-not-readiness',
-  severity: 'error',
-  explanation:
-    'Liveness and readiness probes call different handlers: a dependency outage must make a pod unready, not restart it in a loop.',
-  fix: 'Point livenessProbe at a handler that checks only the process itself (e.g. the liveness path).',
-  run: (ctx) =>
-    ctx.eachContainer(({ container: c, path }) =>
-      c.livenessProbe && c.readinessProbe && handlerOf(c.livenessProbe) === handlerOf(c.readinessProbe)
-        ? [
-            {
-              path: `${path}.livenessProbe`,
-              message: `container '${c.name}' uses the same handler for liveness and readiness`,
-            },
-          ]
-        : [],
-    ),
-};
+export const containerResources = containerCheck(
+  {
+    id: 'container-resources',
+    severity: 'error',
+    explanation:
+      'Every container sets CPU and memory requests and limits, so the scheduler can place it and a leak cannot starve its node.',
+    fix: 'Set resources.requests and resources.limits for cpu and memory (requests <= limits) in the tier config.',
+  },
+  ({ container }) => {
+    const r = container.resources ?? {};
+    const missing = RESOURCE_FIELDS.filter((f) => {
+      const [group, kind] = f.split('.') as ['requests' | 'limits', string];
+      return r[group]?.[kind] === undefined;
+    });
+    const out: ContainerFinding[] = missing.length
+      ? [{ field: 'resources', problem: `has no ${missing.join(', ')}` }]
+      : [];
+    for (const kind of ['cpu', 'memory']) {
+      const req = r.requests?.[kind];
+      const lim = r.limits?.[kind];
+      if (req !== undefined && lim !== undefined && parseQuantity(String(req)) > parseQuantity(String(lim))) {
+        out.push({ field: `resources.requests.${kind}`, problem: `requests ${kind} ${req} above its limit ${lim}` });
+      }
+    }
+    return out;
+  },
+);
 
-export const probePortDeclared: Check = {
-  id: 'probe-port-declared',
-  severity: 'error',
-  explanation:
-    'Every probe port is a port the container declares, so a renamed or moved port cannot silently break a probe.',
-  fix: 'Declare the port in the container ports (with the name the probe uses) or point the probe at a declared port.',
-  run: (ctx) =>
-    ctx.eachContainer(({ container: c, path }) =>
-      (['livenessProbe', 'readinessProbe', 'startupProbe'] as const).flatMap((kind) => {
-        const probe = c[kind];
-        const port = probe?.httpGet?.port ?? probe?.tcpSocket?.port ?? probe?.grpc?.port;
-        if (port === undefined || declaresPort(c, port)) return [];
-        const message = `container '${c.name}' ${kind} uses port ${JSON.stringify(port)}, which it does not declare`;
-        return [{ path: `${path}.${kind}`, message }];
-      }),
-    ),
-};
+export const imagePinned = containerCheck(
+  {
+    id: 'image-pinned',
+    severity: 'error',
+    explanation: "Every image carries a version tag or digest, never 'latest', so a rollout runs what was reviewed.",
+    fix: 'Pin the image to a version tag or a sha256 digest (e.g. repo/name:1.2.3).',
+  },
+  ({ container }) => {
+    const result = imageRef.safeParse(container.image ?? '');
+    if (result.success) return undefined;
+    return { field: 'image', problem: `image '${container.image ?? ''}' ${result.error.issues[0].message}` };
+  },
+);
+
+export const readinessProbe = containerCheck(
+  {
+    id: 'readiness-probe',
+    severity: 'error',
+    explanation: 'A container behind a Service has a readiness probe, so it gets traffic only once it can answer.',
+    fix: "Add a readinessProbe to the container (for the API service, the contract's readiness path).",
+  },
+  ({ container, init, workload, ctx }) => {
+    const svc = init || container.readinessProbe ? undefined : servedContainers(ctx, workload).get(container);
+    return svc
+      ? { problem: `receives traffic from Service '${svc.metadata.name}' but has no readinessProbe` }
+      : undefined;
+  },
+);
+
+export const livenessNotReadiness = containerCheck(
+  {
+    id: 'liveness-not-readiness',
+    severity: 'error',
+    explanation:
+      'Liveness and readiness probes call different handlers: a dependency outage must make a pod unready, not restart it in a loop.',
+    fix: 'Point livenessProbe at a handler that checks only the process itself (e.g. the liveness path).',
+  },
+  ({ container: c }) =>
+    c.livenessProbe && c.readinessProbe && handlerOf(c.livenessProbe) === handlerOf(c.readinessProbe)
+      ? { field: 'livenessProbe', problem: 'uses the same handler for liveness and readiness' }
+      : undefined,
+);
+
+export const probePortDeclared = containerCheck(
+  {
+    id: 'probe-port-declared',
+    severity: 'error',
+    explanation:
+      'Every probe port is a port the container declares, so a renamed or moved port cannot silently break a probe.',
+    fix: 'Declare the port in the container ports (with the name the probe uses) or point the probe at a declared port.',
+  },
+  ({ container: c }) =>
+    (['livenessProbe', 'readinessProbe', 'startupProbe'] as const).flatMap((kind) => {
+      const probe = c[kind];
+      const port = probe?.httpGet?.port ?? probe?.tcpSocket?.port ?? probe?.grpc?.port;
+      if (port === undefined || declaresPort(c, port)) return [];
+      return [{ field: kind, problem: `${kind} uses port ${JSON.stringify(port)}, which it does not declare` }];
+    }),
+);
 
 export const CONTAINER_CHECKS: Check[] = [
   containerResources,

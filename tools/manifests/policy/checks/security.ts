@@ -3,26 +3,8 @@
  * (a container's securityContext overrides its pod's for the shared fields),
  * plus host access (kube-linter's host-network, host-pid, sensitive-host-mounts, host ports).
  */
-import { type Container, pathIn, type SecurityContext, type Workload } from '../../../k8s/objects';
-import type { Check, PolicyContext, Violation } from '../types';
-
-type ContainerRule = (
-  c: Container,
-  pod: SecurityContext,
-  name: string,
-) => { field: string; message: string } | undefined;
-
-/** Builds a check that evaluates `rule` on every container and init container. */
-function containerCheck(info: Omit<Check, 'run'>, rule: ContainerRule): Check {
-  return {
-    ...info,
-    run: (ctx: PolicyContext) =>
-      ctx.eachContainer(({ container, path }, w) => {
-        const v = rule(container, w.template.spec.securityContext ?? {}, container.name);
-        return v ? [{ path: `${path}.${v.field}`, message: v.message }] : [];
-      }),
-  };
-}
+import type { Check } from '../types';
+import { containerCheck, podCheck, specPath } from './define';
 
 export const runAsNonRoot = containerCheck(
   {
@@ -31,12 +13,10 @@ export const runAsNonRoot = containerCheck(
     explanation: 'Containers run as a non-root user, enforced by the kubelet (runAsNonRoot) and never as UID 0.',
     fix: 'Set securityContext.runAsNonRoot: true and a non-zero runAsUser (podSecurityContext(uid, gid) in constructs/core/pod.ts).',
   },
-  (c, pod, name) => {
-    const nonRoot = c.securityContext?.runAsNonRoot ?? pod.runAsNonRoot;
-    const user = c.securityContext?.runAsUser ?? pod.runAsUser;
-    if (user === 0) return { field: 'securityContext.runAsUser', message: `container '${name}' runs as UID 0` };
-    if (nonRoot !== true)
-      return { field: 'securityContext.runAsNonRoot', message: `container '${name}' does not set runAsNonRoot: true` };
+  ({ securityContext: sc }) => {
+    if (sc.runAsUser === 0) return { field: 'securityContext.runAsUser', problem: 'runs as UID 0' };
+    if (sc.runAsNonRoot !== true)
+      return { field: 'securityContext.runAsNonRoot', problem: 'does not set runAsNonRoot: true' };
     return undefined;
   },
 );
@@ -51,10 +31,8 @@ function flagCheck(
   safe: (value: boolean | undefined) => boolean,
   problem: string,
 ): Check {
-  return containerCheck(info, (c, _pod, name) =>
-    safe(c.securityContext?.[flag])
-      ? undefined
-      : { field: `securityContext.${flag}`, message: `container '${name}' ${problem}` },
+  return containerCheck(info, ({ container }) =>
+    safe(container.securityContext?.[flag]) ? undefined : { field: `securityContext.${flag}`, problem },
   );
 }
 
@@ -90,20 +68,13 @@ export const dropAllCapabilities = containerCheck(
       'Containers drop ALL Linux capabilities and add back at most NET_BIND_SERVICE (Pod Security "restricted").',
     fix: "Set securityContext.capabilities.drop: ['ALL'] and remove any added capability other than NET_BIND_SERVICE.",
   },
-  (c, _pod, name) => {
-    const caps = c.securityContext?.capabilities;
-    if (!caps?.drop?.includes('ALL')) {
-      return {
-        field: 'securityContext.capabilities.drop',
-        message: `container '${name}' does not drop ALL capabilities`,
-      };
-    }
+  ({ container }) => {
+    const caps = container.securityContext?.capabilities;
+    if (!caps?.drop?.includes('ALL'))
+      return { field: 'securityContext.capabilities.drop', problem: 'does not drop ALL capabilities' };
     const extra = (caps.add ?? []).filter((a) => a !== 'NET_BIND_SERVICE');
     return extra.length
-      ? {
-          field: 'securityContext.capabilities.add',
-          message: `container '${name}' adds capabilities ${extra.join(', ')}`,
-        }
+      ? { field: 'securityContext.capabilities.add', problem: `adds capabilities ${extra.join(', ')}` }
       : undefined;
   },
 );
@@ -115,14 +86,11 @@ export const seccompRuntimeDefault = containerCheck(
     explanation: 'Containers run under the RuntimeDefault (or a Localhost) seccomp profile, never Unconfined.',
     fix: 'Set securityContext.seccompProfile.type: RuntimeDefault on the pod or the container.',
   },
-  (c, pod, name) => {
-    const type = c.securityContext?.seccompProfile?.type ?? pod.seccompProfile?.type;
+  ({ securityContext: sc }) => {
+    const type = sc.seccompProfile?.type;
     return type === 'RuntimeDefault' || type === 'Localhost'
       ? undefined
-      : {
-          field: 'securityContext.seccompProfile',
-          message: `container '${name}' seccomp profile is ${type ?? 'unset'}`,
-        };
+      : { field: 'securityContext.seccompProfile', problem: `seccomp profile is ${type ?? 'unset'}` };
   },
 );
 
@@ -138,15 +106,6 @@ export const readOnlyRootFs = flagCheck(
   (v) => v === true,
   'has a writable root filesystem',
 );
-
-function podCheck(info: Omit<Check, 'run'>, rule: (w: Workload) => Omit<Violation, 'object'>[]): Check {
-  return {
-    ...info,
-    run: (ctx: PolicyContext) => ctx.workloads.flatMap((w) => rule(w).map((v) => ({ object: w.object, ...v }))),
-  };
-}
-
-const specPath = (w: Workload, field: string) => pathIn(w, `spec.${field}`);
 
 export const noHostPath = podCheck(
   {
@@ -186,11 +145,9 @@ export const noHostPorts = containerCheck(
       "No container binds a hostPort: it opens a port on the node's address and allows one such pod per node.",
     fix: 'Remove hostPort from the container ports; reach the pod through a Service.',
   },
-  (c, _pod, name) => {
-    const bound = (c.ports ?? []).filter((p) => p.hostPort !== undefined).map((p) => p.hostPort);
-    return bound.length
-      ? { field: 'ports', message: `container '${name}' binds host port ${bound.join(', ')}` }
-      : undefined;
+  ({ container }) => {
+    const bound = (container.ports ?? []).filter((p) => p.hostPort !== undefined).map((p) => p.hostPort);
+    return bound.length ? { field: 'ports', problem: `binds host port ${bound.join(', ')}` } : undefined;
   },
 );
 
