@@ -4,13 +4,9 @@
  * Checked when the config is parsed (a budget that does not fit is refused before
  * anything is written) and printed by `npm run capacity`.
  */
+import { poolCapacity } from '../constructs/pgbouncer/pgbouncer-pool';
+import { RESERVED_CONNECTIONS_PER_MEMBER } from '../constructs/postgres/patroni-cluster';
 import type { EnvironmentConfig } from './config';
-
-/** Connections Patroni (1), the exporter (1), a rejoin's pg_rewind/basebackup (1) and
- * `superuser_reserved_connections` (3) hold on each member. Streaming replication uses
- * WAL senders, which PostgreSQL 15 counts apart from max_connections. The roles Job's one
- * session (the superuser, once per deploy that changes it) is one of those 3 reserved. */
-export const RESERVED_CONNECTIONS_PER_MEMBER = 6;
 /** The partition-maintenance CronJob: one direct session as the migration role (concurrencyPolicy Forbid). */
 export const CRONJOB_CONNECTIONS = 1;
 
@@ -41,8 +37,8 @@ export interface ConnectionBudget {
 export function connectionBudget(env: BudgetInput): ConnectionBudget {
   const apiPodsMax = env.api.autoscaling.maxReplicas;
   const perApiPod = env.api.db.poolSize + env.api.db.maxOverflow;
-  const b = env.pgbouncer;
-  const poolerServerConnections = b.replicas * (b.poolSize + b.reservePoolSize);
+  const pool = poolCapacity(env.pgbouncer);
+  const poolerServerConnections = pool.serverConnections;
   const migrationConnections = apiPodsMax;
   const readOnlyPoolOnLeader = env.postgres.replicas === 0 ? poolerServerConnections : 0;
   return {
@@ -50,7 +46,7 @@ export function connectionBudget(env: BudgetInput): ConnectionBudget {
     apiPodsMax,
     perApiPod,
     clientConnections: apiPodsMax * perApiPod,
-    poolerCapacityOnePodDown: (b.replicas - 1) * b.maxClientConnections,
+    poolerCapacityOnePodDown: pool.clientConnectionsOnePodDown,
     poolerServerConnections,
     migrationConnections,
     leaderTotal:

@@ -394,12 +394,12 @@ describe('construct props', () => {
       'postgres-primary.ns.svc.cluster.local',
       'postgres-readonly.ns.svc.cluster.local',
     ]);
-    expect([pool.host, pool.replicas, pool.serverConnections, pool.clientCapacityOnePodDown]).toEqual([
-      'pgbouncer.ns.svc.cluster.local',
-      2,
-      50,
-      1500,
-    ]);
+    expect([
+      pool.host,
+      pool.replicas,
+      pool.capacity.serverConnections,
+      pool.capacity.clientConnectionsOnePodDown,
+    ]).toEqual(['pgbouncer.ns.svc.cluster.local', 2, 50, 1500]);
     expect(parse(pg.files['patroni.yml']).bootstrap.dcs.synchronous_mode).toBe(false);
   });
 });

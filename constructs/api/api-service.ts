@@ -122,13 +122,7 @@ export interface ApiServiceSettings extends core.ContainerSettings {
 /** Defaults of every API setting: production values. */
 export const API_SERVICE_DEFAULTS: Required<ApiServiceSettings> = {
   image: 'ghcr.io/fastnext/api:0.1.0',
-  autoscaling: {
-    minReplicas: 3,
-    maxReplicas: 20,
-    cpuTargetPercent: 70,
-    memoryTargetPercent: 80,
-    scaleDownStabilizationSeconds: 300,
-  },
+  autoscaling: { minReplicas: 3, maxReplicas: 20, ...core.AUTOSCALING_TARGETS },
   resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '512Mi' } },
   drainSeconds: 10,
   terminationGracePeriodSeconds: 30,
@@ -153,12 +147,15 @@ export interface ApiServiceProps extends ApiServiceSettings, core.WorkloadProps,
 
 const SECRET_MOUNT = '/var/run/secrets/fastnext';
 
+/** Component of the partition-maintenance CronJob's pods of the API `name`. */
+const maintenanceComponentOf = (name: string) => `${name}-maintenance`;
+
 /** The API tier. Its readonly fields are what the edge and monitoring tiers wire to. */
 export class ApiService extends Construct implements core.ServiceEndpoint {
   /** Default component name (label `app.kubernetes.io/name`). */
   static readonly COMPONENT = 'api';
   /** Default component of the partition-maintenance CronJob's pods (a database client, not an API pod). */
-  static readonly MAINTENANCE_COMPONENT = 'api-maintenance';
+  static readonly MAINTENANCE_COMPONENT = maintenanceComponentOf(ApiService.COMPONENT);
   /** Component name of the API pods. */
   readonly component: string;
   /** Component name of the partition-maintenance CronJob's pods. */
@@ -183,7 +180,7 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
     const name = core.workloadName(props.name, ApiService.COMPONENT);
     const c = name;
     this.component = c;
-    this.maintenanceComponent = `${name}-maintenance`;
+    this.maintenanceComponent = maintenanceComponentOf(name);
     this.settings = api;
     this.deploymentName = name;
     this.host = core.serviceHost(this, name);

@@ -121,6 +121,16 @@ export interface AutoscalingProps {
   readonly scaleDownStabilizationSeconds: number;
 }
 
+/**
+ * The platform's autoscaling targets (the seed's CPU 70 %, memory 80 %) and scale-down
+ * stabilization: the default of every autoscaled tier, which sets only its bounds.
+ */
+export const AUTOSCALING_TARGETS: Omit<AutoscalingProps, 'minReplicas' | 'maxReplicas'> = {
+  cpuTargetPercent: 70,
+  memoryTargetPercent: 80,
+  scaleDownStabilizationSeconds: 300,
+};
+
 /** Throws when autoscaling props are out of range. */
 export function checkAutoscaling(prop: string, a: AutoscalingProps): void {
   checkInt(`${prop}.minReplicas`, a.minReplicas, 1);

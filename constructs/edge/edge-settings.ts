@@ -30,13 +30,7 @@ export const EDGE_PROXY_DEFAULTS: Required<EdgeProxySettings> = {
   // nginx >= 1.27.3: the `resolve` upstream parameter and `http2 on;`.
   image: 'nginxinc/nginx-unprivileged:1.28.0-alpine',
   exporterImage: 'nginx/nginx-prometheus-exporter:1.4.2',
-  autoscaling: {
-    minReplicas: 2,
-    maxReplicas: 10,
-    cpuTargetPercent: 70,
-    memoryTargetPercent: 80,
-    scaleDownStabilizationSeconds: 300,
-  },
+  autoscaling: { minReplicas: 2, maxReplicas: 10, ...core.AUTOSCALING_TARGETS },
   resources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
   exporterResources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '32Mi' } },
   certReloadResources: { requests: { cpu: '5m', memory: '8Mi' }, limits: { cpu: '50m', memory: '16Mi' } },

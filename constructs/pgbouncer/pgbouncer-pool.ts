@@ -56,6 +56,24 @@ export interface PgBouncerPoolSettings extends core.ContainerSettings, core.Expo
   readonly reservePoolSize?: number;
 }
 
+/** What a pool takes and opens: the numbers the connection budget counts (stacks/connection-budget.ts). */
+export interface PoolCapacity {
+  /** Server connections all pods together may open to the database (pool + reserve, per pod). */
+  readonly serverConnections: number;
+  /** Client connections the pool accepts with one pod gone (evicted, rolling). */
+  readonly clientConnectionsOnePodDown: number;
+}
+
+/** The capacity of a pool of these settings. */
+export function poolCapacity(
+  p: Required<Pick<PgBouncerPoolSettings, 'replicas' | 'maxClientConnections' | 'poolSize' | 'reservePoolSize'>>,
+): PoolCapacity {
+  return {
+    serverConnections: p.replicas * serverConnectionsPerPod(p),
+    clientConnectionsOnePodDown: (p.replicas - 1) * p.maxClientConnections,
+  };
+}
+
 export const PGBOUNCER_POOL_DEFAULTS: Required<PgBouncerPoolSettings> = {
   // Debian's pgbouncer 1.18 (images/pgbouncer).
   image: 'ghcr.io/fastnext/pgbouncer:1.18.0-1',
@@ -91,10 +109,8 @@ export class PgBouncerPool extends Construct implements core.ServiceEndpoint {
   readonly port = PGBOUNCER_PORT;
   readonly exporterPort = PGBOUNCER_EXPORTER_PORT;
   readonly replicas: number;
-  /** Client connections the pool accepts with one pod gone (what the budget counts on). */
-  readonly clientCapacityOnePodDown: number;
-  /** Server connections all pods together may open to the primary. */
-  readonly serverConnections: number;
+  /** What the pool takes and opens (the connection budget's numbers). */
+  readonly capacity: PoolCapacity;
   readonly peers: k8s.NetworkPolicyPeer[];
   readonly files: Record<string, string>;
   readonly configMapName: string;
@@ -136,8 +152,7 @@ export class PgBouncerPool extends Construct implements core.ServiceEndpoint {
     this.configMapName = `${c}-config`;
     this.host = core.serviceHost(this, c);
     this.replicas = p.replicas;
-    this.clientCapacityOnePodDown = (p.replicas - 1) * input.maxClientConnections;
-    this.serverConnections = p.replicas * serverConnectionsPerPod(input);
+    this.capacity = poolCapacity(p);
     this.peers = [core.podsOf(c)];
     this.files = pgbouncerConfigFiles(input);
 

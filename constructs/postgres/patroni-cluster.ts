@@ -229,6 +229,14 @@ export interface ClusterBackup {
   readonly jobs: BackupJobs;
 }
 
+/**
+ * Connections Patroni (1), the exporter (1), a rejoin's pg_rewind/basebackup (1) and
+ * `superuser_reserved_connections` (3) hold on each member. Streaming replication uses
+ * WAL senders, which PostgreSQL 15 counts apart from max_connections. The roles Job's one
+ * session (the superuser, once per deploy that changes it) is one of those 3 reserved.
+ */
+export const RESERVED_CONNECTIONS_PER_MEMBER = 6;
+
 export class PatroniCluster extends Construct implements core.ServiceEndpoint {
   static readonly COMPONENT = 'postgres';
   readonly component: string;
@@ -312,8 +320,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
     this.credentialsSecret = this.credentials.secretName;
     this.members = 1 + p.replicas;
     this.maxConnections = p.maxConnections;
-    // Patroni (1), the exporter (1), pg_rewind / basebackup during a rejoin (1), and 3 superuser_reserved_connections.
-    this.reservedConnections = 6;
+    this.reservedConnections = RESERVED_CONNECTIONS_PER_MEMBER;
     this.primaryHost = core.serviceHost(this, `${name}-primary`);
     this.host = this.primaryHost;
     this.readOnlyHost = p.replicas > 0 ? core.serviceHost(this, `${name}-readonly`) : this.primaryHost;

@@ -79,11 +79,14 @@ export interface RedisClusterProps extends RedisClusterSettings, core.WorkloadPr
   readonly clients: readonly k8s.NetworkPolicyPeer[];
 }
 
+/** Component of the cluster-create Job's pods of the cluster `name`. */
+const createComponentOf = (name: string) => `${name}-cluster-create`;
+
 export class RedisCluster extends Construct implements core.ServiceEndpoint {
   /** Default component name. */
   static readonly COMPONENT = 'redis';
   /** Default component of the cluster-create Job's pods. */
-  static readonly CREATE_COMPONENT = 'redis-cluster-create';
+  static readonly CREATE_COMPONENT = createComponentOf(RedisCluster.COMPONENT);
   readonly component: string;
   /** Component of the cluster-create Job's pods (`<name>-cluster-create`). */
   readonly createComponent: string;
@@ -113,7 +116,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
     const name = core.workloadName(props.name, RedisCluster.COMPONENT);
     const c = name;
     this.component = c;
-    this.createComponent = `${name}-cluster-create`;
+    this.createComponent = createComponentOf(name);
     this.statefulSetName = name;
     this.headlessServiceName = `${name}-headless`;
     this.configMapName = `${name}-config`;
