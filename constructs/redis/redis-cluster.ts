@@ -88,8 +88,6 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
   /** Default component of the cluster-create Job's pods. */
   static readonly CREATE_COMPONENT = createComponentOf(RedisCluster.COMPONENT);
   readonly component: string;
-  /** Component of the cluster-create Job's pods (`<name>-cluster-create`). */
-  readonly createComponent: string;
   /** In-cluster DNS name of the headless Service (every node; clients use seedHosts). */
   readonly host: string;
   /** Every node's stable DNS name (clients need any one; all make start-up robust). */
@@ -116,7 +114,6 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
     const name = core.workloadName(props.name, RedisCluster.COMPONENT);
     const c = name;
     this.component = c;
-    this.createComponent = createComponentOf(name);
     this.statefulSetName = name;
     this.headlessServiceName = `${name}-headless`;
     this.configMapName = `${name}-config`;
@@ -262,7 +259,8 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
     });
 
     // The create Job: a Job's pod template is immutable, so its name carries a hash of what it runs.
-    const cc = this.createComponent;
+    // The Job's pods are the construct's own: its NetworkPolicies admit them; no peer wires to them.
+    const cc = createComponentOf(name);
     const jobEnv: k8s.EnvVar[] = [
       { name: 'REDIS_NODES', value: this.seedHosts.map((h) => `${h}:${REDIS_PORT}`).join(' ') },
       { name: 'REDIS_REPLICAS_PER_MASTER', value: String(r.replicasPerMaster) },
