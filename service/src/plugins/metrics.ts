@@ -16,32 +16,23 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [this.registry],
   });
-  readonly cacheHits = new Counter({
-    name: M.cacheHits,
-    help: 'Cache lookups answered by the cache (Redis or the in-process tier).',
-    registers: [this.registry],
-  });
-  readonly cacheLocalHits = new Counter({
-    name: M.cacheLocalHits,
-    help: 'Cache hits answered by the in-process tier without a Redis round trip (also counted in the hits).',
-    registers: [this.registry],
-  });
-  readonly cacheMisses = new Counter({
-    name: M.cacheMisses,
-    help: 'Cache lookups not answered by Redis (absent key or Redis unavailable).',
-    registers: [this.registry],
-  });
-  readonly cacheErrors = new Counter({
-    name: M.cacheErrors,
-    help: 'Cache operations that failed or timed out; the request was served from the database.',
-    registers: [this.registry],
-  });
-  readonly dbQueries = new Counter({
-    name: M.dbQueries,
-    help: 'Database queries, by the kind of server that ran them.',
-    labelNames: ['target'] as const,
-    registers: [this.registry],
-  });
+  /** A counter in this instance's registry. */
+  private readonly counter = <L extends string = never>(name: string, help: string, labelNames: readonly L[] = []) =>
+    new Counter<L>({ name, help, labelNames, registers: [this.registry] });
+  readonly cacheHits = this.counter(M.cacheHits, 'Cache lookups answered by the cache (Redis or the in-process tier).');
+  readonly cacheLocalHits = this.counter(
+    M.cacheLocalHits,
+    'Cache hits answered by the in-process tier without a Redis round trip (also counted in the hits).',
+  );
+  readonly cacheMisses = this.counter(
+    M.cacheMisses,
+    'Cache lookups not answered by Redis (absent key or Redis unavailable).',
+  );
+  readonly cacheErrors = this.counter(
+    M.cacheErrors,
+    'Cache operations that failed or timed out; the request was served from the database.',
+  );
+  readonly dbQueries = this.counter(M.dbQueries, 'Database queries, by the kind of server that ran them.', ['target']);
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
