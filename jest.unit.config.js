@@ -28,6 +28,7 @@ const SERVER_TESTS = [
   'test/prometheus-runtime.test.ts',
   'test/promtool.test.ts',
   'test/redis.test.ts',
+  'test/redis-rotation.test.ts',
   'test/twin.test.ts',
   'service/test/integration/',
 ];

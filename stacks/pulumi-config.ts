@@ -40,6 +40,18 @@ export const CONFIG_KEYS = {
   redisExporterPassword: 'Secret: Redis `exporter` ACL user password (redis_exporter, probes)',
   redisAdminPassword: 'Secret: Redis `admin` ACL user password (the cluster Jobs)',
   redisReplicationPassword: 'Secret: Redis `replication` ACL user password (replicas to masters)',
+  redisAppPasswordNext: 'Secret: a second `app` password during a rotation (`app-password-next`; docs/redis-acl.md)',
+  redisAppPasswordPrevious: 'Secret: the old `app` password during a rotation (`app-password-previous`)',
+  redisExporterPasswordNext:
+    'Secret: a second `exporter` password during a rotation (`exporter-password-next`; docs/redis-acl.md)',
+  redisExporterPasswordPrevious: 'Secret: the old `exporter` password during a rotation (`exporter-password-previous`)',
+  redisAdminPasswordNext:
+    'Secret: a second `admin` password during a rotation (`admin-password-next`; docs/redis-acl.md)',
+  redisAdminPasswordPrevious: 'Secret: the old `admin` password during a rotation (`admin-password-previous`)',
+  redisReplicationPasswordNext:
+    'Secret: a second `replication` password during a rotation (`replication-password-next`; docs/redis-acl.md)',
+  redisReplicationPasswordPrevious:
+    'Secret: the old `replication` password during a rotation (`replication-password-previous`)',
   grafanaAdminPassword: 'Secret: Grafana admin password',
   managementToken: 'Secret: token of the API management endpoints',
 } as const;
@@ -53,6 +65,14 @@ export const SECRET_CONFIG_KEYS = [
   'redisExporterPassword',
   'redisAdminPassword',
   'redisReplicationPassword',
+  'redisAppPasswordNext',
+  'redisAppPasswordPrevious',
+  'redisExporterPasswordNext',
+  'redisExporterPasswordPrevious',
+  'redisAdminPasswordNext',
+  'redisAdminPasswordPrevious',
+  'redisReplicationPasswordNext',
+  'redisReplicationPasswordPrevious',
   'grafanaAdminPassword',
   'managementToken',
 ] as const satisfies readonly (keyof typeof CONFIG_KEYS)[];

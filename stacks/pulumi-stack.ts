@@ -68,9 +68,10 @@ export function secretTargets(config: EnvironmentConfig): Record<SecretConfigKey
     config.postgres.exporterCredentialsSecret,
   );
   const postgres = (key: string) => ({ secretName: creds.secretName, key, component: 'postgres' });
-  const redis = (role: RedisUserRole) => ({
+  /** A Redis user's password key; `suffix`: a second one during a rotation (`<user>-password-next`). */
+  const redis = (role: RedisUserRole, suffix = '') => ({
     secretName: config.redis.passwordSecret,
-    key: redisPasswordKey(role),
+    key: `${redisPasswordKey(role)}${suffix}`,
     component: 'redis',
   });
   return {
@@ -81,6 +82,14 @@ export function secretTargets(config: EnvironmentConfig): Record<SecretConfigKey
     redisExporterPassword: redis('exporter'),
     redisAdminPassword: redis('admin'),
     redisReplicationPassword: redis('replication'),
+    redisAppPasswordNext: redis('app', '-next'),
+    redisAppPasswordPrevious: redis('app', '-previous'),
+    redisExporterPasswordNext: redis('exporter', '-next'),
+    redisExporterPasswordPrevious: redis('exporter', '-previous'),
+    redisAdminPasswordNext: redis('admin', '-next'),
+    redisAdminPasswordPrevious: redis('admin', '-previous'),
+    redisReplicationPasswordNext: redis('replication', '-next'),
+    redisReplicationPasswordPrevious: redis('replication', '-previous'),
     grafanaAdminPassword: {
       secretName: config.monitoring.grafana.adminSecret,
       key: GRAFANA_ADMIN_KEYS.password,

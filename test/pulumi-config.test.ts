@@ -28,6 +28,9 @@ describe('secrets from stack config', () => {
     'fastnext:redisExporterPassword': 'redis-exporter-s3cret-value',
     'fastnext:redisAdminPassword': 'redis-admin-s3cret-value',
     'fastnext:redisReplicationPassword': 'redis-replication-s3cret-value',
+    // Mid-rotation keys (docs/redis-acl.md#rotation): a second password beside the user's.
+    'fastnext:redisAppPasswordNext': 'redis-app-next-s3cret-value',
+    'fastnext:redisAdminPasswordPrevious': 'redis-admin-old-s3cret-value',
     'fastnext:grafanaAdminPassword': 'grafana-s3cret-value',
     'fastnext:managementToken': 'mgmt-s3cret-token',
   };
@@ -65,6 +68,8 @@ describe('secrets from stack config', () => {
         'exporter-password': values['fastnext:redisExporterPassword'],
         'admin-password': values['fastnext:redisAdminPassword'],
         'replication-password': values['fastnext:redisReplicationPassword'],
+        'app-password-next': values['fastnext:redisAppPasswordNext'],
+        'admin-password-previous': values['fastnext:redisAdminPasswordPrevious'],
       },
       [`${config.namespace}/${config.monitoring.grafana.adminSecret}`]: {
         'admin-user': 'admin',
@@ -161,6 +166,8 @@ describe('overrides from stack config', () => {
         'apiMinReplicas, apiMaxReplicas, hostnames, storageClass, monitoringMode, prometheusNamespace, kubeconfig, kubeContext, statefulProtection, ' +
         'postgresPassword, postgresReplicationPassword, postgresSuperuserPassword, redisAppPassword, ' +
         'redisExporterPassword, redisAdminPassword, redisReplicationPassword, ' +
+        'redisAppPasswordNext, redisAppPasswordPrevious, redisExporterPasswordNext, redisExporterPasswordPrevious, ' +
+        'redisAdminPasswordNext, redisAdminPasswordPrevious, redisReplicationPasswordNext, redisReplicationPasswordPrevious, ' +
         'grafanaAdminPassword, managementToken ' +
         '(see docs/pulumi.md)',
     );

@@ -78,7 +78,6 @@ describe.each(ENVS)('%s', (env) => {
     );
     const ref = (key: string) => ({ name: config.redis.passwordSecret, key });
     expect(refs).toEqual([
-      ['redis', 'REDISCLI_AUTH', undefined, ref('exporter-password')],
       ['exporter', 'REDIS_PASSWORD', undefined, ref('exporter-password')],
       ['cluster-create', 'REDIS_ADMIN_PASSWORD', undefined, ref('admin-password')],
     ]);
@@ -97,6 +96,8 @@ describe.each(ENVS)('%s', (env) => {
     expect(exporter.env.find((e: Obj) => e.name === 'REDIS_USER').value).toBe('exporter');
     for (const probe of [redisC.startupProbe, redisC.readinessProbe, redisC.livenessProbe]) {
       expect(probe.exec.command[2]).toContain('redis-cli -h 127.0.0.1 -p 6379 --user exporter ');
+      // The password as the mounted Secret holds it at each run (a rotation changes it under a running pod).
+      expect(probe.exec.command[2]).toContain('REDISCLI_AUTH="$(cat "$REDIS_USERS_DIR"/exporter-password)" redis-cli');
     }
     const api = find(objects, 'Deployment', 'api').spec.template.spec.containers[0];
     const apiEnv = Object.fromEntries(api.env.map((e: Obj) => [e.name, e.value]));

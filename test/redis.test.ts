@@ -168,7 +168,7 @@ describe('ACL users', () => {
     expect(await redis.cliAs('replication', replica, 'get', 'fastnext:x')).toContain('NOPERM');
   });
 
-  test('a second Secret key <user>-password-<suffix> is a second valid password after a restart (the rotation layout)', async () => {
+  test('a node restarted while the Secret holds a second key <user>-password-<suffix> starts with both passwords', async () => {
     // GIVEN a replica, and a second key for app in the mounted Secret
     const ids = await redis.nodeIds();
     const replica = ids.indexOf((await clusterNodes(0)).find((x) => x.flags === 'slave')!.id);
@@ -179,13 +179,13 @@ describe('ACL users', () => {
       // WHEN the node restarts (a rolled pod)
       await redis.killNode(replica);
       await redis.startNode(replica);
-      // THEN both passwords authenticate app on it, the first one still does elsewhere, and nothing else changed
+      // THEN both passwords authenticate app on it, and nothing else changed (the running nodes take the
+      // new key within REDIS_USERS_SYNC_SECONDS: test/redis-rotation.test.ts)
       const ping = (i: number, pass: string) => redis.cliAs('app', i, '--pass', pass, 'ping');
       expect([await ping(replica, second), await ping(replica, redis.passwords.app)].map((o) => o.trim())).toEqual([
         'PONG',
         'PONG',
       ]);
-      expect(await ping((replica + 1) % 6, second)).toContain('WRONGPASS');
       expect(await redis.cliAs('app', replica, '--pass', second, 'flushall')).toContain('NOPERM');
       await waitFor('cluster healthy after the restart', allHealthy, 60000);
     } finally {

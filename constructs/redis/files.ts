@@ -112,8 +112,10 @@ resolve() {
  * The ACL users (constructs/redis/acl.ts) are written to an include on tmpfs, each with the
  * SHA-256 of every password file `<user>-password[-<suffix>]` in REDIS_USERS_DIR (the mounted
  * Secret); replicas authenticate to their master as `replication`.
+ * While the node runs, a loop applies a changed Secret (a rotation) to the live users and
+ * masterauth every REDIS_USERS_SYNC_SECONDS (@default 10): docs/redis-acl.md#rotation.
  * Inputs: REDIS_USERS_DIR, REDIS_HOSTNAME; optional REDIS_PORT, REDIS_DATA_DIR,
- * REDIS_BIND, REDIS_ANNOUNCE_IP, REDIS_CONFIG_DIR, REDIS_HOSTS_FILE.
+ * REDIS_BIND, REDIS_ANNOUNCE_IP, REDIS_CONFIG_DIR, REDIS_HOSTS_FILE, REDIS_USERS_SYNC_SECONDS.
  */
 export function redisStartScript(appCommands: readonly string[]): string {
   const rules = redisAclRules(appCommands);
@@ -173,6 +175,56 @@ ${REDIS_USER_ROLES.map((role) => `  echo "user ${REDIS_USERS[role]} on${hashVar(
   echo 'masteruser ${REDIS_USERS.replication}'
   printf 'masterauth "%s"\\n' "$replication_password"
 } > "$TMPDIR/redis-auth.conf"
+# Rotation: the kubelet rewrites the mounted Secret when it changes. Every
+# REDIS_USERS_SYNC_SECONDS this loop compares the password files with what it last applied
+# and, on a change, gives each user exactly the passwords the files hold now (ACL SETUSER
+# resetpass #<sha256>...: one command, so a user is never without a password; connections
+# already authenticated stay) and sets masterauth. It logs in as admin with any admin
+# password the files hold (one of them is still valid while the admin's own is rotated).
+# $$ is redis-server's pid once exec'd below; the loop ends with it.
+pid=$$
+# Where redis-server listens for this loop: loopback, or the first address of REDIS_BIND.
+local_host=\${REDIS_BIND:-127.0.0.1}
+local_host=\${local_host%% *}
+(
+  snapshot() {
+    for f in "$REDIS_USERS_DIR"/*-password*; do
+      if [ -f "$f" ]; then printf '%s %s\\n' "\${f##*/}" "$(cksum < "$f")"; fi
+    done
+  }
+  # admin_cli ARGS...: redis-cli as admin; with -x first, the last argument is read from stdin
+  # (a password: never in argv, where ps would show it).
+  admin_cli() {
+    stdin=""
+    if [ "$1" = -x ]; then stdin=$(cat); fi
+    for f in "$REDIS_USERS_DIR/${redisPasswordKey('admin')}" "$REDIS_USERS_DIR/${redisPasswordKey('admin')}-"*; do
+      [ -f "$f" ] || continue
+      out=$(printf '%s' "$stdin" | REDISCLI_AUTH=$(cat "$f") redis-cli -h "$local_host" -p "$REDIS_PORT" --user ${REDIS_USERS.admin} --no-auth-warning "$@" 2>&1) || continue
+      case "$out" in *WRONGPASS*|*NOAUTH*|*ERR*|*NOPERM*) continue ;; esac
+      return 0
+    done
+    log "users sync: no admin password in $REDIS_USERS_DIR was accepted for: $*"
+    return 1
+  }
+  apply() {
+${REDIS_USER_ROLES.map(
+  (role) => `    h=$(hashes ${REDIS_USERS[role]}) || return 1
+    # shellcheck disable=SC2086
+    admin_cli acl setuser ${REDIS_USERS[role]} resetpass $h >/dev/null || return 1`,
+).join('\n')}
+    printf '%s' "$(cat "$REDIS_USERS_DIR/${redisPasswordKey('replication')}")" | admin_cli -x config set masterauth >/dev/null
+  }
+  last=$(snapshot)
+  while sleep "\${REDIS_USERS_SYNC_SECONDS:-10}"; do
+    kill -0 "$pid" 2>/dev/null || exit 0
+    now=$(snapshot)
+    [ "$now" = "$last" ] && continue
+    if apply; then
+      log "users sync: passwords applied from $REDIS_USERS_DIR ($(printf '%s\\n' "$now" | awk 'NF { print $1 }' | tr '\\n' ' '))"
+      last=$now
+    fi
+  done
+) &
 set -- "$REDIS_CONFIG_DIR/${REDIS_FILES.conf}" --include "$TMPDIR/redis-auth.conf" \\
   --port "$REDIS_PORT" --dir "$REDIS_DATA_DIR" --cluster-announce-hostname "$REDIS_HOSTNAME"
 if [ -n "\${REDIS_BIND:-}" ]; then set -- "$@" --bind "$REDIS_BIND"; fi

@@ -154,8 +154,10 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
       name,
       valueFrom: { secretKeyRef: { name: r.passwordSecret, key: redisPasswordKey(role) } },
     });
-    // The probes run as the read-only exporter user.
-    const cli = `redis-cli -h 127.0.0.1 -p ${REDIS_PORT} --user ${REDIS_USERS.exporter} --no-auth-warning`;
+    // The probes run as the read-only exporter user, with its password as the mounted Secret holds
+    // it now (a rotation changes it while the pod runs; an env var would keep the old one). An exec
+    // probe runs with the container's env, so REDIS_USERS_DIR is set.
+    const cli = `REDISCLI_AUTH="$(cat "$REDIS_USERS_DIR"/${redisPasswordKey('exporter')})" redis-cli -h 127.0.0.1 -p ${REDIS_PORT} --user ${REDIS_USERS.exporter} --no-auth-warning`;
     new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: core.workloadMeta(this, c, this.statefulSetName, props),
       spec: core.statefulSetSpec(c, {
@@ -197,7 +199,6 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
                   { name: 'REDIS_CONFIG_DIR', value: CONFIG_DIR },
                   { name: 'TMPDIR', value: '/tmp' },
                   { name: 'REDIS_USERS_DIR', value: USERS_DIR },
-                  passwordOf('REDISCLI_AUTH', 'exporter'),
                 ],
                 resources: core.resourcesOf(r.resources),
                 securityContext: core.containerSecurityContext(),

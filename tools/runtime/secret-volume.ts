@@ -29,5 +29,11 @@ export function writeSecretVolume(dir: string, files: Readonly<Record<string, st
     const link = path.join(dir, name);
     if (!fs.existsSync(link)) fs.symlinkSync(path.join('..data', name), link);
   }
+  // A key the Secret no longer has: its visible link goes, as the kubelet removes it.
+  for (const entry of fs.readdirSync(dir)) {
+    if (!entry.startsWith('..') && !(entry in files) && fs.lstatSync(path.join(dir, entry)).isSymbolicLink()) {
+      fs.rmSync(path.join(dir, entry));
+    }
+  }
   if (previous) fs.rmSync(path.join(dir, previous), { recursive: true, force: true });
 }

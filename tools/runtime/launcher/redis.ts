@@ -10,6 +10,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REDIS_USER_ROLES, REDIS_USERS, type RedisUserRole, redisPasswordKey } from '../../../constructs/redis/acl';
 import { REDIS_BUS_PORT_OFFSET, REDIS_FILES } from '../../../constructs/redis/files';
+import { writeSecretVolume } from '../secret-volume';
 import * as processes from './processes';
 import { type FileSource, filesFrom } from './sources';
 
@@ -24,6 +25,8 @@ export interface StartRedisOptions {
   readonly timeoutMs?: number;
   /** Directory the launcher's temp dir is created in. @default os.tmpdir() */
   readonly parentDir?: string;
+  /** Seconds between the nodes' checks of the users' Secret (REDIS_USERS_SYNC_SECONDS). @default the script's */
+  readonly usersSyncSeconds?: number;
 }
 
 export interface RedisNode extends processes.Endpoint {
@@ -49,8 +52,13 @@ export interface RedisClusterLaunch {
   readonly dir: string;
   /** Current address of every node (changes after `restartAll(newAddresses)`). */
   readonly nodes: RedisNode[];
-  /** Each ACL user's password (the Secret's `<user>-password` keys). */
+  /** Each ACL user's password (the Secret's `<user>-password` keys; `writeUsers` changes them). */
   readonly passwords: Readonly<Record<RedisUserRole, string>>;
+  /**
+   * Replaces the users' Secret with `files` (key -> password) the way the kubelet updates a
+   * mounted Secret (one atomic swap). The `<user>-password` keys become `passwords`.
+   */
+  writeUsers(files: Readonly<Record<string, string>>): void;
   /** ioredis `username` + `password` of an ACL user (e.g. `redisOptions: redis.auth('app')`). */
   auth(role: RedisUserRole): { username: string; password: string };
   /** The directory standing in for the mounted users' Secret (one file per key). */
@@ -102,9 +110,14 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   const configDir = join(root, 'config');
   processes.writeFiles(configDir, files);
   const usersDir = processes.makeDir(join(root, 'users'));
-  for (const role of REDIS_USER_ROLES) {
-    writeFileSync(join(usersDir, redisPasswordKey(role)), passwords[role], { mode: 0o600 });
-  }
+  const writeUsers = (files: Readonly<Record<string, string>>) => {
+    writeSecretVolume(usersDir, files);
+    for (const role of REDIS_USER_ROLES) {
+      const current = files[redisPasswordKey(role)];
+      if (current !== undefined) passwords[role] = current;
+    }
+  };
+  writeUsers(Object.fromEntries(REDIS_USER_ROLES.map((role) => [redisPasswordKey(role), passwords[role]])));
   const auth = (role: RedisUserRole) => ({ username: REDIS_USERS[role], password: passwords[role] });
   const hostsFile = join(root, 'hosts');
 
@@ -157,6 +170,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
         REDIS_CONFIG_DIR: configDir,
         REDIS_BIND: n.host,
         REDIS_ANNOUNCE_IP: n.host,
+        ...(opts.usersSyncSeconds !== undefined ? { REDIS_USERS_SYNC_SECONDS: String(opts.usersSyncSeconds) } : {}),
       },
       cwd: n.dataDir,
       logFile: join(root, `node-${i}`, 'redis.log'),
@@ -250,6 +264,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     passwords,
     auth,
     usersDir,
+    writeUsers,
     bringUpMs,
     natMap: () => Object.fromEntries(nodes.map((n) => [`${n.hostname}:${n.port}`, { host: n.host, port: n.port }])),
     cli,

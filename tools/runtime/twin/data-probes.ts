@@ -205,7 +205,8 @@ export function dataTierPods(
           port: () => redis.nodes[i],
           exec: (command) => ({
             command: localExecCommand(command, redis.nodes[i]),
-            env: { REDISCLI_AUTH: redis.passwords.exporter },
+            // The probe reads the exporter's password from the users' Secret, as in the pod.
+            env: { REDIS_USERS_DIR: redis.usersDir },
           }),
         },
         stop: () => redis.killNode(i),
