@@ -3,7 +3,7 @@
  * and leaves no process and no directory behind, after a clean stop and after a
  * failed start.
  */
-import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -22,6 +22,15 @@ const config = loadEnvironment('dev');
 const objects = synthObjects(config);
 const pgFiles = () => filesFrom(objects, 'postgres-files', ['patroni.yml', 'post-bootstrap.sh']);
 const bouncerFiles = () => filesFrom(objects, 'pgbouncer-config', ['pgbouncer.ini', 'pgbouncer-start.sh']);
+
+/** A process's command name (`/proc/<pid>/comm`), or '' once it is gone. */
+function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
 
 /** Dotted paths whose values differ between two parsed YAML documents. */
 function changedPaths(a: unknown, b: unknown, prefix = ''): string[] {
@@ -108,7 +117,10 @@ test('a failed start (a failing post-bootstrap.sh) rejects with the Patroni log 
 
 test('stop() ends every Redis node and removes the directory', async () => {
   const redis = await startRedisCluster(redisConfigFiles(config.redis), { parentDir: parent });
-  expect(processesUsing(redis.dir)).toHaveLength(6);
+  // Per node: redis-server, plus its start script's users-sync loop (a subshell and its sleep).
+  const running = processesUsing(redis.dir);
+  expect(running.filter((pid) => commandOf(pid) === 'redis-server')).toHaveLength(6);
+  expect(running.length).toBeGreaterThan(6);
   await redis.stop();
   expect(processesUsing(redis.dir)).toEqual([]);
   expect(readdirSync(parent)).toEqual([]);
