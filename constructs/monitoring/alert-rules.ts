@@ -191,7 +191,9 @@ export function alertRules(config: MonitoredPlatform): AlertRule[] {
     atMaxReplicas('EdgeAtMaxReplicas', 'edge', 'Edge', 'nginx has run at maxReplicas for 15 minutes.'),
     rule(
       'ContainerRestarting',
-      'changes(process_start_time_seconds[30m]) >= 2 or changes(redis_start_time_seconds[30m]) >= 2',
+      // Redis: the exporter's redis_start_time_seconds is now() - uptime at each scrape, so it wobbles
+      // by a second with no restart; the uptime going back (a reset) is the restart.
+      'changes(process_start_time_seconds[30m]) >= 2 or resets(redis_uptime_in_seconds[30m]) >= 2',
       '0m',
       'ticket',
       'A container restarted at least twice in 30 minutes',
