@@ -12,6 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Client, escapeLiteral } from 'pg';
+import { parse } from 'yaml';
 import type { FastifyBaseLogger } from 'fastify';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
@@ -138,6 +139,14 @@ afterAll(async () => {
   if (apiDir) removeDir(apiDir);
 });
 
+/** The roles Job as Kubernetes runs it: with the Secrets' values as they are now (`changed` among them). */
+const rolesJobNow = (changed: Record<string, string> = {}) =>
+  pg.rolesJob(undefined, {
+    POSTGRES_PASSWORD: secret.password,
+    POSTGRES_ALTERNATE_PASSWORD: secret['alternate-password'],
+    ...changed,
+  });
+
 const login = (active: 'a' | 'b') => (active === 'a' ? pg.user : alternateLoginOf(pg.user));
 const key = (active: 'a' | 'b') => (active === 'a' ? 'password' : 'alternate-password');
 
@@ -193,7 +202,7 @@ test('two rotations of the app credential under traffic: 0 failed requests, the 
   expect(Object.keys(traffic.byUser)).toEqual([pg.user]);
   // 1: <user>_b gets a new password through the roles Job (its Secret's value), then goes live.
   const first = await rotate('b', async (_user, password) => {
-    const run = await pg.rolesJob(undefined, { POSTGRES_ALTERNATE_PASSWORD: password });
+    const run = await rolesJobNow({ POSTGRES_ALTERNATE_PASSWORD: password });
     expect(run.code).toBe(0);
   });
   // 2: <user> gets a new password with ALTER ROLE as the superuser, then goes live again.
@@ -226,12 +235,15 @@ test('control: an in-place ALTER ROLE of the login in use fails requests until t
   await pg.query(pg.primary, `ALTER ROLE "${user}" PASSWORD ${escapeLiteral(next)}`);
   // PgBouncer's server connections end in time (server_lifetime, a restart, a failover): at once here.
   await pg.query(pg.primary, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [user]);
-  await sleep(3000);
-  const failedBefore = traffic!.failed.length;
+  // Until a request fails for the login (not for the terminated connections themselves).
+  const forLogin = () => traffic!.failed.filter((f) => !/administrator command/.test(f.message));
+  await waitFor('a request failing for the changed password', async () => forLogin().length > 0, 20000);
+  const failedBefore = forLogin().length;
   // THEN requests fail (PgBouncer cannot log in to the server for new connections) ...
-  report.push(`  control: in-place ALTER ROLE of the live login: ${failedBefore} failed requests in 3 s`);
+  report.push(
+    `  control: in-place ALTER ROLE of the live login: requests fail (${failedBefore} so far: ${forLogin()[0].message})`,
+  );
   expect(failedBefore).toBeGreaterThan(0);
-  expect(traffic!.failed.map((f) => f.message).join('\n')).toMatch(/password authentication failed|server login/);
   // ... until the Secret holds the new password too.
   secret.password = next;
   writeSecret();
@@ -239,4 +251,127 @@ test('control: an in-place ALTER ROLE of the login in use fails requests until t
   const settled = traffic!.failed.length;
   await sleep(2000);
   expect(traffic!.failed.length).toBe(settled);
+});
+
+describe('the other credentials', () => {
+  const auth = () =>
+    (parse(pg.memberConfig[0]) as { postgresql: { authentication: Record<string, { username: string }> } }).postgresql
+      .authentication;
+
+  test("exporter: the roles Job sets the Secret's new password; an open session stays, the old password is refused", async () => {
+    const old = pg.exporter.password;
+    const next = randomBytes(18).toString('base64url');
+    // GIVEN the exporter's open connection (the sidecar keeps one)
+    const open = new Client({
+      ...pg.clientConfig(pg.primary),
+      user: pg.exporter.user,
+      password: old,
+      database: 'postgres',
+    });
+    open.on('error', () => undefined);
+    await open.connect();
+    // WHEN the Secret holds a new password and the roles Job runs with it
+    const run = await rolesJobNow({ POSTGRES_EXPORTER_PASSWORD: next });
+    expect(run.code).toBe(0);
+    // THEN the open session still answers, a new one needs the new password
+    expect((await open.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    await open.end();
+    const exporterAt = async (password: string) => {
+      const c = new Client({ ...pg.clientConfig(pg.primary), user: pg.exporter.user, password, database: 'postgres' });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        return true;
+      } catch {
+        return false;
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    };
+    expect(await exporterAt(next)).toBe(true);
+    expect(await exporterAt(old)).toBe(false);
+  });
+
+  test('superuser and replication: ALTER ROLE, Secret, restart the replica, switchover, restart the old leader', async () => {
+    const a = auth();
+    const oldSuper = pg.superuser.password;
+    const oldReplication = pg.replicationPassword;
+    const superNext = randomBytes(18).toString('base64url');
+    const replicationNext = randomBytes(18).toString('base64url');
+    traffic!.reset();
+    const t0 = Date.now();
+    // 1. The new passwords on the server (the leader; replicas follow by WAL). Sessions stay.
+    await pg.query(
+      pg.primary,
+      `ALTER ROLE "${a.replication.username}" PASSWORD ${escapeLiteral(replicationNext)};
+       ALTER ROLE "${a.rewind.username}" PASSWORD ${escapeLiteral(replicationNext)};
+       ALTER ROLE "${a.superuser.username}" PASSWORD ${escapeLiteral(superNext)}`,
+    );
+    // 2. The Secret: members started from now on get them (PATRONI_* env).
+    pg.setMemberSecrets({ superuserPassword: superNext, replicationPassword: replicationNext });
+    // 3. The replica first: it streams again with the new replication password.
+    const leader = await pg.leaderIndex();
+    const replica = 1 - leader;
+    await pg.stopMember(replica);
+    await pg.startMember(replica);
+    await pg.waitHealthy(1, 120000);
+    // synchronous_mode: the switchover's candidate must be the sync standby again.
+    await waitFor(
+      'the restarted replica is the sync standby',
+      async () => (await pg.cluster()).some((m) => m.name === pg.members[replica].name && m.role === 'sync_standby'),
+      60000,
+    );
+    const replicaDone = Date.now();
+    // 4. Switchover to the restarted replica, 5. then the old leader restarts as a replica.
+    const sw0 = Date.now();
+    const sw = await pg.patronictl(
+      'switchover',
+      '--leader',
+      pg.members[leader].name,
+      '--candidate',
+      pg.members[replica].name,
+      '--force',
+    );
+    expect(sw.code).toBe(0);
+    expect(sw.output).not.toMatch(/failed/i);
+    await waitFor(
+      'the replica leads',
+      async () => (await pg.leaderIndex()) === replica,
+      60000,
+      () => `${sw.output}\n${pg.log(replica).slice(-3000)}\n${pg.log(leader).slice(-3000)}`,
+    );
+    const sw1 = Date.now();
+    // The demoted leader still has the old replication password in its env: it cannot stream until restarted.
+    await pg.stopMember(leader);
+    await pg.startMember(leader);
+    await pg.waitHealthy(1, 120000);
+    await sleep(2000);
+    const failed = traffic!.failed;
+    const outside = failed.filter((f) => f.at < sw0 - 1000 || f.at > sw1 + 3000);
+    const span = failed.length ? (failed[failed.length - 1].at - failed[0].at) / 1000 : 0;
+    report.push(
+      `  superuser + replication: ${traffic!.ok} requests, ${failed.length} failed (all during the switchover: ` +
+        `${outside.length} outside it; first to last failure ${span.toFixed(1)} s); replica restarted in ` +
+        `${((replicaDone - t0) / 1000).toFixed(1)} s, switchover ${((sw1 - sw0) / 1000).toFixed(1)} s, total ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    );
+    // Requests fail only while the leader changes (the switchover's write gap), never for the passwords.
+    expect(outside).toEqual([]);
+    expect(failed.map((f) => f.message).join('\n')).not.toMatch(/password authentication failed/);
+    // Both members stream with the new replication password; the old passwords are refused.
+    for (const m of pg.members) {
+      const c = new Client({ ...pg.clientConfig(m, 'superuser'), database: 'postgres' });
+      await c.connect();
+      await c.end();
+      for (const [user, password] of [
+        [a.superuser.username, oldSuper],
+        [a.replication.username, oldReplication],
+      ]) {
+        const old = new Client({ ...pg.clientConfig(m), user, password, database: 'postgres' });
+        old.on('error', () => undefined);
+        await expect(old.connect()).rejects.toThrow(/password authentication failed/);
+        await old.end().catch(() => undefined);
+      }
+    }
+    expect(await pg.streaming(leader)).toBe(true);
+  });
 });
