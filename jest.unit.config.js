@@ -23,6 +23,7 @@ const SERVER_TESTS = [
   'test/patroni.test.ts',
   'test/patroni-reconfigure.test.ts',
   'test/postgres-roles.test.ts',
+  'test/postgres-rotation.test.ts',
   'test/postgres-security.test.ts',
   'test/prometheus-discovery.test.ts',
   'test/prometheus-runtime.test.ts',

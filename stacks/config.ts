@@ -347,10 +347,14 @@ export const environmentSchema = z
                 superuserPassword: z.string().optional(),
                 exporterPassword: z.string().optional(),
                 migrationPassword: z.string().optional(),
+                alternatePassword: z.string().optional(),
+                activeLogin: z.string().optional(),
               })
               .strict()
               .optional(),
             generate: z.boolean().optional(),
+            /** Two application logins, rotated in turn with no failed request (docs/postgres-security.md#rotation). */
+            alternateLogin: z.boolean().optional(),
           })
           .strict(),
         /** Networks pg_hba.conf admits (the cluster's pod CIDRs, IPv4 or IPv6); default the RFC 1918 ranges. */

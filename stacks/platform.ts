@@ -108,6 +108,7 @@ export class Platform extends Chart {
           user: this.postgres.user,
           credentialsSecret: this.postgres.credentialsSecret,
           passwordKey: this.postgres.credentials.keys.password,
+          alternateLogin: this.postgres.alternateLogin,
           peers: this.postgres.peers,
           tls: this.postgres.tls,
         },
@@ -141,6 +142,7 @@ export class Platform extends Chart {
         user: this.postgres.user,
         credentialsSecret: this.postgres.credentialsSecret,
         passwordKey: this.postgres.credentials.keys.password,
+        alternateLogin: this.postgres.alternateLogin,
         tls: this.postgres.tls,
         session: this.postgres,
         // Migrations and partition maintenance run DDL as the role that owns the schema.

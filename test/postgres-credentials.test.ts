@@ -79,8 +79,12 @@ describe('postgres.credentials: the default', () => {
         superuserPassword: 'superuser-password',
         exporterPassword: 'password',
         migrationPassword: 'migration-password',
+        // Read only with alternateLogin (docs/postgres-security.md#rotation).
+        alternatePassword: 'alternate-password',
+        activeLogin: 'active-login',
       },
       generate: true,
+      alternateLogin: false,
     });
     const objects = synthObjects(loadEnvironment('prod'));
     expect(generatorObjects(objects)).toEqual(

@@ -38,6 +38,12 @@ export interface ApiDatabase extends core.ServiceEndpoint {
   readonly credentialsSecret: string;
   /** Its key (`postgres.credentials.keys.password`); mounted as the file `password` either way. @default 'password' */
   readonly passwordKey?: string;
+  /**
+   * The application's second login: its password (`passwordKey`) and the name of the login in use
+   * (`activeLoginKey`, absent = `user`) are mounted beside `password`, and the service reads them for each
+   * new connection, so a rotation needs no restart. @default - one login
+   */
+  readonly alternateLogin?: { readonly user: string; readonly passwordKey: string; readonly activeLoginKey: string };
   /** TLS: every connection verify-full against the CA in this Secret's `caKey`. @default - plaintext */
   readonly tls?: { readonly secretName: string; readonly caKey: string };
   /**
@@ -243,6 +249,13 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
       { name: SERVICE_ENV.postgresDb, value: database.database },
       { name: SERVICE_ENV.postgresUser, value: database.user },
       { name: SERVICE_ENV.postgresPasswordFile, value: postgresPassword },
+      ...(database.alternateLogin
+        ? [
+            { name: SERVICE_ENV.postgresAlternateUser, value: database.alternateLogin.user },
+            { name: SERVICE_ENV.postgresAlternatePasswordFile, value: `${SECRET_MOUNT}/postgres/alternate-password` },
+            { name: SERVICE_ENV.postgresActiveLoginFile, value: `${SECRET_MOUNT}/postgres/active-login` },
+          ]
+        : []),
       ...(database.tls
         ? [
             // The pooler and the primary present the PostgreSQL certificate: checked against the CA and the host name.
@@ -268,10 +281,35 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
       // Only when asked for (never in production: the config refuses it), so no shipped pod carries it.
       ...(api.faultInjection ? [{ name: SERVICE_ENV.faultInjection, value: 'true' }] : []),
     ];
-    const secretVolumes: k8s.Volume[] = secretFiles.map((f) => ({
-      name: f.volume,
-      secret: { secretName: f.secretName, items: [{ key: f.key, path: f.path ?? f.key }] },
-    }));
+    const alternate = database.alternateLogin;
+    const secretVolumes: k8s.Volume[] = secretFiles.map((f) =>
+      alternate && f.volume === 'postgres-credentials'
+        ? {
+            // Both logins' passwords, and the login in use when the Secret names one (absent: `user`).
+            name: f.volume,
+            projected: {
+              sources: [
+                {
+                  secret: {
+                    name: f.secretName,
+                    items: [
+                      { key: f.key, path: 'password' },
+                      { key: alternate.passwordKey, path: 'alternate-password' },
+                    ],
+                  },
+                },
+                {
+                  secret: {
+                    name: f.secretName,
+                    items: [{ key: alternate.activeLoginKey, path: 'active-login' }],
+                    optional: true,
+                  },
+                },
+              ],
+            },
+          }
+        : { name: f.volume, secret: { secretName: f.secretName, items: [{ key: f.key, path: f.path ?? f.key }] } },
+    );
     const secretMounts: k8s.VolumeMount[] = secretFiles.map((f) => ({
       name: f.volume,
       mountPath: `${SECRET_MOUNT}/${f.dir}`,

@@ -12,6 +12,10 @@ export const PGBOUNCER_FILES = { ini: 'pgbouncer.ini', start: 'pgbouncer-start.s
 export const PGBOUNCER_STATS_USER = 'pgbouncer_stats';
 /** Where the entry point writes the userlist and the exporter's passfile (a tmpfs emptyDir). */
 export const PGBOUNCER_RUN_DIR = '/var/run/pgbouncer';
+/** Where the application logins' passwords are mounted (alternateUser): the files `password` and `alternate-password`. */
+export const PGBOUNCER_CREDENTIALS_DIR = '/etc/pgbouncer-credentials';
+/** The files of PGBOUNCER_CREDENTIALS_DIR: the passwords of `user` and of `alternateUser`. */
+export const PGBOUNCER_CREDENTIAL_FILES = { password: 'password', alternatePassword: 'alternate-password' } as const;
 /** Where the TLS Secret (tls.crt, tls.key, ca.crt: the PostgreSQL certificate's) is mounted. */
 export const PGBOUNCER_TLS_DIR = '/etc/pgbouncer-tls';
 
@@ -20,6 +24,12 @@ export interface PgBouncerFilesInput {
   readonly database: string;
   /** The only role PgBouncer admits for the database (its password comes from the Secret). */
   readonly user: string;
+  /**
+   * The application's second login (postgres.credentials.alternateLogin): PgBouncer admits both, their
+   * passwords read from the files of PGBOUNCER_CREDENTIALS_DIR, and rewrites its userlist and reloads when
+   * they change (a rotation). @default - one login, its password from PGBOUNCER_PASSWORD at start
+   */
+  readonly alternateUser?: string;
   /** Host of the server: the primary Service, which follows the Patroni leader. */
   readonly serverHost: string;
   readonly serverPort: number;
@@ -124,13 +134,62 @@ pid=$$
 `;
 
 /**
+ * Entry point with two application logins (`alternateUser`): the userlist comes from the mounted Secret's
+ * files, and a loop rewrites it and reloads PgBouncer (SIGHUP = RELOAD, which re-reads auth_file) when they
+ * change. Connected clients and pooled server connections stay: a rotation sets a new password only on the
+ * login no client uses (docs/postgres-security.md#rotation).
+ */
+function twoLoginsStartScript(i: Pick<PgBouncerFilesInput, 'user' | 'tls'> & { alternateUser: string }): string {
+  const f = PGBOUNCER_CREDENTIAL_FILES;
+  return `#!/bin/sh
+# Rendered by constructs/pgbouncer/pgbouncer-files.ts: PgBouncer entry point (two application logins).
+set -eu
+: "\${PGBOUNCER_CREDENTIALS_DIR:?PGBOUNCER_CREDENTIALS_DIR must name the directory holding ${f.password} and ${f.alternatePassword}}"
+: "\${PGBOUNCER_CONFIG_DIR:?PGBOUNCER_CONFIG_DIR must name the directory holding ${PGBOUNCER_FILES.ini}}"
+RUN_DIR="\${PGBOUNCER_RUN_DIR:-${PGBOUNCER_RUN_DIR}}"
+umask 077
+# userlist.txt quotes names and passwords in double quotes; a double quote inside is doubled.
+quote() { printf '"%s"' "$(printf '%s' "$1" | sed 's/"/""/g')"; }
+stats_password=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \\n')
+userlist() {
+  {
+    printf '%s %s\\n' "$(quote '${i.user}')" "$(quote "$(cat "$PGBOUNCER_CREDENTIALS_DIR/${f.password}")")"
+    printf '%s %s\\n' "$(quote '${i.alternateUser}')" "$(quote "$(cat "$PGBOUNCER_CREDENTIALS_DIR/${f.alternatePassword}")")"
+    printf '%s %s\\n' "$(quote '${PGBOUNCER_STATS_USER}')" "$(quote "$stats_password")"
+  } >"$RUN_DIR/userlist.txt.new"
+  mv "$RUN_DIR/userlist.txt.new" "$RUN_DIR/userlist.txt"
+}
+credentials() { cat "$PGBOUNCER_CREDENTIALS_DIR/${f.password}" "$PGBOUNCER_CREDENTIALS_DIR/${f.alternatePassword}" | cksum; }
+# Read before the userlist is written: a change in between is seen by the loop's first turn.
+last_credentials=$(credentials)
+userlist
+# The exporter sidecar (same uid, same emptyDir) reads the stats password through PGPASSFILE.
+printf '*:*:pgbouncer:${PGBOUNCER_STATS_USER}:%s\\n' "$stats_password" >"$RUN_DIR/stats.pgpass.new"
+mv "$RUN_DIR/stats.pgpass.new" "$RUN_DIR/stats.pgpass"
+# A rotated password (kubelet swaps the Secret's files): a new userlist, then SIGHUP = RELOAD.
+# $$ is PgBouncer's pid once exec'd below.
+pid=$$
+(
+  while sleep "\${CREDENTIALS_RELOAD_INTERVAL_SECONDS:-5}"; do
+    now=$(credentials) || continue
+    [ "$now" = "$last_credentials" ] && continue
+    userlist && kill -HUP "$pid" && echo "pgbouncer-start: credentials changed: userlist rewritten, PgBouncer reloaded" &&
+      last_credentials=$now
+  done
+) &
+${i.tls ? tlsWatcher : ''}exec pgbouncer "$PGBOUNCER_CONFIG_DIR/${PGBOUNCER_FILES.ini}"
+`;
+}
+
+/**
  * Entry point: writes the userlist (the application role from PGBOUNCER_PASSWORD, and the
  * stats user with a password made here) and the exporter's passfile, then execs PgBouncer.
  * Inputs: PGBOUNCER_PASSWORD, PGBOUNCER_CONFIG_DIR; PGBOUNCER_RUN_DIR (@default /var/run/pgbouncer);
  * with `tls`, PGBOUNCER_TLS_DIR (its files are watched every TLS_RELOAD_INTERVAL_SECONDS, @default 30).
  * Without `tls` the script is what it was before TLS existed (a plaintext environment does not roll).
  */
-export function pgbouncerStartScript(i: Pick<PgBouncerFilesInput, 'user' | 'tls'>): string {
+export function pgbouncerStartScript(i: Pick<PgBouncerFilesInput, 'user' | 'tls' | 'alternateUser'>): string {
+  if (i.alternateUser) return twoLoginsStartScript({ ...i, alternateUser: i.alternateUser });
   return `#!/bin/sh
 # Rendered by constructs/pgbouncer/pgbouncer-files.ts: PgBouncer entry point.
 set -eu

@@ -10,6 +10,8 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import * as core from '../core';
 import {
+  PGBOUNCER_CREDENTIAL_FILES,
+  PGBOUNCER_CREDENTIALS_DIR,
   PGBOUNCER_FILES,
   PGBOUNCER_RUN_DIR,
   PGBOUNCER_TLS_DIR,
@@ -37,6 +39,11 @@ export interface PooledDatabase {
   readonly passwordKey?: string;
   /** Pods of the database, for the egress rule. */
   readonly peers: readonly k8s.NetworkPolicyPeer[];
+  /**
+   * The application's second login (its password under `passwordKey` of `credentialsSecret`): PgBouncer
+   * admits both, from a mounted Secret it re-reads, so a rotation needs no restart. @default - one login
+   */
+  readonly alternateLogin?: { readonly user: string; readonly passwordKey: string };
   /**
    * TLS: the Secret with the database's certificate (tls.crt, tls.key, ca.crt), which PgBouncer also
    * presents to its clients (its Service is among the certificate's names). @default - plaintext
@@ -129,6 +136,7 @@ export class PgBouncerPool extends Construct implements core.ServiceEndpoint {
     const input = {
       database: props.database.database,
       user: props.database.user,
+      alternateUser: props.database.alternateLogin?.user,
       serverHost: props.database.primaryHost,
       serverPort: props.database.port,
       listenPort: PGBOUNCER_PORT,
@@ -175,6 +183,10 @@ export class PgBouncerPool extends Construct implements core.ServiceEndpoint {
     const runMount = { name: 'run', mountPath: PGBOUNCER_RUN_DIR };
     const tls = props.database.tls;
     const tlsMount = { name: 'tls', mountPath: PGBOUNCER_TLS_DIR, readOnly: true };
+    const alternate = props.database.alternateLogin;
+    const passwordKey = props.database.passwordKey ?? 'password';
+    // Two logins: their passwords as files (a Secret volume follows a changed Secret; env does not).
+    const credentialsMount = { name: 'credentials', mountPath: PGBOUNCER_CREDENTIALS_DIR, readOnly: true };
     new k8s.KubeDeployment(this, 'deployment', {
       metadata: core.workloadMeta(this, c, c, props),
       spec: {
@@ -207,15 +219,17 @@ export class PgBouncerPool extends Construct implements core.ServiceEndpoint {
                 ports: [{ name: 'pgbouncer', containerPort: PGBOUNCER_PORT }],
                 env: [
                   { name: 'PGBOUNCER_CONFIG_DIR', value: CONFIG_DIR },
-                  {
-                    name: 'PGBOUNCER_PASSWORD',
-                    valueFrom: {
-                      secretKeyRef: {
-                        name: props.database.credentialsSecret,
-                        key: props.database.passwordKey ?? 'password',
-                      },
-                    },
-                  },
+                  ...(alternate
+                    ? [
+                        { name: 'PGBOUNCER_CREDENTIALS_DIR', value: PGBOUNCER_CREDENTIALS_DIR },
+                        { name: 'CREDENTIALS_RELOAD_INTERVAL_SECONDS', value: '5' },
+                      ]
+                    : [
+                        {
+                          name: 'PGBOUNCER_PASSWORD',
+                          valueFrom: { secretKeyRef: { name: props.database.credentialsSecret, key: passwordKey } },
+                        },
+                      ]),
                   ...(tls
                     ? [
                         { name: 'PGBOUNCER_TLS_DIR', value: PGBOUNCER_TLS_DIR },
@@ -238,6 +252,7 @@ export class PgBouncerPool extends Construct implements core.ServiceEndpoint {
                   { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
                   runMount,
                   ...(tls ? [tlsMount] : []),
+                  ...(alternate ? [credentialsMount] : []),
                 ],
               },
               {
@@ -265,6 +280,27 @@ export class PgBouncerPool extends Construct implements core.ServiceEndpoint {
               { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
               core.emptyDir('run', '1Mi', 'Memory'),
               ...(tls ? [{ name: 'tls', secret: { secretName: tls.secretName, defaultMode: 0o440 } }] : []),
+              ...(alternate
+                ? [
+                    {
+                      name: 'credentials',
+                      projected: {
+                        defaultMode: 0o440,
+                        sources: [
+                          {
+                            secret: {
+                              name: props.database.credentialsSecret,
+                              items: [
+                                { key: passwordKey, path: PGBOUNCER_CREDENTIAL_FILES.password },
+                                { key: alternate.passwordKey, path: PGBOUNCER_CREDENTIAL_FILES.alternatePassword },
+                              ],
+                            },
+                          },
+                        ],
+                      },
+                    },
+                  ]
+                : []),
             ],
           },
         ),

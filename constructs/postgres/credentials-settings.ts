@@ -12,6 +12,13 @@ export interface PostgresCredentialKeys {
   readonly exporterPassword?: string;
   /** The migration role's password (it owns the schema and runs DDL), in `migrationSecretName`. @default 'migration-password' */
   readonly migrationPassword?: string;
+  /** With `alternateLogin`: the password of the application's second login (`<user>_b`). @default 'alternate-password' */
+  readonly alternatePassword?: string;
+  /**
+   * With `alternateLogin`: which login the API uses for new connections, `<user>` or `<user>_b`. An absent
+   * key means `<user>`. @default 'active-login'
+   */
+  readonly activeLogin?: string;
 }
 
 /** `postgres.credentials`: the Secrets and key names every workload reads the passwords from. */
@@ -38,6 +45,18 @@ export interface PostgresCredentialsSettings {
    * and the pods wait for them. Requires `secretName`. @default true
    */
   readonly generate?: boolean;
+  /**
+   * Two logins for the application, `<user>` and `<user>_b` (a member of `<user>`: the same rights), so its
+   * password is rotated with no failed request (docs/postgres-security.md#rotation): the new password is set
+   * on the login not in use, then `activeLogin` names it. PgBouncer and the API re-read the Secret's files,
+   * nothing restarts. @default false
+   */
+  readonly alternateLogin?: boolean;
+}
+
+/** The application's second login (`alternateLogin`): a member of `user`, so it has the same rights. */
+export function alternateLoginOf(user: string): string {
+  return `${user}_b`;
 }
 
 /** Default key names: today's Secret layout (the generated `postgres-credentials`). */
@@ -47,6 +66,8 @@ export const DEFAULT_CREDENTIAL_KEYS: Required<PostgresCredentialKeys> = {
   superuserPassword: 'superuser-password',
   exporterPassword: 'password',
   migrationPassword: 'migration-password',
+  alternatePassword: 'alternate-password',
+  activeLogin: 'active-login',
 };
 
 /** The migration role's Secret when the platform generates it. */
@@ -59,6 +80,8 @@ export interface ResolvedPostgresCredentials {
   readonly migrationSecretName: string;
   readonly keys: Required<PostgresCredentialKeys>;
   readonly generate: boolean;
+  /** The application's two logins (`alternateLogin`). */
+  readonly alternateLogin: boolean;
 }
 
 /** A Secret data key: letters, digits, '-', '_' and '.' (Kubernetes' rule), at most 253 characters. */
@@ -70,6 +93,8 @@ const KEY_WHAT: Record<keyof PostgresCredentialKeys, string> = {
   superuserPassword: "the superuser's password",
   exporterPassword: "the exporter role's password",
   migrationPassword: "the migration role's password",
+  alternatePassword: "the application's second login's password",
+  activeLogin: 'the name of the login the application uses',
 };
 
 /** The Secret each credential is read from. */
@@ -93,6 +118,7 @@ export function resolveCredentials(
     migrationSecretName: c?.migrationSecretName ?? (generate ? DEFAULT_MIGRATION_SECRET : secretName),
     keys: { ...DEFAULT_CREDENTIAL_KEYS, ...definedOnly(c?.keys ?? {}) },
     generate,
+    alternateLogin: c?.alternateLogin === true,
   };
 }
 
@@ -161,7 +187,11 @@ export function credentialsProblems(
     }
   }
   // Two credentials read from one key of one Secret would share a password.
-  const where = (Object.keys(r.keys) as (keyof PostgresCredentialKeys)[]).map((field) => ({
+  const rotationKeys: (keyof PostgresCredentialKeys)[] = ['alternatePassword', 'activeLogin'];
+  const used = (Object.keys(r.keys) as (keyof PostgresCredentialKeys)[]).filter(
+    (field) => r.alternateLogin || !rotationKeys.includes(field),
+  );
+  const where = used.map((field) => ({
     field,
     at: `${secretOf(r, field)}/${r.keys[field]}`,
   }));

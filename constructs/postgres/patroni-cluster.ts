@@ -59,6 +59,7 @@ import { reconfigureJob, reconfigureScript } from './patroni-reconfigure';
 import { migrationUserOf, rolesJob, rolesScript } from './roles-job';
 import { livenessScript } from './patroni-liveness';
 import {
+  alternateLoginOf,
   credentialsProblems,
   resolveCredentials,
   type PostgresCredentialsSettings,
@@ -272,6 +273,11 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
   readonly credentialsSecret: string;
   /** Every credential's Secret and key (what each secretKeyRef names). */
   readonly credentials: ResolvedPostgresCredentials;
+  /**
+   * The application's second login (`credentials.alternateLogin`): its name, the key of its password and the
+   * key naming the login in use, in `credentialsSecret`. undefined: one login.
+   */
+  readonly alternateLogin?: { readonly user: string; readonly passwordKey: string; readonly activeLoginKey: string };
   readonly members: number;
   /** Connections Patroni, the exporter and superuser_reserved_connections hold on each member. */
   readonly reservedConnections: number;
@@ -318,6 +324,13 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
     const migrationUser = migrationUserOf(p.user);
     this.credentials = resolveCredentials(p.credentials, p.credentialsSecret, p.exporterCredentialsSecret);
     this.credentialsSecret = this.credentials.secretName;
+    if (this.credentials.alternateLogin) {
+      this.alternateLogin = {
+        user: alternateLoginOf(p.user),
+        passwordKey: this.credentials.keys.alternatePassword,
+        activeLoginKey: this.credentials.keys.activeLogin,
+      };
+    }
     this.members = 1 + p.replicas;
     this.maxConnections = p.maxConnections;
     this.reservedConnections = RESERVED_CONNECTIONS_PER_MEMBER;
@@ -375,7 +388,8 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       },
       hba: patroniHba({
         database: this.database,
-        user: this.user,
+        // Both application logins (alternateLogin): pg_hba matches a login's own name, not its roles'.
+        user: this.credentials.alternateLogin ? `${this.user},${alternateLoginOf(this.user)}` : this.user,
         migrationUser,
         superuser: SUPERUSER,
         replicationUser: REPLICATION_USER,
@@ -407,7 +421,11 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
         : undefined,
     };
     const script = reconfigureScript();
-    const roles = rolesScript({ statementTimeoutMs: props.statementTimeoutMs ?? 15000, exporterUser: EXPORTER_USER });
+    const roles = rolesScript({
+      statementTimeoutMs: props.statementTimeoutMs ?? 15000,
+      exporterUser: EXPORTER_USER,
+      alternateLogin: this.credentials.alternateLogin,
+    });
     this.files = {
       ...patroniConfigFiles(
         filesInput,
@@ -451,7 +469,13 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       new core.GeneratedSecret(this, 'credentials', {
         dnsResolvers: props.dnsResolvers,
         secretName: creds.secretName,
-        keys: [creds.keys.password, creds.keys.replicationPassword, creds.keys.superuserPassword],
+        keys: [
+          creds.keys.password,
+          creds.keys.replicationPassword,
+          creds.keys.superuserPassword,
+          // No `activeLogin` key: absent means `<user>`, the rotation writes it.
+          ...(creds.alternateLogin ? [creds.keys.alternatePassword] : []),
+        ],
         pod: props.pod,
         imagePullSecrets: props.imagePullSecrets,
       });
@@ -863,7 +887,10 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       primaryHost: this.primaryHost,
       port: POSTGRES_PORT,
       superuser: SUPERUSER,
-      env: rolesEnv,
+      // The second login's password only here: the members' env (and so their pods) stays as it is.
+      env: creds.alternateLogin
+        ? [...rolesEnv, secretEnv('POSTGRES_ALTERNATE_PASSWORD', creds.keys.alternatePassword)]
+        : rolesEnv,
       superuserPassword: { secretKeyRef: { name: creds.secretName, key: creds.keys.superuserPassword } },
       tls: this.tls,
     });

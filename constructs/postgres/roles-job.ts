@@ -30,6 +30,32 @@ export interface RolesInput {
   readonly statementTimeoutMs: number;
   /** The metrics exporter's role: LOGIN, pg_monitor, nothing else (password from POSTGRES_EXPORTER_PASSWORD). */
   readonly exporterUser: string;
+  /**
+   * The application's second login `<user>_b` (postgres.credentials.alternateLogin), a member of `<user>`,
+   * from POSTGRES_ALTERNATE_PASSWORD: the roles Job sets it; post-bootstrap (no such env) leaves it to the
+   * Job. @default false
+   */
+  readonly alternateLogin?: boolean;
+}
+
+/** The application's second login: a member of the runtime role (its rights, through the role), its own password. */
+function alternateLoginSql(i: RolesInput): string {
+  return `# The application's second login (rotation: docs/postgres-security.md#rotation). Only where
+# POSTGRES_ALTERNATE_PASSWORD is set (the roles Job); post-bootstrap on a new cluster leaves it to the Job.
+if [ -n "\${POSTGRES_ALTERNATE_PASSWORD:-}" ]; then
+PGOPTIONS='-c client_min_messages=warning -c synchronous_commit=local' \\
+psql -X -q -v ON_ERROR_STOP=1 -d "$1" \\
+  -v app_user="$POSTGRES_USER" -v alt_user="\${POSTGRES_USER}_b" -v alt_password="$POSTGRES_ALTERNATE_PASSWORD" <<'SQL'
+-- A member of the runtime role: its grants (rows, pg_read_all_stats) through the role, nothing of its own.
+SELECT format('CREATE ROLE %I LOGIN IN ROLE %I', :'alt_user', :'app_user')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'alt_user') \\gexec
+GRANT :"app_user" TO :"alt_user";
+ALTER ROLE :"alt_user" WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD :'alt_password';
+-- Role settings are not inherited: the same default as the runtime role's.
+ALTER ROLE :"alt_user" SET statement_timeout = '${i.statementTimeoutMs}ms';
+SQL
+fi
+`;
 }
 
 /** The migration role of a runtime role: it owns the schema the runtime role reads and writes. */
@@ -108,7 +134,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE :"migration_user" IN SCHEMA public
 ALTER ROLE :"migration_user" WITH LOGIN PASSWORD :'migration_password';
 COMMIT;
 SQL
-`;
+${i.alternateLogin ? alternateLoginSql(i) : ''}`;
 }
 
 /** What the roles Job needs from its cluster. */

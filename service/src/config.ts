@@ -6,6 +6,7 @@
  * with a message naming the variable, the value and the fix.
  */
 import { readFileSync } from 'node:fs';
+import type { LoginFiles } from './db/login';
 import { DEFAULT_DRAIN_SECONDS, REDIS_APP_ACL, SERVICE_ENV, SERVICE_PORTS } from './contract';
 
 export interface HostPort {
@@ -23,6 +24,11 @@ export interface ServiceConfig {
     readonly database: string;
     readonly user: string;
     readonly password: string;
+    /**
+     * Two logins (POSTGRES_ALTERNATE_USER): each new connection reads which one is in use and its password
+     * from these files (db/login.ts). undefined: `user` and `password`, read once at start.
+     */
+    readonly logins: LoginFiles | undefined;
     /** The migration role (DDL), only where migrations run; undefined: they run as `user`. */
     readonly migration: { readonly user: string; readonly password: string } | undefined;
     /** TLS with verify-full: the CA (PEM) the servers chain to; undefined: plaintext (sslmode=disable). */
@@ -128,6 +134,30 @@ function secret(env: Env, name: string, fileName: string, readFile: ReadFile): s
   return env[name] === undefined || env[name] === '' ? undefined : env[name];
 }
 
+/** The two logins' files when POSTGRES_ALTERNATE_USER is set: the passwords and the active login come from files only. */
+function alternateLogins(env: Env, user: string): LoginFiles | undefined {
+  const E = SERVICE_ENV;
+  const alternateUser = raw(env, E.postgresAlternateUser);
+  if (alternateUser === undefined) return undefined;
+  if (alternateUser === user) {
+    throw new EnvError(
+      `${E.postgresAlternateUser} (${JSON.stringify(alternateUser)}) must differ from ${E.postgresUser}: name the second login`,
+    );
+  }
+  const file = (name: string, what: string) => {
+    const v = raw(env, name);
+    if (v === undefined) throw new EnvError(`${name} is required with ${E.postgresAlternateUser} (${what})`);
+    return v;
+  };
+  return {
+    user,
+    passwordFile: file(E.postgresPasswordFile, `the file holding ${user}'s password`),
+    alternateUser,
+    alternatePasswordFile: file(E.postgresAlternatePasswordFile, `the file holding ${alternateUser}'s password`),
+    activeLoginFile: file(E.postgresActiveLoginFile, 'the file naming the login in use'),
+  };
+}
+
 /** Reads and validates the configuration; throws EnvError naming the first bad variable. */
 export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p, 'utf8')): ServiceConfig {
   const E = SERVICE_ENV;
@@ -150,6 +180,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
             `(${JSON.stringify(migrationUser)}): the migration role's password`,
     );
   }
+  const logins = alternateLogins(env, raw(env, E.postgresUser) ?? 'fastnext');
   const sslMode = raw(env, E.postgresSslMode) ?? 'disable';
   if (sslMode !== 'disable' && sslMode !== 'verify-full') {
     throw new EnvError(`${E.postgresSslMode} (${JSON.stringify(sslMode)}) must be verify-full or disable`);
@@ -190,6 +221,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       database: raw(env, E.postgresDb) ?? 'fastnext',
       user: raw(env, E.postgresUser) ?? 'fastnext',
       password,
+      logins,
       migration:
         migrationUser !== undefined && migrationPassword !== undefined
           ? { user: migrationUser, password: migrationPassword }

@@ -88,6 +88,14 @@ export const SERVICE_ENV = {
   /** File holding the password (mounted Secret); wins over POSTGRES_PASSWORD. */
   postgresPasswordFile: 'POSTGRES_PASSWORD_FILE',
   /**
+   * The application's second login (rotation, docs/postgres-security.md#rotation): its name, the file
+   * holding its password, and the file naming the login in use (POSTGRES_USER or this one; absent:
+   * POSTGRES_USER). The service reads the files for each new connection: a flip needs no restart.
+   */
+  postgresAlternateUser: 'POSTGRES_ALTERNATE_USER',
+  postgresAlternatePasswordFile: 'POSTGRES_ALTERNATE_PASSWORD_FILE',
+  postgresActiveLoginFile: 'POSTGRES_ACTIVE_LOGIN_FILE',
+  /**
    * The migration role (it owns the schema and runs DDL), set only where migrations run (the migrate
    * init container, the partition-maintenance CronJob): `migrate` and `maintain-partitions` log in as
    * it; unset, they use POSTGRES_USER.

@@ -13,6 +13,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { HostPort, ServiceConfig } from '../config';
 import { chooseReplica, parseLsn, type ReplicaState } from './routing';
 import { withTimeout } from '../timeout';
+import { rotatingClient } from './login';
 import { DB_STATEMENT_TIMEOUT_MS } from '../contract';
 
 export type Target = 'primary' | 'replica';
@@ -131,15 +132,20 @@ export class Database {
   private readonly waiting = new Set<Waiting>();
   /** Epoch milliseconds of the primary's last answer to anyone (the probe, a request); 0: none yet. */
   private lastAnswerAt = 0;
+  /** The pg Client class of every connection: with two logins, one that reads the login in use. */
+  private readonly Client: typeof Client;
 
   constructor(
     cfg: ServiceConfig['postgres'],
     private readonly log: FastifyBaseLogger,
     private readonly options: DatabaseOptions = {},
   ) {
+    this.Client = clientClass(cfg);
     const make = (name: string, address: HostPort): NamedPool => {
       const pool = new Pool({
         ...connectionOptions(cfg, address, name),
+        // Two logins: each new connection reads the one in use (db/login.ts).
+        ...(cfg.logins ? { Client: this.Client } : {}),
         // poolSize connections stay open once made; the overflow above it closes after 10 s idle.
         min: cfg.poolSize,
         max: cfg.poolSize + cfg.maxOverflow,
@@ -269,7 +275,7 @@ export class Database {
   private async primaryProbeAttempt(): Promise<void> {
     if (!this.probeClient && !this.probeConnect) {
       // No timer of the client's own: the deadlines here decide (withTimeout, judged after pending I/O).
-      const client = new Client({
+      const client = new this.Client({
         ...connectionOptions(this.cfg, this.cfg.primary, 'probe'),
         connectionTimeoutMillis: 0,
       });
@@ -524,6 +530,11 @@ export function connectionOptions(cfg: ServiceConfig['postgres'], address: HostP
     // verify-full: the chain against the CA, and the host name against the certificate (node's default check).
     ...(cfg.sslCa ? { ssl: { ca: cfg.sslCa, rejectUnauthorized: true } } : {}),
   };
+}
+
+/** The pg Client class for `cfg`: with two logins (`logins`), one that reads the login in use per connection. */
+export function clientClass(cfg: Pick<ServiceConfig['postgres'], 'logins'>): typeof Client {
+  return cfg.logins ? rotatingClient(cfg.logins) : Client;
 }
 
 /** Closes a client's socket now; its pending query fails with "Connection terminated". */

@@ -5,7 +5,7 @@
  */
 import { Client, type ClientBase } from 'pg';
 import type { ServiceConfig } from '../config';
-import { connectionOptions } from '../db/database';
+import { clientClass, connectionOptions } from '../db/database';
 import { MIGRATIONS, type Migration } from './migrations';
 import { ensurePartitions, monthStart, MONTHS_AHEAD } from './partitions';
 
@@ -68,7 +68,9 @@ export async function maintainPartitions(client: ClientBase, now = new Date()): 
  */
 export async function connectPrimary(cfg: ServiceConfig['postgres']): Promise<Client> {
   const as = cfg.migration ? { ...cfg, ...cfg.migration } : cfg;
-  const client = new Client(connectionOptions(as, cfg.primary, 'migrate'));
+  // The runtime role with two logins: the one in use (the migration role has one).
+  const Connection = cfg.migration ? Client : clientClass(cfg);
+  const client = new Connection(connectionOptions(as, cfg.primary, 'migrate'));
   await client.connect();
   return client;
 }

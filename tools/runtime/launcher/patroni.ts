@@ -104,6 +104,13 @@ export interface PatroniLaunch {
   /** The migration role (the StatefulSet's POSTGRES_MIGRATION_USER: it owns the schema) and its password. */
   readonly migration: { readonly user: string; readonly password: string };
   readonly replicationPassword: string;
+  /** The application's second login's password (`alternate-password`), as its Secret would hold it at first. */
+  readonly alternatePassword: string;
+  /**
+   * Changes the superuser's or the replication (and rewind) password the members start with from now on,
+   * as an updated Secret changes a restarted pod's env (PATRONI_*). The launch's own clients use them too.
+   */
+  setMemberSecrets(s: { superuserPassword?: string; replicationPassword?: string }): void;
   readonly bringUpMs: number;
   /** The patroni.yml each member runs (after the twin's substitutions). */
   readonly memberConfig: readonly string[];
@@ -134,7 +141,11 @@ export interface PatroniLaunch {
    * primary as the Job does: its command on the shipped roles.sh, its env with the Secrets' values,
    * the primary Service's stand-in for PGHOST/PGPORT and the twin's CA for PGSSLROOTCERT.
    */
-  rolesJob(source?: FileSource): Promise<{ code: number | null; output: string }>;
+  rolesJob(
+    source?: FileSource,
+    /** The Secrets' values as they are now, by the Job's env var (POSTGRES_ALTERNATE_PASSWORD...). @default - the launch's */
+    values?: Readonly<Record<string, string>>,
+  ): Promise<{ code: number | null; output: string }>;
   query<T = Record<string, unknown>>(ep: processes.Endpoint, sql: string, params?: unknown[]): Promise<T[]>;
   /** Index of the member holding the leader key (from the REST API), or -1. */
   leaderIndex(): Promise<number>;
@@ -318,9 +329,11 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
   const pgUser = processes.osUser('postgres');
   const secret = () => randomBytes(18).toString('base64url');
   const password = secret();
-  const replicationPassword = secret();
-  const superPassword = secret();
-  const rewindPassword = secret();
+  // let: setMemberSecrets changes them, as an updated Secret changes a restarted pod's env.
+  let replicationPassword = secret();
+  let superPassword = secret();
+  let rewindPassword = secret();
+  const alternatePassword = secret();
   const exporterPassword = secret();
   const exporterUser = envOf(source, sts, 'DATA_SOURCE_USER') ?? 'postgres_exporter';
   const migrationPassword = secret();
@@ -592,10 +605,20 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     database,
     user,
     password,
-    superuser: { user: superuser, password: superPassword },
+    get superuser() {
+      return { user: superuser, password: superPassword };
+    },
     exporter: { user: exporterUser, password: exporterPassword },
     migration: logins.migration,
-    replicationPassword,
+    get replicationPassword() {
+      return replicationPassword;
+    },
+    alternatePassword,
+    setMemberSecrets: (s) => {
+      if (s.superuserPassword !== undefined) superPassword = logins.superuser.password = s.superuserPassword;
+      // One Secret key for both roles, as the StatefulSet's env has it (PATRONI_REWIND_PASSWORD).
+      if (s.replicationPassword !== undefined) replicationPassword = rewindPassword = s.replicationPassword;
+    },
     bringUpMs,
     memberConfig,
     get tls() {
@@ -668,7 +691,7 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
         uid: pgUser.uid,
         gid: pgUser.gid,
       }),
-    rolesJob: async (fileSource = source) => {
+    rolesJob: async (fileSource = source, values = {}) => {
       if (!Array.isArray(fileSource))
         throw new Error('rolesJob needs the synthesized objects (the Job and its ConfigMap)');
       const job = (fileSource as readonly KubeObject[]).find(
@@ -686,6 +709,8 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
         POSTGRES_PASSWORD: password,
         POSTGRES_MIGRATION_PASSWORD: migrationPassword,
         POSTGRES_EXPORTER_PASSWORD: exporterPassword,
+        POSTGRES_ALTERNATE_PASSWORD: alternatePassword,
+        ...values,
       };
       const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, LANG: 'C.UTF-8' };
       for (const e of container.env) {

@@ -8,6 +8,7 @@
  * tools/install-servers.sh); Debian 12's Python exporter (1.7) cannot read PgBouncer 1.18's
  * SHOW STATS (it looks for `total_requests`, gone since 1.8).
  */
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 /** prometheus-community/pgbouncer_exporter 0.10.2 (Debian 13), unpacked by tools/install-servers.sh. */
 export const PGBOUNCER_EXPORTER_BIN = join(
@@ -22,6 +23,7 @@ export const PGBOUNCER_EXPORTER_BIN = join(
   'prometheus-pgbouncer-exporter',
 );
 import {
+  PGBOUNCER_CREDENTIAL_FILES,
   PGBOUNCER_FILES,
   PGBOUNCER_RUN_DIR,
   PGBOUNCER_TLS_DIR,
@@ -47,6 +49,7 @@ import {
 } from './processes';
 import { ServiceProxy } from './service-proxy';
 import { type FileSource, filesFrom } from './sources';
+import { writeSecretVolume } from '../secret-volume';
 
 /** Keys of pgbouncer.ini the twin changes; a test pins that nothing else differs. */
 export const TWIN_PGBOUNCER_CHANGES = [
@@ -102,6 +105,11 @@ export interface PgBouncerLaunch {
   readonly proxy: ServiceProxy<PgBouncerPod>;
   /** TLS, when the shipped pgbouncer.ini turns it on (one Secret volume's stand-in for every pod). */
   readonly tls?: TwinTls;
+  /**
+   * With two application logins (the shipped entry point reads PGBOUNCER_CREDENTIALS_DIR): writes the
+   * passwords' Secret volume as the kubelet updates it; the entry points' loops rewrite the userlist and reload.
+   */
+  writeCredentials(c: { password: string; alternatePassword: string }): void;
   /** Replaces the certificate in place (a renewed Secret); the entry points' watchers reload PgBouncer. */
   reissueTls(ca?: TwinCa): Promise<TwinTls>;
   /** SIGKILL pod i (PgBouncer and its exporter): a lost pod. */
@@ -118,6 +126,8 @@ export interface StartPgBouncerOptions {
   readonly server: Endpoint;
   /** The application role's password (the Secret's `password`). */
   readonly password: string;
+  /** The second login's password (`alternate-password`), when the shipped entry point reads both. @default - a random one */
+  readonly alternatePassword?: string;
   /** @default 2 */
   readonly pods?: number;
   /** Also run prometheus-pgbouncer-exporter per pod. @default false */
@@ -151,6 +161,23 @@ export async function startPgBouncer(source: FileSource, opts: StartPgBouncerOpt
       ca: ca ?? opts.ca ?? (await twinCa()),
     });
   let tls: TwinTls | undefined = tlsOn ? await issue() : undefined;
+  // Two logins: the pods' projected Secret volume (one stand-in for every pod), updated as the kubelet does.
+  const credentialsDir = /PGBOUNCER_CREDENTIALS_DIR/.test(files[PGBOUNCER_FILES.start])
+    ? join(root, 'credentials')
+    : undefined;
+  const writeCredentials = (c: { password: string; alternatePassword: string }) => {
+    if (!credentialsDir) throw new Error('the shipped pgbouncer-start.sh reads one password (no alternateLogin)');
+    writeSecretVolume(credentialsDir, {
+      [PGBOUNCER_CREDENTIAL_FILES.password]: c.password,
+      [PGBOUNCER_CREDENTIAL_FILES.alternatePassword]: c.alternatePassword,
+    });
+  };
+  if (credentialsDir) {
+    writeCredentials({
+      password: opts.password,
+      alternatePassword: opts.alternatePassword ?? randomBytes(18).toString('base64url'),
+    });
+  }
   const pods: PgBouncerPod[] = [];
   for (let i = 0; i < n; i++) {
     const dir = makeDir(join(root, `${opts.serviceName ?? 'pgbouncer'}-${i}`));
@@ -180,7 +207,10 @@ export async function startPgBouncer(source: FileSource, opts: StartPgBouncerOpt
     const p = spawnServer('sh', [join(configDir, PGBOUNCER_FILES.start)], {
       env: {
         ...base,
-        PGBOUNCER_PASSWORD: opts.password,
+        // As the pod's env: the password, or (two logins) the mounted Secret polled every second here.
+        ...(credentialsDir
+          ? { PGBOUNCER_CREDENTIALS_DIR: credentialsDir, CREDENTIALS_RELOAD_INTERVAL_SECONDS: '1' }
+          : { PGBOUNCER_PASSWORD: opts.password }),
         PGBOUNCER_CONFIG_DIR: dir,
         PGBOUNCER_RUN_DIR: pod.runDir,
         // As the pod's env with TLS on; the watcher polls every second here.
@@ -244,6 +274,7 @@ export async function startPgBouncer(source: FileSource, opts: StartPgBouncerOpt
     get tls() {
       return tls;
     },
+    writeCredentials,
     reissueTls: async (ca) => {
       if (!tls) throw new Error('the shipped pgbouncer.ini does not turn TLS on');
       tls = await issue(ca);

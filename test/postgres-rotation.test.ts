@@ -1,0 +1,377 @@
+/**
+ * Rotation of the application's PostgreSQL password (docs/postgres-security.md#rotation) on real
+ * servers: Patroni 3.0.2 + PostgreSQL 15 and two PgBouncer 1.18 pods started from dev's shipped
+ * files with `postgres.credentials.alternateLogin`, the Secret updated as the kubelet updates a
+ * mounted Secret, under a traffic loop through PgBouncer with the API's own connection logic
+ * (service/src/db: the pool makes its connections with the login read from the files).
+ *   1. new password on the login not in use (the roles Job, or ALTER ROLE as the superuser), and
+ *      in the Secret; wait until every PgBouncer pod accepts it;
+ *   2. flip `active-login`: new connections use that login; the other one is rotated next time.
+ * A control shows the test can fail: an in-place ALTER ROLE of the login in use fails requests.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { Client, escapeLiteral } from 'pg';
+import { parse } from 'yaml';
+import type { FastifyBaseLogger } from 'fastify';
+import { loadEnvironment } from '../stacks/environments';
+import { synthObjects } from '../stacks/synth';
+import { type PatroniLaunch, type PgBouncerLaunch, startPatroni, startPgBouncer } from '../tools/runtime/launcher';
+import { makeTempDir, removeDir, sleep, waitFor } from '../tools/runtime/launcher/processes';
+import { writeSecretVolume } from '../tools/runtime/secret-volume';
+import { loadConfig } from '../service/src/config';
+import { Database } from '../service/src/db/database';
+import { alternateLoginOf } from '../constructs/postgres/credentials-settings';
+
+jest.setTimeout(300000);
+
+const objects = synthObjects(loadEnvironment('dev', { postgres: { credentials: { alternateLogin: true } } }));
+let pg: PatroniLaunch;
+let bouncers: PgBouncerLaunch;
+let apiDir = '';
+/** The Secret as it is now: password, alternate-password, active-login (absent at first). */
+const secret: Record<string, string> = {};
+
+const silent = { warn: () => undefined, info: () => undefined, error: () => undefined } as unknown as FastifyBaseLogger;
+
+function writeSecret(): void {
+  const s = { ...secret };
+  writeSecretVolume(apiDir, s);
+  bouncers.writeCredentials({ password: s.password, alternatePassword: s['alternate-password'] });
+}
+
+/** Whether `user` logs in with `password` at `ep` (a PgBouncer pod or a member). */
+async function accepts(ep: { host: string; port: number }, user: string, password: string): Promise<boolean> {
+  const c = new Client({ host: ep.host, port: ep.port, database: pg.database, user, password });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    await c.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/**
+ * API pods: each a Database of the service (its pools make connections with the login read from the
+ * files, recycled every second so new logins happen all the time), running queries in a loop.
+ */
+class Traffic {
+  ok = 0;
+  failed: { at: number; message: string }[] = [];
+  /** Requests served per login (current_user). */
+  byUser: Record<string, number> = {};
+  private running = true;
+  private readonly loops: Promise<void>[] = [];
+  private readonly dbs: Database[] = [];
+
+  constructor(pods: number) {
+    const cfg = loadConfig({
+      POSTGRES_SERVER: `${bouncers.service.host}:${bouncers.service.port}`,
+      POSTGRES_DB: pg.database,
+      POSTGRES_USER: pg.user,
+      POSTGRES_PASSWORD_FILE: join(apiDir, 'password'),
+      POSTGRES_ALTERNATE_USER: alternateLoginOf(pg.user),
+      POSTGRES_ALTERNATE_PASSWORD_FILE: join(apiDir, 'alternate-password'),
+      POSTGRES_ACTIVE_LOGIN_FILE: join(apiDir, 'active-login'),
+      MANAGEMENT_TOKEN: '0123456789abcdef',
+      CACHE_ENABLED: 'false',
+      DB_POOL_SIZE: '2',
+      DB_MAX_OVERFLOW: '2',
+      DB_POOL_RECYCLE: '1',
+    });
+    for (let p = 0; p < pods; p++) {
+      this.dbs.push(new Database(cfg.postgres, silent));
+      this.loops.push(this.loop(p));
+    }
+  }
+
+  private async loop(p: number): Promise<void> {
+    while (this.running) {
+      try {
+        const rows = await this.dbs[p].onPool<{ u: string }>(this.dbs[p].primary, 'SELECT current_user AS u', 5000);
+        this.byUser[rows[0].u] = (this.byUser[rows[0].u] ?? 0) + 1;
+        this.ok++;
+      } catch (e) {
+        this.failed.push({ at: Date.now(), message: `pod ${p}: ${(e as Error).message}` });
+      }
+      await sleep(5);
+    }
+  }
+
+  reset(): void {
+    this.ok = 0;
+    this.failed = [];
+    this.byUser = {};
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+    await Promise.all(this.dbs.map((d) => d.close()));
+  }
+}
+
+let traffic: Traffic | undefined;
+
+beforeAll(async () => {
+  pg = await startPatroni(objects, { members: 2 });
+  // The roles Job of the option: it makes <user>_b with the Secret's alternate-password.
+  const roles = await pg.rolesJob();
+  expect(roles.output).toBe('');
+  expect(roles.code).toBe(0);
+  bouncers = await startPgBouncer(objects, {
+    server: pg.primary,
+    password: pg.password,
+    alternatePassword: pg.alternatePassword,
+  });
+  apiDir = makeTempDir('fastnext-api-secret-');
+  Object.assign(secret, { password: pg.password, 'alternate-password': pg.alternatePassword });
+  writeSecret();
+});
+afterAll(async () => {
+  await traffic?.stop();
+  await bouncers?.stop();
+  await pg?.stop();
+  if (apiDir) removeDir(apiDir);
+});
+
+/** The roles Job as Kubernetes runs it: with the Secrets' values as they are now (`changed` among them). */
+const rolesJobNow = (changed: Record<string, string> = {}) =>
+  pg.rolesJob(undefined, {
+    POSTGRES_PASSWORD: secret.password,
+    POSTGRES_ALTERNATE_PASSWORD: secret['alternate-password'],
+    ...changed,
+  });
+
+const login = (active: 'a' | 'b') => (active === 'a' ? pg.user : alternateLoginOf(pg.user));
+const key = (active: 'a' | 'b') => (active === 'a' ? 'password' : 'alternate-password');
+
+/**
+ * One rotation: a new password for the login not in use (`inactive`), set on the server by `setOnServer`
+ * and in the Secret; once every PgBouncer pod accepts it, `active-login` names it.
+ */
+async function rotate(inactive: 'a' | 'b', setOnServer: (user: string, password: string) => Promise<void>) {
+  const user = login(inactive);
+  const old = secret[key(inactive)];
+  const next = randomBytes(18).toString('base64url');
+  const t0 = Date.now();
+  secret[key(inactive)] = next;
+  writeSecret();
+  await setOnServer(user, next);
+  await waitFor(
+    `every PgBouncer pod accepts ${user}'s new password`,
+    async () => {
+      for (const pod of bouncers.pods) if (!(await accepts(pod, user, next))) return false;
+      return true;
+    },
+    30000,
+  );
+  const applied = Date.now() - t0;
+  secret['active-login'] = user;
+  writeSecret();
+  const t1 = Date.now();
+  // Every connection made from now on is the new login's; old ones are recycled within a second.
+  await sleep(2500);
+  traffic!.byUser = {};
+  await sleep(1500);
+  expect(Object.keys(traffic!.byUser)).toEqual([user]);
+  return { user, old, next, appliedMs: applied, flippedMs: Date.now() - t1 };
+}
+
+const report: string[] = [];
+afterAll(() => console.log(`PostgreSQL app credential rotation:\n${report.join('\n')}`));
+
+test('the roles Job made the second login a member of the runtime role, with its statement_timeout', async () => {
+  const [r] = await pg.query<{ member: boolean; config: string[]; super: boolean }>(
+    pg.primary,
+    `SELECT pg_has_role($1, $2, 'MEMBER') AS member, rolconfig AS config, rolsuper AS super
+       FROM pg_roles WHERE rolname = $1`,
+    [alternateLoginOf(pg.user), pg.user],
+  );
+  expect(r).toEqual({ member: true, config: [expect.stringMatching(/^statement_timeout=/)], super: false });
+  expect(await accepts(bouncers.service, alternateLoginOf(pg.user), pg.alternatePassword)).toBe(true);
+});
+
+test('two rotations of the app credential under traffic: 0 failed requests, the old passwords refused', async () => {
+  traffic = new Traffic(3);
+  await sleep(1500);
+  expect(Object.keys(traffic.byUser)).toEqual([pg.user]);
+  // 1: <user>_b gets a new password through the roles Job (its Secret's value), then goes live.
+  const first = await rotate('b', async (_user, password) => {
+    const run = await rolesJobNow({ POSTGRES_ALTERNATE_PASSWORD: password });
+    expect(run.code).toBe(0);
+  });
+  // 2: <user> gets a new password with ALTER ROLE as the superuser, then goes live again.
+  const second = await rotate('a', async (user, password) => {
+    await pg.query(pg.primary, `ALTER ROLE "${user}" PASSWORD ${escapeLiteral(password)}`);
+  });
+  const ok = traffic.ok;
+  const failed = traffic.failed;
+  report.push(
+    `  ${ok} requests through PgBouncer, ${failed.length} failed; ` +
+      `${first.user}: new password on both PgBouncer pods ${first.appliedMs} ms after the Secret, live ${first.flippedMs} ms; ` +
+      `${second.user}: ${second.appliedMs} ms, live ${second.flippedMs} ms`,
+  );
+  expect(failed).toEqual([]);
+  expect(ok).toBeGreaterThan(100);
+  for (const r of [first, second]) {
+    for (const ep of [pg.primary, ...bouncers.pods]) expect(await accepts(ep, r.user, r.old)).toBe(false);
+    expect(await accepts(pg.primary, r.user, r.next)).toBe(true);
+  }
+});
+
+test('control: an in-place ALTER ROLE of the login in use fails requests until the Secret catches up', async () => {
+  // GIVEN traffic on <user> (active-login names it after the second rotation)
+  traffic!.reset();
+  await sleep(1000);
+  expect(traffic!.failed).toEqual([]);
+  // WHEN its password changes on the server while PgBouncer and the API still hold the Secret's
+  const user = pg.user;
+  const next = randomBytes(18).toString('base64url');
+  await pg.query(pg.primary, `ALTER ROLE "${user}" PASSWORD ${escapeLiteral(next)}`);
+  // PgBouncer's server connections end in time (server_lifetime, a restart, a failover): at once here.
+  await pg.query(pg.primary, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [user]);
+  // Until a request fails for the login (not for the terminated connections themselves).
+  const forLogin = () => traffic!.failed.filter((f) => !/administrator command/.test(f.message));
+  await waitFor('a request failing for the changed password', async () => forLogin().length > 0, 20000);
+  const failedBefore = forLogin().length;
+  // THEN requests fail (PgBouncer cannot log in to the server for new connections) ...
+  report.push(
+    `  control: in-place ALTER ROLE of the live login: requests fail (${failedBefore} so far: ${forLogin()[0].message})`,
+  );
+  expect(failedBefore).toBeGreaterThan(0);
+  // ... until the Secret holds the new password too.
+  secret.password = next;
+  writeSecret();
+  await sleep(3000);
+  const settled = traffic!.failed.length;
+  await sleep(2000);
+  expect(traffic!.failed.length).toBe(settled);
+});
+
+describe('the other credentials', () => {
+  const auth = () =>
+    (parse(pg.memberConfig[0]) as { postgresql: { authentication: Record<string, { username: string }> } }).postgresql
+      .authentication;
+
+  test("exporter: the roles Job sets the Secret's new password; an open session stays, the old password is refused", async () => {
+    const old = pg.exporter.password;
+    const next = randomBytes(18).toString('base64url');
+    // GIVEN the exporter's open connection (the sidecar keeps one)
+    const open = new Client({
+      ...pg.clientConfig(pg.primary),
+      user: pg.exporter.user,
+      password: old,
+      database: 'postgres',
+    });
+    open.on('error', () => undefined);
+    await open.connect();
+    // WHEN the Secret holds a new password and the roles Job runs with it
+    const run = await rolesJobNow({ POSTGRES_EXPORTER_PASSWORD: next });
+    expect(run.code).toBe(0);
+    // THEN the open session still answers, a new one needs the new password
+    expect((await open.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    await open.end();
+    const exporterAt = async (password: string) => {
+      const c = new Client({ ...pg.clientConfig(pg.primary), user: pg.exporter.user, password, database: 'postgres' });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        return true;
+      } catch {
+        return false;
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    };
+    expect(await exporterAt(next)).toBe(true);
+    expect(await exporterAt(old)).toBe(false);
+  });
+
+  test('superuser and replication: ALTER ROLE, Secret, restart the replica, switchover, restart the old leader', async () => {
+    const a = auth();
+    const oldSuper = pg.superuser.password;
+    const oldReplication = pg.replicationPassword;
+    const superNext = randomBytes(18).toString('base64url');
+    const replicationNext = randomBytes(18).toString('base64url');
+    traffic!.reset();
+    const t0 = Date.now();
+    // 1. The new passwords on the server (the leader; replicas follow by WAL). Sessions stay.
+    await pg.query(
+      pg.primary,
+      `ALTER ROLE "${a.replication.username}" PASSWORD ${escapeLiteral(replicationNext)};
+       ALTER ROLE "${a.rewind.username}" PASSWORD ${escapeLiteral(replicationNext)};
+       ALTER ROLE "${a.superuser.username}" PASSWORD ${escapeLiteral(superNext)}`,
+    );
+    // 2. The Secret: members started from now on get them (PATRONI_* env).
+    pg.setMemberSecrets({ superuserPassword: superNext, replicationPassword: replicationNext });
+    // 3. The replica first: it streams again with the new replication password.
+    const leader = await pg.leaderIndex();
+    const replica = 1 - leader;
+    await pg.stopMember(replica);
+    await pg.startMember(replica);
+    await pg.waitHealthy(1, 120000);
+    // synchronous_mode: the switchover's candidate must be the sync standby again.
+    await waitFor(
+      'the restarted replica is the sync standby',
+      async () => (await pg.cluster()).some((m) => m.name === pg.members[replica].name && m.role === 'sync_standby'),
+      60000,
+    );
+    const replicaDone = Date.now();
+    // 4. Switchover to the restarted replica, 5. then the old leader restarts as a replica.
+    const sw0 = Date.now();
+    const sw = await pg.patronictl(
+      'switchover',
+      '--leader',
+      pg.members[leader].name,
+      '--candidate',
+      pg.members[replica].name,
+      '--force',
+    );
+    expect(sw.code).toBe(0);
+    expect(sw.output).not.toMatch(/failed/i);
+    await waitFor(
+      'the replica leads',
+      async () => (await pg.leaderIndex()) === replica,
+      60000,
+      () => `${sw.output}\n${pg.log(replica).slice(-3000)}\n${pg.log(leader).slice(-3000)}`,
+    );
+    const sw1 = Date.now();
+    // The demoted leader still has the old replication password in its env: it cannot stream until restarted.
+    await pg.stopMember(leader);
+    await pg.startMember(leader);
+    await pg.waitHealthy(1, 120000);
+    await sleep(2000);
+    const failed = traffic!.failed;
+    const outside = failed.filter((f) => f.at < sw0 - 1000 || f.at > sw1 + 3000);
+    const span = failed.length ? (failed[failed.length - 1].at - failed[0].at) / 1000 : 0;
+    report.push(
+      `  superuser + replication: ${traffic!.ok} requests, ${failed.length} failed (all during the switchover: ` +
+        `${outside.length} outside it; first to last failure ${span.toFixed(1)} s); replica restarted in ` +
+        `${((replicaDone - t0) / 1000).toFixed(1)} s, switchover ${((sw1 - sw0) / 1000).toFixed(1)} s, total ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    );
+    // Requests fail only while the leader changes (the switchover's write gap), never for the passwords.
+    expect(outside).toEqual([]);
+    expect(failed.map((f) => f.message).join('\n')).not.toMatch(/password authentication failed/);
+    // Both members stream with the new replication password; the old passwords are refused.
+    for (const m of pg.members) {
+      const c = new Client({ ...pg.clientConfig(m, 'superuser'), database: 'postgres' });
+      await c.connect();
+      await c.end();
+      for (const [user, password] of [
+        [a.superuser.username, oldSuper],
+        [a.replication.username, oldReplication],
+      ]) {
+        const old = new Client({ ...pg.clientConfig(m), user, password, database: 'postgres' });
+        old.on('error', () => undefined);
+        await expect(old.connect()).rejects.toThrow(/password authentication failed/);
+        await old.end().catch(() => undefined);
+      }
+    }
+    expect(await pg.streaming(leader)).toBe(true);
+  });
+});
