@@ -56,7 +56,7 @@ import { credentialsProblems } from '../constructs/postgres/credentials-settings
 import { serverParameterProblem } from '../constructs/postgres/pg-settings';
 import { MAXMEMORY_POLICIES, REDIS_SIZE, redisMemoryProblem } from '../constructs/redis/files';
 import { appCommandsProblem } from '../constructs/redis/acl';
-import { REDIS_CLUSTER_DEFAULTS } from '../constructs/redis/redis-cluster';
+import { REDIS_CLUSTER_DEFAULTS, redisTlsProblem } from '../constructs/redis/redis-cluster';
 import { preview } from '../tools/k8s/values';
 import { connectionBudgetProblems } from './connection-budget';
 
@@ -499,6 +499,8 @@ export const environmentSchema = z
         appCommands: z.array(z.string()).readonly(),
         /** Secret with one `<user>-password` key per ACL user; generated in-cluster when absent. */
         passwordSecret: dnsLabel,
+        /** TLS on the client port, the bus and replication, from a Secret with tls.crt/tls.key/ca.crt (cert-manager's). */
+        tls: z.object({ enabled: z.boolean(), secretName: dnsLabel.optional() }).strict(),
         storage,
         resources,
         exporterResources: resources,
@@ -508,6 +510,8 @@ export const environmentSchema = z
       .superRefine((r, ctx) => {
         const acl = appCommandsProblem(r.appCommands);
         if (acl) ctx.addIssue({ code: 'custom', path: ['appCommands'], message: acl });
+        const tls = redisTlsProblem(r.tls);
+        if (tls) ctx.addIssue({ code: 'custom', path: ['tls', 'secretName'], message: tls });
         if (!REDIS_SIZE.test(r.maxmemory) || quantityProblem(r.resources.limits.memory)) return;
         const problem = redisMemoryProblem(r.maxmemory, r.resources.limits.memory);
         if (problem) ctx.addIssue({ code: 'custom', path: ['maxmemory'], message: problem });

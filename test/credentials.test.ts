@@ -160,7 +160,8 @@ describe('TLS generator script (tlsSecretGeneratorScript: the bytes the Job runs
     expect(cert.subject).toBe(`CN=${DNS[0]}`);
     expect(cert.subjectAltName).toBe([...DNS.map((d) => `DNS:${d}`), 'IP Address:127.0.0.1'].join(', '));
     expect(cert.ca).toBe(false);
-    expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1']); // extendedKeyUsage serverAuth
+    // extendedKeyUsage serverAuth, clientAuth (Redis nodes present it to each other on the bus)
+    expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
     expect(ca.ca).toBe(true);
     expect(ca.subject).toBe('CN=postgres-tls CA');
     expect(cert.checkIssued(ca)).toBe(true);

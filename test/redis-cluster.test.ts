@@ -107,7 +107,7 @@ describe.each(ENVS)('%s', (env) => {
     );
     expect(apiVolume.secret.items).toEqual([{ key: 'app-password', path: 'password' }]);
     const script = find(objects, 'ConfigMap', 'redis-config').data['cluster-create.sh'];
-    expect(script).toContain('redis-cli --user admin --no-auth-warning --cluster create');
+    expect(script).toContain('redis-cli $tls_cli --user admin --no-auth-warning --cluster create');
   });
 
   test('NetworkPolicy: client and bus ports between nodes, 6379 from the API and the create Job, exporter from Prometheus', () => {
@@ -230,4 +230,88 @@ test('every shipped script parses as POSIX sh (dash)', () => {
   );
   expect(scripts.length).toBeGreaterThan(0);
   for (const [, text] of scripts) expect(() => execFileSync('dash', ['-n'], { input: text })).not.toThrow();
+});
+
+describe('redis.tls', () => {
+  const on = { redis: { tls: { enabled: true, secretName: 'redis-tls' } } };
+  const objects = synthObjects(loadEnvironment('dev', on)) as Obj[];
+  const plain = objectsOf('dev');
+  const sts = find(objects, 'StatefulSet', 'redis');
+  const [redis, exporter] = sts.spec.template.spec.containers;
+  const envOf = (c: Obj) => Object.fromEntries(c.env.map((e: Obj) => [e.name, e.value ?? e.valueFrom]));
+  const job = ofKind(objects, 'Job').find((j) => j.metadata.name.startsWith('redis-cluster-create-'))!;
+  const api = find(objects, 'Deployment', 'api');
+
+  test('off by default: no TLS volume, variable or option in any workload (the scripts only test for REDIS_TLS_DIR)', () => {
+    const text = JSON.stringify(plain.filter((o) => o.kind !== 'ConfigMap'));
+    expect(text).not.toContain('REDIS_TLS_DIR');
+    expect(text).not.toContain('REDIS_TLS_CA_FILE');
+    expect(text).not.toContain('--tls');
+    expect(text).not.toContain('rediss://');
+    expect(loadEnvironment('dev').redis.tls).toEqual({ enabled: false });
+  });
+
+  test('the nodes mount the whole Secret (key group-readable) and the start script gets REDIS_TLS_DIR', () => {
+    expect(envOf(redis).REDIS_TLS_DIR).toBe('/etc/redis-tls');
+    expect(redis.volumeMounts).toContainEqual({ name: 'tls', mountPath: '/etc/redis-tls', readOnly: true });
+    expect(sts.spec.template.spec.volumes).toContainEqual({
+      name: 'tls',
+      secret: { secretName: 'redis-tls', defaultMode: 0o440 },
+    });
+  });
+
+  test('every probe speaks TLS and checks the CA', () => {
+    for (const p of [redis.startupProbe, redis.readinessProbe, redis.livenessProbe]) {
+      expect(p.exec.command[2]).toContain('redis-cli --tls --cacert /etc/redis-tls/ca.crt -h 127.0.0.1');
+    }
+  });
+
+  test('the exporter, the create Job and the API get the CA only, never the key', () => {
+    const caOnly = { name: 'tls-ca', secret: { secretName: 'redis-tls', items: [{ key: 'ca.crt', path: 'ca.crt' }] } };
+    expect(sts.spec.template.spec.volumes).toContainEqual(caOnly);
+    expect(exporter.volumeMounts).toEqual([{ name: 'tls-ca', mountPath: '/etc/redis-tls', readOnly: true }]);
+    expect(job.spec.template.spec.volumes).toContainEqual(caOnly);
+    expect(envOf(job.spec.template.spec.containers[0]).REDIS_TLS_DIR).toBe('/etc/redis-tls');
+    const apiVolumes = JSON.stringify(api.spec.template.spec.volumes);
+    expect(apiVolumes).toContain('"secretName":"redis-tls"');
+    expect(apiVolumes).not.toContain('tls.key');
+    const caFile = envOf(api.spec.template.spec.containers[0]).REDIS_TLS_CA_FILE as string;
+    expect(caFile).toMatch(/\/redis-tls\/ca\.crt$/);
+    const mounted = api.spec.template.spec.containers[0].volumeMounts.map((m: Obj) => m.mountPath);
+    expect(mounted.some((p: string) => caFile.startsWith(`${p}/`))).toBe(true);
+  });
+
+  test('the exporter reaches its node by the DNS name the certificate holds, over rediss://', () => {
+    const env = envOf(exporter);
+    expect(env.REDIS_ADDR).toBe('rediss://$(POD_NAME).redis-headless.fastnext-dev.svc.cluster.local:6379');
+    expect(env.REDIS_EXPORTER_TLS_CA_CERT_FILE).toBe('/etc/redis-tls/ca.crt');
+    const names = exporter.env.map((e: Obj) => e.name);
+    expect(names.indexOf('POD_NAME')).toBeLessThan(names.indexOf('REDIS_ADDR'));
+  });
+
+  test('only what TLS needs changes: the same objects (the create Job renamed: it runs again), the same ConfigMap scripts', () => {
+    const key = (o: Obj) => `${o.kind}/${o.metadata.name.replace(/^(redis-cluster-create)-[0-9a-f]{8}$/, '$1')}`;
+    expect(objects.map(key).sort()).toEqual(plain.map(key).sort());
+    expect(job.metadata.name).not.toBe(
+      ofKind(plain, 'Job').find((j) => j.metadata.name.startsWith('redis-cluster-create-'))!.metadata.name,
+    );
+    expect(find(objects, 'ConfigMap', 'redis-config').data).toEqual(find(plain, 'ConfigMap', 'redis-config').data);
+  });
+
+  test('fails when TLS is on without a Secret: field, value and fix', () => {
+    expect(() => loadEnvironment('dev', { redis: { tls: { enabled: true } } })).toThrow(
+      "Invalid config for environment 'dev':\n  - redis.tls.secretName: (missing) TLS is on without a certificate: name the Secret " +
+        "holding tls.crt, tls.key and ca.crt (e.g. a cert-manager Certificate's secretName covering " +
+        '*.redis-headless.<namespace>.svc.cluster.local), or turn TLS off (enabled: false)',
+    );
+    expect(() => loadEnvironment('dev', { redis: { tls: { enabled: true, secretName: 'Bad_Name' } } })).toThrow(
+      /redis\.tls\.secretName: "Bad_Name"/,
+    );
+  });
+
+  test('fails when the construct gets TLS on without a Secret (props not from the schema)', () => {
+    expect(
+      () => new RedisCluster(Testing.chart(), 'redis', { clients: [podsOf('api')], tls: { enabled: true } }),
+    ).toThrow("'tls.secretName' (undefined) TLS is on without a certificate");
+  });
 });

@@ -73,6 +73,8 @@ export interface ApiCache extends core.ServiceEndpoint {
   /** The ACL user the service authenticates as. */
   readonly appUsername: string;
   readonly appPasswordKey: string;
+  /** TLS: the service verifies every node against the CA in this Secret's `caKey`. @default - plaintext */
+  readonly tls?: { readonly secretName: string; readonly caKey: string };
 }
 
 /** The service's connection pool to PostgreSQL. */
@@ -231,6 +233,9 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
             },
           ]
         : []),
+      ...(cache.tls
+        ? [{ volume: 'redis-tls', secretName: cache.tls.secretName, key: cache.tls.caKey, dir: 'redis-tls' }]
+        : []),
     ];
     const [postgresPassword, redisPassword, managementToken] = secretFiles.map(
       (f) => `${SECRET_MOUNT}/${f.dir}/${f.path ?? f.key}`,
@@ -271,6 +276,9 @@ export class ApiService extends Construct implements core.ServiceEndpoint {
       { name: SERVICE_ENV.redisClusterNodes, value: cache.seedHosts.map((h) => `${h}:${cache.port}`).join(',') },
       { name: SERVICE_ENV.redisUsername, value: cache.appUsername },
       { name: SERVICE_ENV.redisPasswordFile, value: redisPassword },
+      ...(cache.tls
+        ? [{ name: SERVICE_ENV.redisTlsCaFile, value: `${SECRET_MOUNT}/redis-tls/${cache.tls.caKey}` }]
+        : []),
       { name: SERVICE_ENV.cacheEnabled, value: String(api.cache.enabled) },
       { name: SERVICE_ENV.cacheDefaultTtl, value: String(api.cache.defaultTtlSeconds) },
       { name: SERVICE_ENV.cacheWarmOnStart, value: String(api.cache.warmOnStart) },

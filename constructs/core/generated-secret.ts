@@ -97,7 +97,8 @@ else
     -addext 'keyUsage=critical,keyCertSign,cRLSign' 2>/dev/null
 fi
 openssl req -new -noenc -newkey ec -pkeyopt ec_paramgen_curve:P-256 -keyout tls.key -out tls.csr -subj "/CN=$cn" 2>/dev/null
-printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' "$san" >ext.cnf
+# clientAuth too: a Redis node presents this certificate as a client on the cluster bus and to its master.
+printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n' "$san" >ext.cnf
 openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out tls.crt -days "$DAYS" -extfile ext.cnf 2>/dev/null
 rm -f ca.key
 python3 - <<'PY'

@@ -89,6 +89,15 @@ slowlog-log-slower-than 10000
 `;
 }
 
+/**
+ * Shared by both scripts: with REDIS_TLS_DIR (a mounted Secret with cert-manager's keys), every
+ * redis-cli speaks TLS and checks the server's certificate against its ca.crt.
+ */
+const TLS_CLI = `# redis-cli's TLS options (empty without REDIS_TLS_DIR); the path holds no spaces (a mount path).
+tls_cli=""
+if [ -n "\${REDIS_TLS_DIR:-}" ]; then tls_cli="--tls --cacert $REDIS_TLS_DIR/${core.TLS_SECRET_KEYS.ca}"; fi
+`;
+
 /** Shared by both scripts: resolve a hostname to an IPv4 address (literal IPs pass through). */
 const RESOLVE = `# resolve NAME -> IPv4. REDIS_HOSTS_FILE ("name ip" lines) lets a test stand in for DNS.
 resolve() {
@@ -114,8 +123,12 @@ resolve() {
  * Secret); replicas authenticate to their master as `replication`.
  * While the node runs, a loop applies a changed Secret (a rotation) to the live users and
  * masterauth every REDIS_USERS_SYNC_SECONDS (@default 10): docs/redis-acl.md#rotation.
+ * With REDIS_TLS_DIR (tls.crt, tls.key, ca.crt), REDIS_PORT speaks TLS only (`port 0`), and so do
+ * the cluster bus and replication; clients authenticate by ACL password, not certificate. The
+ * same loop loads renewed certificate files into the running server (CONFIG SET): docs/redis-acl.md#tls.
  * Inputs: REDIS_USERS_DIR, REDIS_HOSTNAME; optional REDIS_PORT, REDIS_DATA_DIR,
- * REDIS_BIND, REDIS_ANNOUNCE_IP, REDIS_CONFIG_DIR, REDIS_HOSTS_FILE, REDIS_USERS_SYNC_SECONDS.
+ * REDIS_BIND, REDIS_ANNOUNCE_IP, REDIS_CONFIG_DIR, REDIS_HOSTS_FILE, REDIS_USERS_SYNC_SECONDS,
+ * REDIS_TLS_DIR.
  */
 export function redisStartScript(appCommands: readonly string[]): string {
   const rules = redisAclRules(appCommands);
@@ -130,7 +143,7 @@ REDIS_DATA_DIR="\${REDIS_DATA_DIR:-/data}"
 REDIS_CONFIG_DIR="\${REDIS_CONFIG_DIR:-/etc/redis}"
 TMPDIR="\${TMPDIR:-/tmp}"
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
-${RESOLVE}
+${RESOLVE}${TLS_CLI}
 nodes="$REDIS_DATA_DIR/nodes.conf"
 if [ -s "$nodes" ]; then
   # Fields: id addr flags ...; addr is ip:port@bus[,hostname]. Rewrite ip from hostname.
@@ -187,10 +200,16 @@ pid=$$
 local_host=\${REDIS_BIND:-127.0.0.1}
 local_host=\${local_host%% *}
 (
+  # snapshot FILES...: name and checksum of each (a Secret volume's files are symlinks: followed).
   snapshot() {
-    for f in "$REDIS_USERS_DIR"/*-password*; do
+    for f in "$@"; do
       if [ -f "$f" ]; then printf '%s %s\\n' "\${f##*/}" "$(cksum < "$f")"; fi
     done
+  }
+  tls_files() {
+    if [ -n "\${REDIS_TLS_DIR:-}" ]; then
+      printf '%s\\n' "$REDIS_TLS_DIR/${core.TLS_SECRET_KEYS.cert}" "$REDIS_TLS_DIR/${core.TLS_SECRET_KEYS.key}" "$REDIS_TLS_DIR/${core.TLS_SECRET_KEYS.ca}"
+    fi
   }
   # admin_cli ARGS...: redis-cli as admin; with -x first, the last argument is read from stdin
   # (a password: never in argv, where ps would show it).
@@ -199,7 +218,8 @@ local_host=\${local_host%% *}
     if [ "$1" = -x ]; then stdin=$(cat); fi
     for f in "$REDIS_USERS_DIR/${redisPasswordKey('admin')}" "$REDIS_USERS_DIR/${redisPasswordKey('admin')}-"*; do
       [ -f "$f" ] || continue
-      out=$(printf '%s' "$stdin" | REDISCLI_AUTH=$(cat "$f") redis-cli -h "$local_host" -p "$REDIS_PORT" --user ${REDIS_USERS.admin} --no-auth-warning "$@" 2>&1) || continue
+      # shellcheck disable=SC2086 # $tls_cli: empty or several words
+      out=$(printf '%s' "$stdin" | REDISCLI_AUTH=$(cat "$f") redis-cli $tls_cli -h "$local_host" -p "$REDIS_PORT" --user ${REDIS_USERS.admin} --no-auth-warning "$@" 2>&1) || continue
       case "$out" in *WRONGPASS*|*NOAUTH*|*ERR*|*NOPERM*) continue ;; esac
       return 0
     done
@@ -214,14 +234,28 @@ ${REDIS_USER_ROLES.map(
 ).join('\n')}
     printf '%s' "$(cat "$REDIS_USERS_DIR/${redisPasswordKey('replication')}")" | admin_cli -x config set masterauth >/dev/null
   }
-  last=$(snapshot)
+  # A renewed certificate (same paths, new bytes): CONFIG SET of the tls-*-file settings makes the
+  # server load them again; new connections get the new certificate, open ones keep theirs.
+  reload_tls() {
+    # shellcheck disable=SC2046
+    set -- $(tls_files)
+    admin_cli config set tls-cert-file "$1" tls-key-file "$2" tls-ca-cert-file "$3" >/dev/null
+  }
+  last=$(snapshot "$REDIS_USERS_DIR"/*-password*)
+  # shellcheck disable=SC2046
+  last_tls=$(snapshot $(tls_files))
   while sleep "\${REDIS_USERS_SYNC_SECONDS:-10}"; do
     kill -0 "$pid" 2>/dev/null || exit 0
-    now=$(snapshot)
-    [ "$now" = "$last" ] && continue
-    if apply; then
+    now=$(snapshot "$REDIS_USERS_DIR"/*-password*)
+    if [ "$now" != "$last" ] && apply; then
       log "users sync: passwords applied from $REDIS_USERS_DIR ($(printf '%s\\n' "$now" | awk 'NF { print $1 }' | tr '\\n' ' '))"
       last=$now
+    fi
+    # shellcheck disable=SC2046
+    now_tls=$(snapshot $(tls_files))
+    if [ "$now_tls" != "$last_tls" ] && reload_tls; then
+      log "tls sync: certificate files loaded again from $REDIS_TLS_DIR"
+      last_tls=$now_tls
     fi
   done
 ) &
@@ -229,6 +263,13 @@ set -- "$REDIS_CONFIG_DIR/${REDIS_FILES.conf}" --include "$TMPDIR/redis-auth.con
   --port "$REDIS_PORT" --dir "$REDIS_DATA_DIR" --cluster-announce-hostname "$REDIS_HOSTNAME"
 if [ -n "\${REDIS_BIND:-}" ]; then set -- "$@" --bind "$REDIS_BIND"; fi
 if [ -n "\${REDIS_ANNOUNCE_IP:-}" ]; then set -- "$@" --cluster-announce-ip "$REDIS_ANNOUNCE_IP"; fi
+if [ -n "\${REDIS_TLS_DIR:-}" ]; then
+  # TLS only, on the same port; the bus (port + 10000) and replication too. Clients prove who
+  # they are with their ACL password: no client certificate is asked for.
+  set -- "$@" --port 0 --tls-port "$REDIS_PORT" --tls-cluster yes --tls-replication yes --tls-auth-clients no \\
+    --tls-cert-file "$REDIS_TLS_DIR/${core.TLS_SECRET_KEYS.cert}" --tls-key-file "$REDIS_TLS_DIR/${core.TLS_SECRET_KEYS.key}" \\
+    --tls-ca-cert-file "$REDIS_TLS_DIR/${core.TLS_SECRET_KEYS.ca}"
+fi
 exec redis-server "$@"
 `;
 }
@@ -238,8 +279,9 @@ exec redis-server "$@"
  * REDIS_REPLICAS_PER_MASTER replicas only when no node has slots yet; then waits until
  * all ${CLUSTER_SLOTS} slots are served, cluster_state is ok and every master has its
  * replicas. Exit 0 on an existing healthy cluster, so it is safe on every apply.
- * Runs as the `admin` ACL user (REDIS_USERS.admin).
- * Inputs: REDIS_NODES (space-separated host:port), REDIS_ADMIN_PASSWORD, REDIS_REPLICAS_PER_MASTER.
+ * Runs as the `admin` ACL user (REDIS_USERS.admin); over TLS when REDIS_TLS_DIR holds the CA.
+ * Inputs: REDIS_NODES (space-separated host:port), REDIS_ADMIN_PASSWORD, REDIS_REPLICAS_PER_MASTER;
+ * optional REDIS_TLS_DIR, REDIS_WAIT_SECONDS.
  */
 export function clusterCreateScript(r: RedisConfig): string {
   return `#!/bin/sh
@@ -251,8 +293,9 @@ REPLICAS="\${REDIS_REPLICAS_PER_MASTER:-${r.replicasPerMaster}}"
 WAIT="\${REDIS_WAIT_SECONDS:-600}"
 export REDISCLI_AUTH="$REDIS_ADMIN_PASSWORD"
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
-${RESOLVE}
-cli() { hp=$1; shift; redis-cli -h "\${hp%:*}" -p "\${hp##*:}" --user ${REDIS_USERS.admin} --no-auth-warning "$@"; }
+${RESOLVE}${TLS_CLI}
+# shellcheck disable=SC2086 # $tls_cli: empty or several words
+cli() { hp=$1; shift; redis-cli $tls_cli -h "\${hp%:*}" -p "\${hp##*:}" --user ${REDIS_USERS.admin} --no-auth-warning "$@"; }
 info_field() { cli "$1" cluster info | tr -d '\\r' | awk -F: -v k="$2" '$1 == k { print $2 }'; }
 
 # 1. Wait for every node to resolve and answer; from here on use addresses (CLUSTER MEET needs IPs).
@@ -280,7 +323,7 @@ done
 if [ "$assigned" -eq 0 ]; then
   log "no slots assigned on any node: creating the cluster ($count nodes, $REPLICAS replica(s) per master)"
   # shellcheck disable=SC2086
-  redis-cli --user ${REDIS_USERS.admin} --no-auth-warning --cluster create $addrs --cluster-replicas "$REPLICAS" --cluster-yes
+  redis-cli $tls_cli --user ${REDIS_USERS.admin} --no-auth-warning --cluster create $addrs --cluster-replicas "$REPLICAS" --cluster-yes
 else
   log "cluster exists ($assigned slot assignments seen): not creating"
   # A node that lost its volume comes back with a new id, knowing only itself: join it as a
@@ -293,7 +336,8 @@ else
   for hp in $addrs; do
     if [ -n "$seed" ] && [ "$(info_field "$hp" cluster_known_nodes)" = 1 ]; then
       log "node $hp knows no other node (empty nodes.conf): adding it as a replica"
-      redis-cli --user ${REDIS_USERS.admin} --no-auth-warning --cluster add-node "$hp" "$seed" --cluster-slave
+      # shellcheck disable=SC2086
+      redis-cli $tls_cli --user ${REDIS_USERS.admin} --no-auth-warning --cluster add-node "$hp" "$seed" --cluster-slave
       added=$((added + 1))
     fi
   done

@@ -34,6 +34,8 @@ export const REDIS_BUS_PORT = REDIS_PORT + REDIS_BUS_PORT_OFFSET;
 const CONFIG_DIR = '/etc/redis';
 /** The users' Secret, mounted whole: the start script reads every `<user>-password*` file. */
 const USERS_DIR = '/etc/redis-users';
+/** The TLS Secret (tls.enabled), mounted whole: the start script reads tls.crt, tls.key and ca.crt. */
+const TLS_DIR = '/etc/redis-tls';
 
 /** The settings of the Redis tier that have defaults (what an environment may override). */
 export interface RedisClusterSettings
@@ -45,6 +47,19 @@ export interface RedisClusterSettings
    * @default 'redis-users'
    */
   readonly passwordSecret?: string;
+  /** TLS on the client port, the cluster bus and replication. @default - off (plaintext) */
+  readonly tls?: RedisTlsSettings;
+}
+
+/**
+ * TLS of the Redis tier: from a Secret with cert-manager's keys (`tls.crt`, `tls.key`, `ca.crt`).
+ * The certificate must name every node as the clients reach it: `*.<name>-headless.<namespace>.svc.cluster.local`
+ * (the API and the exporter check the host name; Redis itself and redis-cli check the chain only).
+ */
+export interface RedisTlsSettings {
+  readonly enabled: boolean;
+  /** The Secret, e.g. a cert-manager Certificate's `secretName`. Required when `enabled`. */
+  readonly secretName?: string;
 }
 
 /**
@@ -62,6 +77,7 @@ export const REDIS_CLUSTER_DEFAULTS: Required<RedisClusterSettings> = {
   nodeTimeoutMs: 5000,
   appCommands: APP_COMMANDS,
   passwordSecret: 'redis-users',
+  tls: { enabled: false },
   // Each node's data and nodes.conf.
   storage: { size: '5Gi' },
   resources: { requests: { cpu: '250m', memory: '2560Mi' }, limits: { cpu: '1', memory: '3Gi' } },
@@ -99,6 +115,8 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
   readonly appUsername = REDIS_USERS.app;
   /** Key of the application user's password in `passwordSecret`. */
   readonly appPasswordKey = redisPasswordKey('app');
+  /** TLS (tls.enabled): clients verify against `caKey` of `secretName`. */
+  readonly tls?: { readonly secretName: string; readonly caKey: string };
   readonly statefulSetName: string;
   readonly headlessServiceName: string;
   readonly configMapName: string;
@@ -125,6 +143,16 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
       core.serviceHost(this, `${this.statefulSetName}-${i}.${this.headlessServiceName}`),
     );
     this.files = redisConfigFiles(r);
+    if (r.tls.enabled && r.tls.secretName !== undefined) {
+      this.tls = { secretName: r.tls.secretName, caKey: core.TLS_SECRET_KEYS.ca };
+    }
+    const tls = this.tls;
+    // The CA alone, for the containers that only connect (exporter, create Job): they never see the key.
+    const tlsCaVolume: k8s.Volume[] = tls
+      ? [{ name: 'tls-ca', secret: { secretName: tls.secretName, items: [{ key: tls.caKey, path: tls.caKey }] } }]
+      : [];
+    const tlsCaMount: k8s.VolumeMount[] = tls ? [{ name: 'tls-ca', mountPath: TLS_DIR, readOnly: true }] : [];
+    const tlsDirEnv: k8s.EnvVar[] = tls ? [{ name: 'REDIS_TLS_DIR', value: TLS_DIR }] : [];
     const placement = core.podPlacement(props.pod, props.imagePullSecrets);
 
     new core.GeneratedSecret(this, 'password', {
@@ -157,7 +185,8 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
     // The probes run as the read-only exporter user, with its password as the mounted Secret holds
     // it now (a rotation changes it while the pod runs; an env var would keep the old one). An exec
     // probe runs with the container's env, so REDIS_USERS_DIR is set.
-    const cli = `REDISCLI_AUTH="$(cat "$REDIS_USERS_DIR"/${redisPasswordKey('exporter')})" redis-cli -h 127.0.0.1 -p ${REDIS_PORT} --user ${REDIS_USERS.exporter} --no-auth-warning`;
+    const tlsCli = tls ? ` --tls --cacert ${TLS_DIR}/${tls.caKey}` : '';
+    const cli = `REDISCLI_AUTH="$(cat "$REDIS_USERS_DIR"/${redisPasswordKey('exporter')})" redis-cli${tlsCli} -h 127.0.0.1 -p ${REDIS_PORT} --user ${REDIS_USERS.exporter} --no-auth-warning`;
     new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: core.workloadMeta(this, c, this.statefulSetName, props),
       spec: core.statefulSetSpec(c, {
@@ -199,6 +228,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
                   { name: 'REDIS_CONFIG_DIR', value: CONFIG_DIR },
                   { name: 'TMPDIR', value: '/tmp' },
                   { name: 'REDIS_USERS_DIR', value: USERS_DIR },
+                  ...tlsDirEnv,
                 ],
                 resources: core.resourcesOf(r.resources),
                 securityContext: core.containerSecurityContext(),
@@ -230,6 +260,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
                   { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
                   { name: 'users', mountPath: USERS_DIR, readOnly: true },
                   { name: 'tmp', mountPath: '/tmp' },
+                  ...(tls ? [{ name: 'tls', mountPath: TLS_DIR, readOnly: true }] : []),
                 ],
               },
               {
@@ -237,10 +268,21 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
                 image: r.exporterImage,
                 ports: [{ name: 'metrics', containerPort: REDIS_EXPORTER_PORT }],
                 env: [
-                  { name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` },
+                  ...(tls
+                    ? [
+                        // Over TLS to the node's own DNS name: the name its certificate holds (the exporter checks it).
+                        { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                        {
+                          name: 'REDIS_ADDR',
+                          value: `rediss://$(POD_NAME).${this.headlessServiceName}.${ns}.svc.cluster.local:${REDIS_PORT}`,
+                        },
+                        { name: 'REDIS_EXPORTER_TLS_CA_CERT_FILE', value: `${TLS_DIR}/${tls.caKey}` },
+                      ]
+                    : [{ name: 'REDIS_ADDR', value: `redis://127.0.0.1:${REDIS_PORT}` }]),
                   { name: 'REDIS_USER', value: REDIS_USERS.exporter },
                   passwordOf('REDIS_PASSWORD', 'exporter'),
                 ],
+                ...(tls ? { volumeMounts: tlsCaMount } : {}),
                 resources: core.resourcesOf(r.exporterResources),
                 securityContext: core.containerSecurityContext(),
                 readinessProbe: { httpGet: { path: '/health', port: k8s.IntOrString.fromString('metrics') } },
@@ -252,6 +294,9 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
               // Group-readable: the files belong to root and the pod's fsGroup (the redis group).
               { name: 'users', secret: { secretName: r.passwordSecret, defaultMode: 0o440 } },
               core.emptyDir('tmp', '16Mi', 'Memory'),
+              // The key is group-readable as the users' files are (owner root, group the pod's fsGroup).
+              ...(tls ? [{ name: 'tls', secret: { secretName: tls.secretName, defaultMode: 0o440 } }] : []),
+              ...tlsCaVolume,
             ],
           },
         ),
@@ -267,6 +312,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
       { name: 'REDIS_REPLICAS_PER_MASTER', value: String(r.replicasPerMaster) },
       { name: 'REDIS_WAIT_SECONDS', value: '600' },
       passwordOf('REDIS_ADMIN_PASSWORD', 'admin'),
+      ...tlsDirEnv,
     ];
     core.serviceAccount(this, 'create-service-account', cc);
     const jobSpec: k8s.JobSpec = {
@@ -287,10 +333,10 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
               env: jobEnv,
               resources: core.resourcesOf(r.exporterResources),
               securityContext: core.containerSecurityContext(),
-              volumeMounts: [{ name: 'config', mountPath: CONFIG_DIR, readOnly: true }],
+              volumeMounts: [{ name: 'config', mountPath: CONFIG_DIR, readOnly: true }, ...tlsCaMount],
             },
           ],
-          volumes: [{ name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } }],
+          volumes: [{ name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } }, ...tlsCaVolume],
         },
       },
     };
@@ -334,8 +380,21 @@ function checkRedisSettings(r: Required<RedisClusterSettings>): void {
   }
   core.checkInt('nodeTimeoutMs', r.nodeTimeoutMs, 500, 60000);
   core.checkName('passwordSecret', r.passwordSecret);
+  const tlsProblem = redisTlsProblem(r.tls);
+  if (tlsProblem) core.fail('tls.secretName', r.tls.secretName, tlsProblem);
+  if (r.tls.secretName !== undefined) core.checkName('tls.secretName', r.tls.secretName);
   const acl = appCommandsProblem(r.appCommands);
   if (acl) core.fail('appCommands', r.appCommands, acl);
   const memory = redisMemoryProblem(r.maxmemory, r.resources.limits.memory);
   if (memory) core.fail('maxmemory', r.maxmemory, memory);
+}
+
+/** Why these TLS settings cannot work (TLS on without a certificate source); undefined when they can. */
+export function redisTlsProblem(tls: RedisTlsSettings): string | undefined {
+  if (!tls.enabled || tls.secretName !== undefined) return undefined;
+  return (
+    'TLS is on without a certificate: name the Secret holding tls.crt, tls.key and ca.crt ' +
+    "(e.g. a cert-manager Certificate's secretName covering *.redis-headless.<namespace>.svc.cluster.local), " +
+    'or turn TLS off (enabled: false)'
+  );
 }

@@ -46,6 +46,8 @@ export interface ServiceConfig {
     /** ACL user (REDIS_USERNAME, default `app`). */
     readonly username: string;
     readonly password: string | undefined;
+    /** TLS: the CA (PEM) the nodes' certificates chain to; undefined: plaintext. */
+    readonly tlsCa: string | undefined;
   };
   readonly cache: {
     readonly enabled: boolean;
@@ -121,16 +123,19 @@ function hostList(env: Env, name: string, defaultPort: number): HostPort[] {
     .map((s) => parseHostPort(s, name, defaultPort));
 }
 
+/** The file the variable `name` points at (`file`, its value), or an error naming both. */
+function fileOf(name: string, file: string, readFile: ReadFile): string {
+  try {
+    return readFile(file);
+  } catch (e) {
+    throw new EnvError(`${name} (${JSON.stringify(file)}) cannot be read: ${(e as Error).message}`);
+  }
+}
+
 /** A secret from `<NAME>_FILE` (a mounted Secret; wins) or from `<NAME>`. */
 function secret(env: Env, name: string, fileName: string, readFile: ReadFile): string | undefined {
   const file = raw(env, fileName);
-  if (file !== undefined) {
-    try {
-      return readFile(file).replace(/\r?\n$/, '');
-    } catch (e) {
-      throw new EnvError(`${fileName} (${JSON.stringify(file)}) cannot be read: ${(e as Error).message}`);
-    }
-  }
+  if (file !== undefined) return fileOf(fileName, file, readFile).replace(/\r?\n$/, '');
   return env[name] === undefined || env[name] === '' ? undefined : env[name];
 }
 
@@ -189,16 +194,8 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   if (sslMode === 'verify-full' && sslRootCert === undefined) {
     throw new EnvError(`${E.postgresSslRootCert} is required when ${E.postgresSslMode} is verify-full (the CA file)`);
   }
-  let sslCa: string | undefined;
-  if (sslMode === 'verify-full' && sslRootCert) {
-    try {
-      sslCa = readFile(sslRootCert);
-    } catch (e) {
-      throw new EnvError(
-        `${E.postgresSslRootCert} (${JSON.stringify(sslRootCert)}) cannot be read: ${(e as Error).message}`,
-      );
-    }
-  }
+  const sslCa =
+    sslMode === 'verify-full' && sslRootCert ? fileOf(E.postgresSslRootCert, sslRootCert, readFile) : undefined;
   const managementToken = secret(env, E.managementToken, E.managementTokenFile, readFile);
   if (managementToken === undefined || managementToken.length < 16) {
     throw new EnvError(
@@ -210,6 +207,11 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
   const cacheEnabled = bool(env, E.cacheEnabled, true);
   if (cacheEnabled && redisNodes.length === 0) {
     throw new EnvError(`${E.redisClusterNodes} is required when ${E.cacheEnabled} is true (for example redis-0:6379)`);
+  }
+  const redisTlsCaFile = raw(env, E.redisTlsCaFile);
+  const redisTlsCa = redisTlsCaFile === undefined ? undefined : fileOf(E.redisTlsCaFile, redisTlsCaFile, readFile);
+  if (redisTlsCa !== undefined && !redisTlsCa.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new EnvError(`${E.redisTlsCaFile} (${JSON.stringify(redisTlsCaFile)}) must hold a PEM certificate (the CA)`);
   }
   return {
     port: int(env, E.port, SERVICE_PORTS.http, 0, 65535),
@@ -237,6 +239,7 @@ export function loadConfig(env: Env, readFile: ReadFile = (p) => readFileSync(p,
       nodes: redisNodes,
       username: raw(env, E.redisUsername) ?? REDIS_APP_ACL.user,
       password: secret(env, E.redisPassword, E.redisPasswordFile, readFile),
+      tlsCa: redisTlsCa,
     },
     cache: {
       enabled: cacheEnabled,

@@ -120,6 +120,11 @@ export const SERVICE_ENV = {
   redisUsername: 'REDIS_USERNAME',
   redisPassword: 'REDIS_PASSWORD',
   redisPasswordFile: 'REDIS_PASSWORD_FILE',
+  /**
+   * File holding the CA (PEM) the Redis nodes' certificates chain to (a mounted Secret's ca.crt): set, the
+   * client speaks TLS to every node and checks its certificate and host name; unset, plaintext.
+   */
+  redisTlsCaFile: 'REDIS_TLS_CA_FILE',
   cacheEnabled: 'CACHE_ENABLED',
   cacheDefaultTtl: 'CACHE_DEFAULT_TTL',
   cacheWarmOnStart: 'CACHE_WARM_ON_START',

@@ -32,6 +32,11 @@ export const redisPlugin = fp<{ natMap?: NatMap }>(
         // Only for running outside the cluster network (tests, local twin): maps the hostnames
         // the nodes announce to reachable addresses. In Kubernetes the cluster DNS resolves them.
         natMap: opts.natMap,
+        // With TLS, connect to the names the nodes announce (not the addresses they resolve to):
+        // the certificate holds the names, and Node checks the name it connected to.
+        ...(cfg.tlsCa
+          ? { dnsLookup: (address: string, done: (err: null, a: string) => void) => done(null, address) }
+          : {}),
         enableOfflineQueue: false,
         enableAutoPipelining: true,
         scaleReads: 'master',
@@ -44,6 +49,8 @@ export const redisPlugin = fp<{ natMap?: NatMap }>(
           // The `app` ACL user (service/src/cache/acl.ts lists what it may send).
           username: cfg.username,
           password: cfg.password,
+          // Every node's certificate checked against the CA and the host name (Node's defaults).
+          ...(cfg.tlsCa ? { tls: { ca: cfg.tlsCa } } : {}),
           // No CLIENT SETINFO on connect: Redis 7.0 does not know it, and it is not in the ACL.
           disableClientInfo: true,
           connectTimeout: 1000,

@@ -35,10 +35,16 @@ export interface DataTier {
 let objects: ReturnType<typeof synthObjects> | undefined;
 const shippedObjects = () => (objects ??= synthObjects(loadEnvironment('dev')));
 
-export async function startDataTier(opts: { replicas?: number; redis?: boolean } = {}): Promise<DataTier> {
+/**
+ * `redisTls`: the Redis nodes speak TLS only (as `redis.tls` ships them) and the service gets the
+ * CA file (REDIS_TLS_CA_FILE).
+ */
+export async function startDataTier(
+  opts: { replicas?: number; redis?: boolean; redisTls?: boolean } = {},
+): Promise<DataTier> {
   const [pg, redis] = await Promise.all([
     startPatroni(shippedObjects(), { members: 1 + (opts.replicas ?? 2) }),
-    opts.redis === false ? Promise.resolve(undefined) : startRedisCluster(shippedObjects()),
+    opts.redis === false ? Promise.resolve(undefined) : startRedisCluster(shippedObjects(), { tls: opts.redisTls }),
   ]);
   const apps: FastifyInstance[] = [];
   const addr = (e: { host: string; port: number }) => `${e.host}:${e.port}`;
@@ -56,6 +62,7 @@ export async function startDataTier(opts: { replicas?: number; redis?: boolean }
     REDIS_CLUSTER_NODES: redis ? redis.nodes.map(addr).join(',') : '',
     REDIS_PASSWORD: redis?.passwords.app ?? '',
     CACHE_ENABLED: redis ? 'true' : 'false',
+    ...(redis?.tls ? { REDIS_TLS_CA_FILE: redis.tls.caFile } : {}),
     CACHE_WARM_ON_START: 'false',
     MANAGEMENT_TOKEN: TOKEN,
     LOG_LEVEL: 'silent',

@@ -147,6 +147,22 @@ describe('loadConfig', () => {
     );
   });
 
+  test('Redis TLS: plaintext by default; REDIS_TLS_CA_FILE holds the CA every node is checked against', () => {
+    expect(loadConfig(BASE).redis.tlsCa).toBeUndefined();
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    const read = (p: string) => {
+      if (p === '/secrets/redis-tls/ca.crt') return pem;
+      throw new Error(`ENOENT: ${p}`);
+    };
+    expect(loadConfig({ ...BASE, REDIS_TLS_CA_FILE: '/secrets/redis-tls/ca.crt' }, read).redis.tlsCa).toBe(pem);
+    expect(() => loadConfig({ ...BASE, REDIS_TLS_CA_FILE: '/nope' }, read)).toThrow(
+      new EnvError('REDIS_TLS_CA_FILE ("/nope") cannot be read: ENOENT: /nope'),
+    );
+    expect(() => loadConfig({ ...BASE, REDIS_TLS_CA_FILE: '/secrets/key' }, () => 'not a certificate')).toThrow(
+      new EnvError('REDIS_TLS_CA_FILE ("/secrets/key") must hold a PEM certificate (the CA)'),
+    );
+  });
+
   test('TLS: plaintext by default; verify-full reads the CA from POSTGRES_SSL_ROOT_CERT', () => {
     expect(loadConfig(BASE).postgres.sslCa).toBeUndefined();
     const c = loadConfig(

@@ -6,13 +6,15 @@
  * Each ACL user gets its own random password, in a directory laid out as the mounted Secret.
  */
 import { randomBytes } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REDIS_USER_ROLES, REDIS_USERS, type RedisUserRole, redisPasswordKey } from '../../../constructs/redis/acl';
+import { TLS_SECRET_KEYS, tlsSecretGeneratorScript } from '../../../constructs/core/generated-secret';
 import { REDIS_BUS_PORT_OFFSET, REDIS_FILES } from '../../../constructs/redis/files';
 import { writeSecretVolume } from '../secret-volume';
 import * as processes from './processes';
 import { type FileSource, filesFrom } from './sources';
+import { issueTwinTls, twinCa } from './tls';
 
 export interface StartRedisOptions {
   /** Masters. @default 3 */
@@ -27,6 +29,12 @@ export interface StartRedisOptions {
   readonly parentDir?: string;
   /** Seconds between the nodes' checks of the users' Secret (REDIS_USERS_SYNC_SECONDS). @default the script's */
   readonly usersSyncSeconds?: number;
+  /**
+   * TLS only (REDIS_TLS_DIR, as `redis.tls` sets it): the nodes get a certificate from the shipped
+   * generator script, signed by the twin's CA, naming their hostnames and loopback addresses.
+   * @default false
+   */
+  readonly tls?: boolean;
 }
 
 export interface RedisNode extends processes.Endpoint {
@@ -63,6 +71,10 @@ export interface RedisClusterLaunch {
   auth(role: RedisUserRole): { username: string; password: string };
   /** The directory standing in for the mounted users' Secret (one file per key). */
   readonly usersDir: string;
+  /** With `tls`: the directory standing in for the TLS Secret's volume, and the CA (PEM) clients verify against. */
+  readonly tls?: { readonly dir: string; readonly caFile: string; readonly ca: string };
+  /** With `tls`: a new certificate and key for every node (same CA), swapped in the way the kubelet updates a Secret. */
+  renewTls(): Promise<void>;
   /** Milliseconds from spawning the nodes to the create script reporting the cluster ok. */
   readonly bringUpMs: number;
   /**
@@ -137,13 +149,41 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   };
   await place();
 
+  // The TLS Secret's volume; the nodes read it in place, so a renewal is one atomic swap.
+  const tlsDir = opts.tls ? join(root, 'tls') : undefined;
+  const issueTls = async () => {
+    if (!tlsDir) throw new Error('renewTls() needs a cluster started with tls: true');
+    const issued = await issueTwinTls(tlsSecretGeneratorScript(), {
+      dir: processes.makeDir(join(root, `tls-issue-${randomBytes(4).toString('hex')}`)),
+      dnsNames: nodes.map((n) => n.hostname),
+      ipAddresses: nodes.map((n) => n.host),
+      ca: await twinCa(),
+    });
+    writeSecretVolume(tlsDir, {
+      [TLS_SECRET_KEYS.cert]: issued.cert,
+      [TLS_SECRET_KEYS.key]: readFileSync(issued.keyFile, 'utf8'),
+      [TLS_SECRET_KEYS.ca]: issued.ca,
+    });
+    processes.removeDir(issued.dir);
+  };
+  if (tlsDir) await issueTls();
+  const tls = tlsDir
+    ? {
+        dir: tlsDir,
+        caFile: join(tlsDir, TLS_SECRET_KEYS.ca),
+        ca: readFileSync(join(tlsDir, TLS_SECRET_KEYS.ca), 'utf8'),
+      }
+    : undefined;
+  const tlsCli = tls ? ['--tls', '--cacert', tls.caFile] : [];
+  const tlsEnv: Record<string, string> = tls ? { REDIS_TLS_DIR: tls.dir } : {};
+
   const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', REDIS_HOSTS_FILE: hostsFile };
   const procs: (processes.Proc | undefined)[] = nodes.map(() => undefined);
   const runCli = (role: RedisUserRole, i: number, args: string[]) => {
     const n = nodes[i];
     return processes.runToEnd(
       'redis-cli',
-      ['-h', n.host, '-p', String(n.port), '--user', REDIS_USERS[role], '--no-auth-warning', ...args],
+      [...tlsCli, '-h', n.host, '-p', String(n.port), '--user', REDIS_USERS[role], '--no-auth-warning', ...args],
       { env: { ...baseEnv, REDISCLI_AUTH: passwords[role] } },
     );
   };
@@ -170,6 +210,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
         REDIS_CONFIG_DIR: configDir,
         REDIS_BIND: n.host,
         REDIS_ANNOUNCE_IP: n.host,
+        ...tlsEnv,
         ...(opts.usersSyncSeconds !== undefined ? { REDIS_USERS_SYNC_SECONDS: String(opts.usersSyncSeconds) } : {}),
       },
       cwd: n.dataDir,
@@ -192,6 +233,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
         REDIS_NODES: nodes.map((n) => `${n.hostname}:${n.port}`).join(' '),
         REDIS_REPLICAS_PER_MASTER: String(perMaster),
         REDIS_WAIT_SECONDS: String(Math.ceil(timeoutMs / 1000)),
+        ...tlsEnv,
       },
     });
   const stopNode = async (i: number, signal: NodeJS.Signals) => {
@@ -272,9 +314,15 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     runCreate,
     killNode: (i) => stopNode(i, 'SIGKILL'),
     startNode,
+    tls,
+    renewTls: issueTls,
     restartAll: async (o = {}) => {
       await Promise.all(nodes.map((_, i) => stopNode(i, 'SIGTERM')));
-      if (o.newAddresses) await place();
+      if (o.newAddresses) {
+        await place();
+        // The certificate names the addresses: new ones need a new certificate.
+        if (tlsDir) await issueTls();
+      }
       await Promise.all(nodes.map((_, i) => startNode(i)));
     },
     log: (i) => procs[i]?.log() ?? '',

@@ -110,7 +110,15 @@ export type ExporterTarget =
       /** The CA to verify the server with (sslmode=verify-full, as the shipped sidecar); omitted: plaintext. */
       caFile?: string;
     }
-  | { kind: 'redis'; host: string; port: number; username: string; password: string }
+  | {
+      kind: 'redis';
+      host: string;
+      port: number;
+      username: string;
+      password: string;
+      /** The CA to verify the node with (rediss://, as the shipped sidecar with redis.tls); omitted: plaintext. */
+      caFile?: string;
+    }
   | { kind: 'nginx'; port: number };
 
 /** Exporter binaries: Debian 12's (postgres 0.11.1, redis 1.45.0, nginx 0.11.0) and Debian 13's
@@ -140,8 +148,18 @@ export async function startExporter(target: ExporterTarget, set: ExporterSet = '
     start(
       `redis-exporter-${set}-${target.port}`,
       bin('redis'),
-      [`--redis.addr=redis://${target.host}:${target.port}`, `--web.listen-address=${listen}`],
-      { env: { REDIS_USER: target.username, REDIS_PASSWORD: target.password } },
+      [
+        `--redis.addr=${target.caFile ? 'rediss' : 'redis'}://${target.host}:${target.port}`,
+        `--web.listen-address=${listen}`,
+      ],
+      {
+        env: {
+          REDIS_USER: target.username,
+          REDIS_PASSWORD: target.password,
+          // The variable the shipped pod sets (constructs/redis/redis-cluster.ts).
+          ...(target.caFile ? { REDIS_EXPORTER_TLS_CA_CERT_FILE: target.caFile } : {}),
+        },
+      },
     );
   } else {
     start(`nginx-exporter-${set}`, bin('nginx'), [
