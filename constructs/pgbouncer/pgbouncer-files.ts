@@ -133,6 +133,14 @@ pid=$$
 ) &
 `;
 
+/** Both start scripts: the run directory, private files, the userlist's quoting, a fresh stats password. */
+const USERLIST_PREAMBLE = `RUN_DIR="\${PGBOUNCER_RUN_DIR:-${PGBOUNCER_RUN_DIR}}"
+umask 077
+# userlist.txt quotes names and passwords in double quotes; a double quote inside is doubled.
+quote() { printf '"%s"' "$(printf '%s' "$1" | sed 's/"/""/g')"; }
+stats_password=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \\n')
+`;
+
 /**
  * Entry point with two application logins (`alternateUser`): the userlist comes from the mounted Secret's
  * files, and a loop rewrites it and reloads PgBouncer (SIGHUP = RELOAD, which re-reads auth_file) when they
@@ -146,12 +154,7 @@ function twoLoginsStartScript(i: Pick<PgBouncerFilesInput, 'user' | 'tls'> & { a
 set -eu
 : "\${PGBOUNCER_CREDENTIALS_DIR:?PGBOUNCER_CREDENTIALS_DIR must name the directory holding ${f.password} and ${f.alternatePassword}}"
 : "\${PGBOUNCER_CONFIG_DIR:?PGBOUNCER_CONFIG_DIR must name the directory holding ${PGBOUNCER_FILES.ini}}"
-RUN_DIR="\${PGBOUNCER_RUN_DIR:-${PGBOUNCER_RUN_DIR}}"
-umask 077
-# userlist.txt quotes names and passwords in double quotes; a double quote inside is doubled.
-quote() { printf '"%s"' "$(printf '%s' "$1" | sed 's/"/""/g')"; }
-stats_password=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \\n')
-userlist() {
+${USERLIST_PREAMBLE}userlist() {
   {
     printf '%s %s\\n' "$(quote '${i.user}')" "$(quote "$(cat "$PGBOUNCER_CREDENTIALS_DIR/${f.password}")")"
     printf '%s %s\\n' "$(quote '${i.alternateUser}')" "$(quote "$(cat "$PGBOUNCER_CREDENTIALS_DIR/${f.alternatePassword}")")"
@@ -195,12 +198,7 @@ export function pgbouncerStartScript(i: Pick<PgBouncerFilesInput, 'user' | 'tls'
 set -eu
 : "\${PGBOUNCER_PASSWORD:?PGBOUNCER_PASSWORD must hold the application role's password}"
 : "\${PGBOUNCER_CONFIG_DIR:?PGBOUNCER_CONFIG_DIR must name the directory holding ${PGBOUNCER_FILES.ini}}"
-RUN_DIR="\${PGBOUNCER_RUN_DIR:-${PGBOUNCER_RUN_DIR}}"
-umask 077
-# userlist.txt quotes names and passwords in double quotes; a double quote inside is doubled.
-quote() { printf '"%s"' "$(printf '%s' "$1" | sed 's/"/""/g')"; }
-stats_password=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \\n')
-{
+${USERLIST_PREAMBLE}{
   printf '%s %s\\n' "$(quote '${i.user}')" "$(quote "$PGBOUNCER_PASSWORD")"
   printf '%s %s\\n' "$(quote '${PGBOUNCER_STATS_USER}')" "$(quote "$stats_password")"
 } >"$RUN_DIR/userlist.txt.new"
