@@ -36,6 +36,12 @@ export const CONFIG_KEYS = {
   postgresPassword: 'Secret: PostgreSQL application user password',
   postgresReplicationPassword: 'Secret: PostgreSQL replication user password',
   postgresSuperuserPassword: 'Secret: PostgreSQL superuser password',
+  postgresExporterPassword: "Secret: the PostgreSQL exporter role's password",
+  postgresMigrationPassword: "Secret: the PostgreSQL migration role's password",
+  postgresAlternatePassword:
+    "Secret: the application's second login's password (postgres.credentials.alternateLogin; docs/postgres-security.md#rotation)",
+  postgresActiveLogin:
+    'With postgres.credentials.alternateLogin: the login the API uses, `<user>` or `<user>_b` (the `active-login` key)',
   redisAppPassword: 'Secret: Redis `app` ACL user password (the API service)',
   redisExporterPassword: 'Secret: Redis `exporter` ACL user password (redis_exporter, probes)',
   redisAdminPassword: 'Secret: Redis `admin` ACL user password (the cluster Jobs)',
@@ -61,6 +67,9 @@ export const SECRET_CONFIG_KEYS = [
   'postgresPassword',
   'postgresReplicationPassword',
   'postgresSuperuserPassword',
+  'postgresExporterPassword',
+  'postgresMigrationPassword',
+  'postgresAlternatePassword',
   'redisAppPassword',
   'redisExporterPassword',
   'redisAdminPassword',
@@ -93,6 +102,8 @@ export interface PulumiSettings {
   readonly kubeContext?: string;
   readonly statefulProtection: StatefulProtection;
   readonly secrets: SuppliedSecrets;
+  /** `postgresActiveLogin`: not a secret (a role name), checked against the logins when the environment is known. */
+  readonly postgresActiveLogin?: string;
 }
 
 export interface EnvironmentOverridesSubset {
@@ -153,6 +164,7 @@ export function readPulumiSettings(): PulumiSettings {
     kubeContext: config.get('kubeContext'),
     statefulProtection: config.get('statefulProtection', { allowedValues: [...STATEFUL_PROTECTIONS] }) ?? 'protect',
     secrets,
+    postgresActiveLogin: config.get('postgresActiveLogin'),
   };
 }
 

@@ -17,7 +17,7 @@ import * as pulumi from '@pulumi/pulumi';
 import { standardLabels } from '../constructs/core/labels';
 import { GeneratedSecret } from '../constructs/core/generated-secret';
 import { GRAFANA_ADMIN_KEYS } from '../constructs/monitoring';
-import { resolveCredentials } from '../constructs/postgres/credentials-settings';
+import { alternateLoginOf, resolveCredentials, secretOf } from '../constructs/postgres/credentials-settings';
 import { type RedisUserRole, redisPasswordKey } from '../constructs/redis/acl';
 import type { Platform } from './platform';
 import type { EnvironmentConfig } from './config';
@@ -51,6 +51,8 @@ export interface PlatformStackArgs {
   readonly statefulProtection: StatefulProtection;
   /** Credentials from stack secrets; each one unset is generated in-cluster instead. */
   readonly secrets: SuppliedSecrets;
+  /** `fastnext:postgresActiveLogin`: the `active-login` key of the credentials Secret (alternateLogin). */
+  readonly postgresActiveLogin?: string;
 }
 
 /** Where one stack secret goes: a key of a Secret the workloads read. */
@@ -67,7 +69,11 @@ export function secretTargets(config: EnvironmentConfig): Record<SecretConfigKey
     config.postgres.credentialsSecret,
     config.postgres.exporterCredentialsSecret,
   );
-  const postgres = (key: string) => ({ secretName: creds.secretName, key, component: 'postgres' });
+  const postgres = (field: keyof typeof creds.keys) => ({
+    secretName: secretOf(creds, field),
+    key: creds.keys[field],
+    component: 'postgres',
+  });
   /** A Redis user's password key; `suffix`: a second one during a rotation (`<user>-password-next`). */
   const redis = (role: RedisUserRole, suffix = '') => ({
     secretName: config.redis.passwordSecret,
@@ -75,9 +81,12 @@ export function secretTargets(config: EnvironmentConfig): Record<SecretConfigKey
     component: 'redis',
   });
   return {
-    postgresPassword: postgres(creds.keys.password),
-    postgresReplicationPassword: postgres(creds.keys.replicationPassword),
-    postgresSuperuserPassword: postgres(creds.keys.superuserPassword),
+    postgresPassword: postgres('password'),
+    postgresReplicationPassword: postgres('replicationPassword'),
+    postgresSuperuserPassword: postgres('superuserPassword'),
+    postgresExporterPassword: postgres('exporterPassword'),
+    postgresMigrationPassword: postgres('migrationPassword'),
+    postgresAlternatePassword: postgres('alternatePassword'),
     redisAppPassword: redis('app'),
     redisExporterPassword: redis('exporter'),
     redisAdminPassword: redis('admin'),
@@ -115,11 +124,43 @@ interface SecretSpec {
  * platform would generate in-cluster must then be supplied whole: the generator
  * skips an existing Secret, so a missing key would never be filled.
  */
-export function suppliedSecretSpecs(platform: Platform, secrets: SuppliedSecrets): SecretSpec[] {
+export function suppliedSecretSpecs(
+  platform: Platform,
+  secrets: SuppliedSecrets,
+  postgresActiveLogin?: string,
+): SecretSpec[] {
   const targets = secretTargets(platform.config);
+  const creds = platform.postgres.credentials;
+  const entries = Object.entries(secrets) as [string, pulumi.Input<string>][];
+  // The two logins' keys mean nothing without alternateLogin: nothing would read them.
+  const loginKeys = [
+    'postgresAlternatePassword',
+    ...(postgresActiveLogin !== undefined ? ['postgresActiveLogin'] : []),
+  ];
+  const stray = loginKeys.filter((k) => k === 'postgresActiveLogin' || k in secrets);
+  if (!creds.alternateLogin && stray.length > 0) {
+    throw new Error(
+      `${stray.map((k) => `fastnext:${k}`).join(', ')} set, but postgres.credentials.alternateLogin is off: nothing reads ` +
+        'it; turn alternateLogin on in the environment (docs/postgres-security.md#rotation), or unset it',
+    );
+  }
+  if (postgresActiveLogin !== undefined) {
+    const logins = [platform.postgres.user, alternateLoginOf(platform.postgres.user)];
+    if (!logins.includes(postgresActiveLogin)) {
+      throw new Error(
+        `fastnext:postgresActiveLogin (${JSON.stringify(postgresActiveLogin)}) must be one of the application's logins: ` +
+          `${logins.join(' or ')}`,
+      );
+    }
+    // Not a secret, but it lives in the credentials Secret, which stack config then supplies whole.
+    entries.push(['postgresActiveLogin', postgresActiveLogin]);
+  }
   const specs = new Map<string, { component: string; stringData: Record<string, pulumi.Input<string>> }>();
-  for (const [configKey, value] of Object.entries(secrets) as [SecretConfigKey, pulumi.Output<string>][]) {
-    const { secretName, key, component } = targets[configKey];
+  for (const [configKey, value] of entries) {
+    const { secretName, key, component } =
+      configKey === 'postgresActiveLogin'
+        ? { secretName: creds.secretName, key: creds.keys.activeLogin, component: 'postgres' }
+        : targets[configKey as SecretConfigKey];
     const spec = specs.get(secretName) ?? {
       component,
       stringData: { ...fixedKeys(platform.config)[secretName] },
@@ -129,7 +170,6 @@ export function suppliedSecretSpecs(platform: Platform, secrets: SuppliedSecrets
   }
   const generated = platform.node.findAll().filter((c): c is GeneratedSecret => c instanceof GeneratedSecret);
   // postgres.credentials.generate: false has no generator to compare with: the Secret must carry every mapped key.
-  const creds = platform.postgres.credentials;
   const externalKeys = (name: string): string[] =>
     creds.generate
       ? []
@@ -190,7 +230,7 @@ export class PlatformStack extends pulumi.ComponentResource {
       throw new Error(`synthObjects(${config.name}) must start with Namespace '${config.namespace}'`);
     }
     const endpoints = endpointsOf(platform);
-    const secretSpecs = suppliedSecretSpecs(platform, args.secrets);
+    const secretSpecs = suppliedSecretSpecs(platform, args.secrets, args.postgresActiveLogin);
     for (const spec of secretSpecs) {
       if (rest.some((o) => o.kind === 'Secret' && o.metadata.name === spec.name)) {
         throw new Error(

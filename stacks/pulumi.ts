@@ -16,6 +16,7 @@ const stack = new PlatformStack(`fastnext-${config.name}`, {
   kubeContext: settings.kubeContext,
   statefulProtection: settings.statefulProtection,
   secrets: settings.secrets,
+  postgresActiveLogin: settings.postgresActiveLogin,
 });
 
 export const namespace = stack.namespace;

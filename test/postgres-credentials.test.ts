@@ -336,3 +336,60 @@ describe('postgres.credentials: bad input is refused with field, value and fix',
     expect(credentialsProblems(EXTERNAL, 'postgres-credentials', 'postgres-exporter-credentials')).toEqual([]);
   });
 });
+
+describe('Pulumi: every PostgreSQL credential and the rotation keys from stack config', () => {
+  const platformOf = (credentials: object) =>
+    buildPlatform(loadEnvironment('prod', { postgres: { credentials } })).platform;
+  const supply =
+    (platform: ReturnType<typeof platformOf>, secrets: Record<string, string>, activeLogin?: string) => () =>
+      suppliedSecretSpecs(platform, secrets as unknown as Parameters<typeof suppliedSecretSpecs>[1], activeLogin);
+  const app = { postgresPassword: 'a', postgresReplicationPassword: 'r', postgresSuperuserPassword: 's' };
+
+  test('the exporter and migration passwords fill their own generated Secrets, whole', () => {
+    const t = secretTargets(loadEnvironment('prod'));
+    expect([t.postgresExporterPassword, t.postgresMigrationPassword]).toEqual([
+      { secretName: 'postgres-exporter-credentials', key: 'password', component: 'postgres' },
+      { secretName: 'postgres-migration-credentials', key: 'migration-password', component: 'postgres' },
+    ]);
+    const platform = platformOf({});
+    expect(supply(platform, { postgresExporterPassword: 'e', postgresMigrationPassword: 'm' })()).toEqual([
+      { name: 'postgres-exporter-credentials', component: 'postgres', stringData: { password: 'e' } },
+      { name: 'postgres-migration-credentials', component: 'postgres', stringData: { 'migration-password': 'm' } },
+    ]);
+  });
+
+  test('with alternateLogin: the second password and the login in use go into the credentials Secret', () => {
+    const platform = platformOf({ alternateLogin: true });
+    expect(supply(platform, { ...app, postgresAlternatePassword: 'b' }, 'fastnext_b')()).toEqual([
+      {
+        name: 'postgres-credentials',
+        component: 'postgres',
+        stringData: {
+          password: 'a',
+          'replication-password': 'r',
+          'superuser-password': 's',
+          'alternate-password': 'b',
+          'active-login': 'fastnext_b',
+        },
+      },
+    ]);
+    // The generator makes the second password too: supplying the Secret without it would leave it unset.
+    expect(supply(platform, app)).toThrow(
+      "Secret 'postgres-credentials' is partly supplied by stack config; also set fastnext:postgresAlternatePassword",
+    );
+    // Only the flip, the rest generated in-cluster: the Secret would be half ours, half the generator's.
+    expect(supply(platform, {}, 'fastnext')).toThrow(
+      "Secret 'postgres-credentials' is partly supplied by stack config; also set fastnext:postgresPassword",
+    );
+  });
+
+  test('bad input: a login that is not one of the two, or rotation keys without alternateLogin', () => {
+    expect(supply(platformOf({ alternateLogin: true }), { ...app, postgresAlternatePassword: 'b' }, 'admin')).toThrow(
+      'fastnext:postgresActiveLogin ("admin") must be one of the application\'s logins: fastnext or fastnext_b',
+    );
+    expect(supply(platformOf({}), { ...app, postgresAlternatePassword: 'b' }, 'fastnext_b')).toThrow(
+      'fastnext:postgresAlternatePassword, fastnext:postgresActiveLogin set, but postgres.credentials.alternateLogin is ' +
+        'off: nothing reads it; turn alternateLogin on in the environment (docs/postgres-security.md#rotation), or unset it',
+    );
+  });
+});

@@ -164,12 +164,21 @@ describe('overrides from stack config', () => {
     expect(error.message).toBe(
       "Unknown Pulumi config key(s) 'fastnext:apiMinReplica' (a typo?); known keys: environment, apiImageTag, " +
         'apiMinReplicas, apiMaxReplicas, hostnames, storageClass, monitoringMode, prometheusNamespace, kubeconfig, kubeContext, statefulProtection, ' +
-        'postgresPassword, postgresReplicationPassword, postgresSuperuserPassword, redisAppPassword, ' +
+        'postgresPassword, postgresReplicationPassword, postgresSuperuserPassword, postgresExporterPassword, ' +
+        'postgresMigrationPassword, postgresAlternatePassword, postgresActiveLogin, redisAppPassword, ' +
         'redisExporterPassword, redisAdminPassword, redisReplicationPassword, ' +
         'redisAppPasswordNext, redisAppPasswordPrevious, redisExporterPasswordNext, redisExporterPasswordPrevious, ' +
         'redisAdminPasswordNext, redisAdminPasswordPrevious, redisReplicationPasswordNext, redisReplicationPasswordPrevious, ' +
         'grafanaAdminPassword, managementToken ' +
         '(see docs/pulumi.md)',
+    );
+  });
+
+  test('postgresActiveLogin reaches the credentials Secret check: refused while alternateLogin is off', async () => {
+    const error = await programError('prod', { 'fastnext:postgresActiveLogin': 'fastnext_b' });
+    expect(error.message).toBe(
+      'fastnext:postgresActiveLogin set, but postgres.credentials.alternateLogin is off: nothing reads it; ' +
+        'turn alternateLogin on in the environment (docs/postgres-security.md#rotation), or unset it',
     );
   });
 
