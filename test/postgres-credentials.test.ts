@@ -67,22 +67,12 @@ const generatedKeys = (objects: readonly KubeObject[], secret: string) =>
 
 describe('postgres.credentials: the default', () => {
   test("keeps today's Secrets and keys; the migration role's password is generated in a Secret of its own", () => {
-    expect(resolveCredentials(undefined, 'postgres-credentials', 'postgres-exporter-credentials')).toEqual({
+    expect(resolveCredentials(undefined, 'postgres-credentials', 'postgres-exporter-credentials')).toMatchObject({
       secretName: 'postgres-credentials',
       exporterSecretName: 'postgres-exporter-credentials',
       // Its own Secret: a postgres-credentials generated before the role existed lacks the key, and a
       // generated Secret is never regenerated.
       migrationSecretName: 'postgres-migration-credentials',
-      keys: {
-        password: 'password',
-        replicationPassword: 'replication-password',
-        superuserPassword: 'superuser-password',
-        exporterPassword: 'password',
-        migrationPassword: 'migration-password',
-        // Read only with alternateLogin (docs/postgres-security.md#rotation).
-        alternatePassword: 'alternate-password',
-        activeLogin: 'active-login',
-      },
       generate: true,
       alternateLogin: false,
     });
@@ -97,6 +87,27 @@ describe('postgres.credentials: the default', () => {
     const keysOf = (secret: string) => generatedKeys(objects, secret);
     expect(keysOf('postgres-credentials')).toBe('password replication-password superuser-password');
     expect(keysOf('postgres-migration-credentials')).toBe('migration-password');
+    // Today's key names, as every pod reads them (the second login's keys are read only with alternateLogin).
+    const secrets = ['postgres-credentials', 'postgres-exporter-credentials', 'postgres-migration-credentials'];
+    expect(refsTo(objects, secrets)).toEqual([
+      'CronJob/api-partition-maintenance volume postgres-credentials/password as password',
+      'CronJob/api-partition-maintenance volume postgres-migration-credentials/migration-password as password',
+      'Deployment/api volume postgres-credentials/password as password',
+      'Deployment/api volume postgres-migration-credentials/migration-password as password',
+      'Deployment/pgbouncer PGBOUNCER_PASSWORD=postgres-credentials/password',
+      'Deployment/pgbouncer-readonly PGBOUNCER_PASSWORD=postgres-credentials/password',
+      'Job/postgres-roles PGPASSWORD=postgres-credentials/superuser-password',
+      'Job/postgres-roles POSTGRES_EXPORTER_PASSWORD=postgres-exporter-credentials/password',
+      'Job/postgres-roles POSTGRES_MIGRATION_PASSWORD=postgres-migration-credentials/migration-password',
+      'Job/postgres-roles POSTGRES_PASSWORD=postgres-credentials/password',
+      'StatefulSet/postgres DATA_SOURCE_PASS=postgres-exporter-credentials/password',
+      'StatefulSet/postgres PATRONI_REPLICATION_PASSWORD=postgres-credentials/replication-password',
+      'StatefulSet/postgres PATRONI_REWIND_PASSWORD=postgres-credentials/replication-password',
+      'StatefulSet/postgres PATRONI_SUPERUSER_PASSWORD=postgres-credentials/superuser-password',
+      'StatefulSet/postgres POSTGRES_EXPORTER_PASSWORD=postgres-exporter-credentials/password',
+      'StatefulSet/postgres POSTGRES_MIGRATION_PASSWORD=postgres-migration-credentials/migration-password',
+      'StatefulSet/postgres POSTGRES_PASSWORD=postgres-credentials/password',
+    ]);
   });
 });
 
