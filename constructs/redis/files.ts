@@ -431,13 +431,17 @@ cluster_agrees() {
 
 # 4. Nodes that know only themselves (new in a scale-out, or back with an empty volume) join as
 # empty masters; step 6 makes them replicas where the target needs replicas.
+# add_node ADDR: add-node, retried: it refuses (changing nothing) while the nodes disagree for a
+# moment after the previous one; done once the node knows others.
+add_node() {
+  [ "$(info_field "$1" cluster_known_nodes)" = 1 ] || return 0
+  cluster_agrees && cluster_cli add-node "$1" "$seed"
+}
 added=0
 for hp in $addrs; do
   if [ "$(info_field "$hp" cluster_known_nodes)" = 1 ]; then
     log "node $hp knows no other node: adding it to the cluster"
-    # add-node refuses while the nodes disagree (gossip after the previous add-node).
-    wait_until "redis-cli --cluster check to pass" cluster_agrees
-    cluster_cli add-node "$hp" "$seed"
+    wait_until "add-node $hp" add_node "$hp"
     added=$((added + 1))
   fi
 done
@@ -524,6 +528,13 @@ log "rebalancing ${CLUSTER_SLOTS} slots over masters$want"
 cluster_cli rebalance "$seed" --cluster-use-empty-masters --cluster-pipeline "$PIPELINE" "$@"
 wait_until "redis-cli --cluster check to pass" cluster_agrees
 
+# remove_node ID: del-node, or done already (the seed no longer knows the id).
+remove_node() {
+  [ -n "$(table | awk -v id="$1" '$1 == id')" ] || return 0
+  cluster_cli del-node "$seed" "$1"
+}
+replies_ok() { hp=$1; shift; [ "$(cli "$hp" "$@" 2>&1)" = OK ]; }
+
 # 8. Nodes no longer listed leave: replicas first, then the masters (empty after step 7).
 # del-node also re-points their replicas and resets the node; a node already gone is forgotten.
 for line in $(table | awk '$6 < 0 { print ($3 == "master" ? 1 : 0) ":" $1 ":" $3 ":" $5 ":" $2 }' | sort); do
@@ -535,13 +546,15 @@ for line in $(table | awk '$6 < 0 { print ($3 == "master" ? 1 : 0) ":" $1 ":" $3
     forget "$id"
   else
     log "removing node $id (no longer listed)"
-    cluster_cli del-node "$seed" "$id"
+    # Retried: a node still loading the keys of a full sync answers LOADING, and redis-cli then
+    # cannot read its view (it changes nothing before it has every node's).
+    wait_until "del-node $id" remove_node "$id"
     # A master emptied by the rebalance became a replica (cluster-allow-replica-migration) and
     # synced a copy of its new master's keys. The reset flushed them in memory but not in the AOF:
     # FLUSHALL does; a hard reset gives it a new id (the cluster refuses a forgotten id for 60 s).
     # So a reused volume comes back empty, as a new node that can join again.
-    cli "$addr" flushall >/dev/null
-    cli "$addr" cluster reset hard >/dev/null
+    wait_until "FLUSHALL on $addr" replies_ok "$addr" flushall
+    wait_until "CLUSTER RESET HARD on $addr" replies_ok "$addr" cluster reset hard
   fi
 done
 assign_replicas

@@ -44,14 +44,20 @@ export async function main(): Promise<number> {
       `${KEYS} keys, ${(used / 2 ** 20).toFixed(0)} MiB used_memory on the masters`,
     ]);
     const traffic = new ScaleTraffic(redis, 4);
-    const out = await sampledScale(redis, 4);
+    // A failed step stops the loop too (its clients would keep the process alive).
+    const step = (masters: number) =>
+      sampledScale(redis, masters).catch(async (e: unknown) => {
+        await traffic.stop();
+        throw e;
+      });
+    const out = await step(4);
     rows.push(['3 -> 4: start 2 nodes', `${out.result.startMs}`, '']);
     rows.push([
       '3 -> 4: reconcile (add-node, replica, rebalance)',
       `${out.result.reconcileMs}`,
       `${out.samples} coverage samples, ${out.uncovered.length} uncovered`,
     ]);
-    const back = await sampledScale(redis, 3);
+    const back = await step(3);
     rows.push([
       '4 -> 3: reconcile (rebalance off, del-node)',
       `${back.result.reconcileMs}`,
