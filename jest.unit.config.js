@@ -30,6 +30,7 @@ const SERVER_TESTS = [
   'test/promtool.test.ts',
   'test/redis.test.ts',
   'test/redis-rotation.test.ts',
+  'test/redis-scale.test.ts',
   'test/twin.test.ts',
   'service/test/integration/',
 ];

@@ -56,7 +56,7 @@ import { credentialsProblems } from '../constructs/postgres/credentials-settings
 import { serverParameterProblem } from '../constructs/postgres/pg-settings';
 import { MAXMEMORY_POLICIES, REDIS_SIZE, redisMemoryProblem } from '../constructs/redis/files';
 import { appCommandsProblem } from '../constructs/redis/acl';
-import { REDIS_CLUSTER_DEFAULTS, redisTlsProblem } from '../constructs/redis/redis-cluster';
+import { REDIS_CLUSTER_DEFAULTS, redisTlsProblem, scaleFromProblem } from '../constructs/redis/redis-cluster';
 import { preview } from '../tools/k8s/values';
 import { connectionBudgetProblems } from './connection-budget';
 
@@ -501,6 +501,14 @@ export const environmentSchema = z
         passwordSecret: dnsLabel,
         /** TLS on the client port, the bus and replication, from a Secret with tls.crt/tls.key/ca.crt (cert-manager's). */
         tls: z.object({ enabled: z.boolean(), secretName: dnsLabel.optional() }).strict(),
+        /**
+         * The topology the running cluster has, set while an apply shrinks it (fewer nodes): the
+         * StatefulSet then waits for the create Job. Only for a scale-in; remove it once applied.
+         */
+        scaleFrom: z
+          .object({ masters: z.number().int(), replicasPerMaster: z.number().int().optional() })
+          .strict()
+          .optional(),
         storage,
         resources,
         exporterResources: resources,
@@ -512,6 +520,8 @@ export const environmentSchema = z
         if (acl) ctx.addIssue({ code: 'custom', path: ['appCommands'], message: acl });
         const tls = redisTlsProblem(r.tls);
         if (tls) ctx.addIssue({ code: 'custom', path: ['tls', 'secretName'], message: tls });
+        const scaleFrom = r.scaleFrom && scaleFromProblem(r.scaleFrom, r);
+        if (scaleFrom) ctx.addIssue({ code: 'custom', path: ['scaleFrom'], message: scaleFrom });
         if (!REDIS_SIZE.test(r.maxmemory) || quantityProblem(r.resources.limits.memory)) return;
         const problem = redisMemoryProblem(r.maxmemory, r.resources.limits.memory);
         if (problem) ctx.addIssue({ code: 'custom', path: ['maxmemory'], message: problem });

@@ -27,6 +27,9 @@ export const CONFIG_KEYS = {
   apiMaxReplicas: 'API HPA upper bound',
   hostnames: 'Host names nginx answers for (YAML list)',
   storageClass: 'StorageClass of every PVC that does not name its own',
+  redisMasters: 'Redis Cluster masters (redis.masters); the create Job reshards to them (docs/redis-scaling.md)',
+  redisScaleFromMasters:
+    'Masters the running Redis Cluster has, set during a scale-in (redis.scaleFrom.masters): the StatefulSet then waits for the create Job',
   monitoringMode:
     "Monitoring mode: 'bundled' (our Prometheus, Alertmanager, Grafana) or 'operator' (custom resources for an existing kube-prometheus-stack)",
   prometheusNamespace: 'Operator mode: namespace of the existing Prometheus, admitted to every metrics port',
@@ -111,6 +114,7 @@ export interface EnvironmentOverridesSubset {
   readonly monitoring?: { readonly mode?: string; readonly operator?: { readonly prometheusNamespace?: string } };
   readonly api?: { readonly autoscaling?: { readonly minReplicas?: number; readonly maxReplicas?: number } };
   readonly edge?: { readonly hostnames?: unknown };
+  readonly redis?: { readonly masters?: number; readonly scaleFrom?: { readonly masters: number } };
 }
 
 /** Fails on a `fastnext:` key the program does not read: a typo would otherwise be ignored silently. */
@@ -137,6 +141,8 @@ export function readPulumiSettings(): PulumiSettings {
   const hostnames = config.getObject<unknown>('hostnames');
   const monitoringMode = config.get('monitoringMode');
   const prometheusNamespace = config.get('prometheusNamespace');
+  const redisMasters = config.getNumber('redisMasters');
+  const redisScaleFromMasters = config.getNumber('redisScaleFromMasters');
 
   const secrets: Partial<Record<SecretConfigKey, pulumi.Output<string>>> = {};
   for (const key of SECRET_CONFIG_KEYS) {
@@ -153,6 +159,13 @@ export function readPulumiSettings(): PulumiSettings {
           ? { autoscaling: { minReplicas, maxReplicas } }
           : undefined,
       edge: hostnames !== undefined ? { hostnames } : undefined,
+      redis:
+        redisMasters !== undefined || redisScaleFromMasters !== undefined
+          ? {
+              masters: redisMasters,
+              scaleFrom: redisScaleFromMasters !== undefined ? { masters: redisScaleFromMasters } : undefined,
+            }
+          : undefined,
       // Checked by the environment schema (mode one of bundled/operator; operator needs the namespace).
       monitoring:
         monitoringMode !== undefined || prometheusNamespace !== undefined

@@ -80,6 +80,43 @@ describe('updates: pulumi up on a running environment', () => {
     );
   });
 
+  test('a scale-out from Pulumi config (fastnext:redisMasters): the new Job and the grown StatefulSet wait for neither', async () => {
+    const p = await plan({ 'fastnext:redisMasters': 4 });
+    const job = p.created.find((id) => p.names.get(id)!.startsWith('Job/redis-cluster-create-'))!;
+    const sts = [...p.names].find(([, k]) => k === 'StatefulSet/redis')![0];
+    expect(p.label(p.updated)).toEqual(expect.arrayContaining(['StatefulSet/redis']));
+    expect(p.refused).toEqual([]);
+    expect(p.rollout.blocked).toEqual([]);
+    // Neither waits for the other: the StatefulSet's new pods are ready only once the Job joined them.
+    const next = await runProgram(env, { ...stackFileConfig(env), 'fastnext:redisMasters': 4 });
+    const deps = (urn: string) => next.registrations.find((r) => r.urn === urn)!.dependencies;
+    expect(deps(sts)).not.toContain(job);
+    expect(deps(job)).not.toContain(sts);
+    expect(p.rollout.events.get(`${sts} ready`)!.step).toBeGreaterThan(p.rollout.events.get(`${job} pods ready`)!.step);
+  });
+
+  test('a scale-in (fastnext:redisScaleFromMasters): the StatefulSet shrinks only after the new Job completed', async () => {
+    // GIVEN a running 4-master cluster
+    const four = await runProgram(env, { ...stackFileConfig(env), 'fastnext:redisMasters': 4 });
+    // WHEN the stack asks for 3 masters, naming the 4 it has
+    const next = await runProgram(env, {
+      ...stackFileConfig(env),
+      'fastnext:redisMasters': 3,
+      'fastnext:redisScaleFromMasters': 4,
+    });
+    const names = nameOf(next);
+    const urnOf = (key: string) => [...names].find(([, k]) => k === key)![0];
+    const job = [...names].find(([, k]) => k.startsWith('Job/redis-cluster-create-'))![0];
+    const sts = urnOf('StatefulSet/redis');
+    // THEN the StatefulSet is registered with dependsOn the Job, and the Job does not wait for it
+    expect(next.registrations.find((r) => r.urn === sts)!.dependencies).toContain(job);
+    expect(next.registrations.find((r) => r.urn === job)!.dependencies).not.toContain(sts);
+    const p = simulateUpdate(fromRegistrations(four.registrations), fromRegistrations(next.registrations), options);
+    expect(p.refused).toEqual([]);
+    expect(p.rollout.blocked).toEqual([]);
+    expect(p.rollout.events.get(`${sts} created`)!.step).toBeGreaterThan(p.rollout.events.get(`${job} ready`)!.step);
+  });
+
   test('fails when a Job changes under the same name: Jobs are immutable, so every Job name carries its spec hash', () => {
     const objects = synthObjects(loadEnvironment(env));
     const jobs = objects.filter((o) => o.kind === 'Job');

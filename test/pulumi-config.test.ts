@@ -163,7 +163,8 @@ describe('overrides from stack config', () => {
     const error = await programError('dev', { 'fastnext:apiMinReplica': 3 });
     expect(error.message).toBe(
       "Unknown Pulumi config key(s) 'fastnext:apiMinReplica' (a typo?); known keys: environment, apiImageTag, " +
-        'apiMinReplicas, apiMaxReplicas, hostnames, storageClass, monitoringMode, prometheusNamespace, kubeconfig, kubeContext, statefulProtection, ' +
+        'apiMinReplicas, apiMaxReplicas, hostnames, storageClass, redisMasters, redisScaleFromMasters, monitoringMode, prometheusNamespace, kubeconfig, kubeContext, ' +
+        'statefulProtection, ' +
         'postgresPassword, postgresReplicationPassword, postgresSuperuserPassword, postgresExporterPassword, ' +
         'postgresMigrationPassword, postgresAlternatePassword, postgresActiveLogin, redisAppPassword, ' +
         'redisExporterPassword, redisAdminPassword, redisReplicationPassword, ' +

@@ -107,7 +107,8 @@ describe.each(ENVS)('%s', (env) => {
     );
     expect(apiVolume.secret.items).toEqual([{ key: 'app-password', path: 'password' }]);
     const script = find(objects, 'ConfigMap', 'redis-config').data['cluster-create.sh'];
-    expect(script).toContain('redis-cli $tls_cli --user admin --no-auth-warning --cluster create');
+    expect(script).toContain('cluster_cli() { redis-cli $tls_cli --user admin --no-auth-warning --cluster "$@"; }');
+    expect(script).toContain('cluster_cli create $addrs');
   });
 
   test('NetworkPolicy: client and bus ports between nodes, 6379 from the API and the create Job, exporter from Prometheus', () => {
@@ -143,7 +144,67 @@ test('4 masters x 2 replicas gives a 12-node StatefulSet and a 12-node create Jo
   expect(find(objects, 'StatefulSet', 'redis').spec.replicas).toBe(12);
   const job = ofKind(objects, 'Job').find((j) => j.metadata.name.startsWith('redis-cluster-create-'))!;
   const env = Object.fromEntries(job.spec.template.spec.containers[0].env.map((e: Obj) => [e.name, e.value]));
-  expect([env.REDIS_NODES.split(' ').length, env.REDIS_REPLICAS_PER_MASTER]).toEqual([12, '2']);
+  expect([env.REDIS_NODES.split(' ').length, env.REDIS_MASTERS, env.REDIS_REPLICAS_PER_MASTER]).toEqual([12, '4', '2']);
+});
+
+describe('scaling from config', () => {
+  const jobOf = (objects: Obj[]) =>
+    ofKind(objects, 'Job').find((j) => j.metadata.name.startsWith('redis-cluster-create-'))!;
+  const synth = (redis: Record<string, unknown>) => synthObjects(loadEnvironment('dev', { redis })) as Obj[];
+
+  test('the create Job is named by the target topology: each masters x replicas gets its own Job', () => {
+    const names = [
+      { masters: 3, replicasPerMaster: 1 },
+      { masters: 4, replicasPerMaster: 1 },
+      { masters: 3, replicasPerMaster: 2 },
+      { masters: 5, replicasPerMaster: 0 },
+    ].map((t) => jobOf(synth(t)).metadata.name);
+    expect(new Set(names).size).toBe(names.length);
+    // The same topology twice is the same Job: an apply without a change runs nothing.
+    expect(jobOf(synth({ masters: 4 })).metadata.name).toBe(names[1]);
+  });
+
+  test('without scaleFrom, the StatefulSet does not wait for the Job (a fresh cluster or a scale-out needs both at once)', () => {
+    for (const objects of [objectsOf('dev'), synth({ masters: 4 })]) {
+      expect(find(objects, 'StatefulSet', 'redis').metadata.annotations?.['fastnext.io/runs-after']).toBeUndefined();
+      expect(jobOf(objects).metadata.annotations?.['fastnext.io/runs-after']).toBeUndefined();
+    }
+  });
+
+  test('a scale-in (scaleFrom) makes the StatefulSet run after the Job of the new topology', () => {
+    const objects = synth({ masters: 3, scaleFrom: { masters: 4 } });
+    const job = jobOf(objects);
+    expect(find(objects, 'StatefulSet', 'redis').metadata.annotations?.['fastnext.io/runs-after']).toBe(
+      `Job/${job.metadata.name}`,
+    );
+    const env = Object.fromEntries(job.spec.template.spec.containers[0].env.map((e: Obj) => [e.name, e.value]));
+    expect([env.REDIS_NODES.split(' ').length, env.REDIS_MASTERS]).toEqual([6, '3']);
+    // Only the order differs from the same topology without scaleFrom.
+    expect(job.metadata.name).toBe(jobOf(synth({ masters: 3 })).metadata.name);
+    // Fewer replicas per master is a scale-in too.
+    expect(
+      find(synth({ replicasPerMaster: 1, scaleFrom: { masters: 3, replicasPerMaster: 2 } }), 'StatefulSet', 'redis')
+        .metadata.annotations?.['fastnext.io/runs-after'],
+    ).toMatch(/^Job\/redis-cluster-create-[0-9a-f]{8}$/);
+  });
+
+  test('fails when scaleFrom is not a scale-in: field, value and fix', () => {
+    expect(() => loadEnvironment('dev', { redis: { masters: 4, scaleFrom: { masters: 4 } } })).toThrow(
+      'Invalid config for environment \'dev\':\n  - redis.scaleFrom: {"masters":4} has 8 nodes, not more than the 8 of ' +
+        'masters x (1 + replicasPerMaster): scaleFrom is only for a scale-in (the StatefulSet then waits for the create Job); ' +
+        'a scale-out or an applied scale-in needs none: remove it',
+    );
+    expect(() => loadEnvironment('dev', { redis: { masters: 3, scaleFrom: { masters: 2 } } })).toThrow(
+      'redis.scaleFrom: {"masters":2} must name the masters the running cluster has now: an integer from 3 to 50',
+    );
+  });
+
+  test('fails when the construct gets a scaleFrom that is not a scale-in (props not from the schema)', () => {
+    expect(
+      () =>
+        new RedisCluster(Testing.chart(), 'redis', { clients: [podsOf('api')], masters: 4, scaleFrom: { masters: 3 } }),
+    ).toThrow('\'scaleFrom\' ({"masters":3}) has 6 nodes, not more than the 8 of masters x (1 + replicasPerMaster)');
+  });
 });
 
 describe('config errors', () => {
@@ -224,12 +285,17 @@ describe('ACL users', () => {
   });
 });
 
-test('every shipped script parses as POSIX sh (dash)', () => {
+test('every shipped script parses as POSIX sh (dash) and passes ShellCheck at every severity', () => {
   const scripts = Object.entries(redisConfigFiles(loadEnvironment('prod').redis)).filter(([name]) =>
     name.endsWith('.sh'),
   );
-  expect(scripts.length).toBeGreaterThan(0);
-  for (const [, text] of scripts) expect(() => execFileSync('dash', ['-n'], { input: text })).not.toThrow();
+  expect(scripts.map(([name]) => name).sort()).toEqual(['cluster-create.sh', 'redis-start.sh']);
+  for (const [, text] of scripts) {
+    expect(() => execFileSync('dash', ['-n'], { input: text })).not.toThrow();
+    expect(execFileSync('shellcheck', ['--shell=sh', '--severity=style', '-'], { input: text, encoding: 'utf8' })).toBe(
+      '',
+    );
+  }
 });
 
 describe('redis.tls', () => {

@@ -253,7 +253,8 @@ test('a node that lost its volume comes back with a new id and the create script
   // WHEN the create Job runs again
   const r = await redis.runCreate();
   // THEN the node is a replica again, the old id is forgotten, and the cluster is whole
-  expect([r.code, r.output]).toEqual([0, expect.stringContaining('adding it as a replica')]);
+  expect([r.code, r.output]).toEqual([0, expect.stringContaining('knows no other node: adding it to the cluster')]);
+  expect(r.output).toMatch(new RegExp(`node [0-9.:]+ \\(${newId}\\) becomes a replica of [0-9a-f]{40}`));
   expect(r.output).toContain('cluster ok: 16384 slots, 3 masters, 3 replicas');
   await waitFor('cluster healthy', allHealthy, 60000);
   const after = await clusterNodes(0);

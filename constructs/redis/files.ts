@@ -150,6 +150,7 @@ if [ -s "$nodes" ]; then
   : > "$nodes.new"
   set -f # no globbing while splitting lines into fields
   while IFS= read -r line; do
+    # shellcheck disable=SC2086 # split the line into its fields
     set -- $line
     case "\${2:-}" in
       *,?*)
@@ -275,28 +276,54 @@ exec redis-server "$@"
 }
 
 /**
- * Cluster-create script (the Job). Waits for every node; creates the cluster with
- * REDIS_REPLICAS_PER_MASTER replicas only when no node has slots yet; then waits until
- * all ${CLUSTER_SLOTS} slots are served, cluster_state is ok and every master has its
- * replicas. Exit 0 on an existing healthy cluster, so it is safe on every apply.
+ * Cluster reconcile script (the create Job): brings the cluster to the topology REDIS_NODES
+ * lists (StatefulSet ordinal order) with REDIS_MASTERS masters, through the same idempotent
+ * steps whether the cluster is new, grown or shrunk; safe to re-run at any point.
+ * 1. Waits for every listed node. 2. Creates the cluster when no node serves a slot yet.
+ * 3. Refuses a scale-in whose data (`used_memory` of every master) does not fit the remaining
+ *    masters' `maxmemory`, before changing anything (exit 3). 4. Joins nodes that know only
+ *    themselves (new, or back with an empty volume) as empty masters. 5. Chooses the masters:
+ *    those serving slots, lowest ordinal first, then empty ones; a kept replica of a leaving
+ *    master is failed over when too few are left. 6. Replicas to masters with too few.
+ *    7. Rebalances the slots evenly over the chosen masters (`--cluster-use-empty-masters`;
+ *    weight 0 for every other master, so a leaving one is emptied first). 8. Removes the nodes
+ *    REDIS_NODES no longer lists (`--cluster del-node`: replicas first). 9. Replicas again.
+ * 10. Waits until every node sees all ${CLUSTER_SLOTS} slots ok, knows exactly the listed nodes,
+ *    each master has its replicas and every replica is in sync.
  * Runs as the `admin` ACL user (REDIS_USERS.admin); over TLS when REDIS_TLS_DIR holds the CA.
  * Inputs: REDIS_NODES (space-separated host:port), REDIS_ADMIN_PASSWORD, REDIS_REPLICAS_PER_MASTER;
- * optional REDIS_TLS_DIR, REDIS_WAIT_SECONDS.
+ * optional REDIS_MASTERS (@default nodes / (1 + replicas)), REDIS_TLS_DIR, REDIS_WAIT_SECONDS,
+ * REDIS_MIGRATE_PIPELINE (keys per MIGRATE while moving slots, @default 100).
  */
-export function clusterCreateScript(r: RedisConfig): string {
+export function clusterReconcileScript(r: RedisConfig): string {
+  const admin = REDIS_USERS.admin;
   return `#!/bin/sh
-# Rendered by constructs/redis/files.ts: idempotent Redis Cluster creation and check.
+# Rendered by constructs/redis/files.ts: idempotent Redis Cluster reconcile (create, scale out, scale in).
 set -eu
-: "\${REDIS_NODES:?REDIS_NODES must list every node as host:port}"
-: "\${REDIS_ADMIN_PASSWORD:?REDIS_ADMIN_PASSWORD must hold the password of the ${REDIS_USERS.admin} user}"
+: "\${REDIS_NODES:?REDIS_NODES must list every node of the target topology as host:port, in ordinal order}"
+: "\${REDIS_ADMIN_PASSWORD:?REDIS_ADMIN_PASSWORD must hold the password of the ${admin} user}"
 REPLICAS="\${REDIS_REPLICAS_PER_MASTER:-${r.replicasPerMaster}}"
 WAIT="\${REDIS_WAIT_SECONDS:-600}"
+PIPELINE="\${REDIS_MIGRATE_PIPELINE:-100}"
 export REDISCLI_AUTH="$REDIS_ADMIN_PASSWORD"
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 ${RESOLVE}${TLS_CLI}
 # shellcheck disable=SC2086 # $tls_cli: empty or several words
-cli() { hp=$1; shift; redis-cli $tls_cli -h "\${hp%:*}" -p "\${hp##*:}" --user ${REDIS_USERS.admin} --no-auth-warning "$@"; }
-info_field() { cli "$1" cluster info | tr -d '\\r' | awk -F: -v k="$2" '$1 == k { print $2 }'; }
+cli() { hp=$1; shift; redis-cli $tls_cli -h "\${hp%:*}" -p "\${hp##*:}" --user ${admin} --no-auth-warning "$@"; }
+# shellcheck disable=SC2086
+cluster_cli() { redis-cli $tls_cli --user ${admin} --no-auth-warning --cluster "$@"; }
+# field KEY: the value of KEY in "key:value" lines on stdin (INFO, CLUSTER INFO).
+field() { tr -d '\\r' | awk -F: -v k="$1" '$1 == k { print $2 }'; }
+info_field() { cli "$1" cluster info | field "$2"; }
+# wait_until WHAT CMD...: runs CMD every second until it succeeds, for at most WAIT seconds.
+wait_until() {
+  what=$1; shift
+  n=0
+  until "$@"; do
+    n=$((n + 1)); [ "$n" -lt "$WAIT" ] || { log "gave up after \${WAIT}s waiting for $what"; return 1; }
+    sleep 1
+  done
+}
 
 # 1. Wait for every node to resolve and answer; from here on use addresses (CLUSTER MEET needs IPs).
 addrs=""
@@ -310,11 +337,16 @@ for hp in $REDIS_NODES; do
   done
   addrs="$addrs $ip:\${hp##*:}"
 done
+# shellcheck disable=SC2086 # split into one address per word
 set -- $addrs
-first=$1
 count=$#
+MASTERS="\${REDIS_MASTERS:-$((count / (REPLICAS + 1)))}"
+if [ $((MASTERS * (REPLICAS + 1))) -ne "$count" ]; then
+  log "REDIS_NODES lists $count nodes, not REDIS_MASTERS x (1 + REDIS_REPLICAS_PER_MASTER) = $MASTERS x (1 + $REPLICAS)"
+  exit 1
+fi
 
-# 2. Create only if no node serves any slot yet; a half-assigned cluster needs a human.
+# 2. Create only if no node serves any slot yet.
 assigned=0
 for hp in $addrs; do
   n=$(info_field "$hp" cluster_slots_assigned)
@@ -323,56 +355,234 @@ done
 if [ "$assigned" -eq 0 ]; then
   log "no slots assigned on any node: creating the cluster ($count nodes, $REPLICAS replica(s) per master)"
   # shellcheck disable=SC2086
-  redis-cli $tls_cli --user ${REDIS_USERS.admin} --no-auth-warning --cluster create $addrs --cluster-replicas "$REPLICAS" --cluster-yes
+  cluster_cli create $addrs --cluster-replicas "$REPLICAS" --cluster-yes
 else
-  log "cluster exists ($assigned slot assignments seen): not creating"
-  # A node that lost its volume comes back with a new id, knowing only itself: join it as a
-  # replica (redis-cli picks a master with the fewest replicas), then forget its old id.
-  seed=""
-  for hp in $addrs; do
-    [ "$(info_field "$hp" cluster_known_nodes)" -gt 1 ] && { seed=$hp; break; }
-  done
-  added=0
-  for hp in $addrs; do
-    if [ -n "$seed" ] && [ "$(info_field "$hp" cluster_known_nodes)" = 1 ]; then
-      log "node $hp knows no other node (empty nodes.conf): adding it as a replica"
-      # shellcheck disable=SC2086
-      redis-cli $tls_cli --user ${REDIS_USERS.admin} --no-auth-warning --cluster add-node "$hp" "$seed" --cluster-slave
-      added=$((added + 1))
-    fi
-  done
-  # Only the ids those nodes replaced (their address now answers with another id: noaddr,
-  # or failed for good), and only if they serve no slots.
-  if [ "$added" -gt 0 ]; then
-    sleep 2
-    gone=$(cli "$seed" cluster nodes | tr -d '\\r' | awk '($3 ~ /noaddr/ || ($3 ~ /fail/ && $3 !~ /fail\\?/)) && NF <= 8 { print $1 }')
-    for id in $gone; do
-      log "forgetting failed node $id"
-      for hp in $addrs; do cli "$hp" cluster forget "$id" >/dev/null 2>&1 || true; done
-    done
-  fi
+  log "cluster exists ($assigned slot assignments seen): reconciling it to $MASTERS masters x (1 + $REPLICAS)"
 fi
 
-# 3. Verify: every node sees state ok and ${CLUSTER_SLOTS} slots; masters x (1 + replicas) nodes.
-masters=$((count / (REPLICAS + 1)))
-i=0
-while :; do
-  ok=1
-  for hp in $addrs; do
-    [ "$(info_field "$hp" cluster_state)" = ok ] || ok=0
-    [ "$(info_field "$hp" cluster_slots_ok)" = ${CLUSTER_SLOTS} ] || ok=0
-  done
-  nodes_out=$(cli "$first" cluster nodes | tr -d '\\r')
-  m=$(printf '%s\\n' "$nodes_out" | awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8 { n++ } END { print n + 0 }')
-  s=$(printf '%s\\n' "$nodes_out" | awk '$3 ~ /slave/ && $3 !~ /fail/ { n++ } END { print n + 0 }')
-  [ "$m" -eq "$masters" ] && [ "$s" -eq $((count - masters)) ] || ok=0
-  if [ "$ok" -eq 1 ]; then
-    log "cluster ok: ${CLUSTER_SLOTS} slots, $m masters, $s replicas"
-    exit 0
-  fi
-  i=$((i + 1)); [ "$i" -lt "$WAIT" ] || { log "cluster not ok after \${WAIT}s: $m masters, $s replicas"; cli "$first" cluster info >&2; exit 1; }
-  sleep 1
+# The node every cluster-wide command starts from: a listed node that is part of the cluster.
+seed=""
+for hp in $addrs; do
+  if [ "$(info_field "$hp" cluster_known_nodes)" -gt 1 ]; then seed=$hp; break; fi
 done
+[ -n "$seed" ] || { log "no node of REDIS_NODES knows another node: no cluster to reconcile"; exit 1; }
+
+# table: one line per node the seed knows: "id ip:port role master-id slots ordinal"; role is
+# master, slave or gone (failed, or without an address); ordinal is the node's index in
+# REDIS_NODES, -1 for a node the target topology no longer has.
+table() {
+  cli "$seed" cluster nodes | tr -d '\\r' | awk -v targets="$addrs" '
+    BEGIN { n = split(targets, t, " "); for (i = 1; i <= n; i++) ord[t[i]] = i - 1 }
+    $3 ~ /handshake/ { next }
+    {
+      addr = $2; sub(/@.*/, "", addr)
+      role = ($3 ~ /master/) ? "master" : "slave"
+      if ($3 ~ /noaddr/ || ($3 ~ /fail/ && $3 !~ /fail\\?/)) role = "gone"
+      slots = 0
+      for (i = 9; i <= NF; i++) {
+        if ($i ~ /^\\[/) continue
+        if (split($i, r, "-") == 2) slots += r[2] - r[1] + 1; else slots++
+      }
+      print $1, addr, role, $4, slots, ((addr in ord) ? ord[addr] : -1)
+    }'
+}
+# desired: the ids of the REDIS_MASTERS masters of the target: listed masters serving slots,
+# lowest ordinal first, then listed empty masters.
+desired() {
+  table | awk '$6 >= 0 && $3 == "master" { print ($5 > 0 ? 0 : 1), $6, $1 }' | sort -k1,1n -k2,2n |
+    head -n "$MASTERS" | awk '{ print $3 }' | tr '\\n' ' '
+}
+# shellcheck disable=SC2086 # counting words
+words() { set -f; set -- $1; set +f; echo $#; }
+
+# 3. A scale-in must fit: the data of every master into the maxmemory of the masters that remain.
+tab=$(table)
+serving=$(printf '%s\\n' "$tab" | awk '$3 == "master" && $5 > 0 { n++ } END { print n + 0 }')
+if [ "$MASTERS" -lt "$serving" ]; then
+  used=0
+  for hp in $(printf '%s\\n' "$tab" | awk '$3 == "master" && $5 > 0 { print $2 }'); do
+    u=$(cli "$hp" info memory | field used_memory)
+    used=$((used + u))
+  done
+  # The smallest maxmemory of the nodes that stay (0 is unlimited).
+  max=0
+  for hp in $addrs; do
+    m=$(cli "$hp" info memory | field maxmemory)
+    if [ "$m" -gt 0 ] && { [ "$max" -eq 0 ] || [ "$m" -lt "$max" ]; }; then max=$m; fi
+  done
+  if [ "$max" -gt 0 ] && [ "$used" -gt $((max * MASTERS)) ]; then
+    log "refusing to scale in from $serving to $MASTERS masters: the $serving masters use $used bytes (used_memory), more than the $MASTERS remaining masters hold ($MASTERS x maxmemory $max = $((max * MASTERS)) bytes); raise maxmemory, keep more masters or delete data first. Nothing was changed."
+    exit 3
+  fi
+  log "scale-in from $serving to $MASTERS masters fits: $used bytes used, $MASTERS x maxmemory $max bytes (0: unlimited)"
+fi
+
+# cluster_agrees: redis-cli --cluster check passes (every slot covered, none open, all nodes agree).
+# A slot left open by an interrupted migration is closed with --cluster fix.
+cluster_agrees() {
+  out=$(cluster_cli check "$seed" 2>&1) && return 0
+  case "$out" in
+    *"migrating state"* | *"importing state"* | *"slots are open"*)
+      log "slots left open by an interrupted migration: redis-cli --cluster fix"
+      cluster_cli fix "$seed" --cluster-yes >&2 || true ;;
+  esac
+  return 1
+}
+
+# 4. Nodes that know only themselves (new in a scale-out, or back with an empty volume) join as
+# empty masters; step 6 makes them replicas where the target needs replicas.
+# add_node ADDR: add-node, retried: it refuses (changing nothing) while the nodes disagree for a
+# moment after the previous one; done once the node knows others.
+add_node() {
+  [ "$(info_field "$1" cluster_known_nodes)" = 1 ] || return 0
+  cluster_agrees && cluster_cli add-node "$1" "$seed"
+}
+added=0
+for hp in $addrs; do
+  if [ "$(info_field "$hp" cluster_known_nodes)" = 1 ]; then
+    log "node $hp knows no other node: adding it to the cluster"
+    wait_until "add-node $hp" add_node "$hp"
+    added=$((added + 1))
+  fi
+done
+# forget ID: every listed node forgets a node (a failed id whose address another id took).
+forget() { for hp in $addrs; do cli "$hp" cluster forget "$1" >/dev/null 2>&1 || true; done; }
+if [ "$added" -gt 0 ]; then
+  sleep 2
+  # Only the ids those nodes replaced (gone for good), and only if they serve no slots.
+  for id in $(table | awk '$3 == "gone" && $5 == 0 { print $1 }'); do
+    log "forgetting failed node $id"
+    forget "$id"
+  done
+fi
+wait_until "redis-cli --cluster check to pass" cluster_agrees
+
+# every_node_known: every listed node knows as many nodes as the seed (gossip after add-node:
+# a slot cannot be given to a node its owner does not know yet) and sees the cluster ok.
+# A node that joined also waits a moment before it reports cluster_state:ok, and refuses the
+# keys of a slot migration (CLUSTERDOWN) until then.
+every_node_known() {
+  n=$(table | wc -l)
+  for hp in $addrs; do
+    [ "$(info_field "$hp" cluster_known_nodes)" -ge "$n" ] && [ "$(info_field "$hp" cluster_state)" = ok ] || return 1
+  done
+}
+wait_until "every node to know the others" every_node_known
+
+# 5. Too few masters among the listed nodes: a listed replica of a leaving master takes over
+# its slots (CLUSTER FAILOVER: the data is there already, nothing moves).
+is_master() { [ "$(table | awk -v id="$1" '$1 == id { print $3 }')" = master ]; }
+while [ "$(words "$(desired)")" -lt "$MASTERS" ]; do
+  promote=$(table | awk '
+    { line[NR] = $0; if ($6 < 0 && $3 == "master" && $5 > 0) leaving[$1] = 1 }
+    END { for (i = 1; i <= NR; i++) { split(line[i], f, " "); if (f[6] >= 0 && f[3] == "slave" && (f[4] in leaving)) { print f[1], f[2]; exit } } }')
+  if [ -z "$promote" ]; then
+    log "cannot choose $MASTERS masters among the listed nodes: $(desired) serve or may serve slots, and no listed replica of a leaving master is left to promote; change masters and replicasPerMaster in separate applies"
+    exit 1
+  fi
+  # shellcheck disable=SC2086
+  set -- $promote
+  log "failing over to listed replica $2 ($1), whose master leaves the cluster"
+  cli "$2" cluster failover >/dev/null
+  wait_until "$2 to become a master" is_master "$1"
+done
+
+# 6 and 9. Every listed node that is not a chosen master replicates the chosen master with the
+# fewest replicas, until each has REPLICAS (CLUSTER REPLICATE; a master must be empty to move).
+replicates() { [ "$(table | awk -v id="$1" '$1 == id { print $3, $4 }')" = "slave $2" ]; }
+assign_replicas() {
+  while :; do
+    move=$(table | awk -v want="$(desired)" -v per="$REPLICAS" '
+      BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) { d[w[i]] = 1; c[w[i]] = 0 } }
+      { line[NR] = $0; if ($3 == "slave" && ($4 in d)) c[$4]++ }
+      END {
+        best = ""
+        for (i = 1; i <= n; i++) if (best == "" || c[w[i]] < c[best]) best = w[i]
+        if (best == "" || c[best] >= per) exit
+        for (i = 1; i <= NR; i++) {
+          split(line[i], f, " ")
+          if (f[6] < 0 || (f[1] in d) || f[5] > 0 || f[3] == "gone") continue
+          if (f[3] == "master" || !(f[4] in d) || c[f[4]] > per) { print f[1], f[2], best; exit }
+        }
+      }')
+    [ -n "$move" ] || return 0
+    # shellcheck disable=SC2086
+    set -- $move
+    log "node $2 ($1) becomes a replica of $3"
+    cli "$2" cluster replicate "$3" >/dev/null
+    wait_until "$2 to replicate $3" replicates "$1" "$3"
+  done
+}
+assign_replicas
+
+# 7. Slots: evenly over the chosen masters; every other master gets weight 0, so rebalance moves
+# all of its slots away (a leaving master, or one that is to become a replica).
+want=" $(desired)"
+set --
+for id in $(table | awk '$3 == "master" { print $1 }'); do
+  case "$want " in *" $id "*) ;; *) set -- "$@" "$id=0" ;; esac
+done
+if [ $# -gt 0 ]; then set -- --cluster-weight "$@"; fi
+wait_until "every node to know the others" every_node_known
+log "rebalancing ${CLUSTER_SLOTS} slots over masters$want"
+cluster_cli rebalance "$seed" --cluster-use-empty-masters --cluster-pipeline "$PIPELINE" "$@"
+wait_until "redis-cli --cluster check to pass" cluster_agrees
+
+# remove_node ID: del-node, or done already (the seed no longer knows the id).
+remove_node() {
+  [ -n "$(table | awk -v id="$1" '$1 == id')" ] || return 0
+  cluster_cli del-node "$seed" "$1"
+}
+replies_ok() { hp=$1; shift; [ "$(cli "$hp" "$@" 2>&1)" = OK ]; }
+
+# 8. Nodes no longer listed leave: replicas first, then the masters (empty after step 7).
+# del-node also re-points their replicas and resets the node; a node already gone is forgotten.
+for line in $(table | awk '$6 < 0 { print ($3 == "master" ? 1 : 0) ":" $1 ":" $3 ":" $5 ":" $2 }' | sort); do
+  id=$(echo "$line" | cut -d: -f2); role=$(echo "$line" | cut -d: -f3); slots=$(echo "$line" | cut -d: -f4)
+  addr=$(echo "$line" | cut -d: -f5-)
+  if [ "$slots" -gt 0 ]; then log "node $id still serves $slots slots: not removing it"; exit 1; fi
+  if [ "$role" = gone ]; then
+    log "forgetting node $id (no longer listed, and unreachable)"
+    forget "$id"
+  else
+    log "removing node $id (no longer listed)"
+    # Retried: a node still loading the keys of a full sync answers LOADING, and redis-cli then
+    # cannot read its view (it changes nothing before it has every node's).
+    wait_until "del-node $id" remove_node "$id"
+    # A master emptied by the rebalance became a replica (cluster-allow-replica-migration) and
+    # synced a copy of its new master's keys. The reset flushed them in memory but not in the AOF:
+    # FLUSHALL does; a hard reset gives it a new id (the cluster refuses a forgotten id for 60 s).
+    # So a reused volume comes back empty, as a new node that can join again.
+    wait_until "FLUSHALL on $addr" replies_ok "$addr" flushall
+    wait_until "CLUSTER RESET HARD on $addr" replies_ok "$addr" cluster reset hard
+  fi
+done
+assign_replicas
+
+# 10. Verify: every listed node sees state ok and ${CLUSTER_SLOTS} slots, knows exactly the listed
+# nodes; MASTERS masters with REPLICAS replicas each, every replica in sync with its master.
+converged() {
+  for hp in $addrs; do
+    info=$(cli "$hp" cluster info | tr -d '\\r')
+    [ "$(printf '%s\\n' "$info" | field cluster_state)" = ok ] || return 1
+    [ "$(printf '%s\\n' "$info" | field cluster_slots_ok)" = ${CLUSTER_SLOTS} ] || return 1
+    [ "$(printf '%s\\n' "$info" | field cluster_known_nodes)" = "$count" ] || return 1
+  done
+  table | awk -v m="$MASTERS" -v per="$REPLICAS" '
+    { line[NR] = $0; if ($3 == "slave") c[$4]++ }
+    END {
+      for (i = 1; i <= NR; i++) { split(line[i], f, " "); if (f[6] < 0 || f[3] == "gone") exit 1; if (f[3] == "master" && f[5] > 0) { k++; if (c[f[1]] + 0 != per) exit 1 } }
+      exit k == m ? 0 : 1
+    }' || return 1
+  for hp in $(table | awk '$3 == "slave" { print $2 }'); do
+    [ "$(cli "$hp" info replication | field master_link_status)" = up ] || return 1
+  done
+}
+if ! wait_until "the cluster to converge" converged; then
+  cli "$seed" cluster nodes >&2
+  exit 1
+fi
+log "cluster ok: ${CLUSTER_SLOTS} slots, $MASTERS masters, $((count - MASTERS)) replicas ($REPLICAS per master)"
 `;
 }
 
@@ -421,6 +631,6 @@ export function redisConfigFiles(r: RedisConfig): Record<string, string> {
   return {
     [REDIS_FILES.conf]: renderRedisConf(r),
     [REDIS_FILES.start]: redisStartScript(r.appCommands),
-    [REDIS_FILES.clusterCreate]: clusterCreateScript(r),
+    [REDIS_FILES.clusterCreate]: clusterReconcileScript(r),
   };
 }

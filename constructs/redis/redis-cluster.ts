@@ -93,6 +93,21 @@ export interface RedisClusterProps extends RedisClusterSettings, core.WorkloadPr
   readonly name?: string;
   /** Pods that may connect to 6379 (e.g. `[podsOf('api')]`). */
   readonly clients: readonly k8s.NetworkPolicyPeer[];
+  /**
+   * The topology the running cluster has, while this configuration shrinks it (fewer nodes). The
+   * StatefulSet then runs after the create Job (`fastnext.io/runs-after`: Pulumi's dependsOn), so
+   * the Job moves the slots off the leaving nodes and removes them before their pods go. Only for
+   * a scale-in; remove it once applied (docs/redis-scaling.md).
+   * @default - no scale-in: the StatefulSet and the Job run side by side (the Job waits for new nodes)
+   */
+  readonly scaleFrom?: RedisTopology;
+}
+
+/** Masters and replicas per master: what the node count and the create Job follow. */
+export interface RedisTopology {
+  readonly masters: number;
+  /** @default - the target's replicasPerMaster */
+  readonly replicasPerMaster?: number;
 }
 
 /** Component of the cluster-create Job's pods of the cluster `name`. */
@@ -128,6 +143,11 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
     super(scope, id);
     const r = core.withDefaults(REDIS_CLUSTER_DEFAULTS, props);
     checkRedisSettings(r);
+    const scaleIn = props.scaleFrom !== undefined;
+    if (props.scaleFrom) {
+      const problem = scaleFromProblem(props.scaleFrom, r);
+      if (problem) core.fail('scaleFrom', props.scaleFrom, problem);
+    }
     core.checkNotEmpty('clients', props.clients, "name the pods allowed to connect to Redis (e.g. [podsOf('api')])");
     const name = core.workloadName(props.name, RedisCluster.COMPONENT);
     const c = name;
@@ -187,7 +207,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
     // probe runs with the container's env, so REDIS_USERS_DIR is set.
     const tlsCli = tls ? ` --tls --cacert ${TLS_DIR}/${tls.caKey}` : '';
     const cli = `REDISCLI_AUTH="$(cat "$REDIS_USERS_DIR"/${redisPasswordKey('exporter')})" redis-cli${tlsCli} -h 127.0.0.1 -p ${REDIS_PORT} --user ${REDIS_USERS.exporter} --no-auth-warning`;
-    new k8s.KubeStatefulSet(this, 'statefulset', {
+    const statefulSet = new k8s.KubeStatefulSet(this, 'statefulset', {
       metadata: core.workloadMeta(this, c, this.statefulSetName, props),
       spec: core.statefulSetSpec(c, {
         replicas: nodes,
@@ -309,6 +329,7 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
     const cc = createComponentOf(name);
     const jobEnv: k8s.EnvVar[] = [
       { name: 'REDIS_NODES', value: this.seedHosts.map((h) => `${h}:${REDIS_PORT}`).join(' ') },
+      { name: 'REDIS_MASTERS', value: String(r.masters) },
       { name: 'REDIS_REPLICAS_PER_MASTER', value: String(r.replicasPerMaster) },
       { name: 'REDIS_WAIT_SECONDS', value: '600' },
       passwordOf('REDIS_ADMIN_PASSWORD', 'admin'),
@@ -342,6 +363,9 @@ export class RedisCluster extends Construct implements core.ServiceEndpoint {
     };
     this.createJobName = core.jobNameFor(cc, jobSpec, [this.files[REDIS_FILES.clusterCreate]]);
     new k8s.KubeJob(this, 'create-job', { metadata: core.meta(this, cc, this.createJobName), spec: jobSpec });
+    // A scale-in: no pod may go before the Job moved its slots away and removed it from the cluster.
+    // Otherwise the Job must not wait for the StatefulSet, whose new pods are ready only once it ran.
+    if (scaleIn) statefulSet.metadata.addAnnotation(core.RUNS_AFTER_ANNOTATION, `Job/${this.createJobName}`);
     core.networkPolicy(this, 'create-network-policy', cc, {
       ingress: [],
       egress: [core.dnsEgress(props.dnsResolvers), { to: [core.podsOf(c)], ports: core.tcpPorts(REDIS_PORT) }],
@@ -387,6 +411,27 @@ function checkRedisSettings(r: Required<RedisClusterSettings>): void {
   if (acl) core.fail('appCommands', r.appCommands, acl);
   const memory = redisMemoryProblem(r.maxmemory, r.resources.limits.memory);
   if (memory) core.fail('maxmemory', r.maxmemory, memory);
+}
+
+/** Why `scaleFrom` does not describe a scale-in to `target`; undefined when it does. */
+export function scaleFromProblem(
+  from: RedisTopology,
+  target: Pick<RedisConfig, 'masters' | 'replicasPerMaster'>,
+): string | undefined {
+  const replicasPerMaster = from.replicasPerMaster ?? target.replicasPerMaster;
+  if (!(Number.isInteger(from.masters) && from.masters >= 3 && from.masters <= 50)) {
+    return 'must name the masters the running cluster has now: an integer from 3 to 50';
+  }
+  if (!(Number.isInteger(replicasPerMaster) && replicasPerMaster >= 0 && replicasPerMaster <= 5)) {
+    return 'must name the replicas per master the running cluster has now: an integer from 0 to 5';
+  }
+  const now = redisNodeCount({ masters: from.masters, replicasPerMaster });
+  const next = redisNodeCount(target);
+  if (now > next) return undefined;
+  return (
+    `has ${now} nodes, not more than the ${next} of masters x (1 + replicasPerMaster): scaleFrom is only for a ` +
+    'scale-in (the StatefulSet then waits for the create Job); a scale-out or an applied scale-in needs none: remove it'
+  );
 }
 
 /** Why these TLS settings cannot work (TLS on without a certificate source); undefined when they can. */

@@ -58,7 +58,19 @@ export {
   type ClusterNodeView,
   type RedisClusterLaunch,
   type RedisNode,
+  type RedisTopology,
+  type ScaleResult,
   type StartRedisOptions,
 } from './redis';
+export {
+  CoverageSampler,
+  loadKeys,
+  mastersUsedMemory,
+  missingKeys,
+  resolveTwinHostnames,
+  sampledScale,
+  scaleClient,
+  ScaleTraffic,
+} from './redis-scale';
 export { type Endpoint } from './processes';
 export { type FileSource } from './sources';

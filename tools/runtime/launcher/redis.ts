@@ -43,6 +43,24 @@ export interface RedisNode extends processes.Endpoint {
   readonly dataDir: string;
 }
 
+/** Masters and replicas per master of the cluster the launcher runs. */
+export interface RedisTopology {
+  readonly masters: number;
+  readonly replicasPerMaster: number;
+}
+
+/** How one `scale()` went: the reconcile script's exit code and output, and the time of each step. */
+export interface ScaleResult {
+  readonly code: number | null;
+  readonly output: string;
+  /** Milliseconds to start the new nodes (0 for a scale-in). */
+  readonly startMs: number;
+  /** Milliseconds the reconcile script ran. */
+  readonly reconcileMs: number;
+  /** Milliseconds to stop the nodes the target no longer has (0 for a scale-out, or when refused). */
+  readonly stopMs: number;
+}
+
 /** One line of `cluster nodes`. */
 export interface ClusterNodeView {
   readonly id: string;
@@ -83,11 +101,22 @@ export interface RedisClusterLaunch {
    * again after `restartAll({ newAddresses: true })`.
    */
   natMap(): Record<string, { host: string; port: number }>;
+  /** The same mapping as a function reading the nodes at each lookup: for clients that live through a `scale()`. */
+  natMapFunction(): (key: string) => { host: string; port: number } | null;
+  /** Current topology (changed by a successful `scale()`). */
+  readonly topology: RedisTopology;
+  /**
+   * Changes the topology as the StatefulSet and the create Job do it: a scale-out starts the new
+   * nodes (the next ordinals) from the shipped start script, then runs the shipped reconcile
+   * script; a scale-in runs the script first and stops the nodes with the highest ordinals only
+   * if it succeeded (a refused scale-in leaves every node running).
+   */
+  scale(target: { masters: number; replicasPerMaster?: number }): Promise<ScaleResult>;
   /** Runs redis-cli as `admin` against node i; resolves stdout (throws on a non-zero exit). */
   cli(i: number, ...args: string[]): Promise<string>;
   /** Runs redis-cli as another ACL user; resolves stdout and stderr (error replies included). */
   cliAs(role: RedisUserRole, i: number, ...args: string[]): Promise<string>;
-  /** Runs the shipped cluster-create script again; resolves its exit code and output. */
+  /** Runs the shipped cluster-create (reconcile) script again; resolves its exit code and output. */
   runCreate(): Promise<{ code: number | null; output: string }>;
   /** SIGKILLs node i (a crashed pod). */
   killNode(i: number): Promise<void>;
@@ -111,9 +140,8 @@ const REQUIRED = Object.values(REDIS_FILES);
 
 export async function startRedisCluster(source: FileSource, opts: StartRedisOptions = {}): Promise<RedisClusterLaunch> {
   const files = filesFrom(source, opts.configMap ?? 'redis-config', REQUIRED);
-  const masters = opts.masters ?? 3;
-  const perMaster = opts.replicasPerMaster ?? 1;
-  const count = masters * (1 + perMaster);
+  let topology: RedisTopology = { masters: opts.masters ?? 3, replicasPerMaster: opts.replicasPerMaster ?? 1 };
+  const nodeCount = (t: RedisTopology) => t.masters * (1 + t.replicasPerMaster);
   const timeoutMs = opts.timeoutMs ?? 120000;
   const passwords = Object.fromEntries(
     REDIS_USER_ROLES.map((role) => [role, randomBytes(18).toString('base64url')]),
@@ -134,20 +162,23 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   const hostsFile = join(root, 'hosts');
 
   const nodes: RedisNode[] = [];
-  // Ports stay fixed across moves, as a container port does; only addresses change.
-  const place = async () => {
+  // What the headless Service's DNS would answer right now.
+  const writeHosts = () => writeFileSync(hostsFile, nodes.map((n) => `${n.hostname} ${n.host}\n`).join(''));
+  // Ports stay fixed across moves, as a container port does; only addresses change. `from`: the
+  // first ordinal to place (a scale-out places the new ones next to the others' addresses).
+  const place = async (count: number, from = 0) => {
     const addrs = processes.loopbackAddresses(count);
-    for (let i = 0; i < count; i++) {
-      const host = addrs[i];
+    const base = nodes[0]?.host.split('.');
+    for (let i = from; i < count; i++) {
+      const host = from > 0 && base ? [...base.slice(0, 3), String(Number(base[3]) + i)].join('.') : addrs[i];
       const port = nodes[i]?.port ?? (await processes.freePort(host, REDIS_BUS_PORT_OFFSET));
       const hostname = `redis-${i}.redis-headless`;
       nodes[i] = { host, port, hostname, dataDir: processes.makeDir(join(root, `node-${i}`, 'data')) };
       processes.makeDir(join(root, `node-${i}`, 'tmp'));
     }
-    // What the headless Service's DNS would answer right now.
-    writeFileSync(hostsFile, nodes.map((n) => `${n.hostname} ${n.host}\n`).join(''));
+    writeHosts();
   };
-  await place();
+  await place(nodeCount(topology));
 
   // The TLS Secret's volume; the nodes read it in place, so a renewal is one atomic swap.
   const tlsDir = opts.tls ? join(root, 'tls') : undefined;
@@ -225,17 +256,23 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
       p,
     );
   };
-  const runCreate = () =>
+  // The Job's env (redis-cluster.ts): the target's nodes in ordinal order, masters, replicas per master.
+  const runReconcile = (t: RedisTopology) =>
     processes.runToEnd('sh', [join(configDir, REDIS_FILES.clusterCreate)], {
       env: {
         ...baseEnv,
         REDIS_ADMIN_PASSWORD: passwords.admin,
-        REDIS_NODES: nodes.map((n) => `${n.hostname}:${n.port}`).join(' '),
-        REDIS_REPLICAS_PER_MASTER: String(perMaster),
+        REDIS_NODES: nodes
+          .slice(0, nodeCount(t))
+          .map((n) => `${n.hostname}:${n.port}`)
+          .join(' '),
+        REDIS_MASTERS: String(t.masters),
+        REDIS_REPLICAS_PER_MASTER: String(t.replicasPerMaster),
         REDIS_WAIT_SECONDS: String(Math.ceil(timeoutMs / 1000)),
         ...tlsEnv,
       },
     });
+  const runCreate = () => runReconcile(topology);
   const stopNode = async (i: number, signal: NodeJS.Signals) => {
     const p = procs[i];
     procs[i] = undefined;
@@ -286,6 +323,39 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     return out;
   };
 
+  const scale = async (t: { masters: number; replicasPerMaster?: number }): Promise<ScaleResult> => {
+    const target = { masters: t.masters, replicasPerMaster: t.replicasPerMaster ?? topology.replicasPerMaster };
+    const before = nodes.length;
+    const after = nodeCount(target);
+    let startMs = 0;
+    let stopMs = 0;
+    if (after > before) {
+      // The StatefulSet grows: new pods at the next ordinals (their DNS names resolve), a certificate naming them.
+      const t0 = Date.now();
+      await place(after, before);
+      for (let i = before; i < after; i++) procs[i] = undefined;
+      if (tlsDir) await issueTls();
+      await Promise.all(nodes.slice(before).map((_, k) => startNode(before + k)));
+      startMs = Date.now() - t0;
+    }
+    const t1 = Date.now();
+    const r = await runReconcile(target);
+    const reconcileMs = Date.now() - t1;
+    if (r.code === 0) {
+      topology = target;
+      if (after < before) {
+        // Only now may the StatefulSet shrink: the highest ordinals go.
+        const t2 = Date.now();
+        await Promise.all(nodes.slice(after).map((_, k) => stopNode(after + k, 'SIGTERM')));
+        nodes.splice(after);
+        procs.splice(after);
+        writeHosts();
+        stopMs = Date.now() - t2;
+      }
+    }
+    return { ...r, startMs, reconcileMs, stopMs };
+  };
+
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -309,6 +379,14 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     writeUsers,
     bringUpMs,
     natMap: () => Object.fromEntries(nodes.map((n) => [`${n.hostname}:${n.port}`, { host: n.host, port: n.port }])),
+    natMapFunction: () => (key) => {
+      const n = nodes.find((m) => `${m.hostname}:${m.port}` === key);
+      return n ? { host: n.host, port: n.port } : null;
+    },
+    get topology() {
+      return topology;
+    },
+    scale,
     cli,
     cliAs: async (role, i, ...args) => (await runCli(role, i, args)).output,
     runCreate,
@@ -319,7 +397,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     restartAll: async (o = {}) => {
       await Promise.all(nodes.map((_, i) => stopNode(i, 'SIGTERM')));
       if (o.newAddresses) {
-        await place();
+        await place(nodes.length);
         // The certificate names the addresses: new ones need a new certificate.
         if (tlsDir) await issueTls();
       }
