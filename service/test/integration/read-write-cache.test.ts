@@ -526,11 +526,18 @@ describe('failures', () => {
     // tight loop here, at over 100 % of a core; the service's subscriber backs off instead.
     const local = localPods();
     await eventually('local tiers off', async () => local.every((p) => !p.cache.localServing));
-    const before = process.cpuUsage();
-    const t0 = Date.now();
-    await new Promise((r) => setTimeout(r, 2000));
-    const used = process.cpuUsage(before);
-    expect((used.user + used.system) / 1000 / (Date.now() - t0)).toBeLessThan(0.25);
+    // Share of a core this process uses over a 2 s window. A spinning loop holds over a whole core in
+    // every window; the quietest of three windows leaves out a one-off pause of the shared machine or
+    // the test process (a CI run saw 0.36 in a single window, where runs here measure 0.06-0.13).
+    const windowShare = async (): Promise<number> => {
+      const before = process.cpuUsage();
+      const t0 = Date.now();
+      await new Promise((r) => setTimeout(r, 2000));
+      const used = process.cpuUsage(before);
+      return (used.user + used.system) / 1000 / (Date.now() - t0);
+    };
+    const shares = [await windowShare(), await windowShare(), await windowShare()];
+    expect(Math.min(...shares)).toBeLessThan(0.25);
   });
 
   test('the cache comes back by itself when the Redis nodes return', async () => {
