@@ -1,7 +1,6 @@
 /**
  * Invariants of the RedisCluster construct in every environment, and its config errors.
  */
-import { execFileSync } from 'node:child_process';
 import { Testing } from 'cdk8s';
 import { loadEnvironment } from '../stacks/environments';
 import { buildPlatform, synthObjects } from '../stacks/synth';
@@ -283,19 +282,6 @@ describe('ACL users', () => {
     const script = find(objects, 'ConfigMap', 'redis-config').data['redis-start.sh'];
     expect(script).toMatch(/echo "user app on\$\{app_hashes\} [^"]* \+hget \+cluster\|shards"/);
   });
-});
-
-test('every shipped script parses as POSIX sh (dash) and passes ShellCheck at every severity', () => {
-  const scripts = Object.entries(redisConfigFiles(loadEnvironment('prod').redis)).filter(([name]) =>
-    name.endsWith('.sh'),
-  );
-  expect(scripts.map(([name]) => name).sort()).toEqual(['cluster-create.sh', 'redis-start.sh']);
-  for (const [, text] of scripts) {
-    expect(() => execFileSync('dash', ['-n'], { input: text })).not.toThrow();
-    expect(execFileSync('shellcheck', ['--shell=sh', '--severity=style', '-'], { input: text, encoding: 'utf8' })).toBe(
-      '',
-    );
-  }
 });
 
 describe('redis.tls', () => {

@@ -196,7 +196,7 @@ export function pgbouncerStartScript(i: Pick<PgBouncerFilesInput, 'user' | 'tls'
   return `#!/bin/sh
 # Rendered by constructs/pgbouncer/pgbouncer-files.ts: PgBouncer entry point.
 set -eu
-: "\${PGBOUNCER_PASSWORD:?PGBOUNCER_PASSWORD must hold the application role's password}"
+: "\${PGBOUNCER_PASSWORD:?PGBOUNCER_PASSWORD must hold the password of the application role}"
 : "\${PGBOUNCER_CONFIG_DIR:?PGBOUNCER_CONFIG_DIR must name the directory holding ${PGBOUNCER_FILES.ini}}"
 ${USERLIST_PREAMBLE}{
   printf '%s %s\\n' "$(quote '${i.user}')" "$(quote "$PGBOUNCER_PASSWORD")"
