@@ -28,8 +28,7 @@ function scriptsOf(o: KubeObject): [string, string][] {
       .map(([key, text]) => [`ConfigMap/${o.metadata.name}/${key}`, text]);
   }
   const spec = o.spec as
-    | { template?: { spec?: PodSpec }; jobTemplate?: { spec?: { template?: { spec?: PodSpec } } } }
-    | undefined;
+    { template?: { spec?: PodSpec }; jobTemplate?: { spec?: { template?: { spec?: PodSpec } } } } | undefined;
   const pod = spec?.jobTemplate?.spec?.template?.spec ?? spec?.template?.spec;
   return [...(pod?.initContainers ?? []), ...(pod?.containers ?? [])].flatMap((c): [string, string][] => {
     const argv = [...(c.command ?? []), ...(c.args ?? [])];

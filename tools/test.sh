@@ -2,7 +2,7 @@
 # The README's test command (`npm test`): installs the real servers and the
 # container tools the suite runs (idempotent), type-checks the whole tree, builds
 # the images we ship (`npm run image:build`: fails over an image's budget; the
-# container test runs the API image), then runs every jest test in two lanes and
+# container test runs the API image), then runs every jest test in three lanes and
 # ends with one plain summary line ("jest: N passed, N failed").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -11,12 +11,14 @@ bash tools/install-containers.sh
 npx tsc --noEmit -p .
 npm run -s image:build
 mkdir -p .cache
-# Two lanes: the fast lane (no servers, jest.unit.config.js, two workers), then the
-# server lane one file at a time (jest.server.config.js: whole tiers under timed drills
-# must not share this 2-core machine with each other). Both always run.
+# Three lanes: the fast lane (in-process tests only, jest.unit.config.js, two workers),
+# the process lane (tests that run other programs but no server, jest.process.config.js,
+# two workers), then the server lane one file at a time (jest.server.config.js: whole
+# tiers under timed drills must not share this 2-core machine with each other). All
+# always run.
 status=0
 summary=()
-for lane in unit server; do
+for lane in unit process server; do
   results=".cache/jest-$lane.json"
   rm -f "$results"
   echo "== jest: the $lane lane"
