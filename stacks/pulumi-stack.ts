@@ -55,30 +55,43 @@ export interface PlatformStackArgs {
   readonly postgresActiveLogin?: string;
 }
 
-/** Where one stack secret goes: a key of a Secret the workloads read. */
+/** A stack-config key that fills a key of a Secret: every secret one, and `postgresActiveLogin` (a role name). */
+export type TargetConfigKey = SecretConfigKey | 'postgresActiveLogin';
+
+/** Where one stack-config key goes: a key of a Secret the workloads read. */
 interface SecretTarget {
   readonly secretName: string;
   readonly key: string;
   readonly component: string;
+  /** Set with `pulumi config set --secret` (read with `getSecret`); false: plain config. */
+  readonly secret: boolean;
+  /** Read only with postgres.credentials.alternateLogin (the rotation keys): set without it, it is refused. */
+  readonly alternateLogin?: true;
 }
 
-/** Each stack secret's Secret and key: the names the constructs read (config fields, exported key constants). */
-export function secretTargets(config: EnvironmentConfig): Record<SecretConfigKey, SecretTarget> {
+/** Each stack-config key's Secret and key: the names the constructs read (config fields, exported key constants). */
+export function secretTargets(config: EnvironmentConfig): Record<TargetConfigKey, SecretTarget> {
   const creds = resolveCredentials(
     config.postgres.credentials,
     config.postgres.credentialsSecret,
     config.postgres.exporterCredentialsSecret,
   );
-  const postgres = (field: keyof typeof creds.keys) => ({
+  const postgres = (
+    field: keyof typeof creds.keys,
+    flags: Partial<Pick<SecretTarget, 'secret' | 'alternateLogin'>> = {},
+  ): SecretTarget => ({
     secretName: secretOf(creds, field),
     key: creds.keys[field],
     component: 'postgres',
+    secret: true,
+    ...flags,
   });
   /** A Redis user's password key; `suffix`: a second one during a rotation (`<user>-password-next`). */
-  const redis = (role: RedisUserRole, suffix = '') => ({
+  const redis = (role: RedisUserRole, suffix = ''): SecretTarget => ({
     secretName: config.redis.passwordSecret,
     key: `${redisPasswordKey(role)}${suffix}`,
     component: 'redis',
+    secret: true,
   });
   return {
     postgresPassword: postgres('password'),
@@ -86,7 +99,9 @@ export function secretTargets(config: EnvironmentConfig): Record<SecretConfigKey
     postgresSuperuserPassword: postgres('superuserPassword'),
     postgresExporterPassword: postgres('exporterPassword'),
     postgresMigrationPassword: postgres('migrationPassword'),
-    postgresAlternatePassword: postgres('alternatePassword'),
+    postgresAlternatePassword: postgres('alternatePassword', { alternateLogin: true }),
+    // Not a secret, but it lives in the credentials Secret, which stack config then supplies whole.
+    postgresActiveLogin: postgres('activeLogin', { secret: false, alternateLogin: true }),
     redisAppPassword: redis('app'),
     redisExporterPassword: redis('exporter'),
     redisAdminPassword: redis('admin'),
@@ -103,8 +118,9 @@ export function secretTargets(config: EnvironmentConfig): Record<SecretConfigKey
       secretName: config.monitoring.grafana.adminSecret,
       key: GRAFANA_ADMIN_KEYS.password,
       component: 'grafana',
+      secret: true,
     },
-    managementToken: { secretName: config.api.managementTokenSecret, key: 'token', component: 'api' },
+    managementToken: { secretName: config.api.managementTokenSecret, key: 'token', component: 'api', secret: true },
   };
 }
 
@@ -131,13 +147,12 @@ export function suppliedSecretSpecs(
 ): SecretSpec[] {
   const targets = secretTargets(platform.config);
   const creds = platform.postgres.credentials;
-  const entries = Object.entries(secrets) as [string, pulumi.Input<string>][];
-  // The two logins' keys mean nothing without alternateLogin: nothing would read them.
-  const loginKeys = [
-    'postgresAlternatePassword',
-    ...(postgresActiveLogin !== undefined ? ['postgresActiveLogin'] : []),
-  ];
-  const stray = loginKeys.filter((k) => k === 'postgresActiveLogin' || k in secrets);
+  const supplied = Object.entries({
+    ...secrets,
+    ...(postgresActiveLogin !== undefined ? { postgresActiveLogin } : {}),
+  }) as [TargetConfigKey, pulumi.Input<string>][];
+  // The rotation keys mean nothing without alternateLogin: nothing would read them.
+  const stray = supplied.map(([k]) => k).filter((k) => targets[k].alternateLogin);
   if (!creds.alternateLogin && stray.length > 0) {
     throw new Error(
       `${stray.map((k) => `fastnext:${k}`).join(', ')} set, but postgres.credentials.alternateLogin is off: nothing reads ` +
@@ -152,15 +167,10 @@ export function suppliedSecretSpecs(
           `${logins.join(' or ')}`,
       );
     }
-    // Not a secret, but it lives in the credentials Secret, which stack config then supplies whole.
-    entries.push(['postgresActiveLogin', postgresActiveLogin]);
   }
   const specs = new Map<string, { component: string; stringData: Record<string, pulumi.Input<string>> }>();
-  for (const [configKey, value] of entries) {
-    const { secretName, key, component } =
-      configKey === 'postgresActiveLogin'
-        ? { secretName: creds.secretName, key: creds.keys.activeLogin, component: 'postgres' }
-        : targets[configKey as SecretConfigKey];
+  for (const [configKey, value] of supplied) {
+    const { secretName, key, component } = targets[configKey];
     const spec = specs.get(secretName) ?? {
       component,
       stringData: { ...fixedKeys(platform.config)[secretName] },
@@ -185,7 +195,7 @@ export function suppliedSecretSpecs(
     const missing = required.filter((k) => !(k in spec.stringData));
     if (missing.length === 0) continue;
     const configKeyOf = (k: string) =>
-      Object.entries(targets).find(([, t]) => t.secretName === name && t.key === k)?.[0];
+      Object.entries(targets).find(([, t]) => t.secret && t.secretName === name && t.key === k)?.[0];
     const settable = missing.map(configKeyOf).filter((k): k is string => k !== undefined);
     const fix =
       settable.length === missing.length

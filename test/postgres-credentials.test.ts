@@ -207,9 +207,9 @@ describe('postgres.credentials: one external Secret with its own key names, gene
   test('Pulumi stack secrets, when set, go to the mapped Secret and keys', () => {
     const t = secretTargets(loadEnvironment('prod', { postgres: { credentials: EXTERNAL } }));
     expect([t.postgresPassword, t.postgresReplicationPassword, t.postgresSuperuserPassword]).toEqual([
-      { secretName: 'db-credentials', key: 'app-password', component: 'postgres' },
-      { secretName: 'db-credentials', key: 'replication', component: 'postgres' },
-      { secretName: 'db-credentials', key: 'postgres-password', component: 'postgres' },
+      { secretName: 'db-credentials', key: 'app-password', component: 'postgres', secret: true },
+      { secretName: 'db-credentials', key: 'replication', component: 'postgres', secret: true },
+      { secretName: 'db-credentials', key: 'postgres-password', component: 'postgres', secret: true },
     ]);
   });
 });
@@ -359,8 +359,8 @@ describe('Pulumi: every PostgreSQL credential and the rotation keys from stack c
   test('the exporter and migration passwords fill their own generated Secrets, whole', () => {
     const t = secretTargets(loadEnvironment('prod'));
     expect([t.postgresExporterPassword, t.postgresMigrationPassword]).toEqual([
-      { secretName: 'postgres-exporter-credentials', key: 'password', component: 'postgres' },
-      { secretName: 'postgres-migration-credentials', key: 'migration-password', component: 'postgres' },
+      { secretName: 'postgres-exporter-credentials', key: 'password', component: 'postgres', secret: true },
+      { secretName: 'postgres-migration-credentials', key: 'migration-password', component: 'postgres', secret: true },
     ]);
     const platform = platformOf({});
     expect(supply(platform, { postgresExporterPassword: 'e', postgresMigrationPassword: 'm' })()).toEqual([

@@ -254,11 +254,19 @@ export async function freePort(host: string, alsoFree = 0): Promise<number> {
   throw new Error(`no free port found on ${host}`);
 }
 
-/** `count` distinct loopback addresses 127.X.Y.Z in a random /24 (other test runs pick other ones). */
-export function loopbackAddresses(count: number): string[] {
+/** A random loopback /24, `127.X.Y` (other test runs pick other ones). */
+export function loopbackNet(): string {
   const x = 100 + Math.floor(Math.random() * 150);
   const y = 1 + Math.floor(Math.random() * 250);
-  return Array.from({ length: count }, (_, i) => `127.${x}.${y}.${10 + i}`);
+  return `127.${x}.${y}`;
+}
+
+/**
+ * `count` distinct loopback addresses 127.X.Y.Z in `net` (@default a random /24); the i-th address of
+ * one net is always the same, so more can be added next to the first ones later.
+ */
+export function loopbackAddresses(count: number, net = loopbackNet()): string[] {
+  return Array.from({ length: count }, (_, i) => `${net}.${10 + i}`);
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes (or `proc` exits); throws `what` with `detail()`. */

@@ -10,7 +10,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REDIS_USER_ROLES, REDIS_USERS, type RedisUserRole, redisPasswordKey } from '../../../constructs/redis/acl';
 import { TLS_SECRET_KEYS, tlsSecretGeneratorScript } from '../../../constructs/core/generated-secret';
-import { REDIS_BUS_PORT_OFFSET, REDIS_FILES } from '../../../constructs/redis/files';
+import { REDIS_BUS_PORT_OFFSET, REDIS_FILES, redisNodeCount } from '../../../constructs/redis/files';
 import { writeSecretVolume } from '../secret-volume';
 import * as processes from './processes';
 import { type FileSource, filesFrom } from './sources';
@@ -141,7 +141,6 @@ const REQUIRED = Object.values(REDIS_FILES);
 export async function startRedisCluster(source: FileSource, opts: StartRedisOptions = {}): Promise<RedisClusterLaunch> {
   const files = filesFrom(source, opts.configMap ?? 'redis-config', REQUIRED);
   let topology: RedisTopology = { masters: opts.masters ?? 3, replicasPerMaster: opts.replicasPerMaster ?? 1 };
-  const nodeCount = (t: RedisTopology) => t.masters * (1 + t.replicasPerMaster);
   const timeoutMs = opts.timeoutMs ?? 120000;
   const passwords = Object.fromEntries(
     REDIS_USER_ROLES.map((role) => [role, randomBytes(18).toString('base64url')]),
@@ -164,13 +163,14 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   const nodes: RedisNode[] = [];
   // What the headless Service's DNS would answer right now.
   const writeHosts = () => writeFileSync(hostsFile, nodes.map((n) => `${n.hostname} ${n.host}\n`).join(''));
-  // Ports stay fixed across moves, as a container port does; only addresses change. `from`: the
-  // first ordinal to place (a scale-out places the new ones next to the others' addresses).
+  // Node i's address is the i-th of the cluster's loopback /24 (`restartAll({ newAddresses: true })` moves
+  // every node to a new one). Ports stay fixed across moves, as a container port does; only addresses
+  // change. `from`: the first ordinal to place (a scale-out places the new ones next to the others).
+  let net = processes.loopbackNet();
   const place = async (count: number, from = 0) => {
-    const addrs = processes.loopbackAddresses(count);
-    const base = nodes[0]?.host.split('.');
+    const addrs = processes.loopbackAddresses(count, net);
     for (let i = from; i < count; i++) {
-      const host = from > 0 && base ? [...base.slice(0, 3), String(Number(base[3]) + i)].join('.') : addrs[i];
+      const host = addrs[i];
       const port = nodes[i]?.port ?? (await processes.freePort(host, REDIS_BUS_PORT_OFFSET));
       const hostname = `redis-${i}.redis-headless`;
       nodes[i] = { host, port, hostname, dataDir: processes.makeDir(join(root, `node-${i}`, 'data')) };
@@ -178,7 +178,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     }
     writeHosts();
   };
-  await place(nodeCount(topology));
+  await place(redisNodeCount(topology));
 
   // The TLS Secret's volume; the nodes read it in place, so a renewal is one atomic swap.
   const tlsDir = opts.tls ? join(root, 'tls') : undefined;
@@ -263,7 +263,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
         ...baseEnv,
         REDIS_ADMIN_PASSWORD: passwords.admin,
         REDIS_NODES: nodes
-          .slice(0, nodeCount(t))
+          .slice(0, redisNodeCount(t))
           .map((n) => `${n.hostname}:${n.port}`)
           .join(' '),
         REDIS_MASTERS: String(t.masters),
@@ -326,7 +326,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
   const scale = async (t: { masters: number; replicasPerMaster?: number }): Promise<ScaleResult> => {
     const target = { masters: t.masters, replicasPerMaster: t.replicasPerMaster ?? topology.replicasPerMaster };
     const before = nodes.length;
-    const after = nodeCount(target);
+    const after = redisNodeCount(target);
     let startMs = 0;
     let stopMs = 0;
     if (after > before) {
@@ -397,6 +397,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     restartAll: async (o = {}) => {
       await Promise.all(nodes.map((_, i) => stopNode(i, 'SIGTERM')));
       if (o.newAddresses) {
+        net = processes.loopbackNet();
         await place(nodes.length);
         // The certificate names the addresses: new ones need a new certificate.
         if (tlsDir) await issueTls();
