@@ -375,13 +375,22 @@ export class Cache {
 
 /** Disconnects a client and waits (up to 2 s) for its connections to end, so no timer is left behind. */
 export async function disconnectClient(client: Cluster | Redis): Promise<void> {
+  if (client.status === 'end') return;
   const ended = new Promise<void>((resolve) => {
-    if (client.status === 'end') return resolve();
     client.once('end', () => resolve());
     setTimeout(resolve, 2000).unref();
   });
+  const open = hasConnections(client);
   client.disconnect();
-  await ended;
+  // A client waiting to reconnect (Redis unreachable) has no connection to end, and ioredis emits
+  // no 'end' for it: disconnect() cancelled its reconnect timer, so nothing is left to wait for.
+  // (Waiting anyway held every shutdown with Redis down for the whole 2 s.)
+  if (open) await ended;
+}
+
+function hasConnections(client: Cluster | Redis): boolean {
+  if (client.isCluster) return (client as Cluster).nodes('all').length > 0;
+  return client.status === 'connect' || client.status === 'connecting' || client.status === 'ready';
 }
 
 /** Parses `INFO` output into a flat map. */

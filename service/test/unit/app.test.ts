@@ -353,3 +353,16 @@ test('building the app emits no process warning (no deprecated Fastify option at
     emitWarning.mockRestore();
   }
 });
+
+test('closes at once while Redis is unreachable (a client waiting to reconnect has nothing to end)', async () => {
+  const other = await buildApp(offlineConfig('silent'));
+  await other.ready();
+  // The cluster client tried the closed port and now waits to reconnect, with no connection open.
+  const deadline = Date.now() + 5000;
+  while (other.redis?.status !== 'reconnecting' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  expect(other.redis?.status).toBe('reconnecting');
+  const started = Date.now();
+  await other.close();
+  // It waited for an 'end' ioredis never emits in this state, for the whole 2 s bound.
+  expect(Date.now() - started).toBeLessThan(1000);
+});
