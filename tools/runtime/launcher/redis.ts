@@ -103,6 +103,12 @@ export interface RedisClusterLaunch {
   natMap(): Record<string, { host: string; port: number }>;
   /** The same mapping as a function reading the nodes at each lookup: for clients that live through a `scale()`. */
   natMapFunction(): (key: string) => { host: string; port: number } | null;
+  /**
+   * What the headless Service's DNS answers right now, as "name address" lines: rewritten when
+   * nodes are placed (start, a scale-out, `restartAll({ newAddresses: true })`) and when a
+   * scale-in removes them. The twin's API pods resolve through it (tools/runtime/twin/hosts-preload.js).
+   */
+  readonly hostsFile: string;
   /** Current topology (changed by a successful `scale()`). */
   readonly topology: RedisTopology;
   /**
@@ -378,6 +384,7 @@ export async function startRedisCluster(source: FileSource, opts: StartRedisOpti
     usersDir,
     writeUsers,
     bringUpMs,
+    hostsFile,
     natMap: () => Object.fromEntries(nodes.map((n) => [`${n.hostname}:${n.port}`, { host: n.host, port: n.port }])),
     natMapFunction: () => (key) => {
       const n = nodes.find((m) => `${m.hostname}:${m.port}` === key);

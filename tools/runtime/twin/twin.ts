@@ -262,12 +262,12 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
         [SERVICE_ENV.redisPasswordFile]: secret('redis-password', redis.passwords.app),
         [SERVICE_ENV.managementTokenFile]: secret('management-token', managementToken),
       },
-      hostsFile: join(secretsDir, 'hosts'),
+      // What the headless Services' DNS would answer: the Redis nodes announce these names. The
+      // launcher rewrites the file as nodes come and go (a scale), and the pods re-read it per lookup.
+      hostsFile: redis.hostsFile,
       logDir: secretsDir,
       overrides: opts.apiOverrides,
     };
-    // What the headless Services' DNS would answer: the Redis nodes announce these names.
-    writeFileSync(wiring.hostsFile, redis.nodes.map((n) => `${n.hostname} ${n.host}\n`).join(''));
 
     let seq = 0;
     const runner = podRunner(opts.pods ?? 'process');
