@@ -261,6 +261,40 @@ describe('what a re-run of the reconcile script repairs', () => {
   });
 });
 
+describe('replicasPerMaster', () => {
+  test('1 -> 2 -> 1 replicas per master under a read/write loop: the new nodes become replicas, then leave; no slot moves', async () => {
+    const traffic = new ScaleTraffic(redis, 2);
+    const slotsBefore = (await redis.clusterNodes(0)).filter((n) => n.slots !== '').map((n) => [n.id, n.slots]);
+    // WHEN replicasPerMaster goes to 2
+    const up = await sampledScale(redis, 3, 2);
+    const l = await layout();
+    // THEN 9 nodes, each master with 2 replicas, the slots where they were
+    expect([l.nodes, l.slots.length, l.emptyMasters, l.failing]).toEqual([9, 3, 0, 0]);
+    expect(l.replicas).toEqual([2, 2, 2]);
+    expect(up.result.output).not.toContain('Moving ');
+    // AND back to 1: the three highest ordinals leave
+    const down = await sampledScale(redis, 3, 1);
+    const lost = await traffic.stop();
+    report.push(
+      `replicas 1 -> 2: nodes started ${up.result.startMs} ms, reconcile ${up.result.reconcileMs} ms; ` +
+        `2 -> 1: reconcile ${down.result.reconcileMs} ms, nodes stopped ${down.result.stopMs} ms; ` +
+        `traffic ${traffic.writes} writes, ${traffic.failed.length} failed, ${lost.length} lost`,
+    );
+    expect([up.uncovered, down.uncovered]).toEqual([[], []]);
+    expect(down.result.output).not.toContain('Moving ');
+    expect(redis.nodes).toHaveLength(6);
+    const back = await layout();
+    expect([back.nodes, back.slots.length, back.emptyMasters, back.failing]).toEqual([6, 3, 0, 0]);
+    expect(back.replicas).toEqual([1, 1, 1]);
+    expect((await redis.clusterNodes(0)).filter((n) => n.slots !== '').map((n) => [n.id, n.slots])).toEqual(
+      slotsBefore,
+    );
+    expect(traffic.failed).toEqual([]);
+    expect(lost).toEqual([]);
+    expect(await missingKeys(redis, KEYS)).toEqual([]);
+  });
+});
+
 describe('over TLS (redis.tls)', () => {
   let secure: RedisClusterLaunch;
   beforeAll(async () => {

@@ -5,7 +5,7 @@
  * a sampler of slot coverage on the nodes that stay, and a full check of the keys afterwards.
  */
 import { Cluster, Redis } from 'ioredis';
-import { CLUSTER_SLOTS } from '../../../constructs/redis/files';
+import { CLUSTER_SLOTS, redisNodeCount } from '../../../constructs/redis/files';
 import { sleep } from './processes';
 import type { RedisClusterLaunch, ScaleResult } from './redis';
 
@@ -271,19 +271,22 @@ export class CoverageSampler {
 export async function sampledScale(
   redis: RedisClusterLaunch,
   masters: number,
+  replicasPerMaster = redis.topology.replicasPerMaster,
 ): Promise<{ result: ScaleResult; samples: number; uncovered: string[] }> {
-  const staying = Math.min(redis.nodes.length, masters * (1 + redis.topology.replicasPerMaster));
+  const staying = Math.min(redis.nodes.length, redisNodeCount({ masters, replicasPerMaster }));
   const sampler = new CoverageSampler(
     redis,
     Array.from({ length: staying }, (_, i) => i),
   );
   let result: ScaleResult;
   try {
-    result = await redis.scale({ masters });
+    result = await redis.scale({ masters, replicasPerMaster });
   } finally {
     await sampler.stop();
   }
   if (result.code !== 0)
-    throw new Error(`scale to ${masters} masters: the script exited ${result.code}:\n${result.output}`);
+    throw new Error(
+      `scale to ${masters} masters x (1 + ${replicasPerMaster}): the script exited ${result.code}:\n${result.output}`,
+    );
   return { result, samples: sampler.samples, uncovered: sampler.uncovered };
 }
