@@ -45,6 +45,7 @@ const PROCESS_TESTS = [
   'test/credentials.test.ts',
   'test/diff.test.ts',
   'test/patroni-liveness.test.ts',
+  'test/patroni-start.test.ts',
   'test/resize.test.ts',
   'test/shipped-scripts.test.ts',
   'test/synth-cli.test.ts',

@@ -100,6 +100,17 @@ let restPort: number;
 /** Containers share the host network: one loopback address per pod, ports as in the pod spec if free. */
 const containerPort = (c: Container, name: string) => c.ports!.find((p) => p.name === name)!.containerPort;
 
+function credentialsDir(memberDir: string): string {
+  const d = join(memberDir, 'credentials');
+  const volume = (pgSpec.volumes ?? []).find((v) => v.name === 'credentials')!.secret as {
+    secretName: keyof typeof SECRETS;
+    items: { key: string; path: string }[];
+  };
+  const keys = SECRETS[volume.secretName] as Record<string, string>;
+  writeFiles(d, Object.fromEntries(volume.items.map((it) => [it.path, keys[it.key]])));
+  return d;
+}
+
 async function startMember(i: number): Promise<Member> {
   const name = `${sts.metadata.name}-${i}`;
   const host = addresses[1 + i];
@@ -134,7 +145,8 @@ async function startMember(i: number): Promise<Member> {
     name: container,
     image: patroni.image!,
     env: passed,
-    secretDirs: {},
+    // The credentials volume as the kubelet projects the Secret's two keys (patroni-start.sh reads them).
+    secretDirs: { credentials: credentialsDir(dir) },
     dirs: { config, [claimNames(sts)[0]]: data },
     hosts: [],
     remove: true,

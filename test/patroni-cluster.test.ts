@@ -44,6 +44,7 @@ describe.each(ENVS)('%s', (env) => {
   const config = loadEnvironment(env);
   const sts = find(objects, 'StatefulSet', 'postgres');
   const patroni = parse(find(objects, 'ConfigMap', 'postgres-files').data['patroni.yml']);
+  const files = find(objects, 'ConfigMap', 'postgres-files').data as Record<string, string>;
   const podLabels = sts.spec.template.metadata.labels;
 
   test('stateful names are pinned: StatefulSet postgres, its headless Service, PVC data, ConfigMap, Secret', () => {
@@ -76,7 +77,30 @@ describe.each(ENVS)('%s', (env) => {
   test('one StatefulSet of 1 + replicas members, each running Patroni with the PostgreSQL exporter beside it', () => {
     expect(sts.spec.replicas).toBe(1 + config.postgres.replicas);
     const [patroniContainer, exporter] = sts.spec.template.spec.containers;
-    expect(patroniContainer.command).toEqual(['patroni', '/etc/patroni/patroni.yml']);
+    // The shipped entry point (patroni-start.sh) writes the passwords from the credentials volume and execs
+    // Patroni on its config directory: no password in PATRONI_* env, which would override a reload.
+    expect(patroniContainer.command).toEqual(['sh', '/etc/patroni/patroni-start.sh']);
+    expect(files['patroni-start.sh']).toMatch(/exec patroni "\$dir"\n$/);
+    const env = Object.fromEntries(patroniContainer.env.map((e: Obj) => [e.name, e.value ?? e.valueFrom]));
+    expect(Object.keys(env).filter((k) => /^PATRONI_.*PASSWORD/.test(k))).toEqual([]);
+    expect(env.PATRONI_CONFIG_FILE).toBe('/etc/patroni/patroni.yml');
+    expect([env.POSTGRES_SUPERUSER_PASSWORD_FILE, env.POSTGRES_REPLICATION_PASSWORD_FILE]).toEqual([
+      '/etc/patroni-credentials/superuser-password',
+      '/etc/patroni-credentials/replication-password',
+    ]);
+    expect(patroniContainer.volumeMounts).toContainEqual({
+      name: 'credentials',
+      mountPath: '/etc/patroni-credentials',
+      readOnly: true,
+    });
+    expect(sts.spec.template.spec.volumes.find((v: Obj) => v.name === 'credentials').secret).toEqual({
+      secretName: 'postgres-credentials',
+      items: [
+        { key: 'superuser-password', path: 'superuser-password' },
+        { key: 'replication-password', path: 'replication-password' },
+      ],
+      defaultMode: 0o440,
+    });
     expect(patroniContainer.image).toBe(config.postgres.image);
     expect(exporter.image).toBe(config.postgres.exporterImage);
     expect(patroniContainer.readinessProbe.httpGet.path).toBe('/readiness');

@@ -101,12 +101,12 @@ describe('postgres.credentials: the default', () => {
       'Job/postgres-roles POSTGRES_MIGRATION_PASSWORD=postgres-migration-credentials/migration-password',
       'Job/postgres-roles POSTGRES_PASSWORD=postgres-credentials/password',
       'StatefulSet/postgres DATA_SOURCE_PASS=postgres-exporter-credentials/password',
-      'StatefulSet/postgres PATRONI_REPLICATION_PASSWORD=postgres-credentials/replication-password',
-      'StatefulSet/postgres PATRONI_REWIND_PASSWORD=postgres-credentials/replication-password',
-      'StatefulSet/postgres PATRONI_SUPERUSER_PASSWORD=postgres-credentials/superuser-password',
       'StatefulSet/postgres POSTGRES_EXPORTER_PASSWORD=postgres-exporter-credentials/password',
       'StatefulSet/postgres POSTGRES_MIGRATION_PASSWORD=postgres-migration-credentials/migration-password',
       'StatefulSet/postgres POSTGRES_PASSWORD=postgres-credentials/password',
+      // Patroni's superuser and replication (= rewind) passwords: files, reloaded when they change.
+      'StatefulSet/postgres volume postgres-credentials/replication-password as replication-password',
+      'StatefulSet/postgres volume postgres-credentials/superuser-password as superuser-password',
     ]);
   });
 });
@@ -128,12 +128,11 @@ describe('postgres.credentials: one external Secret with its own key names, gene
       'Job/postgres-roles POSTGRES_MIGRATION_PASSWORD=db-credentials/migrator-password',
       'Job/postgres-roles POSTGRES_PASSWORD=db-credentials/app-password',
       'StatefulSet/postgres DATA_SOURCE_PASS=db-credentials/monitoring-password',
-      'StatefulSet/postgres PATRONI_REPLICATION_PASSWORD=db-credentials/replication',
-      'StatefulSet/postgres PATRONI_REWIND_PASSWORD=db-credentials/replication',
-      'StatefulSet/postgres PATRONI_SUPERUSER_PASSWORD=db-credentials/postgres-password',
       'StatefulSet/postgres POSTGRES_EXPORTER_PASSWORD=db-credentials/monitoring-password',
       'StatefulSet/postgres POSTGRES_MIGRATION_PASSWORD=db-credentials/migrator-password',
       'StatefulSet/postgres POSTGRES_PASSWORD=db-credentials/app-password',
+      'StatefulSet/postgres volume db-credentials/postgres-password as superuser-password',
+      'StatefulSet/postgres volume db-credentials/replication as replication-password',
     ]);
     // Nothing reads the default Secrets any more.
     expect(

@@ -41,9 +41,12 @@ import {
 } from './pgbackrest-files';
 import {
   allowedCidrsProblem,
+  PATRONI_CREDENTIAL_FILES,
   PATRONI_FILES,
   PATRONI_ROLES,
+  PATRONI_START_ENV,
   patroniConfigFiles,
+  patroniStartScript,
   patroniHba,
   postBootstrapScript,
   tlsReloadProbes,
@@ -95,6 +98,8 @@ export const EXPORTER_SECRET_KEY = 'password';
 export const DEFAULT_POD_CIDRS: readonly string[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'];
 
 const CONFIG_DIR = '/etc/patroni';
+/** The credentials Secret's superuser and replication passwords, as files (patroni-start.sh reads them). */
+const CREDENTIALS_DIR = '/etc/patroni-credentials';
 /** Where the TLS Secret is mounted in every member (and in clients that verify against its CA). */
 export const POSTGRES_TLS_DIR = '/etc/postgres-tls';
 const EXPORTER_CONFIG_DIR = '/etc/postgres-exporter';
@@ -434,6 +439,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       [PATRONI_FILES.roles]: roles,
       [PATRONI_FILES.reconfigure]: script,
       [PATRONI_FILES.liveness]: livenessScript(),
+      [PATRONI_FILES.start]: patroniStartScript(),
       ...(tlsOn ? { [PATRONI_FILES.tlsReload]: tlsReloadScript() } : {}),
     };
     if (repository) {
@@ -766,7 +772,9 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
               {
                 name: 'patroni',
                 image: p.image,
-                command: ['patroni', `${CONFIG_DIR}/${PATRONI_FILES.patroni}`],
+                // The entry point writes the passwords from the credentials volume into Patroni's config
+                // directory and reloads Patroni when they change: a rotation needs no restart.
+                command: ['sh', `${CONFIG_DIR}/${PATRONI_FILES.start}`],
                 ports: [
                   { name: 'postgres', containerPort: POSTGRES_PORT },
                   { name: 'patroni', containerPort: PATRONI_API_PORT },
@@ -782,11 +790,19 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
                     name: 'PATRONI_RESTAPI_CONNECT_ADDRESS',
                     value: `$(PATRONI_KUBERNETES_POD_IP):${PATRONI_API_PORT}`,
                   },
-                  secretEnv('PATRONI_SUPERUSER_PASSWORD', creds.keys.superuserPassword),
-                  secretEnv('PATRONI_REPLICATION_PASSWORD', creds.keys.replicationPassword),
-                  // The rewind role shares the replication password: a new Secret key would be missing
-                  // from Secrets generated before it (they are never regenerated).
-                  secretEnv('PATRONI_REWIND_PASSWORD', creds.keys.replicationPassword),
+                  // Passwords as files, never PATRONI_* env (env overrides the config files on every
+                  // reload). The rewind role shares the replication password: a new Secret key would be
+                  // missing from Secrets generated before it (they are never regenerated).
+                  { name: PATRONI_START_ENV.config, value: `${CONFIG_DIR}/${PATRONI_FILES.patroni}` },
+                  {
+                    name: PATRONI_START_ENV.superuserPassword,
+                    value: `${CREDENTIALS_DIR}/${PATRONI_CREDENTIAL_FILES.superuserPassword}`,
+                  },
+                  {
+                    name: PATRONI_START_ENV.replicationPassword,
+                    value: `${CREDENTIALS_DIR}/${PATRONI_CREDENTIAL_FILES.replicationPassword}`,
+                  },
+                  { name: PATRONI_START_ENV.runtimeDir, value: '/tmp/patroni-config' },
                   // Inputs of post-bootstrap.sh.
                   ...rolesEnv,
                   { name: 'TMPDIR', value: '/tmp' },
@@ -815,6 +831,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
                 volumeMounts: [
                   { name: 'data', mountPath: DATA_MOUNT },
                   { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+                  { name: 'credentials', mountPath: CREDENTIALS_DIR, readOnly: true },
                   { name: 'run', mountPath: SOCKET_DIR },
                   { name: 'tmp', mountPath: '/tmp' },
                   { name: 'shm', mountPath: '/dev/shm' },
@@ -827,6 +844,19 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
             ],
             volumes: [
               { name: 'config', configMap: { name: this.configMapName, defaultMode: 0o444 } },
+              {
+                name: 'credentials',
+                // Owned by root, group fsGroup. The kubelet updates the files in place when the Secret
+                // changes; patroni-start.sh reloads Patroni. A pod waits for the Secret to exist.
+                secret: {
+                  secretName: creds.secretName,
+                  items: [
+                    { key: creds.keys.superuserPassword, path: PATRONI_CREDENTIAL_FILES.superuserPassword },
+                    { key: creds.keys.replicationPassword, path: PATRONI_CREDENTIAL_FILES.replicationPassword },
+                  ],
+                  defaultMode: 0o440,
+                },
+              },
               ...(repository
                 ? [
                     {

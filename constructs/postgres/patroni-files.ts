@@ -4,7 +4,8 @@
  * Pure: a function of `PatroniFilesInput` only (no environment config). The same bytes
  * ship in the `postgres-files` ConfigMap and run on loopback (tools/runtime/launcher/patroni.ts),
  * where only addresses, paths and the DCS section are swapped (see `twinPatroniConfig`
- * there); passwords and per-pod values always come from PATRONI_* environment variables.
+ * there); per-pod values come from PATRONI_* environment variables, passwords from the credentials
+ * Secret's files through the entry point (`patroniStartScript`), so a rotation is a reload.
  *
  * Every server parameter lives in Patroni's dynamic configuration (`bootstrap.dcs`, see
  * `patroniDynamicConfig`): Patroni writes it into the DCS when the cluster is first
@@ -30,7 +31,104 @@ export const PATRONI_FILES = {
   liveness: 'liveness.py',
   /** The tls-reload sidecar's loop (TLS on only): a renewed certificate is picked up by a reload. */
   tlsReload: 'tls-reload.sh',
+  /** The Patroni container's entry point: the passwords from the Secret's files, reloaded when they change. */
+  start: 'patroni-start.sh',
 } as const;
+
+/**
+ * The entry point's inputs (env names), shared by the StatefulSet and the twin that runs the same script.
+ * The two password files are the credentials Secret's keys, mounted as a volume; the runtime directory
+ * is private to the container (an emptyDir).
+ */
+export const PATRONI_START_ENV = {
+  config: 'PATRONI_CONFIG_FILE',
+  superuserPassword: 'POSTGRES_SUPERUSER_PASSWORD_FILE',
+  replicationPassword: 'POSTGRES_REPLICATION_PASSWORD_FILE',
+  runtimeDir: 'PATRONI_RUNTIME_CONFIG_DIR',
+  interval: 'CREDENTIALS_RELOAD_INTERVAL_SECONDS',
+} as const;
+
+/** The file names of the passwords in the members' credentials volume (each mapped from its Secret key). */
+export const PATRONI_CREDENTIAL_FILES = {
+  superuserPassword: 'superuser-password',
+  replicationPassword: 'replication-password',
+} as const;
+
+/**
+ * Patroni's entry point. Patroni reads a directory of YAML files in name order and merges them; on
+ * SIGHUP it reads them again and applies `postgresql.authentication` without a restart (a replica's
+ * primary_conninfo passfile is rewritten; the leader keeps the new values for a later demotion or
+ * pg_rewind). Environment variables would override the files on every reload, so the passwords come
+ * from files, never from PATRONI_* env:
+ *   - `00-patroni.yml`: a symlink to the shipped patroni.yml (a ConfigMap update is seen as before);
+ *   - `50-credentials.yml`: superuser, replication and rewind passwords (rewind shares replication's key),
+ *     written from the mounted Secret's files;
+ * then a loop compares the files' checksum every CREDENTIALS_RELOAD_INTERVAL_SECONDS (@default 5) and,
+ * when it changed, rewrites `50-credentials.yml` and sends SIGHUP to Patroni (its pid is this shell's,
+ * once exec'd; as the container's PID 1 Patroni passes SIGHUP on to its worker). It signals only once
+ * Patroni handles SIGHUP (`SigCgt`), so a change during start-up waits a turn instead of killing it.
+ * A password must be one line (a YAML scalar); a file with more is refused, at start and on a change.
+ * A rotation (docs/postgres-security.md#rotation) thus needs no restart and no switchover.
+ */
+export function patroniStartScript(): string {
+  const e = PATRONI_START_ENV;
+  return `#!/bin/sh
+# Rendered by constructs/postgres/patroni-files.ts: Patroni's entry point (passwords from files, reloaded).
+set -eu
+: "\${${e.config}:?${e.config} must name the shipped ${PATRONI_FILES.patroni}}"
+: "\${${e.superuserPassword}:?${e.superuserPassword} must name the file holding the superuser password}"
+: "\${${e.replicationPassword}:?${e.replicationPassword} must name the file holding the replication password}"
+: "\${${e.runtimeDir}:?${e.runtimeDir} must name a private, writable directory}"
+dir=$${e.runtimeDir}
+umask 077
+mkdir -p "$dir"
+ln -sfn "$${e.config}" "$dir/00-${PATRONI_FILES.patroni}"
+nl='
+'
+# One password as a YAML single-quoted scalar (a quote inside is doubled).
+scalar() {
+  value=$(cat "$1") || return 1
+  case $value in
+  *"$nl"*)
+    echo "patroni-start: $1 holds more than one line; a password is one line" >&2
+    return 1
+    ;;
+  esac
+  printf "'%s'" "$(printf '%s' "$value" | sed "s/'/''/g")"
+}
+credentials() { cat "$${e.superuserPassword}" "$${e.replicationPassword}" | cksum; }
+write_credentials() {
+  superuser=$(scalar "$${e.superuserPassword}") || return 1
+  replication=$(scalar "$${e.replicationPassword}") || return 1
+  {
+    echo 'postgresql:'
+    echo '  authentication:'
+    printf '    superuser: {password: %s}\\n' "$superuser"
+    printf '    replication: {password: %s}\\n' "$replication"
+    printf '    rewind: {password: %s}\\n' "$replication"
+  } >"$dir/50-credentials.yml.new"
+  mv "$dir/50-credentials.yml.new" "$dir/50-credentials.yml"
+}
+# Read before the file is written: a change in between is seen by the loop's first turn.
+last=$(credentials)
+write_credentials
+# $$ is Patroni's pid once exec'd below.
+pid=$$
+(
+  handles_hup() { sed -n 's/^SigCgt:[[:space:]]*//p' "/proc/$pid/status" 2>/dev/null | grep -q '[13579bdfBDF]$'; }
+  while sleep "\${${e.interval}:-5}"; do
+    now=$(credentials) || continue
+    [ "$now" = "$last" ] && continue
+    handles_hup || continue
+    if write_credentials && kill -HUP "$pid"; then
+      echo "patroni-start: credentials changed: Patroni reloaded"
+      last=$now
+    fi
+  done
+) &
+exec patroni "$dir"
+`;
+}
 
 /**
  * The tls-reload sidecar: PostgreSQL reads its certificate and key again on a reload (SIGHUP),

@@ -19,12 +19,18 @@ import { randomBytes } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { Client, type ClientConfig } from 'pg';
 import { parse, stringify } from 'yaml';
-import { PATRONI_FILES, PGBACKREST_METHOD } from '../../../constructs/postgres/patroni-files';
+import {
+  PATRONI_CREDENTIAL_FILES,
+  PATRONI_FILES,
+  PATRONI_START_ENV,
+  PGBACKREST_METHOD,
+} from '../../../constructs/postgres/patroni-files';
 import { PGBACKREST_ENV, PGBACKREST_FILES } from '../../../constructs/postgres/pgbackrest-files';
 import { tlsSecretGeneratorScript } from '../../../constructs/core/generated-secret';
 import { issueTwinTls, twinCa, type TwinCa, type TwinTls } from './tls';
 import { parsePgBackRestConf, twinPgBackRestConf } from './pgbackrest';
 import * as processes from './processes';
+import { writeSecretVolume } from '../secret-volume';
 import { httpGet, type ProxyEndpoint, ServiceProxy } from './service-proxy';
 import { type FileSource, envOf, filesFrom } from './sources';
 import type { KubeObject } from '../../k8s/objects';
@@ -107,8 +113,9 @@ export interface PatroniLaunch {
   /** The application's second login's password (`alternate-password`), as its Secret would hold it at first. */
   readonly alternatePassword: string;
   /**
-   * Changes the superuser's or the replication (and rewind) password the members start with from now on,
-   * as an updated Secret changes a restarted pod's env (PATRONI_*). The launch's own clients use them too.
+   * Changes the superuser's or the replication (and rewind) password in every member's credentials volume,
+   * as the kubelet updates a mounted Secret: each member's shipped entry point (patroni-start.sh) sees
+   * the files change and reloads its Patroni. The launch's own clients use them too.
    */
   setMemberSecrets(s: { superuserPassword?: string; replicationPassword?: string }): void;
   readonly bringUpMs: number;
@@ -329,10 +336,9 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
   const pgUser = processes.osUser('postgres');
   const secret = () => randomBytes(18).toString('base64url');
   const password = secret();
-  // let: setMemberSecrets changes them, as an updated Secret changes a restarted pod's env.
+  // let: setMemberSecrets changes them, as an updated Secret changes the members' credentials volume.
   let replicationPassword = secret();
   let superPassword = secret();
-  let rewindPassword = secret();
   const alternatePassword = secret();
   const exporterPassword = secret();
   const exporterUser = envOf(source, sts, 'DATA_SOURCE_USER') ?? 'postgres_exporter';
@@ -424,10 +430,13 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
       HOME: dir,
       LANG: 'C.UTF-8',
       TMPDIR: join(dir, 'tmp'),
-      // As the pod's env: passwords from the Secret, the post-bootstrap script's inputs.
-      PATRONI_SUPERUSER_PASSWORD: superPassword,
-      PATRONI_REPLICATION_PASSWORD: replicationPassword,
-      PATRONI_REWIND_PASSWORD: rewindPassword,
+      // As the pod's env: the entry point's inputs (its credentials volume, a private runtime directory),
+      // the post-bootstrap script's inputs.
+      [PATRONI_START_ENV.config]: join(dir, 'patroni.yml'),
+      [PATRONI_START_ENV.superuserPassword]: join(dir, 'credentials', PATRONI_CREDENTIAL_FILES.superuserPassword),
+      [PATRONI_START_ENV.replicationPassword]: join(dir, 'credentials', PATRONI_CREDENTIAL_FILES.replicationPassword),
+      [PATRONI_START_ENV.runtimeDir]: join(dir, 'tmp', 'patroni-config'),
+      [PATRONI_START_ENV.interval]: '1',
       POSTGRES_USER: user,
       POSTGRES_DB: database,
       POSTGRES_PASSWORD: password,
@@ -452,9 +461,20 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
   let runs = 0;
   let reconfigures = 0;
   let rolesRuns = 0;
+  /** Each member's credentials volume as the kubelet writes the Secret's two keys. */
+  const writeCredentials = () => {
+    for (let i = 0; i < n; i++) {
+      writeSecretVolume(join(root, `member-${i}`, 'credentials'), {
+        [PATRONI_CREDENTIAL_FILES.superuserPassword]: superPassword,
+        [PATRONI_CREDENTIAL_FILES.replicationPassword]: replicationPassword,
+      });
+    }
+  };
+  writeCredentials();
   const spawnMember = (i: number) => {
     const dir = join(root, `member-${i}`);
-    procs[i] = processes.spawnServer('patroni', [join(dir, 'patroni.yml')], {
+    // The shipped entry point, as the container runs it: it writes the passwords and execs Patroni.
+    procs[i] = processes.spawnServer('sh', [join(configDir, PATRONI_FILES.start)], {
       env: env(i),
       uid: pgUser.uid,
       gid: pgUser.gid,
@@ -616,8 +636,9 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     alternatePassword,
     setMemberSecrets: (s) => {
       if (s.superuserPassword !== undefined) superPassword = logins.superuser.password = s.superuserPassword;
-      // One Secret key for both roles, as the StatefulSet's env has it (PATRONI_REWIND_PASSWORD).
-      if (s.replicationPassword !== undefined) replicationPassword = rewindPassword = s.replicationPassword;
+      // One Secret key for both roles, as patroni-start.sh writes it (rewind shares replication's).
+      if (s.replicationPassword !== undefined) replicationPassword = s.replicationPassword;
+      writeCredentials();
     },
     bringUpMs,
     memberConfig,
