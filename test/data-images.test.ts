@@ -100,15 +100,18 @@ let restPort: number;
 /** Containers share the host network: one loopback address per pod, ports as in the pod spec if free. */
 const containerPort = (c: Container, name: string) => c.ports!.find((p) => p.name === name)!.containerPort;
 
-function credentialsDir(memberDir: string): string {
-  const d = join(memberDir, 'credentials');
-  const volume = (pgSpec.volumes ?? []).find((v) => v.name === 'credentials')!.secret as {
-    secretName: keyof typeof SECRETS;
-    items: { key: string; path: string }[];
-  };
-  const keys = SECRETS[volume.secretName] as Record<string, string>;
-  writeFiles(d, Object.fromEntries(volume.items.map((it) => [it.path, keys[it.key]])));
-  return d;
+/** Each secret volume the patroni container mounts, as the kubelet projects its items (key -> path). */
+function secretDirs(memberDir: string): Record<string, string> {
+  const mounted = new Set((patroni.volumeMounts ?? []).map((m) => m.name));
+  const dirs: Record<string, string> = {};
+  for (const v of pgSpec.volumes ?? []) {
+    if (!v.secret || !mounted.has(v.name)) continue;
+    const secret = v.secret as { secretName: keyof typeof SECRETS; items: { key: string; path: string }[] };
+    const keys = SECRETS[secret.secretName] as Record<string, string>;
+    dirs[v.name] = join(memberDir, 'secrets', v.name);
+    writeFiles(dirs[v.name], Object.fromEntries(secret.items.map((it) => [it.path, keys[it.key]])));
+  }
+  return dirs;
 }
 
 async function startMember(i: number): Promise<Member> {
@@ -145,8 +148,8 @@ async function startMember(i: number): Promise<Member> {
     name: container,
     image: patroni.image!,
     env: passed,
-    // The credentials volume as the kubelet projects the Secret's two keys (patroni-start.sh reads them).
-    secretDirs: { credentials: credentialsDir(dir) },
+    // The credentials volumes as the kubelet projects the Secrets' keys (patroni-start.sh reads them).
+    secretDirs: secretDirs(dir),
     dirs: { config, [claimNames(sts)[0]]: data },
     hosts: [],
     remove: true,
@@ -290,6 +293,15 @@ describe('the postgres image under the StatefulSet pod spec', () => {
     expect(field('NoNewPrivs')).toBe('1');
     await expect(podman(['exec', members[0].container, 'touch', '/usr/lib/x'])).rejects.toThrow(
       /Read-only file system/,
+    );
+    // PID 1 is Patroni (the entry point exec'd it), and the entry point wrote the exporter's passfile where
+    // the sidecar's PGPASSFILE names it: private (libpq ignores a group-readable one), the exporter's password.
+    expect(field('Name')).toMatch(/^patroni|python3/);
+    const exporter = pgSpec.containers.find((c) => c.name === 'exporter')!;
+    const passfile = exporter.env!.find((e) => e.name === 'PGPASSFILE')!.value!;
+    expect(await podman(['exec', members[0].container, 'stat', '-c', '%a %u', passfile])).toBe(`600 ${UID}\n`);
+    expect(await podman(['exec', members[0].container, 'cat', passfile])).toBe(
+      `*:*:*:postgres_exporter:${SECRETS['postgres-exporter-credentials'].password}\n`,
     );
   });
 

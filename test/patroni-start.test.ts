@@ -6,7 +6,7 @@
  * server test that starts members (tools/runtime/launcher/patroni.ts runs the same script).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -66,6 +66,8 @@ function start(env: Record<string, string | undefined> = {}): Run {
     POSTGRES_REPLICATION_PASSWORD_FILE: join(root, 'credentials', 'replication-password'),
     PATRONI_RUNTIME_CONFIG_DIR: join(root, 'runtime'),
     CREDENTIALS_RELOAD_INTERVAL_SECONDS: '1',
+    EXPORTER_PASSWORD_FILE: join(root, 'exporter-credentials', 'exporter-password'),
+    EXPORTER_PGPASSFILE: join(root, 'exporter.pgpass'),
   };
   for (const [k, v] of Object.entries(env)) {
     if (v === undefined) delete full[k];
@@ -89,11 +91,14 @@ function start(env: Record<string, string | undefined> = {}): Run {
   };
 }
 
-const secret = (superuser: string, replication: string) =>
+function secret(superuser: string, replication: string, exporter = 'exporter-1'): void {
   writeSecretVolume(join(root, 'credentials'), {
     'superuser-password': superuser,
     'replication-password': replication,
   });
+  writeSecretVolume(join(root, 'exporter-credentials'), { 'exporter-password': exporter });
+}
+const passfile = () => readFileSync(join(root, 'exporter.pgpass'), 'utf8');
 
 async function until(what: string, ok: () => boolean, run: Run, ms = 15000): Promise<void> {
   const t0 = Date.now();
@@ -105,7 +110,7 @@ async function until(what: string, ok: () => boolean, run: Run, ms = 15000): Pro
 
 test("Patroni gets the files' passwords, quoted for YAML, merged with the shipped usernames; the files are private", async () => {
   const tricky = `it's: {a}, #b "c" \\ d %s`;
-  secret(tricky, 'repl: "x"');
+  secret(tricky, 'repl: "x"', 'exp:1\\2');
   const run = start();
   await until('the first config', () => run.configs().length === 1, run);
   const [first] = run.configs();
@@ -119,6 +124,9 @@ test("Patroni gets the files' passwords, quoted for YAML, merged with the shippe
   const runtime = join(root, 'runtime');
   expect(readdirSync(runtime).sort()).toEqual(['00-patroni.yml', '50-credentials.yml']);
   expect(statSync(join(runtime, '50-credentials.yml')).mode & 0o777).toBe(0o600);
+  // The exporter's passfile (libpq's format: a colon or backslash escaped), private as libpq requires.
+  expect(passfile()).toBe('*:*:*:postgres_exporter:exp\\:1\\\\2\n');
+  expect(statSync(join(root, 'exporter.pgpass')).mode & 0o777).toBe(0o600);
 });
 
 test('a changed Secret: the file is rewritten and Patroni reloaded (SIGHUP), not restarted; a two-line value is refused and kept out', async () => {
@@ -143,9 +151,13 @@ test('a changed Secret: the file is rewritten and Patroni reloaded (SIGHUP), not
     'repl-2',
   ]);
   expect(run.out()).toContain('patroni-start: credentials changed: Patroni reloaded');
+  expect(passfile()).toBe('*:*:*:postgres_exporter:exporter-1\n');
+  // The exporter's Secret alone: its passfile is rewritten.
+  secret('super-2', 'repl-2', 'exporter-2');
+  await until('the new passfile', () => passfile().includes('exporter-2'), run);
   // An unchanged Secret: no further reload.
   await new Promise((r) => setTimeout(r, 2500));
-  expect(run.configs()).toHaveLength(2);
+  expect(run.configs()).toHaveLength(3);
 });
 
 test('refuses to start, naming the problem: a two-line password, a missing input', async () => {

@@ -100,13 +100,14 @@ describe('postgres.credentials: the default', () => {
       'Job/postgres-roles POSTGRES_EXPORTER_PASSWORD=postgres-exporter-credentials/password',
       'Job/postgres-roles POSTGRES_MIGRATION_PASSWORD=postgres-migration-credentials/migration-password',
       'Job/postgres-roles POSTGRES_PASSWORD=postgres-credentials/password',
-      'StatefulSet/postgres DATA_SOURCE_PASS=postgres-exporter-credentials/password',
       'StatefulSet/postgres POSTGRES_EXPORTER_PASSWORD=postgres-exporter-credentials/password',
       'StatefulSet/postgres POSTGRES_MIGRATION_PASSWORD=postgres-migration-credentials/migration-password',
       'StatefulSet/postgres POSTGRES_PASSWORD=postgres-credentials/password',
       // Patroni's superuser and replication (= rewind) passwords: files, reloaded when they change.
       'StatefulSet/postgres volume postgres-credentials/replication-password as replication-password',
       'StatefulSet/postgres volume postgres-credentials/superuser-password as superuser-password',
+      // The exporter's: patroni-start.sh writes it into the sidecar's passfile.
+      'StatefulSet/postgres volume postgres-exporter-credentials/password as exporter-password',
     ]);
   });
 });
@@ -127,10 +128,10 @@ describe('postgres.credentials: one external Secret with its own key names, gene
       'Job/postgres-roles POSTGRES_EXPORTER_PASSWORD=db-credentials/monitoring-password',
       'Job/postgres-roles POSTGRES_MIGRATION_PASSWORD=db-credentials/migrator-password',
       'Job/postgres-roles POSTGRES_PASSWORD=db-credentials/app-password',
-      'StatefulSet/postgres DATA_SOURCE_PASS=db-credentials/monitoring-password',
       'StatefulSet/postgres POSTGRES_EXPORTER_PASSWORD=db-credentials/monitoring-password',
       'StatefulSet/postgres POSTGRES_MIGRATION_PASSWORD=db-credentials/migrator-password',
       'StatefulSet/postgres POSTGRES_PASSWORD=db-credentials/app-password',
+      'StatefulSet/postgres volume db-credentials/monitoring-password as exporter-password',
       'StatefulSet/postgres volume db-credentials/postgres-password as superuser-password',
       'StatefulSet/postgres volume db-credentials/replication as replication-password',
     ]);
@@ -226,7 +227,7 @@ describe('postgres.credentials: mapped keys, still generated', () => {
     expect(env('pg-auth')).toBe('app replication-password superuser-password');
     expect(env('pg-monitoring')).toBe('password');
     expect(refsTo(objects, ['pg-auth', 'pg-monitoring'])).toContain(
-      'StatefulSet/postgres DATA_SOURCE_PASS=pg-monitoring/password',
+      'StatefulSet/postgres volume pg-monitoring/password as exporter-password',
     );
     expect(refsTo(objects, ['pg-auth'])).toContain('Deployment/pgbouncer PGBOUNCER_PASSWORD=pg-auth/app');
   });

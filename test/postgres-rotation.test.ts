@@ -10,6 +10,7 @@
  * A control shows the test can fail: an in-place ALTER ROLE of the login in use fails requests.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, escapeLiteral } from 'pg';
 import { parse } from 'yaml';
@@ -17,7 +18,17 @@ import type { FastifyBaseLogger } from 'fastify';
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { type PatroniLaunch, type PgBouncerLaunch, startPatroni, startPgBouncer } from '../tools/runtime/launcher';
-import { makeTempDir, removeDir, sleep, waitFor } from '../tools/runtime/launcher/processes';
+import {
+  freePort,
+  makeTempDir,
+  osUser,
+  removeDir,
+  sleep,
+  spawnServer,
+  stopGroup,
+  waitFor,
+} from '../tools/runtime/launcher/processes';
+import { EXPORTERS, type ExporterSet } from '../tools/runtime/metrics-check/servers';
 import { writeSecretVolume } from '../tools/runtime/secret-volume';
 import { loadConfig } from '../service/src/config';
 import { Database } from '../service/src/db/database';
@@ -258,39 +269,75 @@ describe('the other credentials', () => {
     (parse(pg.memberConfig[0]) as { postgresql: { authentication: Record<string, { username: string }> } }).postgresql
       .authentication;
 
-  test("exporter: the roles Job sets the Secret's new password; an open session stays, the old password is refused", async () => {
-    const old = pg.exporter.password;
-    const next = randomBytes(18).toString('base64url');
-    // GIVEN the exporter's open connection (the sidecar keeps one)
-    const open = new Client({
-      ...pg.clientConfig(pg.primary),
-      user: pg.exporter.user,
-      password: old,
-      database: 'postgres',
-    });
-    open.on('error', () => undefined);
-    await open.connect();
-    // WHEN the Secret holds a new password and the roles Job runs with it
-    const run = await rolesJobNow({ POSTGRES_EXPORTER_PASSWORD: next });
-    expect(run.code).toBe(0);
-    // THEN the open session still answers, a new one needs the new password
-    expect((await open.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
-    await open.end();
-    const exporterAt = async (password: string) => {
-      const c = new Client({ ...pg.clientConfig(pg.primary), user: pg.exporter.user, password, database: 'postgres' });
-      c.on('error', () => undefined);
+  test.each(Object.keys(EXPORTERS) as ExporterSet[])(
+    "exporter (%s's binary): the Secret and the roles Job; the sidecar's passfile follows, it logs in again with the new password, no restart",
+    async (set) => {
+      const leader = await pg.leaderIndex();
+      // GIVEN the sidecar as the pod runs it: the shipped env, the pod's uid, the passfile its member's entry point writes
+      const port = await freePort('127.0.0.1');
+      const log = join(apiDir, `exporter-${set}.log`);
+      const exporter = spawnServer(
+        join(EXPORTERS[set], 'prometheus-postgres-exporter'),
+        [`--web.listen-address=127.0.0.1:${port}`],
+        { env: { PATH: '/usr/bin:/bin', ...pg.exporterEnv(leader) }, logFile: log, ...osUser('postgres') },
+      );
+      const pgUp = async () => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text().catch(() => '');
+        return /^pg_up 1$/m.test(text);
+      };
+      /** Two scrapes in a row (the exporter notices a dead connection on the first). */
+      const upAfterReconnect = async () => (await pgUp()) || (await pgUp());
+      const dropSessions = async () =>
+        pg.query(pg.members[leader], 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [
+          pg.exporter.user,
+        ]);
       try {
-        await c.connect();
-        return true;
-      } catch {
-        return false;
+        await waitFor('the exporter is up', pgUp, 20000, () => readFileSync(log, 'utf8'));
+        const old = pg.exporter.password;
+        const next = randomBytes(18).toString('base64url') + ':\\x';
+        // WHEN the server has the new password (the roles Job with the Secret's new value) ...
+        const run = await rolesJobNow({ POSTGRES_EXPORTER_PASSWORD: next });
+        expect(run.code).toBe(0);
+        // ... its open session still answers; a new one (control) fails while the passfile holds the old password
+        expect(await pgUp()).toBe(true);
+        await dropSessions();
+        expect(await upAfterReconnect()).toBe(false);
+        // ... and the Secret follows (kubelet swaps the file): the entry point rewrites the passfile
+        const t0 = Date.now();
+        pg.setMemberSecrets({ exporterPassword: next });
+        await waitFor('the exporter logs in again', pgUp, 20000, () => readFileSync(log, 'utf8').slice(-2000));
+        const back = Date.now() - t0;
+        // THEN it follows again after another drop, and it was never restarted
+        await dropSessions();
+        await waitFor('the exporter logs in after another drop', upAfterReconnect, 10000);
+        expect(exporter.child.exitCode).toBeNull();
+        report.push(
+          `  exporter (${set}): the control scrape failed with the old passfile; pg_up 1 again ${back} ms after the Secret changed, no restart`,
+        );
+        const loginWith = async (password: string) => {
+          const c = new Client({
+            ...pg.clientConfig(pg.members[leader]),
+            user: pg.exporter.user,
+            password,
+            database: 'postgres',
+          });
+          c.on('error', () => undefined);
+          try {
+            await c.connect();
+            return true;
+          } catch {
+            return false;
+          } finally {
+            await c.end().catch(() => undefined);
+          }
+        };
+        expect(await loginWith(next)).toBe(true);
+        expect(await loginWith(old)).toBe(false);
       } finally {
-        await c.end().catch(() => undefined);
+        await stopGroup(exporter, 'SIGTERM', 5000);
       }
-    };
-    expect(await exporterAt(next)).toBe(true);
-    expect(await exporterAt(old)).toBe(false);
-  });
+    },
+  );
 
   test('superuser and replication: ALTER ROLE, then the Secret: every member reloads, 0 failed requests, no restart', async () => {
     const a = auth();

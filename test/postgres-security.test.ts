@@ -68,9 +68,17 @@ describe('the exporter logs in as its own role', () => {
     const sts = find(objects, 'StatefulSet', 'postgres');
     const exporter = sts.spec.template.spec.containers.find((c: Obj) => c.name === 'exporter');
     const env = Object.fromEntries(exporter.env.map((e: Obj) => [e.name, e.value ?? e.valueFrom]));
-    expect(env.DATA_SOURCE_USER).toBe(pg.exporter.user);
-    expect(env.DATA_SOURCE_PASS).toEqual({
-      secretKeyRef: { name: 'postgres-exporter-credentials', key: 'password' },
+    // Its role in the DSN, no password there: the driver reads the passfile the entry point writes from
+    // the exporter's own Secret (test/postgres-rotation.test.ts runs it).
+    expect(env.DATA_SOURCE_NAME).toMatch(
+      new RegExp(`^postgresql://${pg.exporter.user}@127\\.0\\.0\\.1:5432/postgres\\?sslmode=verify-full&`),
+    );
+    expect(env.PGPASSFILE).toBe('/var/run/postgresql/exporter.pgpass');
+    expect(Object.keys(env).filter((k) => /PASS/.test(k) && k !== 'PGPASSFILE')).toEqual([]);
+    const volume = sts.spec.template.spec.volumes.find((v: Obj) => v.name === 'exporter-credentials');
+    expect(volume.secret).toMatchObject({
+      secretName: 'postgres-exporter-credentials',
+      items: [{ key: 'password', path: 'exporter-password' }],
     });
   });
 

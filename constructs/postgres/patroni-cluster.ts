@@ -100,11 +100,15 @@ export const DEFAULT_POD_CIDRS: readonly string[] = ['10.0.0.0/8', '172.16.0.0/1
 const CONFIG_DIR = '/etc/patroni';
 /** The credentials Secret's superuser and replication passwords, as files (patroni-start.sh reads them). */
 const CREDENTIALS_DIR = '/etc/patroni-credentials';
+/** The exporter role's password (its own Secret), as a file: patroni-start.sh writes the exporter's passfile. */
+const EXPORTER_CREDENTIALS_DIR = '/etc/patroni-exporter-credentials';
 /** Where the TLS Secret is mounted in every member (and in clients that verify against its CA). */
 export const POSTGRES_TLS_DIR = '/etc/postgres-tls';
 const EXPORTER_CONFIG_DIR = '/etc/postgres-exporter';
 const DATA_MOUNT = '/var/lib/postgresql/data';
 const SOCKET_DIR = '/var/run/postgresql';
+/** The exporter sidecar's passfile, in the socket directory both containers mount (written by patroni-start.sh). */
+const EXPORTER_PASSFILE = `${SOCKET_DIR}/exporter.pgpass`;
 
 /** Patroni's failover timings (Patroni's rule: loopWait + 2 x retryTimeout <= ttl). */
 export interface PatroniTimings {
@@ -439,7 +443,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       [PATRONI_FILES.roles]: roles,
       [PATRONI_FILES.reconfigure]: script,
       [PATRONI_FILES.liveness]: livenessScript(),
-      [PATRONI_FILES.start]: patroniStartScript(),
+      [PATRONI_FILES.start]: patroniStartScript(EXPORTER_USER),
       ...(tlsOn ? { [PATRONI_FILES.tlsReload]: tlsReloadScript() } : {}),
     };
     if (repository) {
@@ -712,15 +716,17 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
       ports: [{ name: 'metrics', containerPort: POSTGRES_EXPORTER_PORT }],
       env: [
         {
-          name: 'DATA_SOURCE_URI',
+          // Its own role with pg_monitor (post-bootstrap.sh), over loopback: never the superuser.
           // Loopback: the certificate names 127.0.0.1, so the exporter verifies it like any client.
+          // No password in the DSN: the driver then reads PGPASSFILE for each new connection.
+          name: 'DATA_SOURCE_NAME',
           value: tlsOn
-            ? `127.0.0.1:${POSTGRES_PORT}/postgres?sslmode=verify-full&sslrootcert=${tlsFile(core.TLS_SECRET_KEYS.ca)}`
-            : `127.0.0.1:${POSTGRES_PORT}/postgres?sslmode=disable`,
+            ? `postgresql://${EXPORTER_USER}@127.0.0.1:${POSTGRES_PORT}/postgres?sslmode=verify-full&sslrootcert=${tlsFile(core.TLS_SECRET_KEYS.ca)}`
+            : `postgresql://${EXPORTER_USER}@127.0.0.1:${POSTGRES_PORT}/postgres?sslmode=disable`,
         },
-        // Its own role with pg_monitor (post-bootstrap.sh), over loopback: never the superuser.
-        { name: 'DATA_SOURCE_USER', value: EXPORTER_USER },
-        exporterPassword('DATA_SOURCE_PASS'),
+        // Written (0600, this uid) by the patroni container's entry point from the exporter's Secret, and
+        // rewritten when it changes: a rotated password is used at the next connection, no restart.
+        { name: 'PGPASSFILE', value: EXPORTER_PASSFILE },
         ...(repository
           ? [
               {
@@ -730,14 +736,11 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
             ]
           : []),
       ],
-      ...(repository || tlsOn
-        ? {
-            volumeMounts: [
-              ...(repository ? [{ name: 'exporter-config', mountPath: EXPORTER_CONFIG_DIR, readOnly: true }] : []),
-              ...(tlsOn ? [tlsMount] : []),
-            ],
-          }
-        : {}),
+      volumeMounts: [
+        { name: 'run', mountPath: SOCKET_DIR, readOnly: true },
+        ...(repository ? [{ name: 'exporter-config', mountPath: EXPORTER_CONFIG_DIR, readOnly: true }] : []),
+        ...(tlsOn ? [tlsMount] : []),
+      ],
       resources: core.resourcesOf(p.exporterResources),
       securityContext: core.containerSecurityContext(),
       readinessProbe: { httpGet: { path: '/', port: k8s.IntOrString.fromString('metrics') }, periodSeconds: 10 },
@@ -803,6 +806,11 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
                     value: `${CREDENTIALS_DIR}/${PATRONI_CREDENTIAL_FILES.replicationPassword}`,
                   },
                   { name: PATRONI_START_ENV.runtimeDir, value: '/tmp/patroni-config' },
+                  {
+                    name: PATRONI_START_ENV.exporterPassword,
+                    value: `${EXPORTER_CREDENTIALS_DIR}/${PATRONI_CREDENTIAL_FILES.exporterPassword}`,
+                  },
+                  { name: PATRONI_START_ENV.exporterPassfile, value: EXPORTER_PASSFILE },
                   // Inputs of post-bootstrap.sh.
                   ...rolesEnv,
                   { name: 'TMPDIR', value: '/tmp' },
@@ -832,6 +840,7 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
                   { name: 'data', mountPath: DATA_MOUNT },
                   { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
                   { name: 'credentials', mountPath: CREDENTIALS_DIR, readOnly: true },
+                  { name: 'exporter-credentials', mountPath: EXPORTER_CREDENTIALS_DIR, readOnly: true },
                   { name: 'run', mountPath: SOCKET_DIR },
                   { name: 'tmp', mountPath: '/tmp' },
                   { name: 'shm', mountPath: '/dev/shm' },
@@ -854,6 +863,14 @@ export class PatroniCluster extends Construct implements core.ServiceEndpoint {
                     { key: creds.keys.superuserPassword, path: PATRONI_CREDENTIAL_FILES.superuserPassword },
                     { key: creds.keys.replicationPassword, path: PATRONI_CREDENTIAL_FILES.replicationPassword },
                   ],
+                  defaultMode: 0o440,
+                },
+              },
+              {
+                name: 'exporter-credentials',
+                secret: {
+                  secretName: creds.exporterSecretName,
+                  items: [{ key: creds.keys.exporterPassword, path: PATRONI_CREDENTIAL_FILES.exporterPassword }],
                   defaultMode: 0o440,
                 },
               },

@@ -46,12 +46,17 @@ export const PATRONI_START_ENV = {
   replicationPassword: 'POSTGRES_REPLICATION_PASSWORD_FILE',
   runtimeDir: 'PATRONI_RUNTIME_CONFIG_DIR',
   interval: 'CREDENTIALS_RELOAD_INTERVAL_SECONDS',
+  /** The exporter role's password (its own Secret, mounted as a file). */
+  exporterPassword: 'EXPORTER_PASSWORD_FILE',
+  /** Where the exporter sidecar's passfile goes (a directory both containers mount, same uid). */
+  exporterPassfile: 'EXPORTER_PGPASSFILE',
 } as const;
 
 /** The file names of the passwords in the members' credentials volume (each mapped from its Secret key). */
 export const PATRONI_CREDENTIAL_FILES = {
   superuserPassword: 'superuser-password',
   replicationPassword: 'replication-password',
+  exporterPassword: 'exporter-password',
 } as const;
 
 /**
@@ -67,10 +72,13 @@ export const PATRONI_CREDENTIAL_FILES = {
  * when it changed, rewrites `50-credentials.yml` and sends SIGHUP to Patroni (its pid is this shell's,
  * once exec'd; as the container's PID 1 Patroni passes SIGHUP on to its worker). It signals only once
  * Patroni handles SIGHUP (`SigCgt`), so a change during start-up waits a turn instead of killing it.
- * A password must be one line (a YAML scalar); a file with more is refused, at start and on a change.
- * A rotation (docs/postgres-security.md#rotation) thus needs no restart and no switchover.
+ * It also writes the exporter sidecar's passfile (`*:*:*:<exporter user>:<password>`, 0600) from the
+ * exporter's Secret file, and rewrites it on a change: the exporter's driver (lib/pq) reads the passfile
+ * for each new connection, so the exporter follows a rotation without a restart.
+ * A password must be one line (a YAML scalar, a passfile line); a file with more is refused, at start
+ * and on a change. A rotation (docs/postgres-security.md#rotation) thus needs no restart and no switchover.
  */
-export function patroniStartScript(): string {
+export function patroniStartScript(exporterUser: string): string {
   const e = PATRONI_START_ENV;
   return `#!/bin/sh
 # Rendered by constructs/postgres/patroni-files.ts: Patroni's entry point (passwords from files, reloaded).
@@ -79,14 +87,16 @@ set -eu
 : "\${${e.superuserPassword}:?${e.superuserPassword} must name the file holding the superuser password}"
 : "\${${e.replicationPassword}:?${e.replicationPassword} must name the file holding the replication password}"
 : "\${${e.runtimeDir}:?${e.runtimeDir} must name a private, writable directory}"
+: "\${${e.exporterPassword}:?${e.exporterPassword} must name the file holding the exporter role password}"
+: "\${${e.exporterPassfile}:?${e.exporterPassfile} must name the exporter sidecar passfile to write}"
 dir=$${e.runtimeDir}
 umask 077
 mkdir -p "$dir"
 ln -sfn "$${e.config}" "$dir/00-${PATRONI_FILES.patroni}"
 nl='
 '
-# One password as a YAML single-quoted scalar (a quote inside is doubled).
-scalar() {
+# One password, refused when it has more than one line.
+one_line() {
   value=$(cat "$1") || return 1
   case $value in
   *"$nl"*)
@@ -94,9 +104,20 @@ scalar() {
     return 1
     ;;
   esac
+  printf '%s' "$value"
+}
+# As a YAML single-quoted scalar (a quote inside is doubled).
+scalar() {
+  value=$(one_line "$1") || return 1
   printf "'%s'" "$(printf '%s' "$value" | sed "s/'/''/g")"
 }
-credentials() { cat "$${e.superuserPassword}" "$${e.replicationPassword}" | cksum; }
+credentials() { cat "$${e.superuserPassword}" "$${e.replicationPassword}" "$${e.exporterPassword}" | cksum; }
+# The exporter's passfile: a colon or backslash in the password is escaped with a backslash.
+write_exporter_passfile() {
+  value=$(one_line "$${e.exporterPassword}") || return 1
+  printf '*:*:*:%s:%s\\n' '${exporterUser}' "$(printf '%s' "$value" | sed 's/[\\\\:]/\\\\&/g')" >"$${e.exporterPassfile}.new"
+  mv "$${e.exporterPassfile}.new" "$${e.exporterPassfile}"
+}
 write_credentials() {
   superuser=$(scalar "$${e.superuserPassword}") || return 1
   replication=$(scalar "$${e.replicationPassword}") || return 1
@@ -108,8 +129,9 @@ write_credentials() {
     printf '    rewind: {password: %s}\\n' "$replication"
   } >"$dir/50-credentials.yml.new"
   mv "$dir/50-credentials.yml.new" "$dir/50-credentials.yml"
+  write_exporter_passfile
 }
-# Read before the file is written: a change in between is seen by the loop's first turn.
+# Read before the files are written: a change in between is seen by the loop's first turn.
 last=$(credentials)
 write_credentials
 # $$ is Patroni's pid once exec'd below.

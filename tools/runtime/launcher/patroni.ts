@@ -105,8 +105,13 @@ export interface PatroniLaunch {
   readonly user: string;
   readonly password: string;
   readonly superuser: { readonly user: string; readonly password: string };
-  /** The exporter's role (the StatefulSet's DATA_SOURCE_USER) and its password, as its Secret would hold it. */
+  /** The exporter's role (the user of the StatefulSet's DATA_SOURCE_NAME) and its password, as its Secret holds it now. */
   readonly exporter: { readonly user: string; readonly password: string };
+  /**
+   * The exporter sidecar's env as member i's pod has it: the shipped DATA_SOURCE_NAME with the member's
+   * address for 127.0.0.1:5432, and PGPASSFILE naming the passfile member i's entry point writes.
+   */
+  exporterEnv(i: number): { DATA_SOURCE_NAME: string; PGPASSFILE: string };
   /** The migration role (the StatefulSet's POSTGRES_MIGRATION_USER: it owns the schema) and its password. */
   readonly migration: { readonly user: string; readonly password: string };
   readonly replicationPassword: string;
@@ -115,9 +120,10 @@ export interface PatroniLaunch {
   /**
    * Changes the superuser's or the replication (and rewind) password in every member's credentials volume,
    * as the kubelet updates a mounted Secret: each member's shipped entry point (patroni-start.sh) sees
-   * the files change and reloads its Patroni. The launch's own clients use them too.
+   * the files change and reloads its Patroni. The launch's own clients use them too. `exporterPassword`:
+   * the exporter's Secret, whose file the entry point turns into the exporter sidecar's passfile.
    */
-  setMemberSecrets(s: { superuserPassword?: string; replicationPassword?: string }): void;
+  setMemberSecrets(s: { superuserPassword?: string; replicationPassword?: string; exporterPassword?: string }): void;
   readonly bringUpMs: number;
   /** The patroni.yml each member runs (after the twin's substitutions). */
   readonly memberConfig: readonly string[];
@@ -340,8 +346,9 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
   let replicationPassword = secret();
   let superPassword = secret();
   const alternatePassword = secret();
-  const exporterPassword = secret();
-  const exporterUser = envOf(source, sts, 'DATA_SOURCE_USER') ?? 'postgres_exporter';
+  let exporterPassword = secret();
+  const exporterDsn = envOf(source, sts, 'DATA_SOURCE_NAME');
+  const exporterUser = (exporterDsn && /^postgresql:\/\/([^@:/]+)@/.exec(exporterDsn)?.[1]) ?? 'postgres_exporter';
   const migrationPassword = secret();
   const migrationUser = envOf(source, sts, 'POSTGRES_MIGRATION_USER') ?? `${user}_migrator`;
 
@@ -437,6 +444,12 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
       [PATRONI_START_ENV.replicationPassword]: join(dir, 'credentials', PATRONI_CREDENTIAL_FILES.replicationPassword),
       [PATRONI_START_ENV.runtimeDir]: join(dir, 'tmp', 'patroni-config'),
       [PATRONI_START_ENV.interval]: '1',
+      [PATRONI_START_ENV.exporterPassword]: join(
+        dir,
+        'exporter-credentials',
+        PATRONI_CREDENTIAL_FILES.exporterPassword,
+      ),
+      [PATRONI_START_ENV.exporterPassfile]: join(dir, 'run', 'exporter.pgpass'),
       POSTGRES_USER: user,
       POSTGRES_DB: database,
       POSTGRES_PASSWORD: password,
@@ -467,6 +480,9 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
       writeSecretVolume(join(root, `member-${i}`, 'credentials'), {
         [PATRONI_CREDENTIAL_FILES.superuserPassword]: superPassword,
         [PATRONI_CREDENTIAL_FILES.replicationPassword]: replicationPassword,
+      });
+      writeSecretVolume(join(root, `member-${i}`, 'exporter-credentials'), {
+        [PATRONI_CREDENTIAL_FILES.exporterPassword]: exporterPassword,
       });
     }
   };
@@ -628,7 +644,16 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
     get superuser() {
       return { user: superuser, password: superPassword };
     },
-    exporter: { user: exporterUser, password: exporterPassword },
+    get exporter() {
+      return { user: exporterUser, password: exporterPassword };
+    },
+    exporterEnv: (i) => {
+      if (!exporterDsn) throw new Error(`StatefulSet ${sts} has no exporter DATA_SOURCE_NAME`);
+      return {
+        DATA_SOURCE_NAME: exporterDsn.replace(/@127\.0\.0\.1:\d+\//, `@${members[i].host}:${members[i].port}/`),
+        PGPASSFILE: join(root, `member-${i}`, 'run', 'exporter.pgpass'),
+      };
+    },
     migration: logins.migration,
     get replicationPassword() {
       return replicationPassword;
@@ -638,6 +663,7 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
       if (s.superuserPassword !== undefined) superPassword = logins.superuser.password = s.superuserPassword;
       // One Secret key for both roles, as patroni-start.sh writes it (rewind shares replication's).
       if (s.replicationPassword !== undefined) replicationPassword = s.replicationPassword;
+      if (s.exporterPassword !== undefined) exporterPassword = s.exporterPassword;
       writeCredentials();
     },
     bringUpMs,
