@@ -242,7 +242,12 @@ describe('what a re-run of the reconcile script repairs', () => {
     expect(replicasOfLeaving).toContain(staying.id);
     // WHEN the config goes back to 3 masters
     const out = await sampledScale(redis, 3);
-    report.push(`scale-in with a promotion: reconcile ${out.result.reconcileMs} ms`);
+    // Redis drops a manual failover that does not complete within 5 s: the script asks again (a CI run under
+    // load needed that; it could not be provoked on purpose here, so it is reported, not required).
+    const askedAgain = (out.result.output.match(/asking for the failover again/g) ?? []).length;
+    report.push(
+      `scale-in with a promotion: reconcile ${out.result.reconcileMs} ms, failover asked again ${askedAgain} times`,
+    );
     // THEN staying replicas of the leaving masters were promoted before any slot moved, and the cluster is whole
     const promoted = /failing over to listed replica \S+ \(([0-9a-f]{40})\), whose master leaves the cluster/.exec(
       out.result.output,

@@ -472,6 +472,20 @@ wait_until "every node to know the others" every_node_known
 # 5. Too few masters among the listed nodes: a listed replica of a leaving master takes over
 # its slots (CLUSTER FAILOVER: the data is there already, nothing moves).
 is_master() { [ "$(table | awk -v id="$1" '$1 == id { print $3 }')" = master ]; }
+# failover_to ID HOST:PORT: Redis drops a manual failover that does not complete within 5 s (a busy
+# master, a slow replica) without a word, so ask again every 10 s until the node is a master, for at
+# most WAIT seconds.
+failover_to() {
+  n=0
+  until is_master "$1"; do
+    if [ $((n % 10)) -eq 0 ]; then
+      [ "$n" -eq 0 ] || log "$2 is not a master yet: asking for the failover again"
+      cli "$2" cluster failover >/dev/null || :
+    fi
+    n=$((n + 1)); [ "$n" -lt "$WAIT" ] || { log "gave up after \${WAIT}s waiting for $2 to become a master"; return 1; }
+    sleep 1
+  done
+}
 while [ "$(words "$(desired)")" -lt "$MASTERS" ]; do
   promote=$(table | awk '
     { line[NR] = $0; if ($6 < 0 && $3 == "master" && $5 > 0) leaving[$1] = 1 }
@@ -483,8 +497,7 @@ while [ "$(words "$(desired)")" -lt "$MASTERS" ]; do
   # shellcheck disable=SC2086
   set -- $promote
   log "failing over to listed replica $2 ($1), whose master leaves the cluster"
-  cli "$2" cluster failover >/dev/null
-  wait_until "$2 to become a master" is_master "$1"
+  failover_to "$1" "$2"
 done
 
 # 6 and 9. Every listed node that is not a chosen master replicates the chosen master with the
