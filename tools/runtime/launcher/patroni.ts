@@ -456,9 +456,6 @@ export async function startPatroni(source: FileSource, opts: StartPatroniOptions
       POSTGRES_EXPORTER_PASSWORD: exporterPassword,
       POSTGRES_MIGRATION_USER: migrationUser,
       POSTGRES_MIGRATION_PASSWORD: migrationPassword,
-      REPLICATION_PASSWORD: replicationPassword,
-      POSTGRES_SUPERUSER_PASSWORD: superPassword,
-      PG_SOCKET_DIR: join(dir, 'run'),
       // As the pod's env when backups are on: pgBackRest's config, stanza and cipher pass.
       ...(backup
         ? {
