@@ -26,17 +26,17 @@ import { intOption, renderResults, RESULTS_SECTION, resultTables, type CaseResul
 import { seededRandom, zipfSampler } from './zipf';
 
 const ROOT = join(__dirname, '..', '..');
-const KEYS = 10000;
+export const KEYS = 10000;
 const CONNECTIONS = 100;
 const SOURCE_ADDRESSES = 100;
 /** Cached-GET requests (same Zipf draw) before measuring, so the cache holds the working set. */
-const WARM_UP_REQUESTS = 30000;
+export const WARM_UP_REQUESTS = 30000;
 
 /**
  * Spreads autocannon's connections to `host:port` over SOURCE_ADDRESSES loopback
  * source addresses (autocannon has no such option; it calls net.connect(port, host)).
  */
-function spreadSourceAddresses(host: string, port: number): () => void {
+export function spreadSourceAddresses(host: string, port: number): () => void {
   // The module object itself (an `import * as` namespace is a copy under esbuild's CJS output).
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const netModule = require('node:net') as typeof net;
@@ -80,7 +80,7 @@ function percentile(sorted: Float64Array, p: number): number {
 
 type Kind = 'baseline' | 'cached GET' | 'uncached read' | 'write';
 
-interface Target {
+export interface Target {
   readonly label: string;
   readonly url: string;
   /** Pods whose counters the case reads (none for the baseline). */
@@ -89,7 +89,7 @@ interface Target {
 }
 
 /** One autocannon run of one case: raw figures, aggregated over rounds by `aggregate`. */
-interface Sample {
+export interface Sample {
   readonly requestsPerSecond: number;
   readonly latencies: number[];
   readonly total: number;
@@ -101,11 +101,13 @@ interface Sample {
   readonly seconds: number;
 }
 
-async function measure(
+export async function measure(
   target: Target,
   length: { seconds: number } | { amount: number },
   requestFor: () => autocannon.Request,
   components: Readonly<Record<string, ComponentRoots>> = {},
+  /** A fixed total rate (req/s) instead of each connection sending as soon as it is answered. */
+  rate?: number,
 ): Promise<Sample> {
   const u = new URL(target.url);
   const restore = target.spread ? spreadSourceAddresses(u.hostname, Number(u.port)) : () => undefined;
@@ -119,6 +121,7 @@ async function measure(
           url: target.url,
           connections: CONNECTIONS,
           ...('amount' in length ? { amount: length.amount } : { duration: length.seconds }),
+          ...(rate ? { overallRate: rate } : {}),
           requests: [{ setupRequest: (req) => ({ ...req, ...requestFor() }) }],
         },
         (err, res) => (err ? reject(err) : resolve(res)),
@@ -177,10 +180,12 @@ function aggregate(kind: Kind, target: Target, samples: readonly Sample[]): Case
   };
 }
 
-function startBaseline(): Promise<{ url: string; child: ChildProcess }> {
+/** The baseline server; `env` is added to this process's (the A/B bench's profiler). */
+export function startBaseline(env: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'tools', 'run.js'), join(__dirname, 'baseline-server.ts')], {
       stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, ...env },
     });
     child.once('exit', (code) => reject(new Error(`baseline server exited ${code}`)));
     child.stdout!.on('data', (d: Buffer) => {
@@ -190,7 +195,7 @@ function startBaseline(): Promise<{ url: string; child: ChildProcess }> {
   });
 }
 
-async function seed(twin: Twin): Promise<string[]> {
+export async function seed(twin: Twin): Promise<string[]> {
   const c = await twin.postgres.connect();
   try {
     await c.query(

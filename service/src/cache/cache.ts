@@ -24,7 +24,7 @@ import type { Cluster, Redis } from 'ioredis';
 import type { FastifyBaseLogger } from 'fastify';
 import { groupBySlot } from './key-slot';
 import { withTimeout } from '../timeout';
-import { LocalCache } from './local';
+import { deepFreeze, LocalCache } from './local';
 
 export const KEY_PREFIX = 'fastnext:';
 const TAG_PREFIX = `${KEY_PREFIX}tag:`;
@@ -264,13 +264,14 @@ export class Cache {
     const full = KEY_PREFIX + key;
     const local = this.localServing;
     if (local) {
-      const raw = this.local.get(full);
-      if (raw !== undefined) {
+      const entry = this.local.get(full);
+      if (entry !== undefined) {
         this.hits++;
         this.localHits++;
         this.hooks.onHit?.();
         this.hooks.onLocalHit?.();
-        return JSON.parse(raw) as T;
+        // Parsed once per entry and shared: frozen, so no reader can change what the next one gets.
+        return (entry.value ??= deepFreeze(JSON.parse(entry.raw))) as T;
       }
     }
     const generation = this.local.generation;

@@ -298,7 +298,8 @@ describe('request log', () => {
       expect(requestLines[0]).toMatchObject({
         reqId: 'edge-req-1',
         msg: 'request completed',
-        req: { method: 'GET', url: SERVICE_PATHS.liveness },
+        // The client's address too (it was dropped when the hook logged a plain object under `req`).
+        req: { method: 'GET', url: SERVICE_PATHS.liveness, remoteAddress: '127.0.0.1' },
         res: { statusCode: 200 },
       });
       expect(typeof requestLines[0].responseTime).toBe('number');

@@ -1,5 +1,5 @@
 /**
- * The serving process writes its log lines asynchronously (server.ts `serviceLogStream`):
+ * The serving process writes its log lines once per event-loop turn (server.ts `serviceLogStream`):
  * no line may be lost when the process exits right after logging, and none may be held back
  * on a quiet pod waiting for a buffer to fill.
  */

@@ -84,6 +84,8 @@ export interface PodWiring {
   readonly logDir: string;
   /** Extra env the caller sets on purpose (e.g. the bench's CACHE_ENABLED=false); listed in the table. */
   readonly overrides?: Readonly<Record<string, string>>;
+  /** The checkout whose service/ and tools/run.js the pod runs (the A/B bench's base revision). @default this one */
+  readonly serviceRoot?: string;
 }
 
 const hostPorts = (eps: readonly Endpoint[]) => eps.map((e) => `${e.host}:${e.port}`).join(',');
@@ -146,7 +148,7 @@ export function podEnv(
 }
 
 /** `node dist/server.js <args>` (the image) -> `node tools/run.js service/src/server.ts <args>` (this checkout). */
-export function localCommand(container: Container): string[] {
+export function localCommand(container: Container, root = ROOT): string[] {
   const cmd = [...(container.command ?? []), ...(container.args ?? [])];
   const entry = SERVICE_COMMANDS.entrypoint;
   if (!entry.every((part, i) => cmd[i] === part)) {
@@ -158,8 +160,8 @@ export function localCommand(container: Container): string[] {
     process.execPath,
     '-r',
     join(__dirname, 'hosts-preload.js'),
-    join(ROOT, 'tools', 'run.js'),
-    join(ROOT, SERVICE_ENTRY),
+    join(root, 'tools', 'run.js'),
+    join(root, SERVICE_ENTRY),
     ...cmd.slice(entry.length),
   ];
 }
@@ -263,7 +265,7 @@ export async function launchApiPod(
   const main = apiContainer(deployment);
   const ports = fixedPorts ?? { http: await freePort('0.0.0.0'), metrics: await freePort('0.0.0.0') };
   for (const init of spec.initContainers ?? []) {
-    const [cmd, ...args] = localCommand(init);
+    const [cmd, ...args] = localCommand(init, wiring.serviceRoot);
     const r = await runToEnd(cmd, args, {
       env: { ...baseEnv(wiring.hostsFile), ...podEnv(init, wiring, ports) },
       cwd: ROOT,
@@ -271,7 +273,7 @@ export async function launchApiPod(
     if (r.code !== 0) throw new Error(`${name}: init container '${init.name}' exited ${r.code}:\n${r.output}`);
   }
   const env = podEnv(main, wiring, ports);
-  const cmd = localCommand(main);
+  const cmd = localCommand(main, wiring.serviceRoot);
   const proc: Proc = spawnServer(cmd[0], cmd.slice(1), {
     env: { ...baseEnv(wiring.hostsFile), ...env },
     cwd: ROOT,

@@ -92,7 +92,15 @@ export interface Twin {
    * Starts a new pod (init containers, readiness) and puts it in rotation, unless
    * `rotation` is false (a pod only reached directly, e.g. the bench's cache-off pod).
    */
-  startPod(name?: string, opts?: { overrides?: Readonly<Record<string, string>>; rotation?: boolean }): Promise<ApiPod>;
+  startPod(
+    name?: string,
+    opts?: {
+      overrides?: Readonly<Record<string, string>>;
+      rotation?: boolean;
+      /** Run the service of another checkout (out of rotation; the A/B bench's base revision). */
+      serviceRoot?: string;
+    },
+  ): Promise<ApiPod>;
   /**
    * Deletes API pods as a scale-down does: out of nginx's upstreams first (the endpoints controller
    * drops a terminating pod), then each container stopped: preStop and SIGTERM, SIGKILL once
@@ -393,11 +401,15 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
       readyMs: Date.now() - t0,
       table: () => renderTable(twin),
       async startPod(name, o = {}) {
-        if (o.rotation === false || o.overrides) {
+        if (o.rotation === false || o.overrides || o.serviceRoot) {
           // Reached directly only (the bench's variants): no kubelet, never in rotation.
           const pod = await runner.start(
             deployment,
-            o.overrides ? { ...wiring, overrides: { ...wiring.overrides, ...o.overrides } } : wiring,
+            {
+              ...wiring,
+              overrides: { ...wiring.overrides, ...o.overrides },
+              ...(o.serviceRoot ? { serviceRoot: o.serviceRoot } : {}),
+            },
             name ?? `api-${seq++}`,
           );
           outside.push(pod);

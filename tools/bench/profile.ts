@@ -1,0 +1,111 @@
+/**
+ * A small flame-graph summary of a benchmarked Node process: V8's sampling profiler, started and
+ * stopped by signal (profile-preload.js), reduced to the top frames by self time and the share of
+ * busy time per package. Idle samples (the event loop waiting) are left out of the shares.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const PROFILE_PRELOAD = join(__dirname, 'profile-preload.js');
+
+interface ProfileNode {
+  readonly id: number;
+  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
+  readonly hitCount: number;
+}
+
+export interface ProfileSummary {
+  /** Samples with the process busy (not idle, not the profiler itself). */
+  readonly busySamples: number;
+  /** Share of all samples the process was idle. */
+  readonly idleShare: number;
+  /** [frame, share of busy samples], by self time, largest first. */
+  readonly frames: readonly (readonly [string, number])[];
+  /** [package or area, share of busy samples], largest first. */
+  readonly areas: readonly (readonly [string, number])[];
+}
+
+/** The env a profiled process needs (with `--require PROFILE_PRELOAD`). */
+export function profileEnv(dir: string): Record<string, string> {
+  return { NODE_OPTIONS: `--require ${PROFILE_PRELOAD}`, FASTNEXT_PROFILE_DIR: dir };
+}
+
+const IDLE = new Set(['(idle)', '(root)']);
+
+/** node_modules/<package>, the service, a node: builtin, or V8's own entries ((garbage collector)). */
+function areaOf(url: string, fn: string): string {
+  const pkg = /node_modules\/(@[^/]+\/[^/]+|[^/]+)/.exec(url)?.[1];
+  if (pkg) return pkg;
+  if (url.includes('/service/src/')) return `service/${/service\/src\/([^/]+)/.exec(url)?.[1] ?? ''}`;
+  if (url.startsWith('node:')) return url.split('/')[0];
+  return url ? 'other' : fn || '(native)';
+}
+
+function frameOf(n: ProfileNode): string {
+  const { functionName, url, lineNumber } = n.callFrame;
+  const where = url.replace(/.*node_modules\//, '').replace(/.*\/service\/src\//, 'service/');
+  return `${functionName || '(anonymous)'}${where ? ` ${where}:${lineNumber + 1}` : ''}`;
+}
+
+export function summarizeProfile(text: string, top = 10): ProfileSummary {
+  const p = JSON.parse(text) as { nodes?: ProfileNode[] };
+  const nodes = p.nodes ?? [];
+  const byFrame = new Map<string, number>();
+  const byArea = new Map<string, number>();
+  let busy = 0;
+  let idle = 0;
+  for (const n of nodes) {
+    if (n.hitCount === 0) continue;
+    if (IDLE.has(n.callFrame.functionName) || n.callFrame.functionName === '(profiler)') {
+      idle += n.hitCount;
+      continue;
+    }
+    busy += n.hitCount;
+    const f = frameOf(n);
+    byFrame.set(f, (byFrame.get(f) ?? 0) + n.hitCount);
+    const a = areaOf(n.callFrame.url, n.callFrame.functionName);
+    byArea.set(a, (byArea.get(a) ?? 0) + n.hitCount);
+  }
+  const ranked = (m: Map<string, number>) =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([k, v]) => [k, busy ? v / busy : 0] as const);
+  return {
+    busySamples: busy,
+    idleShare: busy + idle ? idle / (busy + idle) : 0,
+    frames: ranked(byFrame),
+    areas: ranked(byArea),
+  };
+}
+
+/** Starts the profiler of a process loaded with the preload. */
+export function startProfile(pid: number): void {
+  process.kill(pid, 'SIGUSR2');
+}
+
+/** Stops it and returns the summary once the profile is written. */
+export async function stopProfile(pid: number, dir: string, n: number, top = 10): Promise<ProfileSummary> {
+  process.kill(pid, 'SIGUSR2');
+  const file = join(dir, `${pid}-${n}.cpuprofile`);
+  for (let i = 0; i < 200 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 50));
+  if (!existsSync(file)) throw new Error(`no profile from pid ${pid} in ${dir} after 10 s`);
+  return summarizeProfile(readFileSync(file, 'utf8'), top);
+}
+
+/** Markdown: the top frames by self time and the top areas, as shares of busy samples. */
+export function renderProfile(title: string, s: ProfileSummary): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+  const rows = (xs: ProfileSummary['frames']) => xs.map(([k, v]) => `| ${pct(v)} | \`${k}\` |`).join('\n');
+  return [
+    `**${title}**: ${s.busySamples} busy samples, idle ${pct(s.idleShare)} of the time.`,
+    '',
+    '| self time | frame |',
+    '| --- | --- |',
+    rows(s.frames),
+    '',
+    '| self time | package or area |',
+    '| --- | --- |',
+    rows(s.areas),
+  ].join('\n');
+}
