@@ -45,7 +45,8 @@ const client = (n: number) => `127.0.${100 + n}.1`;
  * The drill's report line (`summarize`) and, when requests failed, where each kind came from:
  * the edge's access log for client `n` joined with the pods' logs (tools/runtime/twin/failures.ts).
  */
-function drillLine(n: number, name: string, r: TrafficResult, checked: string): string {
+async function drillLine(n: number, name: string, r: TrafficResult, checked: string): Promise<string> {
+  await twin.edge.flushLogs();
   const why = explainFailures(r.failed, client(n), { edgeLogPath: twin.edge.logPath, podLogDir: twin.wiring.logDir });
   return summarize(name, r, checked) + (why.length ? `; failures: ${why.join('; ')}` : '');
 }
@@ -150,7 +151,7 @@ test('kill one API process: nginx routes around it; failures <= requests in flig
   const r = await traffic.stop();
   const missing = await missingRows(acknowledged(r.outcomes));
   report.push(
-    drillLine(
+    await drillLine(
       1,
       'kill one API process',
       r,
@@ -217,7 +218,7 @@ test('kill a Redis master: reads keep succeeding, failover completes, hit ratio 
   const r = await traffic.stop();
   const ratio = (after.hits - before.hits) / (after.hits - before.hits + after.misses - before.misses);
   report.push(
-    drillLine(
+    await drillLine(
       2,
       'kill a Redis master',
       r,
@@ -256,7 +257,12 @@ test('stop a PostgreSQL replica: reads continue with zero failures', async () =>
     (o) => o.status === 200 && (JSON.parse(o.body) as { items: unknown[] }).items.length === 0,
   );
   report.push(
-    drillLine(3, 'stop a PostgreSQL replica', r, `every search answered with rows (${empty.length} empty answers)`),
+    await drillLine(
+      3,
+      'stop a PostgreSQL replica',
+      r,
+      `every search answered with rows (${empty.length} empty answers)`,
+    ),
   );
   await twin.postgres.startMember(replica);
   await twin.postgres.waitHealthy();
@@ -311,7 +317,7 @@ test('kill the PostgreSQL leader (SIGKILL Patroni and PostgreSQL): writes come b
   // twin's kubelet when its liveness check fails, and rewound, before the next drill.
   const diverged = (await waitReplicasFollow(twin.postgres)).filter((f) => f.diverged);
   report.push(
-    drillLine(
+    await drillLine(
       4,
       'kill the PostgreSQL leader (writes)',
       w,
@@ -321,7 +327,7 @@ test('kill the PostgreSQL leader (SIGKILL Patroni and PostgreSQL): writes come b
         diverged.map((d) => `; ${d.member} diverged, streaming again after ${d.seconds.toFixed(1)} s`).join(''),
     ),
   );
-  report.push(drillLine(7, 'kill the PostgreSQL leader (reads)', r, `${r.failed.length} failed reads`));
+  report.push(await drillLine(7, 'kill the PostgreSQL leader (reads)', r, `${r.failed.length} failed reads`));
 
   expect(secondsToWrite).toBeLessThan(30);
   expect(missing).toEqual([]);
@@ -355,7 +361,7 @@ test('patronictl switchover under writes: failed writes are bounded by the switc
   const missing = await missingRows(acks);
   const during = r.outcomes.filter((o) => o.at >= t0);
   report.push(
-    drillLine(
+    await drillLine(
       8,
       'patronictl switchover',
       r,
@@ -388,7 +394,7 @@ test('kill a PgBouncer pod: failed requests are bounded, the other pod serves', 
   const acks = acknowledged(r.outcomes);
   const missing = await missingRows(acks);
   report.push(
-    drillLine(
+    await drillLine(
       9,
       'kill a PgBouncer pod',
       r,
@@ -443,7 +449,7 @@ async function scaledChecks(max: number): Promise<void> {
     ),
   );
   report.push(
-    drillLine(
+    await drillLine(
       10,
       `scale the API to ${max} pods`,
       r,
@@ -478,7 +484,7 @@ test('a burst above the edge rate limit gets 429 and no 5xx', async () => {
   const limited = r.outcomes.filter((o) => o.status === 429);
   const ok = r.outcomes.filter((o) => o.status === 200).length;
   report.push(
-    drillLine(
+    await drillLine(
       5,
       'burst above the edge rate limit',
       r,
@@ -514,7 +520,7 @@ test('rolling restart of every API process with the Deployment drain: zero faile
   const r = await traffic.stop();
   const missing = await missingRows(acknowledged(r.outcomes));
   report.push(
-    drillLine(
+    await drillLine(
       6,
       'rolling restart',
       r,
@@ -636,6 +642,7 @@ test(
     );
     // The same 503s as the edge timed them (request_time: first byte in to last byte out), beside the
     // client's own clock, which also counts the test process's scheduling on a loaded machine.
+    await twin.edge.flushLogs();
     const edgeRefusedSeconds = readFileSync(twin.edge.logPath, 'utf8')
       .split('\n')
       .filter((l) => l.includes(`"remote_addr":"${client(11)}"`) && l.includes('"method":"POST"'))
@@ -643,7 +650,7 @@ test(
       .filter((l) => l.status === 503)
       .map((l) => l.request_time);
     report.push(
-      drillLine(
+      await drillLine(
         11,
         `primary unreachable ${PRIMARY_DOWN_MS / 1000} s`,
         r,
@@ -736,7 +743,7 @@ test(
     const during = r.outcomes.filter((o) => o.at >= pausedAt && o.at < resumedAt);
     const before = r.outcomes.filter((o) => o.at < pausedAt);
     report.push(
-      drillLine(
+      await drillLine(
         12,
         `all of Redis down ${REDIS_DOWN_MS / 1000} s`,
         r,
@@ -854,12 +861,13 @@ test('an API pod with a blocked event loop: readiness takes it out first, livene
   const killingAt = Date.now() - (k.now() - killing.at) - (blockedWall - blockedAt);
   const readyAgain = twin.endpoints.history.find((h) => h.at > removed.at && h.pods.includes(k.name))!;
   // Requests nginx sent to the blocked pod, from its access log (this drill's client address only).
+  await twin.edge.flushLogs();
   const toVictim = readFileSync(twin.edge.logPath, 'utf8')
     .split('\n')
     .filter((l) => l.includes(`"remote_addr":"${client(13)}"`) && l.includes(`:${victim.http.port}`)).length;
   const missing = await missingRows(acknowledged(r.outcomes));
   report.push(
-    drillLine(
+    await drillLine(
       13,
       'API pod with a blocked event loop',
       r,
@@ -940,7 +948,7 @@ test('an API pod with a blocked event loop: readiness takes it out first, livene
     const acked = acknowledged(r.outcomes);
     const missing = await missingRows(acked);
     report.push(
-      drillLine(
+      await drillLine(
         14,
         'scale Redis 3 -> 4 -> 3 masters',
         r,

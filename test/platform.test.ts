@@ -2,6 +2,8 @@
  * Fine-grained invariants of every environment's synthesized objects. They
  * hold for every tier, so a tier added later is held to the same bar.
  */
+import { parseQuantity } from '../constructs/core/quantity';
+import { workersFor } from '../constructs/edge/nginx-conf';
 import { RUNTIME_LABELS_ANNOTATION } from '../constructs/postgres/patroni-cluster';
 import { SERVICE_ENV, SERVICE_PATHS, SERVICE_PORTS } from '../service/src/contract';
 import { loadEnvironment } from '../stacks/environments';
@@ -260,6 +262,23 @@ describe.each(ENVS)('%s', (env) => {
       /server api-headless\.[a-z0-9-]+\.svc\.cluster\.local:8000 resolve max_fails=3 fail_timeout=30s;/,
     );
   });
+
+  test('nginx runs as many workers as the edge container has CPUs in its limit, and buffers its access log', () => {
+    const conf: string = find(objects, 'ConfigMap', 'edge-nginx-conf').data['nginx.conf'];
+    const nginx = find(objects, 'Deployment', 'edge').spec.template.spec.containers.find(
+      (c: Obj) => c.name === 'nginx',
+    );
+    const limit = parseQuantity(nginx.resources.limits.cpu);
+    const workers = Number(/^worker_processes (\d+);$/m.exec(conf)?.[1]);
+    expect(workers).toBeGreaterThanOrEqual(1);
+    expect(workers).toBeGreaterThanOrEqual(limit);
+    expect(workers - 1).toBeLessThan(limit);
+    expect(conf).toContain('access_log /dev/stdout json buffer=64k flush=1s;');
+  });
+});
+
+test('nginx workers: the CPU limit rounded up, at least one', () => {
+  expect(['100m', '500m', '1', '1500m', '2', '4.2'].map(workersFor)).toEqual([1, 1, 1, 2, 2, 5]);
 });
 
 describe('strict validation', () => {

@@ -19,7 +19,7 @@ import {
   type GatewayRef,
 } from './edge-settings';
 import { httpRoute } from './gateway-route';
-import { EDGE_PATHS, EDGE_PORTS, type RealIpSettings, renderNginxConf, SERVER_NAME } from './nginx-conf';
+import { EDGE_PATHS, EDGE_PORTS, type RealIpSettings, renderNginxConf, SERVER_NAME, workersFor } from './nginx-conf';
 
 export {
   EDGE_EXPOSE,
@@ -86,6 +86,7 @@ export class EdgeProxy extends Construct implements core.ServiceEndpoint {
     this.configMapName = `${name}-nginx-conf`;
     this.nginxConf = renderNginxConf({
       edge: { ...edge, tls, realIp },
+      workerProcesses: workersFor(edge.resources.limits.cpu),
       apiHeadlessHost: upstream.host,
       apiPort: upstream.port,
     });

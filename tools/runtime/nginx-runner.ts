@@ -64,6 +64,11 @@ export interface RunningNginx {
   readonly ports: Readonly<Record<'http' | 'https' | 'status', number>>;
   /** Rewrites the upstream list and reloads nginx gracefully (HUP). */
   reload(upstreams: readonly Endpoint[]): Promise<void>;
+  /**
+   * Writes out the access-log lines the workers hold (the shipped conf buffers them up to a
+   * second): USR1 reopens the logs, which flushes the buffers. Resolves once the log stopped growing.
+   */
+  flushLogs(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -218,6 +223,16 @@ export async function startNginx(opts: NginxOptions): Promise<RunningNginx> {
       process.kill(proc.pid, 'SIGHUP');
       // Old workers finish their requests; new ones start within a few ms.
       await new Promise((r) => setTimeout(r, 300));
+    },
+    async flushLogs() {
+      process.kill(proc.pid, 'SIGUSR1');
+      let size = -1;
+      for (let i = 0; i < 40; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        const now = fs.statSync(logPath).size;
+        if (now === size) return;
+        size = now;
+      }
     },
     stop,
   };
