@@ -915,6 +915,7 @@ test('an API pod with a blocked event loop: readiness takes it out first, livene
         misses: SERVICE_METRICS.cacheMisses,
       });
     const before = await cacheStats();
+    const since = Date.now();
     const traffic = startTraffic({
       base: twin.url,
       localAddress: client(14),
@@ -945,6 +946,13 @@ test('an API pod with a blocked event loop: readiness takes it out first, livene
     }
     const after = await cacheStats();
     const redisHits = after.hits - after.localHits - (before.hits - before.localHits);
+    // What each counted cache error was, from the pods' own lines (the service logs op and error).
+    const cacheErrorLines = twin.pods
+      .flatMap((p) => p.log().split('\n'))
+      .filter((l) => l.includes('"cache unavailable; using the database"'))
+      .map((l) => JSON.parse(l) as { time: number; op: string; err: string })
+      .filter((l) => l.time >= since)
+      .map((l) => `${l.op}: ${l.err}`);
     const acked = acknowledged(r.outcomes);
     const missing = await missingRows(acked);
     report.push(
@@ -957,7 +965,9 @@ test('an API pod with a blocked event loop: readiness takes it out first, livene
           `4 -> 3: reconcile ${back.result.reconcileMs} ms, nodes stopped in ${back.result.stopMs} ms, ` +
           `${back.samples} coverage samples, ${back.uncovered.length} uncovered; ` +
           `direct clients: ${direct.writes} writes, ${direct.reads} reads, ${direct.failed.length} failed, ${lost.length} lost; ` +
-          `API pods: ${after.errors - before.errors} cache errors, ${redisHits} Redis hits, ` +
+          `API pods: ${after.errors - before.errors} cache errors` +
+          (cacheErrorLines.length ? ` (${cacheErrorLines.join('; ')})` : '') +
+          `, ${redisHits} Redis hits, ` +
           `${after.localHits - before.localHits} local hits, ${after.misses - before.misses} misses; ` +
           `${acked.length} acknowledged users all present (${missing.length} missing)`,
       ),

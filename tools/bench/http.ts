@@ -11,17 +11,19 @@
  * in force but no single client reaches it; results.md says so.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { SERVICE_ENV, SERVICE_METRICS } from '../../service/src/contract';
-import { MIN_LSN_HEADER } from '../../service/src/http/consistency';
+import { issuePosition, MIN_LSN_HEADER } from '../../service/src/http/consistency';
 import { loadEnvironment } from '../../stacks/environments';
 import { type ApiPod, sumPodMetrics } from '../runtime/twin/api-pods';
 import { startTwin, type Twin } from '../runtime/twin/twin';
 import { fillSections } from '../manifests/readme';
 import { type ComponentRoots, cpuSeconds, cpuSnapshot } from './cpu';
+import { profileEnv, type ProfileSummary, startProfile, stopProfile } from './profile';
 import { intOption, renderResults, RESULTS_SECTION, resultTables, type CaseResult } from './report';
 import { seededRandom, zipfSampler } from './zipf';
 
@@ -238,13 +240,16 @@ export async function main(argv: readonly string[] = []): Promise<number> {
   const rounds = option('--rounds', 3);
   const out = join(ROOT, 'bench', 'results.md');
   const log = (line: string) => console.log(line);
-  const baseline = await startBaseline();
+  // Every Node process of the run loads the profiler's preload, idle until a profiled run signals it.
+  const profileDir = fs.mkdtempSync(join(os.tmpdir(), 'fastnext-bench-profiles-'));
+  const profiled = profileEnv(profileDir);
+  const baseline = await startBaseline(profiled);
   let twin: Twin | undefined;
   const onSignal = () => void (twin?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    twin = await startTwin({ env: 'dev', log });
+    twin = await startTwin({ env: 'dev', log, apiOverrides: profiled });
     const ids = await seed(twin);
     log(`[bench] seeded ${ids.length} users`);
     const cacheOff = await twin.startPod('api-cache-off', {
@@ -270,12 +275,20 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     const zipf = zipfSampler(KEYS, 1, seededRandom(42));
     const uniform = seededRandom(43);
     const cached = (): autocannon.Request => ({ method: 'GET', path: `/api/v1/users/${ids[zipf()]}` });
-    // Same route and rows; the min-LSN header (read-your-writes) bypasses the shared cache,
-    // and 0/0 is replayed by every replica, so a replica serves it.
+    // Same route and rows; a read-your-writes position bypasses the shared cache, and 0/0 is replayed
+    // by every replica, so a replica serves it. The service trusts only positions it signed (a write's
+    // token, valid for seconds), so the bench signs 0/0 with the twin's key, anew every second.
+    let position = { token: '', at: 0 };
+    const signedPosition = () => {
+      if (Date.now() - position.at > 1000) {
+        position = { token: issuePosition('0/0', twin!.managementToken), at: Date.now() };
+      }
+      return position.token;
+    };
     const uncached = (): autocannon.Request => ({
       method: 'GET',
       path: `/api/v1/users/${ids[Math.floor(uniform() * KEYS)]}`,
-      headers: { [MIN_LSN_HEADER]: '0/0' },
+      headers: { [MIN_LSN_HEADER]: signedPosition() },
     });
     let w = 0;
     const runId = Date.now().toString(36);
@@ -328,6 +341,33 @@ export async function main(argv: readonly string[] = []): Promise<number> {
       }
     }
     const results = cases.map((c, i) => aggregate(c.kind, c.target, samples[i]));
+    // An uncached read that the cache answered measures the wrong thing (it did, unnoticed, once the
+    // service began to ignore unsigned positions): refuse to write such results.
+    for (const r of results.filter((x) => x.kind === 'uncached read')) {
+      if ((r.queriesPerRequest ?? 0) < 0.9) {
+        throw new Error(
+          `uncached read -> ${r.target}: ${r.queriesPerRequest?.toFixed(3)} DB queries per request, so the cache ` +
+            'answered it: the service did not accept the read-your-writes position the bench sent',
+        );
+      }
+    }
+    // One more run of each process-level case with the profiler on (not counted above: it slows the process).
+    const profiles: { title: string; summary: ProfileSummary }[] = [];
+    const profiledCases: [number, number, string][] = [
+      [0, baseline.child.pid!, 'baseline server'],
+      [2, twin.pods[0].pid, 'cached GET, one API process'],
+      [1, twin.pods[0].pid, 'cached GET through nginx: one of the 2 API processes'],
+      [4, quiet.pid, 'cached GET, one API process, LOG_LEVEL=warn (diagnostic)'],
+    ];
+    const profilesOf = new Map<number, number>();
+    for (const [i, pid, title] of profiledCases) {
+      const n = profilesOf.get(pid) ?? 0;
+      profilesOf.set(pid, n + 1);
+      startProfile(pid);
+      await measure(cases[i].target, { seconds }, cases[i].req);
+      profiles.push({ title, summary: await stopProfile(pid, profileDir, n, 12) });
+      log(`[bench] profiled: ${title}`);
+    }
 
     const md = renderResults({
       results,
@@ -344,8 +384,8 @@ export async function main(argv: readonly string[] = []): Promise<number> {
       logLevel: twin.pods[0].env[SERVICE_ENV.logLevel],
       prodApiCpuLimit: loadEnvironment('prod').api.resources.limits.cpu,
       date: new Date().toISOString(),
+      profiles,
     });
-    const fs = await import('node:fs');
     const prettier = await import('prettier');
     // Written as `npm run format` would leave them, so `npm run lint` stays clean.
     const format = async (text: string, file: string) =>
@@ -372,5 +412,6 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     await twin?.stop();
     baseline.child.removeAllListeners('exit');
     baseline.child.kill('SIGTERM');
+    fs.rmSync(profileDir, { recursive: true, force: true });
   }
 }

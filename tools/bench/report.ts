@@ -1,6 +1,7 @@
 /** Renders bench/results.md from one `npm run bench` run. */
 
 import { median } from '../k8s/values';
+import { type ProfileSummary, renderProfile } from './profile';
 
 export interface CaseResult {
   readonly kind: string;
@@ -46,6 +47,8 @@ export interface BenchRun {
   readonly logLevel: string | undefined;
   /** CPU limit of a prod API pod, for the projection's caveat. */
   readonly prodApiCpuLimit: string;
+  /** Flame-graph summaries (tools/bench/profile.ts) of one extra, uncounted run of some cases. @default none */
+  readonly profiles?: readonly { readonly title: string; readonly summary: ProfileSummary }[];
   readonly date: string;
 }
 
@@ -91,6 +94,7 @@ export function renderResults(run: BenchRun): string {
   const limited = edgeCached?.statuses['429'] ?? 0;
   const edgeOnly = (edgeCached?.cpuPerRequest?.client ?? NaN) + (edgeCached?.cpuPerRequest?.edge ?? NaN);
   const check = (ok: boolean) => (ok ? 'met' : '**not met**');
+  const baseCpu = base?.cpuPerRequest?.baseline ?? NaN;
   const targets = [
     [
       'cached GET through nginx >= 50 % of the baseline req/s',
@@ -107,6 +111,22 @@ export function renderResults(run: BenchRun): string {
       `cache hit ratio >= 90 % (Zipf s=1 over ${run.keys} keys, through nginx)`,
       pct(edgeCached?.hitRatio),
       check((edgeCached?.hitRatio ?? 0) >= 0.9),
+    ],
+    ...[
+      ['one process', on],
+      ['behind nginx', edgeCached],
+    ].map(([label, r]) => {
+      const x = ((r as CaseResult | undefined)?.cpuPerRequest?.api ?? NaN) / baseCpu;
+      return [
+        `API CPU per cached GET <= 2.0 x the baseline server's per request (${label as string})`,
+        `${f0((r as CaseResult | undefined)?.cpuPerRequest?.api ?? NaN)} vs ${f0(baseCpu)} µs = ${x.toFixed(2)} x`,
+        check(x <= 2),
+      ];
+    }),
+    [
+      'edge CPU per proxied request <= 30 µs (cached GET through nginx)',
+      `${f0(edgeCached?.cpuPerRequest?.edge ?? NaN)} µs`,
+      check((edgeCached?.cpuPerRequest?.edge ?? Infinity) <= 30),
     ],
     [
       'DB queries per request reduced >= 85 % with the cache on (one process, on vs off)',
@@ -145,7 +165,9 @@ Latencies are computed from every response. "errors" = connection errors + timeo
   pod's in-process tier, then the Redis Cluster). "answered in-process" is the share of lookups the in-process tier
   answered without a Redis round trip; it is part of the hit ratio.
 - **uncached read**: the same route and rows, uniformly drawn, with the read-your-writes header
-  \`x-fastnext-min-lsn: 0/0\`, which bypasses the shared cache; a replica serves it.
+  \`x-fastnext-min-lsn\` carrying position 0/0, signed as the service signs a write's position (the bench has the
+  twin's key), which bypasses the shared cache; a replica serves it. The bench refuses to write results in which
+  these reads made fewer than 0.9 DB queries each (the cache answered them).
 - **write**: \`POST /api/v1/users\` with a unique email (a transaction on the primary).
 - **LOG_LEVEL=warn (diagnostic)**: one extra API process with only LOG_LEVEL changed, to show what per-request
   logging costs. It is not a shipped setting and not counted against any target.
@@ -219,7 +241,19 @@ pods; the write figure is what one primary did here under 100 connections.
 | API pods | cached GET req/s | DB queries/s it implies | uncached read req/s | write req/s |
 |---|---|---|---|---|
 ${projection.join('\n')}
-`;
+${
+  run.profiles?.length
+    ? `
+## Profiles: where each process spends its CPU
+
+V8's sampling profiler in one extra run of each case below (${run.seconds} s, not counted above: profiling slows a
+process), reduced to the frames with the most self time and to the packages they belong to, as shares of the
+samples the process was busy (tools/bench/profile.ts). \`writev\` is the syscall that sends a response.
+
+${run.profiles.map((p) => renderProfile(p.title, p.summary)).join('\n\n')}
+`
+    : ''
+}`;
 }
 
 /** Name of the generated section (`<!-- bench:results:start -->` ... `:end -->`) in README.md and docs/local.md. */
