@@ -52,7 +52,8 @@ function writeAllSync(fd: number, data: Buffer): void {
  * turn ends (setImmediate), or at once past LOG_TURN_MAX_BYTES. So a quiet pod's lines are not held
  * back, and a busy one makes one write per turn: not one per line (pino's default), and without the
  * thread-pool handoff of pino's asynchronous destination (a futex wake-up per write). What is left
- * is written when the process exits, process.exit() included.
+ * is written when the process exits, process.exit() included. As with pino's default, a stdout that
+ * stops draining (the container runtime reads it) holds the process at its next write.
  */
 export function serviceLogStream(fd = 1): pino.DestinationStream & { flushSync(): void } {
   let lines: string[] = [];
