@@ -54,22 +54,32 @@ export interface CpuSnapshot {
   readonly self: NodeJS.CpuUsage;
 }
 
-export function cpuSnapshot(components: Readonly<Record<string, ComponentRoots>>): CpuSnapshot {
-  const stats = readStats();
+/** A component's processes: its roots and all their descendants alive now. */
+function processesOf(roots: ComponentRoots, stats: Map<number, ProcStat>): Set<number> {
   const children = new Map<number, number[]>();
   for (const [pid, s] of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), pid]);
+  const seen = new Set<number>();
+  const stack = [...('dir' in roots ? processesUsing(roots.dir) : roots.pids())];
+  while (stack.length) {
+    const pid = stack.pop()!;
+    if (seen.has(pid)) continue;
+    seen.add(pid);
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return seen;
+}
+
+/** The pids of a component now (e.g. nginx's master and workers, for a profiler). */
+export function componentPids(roots: ComponentRoots): number[] {
+  return [...processesOf(roots, readStats())];
+}
+
+export function cpuSnapshot(components: Readonly<Record<string, ComponentRoots>>): CpuSnapshot {
+  const stats = readStats();
   const ticks: Record<string, number> = {};
   for (const [name, roots] of Object.entries(components)) {
-    const seen = new Set<number>();
-    const stack = [...('dir' in roots ? processesUsing(roots.dir) : roots.pids())];
     let sum = 0;
-    while (stack.length) {
-      const pid = stack.pop()!;
-      if (seen.has(pid)) continue;
-      seen.add(pid);
-      sum += stats.get(pid)?.ticks ?? 0;
-      stack.push(...(children.get(pid) ?? []));
-    }
+    for (const pid of processesOf(roots, stats)) sum += stats.get(pid)?.ticks ?? 0;
     ticks[name] = sum;
   }
   return { ticks, machine: machineBusyTicks(), self: process.cpuUsage() };

@@ -22,8 +22,8 @@ import { loadEnvironment } from '../../stacks/environments';
 import { type ApiPod, sumPodMetrics } from '../runtime/twin/api-pods';
 import { startTwin, type Twin } from '../runtime/twin/twin';
 import { fillSections } from '../manifests/readme';
-import { type ComponentRoots, cpuSeconds, cpuSnapshot } from './cpu';
-import { profileEnv, type ProfileSummary, startProfile, stopProfile } from './profile';
+import { type ComponentRoots, componentPids, cpuSeconds, cpuSnapshot } from './cpu';
+import { perfAvailable, profileEnv, type ProfileSummary, startPerf, startProfile, stopProfile } from './profile';
 import { intOption, renderResults, RESULTS_SECTION, resultTables, type CaseResult } from './report';
 import { seededRandom, zipfSampler } from './zipf';
 
@@ -360,14 +360,22 @@ export async function main(argv: readonly string[] = []): Promise<number> {
       [4, quiet.pid, 'cached GET, one API process, LOG_LEVEL=warn (diagnostic)'],
     ];
     const profilesOf = new Map<number, number>();
+    // nginx is profiled with perf where it is installed (not a V8 process), in the run through nginx.
+    const perf = perfAvailable();
     for (const [i, pid, title] of profiledCases) {
       const n = profilesOf.get(pid) ?? 0;
       profilesOf.set(pid, n + 1);
       startProfile(pid);
+      const edgePerf =
+        perf && cases[i].target === edge
+          ? startPerf(componentPids({ dir: twin.edge.dir }), join(profileDir, 'edge.perf.data'))
+          : undefined;
       await measure(cases[i].target, { seconds }, cases[i].req);
       profiles.push({ title, summary: await stopProfile(pid, profileDir, n, 12) });
+      if (edgePerf) profiles.push({ title: 'edge (nginx), cached GET: perf', summary: await edgePerf.stop() });
       log(`[bench] profiled: ${title}`);
     }
+    if (!perf) log('[bench] perf is not installed: no profile of nginx');
 
     const md = renderResults({
       results,

@@ -1,8 +1,10 @@
 /**
- * A small flame-graph summary of a benchmarked Node process: V8's sampling profiler, started and
- * stopped by signal (profile-preload.js), reduced to the top frames by self time and the share of
- * busy time per package. Idle samples (the event loop waiting) are left out of the shares.
+ * A small flame-graph summary of a benchmarked process, reduced to the top frames by self time and
+ * the share of busy time per package (or library). Node processes: V8's sampling profiler, started
+ * and stopped by signal (profile-preload.js); idle samples (the event loop waiting) are left out of
+ * the shares. nginx: Linux perf (`perf record -p`), when it is installed and permitted.
  */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -17,8 +19,8 @@ interface ProfileNode {
 export interface ProfileSummary {
   /** Samples with the process busy (not idle, not the profiler itself). */
   readonly busySamples: number;
-  /** Share of all samples the process was idle. */
-  readonly idleShare: number;
+  /** Share of all samples the process was idle (undefined: the profiler samples only busy time). */
+  readonly idleShare?: number;
   /** [frame, share of busy samples], by self time, largest first. */
   readonly frames: readonly (readonly [string, number])[];
   /** [package or area, share of busy samples], largest first. */
@@ -98,7 +100,8 @@ export function renderProfile(title: string, s: ProfileSummary): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
   const rows = (xs: ProfileSummary['frames']) => xs.map(([k, v]) => `| ${pct(v)} | \`${k}\` |`).join('\n');
   return [
-    `**${title}**: ${s.busySamples} busy samples, idle ${pct(s.idleShare)} of the time.`,
+    `**${title}**: ${s.busySamples} busy samples` +
+      (s.idleShare === undefined ? '.' : `, idle ${pct(s.idleShare)} of the time.`),
     '',
     '| self time | frame |',
     '| --- | --- |',
@@ -108,4 +111,51 @@ export function renderProfile(title: string, s: ProfileSummary): string {
     '| --- | --- |',
     rows(s.areas),
   ].join('\n');
+}
+
+/** True when `perf` runs here (the bench profiles nginx with it; Debian's linux-perf package). */
+export function perfAvailable(): boolean {
+  try {
+    execFileSync('perf', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `perf report` lines (`  12.34%  name`) as [name, share] pairs, largest first. */
+function perfShares(file: string, sort: 'sym' | 'dso', top: number): (readonly [string, number])[] {
+  const out = execFileSync('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', sort, '-q'], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  return out
+    .split('\n')
+    .map((l) => /^\s*([\d.]+)%\s+(.*?)\s*$/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .slice(0, top)
+    .map((m) => [m[2], Number(m[1]) / 100] as const);
+}
+
+/**
+ * Samples the given processes with perf (999 Hz, on-CPU time only) until `stop`, which returns
+ * their top symbols (`[k]` kernel, `[.]` user space) and libraries.
+ */
+export function startPerf(pids: readonly number[], file: string, top = 12): { stop(): Promise<ProfileSummary> } {
+  const child: ChildProcess = spawn('perf', ['record', '-F', '999', '-p', pids.join(','), '-o', file], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    async stop() {
+      child.kill('SIGINT');
+      await exited;
+      const samples = Number(/\((\d+) samples\)/.exec(err)?.[1]);
+      if (!Number.isFinite(samples)) throw new Error(`perf record wrote no profile: ${err.trim()}`);
+      return { busySamples: samples, frames: perfShares(file, 'sym', top), areas: perfShares(file, 'dso', top) };
+    },
+  };
 }

@@ -248,7 +248,9 @@ ${
 
 V8's sampling profiler in one extra run of each case below (${run.seconds} s, not counted above: profiling slows a
 process), reduced to the frames with the most self time and to the packages they belong to, as shares of the
-samples the process was busy (tools/bench/profile.ts). \`writev\` is the syscall that sends a response.
+samples the process was busy (tools/bench/profile.ts). \`writev\` is the syscall that sends a response. nginx,
+where Linux perf is installed, is sampled by perf in the run through nginx: \`[k]\` marks kernel symbols, \`[.]\`
+user-space ones.
 
 ${run.profiles.map((p) => renderProfile(p.title, p.summary)).join('\n\n')}
 `

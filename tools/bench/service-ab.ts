@@ -2,6 +2,8 @@
  * `npm run bench:service -- [--base <git rev>] [--rounds 6] [--seconds 5] [--profile]`: the API
  * service of this checkout ("new") against the service of a git revision ("base", default HEAD),
  * side by side on one dev twin, with the baseline server of `npm run bench` in the same rounds.
+ * The base revision's service/ (and tools/run.js) is extracted with `git archive` and runs on this
+ * checkout's node_modules and with this checkout's Deployment env.
  *
  * Both are one API process with the Deployment's env (LOG_LEVEL=info, metrics, cache with its local
  * tier) under the cached-GET load of `npm run bench`: autocannon, 100 connections, Zipf s = 1 over
