@@ -44,3 +44,36 @@ test('renders both tables, and leaves out the idle share when the profiler sampl
   expect(md).toContain('| 25.0 % | `service/cache` |');
   expect(renderProfile('nginx', { ...s, idleShare: undefined })).toContain('**nginx**: 60 busy samples.');
 });
+
+test('total time charges each package or service directory with what its frames call, once per stack', () => {
+  const node = (id: number, fn: string, url: string, hitCount: number, children: number[] = []) => ({
+    ...frame(id, fn, url, hitCount),
+    children,
+  });
+  const ioredis = 'file:///app/node_modules/ioredis/built/Pipeline.js';
+  const s = summarizeProfile(
+    JSON.stringify({
+      nodes: [
+        node(1, '(root)', '', 0, [2, 3, 8]),
+        node(2, '(idle)', '', 50),
+        node(3, 'handler', 'file:///app/service/src/routes/users/index.ts', 2, [4, 6]),
+        node(4, 'exec', ioredis, 3, [5]),
+        node(5, 'writev', '', 20),
+        node(6, 'exec', ioredis, 1, [7]), // recursion: counted once on its stack
+        node(7, 'exec', ioredis, 4),
+        node(8, 'processTicksAndRejections', 'node:internal/process/task_queues', 10, [9]),
+        node(9, 'writev', '', 10),
+      ],
+    }),
+    5,
+  );
+  expect(s.busySamples).toBe(50);
+  // service/routes: 2 + 3 + 20 + 1 + 4 = 30 of 50; ioredis: 3 + 20 + 1 + 4 = 28. node: frames are left out.
+  expect(s.totals).toEqual([
+    ['service/routes', 30 / 50],
+    ['ioredis', 28 / 50],
+  ]);
+  expect(s.frames[0]).toEqual(['writev', 30 / 50]);
+  expect(s.areas[0]).toEqual(['writev', 30 / 50]);
+  expect(renderProfile('api', s)).toContain('| 56.0 % | `ioredis` |');
+});

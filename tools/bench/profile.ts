@@ -1,8 +1,8 @@
 /**
  * A small flame-graph summary of a benchmarked process, reduced to the top frames by self time and
- * the share of busy time per package (or library). Node processes: V8's sampling profiler, started
- * and stopped by signal (profile-preload.js); idle samples (the event loop waiting) are left out of
- * the shares. nginx: Linux perf (`perf record -p`), when it is installed and permitted.
+ * the share of busy time per package (or library), by self time and, for Node, by total time.
+ * Node processes: V8's sampling profiler, started and stopped by signal (profile-preload.js); idle
+ * samples (the event loop waiting) are left out of the shares. nginx: Linux perf (`perf record -p`), when it is installed and permitted.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ export const PROFILE_PRELOAD = join(__dirname, 'profile-preload.js');
 
 interface ProfileNode {
   readonly id: number;
+  readonly children?: readonly number[];
   readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
   readonly hitCount: number;
 }
@@ -25,6 +26,12 @@ export interface ProfileSummary {
   readonly frames: readonly (readonly [string, number])[];
   /** [package or area, share of busy samples], largest first. */
   readonly areas: readonly (readonly [string, number])[];
+  /**
+   * [package or service directory, share of busy samples with one of its frames on the stack],
+   * largest first: who caused the self time above (a `writev` under ioredis is a Redis write).
+   * Absent for perf.
+   */
+  readonly totals?: readonly (readonly [string, number])[];
 }
 
 /** The env a profiled process needs (with `--require PROFILE_PRELOAD`). */
@@ -68,6 +75,7 @@ export function summarizeProfile(text: string, top = 10): ProfileSummary {
     const a = areaOf(n.callFrame.url, n.callFrame.functionName);
     byArea.set(a, (byArea.get(a) ?? 0) + n.hitCount);
   }
+  const totals = totalTimes(nodes);
   const ranked = (m: Map<string, number>) =>
     [...m]
       .sort((a, b) => b[1] - a[1])
@@ -78,7 +86,35 @@ export function summarizeProfile(text: string, top = 10): ProfileSummary {
     idleShare: busy + idle ? idle / (busy + idle) : 0,
     frames: ranked(byFrame),
     areas: ranked(byArea),
+    totals: ranked(totals),
   };
+}
+
+/** Busy samples with a frame of each package or service directory on the stack (once per stack). */
+function totalTimes(nodes: readonly ProfileNode[]): Map<string, number> {
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const out = new Map<string, number>();
+  const onStack = new Map<string, number>();
+  const visit = (n: ProfileNode): void => {
+    const { url, functionName } = n.callFrame;
+    const area = areaOf(url, functionName);
+    const f = url !== '' && !area.startsWith('node:') && area !== 'other' ? area : undefined;
+    if (f !== undefined) onStack.set(f, (onStack.get(f) ?? 0) + 1);
+    if (n.hitCount > 0 && !IDLE.has(functionName) && functionName !== '(profiler)') {
+      for (const k of onStack.keys()) out.set(k, (out.get(k) ?? 0) + n.hitCount);
+    }
+    for (const c of n.children ?? []) {
+      const child = byId.get(c);
+      if (child) visit(child);
+    }
+    if (f !== undefined) {
+      const left = onStack.get(f)! - 1;
+      if (left === 0) onStack.delete(f);
+      else onStack.set(f, left);
+    }
+  };
+  if (nodes[0]) visit(nodes[0]);
+  return out;
 }
 
 /** Starts the profiler of a process loaded with the preload. */
@@ -110,6 +146,9 @@ export function renderProfile(title: string, s: ProfileSummary): string {
     '| self time | package or area |',
     '| --- | --- |',
     rows(s.areas),
+    ...(s.totals?.length
+      ? ['', '| total time | package or area (what its frames call included) |', '| --- | --- |', rows(s.totals)]
+      : []),
   ].join('\n');
 }
 

@@ -247,8 +247,10 @@ ${
 ## Profiles: where each process spends its CPU
 
 V8's sampling profiler in one extra run of each case below (${run.seconds} s, not counted above: profiling slows a
-process), reduced to the frames with the most self time and to the packages they belong to, as shares of the
-samples the process was busy (tools/bench/profile.ts). \`writev\` is the syscall that sends a response. nginx,
+process), reduced to the frames with the most self time, and the packages (or service directories) with the most self
+time and with the most total time (what their frames call included, so a \`writev\` under ioredis counts for
+ioredis), as shares of the samples the process was busy (tools/bench/profile.ts). \`writev\` is the syscall that
+sends a response; \`writeUtf8String\` sends a string, as ioredis does its commands. nginx,
 where Linux perf is installed, is sampled by perf in the run through nginx: \`[k]\` marks kernel symbols, \`[.]\`
 user-space ones.
 

@@ -1,7 +1,9 @@
 /**
- * `npm run bench:service -- [--base <git rev>] [--rounds 6] [--seconds 5] [--profile]`: the API
- * service of this checkout ("new") against the service of a git revision ("base", default HEAD),
+ * `npm run bench:service -- [--base <git rev>] [--env NAME=value ...] [--rounds 6] [--seconds 5] [--profile]`:
+ * the API service of this checkout ("new") against the service of a git revision ("base", default HEAD),
  * side by side on one dev twin, with the baseline server of `npm run bench` in the same rounds.
+ * `--env` (repeatable) changes one variable of the new process only: with the default base, a
+ * setting's cost on the same code (e.g. `--env CACHE_LOCAL_TTL_SECONDS=30`).
  * The base revision's service/ (and tools/run.js) is extracted with `git archive` and runs on this
  * checkout's node_modules and with this checkout's Deployment env.
  *
@@ -52,6 +54,18 @@ function checkout(rev: string): { dir: string; sha: string } {
   return { dir, sha };
 }
 
+/** Every `--env NAME=value` pair. */
+export function envOptions(argv: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  argv.forEach((a, i) => {
+    if (a !== '--env') return;
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(argv[i + 1] ?? '');
+    if (!m) throw new Error(`--env needs NAME=value (got ${JSON.stringify(argv[i + 1] ?? '')})`);
+    env[m[1]] = m[2];
+  });
+  return env;
+}
+
 const fmt = (xs: readonly number[], digits = 0) => xs.map((x) => x.toFixed(digits)).join(' / ');
 
 export async function main(argv: readonly string[] = []): Promise<number> {
@@ -59,6 +73,7 @@ export async function main(argv: readonly string[] = []): Promise<number> {
   const seconds = intOption(argv, '--seconds', 5);
   const rate = intOption(argv, '--rate', 2500);
   const profile = argv.includes('--profile');
+  const newEnv = envOptions(argv);
   const base = checkout(stringOption(argv, '--base', 'HEAD'));
   const profileDir = join(base.dir, 'profiles');
   const profiled = profile ? profileEnv(profileDir) : {};
@@ -69,12 +84,21 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     twin = await startTwin({ env: 'dev', log });
     const ids = await seed(twin);
     const pods: Record<'new' | 'base', ApiPod> = {
-      new: await twin.startPod('api-new', { rotation: false, overrides: profiled }),
+      new: await twin.startPod('api-new', { rotation: false, overrides: { ...profiled, ...newEnv } }),
       base: await twin.startPod('api-base', { rotation: false, overrides: profiled, serviceRoot: base.dir }),
     };
     const url = (p: ApiPod) => `http://${p.http.host}:${p.http.port}`;
     const targets: Record<'new' | 'base' | 'baseline', Target & { pid: number }> = {
-      new: { label: 'this checkout', url: url(pods.new), pods: [pods.new], pid: pods.new.pid },
+      new: {
+        label: Object.keys(newEnv).length
+          ? `this checkout, ${Object.entries(newEnv)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ')}`
+          : 'this checkout',
+        url: url(pods.new),
+        pods: [pods.new],
+        pid: pods.new.pid,
+      },
       base: { label: `base ${base.sha.slice(0, 10)}`, url: url(pods.base), pods: [pods.base], pid: pods.base.pid },
       baseline: { label: 'baseline server', url: baseline.url, pods: [], pid: baseline.child.pid! },
     };
