@@ -54,7 +54,7 @@ import {
 import { allowedCidrsProblem, SYNCHRONOUS_COMMIT } from '../constructs/postgres/patroni-files';
 import { credentialsProblems } from '../constructs/postgres/credentials-settings';
 import { serverParameterProblem } from '../constructs/postgres/pg-settings';
-import { MAXMEMORY_POLICIES, REDIS_SIZE, redisMemoryProblem } from '../constructs/redis/files';
+import { MAXMEMORY_POLICIES, REDIS_SIZE, redisMemoryProblem, redisNodeCount } from '../constructs/redis/files';
 import { appCommandsProblem } from '../constructs/redis/acl';
 import { REDIS_CLUSTER_DEFAULTS, redisTlsProblem, scaleFromProblem } from '../constructs/redis/redis-cluster';
 import { preview } from '../tools/k8s/values';
@@ -667,7 +667,7 @@ export const environmentSchema = z
       });
     }
     for (const problem of connectionBudgetProblems(env)) ctx.addIssue({ code: 'custom', ...problem });
-    const nodes = env.redis.masters * (1 + env.redis.replicasPerMaster);
+    const nodes = redisNodeCount(env.redis);
     if (nodes > 100) {
       ctx.addIssue({
         code: 'custom',

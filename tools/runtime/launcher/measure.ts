@@ -10,6 +10,7 @@ import { synthObjects } from '../../../stacks/synth';
 import { killMasterAndTimeFailover, rejoinAfterFailover, replicaApplyLagMs } from './drills';
 import { startPatroni } from './patroni';
 import { startRedisCluster } from './redis';
+import { redisNodeCount } from '../../../constructs/redis/files';
 import { median } from '../../k8s/values';
 
 const args = process.argv.slice(2);
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
     await r.stop();
   }
   console.log(
-    `Redis ${config.redis.masters * (1 + config.redis.replicasPerMaster)}-node cluster bring-up (start, create, all slots ok): ${summary(redisUp)}`,
+    `Redis ${redisNodeCount(config.redis)}-node cluster bring-up (start, create, all slots ok): ${summary(redisUp)}`,
   );
 
   const redis = await startRedisCluster(objects, {

@@ -78,6 +78,16 @@ function bulkClient(redis: RedisClusterLaunch): Cluster {
   );
 }
 
+/** Runs `step(start, end)` over [from, from + count) in batches of `size`, one batch after the other. */
+async function inBatches(
+  from: number,
+  count: number,
+  size: number,
+  step: (start: number, end: number) => Promise<void>,
+): Promise<void> {
+  for (let start = from; start < from + count; start += size) await step(start, Math.min(from + count, start + size));
+}
+
 const bulkKey = (i: number) => `${SCALE_KEY_PREFIX}:bulk:${i}`;
 const bulkValue = (i: number, bytes: number) => String(i).padEnd(bytes, '.');
 
@@ -91,12 +101,11 @@ export async function loadKeys(
   const c = bulkClient(redis);
   const t0 = Date.now();
   try {
-    for (let start = from; start < from + count; start += batch) {
-      const end = Math.min(from + count, start + batch);
+    await inBatches(from, count, batch, async (start, end) => {
       const sets: Promise<unknown>[] = [];
       for (let i = start; i < end; i++) sets.push(c.set(bulkKey(i), bulkValue(i, valueBytes)));
       await Promise.all(sets);
-    }
+    });
     return Date.now() - t0;
   } finally {
     c.disconnect();
@@ -108,14 +117,13 @@ export async function missingKeys(redis: RedisClusterLaunch, count: number, valu
   const c = bulkClient(redis);
   const missing: number[] = [];
   try {
-    for (let start = 0; start < count; start += 20000) {
-      const end = Math.min(count, start + 20000);
+    await inBatches(0, count, 20000, async (start, end) => {
       const gets: Promise<string | null>[] = [];
       for (let i = start; i < end; i++) gets.push(c.get(bulkKey(i)));
       (await Promise.all(gets)).forEach((v, k) => {
         if (v !== bulkValue(start + k, valueBytes)) missing.push(start + k);
       });
-    }
+    });
     return missing;
   } finally {
     c.disconnect();
@@ -197,8 +205,8 @@ export class ScaleTraffic {
     const lost: string[] = [];
     try {
       const keys = [...this.written.keys()];
-      for (let start = 0; start < keys.length; start += 2000) {
-        const chunk = keys.slice(start, start + 2000);
+      await inBatches(0, keys.length, 2000, async (start, end) => {
+        const chunk = keys.slice(start, end);
         const reads = await Promise.allSettled(chunk.map((k) => c.get(k)));
         for (const [i, read] of reads.entries()) {
           const key = chunk[i];
@@ -212,7 +220,7 @@ export class ScaleTraffic {
           }
           if (value !== undefined && value !== this.written.get(key)) lost.push(key);
         }
-      }
+      });
       return lost;
     } finally {
       c.disconnect();

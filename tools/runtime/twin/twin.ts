@@ -17,6 +17,7 @@ import { SERVICE_ENV, SERVICE_PATHS } from '../../../service/src/contract';
 import type { EnvironmentConfig } from '../../../stacks/config';
 import { loadEnvironment } from '../../../stacks/environments';
 import { synthObjects } from '../../../stacks/synth';
+import { redisNodeCount } from '../../../constructs/redis/files';
 import { type PatroniLaunch, startPatroni } from '../launcher/patroni';
 import { type PgBouncerLaunch, startPgBouncer } from '../launcher/pgbouncer';
 import { type Endpoint, freePort, makeTempDir, removeDir, waitFor } from '../launcher/processes';
@@ -197,7 +198,7 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
   try {
     step(
       `starting Patroni (etcd DCS) with ${1 + config.postgres.replicas} PostgreSQL members and the Redis Cluster ` +
-        `(${config.redis.masters * (1 + config.redis.replicasPerMaster)} nodes) from ConfigMaps postgres-files, redis-config`,
+        `(${redisNodeCount(config.redis)} nodes) from ConfigMaps postgres-files, redis-config`,
     );
     [postgres, redis] = await Promise.all([
       startPatroni(objects, {
