@@ -3,7 +3,11 @@ import { type BenchRun, renderResults, RESULTS_SECTION, resultTables, type CaseR
 import { fillSections } from '../tools/manifests/readme';
 import { seededRandom, zipfSampler } from '../tools/bench/zipf';
 import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { cpuSeconds, cpuSnapshot } from '../tools/bench/cpu';
+import { startPerf } from '../tools/bench/profile';
 
 describe('zipfSampler', () => {
   test('draws rank k with probability proportional to 1/(k+1) (s = 1)', () => {
@@ -160,5 +164,14 @@ describe('CPU accounting', () => {
     } finally {
       process.kill(-child.pid!, 'SIGKILL'); // the whole group: sh and node
     }
+  });
+});
+
+describe('perf profile of nginx', () => {
+  test('a recording that got no samples is an error the bench can report, installed or not', async () => {
+    // No such process (pids stop below 2^22): perf refuses it, or is not installed at all; either
+    // way stop() rejects, and the bench logs the reason and carries on without the nginx profile.
+    const file = join(mkdtempSync(join(tmpdir(), 'perf-')), 'none.data');
+    await expect(startPerf([4194304], file).stop()).rejects.toThrow(/perf record wrote no profile/);
   });
 });

@@ -372,7 +372,13 @@ export async function main(argv: readonly string[] = []): Promise<number> {
           : undefined;
       await measure(cases[i].target, { seconds }, cases[i].req);
       profiles.push({ title, summary: await stopProfile(pid, profileDir, n, 12) });
-      if (edgePerf) profiles.push({ title: 'edge (nginx), cached GET: perf', summary: await edgePerf.stop() });
+      if (edgePerf) {
+        // perf may be installed but not permitted (perf_event_paranoid): the bench goes on without it.
+        await edgePerf.stop().then(
+          (summary) => profiles.push({ title: 'edge (nginx), cached GET: perf', summary }),
+          (err: Error) => log(`[bench] no perf profile of nginx: ${err.message}`),
+        );
+      }
       log(`[bench] profiled: ${title}`);
     }
     if (!perf) log('[bench] perf is not installed: no profile of nginx');

@@ -2,7 +2,8 @@
  * A small flame-graph summary of a benchmarked process, reduced to the top frames by self time and
  * the share of busy time per package (or library), by self time and, for Node, by total time.
  * Node processes: V8's sampling profiler, started and stopped by signal (profile-preload.js); idle
- * samples (the event loop waiting) are left out of the shares. nginx: Linux perf (`perf record -p`), when it is installed and permitted.
+ * samples (the event loop waiting) are left out of the shares. nginx: Linux perf (`perf record -p`),
+ * when it is installed and permitted.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -187,7 +188,13 @@ export function startPerf(pids: readonly number[], file: string, top = 12): { st
   });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', (e) => {
+      err += e.message;
+      resolve();
+    });
+  });
   return {
     async stop() {
       child.kill('SIGINT');
