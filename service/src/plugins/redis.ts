@@ -18,6 +18,16 @@ declare module 'fastify' {
 
 export type NatMap = Record<string, { host: string; port: number }>;
 
+/**
+ * How the client follows redirections while slots move (docs/redis-scaling.md); the scaling drills'
+ * clients use the same. An auto-pipelined command (ioredis 5 Pipeline.js) that meets a MOVED to a node
+ * the client has no connection to yet goes to a random node until the slot-map refresh the MOVED
+ * started is done, and each such answer spends a redirection: 4 x 50 ms ran out once in CI on a
+ * loaded machine (a write failed with the bare MOVED). 16 (ioredis' default) x 50 ms gives the refresh
+ * 800 ms; a cache call still gives up at its own budget (`timeoutMs`, 300 ms) and reads the database.
+ */
+export const CLUSTER_REDIRECTS = { maxRedirections: 16, retryDelayOnMoved: 50 } as const;
+
 export const redisPlugin = fp<{ natMap?: NatMap }>(
   async (app, opts) => {
     const { cache, redis: cfg } = app.config;
@@ -42,12 +52,9 @@ export const redisPlugin = fp<{ natMap?: NatMap }>(
         scaleReads: 'master',
         retryDelayOnClusterDown: 100,
         retryDelayOnFailover: 100,
-        maxRedirections: 4,
-        // While a reshard moves a slot (docs/redis-scaling.md), redis-cli tells the nodes its new owner
-        // one by one, so a MOVED may name a node that does not know yet. Following it after 50 ms
-        // rather than at once keeps the four redirections from running out in that moment (the
-        // scaling drill runs with this setting; it was not measured without it).
-        retryDelayOnMoved: 50,
+        // While a reshard moves a slot, redis-cli tells the nodes its new owner one by one, so a MOVED
+        // may name a node that does not know yet: it is followed after 50 ms rather than at once.
+        ...CLUSTER_REDIRECTS,
         slotsRefreshTimeout: 1000,
         clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
         redisOptions: {

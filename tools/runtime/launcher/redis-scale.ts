@@ -6,6 +6,7 @@
  */
 import { Cluster, Redis } from 'ioredis';
 import { CLUSTER_SLOTS, redisNodeCount } from '../../../constructs/redis/files';
+import { CLUSTER_REDIRECTS } from '../../../service/src/plugins/redis';
 import { sleep } from './processes';
 import type { RedisClusterLaunch, ScaleResult } from './redis';
 
@@ -47,7 +48,8 @@ export function resolveTwinHostnames(redis: RedisClusterLaunch): () => void {
 
 /**
  * An ioredis Cluster client of the launch that follows the nodes through a `scale()`, with the
- * service's redirect settings (service/src/plugins/redis.ts). Needs `resolveTwinHostnames`.
+ * service's redirect settings (`CLUSTER_REDIRECTS`, service/src/plugins/redis.ts). Needs
+ * `resolveTwinHostnames`.
  */
 export function scaleClient(redis: RedisClusterLaunch, role: 'app' | 'admin'): Cluster {
   return new Cluster(
@@ -55,8 +57,7 @@ export function scaleClient(redis: RedisClusterLaunch, role: 'app' | 'admin'): C
     {
       redisOptions: { ...redis.auth(role), ...tlsOf(redis) },
       enableAutoPipelining: true,
-      maxRedirections: 4,
-      retryDelayOnMoved: 50,
+      ...CLUSTER_REDIRECTS,
       slotsRefreshTimeout: 2000,
     },
   );
