@@ -10,6 +10,7 @@ import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 
 import {
+  type ClusterNodeView,
   loadKeys,
   mastersUsedMemory,
   missingKeys,
@@ -207,6 +208,27 @@ describe('what a re-run of the reconcile script repairs', () => {
     expect(await missingKeys(redis, KEYS)).toEqual([]);
   });
 
+  /** The cluster as node 0 sees it, once all `ids` tell the same roles and every replica follows a master. */
+  async function settledView(ids: readonly string[]): Promise<ClusterNodeView[]> {
+    const roles = (v: readonly ClusterNodeView[]) => v.map((n) => `${n.id} ${n.flags} ${n.master}`).join('\n');
+    let view: ClusterNodeView[] = [];
+    let agree = false;
+    await waitFor(
+      'every node to tell the same roles, every replica following a master',
+      async () => {
+        const views = await Promise.all(ids.map((_, i) => redis.clusterNodes(i)));
+        view = views[0];
+        agree = views.every((v) => roles(v) === roles(view));
+        const masters = new Set(view.filter((n) => n.flags === 'master').map((n) => n.id));
+        return agree && view.every((n) => n.flags === 'master' || masters.has(n.master));
+      },
+      60000,
+      () =>
+        `views agree: ${agree}; node 0:\n${view.map((n) => `${ids.indexOf(n.id)} ${n.flags} of ${ids.indexOf(n.master)} ${n.slots}`).join('\n')}`,
+    );
+    return view;
+  }
+
   test('a scale-in whose leaving node is master of a staying one (after a failover) promotes a staying replica first (CLUSTER FAILOVER)', async () => {
     // GIVEN 4 masters, where the leaving replica took over the slots of a staying master (as a
     // failover leaves it): the staying node is now the replica of a node that leaves
@@ -234,9 +256,12 @@ describe('what a re-run of the reconcile script repairs', () => {
     }
     expect(await swapped()).toBe(true);
     // The staying node (and any other replica it had) now follows a leaving master; so may the
-    // replica the scale-out gave the other leaving node.
+    // replica the scale-out gave the other leaving node. The staying master's other replicas follow
+    // the new master too, and the nodes learn new roles by gossip: the list is taken once every node
+    // tells the same roles and no replica follows a replica (a CI run once took it from node 0 before
+    // that, and the script promoted a staying replica the list lacked).
     const leaving = [ids[6], ids[7]];
-    const replicasOfLeaving = (await redis.clusterNodes(0))
+    const replicasOfLeaving = (await settledView(ids))
       .filter((n) => leaving.includes(n.master) && ids.indexOf(n.id) < 6)
       .map((n) => n.id);
     expect(replicasOfLeaving).toContain(staying.id);
