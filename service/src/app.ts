@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions, LogController } from 'fastify';
 import fp from 'fastify-plugin';
 import type { DestinationStream } from 'pino';
 import type { ServiceConfig } from './config';
@@ -49,13 +49,7 @@ export const app = fp<AppOptions>(
       if (instance.draining) reply.header('connection', 'close');
       return payload;
     });
-    // One access-log line per request, when it is answered (Fastify's default logs two). `req` and
-    // `res` go through Fastify's serializers, as in its own lines: method, url, host, remoteAddress
-    // and remotePort; statusCode.
-    instance.addHook('onResponse', (request, reply, done) => {
-      request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed');
-      done();
-    });
+    installAccessLog(instance);
     installErrorHandlers(instance);
     installHttpCaching(instance);
     instance.setValidatorCompiler(validatorCompiler());
@@ -90,22 +84,34 @@ export const app = fp<AppOptions>(
 /** What a request id may look like (nginx's `$request_id` is 32 hex digits). */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** A Fastify instance with the server options the app needs (body limit, strict validation, logger). */
-export async function buildApp(
-  config: ServiceConfig,
-  options: {
-    logger?: boolean;
-    /** Where log lines go. @default stdout */
-    logStream?: DestinationStream;
-    probeIntervalSeconds?: number;
-    redisNatMap?: NatMap;
-  } = {},
-): Promise<FastifyInstance> {
-  const instance = Fastify({
+/**
+ * One access-log line per request, when it is answered (Fastify's default logs two). `req` and
+ * `res` go through Fastify's serializers, as in its own lines: method, url, host, remoteAddress
+ * and remotePort; statusCode.
+ */
+export function installAccessLog(instance: FastifyInstance): void {
+  instance.addHook('onResponse', (request, reply, done) => {
+    request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed');
+    done();
+  });
+}
+
+export interface ServerLogOptions {
+  logger?: boolean;
+  /** Where log lines go. @default stdout */
+  logStream?: DestinationStream;
+}
+
+/**
+ * The service's Fastify server options (logger, request ids, body limit, framework errors).
+ * Exported for the bench's floor server (tools/bench/floor-server.ts), which runs the same.
+ */
+export function serverOptions(logLevel: string, options: ServerLogOptions = {}): FastifyServerOptions {
+  return {
     logger:
       options.logger === false
         ? false
-        : { level: config.logLevel, ...(options.logStream ? { stream: options.logStream } : {}) },
+        : { level: logLevel, ...(options.logStream ? { stream: options.logStream } : {}) },
     // Fastify's own two lines per request are off: the app's onResponse hook writes one (the top-level
     // option is deprecated, FSTDEP023).
     logController: new LogController({ disableRequestLogging: true }),
@@ -132,7 +138,15 @@ export async function buildApp(
         field: 'url',
       });
     },
-  });
+  };
+}
+
+/** A Fastify instance with the server options the app needs (body limit, strict validation, logger). */
+export async function buildApp(
+  config: ServiceConfig,
+  options: ServerLogOptions & { probeIntervalSeconds?: number; redisNatMap?: NatMap } = {},
+): Promise<FastifyInstance> {
+  const instance = Fastify(serverOptions(config.logLevel, options));
   await instance.register(app, {
     config,
     probeIntervalSeconds: options.probeIntervalSeconds,

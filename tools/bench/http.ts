@@ -184,15 +184,33 @@ function aggregate(kind: Kind, target: Target, samples: readonly Sample[]): Case
 
 /** The baseline server; `env` is added to this process's (the A/B bench's profiler). */
 export function startBaseline(env: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess }> {
+  return startBenchServer('baseline-server.ts', [], env);
+}
+
+/**
+ * Runs a bench server script of this directory (tools/run.js), which prints `listening <port>` once it
+ * accepts connections; whatever it writes to stdout after that (log lines) is read and dropped.
+ */
+export function startBenchServer(
+  script: string,
+  args: readonly string[] = [],
+  env: Record<string, string> = {},
+): Promise<{ url: string; child: ChildProcess }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'tools', 'run.js'), join(__dirname, 'baseline-server.ts')], {
+    const child = spawn(process.execPath, [join(ROOT, 'tools', 'run.js'), join(__dirname, script), ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, ...env },
     });
-    child.once('exit', (code) => reject(new Error(`baseline server exited ${code}`)));
+    child.once('exit', (code) => reject(new Error(`${script} exited ${code}`)));
+    let head: string | undefined = '';
     child.stdout!.on('data', (d: Buffer) => {
-      const m = /listening (\d+)/.exec(d.toString());
-      if (m) resolve({ url: `http://127.0.0.1:${m[1]}`, child });
+      if (head === undefined) return; // listening: the rest is log lines
+      head += d.toString();
+      const m = /listening (\d+)/.exec(head);
+      if (m) {
+        head = undefined;
+        resolve({ url: `http://127.0.0.1:${m[1]}`, child });
+      }
     });
   });
 }
