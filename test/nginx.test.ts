@@ -14,6 +14,7 @@ import { type Backend, backend, rawRequest, request, selfSigned } from './helper
 import { loadEnvironment } from '../stacks/environments';
 import { synthObjects } from '../stacks/synth';
 import { find, objectsOf } from './helpers/objects';
+import { floorEdgeConf } from '../tools/bench/edge-floor';
 
 const shippedConf = (env: string): string => find(objectsOf(env), 'ConfigMap', 'edge-nginx-conf').data['nginx.conf'];
 
@@ -294,5 +295,33 @@ test('a wildcard host name (edge.hostnames: *.example.com) is a server_name real
     http.globalAgent.destroy();
     await nginx.stop();
     await be.close();
+  }
+});
+
+test("bench:edge-floor's floor confs run on real nginx: the bare proxy only proxies, the other answers itself", async () => {
+  const a = await backend('a');
+  const shipped = shippedConf('dev');
+  const bare = await startNginx({ nginxConf: floorEdgeConf(shipped), upstreams: [a] });
+  const answers = await startNginx({ nginxConf: floorEdgeConf(shipped, '{"floor":true}'), upstreams: [a] });
+  try {
+    const proxied = await request(bare.http, '/api/v1/ping');
+    expect(proxied.status).toBe(200);
+    expect(JSON.parse(proxied.body)).toEqual({ backend: 'a' });
+    // Nothing the shipped conf adds: no security headers to the client, no request id to the upstream.
+    expect(proxied.headers['x-content-type-options']).toBeUndefined();
+    expect(a.lastHeaders['x-request-id']).toBeUndefined();
+    // The upstream connection is kept (HTTP/1.1 without Connection: close).
+    expect(a.lastHeaders.connection).toBeUndefined();
+    expect(bare.conf).toMatch(/^worker_processes 1;$/m);
+    const hits = a.hits;
+    const answered = await request(answers.http, '/user');
+    expect(answered.status).toBe(200);
+    expect(JSON.parse(answered.body)).toEqual({ floor: true });
+    expect(a.hits).toBe(hits);
+  } finally {
+    http.globalAgent.destroy();
+    await bare.stop();
+    await answers.stop();
+    await a.close();
   }
 });

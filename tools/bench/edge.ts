@@ -7,7 +7,7 @@
  *
  *   npm run bench:edge -- [--requests 20000] [--rounds 3]
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,7 @@ import { nginxVersion, startNginx } from '../runtime/nginx-runner';
 import { cpuSeconds, cpuSnapshot } from './cpu';
 import { EDGE_SECTION, type EdgeCase, edgeTable, parseH2load, renderEdgeResults } from './edge-report';
 import { BODIES } from './json-server';
+import { startBenchServer } from './http';
 import { intOption } from './report';
 
 const run = promisify(execFile);
@@ -50,22 +51,6 @@ const CASES: readonly CaseSpec[] = [
   { protocol: 'HTTP/2', body: 'user', acceptGzip: true },
 ];
 
-function startUpstream(): Promise<{ port: number; pid: number; stop(): void }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'tools', 'run.js'), join(__dirname, 'json-server.ts')], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    child.once('exit', (code) => reject(new Error(`json-server exited ${code}`)));
-    child.stdout!.on('data', (d: Buffer) => {
-      const m = /listening (\d+)/.exec(d.toString());
-      if (m) {
-        child.removeAllListeners('exit');
-        resolve({ port: Number(m[1]), pid: child.pid!, stop: () => child.kill('SIGTERM') });
-      }
-    });
-  });
-}
-
 function selfSigned(dir: string): { cert: string; key: string } {
   const key = join(dir, 'tls.key');
   const crt = join(dir, 'tls.crt');
@@ -88,14 +73,14 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     );
   }
   const tmp = makeTempDir('fastnext-bench-edge-');
-  const upstream = await startUpstream();
+  const upstream = await startBenchServer('json-server.ts');
   const objects = synthObjects(loadEnvironment('prod', { edge: { rateLimit: { allowlist: ['127.0.0.0/8'] } } }));
   const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'edge-nginx-conf') as unknown as {
     data: Record<string, string>;
   };
   const nginx = await startNginx({
     nginxConf: cm.data['nginx.conf'],
-    upstreams: [{ host: '127.0.0.1', port: upstream.port }],
+    upstreams: [{ host: '127.0.0.1', port: Number(new URL(upstream.url).port) }],
     tls: selfSigned(tmp),
   });
   try {
@@ -178,7 +163,8 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     return 0;
   } finally {
     await nginx.stop();
-    upstream.stop();
+    upstream.child.removeAllListeners('exit');
+    upstream.child.kill('SIGTERM');
     removeDir(tmp);
   }
 }

@@ -26,7 +26,6 @@ export async function main(argv: readonly string[] = []): Promise<number> {
   const rounds = intOption(argv, '--rounds', 6);
   const seconds = intOption(argv, '--seconds', 5);
   const rate = intOption(argv, '--rate', 2000);
-  const log = (line: string) => console.log(line);
   const servers = [
     { label: 'baseline server (constant route, logger off)', ...(await startBaseline()) },
     ...(await Promise.all(
@@ -40,35 +39,12 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     const zipf = zipfSampler(USERS, 1, seededRandom(42));
     const cached = (): autocannon.Request => ({ method: 'GET', path: `/api/v1/users/${FLOOR_FIRST_ID + zipf()}` });
     const constant = (): autocannon.Request => ({ method: 'GET', path: '/' });
-    const requestFor = (i: number) => (i === 0 ? constant : cached);
-    const targets: Target[] = servers.map((s) => ({ label: s.label, url: s.url, pods: [] }));
-    const components = (i: number) => ({ [i]: { pids: () => [servers[i].child.pid!] } });
-    for (const [i, t] of targets.entries()) {
-      log(`[floor] warm-up: ${WARM_UP} requests -> ${t.label}`);
-      const w = await measure(t, { amount: WARM_UP }, requestFor(i));
-      if (w.errors > 0)
-        throw new Error(`${t.label}: ${w.errors} errors in the warm-up (${JSON.stringify(w.statuses)})`);
-    }
-    const perRequest: number[][] = servers.map(() => []);
-    const errors = servers.map(() => 0);
-    for (let r = 0; r < rounds; r++) {
-      for (let k = 0; k < servers.length; k++) {
-        const i = (k + r) % servers.length;
-        const x = await measure(targets[i], { seconds }, requestFor(i), components(i), rate);
-        const us = (x.cpu[i] * 1e6) / x.total;
-        perRequest[i].push(us);
-        errors[i] += x.errors;
-        log(`[floor] round ${r + 1}/${rounds} ${targets[i].label}: ${us.toFixed(1)} µs/request`);
-      }
-    }
-    console.log(
-      `\n${floorTable(
-        servers.map((s) => s.label),
-        perRequest,
-        errors,
-        { rounds, seconds, rate },
-      )}`,
-    );
+    const rungs: Rung[] = servers.map((s, i) => ({
+      target: { label: s.label, url: s.url, pods: [] },
+      request: i === 0 ? constant : cached,
+      pids: [s.child.pid!],
+    }));
+    console.log(`\n${await runLadder('floor', rungs, { rounds, seconds, rate, warmUp: WARM_UP })}`);
     return 0;
   } finally {
     for (const s of servers) {
@@ -76,6 +52,53 @@ export async function main(argv: readonly string[] = []): Promise<number> {
       s.child.kill('SIGTERM');
     }
   }
+}
+
+/** One server of a ladder: where to send what, and whose CPU it is (roots and their descendants). */
+export interface Rung {
+  readonly target: Target;
+  readonly request: () => autocannon.Request;
+  readonly pids: readonly number[];
+}
+
+/**
+ * Warms each rung up (`warmUp` requests at the rate: any error stops the run), then measures the rungs
+ * in `rounds` rounds of `seconds` at `rate`, each round in an order rotated by one, and returns the
+ * floor table (row 0 is what the others are compared with).
+ */
+export async function runLadder(
+  tag: string,
+  rungs: readonly Rung[],
+  run: { rounds: number; seconds: number; rate: number; warmUp: number },
+  ratioTo?: string,
+): Promise<string> {
+  for (const { target, request } of rungs) {
+    console.log(`[${tag}] warm-up: ${run.warmUp} requests -> ${target.label}`);
+    const w = await measure(target, { amount: run.warmUp }, request, {}, run.rate);
+    if (w.errors > 0) {
+      throw new Error(`${target.label}: ${w.errors} errors in the warm-up (${JSON.stringify(w.statuses)})`);
+    }
+  }
+  const perRequest: number[][] = rungs.map(() => []);
+  const errors = rungs.map(() => 0);
+  for (let r = 0; r < run.rounds; r++) {
+    for (let k = 0; k < rungs.length; k++) {
+      const i = (k + r) % rungs.length;
+      const { target, request, pids } = rungs[i];
+      const x = await measure(target, { seconds: run.seconds }, request, { rung: { pids: () => pids } }, run.rate);
+      const us = (x.cpu.rung * 1e6) / x.total;
+      perRequest[i].push(us);
+      errors[i] += x.errors;
+      console.log(`[${tag}] round ${r + 1}/${run.rounds} ${target.label}: ${us.toFixed(1)} µs/request`);
+    }
+  }
+  return floorTable(
+    rungs.map((g) => g.target.label),
+    perRequest,
+    errors,
+    run,
+    ratioTo,
+  );
 }
 
 /**
@@ -87,13 +110,15 @@ export function floorTable(
   perRequest: readonly (readonly number[])[],
   errors: readonly number[],
   run: { rounds: number; seconds: number; rate: number },
+  /** What row 0 is called in the ratio column. */
+  ratioTo = 'baseline',
 ): string {
   const perRound = (i: number, f: (r: number) => number) => median(perRequest[i].map((_, r) => f(r)));
   return [
-    `CPU per request from /proc, one process each, ${run.rounds} rounds of ${run.seconds} s at ${run.rate} req/s ` +
+    `CPU per request from /proc, ${run.rounds} rounds of ${run.seconds} s at ${run.rate} req/s ` +
       '(order rotated each round):',
     '',
-    '| server | CPU µs / request (median) | rounds | x baseline (median of rounds) | step from the row above (µs, median of rounds) | errors |',
+    `| server | CPU µs / request (median) | rounds | x ${ratioTo} (median of rounds) | step from the row above (µs, median of rounds) | errors |`,
     '| --- | --- | --- | --- | --- | --- |',
     ...labels.map((label, i) => {
       const step = i === 0 ? '-' : perRound(i, (r) => perRequest[i][r] - perRequest[i - 1][r]).toFixed(1);
