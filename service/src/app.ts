@@ -44,20 +44,10 @@ export const app = fp<AppOptions>(
     await instance.register(pgPlugin, { probeIntervalSeconds: opts.probeIntervalSeconds });
     await instance.register(redisPlugin, { natMap: opts.redisNatMap });
     await instance.register(cachePlugin);
-    // While draining, ask clients to reconnect elsewhere instead of reusing this connection.
-    instance.addHook('onSend', async (_request, reply, payload) => {
-      if (instance.draining) reply.header('connection', 'close');
-      return payload;
-    });
+    installRequestChecks(instance);
     installAccessLog(instance);
-    installErrorHandlers(instance);
     installHttpCaching(instance);
     instance.setValidatorCompiler(validatorCompiler());
-    // JSON only: without this, a text/plain body is parsed as a string and refused as "must be object".
-    instance.removeContentTypeParser(['text/plain']);
-    instance.addHook('preValidation', checkTextScalars);
-    // After validation (names are the schema's), before any handler sends input to PostgreSQL.
-    instance.addHook('preHandler', checkStorable);
     // Before the routes: it collects their schemas as they are added.
     await instance.register(swagger, OPENAPI_DOCUMENT);
     await instance.register(
@@ -83,6 +73,26 @@ export const app = fp<AppOptions>(
 
 /** What a request id may look like (nginx's `$request_id` is 32 hex digits). */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * What the service does on every request besides its schemas and its access line: the draining hook,
+ * the one error shape (installErrorHandlers), JSON-only bodies, and the text-scalar and storable checks.
+ * Needs `instance.draining` (the env plugin decorates it). Exported for the bench's floor server
+ * (tools/bench/floor-server.ts), which runs the same.
+ */
+export function installRequestChecks(instance: FastifyInstance): void {
+  // While draining, ask clients to reconnect elsewhere instead of reusing this connection.
+  instance.addHook('onSend', async (_request, reply, payload) => {
+    if (instance.draining) reply.header('connection', 'close');
+    return payload;
+  });
+  installErrorHandlers(instance);
+  // JSON only: without this, a text/plain body is parsed as a string and refused as "must be object".
+  instance.removeContentTypeParser(['text/plain']);
+  instance.addHook('preValidation', checkTextScalars);
+  // After validation (names are the schema's), before any handler sends input to PostgreSQL.
+  instance.addHook('preHandler', checkStorable);
+}
 
 /**
  * One access-log line per request, when it is answered (Fastify's default logs two). `req` and

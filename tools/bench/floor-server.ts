@@ -19,13 +19,12 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { API_PREFIX } from '../../service/src/contract';
-import { installAccessLog, serverOptions } from '../../service/src/app';
+import { installAccessLog, installRequestChecks, serverOptions } from '../../service/src/app';
 import { KEY_PREFIX } from '../../service/src/cache/cache';
 import { deepFreeze, LocalCache } from '../../service/src/cache/local';
 import { userKey } from '../../service/src/domain/users';
-import { installErrorHandlers } from '../../service/src/http/errors';
 import { installHttpCaching } from '../../service/src/http/http-cache';
-import { checkStorable, checkTextScalars, validatorCompiler } from '../../service/src/http/input';
+import { validatorCompiler } from '../../service/src/http/input';
 import { metricsPlugin } from '../../service/src/plugins/metrics';
 import { REVALIDATE } from '../../service/src/routes/context';
 import { idParam, withErrors } from '../../service/src/schemas/common';
@@ -76,19 +75,11 @@ export async function floorApp(
   if (rung >= 3) await app.register(metricsPlugin);
   if (rung >= 5) {
     app.decorate('draining', false);
-    app.addHook('onSend', async (_request, reply, payload) => {
-      if (app.draining) reply.header('connection', 'close');
-      return payload;
-    });
-    installErrorHandlers(app);
+    // Before the ETag's onSend hook, as in the service.
+    installRequestChecks(app);
   }
   if (rung >= 4) installHttpCaching(app);
   app.setValidatorCompiler(validatorCompiler());
-  if (rung >= 5) {
-    app.removeContentTypeParser(['text/plain']);
-    app.addHook('preValidation', checkTextScalars);
-    app.addHook('preHandler', checkStorable);
-  }
   app.get<{ Params: { id: string } }>(
     `${API_PREFIX}/users/:id`,
     {
