@@ -106,7 +106,6 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     return 0;
   } finally {
     for (const e of edges) await e.stop();
-    upstream.child.removeAllListeners('exit');
-    upstream.child.kill('SIGTERM');
+    upstream.stop();
   }
 }

@@ -163,8 +163,7 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     return 0;
   } finally {
     await nginx.stop();
-    upstream.child.removeAllListeners('exit');
-    upstream.child.kill('SIGTERM');
+    upstream.stop();
     removeDir(tmp);
   }
 }

@@ -47,10 +47,7 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     console.log(`\n${await runLadder('floor', rungs, { rounds, seconds, rate, warmUp: WARM_UP })}`);
     return 0;
   } finally {
-    for (const s of servers) {
-      s.child.removeAllListeners('exit');
-      s.child.kill('SIGTERM');
-    }
+    for (const s of servers) s.stop();
   }
 }
 

@@ -183,8 +183,15 @@ function aggregate(kind: Kind, target: Target, samples: readonly Sample[]): Case
 }
 
 /** The baseline server; `env` is added to this process's (the A/B bench's profiler). */
-export function startBaseline(env: Record<string, string> = {}): Promise<{ url: string; child: ChildProcess }> {
+export function startBaseline(env: Record<string, string> = {}): Promise<BenchServer> {
   return startBenchServer('baseline-server.ts', [], env);
+}
+
+export interface BenchServer {
+  readonly url: string;
+  readonly child: ChildProcess;
+  /** SIGTERM, without taking its exit for a failure. */
+  stop(): void;
 }
 
 /**
@@ -195,7 +202,7 @@ export function startBenchServer(
   script: string,
   args: readonly string[] = [],
   env: Record<string, string> = {},
-): Promise<{ url: string; child: ChildProcess }> {
+): Promise<BenchServer> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'tools', 'run.js'), join(__dirname, script), ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -209,7 +216,11 @@ export function startBenchServer(
       const m = /listening (\d+)/.exec(head);
       if (m) {
         head = undefined;
-        resolve({ url: `http://127.0.0.1:${m[1]}`, child });
+        const stop = () => {
+          child.removeAllListeners('exit');
+          child.kill('SIGTERM');
+        };
+        resolve({ url: `http://127.0.0.1:${m[1]}`, child, stop });
       }
     });
   });
@@ -442,8 +453,7 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     return 0;
   } finally {
     await twin?.stop();
-    baseline.child.removeAllListeners('exit');
-    baseline.child.kill('SIGTERM');
+    baseline.stop();
     fs.rmSync(profileDir, { recursive: true, force: true });
   }
 }

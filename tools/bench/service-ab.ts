@@ -163,8 +163,7 @@ export async function main(argv: readonly string[] = []): Promise<number> {
     return 0;
   } finally {
     await twin?.stop();
-    baseline.child.removeAllListeners('exit');
-    baseline.child.kill('SIGTERM');
+    baseline.stop();
     rmSync(base.dir, { recursive: true, force: true });
   }
 }
