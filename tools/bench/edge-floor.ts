@@ -19,19 +19,11 @@ import type autocannon from 'autocannon';
 import { EDGE_PORTS } from '../../constructs/edge/nginx-conf';
 import { loadEnvironment } from '../../stacks/environments';
 import { synthObjects } from '../../stacks/synth';
-import { startNginx, type RunningNginx } from '../runtime/nginx-runner';
+import { type RunningNginx, shippedNginxConf, startNginx } from '../runtime/nginx-runner';
 import { type Rung, runLadder } from './floor';
 import { startBenchServer } from './http';
 import { BODIES } from './json-server';
 import { intOption } from './report';
-
-/** The shipped dev edge's nginx.conf. */
-export function shippedEdgeConf(): string {
-  const cm = synthObjects(loadEnvironment('dev')).find(
-    (o) => o.kind === 'ConfigMap' && o.metadata.name === 'edge-nginx-conf',
-  ) as unknown as { data: Record<string, string> };
-  return cm.data['nginx.conf'];
-}
 
 /**
  * A floor conf with the shipped conf's worker count and upstream keepalive: a bare proxy, or (`answer`)
@@ -83,7 +75,7 @@ export async function main(argv: readonly string[] = []): Promise<number> {
   const rate = intOption(argv, '--rate', 3000);
   const upstream = await startBenchServer('json-server.ts');
   const port = Number(new URL(upstream.url).port);
-  const shipped = shippedEdgeConf();
+  const shipped = shippedNginxConf(synthObjects(loadEnvironment('dev')));
   const variants: [string, string][] = [
     ['no upstream (nginx answers)', floorEdgeConf(shipped, BODIES['/user'])],
     ['bare proxy (keepalive only)', floorEdgeConf(shipped)],

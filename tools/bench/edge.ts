@@ -17,7 +17,7 @@ import { loadEnvironment } from '../../stacks/environments';
 import { synthObjects } from '../../stacks/synth';
 import { fillSections } from '../manifests/readme';
 import { makeTempDir, removeDir } from '../runtime/launcher/processes';
-import { nginxVersion, startNginx } from '../runtime/nginx-runner';
+import { nginxVersion, shippedNginxConf, startNginx } from '../runtime/nginx-runner';
 import { cpuSeconds, cpuSnapshot } from './cpu';
 import { EDGE_SECTION, type EdgeCase, edgeTable, parseH2load, renderEdgeResults } from './edge-report';
 import { BODIES } from './json-server';
@@ -75,11 +75,8 @@ export async function main(argv: readonly string[] = []): Promise<number> {
   const tmp = makeTempDir('fastnext-bench-edge-');
   const upstream = await startBenchServer('json-server.ts');
   const objects = synthObjects(loadEnvironment('prod', { edge: { rateLimit: { allowlist: ['127.0.0.0/8'] } } }));
-  const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'edge-nginx-conf') as unknown as {
-    data: Record<string, string>;
-  };
   const nginx = await startNginx({
-    nginxConf: cm.data['nginx.conf'],
+    nginxConf: shippedNginxConf(objects),
     upstreams: [{ host: '127.0.0.1', port: Number(new URL(upstream.url).port) }],
     tls: selfSigned(tmp),
   });

@@ -99,8 +99,8 @@ export async function runLadder(
 }
 
 /**
- * The floor's table: row 0 is the baseline. "x baseline" and "step" are medians of per-round figures
- * (ratio to the baseline's round; difference from the row before in the same round).
+ * The floor's table: row 0 is what the others are compared with (`ratioTo`). The ratio and the step are
+ * medians of per-round figures (ratio to row 0's round; difference from the row before in the same round).
  */
 export function floorTable(
   labels: readonly string[],

@@ -14,6 +14,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { EDGE_PATHS, EDGE_PORTS } from '../../constructs/edge/nginx-conf';
+import type { KubeObject } from '../k8s/objects';
 import { forNginx } from './nginx-dialect';
 import { writeSecretVolume } from './secret-volume';
 import {
@@ -30,6 +31,14 @@ import {
 export type { Endpoint };
 
 export const NGINX_BIN = '/usr/sbin/nginx';
+
+/** The edge's nginx.conf as synthesized: the `nginx.conf` key of the `edge-nginx-conf` ConfigMap. */
+export function shippedNginxConf(objects: readonly KubeObject[]): string {
+  const cm = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'edge-nginx-conf');
+  const conf = (cm?.data as Record<string, string> | undefined)?.['nginx.conf'];
+  if (!conf) throw new Error("the synthesized objects have no ConfigMap 'edge-nginx-conf' with an nginx.conf");
+  return conf;
+}
 
 export interface NginxOptions {
   /** The nginx.conf exactly as shipped (e.g. from the edge ConfigMap). */

@@ -23,7 +23,7 @@ import { type PgBouncerLaunch, startPgBouncer } from '../launcher/pgbouncer';
 import { type Endpoint, freePort, makeTempDir, removeDir, waitFor } from '../launcher/processes';
 import { type RedisClusterLaunch, startRedisCluster } from '../launcher/redis';
 import type { KubeObject } from '../../k8s/objects';
-import { type RunningNginx, startNginx } from '../nginx-runner';
+import { type RunningNginx, shippedNginxConf, startNginx } from '../nginx-runner';
 import type { ApiPod, DeploymentLike, PodWiring } from './api-pods';
 import { type PodMode, podRunner } from './pod-runner';
 import { type ApiContainer, apiKubeletPod, type EdgeContainer, EndpointsController, probesOf } from './controllers';
@@ -147,10 +147,7 @@ export async function startTwin(opts: TwinOptions): Promise<Twin> {
   const objects = synthObjects(config);
   const deployment = find(objects, 'Deployment', 'api') as unknown as DeploymentLike;
   const hpa = find(objects, 'HorizontalPodAutoscaler', 'api') as { spec?: { minReplicas?: number } };
-  const edgeConf = (find(objects, 'ConfigMap', 'edge-nginx-conf').data as Record<string, string> | undefined)?.[
-    'nginx.conf'
-  ];
-  if (!edgeConf) throw new Error("ConfigMap 'edge-nginx-conf' has no nginx.conf");
+  const edgeConf = shippedNginxConf(objects);
   const replicas = opts.apiReplicas ?? hpa.spec?.minReplicas ?? 1;
   step(`environment ${config.name}: ${objects.length} objects, ${replicas} API pods (HPA minimum)`);
 
